@@ -1,0 +1,64 @@
+"""Use case: a live stream of audit-trail events with replay from a cursor.
+
+Order of operations is what makes it gap-free: subscribe to live events FIRST (buffering them),
+then replay from storage, then drain live events. Anything committed during the replay is in the
+buffer; anything both replayed and buffered is dropped by id, so nothing is missed or repeated.
+Ids seen are remembered rather than compared with a high-water mark because concurrent
+transactions can commit events in a different order than their ids were allotted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from uuid import UUID
+
+from gateway.domain.records import MessageEvent
+from gateway.services.ports import Broker
+from persistence.queries import QueryRepository
+
+REPLAY_PAGE = 500
+
+
+class EventStream:
+    def __init__(self, queries: QueryRepository, broker: Broker) -> None:
+        self._queries = queries
+        self._broker = broker
+
+    async def stream(
+        self,
+        account_id: UUID,
+        *,
+        after: int | None,
+        conversation_id: UUID | None = None,
+        message_id: UUID | None = None,
+    ) -> AsyncIterator[MessageEvent]:
+        def wanted(event: MessageEvent) -> bool:
+            return (conversation_id is None or event.conversation_id == conversation_id) and (
+                message_id is None or event.message_id == message_id
+            )
+
+        async with self._broker.subscribe(account_id) as live:
+            seen: set[int] = set()
+            floor = after
+            if after is not None:
+                cursor = after
+                while True:
+                    page = await self._queries.events_after(
+                        account_id,
+                        cursor,
+                        conversation_id=conversation_id,
+                        message_id=message_id,
+                        limit=REPLAY_PAGE,
+                    )
+                    for event in page:
+                        seen.add(event.id)
+                        yield event
+                    if len(page) < REPLAY_PAGE:
+                        break
+                    cursor = page[-1].id
+            async for event in live:
+                if event.id in seen or (floor is not None and event.id <= floor):
+                    continue
+                if wanted(event):
+                    seen.add(event.id)
+                    yield event

@@ -1,0 +1,67 @@
+"""The narrow interfaces the services depend on; the composition root wires real backends."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Protocol
+from uuid import UUID
+
+from gateway.domain.channels import Channel
+from gateway.domain.records import Message, MessageEvent
+
+EventSubscription = AbstractAsyncContextManager[AsyncIterator[MessageEvent]]
+
+
+class Broker(Protocol):
+    """Work queue and event fan-out. In-process in embedded mode, Redis in production."""
+
+    async def enqueue(self, message_ids: Sequence[UUID]) -> None: ...
+
+    async def publish(self, events: Sequence[MessageEvent]) -> None: ...
+
+    def subscribe(
+        self, account_id: UUID
+    ) -> AbstractAsyncContextManager[AsyncIterator[MessageEvent]]:
+        """Live events of one account from the moment the context is entered."""
+        ...
+
+    async def ping(self) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderReceipt:
+    provider: str
+    provider_message_id: str
+
+
+class ProviderError(Exception):
+    """A provider refused or failed a send. Adapters decide which subclass applies."""
+
+    def __init__(self, code: str, description: str) -> None:
+        super().__init__(f"{code}: {description}")
+        self.code = code
+        self.description = description
+
+
+class TransientProviderError(ProviderError):
+    """Retrying later may succeed (timeouts, 5xx, 429). ``retry_after`` in seconds if known."""
+
+    def __init__(self, code: str, description: str, retry_after: float | None = None) -> None:
+        super().__init__(code, description)
+        self.retry_after = retry_after
+
+
+class PermanentProviderError(ProviderError):
+    """Retrying cannot help (invalid recipient, rejected content)."""
+
+
+class Provider(Protocol):
+    name: str
+
+    async def send(self, message: Message) -> ProviderReceipt: ...
+
+
+class ProviderRegistry(Protocol):
+    def for_channel(self, channel: Channel) -> Provider: ...

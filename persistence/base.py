@@ -1,0 +1,65 @@
+"""What every repository shares: the engine, dialect-specific upserts, event inserts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from gateway.domain.records import Message, MessageEvent
+from gateway.domain.statuses import MessageStatus
+from persistence.rows import EVENTS
+
+
+class Repository:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+
+    def upsert(self, table: Table) -> Any:
+        """An INSERT that understands ON CONFLICT on both supported databases."""
+        if self.dialect == "postgresql":
+            return pg_insert(table)
+        return sqlite_insert(table)
+
+
+def event_row(
+    message: Message, status: MessageStatus, kind: str, detail: dict[str, Any] | None, at: datetime
+) -> dict[str, Any]:
+    """Column values of one audit-trail entry for ``message``."""
+    return {
+        "account_id": message.account_id,
+        "message_id": message.id,
+        "conversation_id": message.conversation_id,
+        "status": status.value,
+        "kind": kind,
+        "detail": detail,
+        "occurred_at": at,
+    }
+
+
+async def insert_events(conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[MessageEvent]:
+    """Insert audit-trail entries and return them with their cursor ids, in input order."""
+    if not rows:
+        return []
+    result = await conn.execute(
+        EVENTS.insert().returning(EVENTS.c.id, sort_by_parameter_order=True), rows
+    )
+    ids = [r[0] for r in result]
+    return [
+        MessageEvent(
+            id=event_id,
+            account_id=row["account_id"],
+            message_id=row["message_id"],
+            conversation_id=row["conversation_id"],
+            status=MessageStatus(row["status"]),
+            kind=row["kind"],
+            detail=row["detail"],
+            occurred_at=row["occurred_at"],
+        )
+        for event_id, row in zip(ids, rows, strict=True)
+    ]

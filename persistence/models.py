@@ -1,0 +1,159 @@
+"""SQLAlchemy models: the schema the Alembic migrations must match (a test checks the drift)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import (
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from persistence.types import BigIntPK, JSONType, UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ADDRESS = 320  # longest valid e-mail address; E.164 numbers fit easily
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class AccountRow(Base):
+    __tablename__ = "accounts"
+
+    id: Mapped[UUID] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ApiKeyRow(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[UUID] = mapped_column(primary_key=True)
+    account_id: Mapped[UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index(None, "account_id"),)
+
+
+class ConversationRow(Base):
+    __tablename__ = "conversations"
+
+    id: Mapped[UUID] = mapped_column(primary_key=True)
+    account_id: Mapped[UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    participant_a: Mapped[str] = mapped_column(String(ADDRESS))
+    participant_b: Mapped[str] = mapped_column(String(ADDRESS))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_message_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        # The unordered pair per account: participant_a < participant_b always. Creation races
+        # resolve through this constraint (INSERT ... ON CONFLICT DO NOTHING).
+        UniqueConstraint("account_id", "participant_a", "participant_b"),
+        # "Most recently active first" listing, keyset on (last_message_at, id).
+        Index(None, "account_id", "last_message_at", "id"),
+        # participant filter; participant_a is covered by the unique constraint's prefix.
+        Index(None, "account_id", "participant_b"),
+    )
+
+
+class MessageRow(Base):
+    __tablename__ = "messages"
+
+    id: Mapped[UUID] = mapped_column(primary_key=True)
+    account_id: Mapped[UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    conversation_id: Mapped[UUID] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE")
+    )
+    channel: Mapped[str] = mapped_column(String(8))
+    direction: Mapped[str] = mapped_column(String(8))
+    sender: Mapped[str] = mapped_column(String(ADDRESS))
+    recipient: Mapped[str] = mapped_column(String(ADDRESS))
+    body: Mapped[str | None] = mapped_column(Text)
+    attachments: Mapped[list[str]] = mapped_column(JSONType)
+    status: Mapped[str] = mapped_column(String(12))
+    provider: Mapped[str | None] = mapped_column(String(32))
+    provider_message_id: Mapped[str | None] = mapped_column(String(128))
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    segments: Mapped[int | None] = mapped_column(Integer)
+    encoding: Mapped[str | None] = mapped_column(String(8))
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_description: Mapped[str | None] = mapped_column(Text)
+    error_permanent: Mapped[bool | None] = mapped_column(Boolean)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    send_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        # Conversation timeline; ids are time-ordered UUIDv7, so (conversation_id, id) is the
+        # keyset order.
+        Index(None, "conversation_id", "id"),
+        # Provider callbacks find their message by the provider's id.
+        Index(None, "provider_message_id"),
+        # The sweeper and scheduler look for due work by status and time.
+        Index(None, "status", "next_attempt_at"),
+        Index(None, "account_id", "status", "updated_at"),
+    )
+
+
+class IdempotencyKeyRow(Base):
+    __tablename__ = "idempotency_keys"
+
+    account_id: Mapped[UUID] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    # Deferred: the key is claimed before its message row is written, in the same transaction.
+    message_id: Mapped[UUID] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE", deferrable=True, initially="DEFERRED")
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index(None, "created_at"), Index(None, "message_id"))
+
+
+class MessageEventRow(Base):
+    __tablename__ = "message_events"
+
+    # Monotonic: the event cursor of the subscription replay.
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    account_id: Mapped[UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    message_id: Mapped[UUID] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
+    conversation_id: Mapped[UUID] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE")
+    )
+    status: Mapped[str] = mapped_column(String(12))
+    kind: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        Index(None, "account_id", "id"),
+        Index(None, "message_id", "id"),
+        Index(None, "conversation_id", "id"),
+    )

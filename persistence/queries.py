@@ -1,0 +1,180 @@
+"""Read side: lookups by id (batched for DataLoaders) and keyset pages.
+
+Every lookup that starts from a client-supplied id is scoped to the caller's account, so an
+id of another account answers exactly like an id that does not exist.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Generic, TypeVar
+from uuid import UUID
+
+from sqlalchemy import func, or_, select, tuple_
+
+from gateway.domain.records import Conversation, Message, MessageEvent
+from gateway.domain.statuses import MessageStatus
+from persistence.base import Repository
+from persistence.rows import (
+    CONVERSATIONS,
+    EVENTS,
+    MESSAGES,
+    conversation_from_row,
+    event_from_row,
+    message_from_row,
+)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    has_next: bool
+    has_previous: bool
+
+
+class QueryRepository(Repository):
+    async def messages(self, account_id: UUID, ids: Sequence[UUID]) -> dict[UUID, Message]:
+        if not ids:
+            return {}
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(MESSAGES).where(MESSAGES.c.account_id == account_id, MESSAGES.c.id.in_(ids))
+            )
+        return {m.id: m for m in map(message_from_row, rows)}
+
+    async def conversations(
+        self, account_id: UUID, ids: Sequence[UUID]
+    ) -> dict[UUID, Conversation]:
+        if not ids:
+            return {}
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(CONVERSATIONS).where(
+                    CONVERSATIONS.c.account_id == account_id, CONVERSATIONS.c.id.in_(ids)
+                )
+            )
+        return {c.id: c for c in map(conversation_from_row, rows)}
+
+    async def message_counts(self, conversation_ids: Sequence[UUID]) -> dict[UUID, int]:
+        # Derived, not stored: a stored counter would make every send update one hot row.
+        if not conversation_ids:
+            return {}
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(MESSAGES.c.conversation_id, func.count())
+                .where(MESSAGES.c.conversation_id.in_(conversation_ids))
+                .group_by(MESSAGES.c.conversation_id)
+            )
+        return {r[0]: r[1] for r in rows}
+
+    async def events_of_messages(
+        self, message_ids: Sequence[UUID]
+    ) -> dict[UUID, list[MessageEvent]]:
+        result: dict[UUID, list[MessageEvent]] = defaultdict(list)
+        if not message_ids:
+            return result
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(EVENTS).where(EVENTS.c.message_id.in_(message_ids)).order_by(EVENTS.c.id)
+            )
+        for event in map(event_from_row, rows):
+            result[event.message_id].append(event)
+        return result
+
+    async def conversations_page(
+        self,
+        account_id: UUID,
+        *,
+        first: int,
+        after: tuple[datetime, UUID] | None,
+        participant: str | None,
+    ) -> Page[Conversation]:
+        c = CONVERSATIONS.c
+        query = select(CONVERSATIONS).where(c.account_id == account_id)
+        if participant is not None:
+            query = query.where(or_(c.participant_a == participant, c.participant_b == participant))
+        if after is not None:
+            query = query.where(tuple_(c.last_message_at, c.id) < tuple_(*after))
+        query = query.order_by(c.last_message_at.desc(), c.id.desc()).limit(first + 1)
+        async with self.engine.connect() as conn:
+            items = [conversation_from_row(r) for r in await conn.execute(query)]
+        return Page(items[:first], len(items) > first, after is not None)
+
+    async def messages_page(
+        self,
+        account_id: UUID,
+        conversation_id: UUID,
+        *,
+        first: int | None,
+        after: UUID | None,
+        last: int | None,
+        before: UUID | None,
+    ) -> Page[Message]:
+        """Oldest first. ``last``/``before`` page backwards from the end (or from ``before``)."""
+        m = MESSAGES.c
+        query = select(MESSAGES).where(
+            m.account_id == account_id, m.conversation_id == conversation_id
+        )
+        if after is not None:
+            query = query.where(m.id > after)
+        if before is not None:
+            query = query.where(m.id < before)
+        backwards = last is not None and first is None
+        size = (last if backwards else first) or 0
+        order = m.id.desc() if backwards else m.id.asc()
+        async with self.engine.connect() as conn:
+            rows = [
+                message_from_row(r)
+                for r in await conn.execute(query.order_by(order).limit(size + 1))
+            ]
+        more = len(rows) > size
+        rows = rows[:size]
+        if backwards:
+            rows.reverse()
+            return Page(rows, has_next=before is not None, has_previous=more)
+        return Page(rows, has_next=more, has_previous=after is not None)
+
+    async def dead_letters_page(
+        self, account_id: UUID, *, first: int, after: tuple[datetime, UUID] | None
+    ) -> Page[Message]:
+        m = MESSAGES.c
+        query = select(MESSAGES).where(
+            m.account_id == account_id, m.status == MessageStatus.FAILED.value
+        )
+        if after is not None:
+            query = query.where(tuple_(m.updated_at, m.id) < tuple_(*after))
+        query = query.order_by(m.updated_at.desc(), m.id.desc()).limit(first + 1)
+        async with self.engine.connect() as conn:
+            items = [message_from_row(r) for r in await conn.execute(query)]
+        return Page(items[:first], len(items) > first, after is not None)
+
+    async def events_after(
+        self,
+        account_id: UUID,
+        after: int,
+        *,
+        conversation_id: UUID | None = None,
+        message_id: UUID | None = None,
+        limit: int = 500,
+    ) -> list[MessageEvent]:
+        e = EVENTS.c
+        query = select(EVENTS).where(e.account_id == account_id, e.id > after)
+        if conversation_id is not None:
+            query = query.where(e.conversation_id == conversation_id)
+        if message_id is not None:
+            query = query.where(e.message_id == message_id)
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(query.order_by(e.id).limit(limit))
+        return [event_from_row(r) for r in rows]
+
+    async def status_counts(self) -> dict[str, int]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(MESSAGES.c.status, func.count()).group_by(MESSAGES.c.status)
+            )
+        return {r[0]: r[1] for r in rows}

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The whole test command, from a fresh Debian machine (as root, or a user with sudo):
+#   1. apt-install PostgreSQL server + redis-server (+ python3-venv) if missing,
+#   2. create/refresh .venv,
+#   3. ruff check, ruff format --check, mypy, then pytest "$@".
+# Stops at the first failure; exits with pytest's status and pytest's summary line is the
+# last thing printed (pytest is exec'd last). The tests start their own throwaway servers on
+# free random ports (tests/servers.py), so no system service or default port is used.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# shellcheck source=scripts/venv.sh
+source scripts/venv.sh
+
+have_postgres() {
+    compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null
+}
+
+have_redis() {
+    command -v redis-server >/dev/null 2>&1 || [[ -x /usr/bin/redis-server ]]
+}
+
+packages=()
+if ! have_postgres || ! have_redis; then
+    packages+=(postgresql redis-server)
+fi
+# shellcheck disable=SC2207
+packages+=($(venv_apt_packages))
+if ((${#packages[@]} > 0)); then
+    echo "installing system packages: ${packages[*]}" >&2
+    apt_install "${packages[@]}"
+fi
+have_postgres || venv_die "PostgreSQL server binaries still missing (/usr/lib/postgresql/*/bin)"
+have_redis || venv_die "redis-server still missing"
+
+ensure_venv
+
+bin=.venv/bin
+"$bin/ruff" check .
+"$bin/ruff" format --check .
+"$bin/mypy"
+exec "$bin/pytest" "$@"

@@ -1,0 +1,32 @@
+"""Hands due work to the broker: scheduled messages whose time came, retries that are due,
+and anything accepted whose enqueue was lost (the process died between commit and enqueue)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import structlog
+
+from gateway.services.clock import utcnow
+from gateway.services.ports import Broker
+from persistence.lifecycle import LifecycleRepository
+
+log = structlog.get_logger(__name__)
+
+
+class Sweeper:
+    def __init__(self, lifecycle: LifecycleRepository, broker: Broker, grace: float) -> None:
+        self._lifecycle = lifecycle
+        self._broker = broker
+        # Messages younger than this are still on their normal way to the broker.
+        self._grace = timedelta(seconds=grace)
+
+    async def sweep_once(self) -> int:
+        now = utcnow()
+        promoted = await self._lifecycle.promote_scheduled(now)
+        if promoted:
+            await self._broker.publish([c.event for c in promoted])
+        due = await self._lifecycle.due_ids(now - self._grace)
+        if due:
+            await self._broker.enqueue(due)
+        return len(due)
