@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     @property
     def embedded(self) -> bool:
         """True when neither an external database nor an external broker is configured."""
-        return self.redis_url is None
+        return self.database_url is None and self.redis_url is None
 
     @cached_property
     def effective_database_url(self) -> str:

@@ -1,0 +1,141 @@
+"""The Starlette application: GraphQL (HTTP + websockets), health, readiness and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+
+from gateway.container import Container
+from gateway.devkey import ensure_dev_key
+from gateway.graphiql import graphiql_html
+from gateway.migrations import upgrade_to_head
+from gateway.observability import (
+    MetricsMiddleware,
+    RequestIdMiddleware,
+    metrics_endpoint,
+    set_status_counts_provider,
+)
+from gateway.services.auth import bearer_token
+from gateway.settings import Settings
+from schema.build import create_schema
+from schema.context import Context
+
+log = structlog.get_logger(__name__)
+
+
+class GatewayGraphQL(GraphQL[Context, None]):
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(
+            create_schema(introspection=settings.introspection),
+            graphql_ide="graphiql" if settings.graphiql else None,
+            allow_queries_via_get=True,
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+            connection_init_wait_timeout=timedelta(seconds=10),
+            max_subscriptions_per_connection=100,
+        )
+
+    async def get_context(
+        self, request: Request | WebSocket, response: Response | WebSocket
+    ) -> Context:
+        container: Container = request.app.state.container
+        context = Context(request=request, response=response, container=container)
+        if isinstance(request, Request):
+            token = bearer_token(request.headers.get("authorization"))
+            account = await container.api_keys.authenticate(token)
+            if account is not None:
+                context.authenticate(account, cache=True)
+        return context
+
+    async def on_ws_connect(self, context: Context) -> dict[str, object] | None:
+        params = context.connection_params or {}
+        raw = params.get("authorization") or params.get("Authorization")
+        token = bearer_token(raw) if isinstance(raw, str) else None
+        account = await context.container.api_keys.authenticate(token)
+        if account is None:
+            raise ConnectionRejectionError({"code": "UNAUTHENTICATED"})
+        # The context lives as long as the socket: loaders batch but must not cache.
+        context.authenticate(account, cache=False)
+        return None
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        return HTMLResponse(graphiql_html(request.app.state.dev_key))
+
+
+async def health(_: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def ready(request: Request) -> Response:
+    container: Container = request.app.state.container
+    checks: dict[str, str] = {}
+    try:
+        async with asyncio.timeout(2):
+            async with container.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"unavailable: {type(exc).__name__}"
+    try:
+        async with asyncio.timeout(2):
+            ok = await container.broker.ping()
+        checks["broker"] = "ok" if ok else "unavailable"
+    except Exception as exc:
+        checks["broker"] = f"unavailable: {type(exc).__name__}"
+    healthy = all(v == "ok" for v in checks.values())
+    return JSONResponse(
+        {"status": "ready" if healthy else "unavailable", "checks": checks},
+        status_code=200 if healthy else 503,
+    )
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        if settings.is_sqlite:
+            # Embedded default: the newcomer never runs `migrate` by hand.
+            await upgrade_to_head(settings)
+        container = Container.build(settings)
+        app.state.container = container
+        app.state.dev_key = await ensure_dev_key(container) if settings.embedded else None
+        set_status_counts_provider(container.queries.status_counts)
+        await container.start()
+        log.info(
+            "gateway_started",
+            database="sqlite" if settings.is_sqlite else "postgresql",
+            broker="memory" if settings.redis_url is None else "redis",
+            embedded_worker=container.worker is not None,
+        )
+        try:
+            yield {}
+        finally:
+            await container.close()
+
+    graphql = GatewayGraphQL(settings)
+    return Starlette(
+        routes=[
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
+            Route("/health", health),
+            Route("/ready", ready),
+            Route("/metrics", metrics_endpoint),
+        ],
+        middleware=[Middleware(RequestIdMiddleware), Middleware(MetricsMiddleware)],
+        lifespan=lifespan,
+    )

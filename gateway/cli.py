@@ -1,0 +1,116 @@
+"""The ``messaging-gateway`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from gateway.settings import Settings
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from gateway.app import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_config=None,
+        proxy_headers=False,
+        ws_ping_interval=20,
+        ws_ping_timeout=20,
+        lifespan="on",
+    )
+    return 0
+
+
+def _worker(_: argparse.Namespace, settings: Settings) -> int:
+    if settings.redis_url is None:
+        print(
+            "messaging-gateway worker needs REDIS_URL: without it the delivery worker runs "
+            "inside `messaging-gateway serve`.",
+            file=sys.stderr,
+        )
+        return 2
+    from workers.main import run_worker
+
+    return asyncio.run(run_worker(settings))
+
+
+def _migrate(_: argparse.Namespace, settings: Settings) -> int:
+    from gateway.migrations import upgrade_to_head
+
+    asyncio.run(upgrade_to_head(settings))
+    print("database schema is at head")
+    return 0
+
+
+async def _with_container(settings: Settings, action: str, args: argparse.Namespace) -> int:
+    from gateway.container import Container
+    from gateway.migrations import upgrade_to_head
+    from gateway.services.clock import utcnow
+
+    if settings.is_sqlite:
+        await upgrade_to_head(settings)
+    container = Container.build(settings)
+    try:
+        if action == "create":
+            account, key = await container.api_keys.create(args.account)
+            print(f"API key for account '{account.name}' (shown once, store it now):")
+            print(key)
+        elif action == "list":
+            keys = await container.accounts.list_keys()
+            print(f"{'PREFIX':<14} {'ACCOUNT':<24} {'CREATED':<26} REVOKED")
+            for k in keys:
+                revoked = k.revoked_at.isoformat() if k.revoked_at else "-"
+                print(f"{k.prefix:<14} {k.account:<24} {k.created_at.isoformat():<26} {revoked}")
+        elif action == "revoke":
+            if not await container.accounts.revoke_key(args.prefix, utcnow()):
+                print(f"no active key with prefix {args.prefix!r}", file=sys.stderr)
+                return 1
+            print(f"revoked {args.prefix}")
+    finally:
+        await container.engine.dispose()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="messaging-gateway", description="GraphQL messaging gateway (SMS, MMS, e-mail)."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the API (and, in embedded mode, the worker)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    sub.add_parser("worker", help="run a delivery worker (needs REDIS_URL)")
+    sub.add_parser("migrate", help="upgrade the database schema to the latest migration")
+    create = sub.add_parser("create-api-key", help="create an API key (printed once)")
+    create.add_argument("--account", required=True, help="account name (created if new)")
+    sub.add_parser("list-api-keys", help="list API keys (prefix only)")
+    revoke = sub.add_parser("revoke-api-key", help="revoke the API key with this prefix")
+    revoke.add_argument("prefix")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings()
+    from gateway.observability import configure_logging
+
+    configure_logging(level=settings.log_level, json=settings.log_json)
+    if args.command == "serve":
+        return _serve(args, settings)
+    if args.command == "worker":
+        return _worker(args, settings)
+    if args.command == "migrate":
+        return _migrate(args, settings)
+    action = {"create-api-key": "create", "list-api-keys": "list", "revoke-api-key": "revoke"}
+    return asyncio.run(_with_container(settings, action[args.command], args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,75 @@
+"""Address normalization: one canonical spelling per phone number or mailbox.
+
+Canonical forms matter beyond validation: they are conversation keys and part of the
+idempotency fingerprint, so two spellings of one address must never diverge.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from urllib.parse import urlsplit
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+
+_PHONE_MAX_INPUT = 64
+_URL_MAX = 2048
+_E164 = re.compile(r"\+[1-9][0-9]{1,14}")
+
+
+class AddressError(ValueError):
+    """An address that cannot be used; ``str(error)`` is meant for the API caller."""
+
+
+def normalize_phone(raw: str, default_region: str = "US") -> str:
+    if not isinstance(raw, str):
+        raise AddressError("phone number must be text")
+    text = raw.strip()
+    if not text:
+        raise AddressError("phone number is empty")
+    if len(text) > _PHONE_MAX_INPUT:
+        raise AddressError(f"phone number is longer than {_PHONE_MAX_INPUT} characters")
+    try:
+        number = phonenumbers.parse(text, default_region)
+    except phonenumbers.NumberParseException:
+        raise AddressError("not a valid phone number") from None
+    if not phonenumbers.is_valid_number(number):
+        raise AddressError("not a valid phone number")
+    # E.164 has no room for an extension; silently dropping it would reach the wrong person.
+    if number.extension:
+        raise AddressError("phone number extensions are not supported")
+    e164: str = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    if not _E164.fullmatch(e164):
+        raise AddressError("not a valid phone number")
+    return e164
+
+
+def normalize_email(raw: str) -> str:
+    if not isinstance(raw, str):
+        raise AddressError("e-mail address must be text")
+    try:
+        validated = validate_email(raw.strip(), check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise AddressError(str(exc)) from None
+    # The library keeps the local part's case (RFC 5321 allows case-sensitive mailboxes), but
+    # the API contract is lower-cased addresses so that case variants share one conversation.
+    return validated.normalized.lower()
+
+
+def is_http_url(raw: str) -> bool:
+    if not isinstance(raw, str) or not raw or len(raw) > _URL_MAX:
+        return False
+    # urlsplit silently drops tabs and newlines, so such a URL would not be the one we checked.
+    if any(ch.isspace() or unicodedata.category(ch) in ("Cc", "Cs") for ch in raw):
+        return False
+    try:
+        parts = urlsplit(raw)
+        _ = parts.port
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+
+
+def conversation_key(a: str, b: str) -> tuple[str, str]:
+    return (a, b) if a <= b else (b, a)

@@ -1,0 +1,87 @@
+"""Message lifecycle: which status changes are legal, and on which path.
+
+Provider callbacks arrive late, duplicated and out of order, so the normal flow only ever
+moves forward in rank; the two ways back to QUEUED are explicit, separate operations.
+"""
+
+from __future__ import annotations
+
+import enum
+from types import MappingProxyType
+
+
+class MessageStatus(enum.StrEnum):
+    SCHEDULED = "SCHEDULED"
+    QUEUED = "QUEUED"
+    SENDING = "SENDING"
+    SENT = "SENT"
+    DELIVERED = "DELIVERED"
+    UNDELIVERED = "UNDELIVERED"
+    FAILED = "FAILED"
+    CANCELED = "CANCELED"
+    RECEIVED = "RECEIVED"
+
+
+TERMINAL: frozenset[MessageStatus] = frozenset(
+    {
+        MessageStatus.DELIVERED,
+        MessageStatus.UNDELIVERED,
+        MessageStatus.FAILED,
+        MessageStatus.CANCELED,
+        MessageStatus.RECEIVED,
+    }
+)
+
+_RANK = MappingProxyType(
+    {
+        MessageStatus.SCHEDULED: 0,
+        MessageStatus.QUEUED: 1,
+        MessageStatus.SENDING: 2,
+        MessageStatus.SENT: 3,
+        **{status: 4 for status in TERMINAL},
+    }
+)
+
+# Deliberately narrower than "any higher rank": e.g. QUEUED -> SENT would mean a provider
+# reported on a message we never handed to it, which is a bug worth refusing.
+_FORWARD: MappingProxyType[MessageStatus, frozenset[MessageStatus]] = MappingProxyType(
+    {
+        MessageStatus.SCHEDULED: frozenset({MessageStatus.QUEUED, MessageStatus.CANCELED}),
+        MessageStatus.QUEUED: frozenset(
+            {MessageStatus.SENDING, MessageStatus.CANCELED, MessageStatus.FAILED}
+        ),
+        MessageStatus.SENDING: frozenset(
+            {
+                MessageStatus.SENT,
+                MessageStatus.DELIVERED,
+                MessageStatus.UNDELIVERED,
+                MessageStatus.FAILED,
+            }
+        ),
+        # DELIVERED may overtake SENT, so SENT is not required before a final outcome.
+        MessageStatus.SENT: frozenset(
+            {MessageStatus.DELIVERED, MessageStatus.UNDELIVERED, MessageStatus.FAILED}
+        ),
+    }
+)
+
+
+def rank(status: MessageStatus) -> int:
+    return _RANK[status]
+
+
+def can_advance(current: MessageStatus, new: MessageStatus) -> bool:
+    return new in _FORWARD.get(current, frozenset())
+
+
+def can_requeue(current: MessageStatus) -> bool:
+    # Only a send attempt that hit a transient error goes back; anything later has left our hands.
+    return current == MessageStatus.SENDING
+
+
+def can_retry(current: MessageStatus) -> bool:
+    return current == MessageStatus.FAILED
+
+
+def can_cancel(current: MessageStatus) -> bool:
+    return current in (MessageStatus.SCHEDULED, MessageStatus.QUEUED)

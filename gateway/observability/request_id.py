@@ -1,0 +1,96 @@
+"""Request id propagation: a pure-ASGI middleware plus a context accessor.
+
+Every HTTP request and WebSocket connection gets an id, taken from a sane incoming
+``X-Request-ID`` header or freshly generated. The id is stored in
+``scope["state"]["request_id"]`` (so ``request.state.request_id`` works), bound into
+structlog's contextvars for the lifetime of the request, and echoed as an
+``X-Request-ID`` response header (on the WebSocket handshake too).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from contextvars import ContextVar, Token
+from typing import Any, Final
+
+import structlog
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+REQUEST_ID_HEADER: Final = "X-Request-ID"
+REQUEST_ID_LOG_KEY: Final = "request_id"
+
+_HEADER_KEY: Final = REQUEST_ID_HEADER.lower().encode("latin-1")
+_SANE_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+_current_request_id: ContextVar[str | None] = ContextVar("gateway_request_id", default=None)
+
+
+def current_request_id() -> str | None:
+    """The id of the request (or WebSocket connection) being handled, if any."""
+    return _current_request_id.get()
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def is_sane_request_id(value: str) -> bool:
+    """At most 128 characters of ``[A-Za-z0-9._-]``: safe to log and to echo back."""
+    return _SANE_ID.fullmatch(value) is not None
+
+
+def _incoming_request_id(scope: Scope) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == _HEADER_KEY:
+            candidate = value.decode("latin-1")
+            return candidate if is_sane_request_id(candidate) else None
+    return None
+
+
+class RequestIdMiddleware:
+    """Assign a request id to each ``http`` / ``websocket`` scope; pass others through."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+
+        request_id = _incoming_request_id(scope) or new_request_id()
+        state = scope.get("state")
+        if state is None:
+            state = scope["state"] = {}
+        state[REQUEST_ID_LOG_KEY] = request_id
+
+        header_message = "http.response.start" if scope["type"] == "http" else "websocket.accept"
+
+        async def send_with_request_id(message: Message) -> None:
+            if message["type"] == header_message:
+                headers = MutableHeaders(raw=list(message.get("headers", ())))
+                headers[REQUEST_ID_HEADER] = request_id
+                message = {**message, "headers": headers.raw}
+            await send(message)
+
+        var_token = _current_request_id.set(request_id)
+        log_tokens = structlog.contextvars.bind_contextvars(**{REQUEST_ID_LOG_KEY: request_id})
+        try:
+            await self.app(scope, receive, send_with_request_id)
+        finally:
+            _reset(var_token, log_tokens)
+
+
+def _reset(var_token: Token[str | None], log_tokens: Mapping[str, Token[Any]]) -> None:
+    """Restore the previous context; fall back to clearing if the tokens cannot be used."""
+    try:
+        _current_request_id.reset(var_token)
+    except ValueError:  # token created in another Context
+        _current_request_id.set(None)
+    try:
+        structlog.contextvars.reset_contextvars(**log_tokens)
+    except ValueError:
+        structlog.contextvars.unbind_contextvars(REQUEST_ID_LOG_KEY)

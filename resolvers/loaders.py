@@ -1,0 +1,45 @@
+"""DataLoaders: one query per kind of lookup per tick, however many fields ask."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from uuid import UUID
+
+from strawberry.dataloader import DataLoader
+
+from gateway.domain.records import Conversation, Message, MessageEvent
+from persistence.queries import QueryRepository
+
+
+class Loaders:
+    """Per-request loaders scoped to one account.
+
+    Over a websocket the context lives as long as the connection, so there the loaders batch
+    but do not cache: a subscription must see each message as it is now, not as first loaded.
+    """
+
+    def __init__(self, queries: QueryRepository, account_id: UUID, *, cache: bool = True) -> None:
+        self._queries = queries
+        self._account_id = account_id
+        self.message: DataLoader[UUID, Message | None] = DataLoader(self._messages, cache=cache)
+        self.conversation: DataLoader[UUID, Conversation | None] = DataLoader(
+            self._conversations, cache=cache
+        )
+        self.message_count: DataLoader[UUID, int] = DataLoader(self._counts, cache=cache)
+        self.events: DataLoader[UUID, list[MessageEvent]] = DataLoader(self._events, cache=cache)
+
+    async def _messages(self, ids: Sequence[UUID]) -> list[Message | None]:
+        found = await self._queries.messages(self._account_id, list(ids))
+        return [found.get(i) for i in ids]
+
+    async def _conversations(self, ids: Sequence[UUID]) -> list[Conversation | None]:
+        found = await self._queries.conversations(self._account_id, list(ids))
+        return [found.get(i) for i in ids]
+
+    async def _counts(self, ids: Sequence[UUID]) -> list[int]:
+        found = await self._queries.message_counts(list(ids))
+        return [found.get(i, 0) for i in ids]
+
+    async def _events(self, ids: Sequence[UUID]) -> list[list[MessageEvent]]:
+        found = await self._queries.events_of_messages(list(ids))
+        return [found.get(i, []) for i in ids]

@@ -1,0 +1,82 @@
+"""Root mutation fields: translate service outcomes into the contract's result unions."""
+
+from __future__ import annotations
+
+import strawberry
+
+from gateway.services.operator import Changed, OperatorOutcome, Refused
+from gateway.services.sending import Invalid, SendOutcome
+from persistence.accept import Accepted
+from resolvers.errors import bad_input
+from resolvers.inputs import to_send_request
+from schema.context import context_of
+from schema.ids import decode_uuid
+from schema.results import (
+    CancelMessageResult,
+    FieldProblem,
+    IdempotencyConflict,
+    InvalidInput,
+    MessageAccepted,
+    NotCancelable,
+    NotFound,
+    RetryMessageResult,
+    SendMessageInput,
+    SendMessageResult,
+)
+from schema.types import Message
+
+
+def _result(outcome: SendOutcome) -> SendMessageResult:
+    if isinstance(outcome, Accepted):
+        return MessageAccepted(
+            message=Message.from_record(outcome.message), replayed=outcome.replayed
+        )
+    if isinstance(outcome, Invalid):
+        return InvalidInput(
+            problems=[FieldProblem(field=p.field, problem=p.problem) for p in outcome.problems]
+        )
+    original = Message.from_record(outcome.original) if outcome.original else None
+    return IdempotencyConflict(reason=outcome.reason, original=original)
+
+
+async def send_message(info: strawberry.Info, input: SendMessageInput) -> SendMessageResult:
+    context, account, _ = context_of(info)
+    [outcome] = await context.container.sending.send(account.id, [to_send_request(input)])
+    return _result(outcome)
+
+
+async def send_messages(
+    info: strawberry.Info, inputs: list[SendMessageInput]
+) -> list[SendMessageResult]:
+    context, account, _ = context_of(info)
+    limit = context.container.settings.max_batch_size
+    if len(inputs) > limit:
+        raise bad_input(f"sendMessages takes at most {limit} inputs, got {len(inputs)}")
+    outcomes = await context.container.sending.send(
+        account.id, [to_send_request(i) for i in inputs]
+    )
+    return [_result(o) for o in outcomes]
+
+
+def _operator_result(id: strawberry.ID, outcome: OperatorOutcome) -> CancelMessageResult:
+    if isinstance(outcome, Changed):
+        return MessageAccepted(message=Message.from_record(outcome.message), replayed=False)
+    if isinstance(outcome, Refused):
+        return NotCancelable(current=Message.from_record(outcome.current))
+    return NotFound(id=id)
+
+
+async def cancel_message(info: strawberry.Info, id: strawberry.ID) -> CancelMessageResult:
+    context, account, _ = context_of(info)
+    message_id = decode_uuid(id, "Message")
+    if message_id is None:
+        return NotFound(id=id)
+    return _operator_result(id, await context.container.operator.cancel(account.id, message_id))
+
+
+async def retry_message(info: strawberry.Info, id: strawberry.ID) -> RetryMessageResult:
+    context, account, _ = context_of(info)
+    message_id = decode_uuid(id, "Message")
+    if message_id is None:
+        return NotFound(id=id)
+    return _operator_result(id, await context.container.operator.retry(account.id, message_id))

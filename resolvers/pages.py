@@ -1,0 +1,139 @@
+"""Keyset-paginated lists: conversations, a conversation's messages, dead letters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+
+from gateway.domain.addresses import AddressError, normalize_email, normalize_phone
+from gateway.domain.records import Conversation as ConversationRecord
+from resolvers.errors import bad_input, check_page_size
+from schema.context import context_of
+from schema.ids import (
+    InvalidCursor,
+    decode_id_cursor,
+    decode_time_cursor,
+    encode_id_cursor,
+    encode_time_cursor,
+)
+from schema.types import (
+    Conversation,
+    ConversationConnection,
+    ConversationEdge,
+    Message,
+    MessageConnection,
+    MessageEdge,
+    PageInfo,
+)
+
+DEFAULT_PAGE = 50
+
+
+def _page_info(cursors: list[str], has_next: bool, has_previous: bool) -> PageInfo:
+    return PageInfo(
+        has_next_page=has_next,
+        has_previous_page=has_previous,
+        start_cursor=cursors[0] if cursors else None,
+        end_cursor=cursors[-1] if cursors else None,
+    )
+
+
+async def conversation_messages(
+    info: strawberry.Info,
+    conversation: ConversationRecord,
+    first: int | None,
+    after: str | None,
+    last: int | None,
+    before: str | None,
+) -> MessageConnection:
+    context, account, _ = context_of(info)
+    check_page_size("first", first)
+    check_page_size("last", last)
+    if first is not None and last is not None:
+        raise bad_input("pass either `first` or `last`, not both")
+    try:
+        after_id = decode_id_cursor("m", after) if after is not None else None
+        before_id = decode_id_cursor("m", before) if before is not None else None
+    except InvalidCursor as exc:
+        raise bad_input(f"invalid cursor: {exc}") from exc
+    if first is None and last is None:
+        first = DEFAULT_PAGE
+    page = await context.container.queries.messages_page(
+        account.id, conversation.id, first=first, after=after_id, last=last, before=before_id
+    )
+    edges = [
+        MessageEdge(cursor=encode_id_cursor("m", m.id), node=Message.from_record(m))
+        for m in page.items
+    ]
+    return MessageConnection(
+        edges=edges,
+        page_info=_page_info([e.cursor for e in edges], page.has_next, page.has_previous),
+    )
+
+
+def _time_cursor(tag: str, cursor: str | None) -> Any:
+    if cursor is None:
+        return None
+    try:
+        return decode_time_cursor(tag, cursor)
+    except InvalidCursor as exc:
+        raise bad_input(f"invalid cursor: {exc}") from exc
+
+
+async def conversations(
+    info: strawberry.Info,
+    first: int | None = None,
+    after: str | None = None,
+    participant: str | None = None,
+) -> ConversationConnection:
+    context, account, _ = context_of(info)
+    check_page_size("first", first)
+    size = DEFAULT_PAGE if first is None else first
+    normalized = None
+    if participant is not None:
+        normalized = normalize_participant(
+            participant, context.container.settings.default_phone_region
+        )
+    page = await context.container.queries.conversations_page(
+        account.id, first=size, after=_time_cursor("c", after), participant=normalized
+    )
+    edges = [
+        ConversationEdge(
+            cursor=encode_time_cursor("c", c.last_message_at or c.created_at, c.id),
+            node=Conversation.from_record(c),
+        )
+        for c in page.items
+    ]
+    return ConversationConnection(
+        edges=edges,
+        page_info=_page_info([e.cursor for e in edges], page.has_next, page.has_previous),
+    )
+
+
+async def dead_letters(
+    info: strawberry.Info, first: int | None = None, after: str | None = None
+) -> MessageConnection:
+    context, account, _ = context_of(info)
+    check_page_size("first", first)
+    size = DEFAULT_PAGE if first is None else first
+    page = await context.container.queries.dead_letters_page(
+        account.id, first=size, after=_time_cursor("d", after)
+    )
+    edges = [
+        MessageEdge(cursor=encode_time_cursor("d", m.updated_at, m.id), node=Message.from_record(m))
+        for m in page.items
+    ]
+    return MessageConnection(
+        edges=edges,
+        page_info=_page_info([e.cursor for e in edges], page.has_next, page.has_previous),
+    )
+
+
+def normalize_participant(raw: str, region: str) -> str:
+    """The participant filter matches however the address is written."""
+    try:
+        return normalize_email(raw) if "@" in raw else normalize_phone(raw, region)
+    except AddressError:
+        # An address that cannot be normalized matches nothing, which is the honest answer.
+        return raw.strip()

@@ -1,0 +1,71 @@
+"""Root query fields."""
+
+from __future__ import annotations
+
+import strawberry
+
+from gateway.domain.channels import Channel as DomainChannel
+from gateway.domain.messages import validate_send
+from gateway.domain.segments import count_segments
+from gateway.services.clock import utcnow
+from resolvers.inputs import to_send_request
+from schema.context import context_of
+from schema.ids import decode_id, decode_uuid
+from schema.results import FieldProblem, MessagePreview, SendMessageInput
+from schema.types import Conversation, Message, Node
+
+
+async def message(info: strawberry.Info, id: strawberry.ID) -> Message | None:
+    _, _, loaders = context_of(info)
+    message_id = decode_uuid(id, "Message")
+    if message_id is None:
+        return None
+    found = await loaders.message.load(message_id)
+    return Message.from_record(found) if found else None
+
+
+async def conversation(info: strawberry.Info, id: strawberry.ID) -> Conversation | None:
+    _, _, loaders = context_of(info)
+    conversation_id = decode_uuid(id, "Conversation")
+    if conversation_id is None:
+        return None
+    found = await loaders.conversation.load(conversation_id)
+    return Conversation.from_record(found) if found else None
+
+
+async def node(info: strawberry.Info, id: strawberry.ID) -> Node | None:
+    decoded = decode_id(id)
+    if decoded is None:
+        return None
+    if decoded[0] == "Message":
+        return await message(info, id)
+    return await conversation(info, id)
+
+
+def preview_message(info: strawberry.Info, input: SendMessageInput) -> MessagePreview:
+    context, _, _ = context_of(info)
+    request = to_send_request(input)
+    checked = validate_send(
+        request, now=utcnow(), default_region=context.container.settings.default_phone_region
+    )
+    body = request.body or ""
+    non_gsm = list(count_segments(body).non_gsm_characters) if body else []
+    if isinstance(checked, list):
+        return MessagePreview(
+            valid=False,
+            problems=[FieldProblem(field=p.field, problem=p.problem) for p in checked],
+            normalized_from=None,
+            normalized_to=None,
+            segments=None,
+            encoding=None,
+            non_gsm_characters=non_gsm if request.channel != DomainChannel.EMAIL else [],
+        )
+    return MessagePreview(
+        valid=True,
+        problems=[],
+        normalized_from=checked.sender,
+        normalized_to=checked.recipient,
+        segments=checked.segments,
+        encoding=checked.encoding,
+        non_gsm_characters=non_gsm if checked.channel != DomainChannel.EMAIL else [],
+    )

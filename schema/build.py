@@ -1,0 +1,121 @@
+"""The root types and the Schema object."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import (
+    DisableIntrospection,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
+from strawberry.types import ExecutionContext
+
+from gateway.observability import GraphQLMetricsExtension
+from resolvers import mutations, pages, queries, subscriptions
+from schema.extensions import MaskInternalErrors, RequireAccount
+from schema.results import (
+    CancelMessageResult,
+    MessagePreview,
+    RetryMessageResult,
+    SendMessageResult,
+)
+from schema.types import (
+    Conversation,
+    ConversationConnection,
+    Message,
+    MessageConnection,
+    MessageEvent,
+    Node,
+)
+
+
+@strawberry.type
+class Query:
+    node: Node | None = strawberry.field(resolver=queries.node)
+    message: Message | None = strawberry.field(resolver=queries.message)
+    conversation: Conversation | None = strawberry.field(resolver=queries.conversation)
+    conversations: ConversationConnection = strawberry.field(
+        resolver=pages.conversations, description="Most recently active first."
+    )
+    preview_message: MessagePreview = strawberry.field(resolver=queries.preview_message)
+    dead_letters: MessageConnection = strawberry.field(
+        resolver=pages.dead_letters,
+        description="FAILED messages whose retries are exhausted, newest first.",
+    )
+
+
+@strawberry.type
+class Mutation:
+    send_message: SendMessageResult = strawberry.mutation(resolver=mutations.send_message)
+    send_messages: list[SendMessageResult] = strawberry.mutation(
+        resolver=mutations.send_messages,
+        description="Up to 1000 inputs in one call; results in input order.",
+    )
+    cancel_message: CancelMessageResult = strawberry.mutation(
+        resolver=mutations.cancel_message, description="Cancel a SCHEDULED or QUEUED message."
+    )
+    retry_message: RetryMessageResult = strawberry.mutation(
+        resolver=mutations.retry_message,
+        description="Send a FAILED (dead-lettered) message again.",
+    )
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(
+        description=(
+            "Live audit-trail events of the caller's account, filtered by conversation or "
+            "message.\nWith `after` (an event cursor), events after it are replayed from storage "
+            "first, then live\nevents follow with no gap and no duplicate."
+        )
+    )
+    async def message_events(
+        self,
+        info: strawberry.Info,
+        conversation_id: strawberry.ID | None = None,
+        message_id: strawberry.ID | None = None,
+        after: str | None = None,
+    ) -> AsyncGenerator[MessageEvent, None]:
+        async for event in subscriptions.message_events(info, conversation_id, message_id, after):
+            yield event
+
+
+class GatewaySchema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        # Deliberate errors (bad input, no key) are answers, not incidents: keep them out of
+        # the error log. Unexpected ones are logged with their stack by the default handler.
+        unexpected = [
+            e
+            for e in errors
+            if e.original_error is not None and not isinstance(e.original_error, GraphQLError)
+        ]
+        if unexpected:
+            super().process_errors(unexpected, execution_context)
+
+
+def create_schema(*, introspection: bool = True) -> strawberry.Schema:
+    extensions: list[Any] = [
+        ParserCache(maxsize=256),
+        ValidationCache(maxsize=256),
+        # After ValidationCache: it would overwrite the errors this sets.
+        RequireAccount,
+        QueryDepthLimiter(max_depth=12),
+        MaxAliasesLimiter(max_alias_count=30),
+        MaxTokensLimiter(max_token_count=5000),
+        MaskInternalErrors(),
+        GraphQLMetricsExtension,
+    ]
+    if not introspection:
+        extensions.append(DisableIntrospection())
+    return GatewaySchema(
+        query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions
+    )

@@ -1,0 +1,38 @@
+"""What every resolver gets as ``info.context``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.websockets import WebSocket
+from strawberry.types import Info
+
+from gateway.container import Container
+from gateway.domain.records import Account
+from resolvers.loaders import Loaders
+
+
+@dataclass
+class Context:
+    request: Request | WebSocket
+    response: Response | WebSocket | None
+    container: Container
+    account: Account | None = None
+    loaders: Loaders | None = None
+    # Filled by Strawberry from the websocket's connection_init payload.
+    connection_params: dict[str, Any] | None = field(default=None)
+
+    def authenticate(self, account: Account, *, cache: bool) -> None:
+        self.account = account
+        self.loaders = Loaders(self.container.queries, account.id, cache=cache)
+
+
+def context_of(info: Info[Any, Any]) -> tuple[Context, Account, Loaders]:
+    """The context of an authenticated operation (the auth extension guarantees it)."""
+    context: Context = info.context
+    if context.account is None or context.loaders is None:
+        raise PermissionError("operation ran without an authenticated account")
+    return context, context.account, context.loaders

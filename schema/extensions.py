@@ -1,0 +1,49 @@
+"""Schema extensions: authentication gate and error masking."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from graphql import GraphQLError
+from strawberry.extensions import MaskErrors, SchemaExtension
+
+from gateway.observability import current_request_id
+
+
+class RequireAccount(SchemaExtension):
+    """Refuse every operation without a valid API key, before anything runs.
+
+    Done in ``on_validate`` (not by raising in ``on_operation``) so HTTP and websocket clients
+    both get a proper GraphQL error; over HTTP the answer is also a 401.
+    """
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context.context
+        if getattr(context, "account", None) is None:
+            self.execution_context.pre_execution_errors = [
+                GraphQLError(
+                    "a valid API key is required (Authorization: Bearer <key>)",
+                    extensions={"code": "UNAUTHENTICATED"},
+                )
+            ]
+            response = getattr(context, "response", None)
+            if response is not None and hasattr(response, "status_code"):
+                response.status_code = 401
+                response.headers["WWW-Authenticate"] = "Bearer"
+        yield
+
+
+def _unexpected(error: GraphQLError) -> bool:
+    """Mask only errors that did not come from a deliberate GraphQLError."""
+    original = error.original_error
+    return original is not None and not isinstance(original, GraphQLError)
+
+
+class MaskInternalErrors(MaskErrors):
+    def __init__(self) -> None:
+        super().__init__(should_mask_error=_unexpected, error_message="Internal error")
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        masked = super().anonymise_error(error)
+        masked.extensions = {"code": "INTERNAL", "requestId": current_request_id()}
+        return masked

@@ -1,0 +1,99 @@
+"""Public ids and pagination cursors.
+
+Ids are typed (``msg_…``, ``conv_…``) so ``node(id:)`` knows what to look up, and opaque
+enough that clients do not build them. Anything malformed decodes to None, which the resolvers
+answer exactly like an unknown id.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from uuid import UUID
+
+PREFIXES = {"Message": "msg_", "Conversation": "conv_"}
+
+
+def encode_id(kind: str, value: UUID) -> str:
+    return PREFIXES[kind] + value.hex
+
+
+def decode_id(public_id: str, kind: str | None = None) -> tuple[str, UUID] | None:
+    """(kind, uuid) of a public id, or None when it is not one (of ``kind``, if given)."""
+    if len(public_id) > 64:
+        return None
+    for name, prefix in PREFIXES.items():
+        if (kind is None or kind == name) and public_id.startswith(prefix):
+            try:
+                return name, UUID(hex=public_id[len(prefix) :])
+            except ValueError:
+                return None
+    return None
+
+
+def decode_uuid(public_id: str | None, kind: str) -> UUID | None:
+    if public_id is None:
+        return None
+    decoded = decode_id(public_id, kind)
+    return decoded[1] if decoded else None
+
+
+class InvalidCursor(ValueError):
+    pass
+
+
+def _b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _unb64(cursor: str) -> str:
+    if len(cursor) > 200:
+        raise InvalidCursor("cursor too long")
+    try:
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise InvalidCursor("malformed cursor") from exc
+
+
+def encode_id_cursor(tag: str, value: UUID) -> str:
+    return _b64(f"{tag}:{value.hex}")
+
+
+def decode_id_cursor(tag: str, cursor: str) -> UUID:
+    kind, _, rest = _unb64(cursor).partition(":")
+    if kind != tag:
+        raise InvalidCursor("cursor belongs to another list")
+    try:
+        return UUID(hex=rest)
+    except ValueError as exc:
+        raise InvalidCursor("malformed cursor") from exc
+
+
+def encode_time_cursor(tag: str, at: datetime, value: UUID) -> str:
+    return _b64(f"{tag}:{at.isoformat()}|{value.hex}")
+
+
+def decode_time_cursor(tag: str, cursor: str) -> tuple[datetime, UUID]:
+    kind, _, rest = _unb64(cursor).partition(":")
+    stamp, _, hex_id = rest.partition("|")
+    if kind != tag:
+        raise InvalidCursor("cursor belongs to another list")
+    try:
+        at = datetime.fromisoformat(stamp)
+        value = UUID(hex=hex_id)
+    except ValueError as exc:
+        raise InvalidCursor("malformed cursor") from exc
+    if at.tzinfo is None:
+        raise InvalidCursor("malformed cursor")
+    return at, value
+
+
+def encode_event_cursor(event_id: int) -> str:
+    return str(event_id)
+
+
+def decode_event_cursor(cursor: str) -> int:
+    if not cursor.isascii() or not cursor.isdigit() or len(cursor) > 19:
+        raise InvalidCursor("event cursors are the `cursor` field of a MessageEvent")
+    return int(cursor)
