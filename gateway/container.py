@@ -29,6 +29,7 @@ from providers.registry import StaticRegistry
 from providers.sandbox import SandboxProvider
 from workers.embedded import EmbeddedWorker
 from workers.memory import MemoryBroker
+from workers.redis_broker import RedisBroker
 from workers.sweeper import Sweeper
 
 
@@ -36,7 +37,7 @@ from workers.sweeper import Sweeper
 class Container:
     settings: Settings
     engine: AsyncEngine
-    broker: MemoryBroker
+    broker: MemoryBroker | RedisBroker
     queries: QueryRepository
     accounts: AccountRepository
     lifecycle: LifecycleRepository
@@ -53,7 +54,9 @@ class Container:
     @classmethod
     def build(cls, settings: Settings) -> Container:
         engine = create_engine(settings)
-        broker = MemoryBroker()
+        broker: MemoryBroker | RedisBroker = (
+            MemoryBroker() if settings.redis_url is None else RedisBroker(settings.redis_url)
+        )
         lifecycle = LifecycleRepository(engine)
         queries = QueryRepository(engine)
         accounts = AccountRepository(engine)
@@ -73,7 +76,13 @@ class Container:
             settings.max_attempts, settings.retry_base_delay, settings.retry_max_delay
         )
         delivery = DeliveryService(lifecycle, registry, broker, policy)
-        sweeper = Sweeper(lifecycle, broker, grace=0.0)
+        sweeper = Sweeper(
+            lifecycle,
+            broker,
+            # The in-process queue drops duplicates itself; the stream does not.
+            grace=0.0 if isinstance(broker, MemoryBroker) else settings.sweep_grace_seconds,
+            stale_after=settings.stale_sending_seconds,
+        )
         return cls(
             settings=settings,
             engine=engine,
@@ -98,7 +107,7 @@ class Container:
         )
 
     async def start(self) -> None:
-        if self.settings.run_embedded_worker:
+        if self.settings.run_embedded_worker and isinstance(self.broker, MemoryBroker):
             self.worker = EmbeddedWorker(
                 self.broker,
                 self.delivery,

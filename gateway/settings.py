@@ -47,6 +47,24 @@ class Settings(BaseSettings):
     retry_base_delay: float = Field(default=1.0, gt=0)
     retry_max_delay: float = Field(default=300.0, gt=0)
     worker_concurrency: int = Field(default=32, ge=1)
+    stale_sending_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="A message SENDING this long is taken back from a worker presumed dead.",
+    )
+    reclaim_idle_ms: int = Field(
+        default=60_000,
+        ge=1000,
+        description="Stream entries pending this long are reclaimed from their consumer.",
+    )
+    max_deliveries: int = Field(
+        default=10, ge=1, description="Stream deliveries of one entry before it is poison."
+    )
+    sweep_grace_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="Age before the sweeper re-enqueues a QUEUED message (Redis mode).",
+    )
 
     graphiql: bool = True
     introspection: bool = True

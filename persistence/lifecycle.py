@@ -221,6 +221,20 @@ class LifecycleRepository(Repository):
                 now,
             )
 
+    async def requeue_stale(self, stale_before: datetime, now: datetime) -> list[Change]:
+        """SENDING for too long: the worker died mid-call. Back to QUEUED, marked ambiguous,
+        because the provider may or may not have taken the message."""
+        m = MESSAGES.c
+        async with self.engine.begin() as conn:
+            return await self._change(
+                conn,
+                [_from([S.SENDING]), m.updated_at < stale_before],
+                {"status": S.QUEUED.value, "next_attempt_at": now},
+                "attempt_abandoned",
+                {"ambiguous": True},
+                now,
+            )
+
     async def due_ids(self, due_before: datetime, limit: int = 500) -> list[UUID]:
         """QUEUED messages due before ``due_before``: what the sweeper hands to the broker."""
         m = MESSAGES.c

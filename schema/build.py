@@ -104,18 +104,20 @@ class GatewaySchema(strawberry.Schema):
 
 def create_schema(*, introspection: bool = True) -> strawberry.Schema:
     extensions: list[Any] = [
-        ParserCache(maxsize=256),
-        ValidationCache(maxsize=256),
+        # Factories, not instances: a fresh extension per operation. The parse and validation
+        # caches live at module level, so they are shared all the same.
+        lambda: ParserCache(maxsize=256),
+        lambda: ValidationCache(maxsize=256),
         # After ValidationCache: it would overwrite the errors this sets.
         RequireAccount,
-        QueryDepthLimiter(max_depth=12),
-        MaxAliasesLimiter(max_alias_count=30),
-        MaxTokensLimiter(max_token_count=5000),
-        MaskInternalErrors(),
+        lambda: QueryDepthLimiter(max_depth=12),
+        lambda: MaxAliasesLimiter(max_alias_count=30),
+        lambda: MaxTokensLimiter(max_token_count=5000),
+        MaskInternalErrors,
         GraphQLMetricsExtension,
     ]
     if not introspection:
-        extensions.append(DisableIntrospection())
+        extensions.append(DisableIntrospection)
     return GatewaySchema(
         query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions
     )

@@ -43,7 +43,7 @@ class DeliveryService:
         claimed = await self._lifecycle.claim(message_id, utcnow())
         if claimed is None:
             return  # canceled, not yet due, or another worker has it
-        await self._publish(claimed)
+        await self.publish(claimed)
         message = claimed.message
         provider = self._providers.for_channel(message.channel)
         try:
@@ -76,8 +76,8 @@ class DeliveryService:
             change = await self._lifecycle.record_sent(
                 message_id, receipt.provider, receipt.provider_message_id, utcnow()
             )
-        await self._publish(change)
+        await self.publish(change)
 
-    async def _publish(self, change: Change | None) -> None:
+    async def publish(self, change: Change | None) -> None:
         if change is not None:
             await self._broker.publish([change.event])

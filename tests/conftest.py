@@ -1,0 +1,201 @@
+"""Shared fixtures: real PostgreSQL and Redis servers, and real gateways served by uvicorn.
+
+The ``gateway`` fixture is parametrized over the two storage backends, so every API test runs
+against PostgreSQL (production) and SQLite (embedded default). Tests isolate themselves by
+account (``await gateway.new_client()`` makes a fresh account and key), not by database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+import websockets
+
+from gateway.app import create_app
+from gateway.container import Container
+from gateway.migrations import upgrade_to_head
+from gateway.settings import Settings
+from tests.servers import PostgresServer, RedisServer, free_port
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    server = PostgresServer.start(tmp_path_factory.mktemp("postgres"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer.start(tmp_path_factory.mktemp("redis"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def fresh_postgres_url(postgres: PostgresServer) -> str:
+    name = "t_" + uuid.uuid4().hex[:12]
+    postgres.create_database(name)
+    return postgres.url(name)
+
+
+@dataclass
+class GraphQLClient:
+    """One account's view of a running gateway, over real HTTP and websockets."""
+
+    base_url: str
+    key: str
+    account: str
+    http: httpx.AsyncClient
+
+    async def post(self, query: str, variables: dict[str, Any] | None = None) -> httpx.Response:
+        return await self.http.post(
+            f"{self.base_url}/graphql",
+            json={"query": query, "variables": variables or {}},
+            headers={"Authorization": f"Bearer {self.key}"},
+        )
+
+    async def execute(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        """POST the operation; fail the test on any GraphQL error."""
+        response = await self.post(query, variables)
+        body = response.json()
+        assert response.status_code == 200, body
+        assert "errors" not in body, body["errors"]
+        data: dict[str, Any] = body["data"]
+        return data
+
+    @contextlib.asynccontextmanager
+    async def subscription(
+        self, query: str, variables: dict[str, Any] | None = None, *, key: str | None = None
+    ) -> AsyncIterator[Subscription]:
+        ws_url = self.base_url.replace("http://", "ws://") + "/graphql"
+        async with websockets.connect(ws_url, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+            await ws.send(
+                json.dumps(
+                    {
+                        "type": "connection_init",
+                        "payload": {"authorization": f"Bearer {key or self.key}"},
+                    }
+                )
+            )
+            ack = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert ack["type"] == "connection_ack", ack
+            await ws.send(
+                json.dumps(
+                    {
+                        "id": "1",
+                        "type": "subscribe",
+                        "payload": {"query": query, "variables": variables or {}},
+                    }
+                )
+            )
+            yield Subscription(ws)
+
+
+@dataclass
+class Subscription:
+    ws: Any
+
+    async def next(self, within: float = 10.0) -> dict[str, Any]:
+        """The next ``next`` payload (pings answered, anything else is a test failure)."""
+        while True:
+            message = json.loads(await asyncio.wait_for(self.ws.recv(), within))
+            if message["type"] == "ping":
+                await self.ws.send(json.dumps({"type": "pong"}))
+                continue
+            assert message["type"] == "next", message
+            payload: dict[str, Any] = message["payload"]
+            return payload
+
+    async def nothing_within(self, seconds: float) -> bool:
+        try:
+            message = await asyncio.wait_for(self.ws.recv(), seconds)
+        except TimeoutError:
+            return True
+        raise AssertionError(f"unexpected message: {message}")
+
+
+@dataclass
+class RunningGateway:
+    backend: str
+    base_url: str
+    container: Container
+    http: httpx.AsyncClient
+    clients: list[GraphQLClient] = field(default_factory=list)
+
+    async def new_client(self, account: str | None = None) -> GraphQLClient:
+        name = account or "acct-" + uuid.uuid4().hex[:10]
+        _, key = await self.container.api_keys.create(name)
+        return GraphQLClient(self.base_url, key, name, self.http)
+
+
+def gateway_settings(backend: str, tmp: Path, postgres: PostgresServer | None) -> Settings:
+    database_url = fresh_postgres_url(postgres) if postgres is not None else None
+    return Settings(
+        database_url=database_url,
+        data_dir=tmp,
+        sandbox_delivery_delay=0.05,
+        sweep_interval=0.1,
+        retry_base_delay=0.05,
+        retry_max_delay=0.2,
+        api_key_cache_seconds=0.5,
+        log_json=True,
+    )
+
+
+@contextlib.asynccontextmanager
+async def serve(settings: Settings) -> AsyncIterator[tuple[str, Container]]:
+    """Run the real app under uvicorn on a free loopback port, in this event loop."""
+    if not settings.is_sqlite:
+        await upgrade_to_head(settings)
+    app = create_app(settings)
+    port = free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_config=None, lifespan="on", ws_ping_interval=None
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    for _ in range(500):
+        if server.started or task.done():
+            break
+        await asyncio.sleep(0.01)
+    if not server.started:
+        task.result()  # surface the start-up error
+        raise RuntimeError("gateway did not start")
+    try:
+        yield f"http://127.0.0.1:{port}", app.state.container
+    finally:
+        server.should_exit = True
+        await task
+
+
+@pytest.fixture(scope="session", params=["postgresql", "sqlite"])
+async def gateway(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[RunningGateway]:
+    backend: str = request.param
+    postgres = request.getfixturevalue("postgres") if backend == "postgresql" else None
+    settings = gateway_settings(backend, tmp_path_factory.mktemp(f"gw-{backend}"), postgres)
+    async with (
+        serve(settings) as (base_url, container),
+        httpx.AsyncClient(timeout=30) as http,
+    ):
+        yield RunningGateway(backend, base_url, container, http)
+
+
+@pytest.fixture
+async def client(gateway: RunningGateway) -> GraphQLClient:
+    return await gateway.new_client()

@@ -1,0 +1,137 @@
+"""Production shape: PostgreSQL + Redis, the API in one process and a worker in another.
+
+Invariants checked: every accepted message reaches DELIVERED through the Redis Stream and a
+separate worker process; a subscriber on the API process sees the worker's status changes
+(published over Redis pub/sub); after the run no stream entry is left pending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from gateway.settings import Settings
+from tests.conftest import GraphQLClient, RunningGateway, fresh_postgres_url, serve
+from tests.servers import PostgresServer, RedisServer
+from workers.redis_broker import GROUP, STREAM
+
+SEND = """
+mutation Send($input: SendMessageInput!) {
+  sendMessage(input: $input) { ... on MessageAccepted { message { id conversation { id } } } }
+}
+"""
+STATUS = "query One($id: ID!) { message(id: $id) { status } }"
+
+
+@pytest.fixture(scope="module")
+async def redis_gateway(
+    postgres: PostgresServer, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[tuple[RunningGateway, subprocess.Popen[bytes]]]:
+    tmp = tmp_path_factory.mktemp("redis-mode")
+    settings = Settings(
+        database_url=fresh_postgres_url(postgres),
+        redis_url=redis_server.url,
+        data_dir=tmp,
+        api_key_cache_seconds=0.5,
+    )
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url or "",
+        "REDIS_URL": redis_server.url,
+        "DATA_DIR": str(tmp),
+        "SANDBOX_DELIVERY_DELAY": "0.05",
+        "SWEEP_INTERVAL": "0.2",
+    }
+    async with serve(settings) as (base_url, container):
+        with (tmp / "worker.log").open("wb") as log:
+            worker = subprocess.Popen(
+                [str(Path(sys.executable).parent / "messaging-gateway"), "worker"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            async with httpx.AsyncClient(timeout=30) as http:
+                yield RunningGateway("redis", base_url, container, http), worker
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+
+
+async def wait_for_status(client: GraphQLClient, message_id: str, status: str) -> str:
+    current = ""
+    for _ in range(200):
+        current = (await client.execute(STATUS, {"id": message_id}))["message"]["status"]
+        if current == status:
+            break
+        await asyncio.sleep(0.05)
+    return current
+
+
+async def test_worker_process_delivers_and_api_subscribers_see_it(
+    redis_gateway: tuple[RunningGateway, subprocess.Popen[bytes]], redis_server: RedisServer
+) -> None:
+    gateway, worker = redis_gateway
+    client = await gateway.new_client()
+    query = "subscription { messageEvents { status message { id } } }"
+    async with client.subscription(query) as subscription:
+        sent = await client.execute(
+            SEND,
+            {
+                "input": {
+                    "channel": "SMS",
+                    "from": "+14155550100",
+                    "to": "+14155550101",
+                    "body": "x",
+                }
+            },
+        )
+        message_id = sent["sendMessage"]["message"]["id"]
+        statuses = []
+        while not statuses or statuses[-1] != "DELIVERED":
+            event = (await subscription.next(within=15))["data"]["messageEvents"]
+            assert event["message"]["id"] == message_id
+            statuses.append(event["status"])
+    assert statuses == ["QUEUED", "SENDING", "SENT", "DELIVERED"]
+    assert worker.poll() is None
+
+    redis = Redis.from_url(redis_server.url)
+    try:
+        pending = await redis.xpending(STREAM, GROUP)
+        assert pending["pending"] == 0
+    finally:
+        await redis.aclose()
+
+
+async def test_many_messages_each_delivered_once(
+    redis_gateway: tuple[RunningGateway, subprocess.Popen[bytes]],
+) -> None:
+    gateway, _ = redis_gateway
+    client = await gateway.new_client()
+    inputs = [
+        {"channel": "SMS", "from": "+14155550100", "to": f"+1415555{1000 + i:04d}", "body": "b"}
+        for i in range(200)
+    ]
+    mutation = """mutation Many($inputs: [SendMessageInput!]!) {
+      sendMessages(inputs: $inputs) { ... on MessageAccepted { message { id } } } }"""
+    data = await client.execute(mutation, {"inputs": inputs})
+    ids = [r["message"]["id"] for r in data["sendMessages"]]
+    assert len(set(ids)) == 200
+    for message_id in ids:
+        assert await wait_for_status(client, message_id, "DELIVERED") == "DELIVERED"
+    attempts = "query One($id: ID!) { message(id: $id) { attempts } }"
+    for message_id in ids[:20]:
+        assert (await client.execute(attempts, {"id": message_id}))["message"]["attempts"] == 1

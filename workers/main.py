@@ -1,0 +1,53 @@
+"""``messaging-gateway worker``: a delivery worker process over Redis Streams."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+
+import structlog
+
+from gateway.container import Container
+from gateway.settings import Settings
+from workers.redis_broker import GROUP, RedisBroker
+from workers.stream_worker import StreamWorker
+
+log = structlog.get_logger(__name__)
+
+
+def consumer_name() -> str:
+    """Unique per process and readable in XINFO CONSUMERS."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+async def run_worker(settings: Settings) -> int:
+    container = Container.build(settings)
+    broker = container.broker
+    if not isinstance(broker, RedisBroker):
+        raise RuntimeError("the worker process needs REDIS_URL")
+    worker = StreamWorker(
+        broker.redis,
+        stream=broker.stream,
+        group=GROUP,
+        consumer=consumer_name(),
+        delivery=container.delivery,
+        lifecycle=container.lifecycle,
+        sweeper=container.sweeper,
+        concurrency=settings.worker_concurrency,
+        min_idle_ms=settings.reclaim_idle_ms,
+        max_deliveries=settings.max_deliveries,
+        sweep_interval=settings.sweep_interval,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("worker_started", consumer=worker.consumer, concurrency=settings.worker_concurrency)
+    try:
+        await worker.run(stop)
+    finally:
+        await container.close()
+        log.info("worker_stopped", consumer=worker.consumer)
+    return 0

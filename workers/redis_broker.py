@@ -1,0 +1,138 @@
+"""Redis backend of the broker: a Stream for work, pub/sub for live events.
+
+Each process holds ONE pub/sub connection, read by one task that fans events out to the local
+subscribers through the ``EventHub``. A Redis channel per account is subscribed when the first
+local subscriber of that account arrives and unsubscribed when the last one leaves, so a process
+only receives the events somebody on it is waiting for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from uuid import UUID
+
+import structlog
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+
+from gateway.domain.records import MessageEvent
+from workers.codec import decode_event, encode_event
+from workers.hub import EventHub
+
+log = structlog.get_logger(__name__)
+
+STREAM = "mgw:deliveries"
+GROUP = "delivery"
+EVENTS_CHANNEL = "mgw:events:"
+
+
+def channel_of(account_id: UUID) -> str:
+    return EVENTS_CHANNEL + account_id.hex
+
+
+class RedisBroker:
+    def __init__(self, url: str, *, stream: str = STREAM) -> None:
+        self.redis: Redis = Redis.from_url(url, health_check_interval=15)
+        self.stream = stream
+        self.hub = EventHub()
+        self._pubsub: PubSub | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._channels: dict[str, int] = {}
+        self._lock = asyncio.Lock()
+
+    async def enqueue(self, message_ids: Sequence[UUID]) -> None:
+        if not message_ids:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for message_id in message_ids:
+                pipe.xadd(self.stream, {"id": message_id.hex})
+            await pipe.execute()
+
+    async def publish(self, events: Sequence[MessageEvent]) -> None:
+        if not events:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for event in events:
+                pipe.publish(channel_of(event.account_id), encode_event(event))
+            await pipe.execute()
+
+    @asynccontextmanager
+    async def subscribe(self, account_id: UUID) -> AsyncIterator[AsyncIterator[MessageEvent]]:
+        channel = channel_of(account_id)
+        async with self.hub.subscribe(account_id) as events:
+            await self._retain(channel)
+            try:
+                yield events
+            finally:
+                await self._release(channel)
+
+    async def _retain(self, channel: str) -> None:
+        async with self._lock:
+            if self._pubsub is None:
+                self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            count = self._channels.get(channel, 0)
+            if count == 0:
+                await self._pubsub.subscribe(channel)
+            self._channels[channel] = count + 1
+            if self._reader is None or self._reader.done():
+                self._reader = asyncio.create_task(self._read(), name="pubsub-reader")
+
+    async def _release(self, channel: str) -> None:
+        async with self._lock:
+            count = self._channels.get(channel, 0) - 1
+            if count <= 0:
+                self._channels.pop(channel, None)
+                if self._pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        await self._pubsub.unsubscribe(channel)
+            else:
+                self._channels[channel] = count
+
+    async def _read(self) -> None:
+        while True:
+            pubsub = self._pubsub
+            if pubsub is None:
+                return
+            try:
+                # listen() returns at once while nothing is subscribed: poll with a timeout.
+                message = await pubsub.get_message(timeout=1.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("pubsub_read_failed", exc_info=True)
+                await asyncio.sleep(0.5)
+                await self._resubscribe()
+                continue
+            if message is None or message.get("type") != "message":
+                continue
+            try:
+                self.hub.dispatch([decode_event(message["data"])])
+            except Exception:
+                log.exception("pubsub_event_undecodable")
+
+    async def _resubscribe(self) -> None:
+        """After a lost connection: a new PubSub with the same channels."""
+        async with self._lock:
+            old, self._pubsub = self._pubsub, self.redis.pubsub(ignore_subscribe_messages=True)
+            if old is not None:
+                with contextlib.suppress(Exception):
+                    await old.aclose()
+            if self._channels:
+                with contextlib.suppress(Exception):
+                    await self._pubsub.subscribe(*self._channels)
+
+    async def ping(self) -> bool:
+        return bool(await self.redis.ping())
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        if self._pubsub is not None:
+            with contextlib.suppress(Exception):
+                await self._pubsub.aclose()
+        await self.redis.aclose()
