@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 from uuid import UUID
 
-from sqlalchemy import Table, select, tuple_
+from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.domain.channels import Direction
@@ -21,8 +21,9 @@ from gateway.domain.messages import NormalizedMessage
 from gateway.domain.records import Message, MessageEvent
 from gateway.domain.statuses import MessageStatus
 from persistence.base import Repository, event_row, insert_events
+from persistence.conversations import resolve_conversations
 from persistence.models import IdempotencyKeyRow
-from persistence.rows import CONVERSATIONS, MESSAGES, message_from_row, message_to_row
+from persistence.rows import MESSAGES, message_from_row, message_to_row
 
 KEYS = cast(Table, IdempotencyKeyRow.__table__)
 
@@ -60,7 +61,9 @@ class AcceptRepository(Repository):
         retention: timedelta,
     ) -> AcceptResult:
         async with self.engine.begin() as conn:
-            conversation_ids = await self._conversations(conn, account_id, drafts, now)
+            conversation_ids = await resolve_conversations(
+                self, conn, account_id, {d.participants for d in drafts}, now
+            )
             first_of_key: dict[str, int] = {}
             for index, draft in enumerate(drafts):
                 if draft.idempotency_key is not None:
@@ -99,37 +102,6 @@ class AcceptRepository(Repository):
                 conn, [event_row(m, m.status, "accepted", None, now) for m in created]
             )
         return AcceptResult(outcomes, created, events)
-
-    async def _conversations(
-        self,
-        conn: AsyncConnection,
-        account_id: UUID,
-        drafts: list[NormalizedMessage],
-        now: datetime,
-    ) -> dict[tuple[str, str], UUID]:
-        pairs = sorted({d.participants for d in drafts})
-        if not pairs:
-            return {}
-        rows = [
-            {
-                "id": new_id(),
-                "account_id": account_id,
-                "participant_a": a,
-                "participant_b": b,
-                "created_at": now,
-                "last_message_at": now,
-            }
-            for a, b in pairs
-        ]
-        # Race-free creation: a concurrent first message for the same pair waits on the unique
-        # constraint, then finds the winner's row in the SELECT below.
-        await conn.execute(self.upsert(CONVERSATIONS).on_conflict_do_nothing(), rows)
-        found = await conn.execute(
-            select(CONVERSATIONS.c.id, CONVERSATIONS.c.participant_a, CONVERSATIONS.c.participant_b)
-            .where(CONVERSATIONS.c.account_id == account_id)
-            .where(tuple_(CONVERSATIONS.c.participant_a, CONVERSATIONS.c.participant_b).in_(pairs))
-        )
-        return {(r.participant_a, r.participant_b): r.id for r in found}
 
     async def _claim_keys(
         self,

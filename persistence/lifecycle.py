@@ -35,10 +35,6 @@ def _from(statuses: list[MessageStatus]) -> ColumnElement[bool]:
     return MESSAGES.c.status.in_([s.value for s in statuses])
 
 
-def _advancing_to(new: MessageStatus) -> list[MessageStatus]:
-    return [s for s in MessageStatus if can_advance(s, new)]
-
-
 def _error_columns(error: DeliveryError | None) -> dict[str, Any]:
     return {
         "error_code": error.code if error else None,
@@ -47,24 +43,32 @@ def _error_columns(error: DeliveryError | None) -> dict[str, Any]:
     }
 
 
+async def change_status(
+    conn: AsyncConnection,
+    where: list[ColumnElement[bool]],
+    values: dict[str, Any],
+    kind: str,
+    detail: dict[str, Any] | None,
+    now: datetime,
+) -> list[Change]:
+    """Conditional UPDATE of messages plus one audit-trail event per changed message."""
+    rows = await conn.execute(
+        update(MESSAGES).where(*where).values(updated_at=now, **values).returning(MESSAGES)
+    )
+    messages = [message_from_row(r) for r in rows]
+    events = await insert_events(
+        conn, [event_row(m, m.status, kind, detail, now) for m in messages]
+    )
+    return [Change(m, e) for m, e in zip(messages, events, strict=True)]
+
+
+def advancing_to(new: MessageStatus) -> ColumnElement[bool]:
+    """WHERE clause: the statuses a message may leave to reach ``new`` going forward."""
+    return _from([s for s in MessageStatus if can_advance(s, new)])
+
+
 class LifecycleRepository(Repository):
-    async def _change(
-        self,
-        conn: AsyncConnection,
-        where: list[ColumnElement[bool]],
-        values: dict[str, Any],
-        kind: str,
-        detail: dict[str, Any] | None,
-        now: datetime,
-    ) -> list[Change]:
-        rows = await conn.execute(
-            update(MESSAGES).where(*where).values(updated_at=now, **values).returning(MESSAGES)
-        )
-        messages = [message_from_row(r) for r in rows]
-        events = await insert_events(
-            conn, [event_row(m, m.status, kind, detail, now) for m in messages]
-        )
-        return [Change(m, e) for m, e in zip(messages, events, strict=True)]
+    _change = staticmethod(change_status)
 
     async def _one(
         self,
@@ -93,7 +97,11 @@ class LifecycleRepository(Repository):
         self, message_id: UUID, provider: str, provider_message_id: str, now: datetime
     ) -> Change | None:
         m = MESSAGES.c
-        values = {"provider": provider, "provider_message_id": provider_message_id}
+        values = {
+            "provider": provider,
+            "provider_message_id": provider_message_id,
+            "sent_at": now,
+        }
         detail = {"provider": provider, "providerMessageId": provider_message_id}
         async with self.engine.begin() as conn:
             changes = await self._change(
@@ -151,7 +159,7 @@ class LifecycleRepository(Repository):
         if error is not None:
             values.update(_error_columns(error))
         return await self._one(
-            [MESSAGES.c.id == message_id, _from(_advancing_to(status))],
+            [MESSAGES.c.id == message_id, advancing_to(status)],
             values,
             kind,
             detail,
