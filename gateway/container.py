@@ -70,7 +70,7 @@ class Container:
         ) -> object:
             return await receipts.apply(message_id, status, detail=detail, error=error)
 
-        sandbox = SandboxProvider(report, settings.sandbox_delivery_delay)
+        sandbox = SandboxProvider(report, settings.sandbox_callback_delay)
         registry = StaticRegistry({channel: sandbox for channel in Channel})
         policy = RetryPolicy(
             settings.max_attempts, settings.retry_base_delay, settings.retry_max_delay

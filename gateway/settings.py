@@ -37,9 +37,6 @@ class Settings(BaseSettings):
         default=None,
         description="Run the delivery worker inside `serve`; default: only in embedded mode.",
     )
-    sandbox_delivery_delay: float = Field(
-        default=0.5, ge=0, description="Seconds before the sandbox reports a message delivered."
-    )
     sweep_interval: float = Field(
         default=1.0, gt=0, description="Seconds between scans for due and scheduled messages."
     )
@@ -64,6 +61,65 @@ class Settings(BaseSettings):
         default=5.0,
         ge=0,
         description="Age before the sweeper re-enqueues a QUEUED message (Redis mode).",
+    )
+
+    # Providers and webhooks.
+    public_base_url: str = Field(
+        default="http://127.0.0.1:8080",
+        description="The URL providers call back; webhook signatures are checked against it.",
+    )
+    sms_providers: str = Field(default="twilio", description="Failover order for SMS.")
+    mms_providers: str = Field(default="twilio", description="Failover order for MMS.")
+    email_providers: str = Field(default="sendgrid", description="Failover order for e-mail.")
+    twilio_account_sid: str = "ACsandbox00000000000000000000000000"
+    twilio_auth_token: str = Field(default="sandbox-auth-token", repr=False)
+    twilio_base_url: str | None = Field(
+        default=None, description="Unset: the sandbox mounted in the gateway (embedded mode)."
+    )
+    sendgrid_api_key: str = Field(default="SG.sandbox", repr=False)
+    sendgrid_base_url: str | None = Field(
+        default=None, description="Unset: the sandbox mounted in the gateway (embedded mode)."
+    )
+    sendgrid_webhook_public_key: str | None = Field(
+        default=None, description="Base64 DER P-256 public key of the SendGrid Event Webhook."
+    )
+    generic_webhook_secret: str | None = Field(
+        default=None, repr=False, description="whsec_... secret of the generic JSON webhooks."
+    )
+    provider_connect_timeout: float = Field(default=3.0, gt=0)
+    provider_read_timeout: float = Field(default=10.0, gt=0)
+    provider_max_connections: int = Field(default=100, ge=1)
+    require_sender_ownership: bool = Field(
+        default=False, description="Refuse sends from addresses the account does not own."
+    )
+
+    # The sandbox: a stand-in for Twilio's and SendGrid's APIs with failure injection.
+    sandbox_callback_delay: float = Field(
+        default=0.5, ge=0, description="Seconds before the sandbox sends status callbacks."
+    )
+    sandbox_rate_429: float = Field(default=0.0, ge=0, le=1)
+    sandbox_rate_500: float = Field(default=0.0, ge=0, le=1)
+    sandbox_rate_timeout: float = Field(default=0.0, ge=0, le=1)
+    sandbox_retry_after: float = Field(default=1.0, ge=0)
+    sandbox_timeout_seconds: float = Field(default=30.0, ge=0)
+    sandbox_invalid_recipients: str = Field(
+        default="", description="Comma-separated recipients the sandbox refuses as invalid."
+    )
+    sandbox_undeliverable_recipients: str = Field(
+        default="", description="Comma-separated numbers reported UNDELIVERED."
+    )
+    sandbox_bounce_recipients: str = Field(
+        default="", description="Comma-separated e-mail addresses that bounce."
+    )
+    sandbox_outage: bool = Field(default=False, description="Every sandbox call fails (503).")
+    sandbox_sendgrid_signing_key: str | None = Field(
+        default=None,
+        repr=False,
+        description="Base64 DER P-256 private key the sandbox signs SendGrid events with.",
+    )
+    sandbox_event_webhook_url: str | None = Field(
+        default=None,
+        description="Where the sandbox posts SendGrid events; unset: PUBLIC_BASE_URL's path.",
     )
 
     graphiql: bool = True

@@ -105,6 +105,9 @@ class MessageRow(Base):
     send_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONType)
+    # When the message left for its recipient: the provider's acceptance for outbound, the
+    # sender's own timestamp for inbound.
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
@@ -157,3 +160,34 @@ class MessageEventRow(Base):
         Index(None, "message_id", "id"),
         Index(None, "conversation_id", "id"),
     )
+
+
+class AddressRow(Base):
+    """A sender number or address an account owns; inbound traffic to it belongs to it."""
+
+    __tablename__ = "addresses"
+
+    id: Mapped[UUID] = mapped_column(primary_key=True)
+    account_id: Mapped[UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    address: Mapped[str] = mapped_column(String(ADDRESS), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index(None, "account_id"),)
+
+
+class WebhookReceiptRow(Base):
+    """Every webhook payload we could not apply (kept raw for replay), and the dedupe keys of
+    those we did, so a duplicate delivery has no second effect."""
+
+    __tablename__ = "webhook_receipts"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(32))
+    dedupe_key: Mapped[str | None] = mapped_column(String(300), unique=True)
+    outcome: Mapped[str] = mapped_column(String(16))
+    content_type: Mapped[str | None] = mapped_column(String(200))
+    payload: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index(None, "outcome", "received_at"),)

@@ -48,6 +48,7 @@ def message_from_row(row: Row[Any]) -> Message:
         metadata=m["metadata"],
         created_at=m["created_at"],
         updated_at=m["updated_at"],
+        sent_at=m["sent_at"],
     )
 
 
@@ -79,6 +80,7 @@ def message_to_row(message: Message) -> dict[str, Any]:
         "metadata": message.metadata,
         "created_at": message.created_at,
         "updated_at": message.updated_at,
+        "sent_at": message.sent_at,
     }
 
 

@@ -6,6 +6,7 @@ from collections.abc import AsyncGenerator
 
 import strawberry
 
+from gateway.observability.metrics import SUBSCRIPTIONS_ACTIVE
 from resolvers.errors import bad_input
 from schema.context import context_of
 from schema.ids import InvalidCursor, decode_event_cursor, decode_id
@@ -34,5 +35,9 @@ async def message_events(
         conversation_id=conversation[1] if conversation else None,
         message_id=message[1] if message else None,
     )
-    async for event in stream:
-        yield MessageEvent.from_record(event)
+    SUBSCRIPTIONS_ACTIVE.inc()
+    try:
+        async for event in stream:
+            yield MessageEvent.from_record(event)
+    finally:
+        SUBSCRIPTIONS_ACTIVE.dec()

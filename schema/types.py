@@ -126,6 +126,12 @@ class Message(Node):
     metadata: JSON | None
     created_at: datetime
     updated_at: datetime
+    sent_at: datetime | None = strawberry.field(
+        description=(
+            "When it left for its recipient: the provider's acceptance (outbound) or the "
+            "sender's timestamp (inbound)."
+        )
+    )
     record: strawberry.Private[records.Message]
 
     @classmethod
@@ -150,6 +156,7 @@ class Message(Node):
             metadata=cast(JSON, message.metadata),
             created_at=message.created_at,
             updated_at=message.updated_at,
+            sent_at=message.sent_at,
             record=message,
         )
 

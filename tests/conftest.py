@@ -147,7 +147,7 @@ def gateway_settings(backend: str, tmp: Path, postgres: PostgresServer | None) -
     return Settings(
         database_url=database_url,
         data_dir=tmp,
-        sandbox_delivery_delay=0.05,
+        sandbox_callback_delay=0.05,
         sweep_interval=0.1,
         retry_base_delay=0.05,
         retry_max_delay=0.2,

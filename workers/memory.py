@@ -8,6 +8,7 @@ from contextlib import AbstractAsyncContextManager
 from uuid import UUID
 
 from gateway.domain.records import MessageEvent
+from gateway.observability.metrics import EVENTS_PUBLISHED
 from workers.hub import EventHub
 
 
@@ -30,6 +31,7 @@ class MemoryBroker:
         return message_id
 
     async def publish(self, events: Sequence[MessageEvent]) -> None:
+        EVENTS_PUBLISHED.inc(len(events))
         self.hub.dispatch(events)
 
     def subscribe(

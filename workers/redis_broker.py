@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
 from gateway.domain.records import MessageEvent
+from gateway.observability.metrics import EVENTS_PUBLISHED
 from workers.codec import decode_event, encode_event
 from workers.hub import EventHub
 
@@ -58,6 +59,7 @@ class RedisBroker:
             for event in events:
                 pipe.publish(channel_of(event.account_id), encode_event(event))
             await pipe.execute()
+        EVENTS_PUBLISHED.inc(len(events))
 
     @asynccontextmanager
     async def subscribe(self, account_id: UUID) -> AsyncIterator[AsyncIterator[MessageEvent]]:

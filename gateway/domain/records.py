@@ -51,6 +51,7 @@ class Message:
     metadata: dict[str, Any] | None
     created_at: datetime
     updated_at: datetime
+    sent_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from uuid import UUID
 import structlog
 
 from gateway.domain.records import DeliveryError
+from gateway.observability.metrics import DELIVERY_ATTEMPTS
 from gateway.services.clock import utcnow
 from gateway.services.ports import (
     Broker,
@@ -49,6 +50,7 @@ class DeliveryService:
         try:
             receipt = await provider.send(message)
         except TransientProviderError as exc:
+            DELIVERY_ATTEMPTS.labels(provider.name, "transient_error").inc()
             error = DeliveryError(exc.code, exc.description, permanent=False)
             if self._policy.exhausted(message.attempts):
                 change = await self._lifecycle.record_failure(message_id, error, utcnow())
@@ -59,10 +61,12 @@ class DeliveryService:
                     message_id, error, now + timedelta(seconds=delay), now
                 )
         except PermanentProviderError as exc:
+            DELIVERY_ATTEMPTS.labels(provider.name, "permanent_error").inc()
             error = DeliveryError(exc.code, exc.description, permanent=True)
             change = await self._lifecycle.record_failure(message_id, error, utcnow())
         except Exception as exc:
             # An adapter bug must not strand the message in SENDING: treat it as transient.
+            DELIVERY_ATTEMPTS.labels(provider.name, "crashed").inc()
             log.exception("provider_crashed", provider=provider.name, message_id=str(message_id))
             error = DeliveryError("PROVIDER_ERROR", type(exc).__name__, permanent=False)
             now = utcnow()
@@ -73,6 +77,7 @@ class DeliveryService:
                 now,
             )
         else:
+            DELIVERY_ATTEMPTS.labels(provider.name, "sent").inc()
             change = await self._lifecycle.record_sent(
                 message_id, receipt.provider, receipt.provider_message_id, utcnow()
             )

@@ -46,11 +46,23 @@ class ProviderError(Exception):
 
 
 class TransientProviderError(ProviderError):
-    """Retrying later may succeed (timeouts, 5xx, 429). ``retry_after`` in seconds if known."""
+    """Retrying later may succeed (timeouts, 5xx, 429). ``retry_after`` in seconds if known.
 
-    def __init__(self, code: str, description: str, retry_after: float | None = None) -> None:
+    ``ambiguous`` is True when the request may have reached the provider (e.g. a read timeout
+    after sending): a retry could then deliver the message twice.
+    """
+
+    def __init__(
+        self,
+        code: str,
+        description: str,
+        retry_after: float | None = None,
+        *,
+        ambiguous: bool = False,
+    ) -> None:
         super().__init__(code, description)
         self.retry_after = retry_after
+        self.ambiguous = ambiguous
 
 
 class PermanentProviderError(ProviderError):

@@ -8,6 +8,7 @@ is lost, and the conditional claim makes a double enqueue harmless.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,6 +19,7 @@ import structlog
 from gateway.domain.messages import FieldProblem, Limits, SendRequest, validate_send
 from gateway.domain.records import Message, MessageEvent
 from gateway.domain.statuses import MessageStatus
+from gateway.observability.metrics import MESSAGES_ACCEPTED
 from gateway.services.clock import utcnow
 from gateway.services.ports import Broker
 from persistence.accept import Accepted, AcceptRepository, Conflict
@@ -79,6 +81,8 @@ class SendService:
     ) -> None:
         if not created:
             return
+        for channel, count in Counter(m.channel.value for m in created).items():
+            MESSAGES_ACCEPTED.labels(channel).inc(count)
         try:
             await self._broker.publish(events)
             await self._broker.enqueue([m.id for m in created if m.status == MessageStatus.QUEUED])

@@ -48,7 +48,7 @@ async def redis_gateway(
         "DATABASE_URL": settings.database_url or "",
         "REDIS_URL": redis_server.url,
         "DATA_DIR": str(tmp),
-        "SANDBOX_DELIVERY_DELAY": "0.05",
+        "SANDBOX_CALLBACK_DELAY": "0.05",
         "SWEEP_INTERVAL": "0.2",
     }
     async with serve(settings) as (base_url, container):
