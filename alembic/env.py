@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 
+from alembic import context
 from sqlalchemy.engine import Connection
 
-from alembic import context
 from gateway.settings import Settings
 from persistence.db import create_engine
 from persistence.models import Base

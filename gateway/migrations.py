@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Connection
 
-from alembic import command
 from gateway.settings import Settings
 from persistence.db import create_engine
 
