@@ -14,13 +14,13 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
-from gateway.container import Container
+from gateway.container import SANDBOX_PATH, Container
 from gateway.devkey import ensure_dev_key
 from gateway.graphiql import graphiql_html
 from gateway.migrations import upgrade_to_head
@@ -32,6 +32,7 @@ from gateway.observability import (
 )
 from gateway.services.auth import bearer_token
 from gateway.settings import Settings
+from gateway.webhooks import webhook_routes
 from schema.build import create_schema
 from schema.context import Context
 
@@ -106,14 +107,17 @@ async def ready(request: Request) -> Response:
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings()
 
+    container = Container.build(settings)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         if settings.is_sqlite:
             # Embedded default: the newcomer never runs `migrate` by hand.
             await upgrade_to_head(settings)
-        container = Container.build(settings)
         app.state.container = container
-        app.state.dev_key = await ensure_dev_key(container) if settings.embedded else None
+        app.state.dev_key = None
+        if settings.embedded:
+            app.state.dev_key, container.default_owner = await ensure_dev_key(container)
         set_status_counts_provider(container.queries.status_counts)
         await container.start()
         log.info(
@@ -128,14 +132,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await container.close()
 
     graphql = GatewayGraphQL(settings)
+    routes: list[BaseRoute] = [
+        Route("/graphql", graphql, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", graphql),
+        Route("/health", health),
+        Route("/ready", ready),
+        Route("/metrics", metrics_endpoint),
+        *webhook_routes(),
+    ]
+    if container.sandbox_app is not None:
+        routes.append(Mount(SANDBOX_PATH, app=container.sandbox_app))
     return Starlette(
-        routes=[
-            Route("/graphql", graphql, methods=["GET", "POST"]),
-            WebSocketRoute("/graphql", graphql),
-            Route("/health", health),
-            Route("/ready", ready),
-            Route("/metrics", metrics_endpoint),
-        ],
+        routes=routes,
         middleware=[Middleware(RequestIdMiddleware), Middleware(MetricsMiddleware)],
         lifespan=lifespan,
     )

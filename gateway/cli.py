@@ -4,19 +4,41 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
 
 from gateway.settings import Settings
+
+
+def _local_url(host: str, port: int) -> str:
+    reachable = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    return f"http://{reachable}:{port}"
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from gateway.app import create_app
+    from gateway.container import ConfigurationError, verify_providers
 
+    if "public_base_url" not in settings.model_fields_set:
+        # Unset: providers (and the mounted sandbox) call back where this process listens.
+        settings.public_base_url = _local_url(args.host, args.port)
+    try:
+        verify_providers(settings)
+        app = create_app(settings)
+    except ConfigurationError as exc:
+        print(f"messaging-gateway: {exc}", file=sys.stderr)
+        return 2
+
+    # uvicorn re-raises the SIGTERM it handled once it has shut down gracefully; with a
+    # Python-level handler in place that re-raise is harmless and we exit 0, not -15.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     uvicorn.run(
-        create_app(settings),
+        app,
         host=args.host,
         port=args.port,
         log_config=None,
@@ -36,9 +58,22 @@ def _worker(_: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
+    from gateway.container import ConfigurationError, verify_providers
     from workers.main import run_worker
 
-    return asyncio.run(run_worker(settings))
+    try:
+        verify_providers(settings)
+        return asyncio.run(run_worker(settings))
+    except ConfigurationError as exc:
+        print(f"messaging-gateway: {exc}", file=sys.stderr)
+        return 2
+
+
+def _sandbox(args: argparse.Namespace, settings: Settings) -> int:
+    from providers.sandbox_app import run_sandbox
+
+    asyncio.run(run_sandbox(settings, args.host, args.port))
+    return 0
 
 
 def _migrate(_: argparse.Namespace, settings: Settings) -> int:
@@ -68,6 +103,10 @@ async def _with_container(settings: Settings, action: str, args: argparse.Namesp
             for k in keys:
                 revoked = k.revoked_at.isoformat() if k.revoked_at else "-"
                 print(f"{k.prefix:<14} {k.account:<24} {k.created_at.isoformat():<26} {revoked}")
+        elif action == "add-address":
+            owner = await _add_address(container, args.account, args.address)
+            if owner is None:
+                return 1
         elif action == "revoke":
             if not await container.accounts.revoke_key(args.prefix, utcnow()):
                 print(f"no active key with prefix {args.prefix!r}", file=sys.stderr)
@@ -76,6 +115,28 @@ async def _with_container(settings: Settings, action: str, args: argparse.Namesp
     finally:
         await container.engine.dispose()
     return 0
+
+
+async def _add_address(container: Any, account_name: str, raw: str) -> UUID | None:
+    from gateway.domain.addresses import AddressError, normalize_email, normalize_phone
+    from gateway.services.clock import utcnow
+
+    try:
+        address = (
+            normalize_email(raw)
+            if "@" in raw
+            else normalize_phone(raw, container.settings.default_phone_region)
+        )
+    except AddressError as exc:
+        print(f"not an address: {exc}", file=sys.stderr)
+        return None
+    account = await container.accounts.ensure_account(account_name, utcnow())
+    owner: UUID = await container.webhook_repo.add_address(account.id, address, utcnow())
+    if owner != account.id:
+        print(f"{address} already belongs to another account", file=sys.stderr)
+        return None
+    print(f"{address} belongs to account '{account.name}'")
+    return owner
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,6 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("list-api-keys", help="list API keys (prefix only)")
     revoke = sub.add_parser("revoke-api-key", help="revoke the API key with this prefix")
     revoke.add_argument("prefix")
+    address = sub.add_parser(
+        "add-address", help="give a sender number or e-mail address to an account"
+    )
+    address.add_argument("--account", required=True, help="account name (created if new)")
+    address.add_argument("address")
+    sandbox = sub.add_parser("sandbox", help="run the Twilio/SendGrid stand-in alone")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=8090)
     return parser
 
 
@@ -108,7 +177,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _worker(args, settings)
     if args.command == "migrate":
         return _migrate(args, settings)
-    action = {"create-api-key": "create", "list-api-keys": "list", "revoke-api-key": "revoke"}
+    if args.command == "sandbox":
+        return _sandbox(args, settings)
+    action = {
+        "create-api-key": "create",
+        "list-api-keys": "list",
+        "revoke-api-key": "revoke",
+        "add-address": "add-address",
+    }
     return asyncio.run(_with_container(settings, action[args.command], args))
 
 

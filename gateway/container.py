@@ -4,33 +4,46 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 from uuid import UUID
 
+import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
 
 from gateway.domain.channels import Channel
-from gateway.domain.records import DeliveryError
-from gateway.domain.statuses import MessageStatus
 from gateway.services.auth import ApiKeys
 from gateway.services.delivery import DeliveryService
 from gateway.services.events import EventStream
 from gateway.services.operator import OperatorService
+from gateway.services.ports import Provider
 from gateway.services.receipts import ReceiptService
 from gateway.services.retry_policy import RetryPolicy
 from gateway.services.sending import SendService
+from gateway.services.webhooks import WebhookService
 from gateway.settings import Settings
 from persistence.accept import AcceptRepository
 from persistence.accounts import AccountRepository
 from persistence.db import create_engine
 from persistence.lifecycle import LifecycleRepository
 from persistence.queries import QueryRepository
-from providers.registry import StaticRegistry
-from providers.sandbox import SandboxProvider
+from persistence.webhooks import WebhookRepository
+from providers.http import create_provider_client
+from providers.registry import FailoverRegistry
+from providers.sandbox_app import Sandbox, SandboxConfig, create_sandbox_app
+from providers.sendgrid import SendGridProvider
+from providers.twilio import TwilioProvider
 from workers.embedded import EmbeddedWorker
 from workers.memory import MemoryBroker
 from workers.redis_broker import RedisBroker
 from workers.sweeper import Sweeper
+
+TWILIO_API = "https://api.twilio.com"
+SENDGRID_API = "https://api.sendgrid.com"
+SANDBOX_PATH = "/sandbox"
+
+
+class ConfigurationError(RuntimeError):
+    """The settings cannot run a gateway; the message says what to change."""
 
 
 @dataclass
@@ -38,6 +51,7 @@ class Container:
     settings: Settings
     engine: AsyncEngine
     broker: MemoryBroker | RedisBroker
+    http: httpx.AsyncClient
     queries: QueryRepository
     accounts: AccountRepository
     lifecycle: LifecycleRepository
@@ -47,9 +61,27 @@ class Container:
     receipts: ReceiptService
     operator: OperatorService
     events: EventStream
-    sandbox: SandboxProvider
+    webhooks: WebhookService
+    webhook_repo: WebhookRepository
+    registry: FailoverRegistry
     sweeper: Sweeper
+    sandbox_app: Starlette | None
+    sandbox_config: SandboxConfig | None
     worker: EmbeddedWorker | None = None
+    default_owner: UUID | None = None
+
+    @property
+    def sandbox(self) -> Sandbox | None:
+        if self.sandbox_app is None:
+            return None
+        sandbox: Sandbox = self.sandbox_app.state.sandbox
+        return sandbox
+
+    @property
+    def sendgrid_public_key(self) -> str | None:
+        if self.settings.sendgrid_webhook_public_key:
+            return self.settings.sendgrid_webhook_public_key
+        return self.sandbox_config.public_key if self.sandbox_config else None
 
     @classmethod
     def build(cls, settings: Settings) -> Container:
@@ -57,36 +89,24 @@ class Container:
         broker: MemoryBroker | RedisBroker = (
             MemoryBroker() if settings.redis_url is None else RedisBroker(settings.redis_url)
         )
+        http = create_provider_client(settings)
+        sandbox_config = sandbox_app = None
+        if uses_mounted_sandbox(settings):
+            sandbox_config = SandboxConfig.from_settings(settings)
+            sandbox_app = create_sandbox_app(sandbox_config, http)
+        registry = build_registry(settings, http)
         lifecycle = LifecycleRepository(engine)
         queries = QueryRepository(engine)
         accounts = AccountRepository(engine)
-        receipts = ReceiptService(lifecycle, broker)
-
-        async def report(
-            message_id: UUID,
-            status: MessageStatus,
-            detail: dict[str, Any],
-            error: DeliveryError | None,
-        ) -> object:
-            return await receipts.apply(message_id, status, detail=detail, error=error)
-
-        sandbox = SandboxProvider(report, settings.sandbox_callback_delay)
-        registry = StaticRegistry({channel: sandbox for channel in Channel})
+        webhook_repo = WebhookRepository(engine)
         policy = RetryPolicy(
             settings.max_attempts, settings.retry_base_delay, settings.retry_max_delay
         )
-        delivery = DeliveryService(lifecycle, registry, broker, policy)
-        sweeper = Sweeper(
-            lifecycle,
-            broker,
-            # The in-process queue drops duplicates itself; the stream does not.
-            grace=0.0 if isinstance(broker, MemoryBroker) else settings.sweep_grace_seconds,
-            stale_after=settings.stale_sending_seconds,
-        )
-        return cls(
+        container = cls(
             settings=settings,
             engine=engine,
             broker=broker,
+            http=http,
             queries=queries,
             accounts=accounts,
             lifecycle=lifecycle,
@@ -97,14 +117,32 @@ class Container:
                 broker,
                 default_region=settings.default_phone_region,
                 retention=timedelta(hours=settings.idempotency_retention_hours),
+                owned_addresses=(
+                    webhook_repo.addresses_of if settings.require_sender_ownership else None
+                ),
             ),
-            delivery=delivery,
-            receipts=receipts,
+            delivery=DeliveryService(lifecycle, registry, broker, policy),
+            receipts=ReceiptService(lifecycle, broker),
             operator=OperatorService(lifecycle, broker),
             events=EventStream(queries, broker),
-            sandbox=sandbox,
-            sweeper=sweeper,
+            webhooks=WebhookService(webhook_repo, broker),
+            webhook_repo=webhook_repo,
+            registry=registry,
+            sweeper=Sweeper(
+                lifecycle,
+                broker,
+                # The in-process queue drops duplicates itself; the stream does not.
+                grace=0.0 if isinstance(broker, MemoryBroker) else settings.sweep_grace_seconds,
+                stale_after=settings.stale_sending_seconds,
+            ),
+            sandbox_app=sandbox_app,
+            sandbox_config=sandbox_config,
         )
+        # Embedded mode: inbound traffic to any address belongs to the development account.
+        container.webhooks = WebhookService(
+            webhook_repo, broker, default_owner=lambda: container.default_owner
+        )
+        return container
 
     async def start(self) -> None:
         if self.settings.run_embedded_worker and isinstance(self.broker, MemoryBroker):
@@ -120,6 +158,97 @@ class Container:
     async def close(self) -> None:
         if self.worker is not None:
             await self.worker.stop()
-        await self.sandbox.close()
+        if self.sandbox is not None:
+            await self.sandbox.aclose()
+        await self.http.aclose()
         await self.broker.close()
         await self.engine.dispose()
+
+
+def uses_mounted_sandbox(settings: Settings) -> bool:
+    """Single-process mode with a vendor URL left unset: the sandbox stands in, mounted here."""
+    return settings.redis_url is None and (
+        settings.twilio_base_url is None or settings.sendgrid_base_url is None
+    )
+
+
+def _base_url(settings: Settings, configured: str | None, vendor: str) -> str:
+    if configured:
+        return configured.rstrip("/")
+    if uses_mounted_sandbox(settings):
+        return settings.public_base_url.rstrip("/") + SANDBOX_PATH
+    return vendor
+
+
+def build_registry(settings: Settings, http: httpx.AsyncClient) -> FailoverRegistry:
+    public = settings.public_base_url.rstrip("/")
+    available: dict[str, Provider] = {
+        "twilio": TwilioProvider(
+            http,
+            base_url=_base_url(settings, settings.twilio_base_url, TWILIO_API),
+            account_sid=settings.twilio_account_sid,
+            auth_token=settings.twilio_auth_token,
+            status_callback_url=f"{public}/webhooks/twilio/status",
+        ),
+        "sendgrid": SendGridProvider(
+            http,
+            base_url=_base_url(settings, settings.sendgrid_base_url, SENDGRID_API),
+            api_key=settings.sendgrid_api_key,
+            # Only the local stand-in serves attachments from loopback addresses.
+            allow_private_attachment_hosts=settings.redis_url is None,
+        ),
+    }
+    order = {
+        Channel.SMS: settings.sms_providers,
+        Channel.MMS: settings.mms_providers,
+        Channel.EMAIL: settings.email_providers,
+    }
+    by_channel: dict[Channel, list[Provider]] = {}
+    for channel, names in order.items():
+        chosen = [n.strip() for n in names.split(",") if n.strip()]
+        unknown = [n for n in chosen if n not in available]
+        if unknown or not chosen:
+            raise ConfigurationError(
+                f"{channel.value}_PROVIDERS={names!r}: choose from {', '.join(available)}"
+            )
+        by_channel[channel] = [available[n] for n in chosen]
+    return FailoverRegistry(
+        by_channel,
+        threshold=settings.breaker_threshold,
+        cooldown=settings.breaker_cooldown_seconds,
+    )
+
+
+def verify_providers(settings: Settings) -> None:
+    """Production (Redis mode) refuses to start with a channel whose provider cannot work."""
+    if settings.redis_url is None:
+        return
+    for names in (settings.sms_providers, settings.mms_providers, settings.email_providers):
+        for name in (n.strip() for n in names.split(",")):
+            _require_credentials(settings, name)
+
+
+def _require_credentials(settings: Settings, name: str) -> None:
+    defaults = Settings.model_fields
+    if (
+        name == "twilio"
+        and settings.twilio_base_url is None
+        and (
+            settings.twilio_auth_token == defaults["twilio_auth_token"].default
+            or settings.twilio_account_sid == defaults["twilio_account_sid"].default
+        )
+    ):
+        raise ConfigurationError(
+            "twilio is a configured provider but TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN are "
+            "not set (or set TWILIO_BASE_URL to a sandbox started with `messaging-gateway "
+            "sandbox`)"
+        )
+    if (
+        name == "sendgrid"
+        and settings.sendgrid_base_url is None
+        and (settings.sendgrid_api_key == defaults["sendgrid_api_key"].default)
+    ):
+        raise ConfigurationError(
+            "sendgrid is a configured provider but SENDGRID_API_KEY is not set (or set "
+            "SENDGRID_BASE_URL to a sandbox started with `messaging-gateway sandbox`)"
+        )

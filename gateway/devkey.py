@@ -8,6 +8,7 @@ from ``messaging-gateway create-api-key`` and are shown once.
 from __future__ import annotations
 
 import os
+from uuid import UUID
 
 import structlog
 
@@ -19,13 +20,15 @@ DEV_ACCOUNT = "development"
 KEY_FILE = "dev-api-key"
 
 
-async def ensure_dev_key(container: Container) -> str:
+async def ensure_dev_key(container: Container) -> tuple[str, UUID]:
+    """The development key (created and printed on first start) and its account."""
     path = container.settings.data_dir / KEY_FILE
     if path.exists():
         key = path.read_text().strip()
-        if await container.api_keys.authenticate(key) is not None:
-            return key
-    _, key = await container.api_keys.create(DEV_ACCOUNT)
+        account = await container.api_keys.authenticate(key)
+        if account is not None:
+            return key, account.id
+    account, key = await container.api_keys.create(DEV_ACCOUNT)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
@@ -36,4 +39,4 @@ async def ensure_dev_key(container: Container) -> str:
         "GraphiQL at /graphql is pre-filled with it.\n",
         flush=True,
     )
-    return key
+    return key, account.id

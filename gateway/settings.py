@@ -89,6 +89,17 @@ class Settings(BaseSettings):
     provider_connect_timeout: float = Field(default=3.0, gt=0)
     provider_read_timeout: float = Field(default=10.0, gt=0)
     provider_max_connections: int = Field(default=100, ge=1)
+    breaker_threshold: int = Field(
+        default=5, ge=1, description="Consecutive transient failures that open a circuit."
+    )
+    breaker_cooldown_seconds: float = Field(
+        default=30.0, gt=0, description="How long an open circuit waits before a trial call."
+    )
+    sendgrid_inbound_token: str | None = Field(
+        default=None,
+        repr=False,
+        description="Password (basic auth) or ?token= of the SendGrid Inbound Parse URL.",
+    )
     require_sender_ownership: bool = Field(
         default=False, description="Refuse sends from addresses the account does not own."
     )

@@ -121,26 +121,60 @@ class LifecycleRepository(Repository):
         return changes[0] if changes else None
 
     async def record_retry(
-        self, message_id: UUID, error: DeliveryError, next_attempt_at: datetime, now: datetime
+        self,
+        message_id: UUID,
+        error: DeliveryError,
+        next_attempt_at: datetime,
+        now: datetime,
+        *,
+        detail: dict[str, Any] | None = None,
     ) -> Change | None:
         m = MESSAGES.c
         return await self._one(
             [m.id == message_id, _from([S.SENDING])],
             {"status": S.QUEUED.value, "next_attempt_at": next_attempt_at, **_error_columns(error)},
             "retry_scheduled",
-            {"code": error.code, "nextAttemptAt": next_attempt_at.isoformat()},
+            {"code": error.code, "nextAttemptAt": next_attempt_at.isoformat(), **(detail or {})},
+            now,
+        )
+
+    async def release(
+        self, message_id: UUID, next_attempt_at: datetime, reason: str, now: datetime
+    ) -> Change | None:
+        """Give a claimed message back untried (no provider could take it): the attempt the
+        claim counted did not happen, so it is not counted."""
+        m = MESSAGES.c
+        return await self._one(
+            [m.id == message_id, _from([S.SENDING])],
+            {
+                "status": S.QUEUED.value,
+                "next_attempt_at": next_attempt_at,
+                "attempts": m.attempts - 1,
+            },
+            "deferred",
+            {"reason": reason, "nextAttemptAt": next_attempt_at.isoformat()},
             now,
         )
 
     async def record_failure(
-        self, message_id: UUID, error: DeliveryError, now: datetime
+        self,
+        message_id: UUID,
+        error: DeliveryError,
+        now: datetime,
+        *,
+        detail: dict[str, Any] | None = None,
     ) -> Change | None:
         m = MESSAGES.c
         return await self._one(
             [m.id == message_id, _from([S.SENDING, S.QUEUED])],
             {"status": S.FAILED.value, **_error_columns(error)},
             "dead_lettered",
-            {"code": error.code, "description": error.description, "permanent": error.permanent},
+            {
+                "code": error.code,
+                "description": error.description,
+                "permanent": error.permanent,
+                **(detail or {}),
+            },
             now,
         )
 

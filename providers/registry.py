@@ -1,16 +1,31 @@
-"""Which provider carries which channel."""
+"""Which providers carry which channel, in failover order, each behind its circuit breaker."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from gateway.domain.channels import Channel
 from gateway.services.ports import Provider
+from providers.breaker import CircuitBreaker
 
 
-class StaticRegistry:
-    def __init__(self, by_channel: Mapping[Channel, Provider]) -> None:
-        self._by_channel = dict(by_channel)
+class FailoverRegistry:
+    def __init__(
+        self,
+        by_channel: Mapping[Channel, Sequence[Provider]],
+        *,
+        threshold: int = 5,
+        cooldown: float = 30.0,
+    ) -> None:
+        self._by_channel = {channel: list(providers) for channel, providers in by_channel.items()}
+        self.breakers: dict[str, CircuitBreaker] = {}
+        for providers in self._by_channel.values():
+            for provider in providers:
+                if provider.name not in self.breakers:
+                    self.breakers[provider.name] = CircuitBreaker(
+                        provider.name, threshold=threshold, cooldown=cooldown
+                    )
 
-    def for_channel(self, channel: Channel) -> Provider:
-        return self._by_channel[channel]
+    def candidates(self, channel: Channel) -> list[tuple[Provider, CircuitBreaker]]:
+        """The channel's providers in failover order."""
+        return [(p, self.breakers[p.name]) for p in self._by_channel.get(channel, [])]

@@ -157,12 +157,9 @@ def gateway_settings(backend: str, tmp: Path, postgres: PostgresServer | None) -
 
 
 @contextlib.asynccontextmanager
-async def serve(settings: Settings) -> AsyncIterator[tuple[str, Container]]:
-    """Run the real app under uvicorn on a free loopback port, in this event loop."""
-    if not settings.is_sqlite:
-        await upgrade_to_head(settings)
-    app = create_app(settings)
-    port = free_port()
+async def run_uvicorn(app: Any, port: int | None = None) -> AsyncIterator[str]:
+    """Serve an ASGI app with uvicorn on a loopback port, in this event loop."""
+    port = port or free_port()
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_config=None, lifespan="on", ws_ping_interval=None
     )
@@ -174,12 +171,28 @@ async def serve(settings: Settings) -> AsyncIterator[tuple[str, Container]]:
         await asyncio.sleep(0.01)
     if not server.started:
         task.result()  # surface the start-up error
-        raise RuntimeError("gateway did not start")
+        raise RuntimeError("server did not start")
     try:
-        yield f"http://127.0.0.1:{port}", app.state.container
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         await task
+
+
+@contextlib.asynccontextmanager
+async def serve_on(settings: Settings, port: int) -> AsyncIterator[tuple[str, Container]]:
+    """Run the real gateway app under uvicorn on ``port`` (loopback)."""
+    if not settings.is_sqlite:
+        await upgrade_to_head(settings)
+    # Providers (and the mounted sandbox) call back where this server listens.
+    settings.public_base_url = f"http://127.0.0.1:{port}"
+    app = create_app(settings)
+    async with run_uvicorn(app, port) as url:
+        yield url, app.state.container
+
+
+def serve(settings: Settings) -> contextlib.AbstractAsyncContextManager[tuple[str, Container]]:
+    return serve_on(settings, free_port())
 
 
 @pytest.fixture(scope="session", params=["postgresql", "sqlite"])

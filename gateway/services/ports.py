@@ -59,10 +59,13 @@ class TransientProviderError(ProviderError):
         retry_after: float | None = None,
         *,
         ambiguous: bool = False,
+        rate_limited: bool = False,
     ) -> None:
         super().__init__(code, description)
         self.retry_after = retry_after
         self.ambiguous = ambiguous
+        # The provider asked us to slow down (429): not a sign that it is down.
+        self.rate_limited = rate_limited
 
 
 class PermanentProviderError(ProviderError):
@@ -75,5 +78,19 @@ class Provider(Protocol):
     async def send(self, message: Message) -> ProviderReceipt: ...
 
 
+class Breaker(Protocol):
+    def allow(self) -> bool: ...
+
+    def retry_in(self) -> float: ...
+
+    def record_success(self) -> None: ...
+
+    def record_failure(self) -> None: ...
+
+    def record_neutral(self) -> None: ...
+
+
 class ProviderRegistry(Protocol):
-    def for_channel(self, channel: Channel) -> Provider: ...
+    def candidates(self, channel: Channel) -> Sequence[tuple[Provider, Breaker]]:
+        """The channel's providers in failover order, each with its circuit breaker."""
+        ...

@@ -9,7 +9,7 @@ is lost, and the conditional claim makes a double enqueue harmless.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -46,7 +46,10 @@ class SendService:
         default_region: str,
         retention: timedelta,
         limits: Limits | None = None,
+        owned_addresses: Callable[[UUID], Awaitable[set[str]]] | None = None,
     ) -> None:
+        # Set when senders must own their `from` address (REQUIRE_SENDER_OWNERSHIP).
+        self._owned = owned_addresses
         self._accept = accept
         self._lifecycle = lifecycle
         self._broker = broker
@@ -58,12 +61,18 @@ class SendService:
         now = utcnow()
         outcomes: list[SendOutcome | None] = []
         drafts = []
+        owned = await self._owned(account_id) if self._owned is not None else None
         for request in requests:
             checked = validate_send(
                 request, now=now, default_region=self._region, limits=self._limits
             )
             if isinstance(checked, list):
                 outcomes.append(Invalid(checked))
+            elif owned is not None and checked.sender not in owned:
+                problem = FieldProblem(
+                    "from", f"{checked.sender} is not an address of this account"
+                )
+                outcomes.append(Invalid([problem]))
             else:
                 outcomes.append(None)
                 drafts.append(checked)

@@ -20,8 +20,15 @@ import pytest
 from redis.asyncio import Redis
 
 from gateway.settings import Settings
-from tests.conftest import GraphQLClient, RunningGateway, fresh_postgres_url, serve
-from tests.servers import PostgresServer, RedisServer
+from providers.sandbox_app import SandboxConfig, create_sandbox_app
+from tests.conftest import (
+    GraphQLClient,
+    RunningGateway,
+    fresh_postgres_url,
+    run_uvicorn,
+    serve_on,
+)
+from tests.servers import PostgresServer, RedisServer, free_port
 from workers.redis_broker import GROUP, STREAM
 
 SEND = """
@@ -35,40 +42,55 @@ STATUS = "query One($id: ID!) { message(id: $id) { status } }"
 @pytest.fixture(scope="module")
 async def redis_gateway(
     postgres: PostgresServer, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[tuple[RunningGateway, subprocess.Popen[bytes]]]:
+) -> AsyncIterator[tuple[RunningGateway, asyncio.subprocess.Process]]:
     tmp = tmp_path_factory.mktemp("redis-mode")
-    settings = Settings(
-        database_url=fresh_postgres_url(postgres),
-        redis_url=redis_server.url,
-        data_dir=tmp,
-        api_key_cache_seconds=0.5,
+    api_port = free_port()
+    api_url = f"http://127.0.0.1:{api_port}"
+    sandbox_config = SandboxConfig.from_settings(
+        Settings(public_base_url=api_url, sandbox_callback_delay=0.05)
     )
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url or "",
-        "REDIS_URL": redis_server.url,
-        "DATA_DIR": str(tmp),
-        "SANDBOX_CALLBACK_DELAY": "0.05",
-        "SWEEP_INTERVAL": "0.2",
-    }
-    async with serve(settings) as (base_url, container):
-        with (tmp / "worker.log").open("wb") as log:
-            worker = subprocess.Popen(
-                [str(Path(sys.executable).parent / "messaging-gateway"), "worker"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            async with httpx.AsyncClient(timeout=30) as http:
-                yield RunningGateway("redis", base_url, container, http), worker
-        finally:
-            worker.send_signal(signal.SIGTERM)
+    sandbox = create_sandbox_app(sandbox_config)
+    async with run_uvicorn(sandbox) as sandbox_url:
+        env = {
+            **os.environ,
+            "DATABASE_URL": fresh_postgres_url(postgres),
+            "REDIS_URL": redis_server.url,
+            "DATA_DIR": str(tmp),
+            "PUBLIC_BASE_URL": api_url,
+            "TWILIO_BASE_URL": sandbox_url,
+            "SENDGRID_BASE_URL": sandbox_url,
+            "SENDGRID_WEBHOOK_PUBLIC_KEY": sandbox_config.public_key,
+            "SWEEP_INTERVAL": "0.2",
+            "API_KEY_CACHE_SECONDS": "0.5",
+        }
+        settings = Settings(
+            database_url=env["DATABASE_URL"],
+            redis_url=redis_server.url,
+            data_dir=tmp,
+            twilio_base_url=sandbox_url,
+            sendgrid_base_url=sandbox_url,
+            sendgrid_webhook_public_key=sandbox_config.public_key,
+            api_key_cache_seconds=0.5,
+        )
+        async with serve_on(settings, api_port) as (base_url, container):
+            with (tmp / "worker.log").open("wb") as log:
+                worker = await asyncio.create_subprocess_exec(
+                    str(Path(sys.executable).parent / "messaging-gateway"),
+                    "worker",
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
             try:
-                worker.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
+                async with httpx.AsyncClient(timeout=30) as http:
+                    yield RunningGateway("redis", base_url, container, http), worker
+            finally:
+                worker.send_signal(signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(worker.wait(), 20)
+                except TimeoutError:
+                    worker.kill()
+                    await worker.wait()
 
 
 async def wait_for_status(client: GraphQLClient, message_id: str, status: str) -> str:
@@ -82,7 +104,7 @@ async def wait_for_status(client: GraphQLClient, message_id: str, status: str) -
 
 
 async def test_worker_process_delivers_and_api_subscribers_see_it(
-    redis_gateway: tuple[RunningGateway, subprocess.Popen[bytes]], redis_server: RedisServer
+    redis_gateway: tuple[RunningGateway, asyncio.subprocess.Process], redis_server: RedisServer
 ) -> None:
     gateway, worker = redis_gateway
     client = await gateway.new_client()
@@ -106,7 +128,7 @@ async def test_worker_process_delivers_and_api_subscribers_see_it(
             assert event["message"]["id"] == message_id
             statuses.append(event["status"])
     assert statuses == ["QUEUED", "SENDING", "SENT", "DELIVERED"]
-    assert worker.poll() is None
+    assert worker.returncode is None
 
     redis = Redis.from_url(redis_server.url)
     try:
@@ -117,7 +139,7 @@ async def test_worker_process_delivers_and_api_subscribers_see_it(
 
 
 async def test_many_messages_each_delivered_once(
-    redis_gateway: tuple[RunningGateway, subprocess.Popen[bytes]],
+    redis_gateway: tuple[RunningGateway, asyncio.subprocess.Process],
 ) -> None:
     gateway, _ = redis_gateway
     client = await gateway.new_client()

@@ -43,7 +43,7 @@ async def test_sms_is_normalized_and_delivered(client: GraphQLClient) -> None:
         await asyncio.sleep(0.05)
     assert found["status"] == "DELIVERED"
     assert [e["status"] for e in found["events"]] == ["QUEUED", "SENDING", "SENT", "DELIVERED"]
-    assert found["attempts"] == 1 and found["provider"] == "sandbox"
+    assert found["attempts"] == 1 and found["provider"] == "twilio"
 
 
 async def test_invalid_input_lists_every_bad_field(client: GraphQLClient) -> None:

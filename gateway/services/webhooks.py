@@ -1,0 +1,95 @@
+"""Use cases behind the webhooks: apply provider reports, receive inbound messages."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from uuid import UUID
+
+import structlog
+
+from gateway.services.clock import utcnow
+from gateway.services.ports import Broker
+from persistence.webhooks import Inbound, Report, ReportOutcome, WebhookRepository
+from providers.webhooks import InboundMessage, StatusReport
+
+log = structlog.get_logger(__name__)
+
+
+class WebhookService:
+    def __init__(
+        self,
+        repo: WebhookRepository,
+        broker: Broker,
+        *,
+        default_owner: Callable[[], UUID | None] = lambda: None,
+    ) -> None:
+        self._repo = repo
+        self._broker = broker
+        # Embedded mode: every address belongs to the development account.
+        self._default_owner = default_owner
+
+    async def apply_reports(self, source: str, reports: list[StatusReport]) -> ReportOutcome:
+        outcome = await self._repo.apply_reports(
+            source,
+            [
+                Report(
+                    dedupe_key=r.dedupe_key,
+                    message_id=r.message_id,
+                    provider=r.provider,
+                    provider_message_id=r.provider_message_id,
+                    status=r.status,
+                    kind=r.kind,
+                    detail=r.detail,
+                    error=r.error,
+                )
+                for r in reports
+            ],
+            utcnow(),
+        )
+        if outcome.applied:
+            await self._broker.publish(outcome.applied)
+        if outcome.unmatched:
+            log.warning("webhook_reports_unmatched", source=source, count=outcome.unmatched)
+        return outcome
+
+    async def receive(self, message: InboundMessage) -> str:
+        """Store an inbound message; returns "stored", "duplicate" or "unowned"."""
+        owner = await self._repo.owner_of(message.recipient) or self._default_owner()
+        if owner is None:
+            return "unowned"
+        metadata = {"subject": message.subject} if message.subject else None
+        change = await self._repo.receive(
+            Inbound(
+                account_id=owner,
+                channel=message.channel,
+                sender=message.sender,
+                recipient=message.recipient,
+                body=message.body,
+                attachments=message.attachments,
+                provider=message.provider,
+                provider_message_id=message.provider_message_id,
+                sent_at=message.sent_at,
+                # Per recipient: one e-mail to two of our addresses is two inbound messages.
+                dedupe_key=(
+                    f"{message.provider}:inbound:{message.recipient}:{message.provider_message_id}"
+                ),
+                metadata=metadata,
+            ),
+            utcnow(),
+        )
+        if change is None:
+            return "duplicate"
+        await self._broker.publish([change.event])
+        return "stored"
+
+    async def keep_raw(
+        self, source: str, outcome: str, content_type: str | None, payload: str, error: str | None
+    ) -> int:
+        return await self._repo.keep_raw(
+            source,
+            outcome=outcome,
+            content_type=content_type,
+            payload=payload,
+            error=error,
+            now=utcnow(),
+        )

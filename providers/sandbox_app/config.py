@@ -1,0 +1,169 @@
+"""What the sandbox accepts (credentials) and how it misbehaves (failure injection)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from gateway.settings import Settings
+from providers.signatures import generate_sendgrid_keypair, sendgrid_public_key
+
+__all__ = ["INJECTABLE_FIELDS", "SandboxConfig", "normalize_recipients"]
+
+EVENT_WEBHOOK_PATH: Final = "/webhooks/sendgrid/events"
+
+#: Fields ``POST /control/config`` may change. Credentials and keys are not among them: anyone
+#: who can reach the control API could otherwise make the sandbox sign for them.
+INJECTABLE_FIELDS: Final = frozenset(
+    {
+        "callback_delay",
+        "rate_429",
+        "rate_500",
+        "rate_timeout",
+        "retry_after",
+        "timeout_seconds",
+        "invalid_recipients",
+        "undeliverable_recipients",
+        "bounce_recipients",
+        "outage",
+        "seed",
+        "event_webhook_url",
+    }
+)
+_RATES: Final = frozenset({"rate_429", "rate_500", "rate_timeout"})
+_DURATIONS: Final = frozenset({"callback_delay", "retry_after", "timeout_seconds"})
+_RECIPIENT_SETS: Final = frozenset(
+    {"invalid_recipients", "undeliverable_recipients", "bounce_recipients"}
+)
+
+
+def normalize_recipients(value: str | Iterable[str]) -> set[str]:
+    """A comma-separated string or a list of addresses -> a set compared case-insensitively."""
+    items = value.split(",") if isinstance(value, str) else value
+    return {item.strip().lower() for item in items if item.strip()}
+
+
+@dataclass
+class SandboxConfig:
+    """Mutable at runtime: tests and ``POST /control/config`` change it between requests."""
+
+    twilio_account_sid: str
+    twilio_auth_token: str = field(repr=False)
+    sendgrid_api_key: str = field(repr=False)
+    signing_key: str = field(repr=False)
+    public_key: str
+    event_webhook_url: str
+    callback_delay: float = 0.5
+    rate_429: float = 0.0
+    rate_500: float = 0.0
+    rate_timeout: float = 0.0
+    retry_after: float = 1.0
+    timeout_seconds: float = 30.0
+    invalid_recipients: set[str] = field(default_factory=set)
+    undeliverable_recipients: set[str] = field(default_factory=set)
+    bounce_recipients: set[str] = field(default_factory=set)
+    outage: bool = False
+    seed: int | None = None
+    #: True when ``signing_key`` was generated here: the gateway must be told ``public_key``.
+    key_generated: bool = False
+    callback_attempts: int = 4
+    callback_backoff: float = 0.2
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SandboxConfig:
+        if settings.sandbox_sendgrid_signing_key:
+            signing_key = settings.sandbox_sendgrid_signing_key
+            public_key = sendgrid_public_key(signing_key)
+            generated = False
+        else:
+            signing_key, public_key = generate_sendgrid_keypair()
+            generated = True
+        event_url = settings.sandbox_event_webhook_url or (
+            settings.public_base_url.rstrip("/") + EVENT_WEBHOOK_PATH
+        )
+        return cls(
+            twilio_account_sid=settings.twilio_account_sid,
+            twilio_auth_token=settings.twilio_auth_token,
+            sendgrid_api_key=settings.sendgrid_api_key,
+            signing_key=signing_key,
+            public_key=public_key,
+            event_webhook_url=event_url,
+            callback_delay=settings.sandbox_callback_delay,
+            rate_429=settings.sandbox_rate_429,
+            rate_500=settings.sandbox_rate_500,
+            rate_timeout=settings.sandbox_rate_timeout,
+            retry_after=settings.sandbox_retry_after,
+            timeout_seconds=settings.sandbox_timeout_seconds,
+            invalid_recipients=normalize_recipients(settings.sandbox_invalid_recipients),
+            undeliverable_recipients=normalize_recipients(
+                settings.sandbox_undeliverable_recipients
+            ),
+            bounce_recipients=normalize_recipients(settings.sandbox_bounce_recipients),
+            outage=settings.sandbox_outage,
+            key_generated=generated,
+        )
+
+    def injectable(self) -> dict[str, Any]:
+        """The failure-injection fields, JSON-ready (sets as sorted lists)."""
+        view: dict[str, Any] = {}
+        for name in sorted(INJECTABLE_FIELDS):
+            value = getattr(self, name)
+            view[name] = sorted(value) if isinstance(value, set) else value
+        return view
+
+    def public_view(self) -> dict[str, Any]:
+        """What ``GET /control/config`` shows: never the secrets, but the verification key."""
+        return {
+            **self.injectable(),
+            "twilio_account_sid": self.twilio_account_sid,
+            "public_key": self.public_key,
+        }
+
+    def snapshot(self) -> SandboxConfig:
+        return dataclasses.replace(
+            self,
+            invalid_recipients=set(self.invalid_recipients),
+            undeliverable_recipients=set(self.undeliverable_recipients),
+            bounce_recipients=set(self.bounce_recipients),
+        )
+
+    def apply(self, changes: Mapping[str, Any]) -> None:
+        """Validate every change first, then apply all of them (or none, on ValueError)."""
+        unknown = set(changes) - INJECTABLE_FIELDS
+        if unknown:
+            raise ValueError(f"not configurable: {', '.join(sorted(unknown))}")
+        validated = {name: _validate(name, value) for name, value in changes.items()}
+        for name, value in validated.items():
+            setattr(self, name, value)
+
+
+def _validate(name: str, value: Any) -> Any:
+    if name in _RATES or name in _DURATIONS:
+        # bool is an int to Python, but "rate_429": true is a caller's mistake, not 1.0.
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{name} must be a number")
+        number = float(value)
+        if number < 0 or (name in _RATES and number > 1):
+            raise ValueError(f"{name} out of range")
+        return number
+    if name in _RECIPIENT_SETS:
+        if isinstance(value, str) or (
+            isinstance(value, list) and all(isinstance(item, str) for item in value)
+        ):
+            return normalize_recipients(value)
+        raise ValueError(f"{name} must be a list of strings or a comma-separated string")
+    if name == "outage":
+        if not isinstance(value, bool):
+            raise ValueError("outage must be a boolean")
+        return value
+    if name == "seed":
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValueError("seed must be an integer or null")
+        return value
+    if name == "event_webhook_url":
+        if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+            raise ValueError("event_webhook_url must be an http(s) URL")
+        return value
+    raise ValueError(f"not configurable: {name}")

@@ -1,0 +1,198 @@
+"""The sandbox's state: what it received, which failure to inject, callbacks still to send."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import random
+import time
+from collections import deque
+from collections.abc import Coroutine, Mapping
+from typing import Any, Final
+
+import httpx
+import structlog
+from starlette.requests import Request
+
+from providers.http import loggable_url
+from providers.sandbox_app.config import INJECTABLE_FIELDS, SandboxConfig
+
+__all__ = ["Fault", "Sandbox"]
+
+log = structlog.get_logger("providers.sandbox")
+
+#: Records kept; a benchmark sends far more, and nobody inspects more than the latest ones.
+MAX_RECORDS: Final = 10_000
+_DISCONNECT_POLL: Final = 0.05
+
+
+class Fault(enum.StrEnum):
+    OUTAGE = "outage"
+    RATE_LIMITED = "rate_limited"
+    SERVER_ERROR = "server_error"
+    TIMEOUT = "timeout"
+
+
+class Sandbox:
+    """Shared by the Twilio and SendGrid stand-ins and the control API.
+
+    ``requests`` holds one dict per API request received (vendor, to, from, body, media or
+    attachments, message_id, provider_id, outcome, ...); ``callbacks`` one per callback POST.
+    """
+
+    def __init__(self, config: SandboxConfig, client: httpx.AsyncClient | None = None) -> None:
+        self.config = config
+        self._initial = config.snapshot()
+        self.requests: deque[dict[str, Any]] = deque(maxlen=MAX_RECORDS)
+        self.callbacks: deque[dict[str, Any]] = deque(maxlen=MAX_RECORDS)
+        self._owns_client = client is None
+        # trust_env off: callbacks go to our own (usually loopback) webhooks, never via a proxy.
+        self._client = client or httpx.AsyncClient(timeout=10.0, trust_env=False)
+        self._rng = random.Random(config.seed)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = asyncio.Event()
+
+    # --- configuration --------------------------------------------------------------------
+
+    def configure(self, changes: Mapping[str, Any]) -> None:
+        """Apply control-API changes; a new ``seed`` restarts the fault sequence."""
+        self.config.apply(changes)
+        if "seed" in changes:
+            self.reseed()
+
+    def reseed(self) -> None:
+        self._rng = random.Random(self.config.seed)
+
+    def reset(self) -> None:
+        """Forget every record and restore the failure injection the sandbox started with.
+
+        Callbacks already scheduled still go out: their messages were accepted.
+        """
+        self.requests.clear()
+        self.callbacks.clear()
+        start = self._initial.snapshot()  # a copy: later changes must not edit the original
+        for name in INJECTABLE_FIELDS:
+            setattr(self.config, name, getattr(start, name))
+        self.reseed()
+
+    # --- requests -------------------------------------------------------------------------
+
+    def record(self, vendor: str, **fields: Any) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "vendor": vendor,
+            "received_at": time.time(),
+            "to": None,
+            "from": None,
+            "body": None,
+            "message_id": None,
+            "provider_id": None,
+            "outcome": "received",
+            **fields,
+        }
+        self.requests.append(entry)
+        return entry
+
+    def draw_fault(self) -> Fault | None:
+        """One random draw split among the configured rates (outage is checked before)."""
+        config = self.config
+        draw = self._rng.random()
+        threshold = config.rate_429
+        if draw < threshold:
+            return Fault.RATE_LIMITED
+        threshold += config.rate_500
+        if draw < threshold:
+            return Fault.SERVER_ERROR
+        threshold += config.rate_timeout
+        if draw < threshold:
+            return Fault.TIMEOUT
+        return None
+
+    async def stall(self, request: Request) -> bool:
+        """Hold the request ``timeout_seconds``; False when the client gave up meanwhile.
+
+        A client that timed out has hung up: the stand-in then drops the request as if it had
+        never been processed, and frees the server task instead of sleeping on for nothing.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.timeout_seconds
+        while (remaining := deadline - loop.time()) > 0:
+            if self._closed.is_set() or await request.is_disconnected():
+                return False
+            await asyncio.sleep(min(_DISCONNECT_POLL, remaining))
+        return not await request.is_disconnected()
+
+    # --- callbacks ------------------------------------------------------------------------
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        if self._closed.is_set():
+            work.close()
+            return
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def deliver(
+        self,
+        vendor: str,
+        url: str,
+        *,
+        summary: Mapping[str, Any],
+        data: Mapping[str, str] | None = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> bool:
+        """POST one callback, retried with backoff on network errors, 429 and 5xx.
+
+        Never raises: a gateway that is down or refusing must not take the sandbox with it.
+        """
+        entry: dict[str, Any] = {
+            "vendor": vendor,
+            "url": url,
+            **summary,
+            "attempts": 0,
+            "http_status": None,
+            "error": None,
+        }
+        self.callbacks.append(entry)
+        attempts = max(1, self.config.callback_attempts)
+        for attempt in range(1, attempts + 1):
+            entry["attempts"] = attempt
+            try:
+                response = await self._client.post(
+                    url, data=data, content=content, headers=dict(headers or {})
+                )
+            except httpx.HTTPError as exc:
+                entry["error"] = type(exc).__name__
+            else:
+                entry["http_status"] = response.status_code
+                if response.is_success:
+                    entry["error"] = None
+                    return True
+                entry["error"] = f"HTTP {response.status_code}"
+                if response.status_code != 429 and response.status_code < 500:
+                    break  # refused (bad signature, unknown message): repeating cannot help
+            if attempt < attempts:
+                await asyncio.sleep(self.config.callback_backoff * 2 ** (attempt - 1))
+        log.warning(
+            "sandbox_callback_failed",
+            vendor=vendor,
+            url=loggable_url(url),
+            attempts=entry["attempts"],
+            error=entry["error"],
+        )
+        return False
+
+    async def drain(self) -> None:
+        """Wait until every scheduled callback has been sent (or given up)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def aclose(self) -> None:
+        """Cancel pending callbacks and close the client if the sandbox created it."""
+        self._closed.set()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._owns_client:
+            await self._client.aclose()

@@ -1,0 +1,202 @@
+"""Twilio's Messages resource as the sandbox serves it, and its signed status callbacks."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hmac
+import math
+import secrets
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import Any, Final
+from urllib.parse import parse_qs, urlsplit
+
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from gateway.domain.segments import count_segments
+from providers.sandbox_app.core import Fault, Sandbox
+from providers.signatures import TWILIO_SIGNATURE_HEADER, twilio_signature
+
+__all__ = ["TwilioApi"]
+
+API_VERSION: Final = "2010-04-01"
+_ERRORS_URL: Final = "https://www.twilio.com/docs/errors/"
+
+
+def twilio_error(status: int, code: int, message: str, **headers: str) -> JSONResponse:
+    """Twilio's REST error body: code, message, more_info, status."""
+    return JSONResponse(
+        {"code": code, "message": message, "more_info": f"{_ERRORS_URL}{code}", "status": status},
+        status_code=status,
+        headers=headers or None,
+    )
+
+
+def _basic_credentials(request: Request) -> tuple[str, str] | None:
+    scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "basic" or not encoded:
+        return None
+    try:
+        decoded = base64.b64decode(encoded, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, colon, password = decoded.partition(":")
+    return (user, password) if colon else None
+
+
+class TwilioApi:
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+
+    def _authorized(self, request: Request) -> bool:
+        credentials = _basic_credentials(request)
+        if credentials is None:
+            return False
+        config = self.sandbox.config
+        user_ok = hmac.compare_digest(credentials[0].encode(), config.twilio_account_sid.encode())
+        token_ok = hmac.compare_digest(credentials[1].encode(), config.twilio_auth_token.encode())
+        return user_ok and token_ok
+
+    async def create_message(self, request: Request) -> Response:
+        sandbox = self.sandbox
+        config = sandbox.config
+        form = await request.form()
+        record = sandbox.record("twilio", **_describe(form))
+        # A provider that is down answers nothing else, not even an authentication error.
+        if config.outage:
+            record["outcome"] = Fault.OUTAGE.value
+            return twilio_error(503, 20503, "Service Unavailable")
+        if not self._authorized(request):
+            record["outcome"] = "unauthorized"
+            return twilio_error(401, 20003, "Authenticate")
+        account_sid = request.path_params["account_sid"]
+        if account_sid != config.twilio_account_sid:
+            record["outcome"] = "not_found"
+            return twilio_error(
+                404, 20404, f"The requested resource /Accounts/{account_sid} was not found"
+            )
+
+        fault = sandbox.draw_fault()
+        if fault is Fault.RATE_LIMITED:
+            record["outcome"] = fault.value
+            return twilio_error(
+                429,
+                20429,
+                "Too Many Requests",
+                **{"Retry-After": str(math.ceil(config.retry_after))},
+            )
+        if fault is Fault.SERVER_ERROR:
+            record["outcome"] = fault.value
+            return twilio_error(500, 20500, "Internal Server Error")
+        if fault is Fault.TIMEOUT:
+            record["outcome"] = fault.value
+            if not await sandbox.stall(request):
+                return Response(status_code=504)  # nobody is listening any more
+            record["delayed"] = True
+
+        to, sender = record["to"], record["from"]
+        if not to:
+            record["outcome"] = "bad_request"
+            return twilio_error(400, 21604, "A 'To' phone number is required.")
+        if not sender:
+            record["outcome"] = "bad_request"
+            return twilio_error(400, 21603, "A 'From' phone number is required.")
+        if not record["body"] and not record["media"]:
+            record["outcome"] = "bad_request"
+            return twilio_error(400, 21602, "Message body is required.")
+        if to.strip().lower() in config.invalid_recipients:
+            record["outcome"] = "invalid_recipient"
+            return twilio_error(400, 21211, f"Invalid 'To' Phone Number: {to}")
+
+        sid = "SM" + secrets.token_hex(16)
+        record["provider_id"] = sid
+        record["outcome"] = "accepted"
+        callback_url = form.get("StatusCallback")
+        if isinstance(callback_url, str) and callback_url:
+            sandbox.spawn(self._status_callbacks(callback_url, sid, to, sender))
+        return JSONResponse(self._resource(sid, record), status_code=201)
+
+    def _resource(self, sid: str, record: dict[str, Any]) -> dict[str, Any]:
+        account_sid = self.sandbox.config.twilio_account_sid
+        now = format_datetime(datetime.now(UTC))
+        body: str = record["body"] or ""
+        uri = f"/{API_VERSION}/Accounts/{account_sid}/Messages/{sid}"
+        return {
+            "account_sid": account_sid,
+            "api_version": API_VERSION,
+            "body": body,
+            "date_created": now,
+            "date_sent": None,
+            "date_updated": now,
+            "direction": "outbound-api",
+            "error_code": None,
+            "error_message": None,
+            "from": record["from"],
+            "messaging_service_sid": None,
+            # Twilio sends these counts as strings.
+            "num_media": str(len(record["media"])),
+            "num_segments": str(count_segments(body).segments if body else 1),
+            "price": None,
+            "price_unit": "USD",
+            "sid": sid,
+            "status": "queued",
+            "subresource_uris": {"media": f"{uri}/Media.json"},
+            "to": record["to"],
+            "uri": f"{uri}.json",
+        }
+
+    async def _status_callbacks(self, url: str, sid: str, to: str, sender: str) -> None:
+        sandbox = self.sandbox
+        config = sandbox.config
+        await asyncio.sleep(config.callback_delay)
+        undeliverable = to.strip().lower() in config.undeliverable_recipients
+        for status in ("sent", "undelivered" if undeliverable else "delivered"):
+            params = {
+                "AccountSid": config.twilio_account_sid,
+                "ApiVersion": API_VERSION,
+                "From": sender,
+                "MessageSid": sid,
+                "MessageStatus": status,
+                "SmsSid": sid,
+                "SmsStatus": status,
+                "To": to,
+            }
+            if status == "undelivered":
+                params["ErrorCode"] = "30003"
+            # Signed over the exact URL we POST to, query string included, as Twilio does.
+            signature = twilio_signature(config.twilio_auth_token, url, params)
+            await sandbox.deliver(
+                "twilio",
+                url,
+                summary={"provider_id": sid, "status": status, "to": to},
+                data=params,
+                headers={TWILIO_SIGNATURE_HEADER: signature},
+            )
+
+
+def _describe(form: FormData) -> dict[str, Any]:
+    def text(key: str) -> str | None:
+        value = form.get(key)
+        return value if isinstance(value, str) else None
+
+    callback = text("StatusCallback")
+    return {
+        "to": text("To"),
+        "from": text("From"),
+        "body": text("Body"),
+        "media": [item for item in form.getlist("MediaUrl") if isinstance(item, str)],
+        "status_callback": callback,
+        "message_id": _mid(callback),
+    }
+
+
+def _mid(callback: str | None) -> str | None:
+    """Our message id, carried in the StatusCallback query string as ``mid``."""
+    if not callback or "?" not in callback:
+        return None
+    values = parse_qs(urlsplit(callback).query).get("mid")
+    return values[0] if values else None

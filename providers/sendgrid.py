@@ -1,0 +1,383 @@
+"""SendGrid v3 Mail Send adapter (e-mail), attachments fetched from their URLs.
+
+Messages carry attachments as URLs; SendGrid wants the bytes inline (base64). Fetching a URL an
+API caller chose is a server-side request forgery risk, so every host is resolved and refused
+when it points inside our network, unless explicitly allowed (development and tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ipaddress
+import re
+import socket
+import time
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import PurePosixPath
+from typing import Any, Final
+from urllib.parse import unquote
+
+import httpx
+import orjson
+import structlog
+
+from gateway.domain.records import Message
+from gateway.services.ports import (
+    PermanentProviderError,
+    ProviderReceipt,
+    TransientProviderError,
+)
+from providers.http import loggable_url, parse_retry_after, response_summary, transport_error
+
+__all__ = [
+    "ATTACHMENT_REFUSED",
+    "ATTACHMENT_TOO_LARGE",
+    "ATTACHMENT_UNAVAILABLE",
+    "SendGridProvider",
+    "html_to_text",
+    "looks_like_html",
+]
+
+log = structlog.get_logger(__name__)
+
+ATTACHMENT_UNAVAILABLE: Final = "ATTACHMENT_UNAVAILABLE"
+ATTACHMENT_REFUSED: Final = "ATTACHMENT_REFUSED"
+ATTACHMENT_TOO_LARGE: Final = "ATTACHMENT_TOO_LARGE"
+MAX_ATTACHMENT_BYTES: Final = 10 * 1024 * 1024
+MAX_REDIRECTS: Final = 3
+NO_SUBJECT: Final = "(no subject)"
+# SendGrid rejects an empty content value; a lone space is the smallest body it accepts.
+EMPTY_BODY: Final = " "
+_AMBIGUOUS_5XX: Final = frozenset({502, 504})
+
+# A tag starts right after "<" (optionally "/"): "a < b > c" in plain text is not HTML.
+_HTML_TAG: Final = re.compile(r"</?[a-zA-Z][a-zA-Z0-9-]*(\s[^<>]*)?/?>")
+
+
+@dataclass(frozen=True, slots=True)
+class _Attachment:
+    filename: str
+    content_type: str
+    content: bytes
+
+
+class SendGridProvider:
+    name = "sendgrid"
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        base_url: str,
+        api_key: str,
+        allow_private_attachment_hosts: bool = False,
+        max_attachment_bytes: int = MAX_ATTACHMENT_BYTES,
+    ) -> None:
+        self._client = client
+        self._send_url = f"{base_url.rstrip('/')}/v3/mail/send"
+        self._api_key = api_key
+        self._allow_private = allow_private_attachment_hosts
+        self._max_attachment_bytes = max_attachment_bytes
+
+    def __repr__(self) -> str:
+        # Explicit, so that no attribute added later drags the API key into a log line.
+        return f"SendGridProvider(url={loggable_url(self._send_url)!r})"
+
+    async def send(self, message: Message) -> ProviderReceipt:
+        attachments = await self._fetch_attachments(message)
+        body = orjson.dumps(self.payload(message, attachments))
+        try:
+            response = await self._client.post(
+                self._send_url,
+                content=body,
+                headers={
+                    "Authorization": f"Bearer {self._api_key}",
+                    "Content-Type": "application/json",
+                    "Accept": "application/json",
+                },
+            )
+        except httpx.TransportError as exc:
+            error = transport_error(self.name, exc)
+            log.warning(
+                "provider_transport_error",
+                provider=self.name,
+                message_id=str(message.id),
+                error=error.code,
+                ambiguous=error.ambiguous,
+            )
+            raise error from exc
+        if response.is_success:
+            return self._receipt(message, response)
+        raise self._failure(message, response)
+
+    def payload(
+        self, message: Message, attachments: list[_Attachment] | None = None
+    ) -> dict[str, Any]:
+        """The Mail Send JSON for ``message`` (attachments already fetched)."""
+        subject = (message.metadata or {}).get("subject")
+        text = message.body or ""
+        content: list[dict[str, str]]
+        if looks_like_html(text):
+            # Plain text must come first: SendGrid refuses any other order, and clients that
+            # cannot render HTML show the first part.
+            content = [
+                {"type": "text/plain", "value": html_to_text(text) or EMPTY_BODY},
+                {"type": "text/html", "value": text},
+            ]
+        else:
+            content = [{"type": "text/plain", "value": text or EMPTY_BODY}]
+        payload: dict[str, Any] = {
+            "personalizations": [
+                {
+                    "to": [{"email": message.recipient}],
+                    # Echoed in every Event Webhook event: events that arrive before we stored
+                    # the X-Message-Id still lead back to the message.
+                    "custom_args": {"message_id": message.id.hex},
+                }
+            ],
+            "from": {"email": message.sender},
+            "subject": subject if isinstance(subject, str) and subject else NO_SUBJECT,
+            "content": content,
+        }
+        if attachments:
+            payload["attachments"] = [
+                {
+                    "content": base64.b64encode(item.content).decode(),
+                    "filename": item.filename,
+                    "type": item.content_type,
+                    "disposition": "attachment",
+                }
+                for item in attachments
+            ]
+        return payload
+
+    def _receipt(self, message: Message, response: httpx.Response) -> ProviderReceipt:
+        x_message_id = response.headers.get("X-Message-Id")
+        if not x_message_id:
+            log.warning("provider_bad_response", provider=self.name, **response_summary(response))
+            raise TransientProviderError(
+                "INVALID_RESPONSE",
+                f"sendgrid answered {response.status_code} without X-Message-Id",
+                ambiguous=True,
+            )
+        log.info(
+            "provider_accepted",
+            provider=self.name,
+            message_id=str(message.id),
+            provider_message_id=x_message_id,
+        )
+        return ProviderReceipt(self.name, x_message_id)
+
+    def _failure(self, message: Message, response: httpx.Response) -> Exception:
+        status = response.status_code
+        text = _first_error(response) or response.reason_phrase or f"HTTP {status}"
+        code = str(status)
+        log.warning(
+            "provider_refused",
+            provider=self.name,
+            message_id=str(message.id),
+            code=code,
+            **response_summary(response),
+        )
+        if status == 429:
+            return TransientProviderError(
+                code, text, retry_after=_rate_limit_wait(response), rate_limited=True
+            )
+        if status >= 500:
+            return TransientProviderError(
+                code,
+                text,
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                ambiguous=status in _AMBIGUOUS_5XX,
+            )
+        return PermanentProviderError(code, text)
+
+    # --- attachments ----------------------------------------------------------------------
+
+    async def _fetch_attachments(self, message: Message) -> list[_Attachment]:
+        fetched: list[_Attachment] = []
+        budget = self._max_attachment_bytes
+        for url in message.attachments:
+            item = await self._fetch(url, budget)
+            budget -= len(item.content)
+            fetched.append(item)
+        return fetched
+
+    async def _fetch(self, url: str, budget: int) -> _Attachment:
+        try:
+            current = httpx.URL(url)
+        except httpx.InvalidURL as exc:
+            raise PermanentProviderError(ATTACHMENT_REFUSED, "attachment URL is invalid") from exc
+        shown = loggable_url(current)
+        for _ in range(MAX_REDIRECTS + 1):
+            await self._guard(current)
+            try:
+                async with self._client.stream("GET", current) as response:
+                    if response.is_redirect and "Location" in response.headers:
+                        # Each hop goes through the guard: a public URL redirecting to an
+                        # internal one is the classic way around an SSRF check.
+                        current = current.join(response.headers["Location"])
+                        continue
+                    if response.status_code != 200:
+                        raise PermanentProviderError(
+                            ATTACHMENT_UNAVAILABLE,
+                            f"attachment {shown} answered HTTP {response.status_code}",
+                        )
+                    content = await self._read_limited(response, budget, shown)
+                    return _Attachment(
+                        filename=_filename(current),
+                        content_type=_content_type(response),
+                        content=content,
+                    )
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                raise PermanentProviderError(
+                    ATTACHMENT_UNAVAILABLE,
+                    f"attachment {shown} could not be fetched: {type(exc).__name__}",
+                ) from exc
+        raise PermanentProviderError(
+            ATTACHMENT_UNAVAILABLE, f"attachment {shown} redirects too often"
+        )
+
+    async def _read_limited(self, response: httpx.Response, budget: int, shown: str) -> bytes:
+        declared = response.headers.get("Content-Length")
+        if declared is not None and declared.isdigit() and int(declared) > budget:
+            raise _too_large(shown, self._max_attachment_bytes)
+        chunks: list[bytes] = []
+        size = 0
+        # Counted while streaming: Content-Length may be absent or lie.
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > budget:
+                raise _too_large(shown, self._max_attachment_bytes)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _guard(self, url: httpx.URL) -> None:
+        """Refuse non-HTTP schemes, and hosts resolving to non-public addresses.
+
+        The connection resolves the name again, so a DNS answer that changes in between (DNS
+        rebinding) is not caught here; a network-level egress policy is the complete answer.
+        """
+        if url.scheme not in ("http", "https"):
+            raise PermanentProviderError(
+                ATTACHMENT_REFUSED, f"attachment scheme {url.scheme!r} is not http(s)"
+            )
+        host = url.host
+        if not host:
+            raise PermanentProviderError(ATTACHMENT_REFUSED, "attachment URL has no host")
+        if self._allow_private:
+            return
+        port = url.port or (443 if url.scheme == "https" else 80)
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, port, type=socket.SOCK_STREAM
+            )
+        except OSError as exc:
+            raise PermanentProviderError(
+                ATTACHMENT_UNAVAILABLE, f"attachment host {host!r} does not resolve"
+            ) from exc
+        for *_, sockaddr in infos:
+            address = str(sockaddr[0]).split("%", 1)[0]  # drop an IPv6 zone id
+            if not _is_public(ipaddress.ip_address(address)):
+                log.warning("attachment_refused", host=host, reason="non-public address")
+                raise PermanentProviderError(
+                    ATTACHMENT_REFUSED,
+                    f"attachment host {host!r} resolves to a non-public address",
+                )
+
+
+def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    # is_global excludes private, loopback, link-local, shared (CGNAT), reserved, unspecified.
+    return address.is_global and not address.is_multicast
+
+
+def _too_large(shown: str, limit: int) -> PermanentProviderError:
+    return PermanentProviderError(
+        ATTACHMENT_TOO_LARGE,
+        f"attachments exceed {limit // (1024 * 1024)} MB in total (at {shown})",
+    )
+
+
+def _filename(url: httpx.URL) -> str:
+    name = PurePosixPath(unquote(url.path)).name
+    return name or "attachment"
+
+
+def _content_type(response: httpx.Response) -> str:
+    value = response.headers.get("Content-Type", "")
+    main = value.split(";", 1)[0].strip().lower()
+    return main or "application/octet-stream"
+
+
+def _first_error(response: httpx.Response) -> str | None:
+    try:
+        payload = response.json()
+    except ValueError:
+        return None
+    errors = payload.get("errors") if isinstance(payload, dict) else None
+    if not isinstance(errors, list) or not errors or not isinstance(errors[0], dict):
+        return None
+    message = errors[0].get("message")
+    field = errors[0].get("field")
+    if not isinstance(message, str):
+        return None
+    return f"{message} ({field})" if isinstance(field, str) and field else message
+
+
+def _rate_limit_wait(response: httpx.Response) -> float | None:
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    if retry_after is not None:
+        return retry_after
+    # SendGrid's own header: the epoch second at which the rate-limit window resets.
+    reset = response.headers.get("X-RateLimit-Reset")
+    if reset is None:
+        return None
+    try:
+        return max(0.0, float(reset) - time.time())
+    except ValueError:
+        return None
+
+
+def looks_like_html(text: str) -> bool:
+    return _HTML_TAG.search(text) is not None
+
+
+class _TextExtractor(HTMLParser):
+    _BREAKS: Final = frozenset({"br", "p", "div", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6"})
+    _HIDDEN: Final = frozenset({"script", "style", "head", "title"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._hidden_depth = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._HIDDEN:
+            self._hidden_depth += 1
+        elif tag in self._BREAKS:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._HIDDEN:
+            self._hidden_depth = max(0, self._hidden_depth - 1)
+        elif tag in self._BREAKS:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self._hidden_depth:
+            self.parts.append(data)
+
+
+def html_to_text(html: str) -> str:
+    """A readable plain-text alternative: tags dropped, entities decoded, blocks on new lines."""
+    extractor = _TextExtractor()
+    extractor.feed(html)
+    extractor.close()
+    text = "".join(extractor.parts)
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    collapsed = "\n".join(lines)
+    return re.sub(r"\n{3,}", "\n\n", collapsed).strip()

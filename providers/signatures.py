@@ -1,0 +1,198 @@
+"""Webhook signatures: Twilio (HMAC-SHA1), SendGrid Event Webhook (ECDSA P-256), Standard Webhooks.
+
+Signing and verifying live side by side so the sandbox signs exactly what the gateway checks.
+Every ``verify_*`` returns a bool and never raises: a webhook handler must be able to answer
+401 to any garbage an attacker sends, not 500.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Mapping, Sequence
+from typing import Final
+
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+__all__ = [
+    "SENDGRID_SIGNATURE_HEADER",
+    "SENDGRID_TIMESTAMP_HEADER",
+    "TWILIO_SIGNATURE_HEADER",
+    "generate_sendgrid_keypair",
+    "sendgrid_public_key",
+    "sendgrid_sign",
+    "standard_webhook_sign",
+    "twilio_signature",
+    "verify_sendgrid",
+    "verify_standard_webhook",
+    "verify_twilio",
+]
+
+TWILIO_SIGNATURE_HEADER: Final = "X-Twilio-Signature"
+SENDGRID_SIGNATURE_HEADER: Final = "X-Twilio-Email-Event-Webhook-Signature"
+SENDGRID_TIMESTAMP_HEADER: Final = "X-Twilio-Email-Event-Webhook-Timestamp"
+
+_WHSEC_PREFIX: Final = "whsec_"
+
+
+# --- Twilio ---------------------------------------------------------------------------------
+
+
+def twilio_signature(auth_token: str, url: str, params: Mapping[str, str | Sequence[str]]) -> str:
+    """Base64 HMAC-SHA1 of the full URL followed by every ``key + value``, keys sorted.
+
+    A repeated key (e.g. ``MediaUrl``) contributes one ``key + value`` per value, values sorted,
+    because form decoding does not preserve their order on every framework.
+    """
+    parts = [url]
+    for key in sorted(params):
+        value = params[key]
+        values = [value] if isinstance(value, str) else sorted(value)
+        parts.extend(key + item for item in values)
+    digest = hmac.new(auth_token.encode(), "".join(parts).encode(), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode()
+
+
+def verify_twilio(
+    auth_token: str,
+    url: str,
+    params: Mapping[str, str | Sequence[str]],
+    signature: str | None,
+) -> bool:
+    if not signature:
+        return False
+    expected = twilio_signature(auth_token, url, params)
+    return hmac.compare_digest(expected.encode(), signature.encode())
+
+
+# --- SendGrid Event Webhook -----------------------------------------------------------------
+
+
+def generate_sendgrid_keypair() -> tuple[str, str]:
+    """A fresh P-256 key pair: (base64 DER PKCS8 private key, base64 DER SPKI public key).
+
+    SendGrid shows its verification key as base64 DER without PEM armour; we use the same shape
+    so a real SendGrid key and a sandbox key are configured the same way.
+    """
+    private_key = ec.generate_private_key(ec.SECP256R1())
+    private_der = private_key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return base64.b64encode(private_der).decode(), _public_b64(private_key.public_key())
+
+
+def sendgrid_public_key(private_key_b64_der: str) -> str:
+    """The base64 DER SubjectPublicKeyInfo matching a base64 DER PKCS8 private key."""
+    return _public_b64(_load_private(private_key_b64_der).public_key())
+
+
+def sendgrid_sign(private_key_b64_der: str, timestamp: str, payload: bytes) -> str:
+    """Base64 DER ECDSA-SHA256 signature over ``timestamp`` + the raw request body."""
+    signature = _load_private(private_key_b64_der).sign(
+        timestamp.encode() + payload, ec.ECDSA(hashes.SHA256())
+    )
+    return base64.b64encode(signature).decode()
+
+
+def verify_sendgrid(
+    public_key_b64_der: str,
+    timestamp: str | None,
+    payload: bytes,
+    signature: str | None,
+    *,
+    now: float,
+    tolerance: float = 300,
+) -> bool:
+    """Check an Event Webhook POST; stale or future timestamps fail to stop replays."""
+    if not timestamp or not signature:
+        return False
+    try:
+        sent_at = int(timestamp)
+    except ValueError:
+        return False
+    if abs(now - sent_at) > tolerance:
+        return False
+    try:
+        public_key = serialization.load_der_public_key(_b64decode(public_key_b64_der))
+        raw_signature = _b64decode(signature)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return False
+    if not isinstance(public_key, ec.EllipticCurvePublicKey):
+        return False
+    try:
+        public_key.verify(raw_signature, timestamp.encode() + payload, ec.ECDSA(hashes.SHA256()))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def _load_private(private_key_b64_der: str) -> ec.EllipticCurvePrivateKey:
+    key = serialization.load_der_private_key(_b64decode(private_key_b64_der), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError("the SendGrid signing key must be an EC (P-256) private key")
+    return key
+
+
+def _public_b64(public_key: ec.EllipticCurvePublicKey) -> str:
+    der = public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return base64.b64encode(der).decode()
+
+
+def _b64decode(value: str) -> bytes:
+    # validate=True: silently skipping junk characters would let mangled input decode.
+    return base64.b64decode(value.strip(), validate=True)
+
+
+# --- Standard Webhooks (generic JSON provider format) ---------------------------------------
+
+
+def standard_webhook_sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """``v1,<base64 HMAC-SHA256 of "{msg_id}.{timestamp}." + body>`` keyed by the whsec_ secret."""
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    digest = hmac.new(_whsec_key(secret), signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def verify_standard_webhook(
+    secret: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    now: float,
+    tolerance: float = 300,
+) -> bool:
+    """Check ``webhook-id``/``webhook-timestamp``/``webhook-signature`` (case-insensitive).
+
+    The signature header may list several space-separated ``v1,...`` values (secret rotation);
+    one match is enough. Every candidate is compared in constant time.
+    """
+    lowered = {key.lower(): value for key, value in headers.items()}
+    msg_id = lowered.get("webhook-id")
+    timestamp_text = lowered.get("webhook-timestamp")
+    signatures = lowered.get("webhook-signature")
+    if not msg_id or not timestamp_text or not signatures:
+        return False
+    try:
+        timestamp = int(timestamp_text)
+        expected = standard_webhook_sign(secret, msg_id, timestamp, body).encode()
+    except ValueError:  # includes binascii.Error from a garbled secret
+        return False
+    if abs(now - timestamp) > tolerance:
+        return False
+    valid = False
+    for candidate in signatures.split():
+        # No early exit: the time taken does not reveal which candidate matched.
+        valid |= candidate.startswith("v1,") and hmac.compare_digest(expected, candidate.encode())
+    return valid
+
+
+def _whsec_key(secret: str) -> bytes:
+    encoded = secret.removeprefix(_WHSEC_PREFIX)
+    return base64.b64decode(encoded, validate=True)

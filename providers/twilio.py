@@ -1,0 +1,150 @@
+"""Twilio Programmable Messaging adapter (SMS and MMS) over the REST API.
+
+Every failure is classified here, where Twilio's codes are known: the delivery service only
+sees :class:`TransientProviderError` (retry later) or :class:`PermanentProviderError`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import httpx
+import structlog
+
+from gateway.domain.records import Message
+from gateway.services.ports import (
+    PermanentProviderError,
+    ProviderReceipt,
+    TransientProviderError,
+)
+from providers.http import loggable_url, parse_retry_after, response_summary, transport_error
+
+__all__ = ["TwilioProvider"]
+
+log = structlog.get_logger(__name__)
+
+API_VERSION: Final = "2010-04-01"
+RATE_LIMITED: Final = 20429
+INVALID_TO_NUMBER: Final = 21211
+UNSUBSCRIBED_RECIPIENT: Final = 21610
+# Behind these statuses a proxy or Twilio itself may have accepted the message before failing.
+_AMBIGUOUS_5XX: Final = frozenset({502, 504})
+
+
+class TwilioProvider:
+    name = "twilio"
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        base_url: str,
+        account_sid: str,
+        auth_token: str,
+        status_callback_url: str,
+    ) -> None:
+        self._client = client
+        self._messages_url = (
+            f"{base_url.rstrip('/')}/{API_VERSION}/Accounts/{account_sid}/Messages.json"
+        )
+        self._auth = httpx.BasicAuth(account_sid, auth_token)
+        self._status_callback_url = status_callback_url
+
+    def __repr__(self) -> str:
+        # Explicit, so that no attribute added later drags the auth token into a log line.
+        return f"TwilioProvider(url={loggable_url(self._messages_url)!r})"
+
+    def status_callback_for(self, message: Message) -> str:
+        """Our status webhook with the message id: a callback that overtakes the recording
+        of the sid (it can arrive before the worker commits) still finds its message."""
+        separator = "&" if "?" in self._status_callback_url else "?"
+        return f"{self._status_callback_url}{separator}mid={message.id.hex}"
+
+    async def send(self, message: Message) -> ProviderReceipt:
+        form: dict[str, str | list[str]] = {"To": message.recipient, "From": message.sender}
+        if message.body:
+            form["Body"] = message.body
+        if message.attachments:
+            form["MediaUrl"] = list(message.attachments)
+        form["StatusCallback"] = self.status_callback_for(message)
+        try:
+            response = await self._client.post(
+                self._messages_url,
+                data=form,
+                auth=self._auth,
+                headers={"Accept": "application/json"},
+            )
+        except httpx.TransportError as exc:
+            error = transport_error(self.name, exc)
+            log.warning(
+                "provider_transport_error",
+                provider=self.name,
+                message_id=str(message.id),
+                error=error.code,
+                ambiguous=error.ambiguous,
+            )
+            raise error from exc
+        if response.is_success:
+            return self._receipt(message, response)
+        raise self._failure(message, response)
+
+    def _receipt(self, message: Message, response: httpx.Response) -> ProviderReceipt:
+        payload = _json_object(response)
+        sid = payload.get("sid") if payload is not None else None
+        if not isinstance(sid, str) or not sid:
+            # Twilio said yes but we cannot tell to what: the message may well exist.
+            log.warning("provider_bad_response", provider=self.name, **response_summary(response))
+            raise TransientProviderError(
+                "INVALID_RESPONSE",
+                f"twilio answered {response.status_code} without a message sid",
+                ambiguous=True,
+            )
+        log.info(
+            "provider_accepted",
+            provider=self.name,
+            message_id=str(message.id),
+            provider_message_id=sid,
+            provider_status=payload.get("status") if payload is not None else None,
+        )
+        return ProviderReceipt(self.name, sid)
+
+    def _failure(self, message: Message, response: httpx.Response) -> Exception:
+        status = response.status_code
+        payload = _json_object(response)
+        raw_code = payload.get("code") if payload is not None else None
+        twilio_code = raw_code if isinstance(raw_code, int) else None
+        raw_text = payload.get("message") if payload is not None else None
+        text = raw_text if isinstance(raw_text, str) and raw_text else response.reason_phrase
+        code = str(twilio_code if twilio_code is not None else status)
+        log.warning(
+            "provider_refused",
+            provider=self.name,
+            message_id=str(message.id),
+            code=code,
+            **response_summary(response),
+        )
+        if status == 429 or twilio_code == RATE_LIMITED:
+            return TransientProviderError(
+                code,
+                text,
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                rate_limited=True,
+            )
+        if status >= 500:
+            return TransientProviderError(
+                code,
+                text,
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                ambiguous=status in _AMBIGUOUS_5XX,
+            )
+        # 21211 (invalid 'To'), 21610 (recipient replied STOP), auth and validation errors:
+        # the same request can never succeed.
+        return PermanentProviderError(code, text)
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any] | None:
+    try:
+        payload = response.json()
+    except ValueError:
+        return None
+    return payload if isinstance(payload, dict) else None

@@ -1,0 +1,167 @@
+"""Twilio Programmable Messaging webhooks: status callbacks and inbound SMS/MMS.
+
+Both arrive form-encoded; the route checks ``X-Twilio-Signature`` and decodes the form before
+these parsers see it, so they only deal with field values.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Final
+
+from gateway.domain.addresses import is_http_url
+from gateway.domain.channels import Channel
+from gateway.domain.records import DeliveryError
+from gateway.domain.statuses import MessageStatus
+
+from ._fields import (
+    ATTACHMENTS_MAX,
+    compact,
+    detail_text,
+    get_str,
+    identifier,
+    our_message_id,
+    phone,
+    require_str,
+    text,
+)
+from .records import (
+    KIND_DELIVERY_RECEIPT,
+    KIND_PROVIDER_STATUS,
+    InboundMessage,
+    PayloadError,
+    StatusReport,
+)
+
+PROVIDER: Final = "twilio"
+
+# Carriers concatenate long texts into many segments; Twilio's own outbound cap is 1600
+# characters, but an inbound message is what somebody else sent, so the bound only protects
+# us from absurd payloads rather than enforcing a policy.
+SMS_BODY_MAX: Final = 10_000
+
+_NUM_MEDIA = re.compile(r"[0-9]{1,3}")
+
+# Twilio's documented MessageStatus values. Statuses that only say where the message is inside
+# Twilio are recorded without a status change: our message is already SENDING or later.
+_STATUSES: Final[Mapping[str, tuple[MessageStatus | None, str]]] = {
+    "accepted": (None, KIND_PROVIDER_STATUS),
+    "scheduled": (None, KIND_PROVIDER_STATUS),
+    "queued": (None, KIND_PROVIDER_STATUS),
+    "sending": (None, KIND_PROVIDER_STATUS),
+    "sent": (MessageStatus.SENT, KIND_DELIVERY_RECEIPT),
+    "delivered": (MessageStatus.DELIVERED, KIND_DELIVERY_RECEIPT),
+    # A read receipt (WhatsApp, RCS) implies delivery, and may be the only receipt we get.
+    "read": (MessageStatus.DELIVERED, KIND_DELIVERY_RECEIPT),
+    "undelivered": (MessageStatus.UNDELIVERED, KIND_DELIVERY_RECEIPT),
+    "failed": (MessageStatus.FAILED, KIND_DELIVERY_RECEIPT),
+    # Twilio cancels only messages it scheduled, and we never schedule at Twilio: our own
+    # sendAt keeps a message in SCHEDULED here and hands it over when due. A cancel callback
+    # therefore concerns a message already SENDING or SENT, from which CANCELED is not a legal
+    # transition (can_advance refuses it), and our CANCELED means "stopped by an operator".
+    # Recording it without a status change keeps the audit trail honest.
+    "canceled": (None, KIND_PROVIDER_STATUS),
+    # Documented values that should not reach an outbound status callback; accepted so a
+    # misrouted callback is recorded rather than retried by Twilio forever.
+    "partially_delivered": (None, KIND_PROVIDER_STATUS),
+    "receiving": (None, KIND_PROVIDER_STATUS),
+    "received": (None, KIND_PROVIDER_STATUS),
+}
+_FAILURES: Final = frozenset({"undelivered", "failed"})
+# Longest key above; a longer value cannot be a status, so it is refused before lower-casing.
+_STATUS_MAX: Final = max(len(key) for key in _STATUSES)
+_ERROR_CODE_MAX: Final = 64  # messages.error_code is VARCHAR(64)
+
+
+def parse_twilio_status(form: Mapping[str, str], query: Mapping[str, str]) -> StatusReport:
+    """A status callback. ``query`` is the callback URL's query string, where the sender put
+    our message id as ``mid`` (32 hex digits) so the callback finds its message directly."""
+    sid = identifier(require_str(form, "MessageSid"), "MessageSid")
+    raw_status = require_str(form, "MessageStatus").strip()
+    provider_status = raw_status.lower() if len(raw_status) <= _STATUS_MAX else ""
+    if provider_status not in _STATUSES:
+        raise PayloadError("MessageStatus is not a known Twilio message status")
+    status, kind = _STATUSES[provider_status]
+
+    error_code = detail_text(form.get("ErrorCode"), _ERROR_CODE_MAX)
+    error_message = detail_text(form.get("ErrorMessage"))
+    error: DeliveryError | None = None
+    # An error code on a non-failure status (Twilio sends some as warnings) is kept in the
+    # detail only: attaching it to a SENT or DELIVERED message would show it as failed.
+    if provider_status in _FAILURES:
+        error = DeliveryError(
+            code=error_code or provider_status.upper(),
+            description=error_message
+            or (f"Twilio error {error_code}" if error_code else f"Twilio: {provider_status}"),
+            permanent=True,
+        )
+
+    return StatusReport(
+        provider=PROVIDER,
+        provider_message_id=sid,
+        message_id=our_message_id(query.get("mid")),
+        status=status,
+        kind=kind,
+        # The normalized status, so "Delivered" and "delivered" are one report.
+        dedupe_key=f"twilio:{sid}:{provider_status}",
+        error=error,
+        detail=compact(
+            {
+                "provider": PROVIDER,
+                "providerMessageId": sid,
+                "providerStatus": provider_status,
+                "errorCode": error_code,
+                "errorMessage": error_message,
+                # The carrier's own "done" time (YYMMDDhhmm, zone unknown): kept as given.
+                "rawDlrDoneDate": detail_text(form.get("RawDlrDoneDate"), 32),
+            }
+        ),
+    )
+
+
+def parse_twilio_inbound(form: Mapping[str, str]) -> InboundMessage:
+    """An incoming SMS or MMS. Media URLs are kept as Twilio's URLs (MediaContentTypeN is not
+    needed: the URL serves the right content type)."""
+    sid = identifier(require_str(form, "MessageSid"), "MessageSid")
+    # Short codes and alphanumeric sender ids are not E.164 and are refused here: every
+    # inbound address is a conversation key, and those keys are E.164 numbers.
+    sender = phone(require_str(form, "From"), "From")
+    recipient = phone(require_str(form, "To"), "To")
+    raw_body = get_str(form, "Body")
+    body = text(raw_body, "Body", SMS_BODY_MAX) if raw_body else None
+
+    count = _num_media(form)
+    urls = tuple(_media_url(form, index) for index in range(count))
+    return InboundMessage(
+        channel=Channel.MMS if count else Channel.SMS,
+        sender=sender,
+        recipient=recipient,
+        body=body,
+        attachments=urls,
+        provider=PROVIDER,
+        provider_message_id=sid,
+        # Twilio does not say when the handset sent it.
+        sent_at=None,
+    )
+
+
+def _num_media(form: Mapping[str, str]) -> int:
+    raw = get_str(form, "NumMedia")
+    if raw is None or raw == "":
+        return 0
+    # int() would also take "+1", " 1", "1_0" and non-ASCII digits; a count is plain digits.
+    if not _NUM_MEDIA.fullmatch(raw):
+        raise PayloadError("NumMedia must be a whole number")
+    count = int(raw)
+    if count > ATTACHMENTS_MAX:
+        raise PayloadError(f"NumMedia must be at most {ATTACHMENTS_MAX}")
+    return count
+
+
+def _media_url(form: Mapping[str, str], index: int) -> str:
+    name = f"MediaUrl{index}"
+    url = require_str(form, name)
+    if not is_http_url(url):
+        raise PayloadError(f"{name} is not a valid http(s) URL")
+    return url

@@ -1,0 +1,660 @@
+"""The real Twilio and SendGrid adapters against the sandbox, over real loopback HTTP.
+
+Three uvicorn servers run in the test loop: the sandbox (both vendors' APIs), and a receiver
+that stands in for the gateway's webhooks (recording the signed callbacks) and serves
+attachment files. Nothing of ours is mocked: the adapters build real requests, the sandbox
+answers in the vendors' wire formats, and the callbacks are checked with our verifiers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from gateway.domain.channels import Channel, Direction
+from gateway.domain.records import Message
+from gateway.domain.statuses import MessageStatus
+from gateway.services.ports import (
+    PermanentProviderError,
+    ProviderReceipt,
+    TransientProviderError,
+)
+from gateway.settings import Settings
+from providers.http import create_provider_client
+from providers.sandbox_app import Sandbox, SandboxConfig, create_sandbox_app
+from providers.sendgrid import SendGridProvider
+from providers.signatures import (
+    SENDGRID_SIGNATURE_HEADER,
+    SENDGRID_TIMESTAMP_HEADER,
+    TWILIO_SIGNATURE_HEADER,
+    generate_sendgrid_keypair,
+    verify_sendgrid,
+    verify_twilio,
+)
+from providers.twilio import TwilioProvider
+from tests.servers import free_port
+
+ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
+AUTH_TOKEN = "integration-auth-token"
+API_KEY = "SG.integration-key"
+SENDER = "+15005550006"
+PHONE = "+14155550100"
+READ_TIMEOUT = 0.5
+PDF = b"%PDF-1.4 sandbox attachment\n" * 64
+
+
+# --- servers --------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def running(app: Starlette) -> AsyncIterator[str]:
+    """Serve ``app`` under uvicorn on a free loopback port, in this event loop."""
+    port = free_port()
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    for _ in range(500):
+        if server.started or task.done():
+            break
+        await asyncio.sleep(0.01)
+    if not server.started:
+        task.result()  # surface the start-up error
+        raise RuntimeError("server did not start")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@dataclass
+class Callback:
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    form: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Receiver:
+    """The gateway's side of the webhooks, reduced to recording what arrives."""
+
+    twilio: list[Callback] = field(default_factory=list)
+    sendgrid: list[Callback] = field(default_factory=list)
+    files: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+
+    def clear(self) -> None:
+        self.twilio.clear()
+        self.sendgrid.clear()
+
+    def app(self) -> Starlette:
+        async def twilio_status(request: Request) -> Response:
+            form = await request.form()
+            self.twilio.append(
+                Callback(
+                    str(request.url),
+                    dict(request.headers),
+                    b"",
+                    {key: str(value) for key, value in form.multi_items()},
+                )
+            )
+            return Response(status_code=200)
+
+        async def sendgrid_events(request: Request) -> Response:
+            self.sendgrid.append(
+                Callback(str(request.url), dict(request.headers), await request.body())
+            )
+            return Response(status_code=200)
+
+        async def file(request: Request) -> Response:
+            found = self.files.get(request.path_params["name"])
+            if found is None:
+                return PlainTextResponse("no such file", status_code=404)
+            return Response(found[0], media_type=found[1])
+
+        async def broken_twilio(request: Request) -> Response:
+            # A 2xx that is not Twilio's JSON: a proxy answering for it, say.
+            return PlainTextResponse("Created", status_code=201)
+
+        return Starlette(
+            routes=[
+                Route("/twilio/status", twilio_status, methods=["POST"]),
+                Route("/sendgrid/events", sendgrid_events, methods=["POST"]),
+                Route("/files/{name}", file, methods=["GET"]),
+                Route(
+                    "/broken/2010-04-01/Accounts/{sid}/Messages.json",
+                    broken_twilio,
+                    methods=["POST"],
+                ),
+            ]
+        )
+
+
+@dataclass
+class World:
+    receiver: Receiver
+    receiver_url: str
+    sandbox: Sandbox
+    sandbox_url: str
+    client: httpx.AsyncClient
+
+    @property
+    def config(self) -> SandboxConfig:
+        return self.sandbox.config
+
+    def twilio(
+        self, *, auth_token: str = AUTH_TOKEN, base_url: str | None = None
+    ) -> TwilioProvider:
+        return TwilioProvider(
+            self.client,
+            base_url=base_url or self.sandbox_url,
+            account_sid=ACCOUNT_SID,
+            auth_token=auth_token,
+            status_callback_url=f"{self.receiver_url}/twilio/status",
+        )
+
+    def sendgrid(
+        self, *, api_key: str = API_KEY, allow_private: bool = True, **kwargs: Any
+    ) -> SendGridProvider:
+        return SendGridProvider(
+            self.client,
+            base_url=self.sandbox_url,
+            api_key=api_key,
+            allow_private_attachment_hosts=allow_private,
+            **kwargs,
+        )
+
+
+@pytest.fixture(scope="module")
+async def world() -> AsyncIterator[World]:
+    receiver = Receiver()
+    settings = Settings(
+        twilio_account_sid=ACCOUNT_SID,
+        twilio_auth_token=AUTH_TOKEN,
+        sendgrid_api_key=API_KEY,
+        sandbox_callback_delay=0.02,
+        sandbox_retry_after=2,
+        # Far beyond the adapters' read timeout: the client must give up first.
+        sandbox_timeout_seconds=10,
+        provider_connect_timeout=1.0,
+        provider_read_timeout=READ_TIMEOUT,
+    )
+    async with running(receiver.app()) as receiver_url:
+        config = SandboxConfig.from_settings(
+            settings.model_copy(
+                update={"sandbox_event_webhook_url": f"{receiver_url}/sendgrid/events"}
+            )
+        )
+        config.seed = 1234
+        config.callback_backoff = 0.02
+        app = create_sandbox_app(config)
+        async with running(app) as sandbox_url, create_provider_client(settings) as client:
+            yield World(receiver, receiver_url, app.state.sandbox, sandbox_url, client)
+
+
+@pytest.fixture
+async def env(world: World) -> AsyncIterator[World]:
+    await world.sandbox.drain()
+    world.sandbox.reset()
+    world.receiver.clear()
+    yield world
+    await world.sandbox.drain()
+
+
+def message(
+    channel: Channel,
+    recipient: str,
+    body: str | None = "Hello from the sandbox",
+    *,
+    sender: str = SENDER,
+    attachments: tuple[str, ...] = (),
+    metadata: dict[str, Any] | None = None,
+) -> Message:
+    now = datetime.now(UTC)
+    return Message(
+        id=uuid.uuid4(),
+        account_id=uuid.uuid4(),
+        conversation_id=uuid.uuid4(),
+        channel=channel,
+        direction=Direction.OUTBOUND,
+        sender=sender,
+        recipient=recipient,
+        body=body,
+        attachments=attachments,
+        status=MessageStatus.SENDING,
+        provider=None,
+        provider_message_id=None,
+        attempts=1,
+        segments=None,
+        encoding=None,
+        error=None,
+        idempotency_key=None,
+        send_at=None,
+        next_attempt_at=None,
+        metadata=metadata,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def sms(recipient: str = PHONE, **kwargs: Any) -> Message:
+    return message(Channel.SMS, recipient, **kwargs)
+
+
+def email(recipient: str = "alice@example.com", **kwargs: Any) -> Message:
+    return message(Channel.EMAIL, recipient, sender="gateway@example.com", **kwargs)
+
+
+# --- Twilio: happy paths --------------------------------------------------------------------
+
+
+async def test_twilio_sms_returns_the_sid_and_sends_signed_callbacks(env: World) -> None:
+    provider = env.twilio()
+    msg = sms(body="Your code is 123456")
+    receipt = await provider.send(msg)
+
+    assert receipt.provider == "twilio"
+    assert receipt.provider_message_id.startswith("SM")
+    assert len(receipt.provider_message_id) == 34
+    [record] = env.sandbox.requests
+    assert record["vendor"] == "twilio"
+    assert record["outcome"] == "accepted"
+    assert record["to"] == PHONE
+    assert record["from"] == SENDER
+    assert record["body"] == "Your code is 123456"
+    assert record["media"] == []
+    assert record["message_id"] == msg.id.hex
+    assert record["provider_id"] == receipt.provider_message_id
+
+    await env.sandbox.drain()
+    assert [c.form["MessageStatus"] for c in env.receiver.twilio] == ["sent", "delivered"]
+    expected_url = provider.status_callback_for(msg)
+    assert expected_url == f"{env.receiver_url}/twilio/status?mid={msg.id.hex}"
+    for callback in env.receiver.twilio:
+        assert callback.url == expected_url
+        assert callback.form["MessageSid"] == receipt.provider_message_id
+        assert callback.form["SmsSid"] == receipt.provider_message_id
+        assert callback.form["AccountSid"] == ACCOUNT_SID
+        assert callback.form["To"] == PHONE
+        assert callback.form["From"] == SENDER
+        signature = callback.headers[TWILIO_SIGNATURE_HEADER.lower()]
+        assert verify_twilio(AUTH_TOKEN, expected_url, callback.form, signature)
+        assert not verify_twilio("another-token", expected_url, callback.form, signature)
+        assert not verify_twilio(
+            AUTH_TOKEN, expected_url.replace(msg.id.hex, uuid.uuid4().hex), callback.form, signature
+        )
+    assert [c["http_status"] for c in env.sandbox.callbacks] == [200, 200]
+
+
+async def test_twilio_mms_sends_every_media_url(env: World) -> None:
+    media = ("https://cdn.example.com/a.png", "https://cdn.example.com/b.jpg")
+    receipt = await env.twilio().send(message(Channel.MMS, PHONE, body=None, attachments=media))
+
+    [record] = env.sandbox.requests
+    assert record["media"] == list(media)
+    assert record["body"] is None
+    assert record["provider_id"] == receipt.provider_message_id
+    await env.sandbox.drain()
+    assert [c.form["MessageStatus"] for c in env.receiver.twilio] == ["sent", "delivered"]
+
+
+async def test_twilio_undeliverable_recipient_reports_undelivered(env: World) -> None:
+    env.config.undeliverable_recipients = {PHONE}
+    await env.twilio().send(sms())
+
+    await env.sandbox.drain()
+    statuses = [c.form["MessageStatus"] for c in env.receiver.twilio]
+    assert statuses == ["sent", "undelivered"]
+    assert env.receiver.twilio[-1].form["ErrorCode"] == "30003"
+    callback = env.receiver.twilio[-1]
+    assert verify_twilio(
+        AUTH_TOKEN, callback.url, callback.form, callback.headers[TWILIO_SIGNATURE_HEADER.lower()]
+    )
+
+
+# --- SendGrid: happy paths ------------------------------------------------------------------
+
+
+async def test_sendgrid_html_email_with_attachment(env: World) -> None:
+    env.receiver.files["report.pdf"] = (PDF, "application/pdf")
+    html = "<p>Hello <b>Alice</b></p><p>Totals &amp; figures attached.</p>"
+    msg = email(
+        body=html,
+        attachments=(f"{env.receiver_url}/files/report.pdf",),
+        metadata={"subject": "Monthly report"},
+    )
+    receipt = await env.sendgrid().send(msg)
+
+    assert receipt.provider == "sendgrid"
+    assert receipt.provider_message_id
+    [record] = env.sandbox.requests
+    assert record["vendor"] == "sendgrid"
+    assert record["outcome"] == "accepted"
+    assert record["to"] == "alice@example.com"
+    assert record["from"] == "gateway@example.com"
+    assert record["subject"] == "Monthly report"
+    assert record["html"] == html
+    assert record["body"] == "Hello Alice\n\nTotals & figures attached."
+    assert record["message_id"] == msg.id.hex
+    assert record["provider_id"] == receipt.provider_message_id
+    assert record["attachments"] == [
+        {
+            "filename": "report.pdf",
+            "type": "application/pdf",
+            "size": len(PDF),
+            "sha256": hashlib.sha256(PDF).hexdigest(),
+        }
+    ]
+
+    await env.sandbox.drain()
+    [post] = env.receiver.sendgrid
+    assert verify_sendgrid(
+        env.config.public_key,
+        post.headers[SENDGRID_TIMESTAMP_HEADER.lower()],
+        post.body,
+        post.headers[SENDGRID_SIGNATURE_HEADER.lower()],
+        now=time.time(),
+    )
+    # The gateway's default key would not verify: the signature is really checked.
+    _, stranger = generate_sendgrid_keypair()
+    assert not verify_sendgrid(
+        stranger,
+        post.headers[SENDGRID_TIMESTAMP_HEADER.lower()],
+        post.body,
+        post.headers[SENDGRID_SIGNATURE_HEADER.lower()],
+        now=time.time(),
+    )
+    events = orjson.loads(post.body)
+    assert [event["event"] for event in events] == ["processed", "delivered"]
+    assert len({event["sg_event_id"] for event in events}) == 2
+    for event in events:
+        assert event["email"] == "alice@example.com"
+        assert event["message_id"] == msg.id.hex
+        assert event["sg_message_id"].startswith(receipt.provider_message_id + ".filter")
+        assert isinstance(event["timestamp"], int)
+
+
+async def test_sendgrid_plain_email_without_subject(env: World) -> None:
+    await env.sendgrid().send(email(body="Just text, 2 < 3 > 1."))
+
+    [record] = env.sandbox.requests
+    assert record["subject"] == "(no subject)"
+    assert record["body"] == "Just text, 2 < 3 > 1."
+    assert record["html"] is None
+    assert record["attachments"] == []
+
+
+async def test_sendgrid_bounce_recipient_reports_a_bounce(env: World) -> None:
+    env.config.bounce_recipients = {"bob@example.com"}
+    await env.sendgrid().send(email("Bob@Example.com"))
+
+    await env.sandbox.drain()
+    [post] = env.receiver.sendgrid
+    events = orjson.loads(post.body)
+    assert [event["event"] for event in events] == ["processed", "bounce"]
+    assert events[1]["reason"]
+    assert verify_sendgrid(
+        env.config.public_key,
+        post.headers[SENDGRID_TIMESTAMP_HEADER.lower()],
+        post.body,
+        post.headers[SENDGRID_SIGNATURE_HEADER.lower()],
+        now=time.time(),
+    )
+
+
+# --- error mapping --------------------------------------------------------------------------
+
+Send = Callable[[World], Awaitable[ProviderReceipt]]
+
+
+async def send_twilio(env: World) -> ProviderReceipt:
+    return await env.twilio().send(sms())
+
+
+async def send_sendgrid(env: World) -> ProviderReceipt:
+    return await env.sendgrid().send(email())
+
+
+VENDORS = pytest.mark.parametrize("send", [send_twilio, send_sendgrid], ids=["twilio", "sendgrid"])
+
+
+async def test_twilio_invalid_recipient_is_permanent_21211(env: World) -> None:
+    env.config.invalid_recipients = {PHONE}
+    with pytest.raises(PermanentProviderError) as caught:
+        await env.twilio().send(sms())
+    assert caught.value.code == "21211"
+    assert PHONE in caught.value.description
+    assert env.sandbox.requests[-1]["outcome"] == "invalid_recipient"
+    await env.sandbox.drain()
+    assert env.receiver.twilio == []
+
+
+async def test_sendgrid_invalid_recipient_is_permanent_with_the_error_message(
+    env: World,
+) -> None:
+    env.config.invalid_recipients = {"alice@example.com"}
+    with pytest.raises(PermanentProviderError) as caught:
+        await env.sendgrid().send(email())
+    assert caught.value.code == "400"
+    assert "Does not contain a valid address." in caught.value.description
+    assert env.sandbox.requests[-1]["outcome"] == "invalid_recipient"
+
+
+@VENDORS
+async def test_rate_limited_is_transient_with_retry_after(env: World, send: Send) -> None:
+    env.config.rate_429 = 1.0
+    with pytest.raises(TransientProviderError) as caught:
+        await send(env)
+    assert caught.value.retry_after == pytest.approx(2.0, abs=1.0)
+    assert caught.value.code in {"20429", "429"}
+    assert not caught.value.ambiguous
+    assert env.sandbox.requests[-1]["outcome"] == "rate_limited"
+
+
+@VENDORS
+async def test_server_error_is_transient(env: World, send: Send) -> None:
+    env.config.rate_500 = 1.0
+    with pytest.raises(TransientProviderError) as caught:
+        await send(env)
+    assert caught.value.code in {"20500", "500"}
+    assert env.sandbox.requests[-1]["outcome"] == "server_error"
+
+
+@VENDORS
+async def test_timeout_is_transient_and_ambiguous(env: World, send: Send) -> None:
+    env.config.rate_timeout = 1.0
+    started = time.monotonic()
+    with pytest.raises(TransientProviderError) as caught:
+        await send(env)
+    assert caught.value.ambiguous
+    assert caught.value.code == "READTIMEOUT"
+    assert time.monotonic() - started < env.config.timeout_seconds / 2
+    assert env.sandbox.requests[-1]["outcome"] == "timeout"
+    # The sandbox noticed the hang-up and created nothing: no callbacks follow.
+    await asyncio.sleep(0.2)
+    await env.sandbox.drain()
+    assert env.sandbox.requests[-1]["provider_id"] is None
+    assert env.receiver.twilio == [] and env.receiver.sendgrid == []
+
+
+@VENDORS
+async def test_a_slow_answer_within_the_read_timeout_is_a_success(env: World, send: Send) -> None:
+    env.config.rate_timeout = 1.0
+    env.config.timeout_seconds = READ_TIMEOUT / 5
+    receipt = await send(env)
+    [record] = env.sandbox.requests
+    assert record["outcome"] == "accepted"
+    assert record["delayed"] is True
+    assert record["provider_id"] == receipt.provider_message_id
+
+
+@VENDORS
+async def test_outage_is_transient(env: World, send: Send) -> None:
+    env.config.outage = True
+    with pytest.raises(TransientProviderError) as caught:
+        await send(env)
+    assert caught.value.code in {"20503", "503"}
+    assert env.sandbox.requests[-1]["outcome"] == "outage"
+
+
+async def test_twilio_wrong_credentials_are_permanent(env: World) -> None:
+    with pytest.raises(PermanentProviderError) as caught:
+        await env.twilio(auth_token="not-the-token").send(sms())
+    assert caught.value.code == "20003"
+    assert "not-the-token" not in str(caught.value)
+    assert env.sandbox.requests[-1]["outcome"] == "unauthorized"
+
+
+async def test_sendgrid_wrong_credentials_are_permanent(env: World) -> None:
+    with pytest.raises(PermanentProviderError) as caught:
+        await env.sendgrid(api_key="SG.wrong").send(email())
+    assert caught.value.code == "401"
+    assert "SG.wrong" not in str(caught.value)
+    assert env.sandbox.requests[-1]["outcome"] == "unauthorized"
+
+
+async def test_unreachable_provider_is_transient_not_ambiguous(env: World) -> None:
+    nobody = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(TransientProviderError) as caught:
+        await env.twilio(base_url=nobody).send(sms())
+    assert caught.value.code == "CONNECTERROR"
+    assert not caught.value.ambiguous
+
+
+async def test_twilio_2xx_without_json_is_transient_and_ambiguous(env: World) -> None:
+    with pytest.raises(TransientProviderError) as caught:
+        await env.twilio(base_url=f"{env.receiver_url}/broken").send(sms())
+    assert caught.value.ambiguous
+    assert caught.value.code == "INVALID_RESPONSE"
+
+
+# --- attachments ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:{port}/files/report.pdf",
+        "http://localhost:{port}/files/report.pdf",
+        "http://[::1]:{port}/files/report.pdf",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.0.0.7/internal.pdf",
+        "file:///etc/passwd",
+        "ftp://127.0.0.1/report.pdf",
+    ],
+)
+async def test_ssrf_guard_refuses_internal_attachment_urls(env: World, url: str) -> None:
+    env.receiver.files["report.pdf"] = (PDF, "application/pdf")
+    port = httpx.URL(env.receiver_url).port
+    provider = env.sendgrid(allow_private=False)
+    with pytest.raises(PermanentProviderError) as caught:
+        await provider.send(email(attachments=(url.format(port=port),)))
+    assert caught.value.code == "ATTACHMENT_REFUSED"
+    # Refused before anything was sent to SendGrid.
+    assert list(env.sandbox.requests) == []
+
+
+async def test_missing_attachment_is_permanent(env: World) -> None:
+    with pytest.raises(PermanentProviderError) as caught:
+        await env.sendgrid().send(email(attachments=(f"{env.receiver_url}/files/nope.pdf",)))
+    assert caught.value.code == "ATTACHMENT_UNAVAILABLE"
+    assert list(env.sandbox.requests) == []
+
+
+async def test_attachments_over_the_size_limit_are_refused(env: World) -> None:
+    env.receiver.files["a.pdf"] = (PDF, "application/pdf")
+    env.receiver.files["b.pdf"] = (PDF, "application/pdf")
+    urls = (f"{env.receiver_url}/files/a.pdf", f"{env.receiver_url}/files/b.pdf")
+    provider = env.sendgrid(max_attachment_bytes=len(PDF) + 10)
+    with pytest.raises(PermanentProviderError) as caught:
+        await provider.send(email(attachments=urls))
+    assert caught.value.code == "ATTACHMENT_TOO_LARGE"
+    # Each alone fits: the limit is on the total.
+    await provider.send(email(attachments=urls[:1]))
+
+
+# --- control API and configuration ----------------------------------------------------------
+
+
+async def test_control_api_configures_lists_and_resets(env: World) -> None:
+    http = env.client
+    response = await http.post(f"{env.sandbox_url}/control/config", json={"rate_500": 1})
+    assert response.status_code == 200, response.text
+    assert response.json()["rate_500"] == 1.0
+    assert "signing_key" not in response.json() and "twilio_auth_token" not in response.json()
+    with pytest.raises(TransientProviderError):
+        await env.twilio().send(sms())
+
+    listed = (await http.get(f"{env.sandbox_url}/control/requests")).json()
+    assert [r["outcome"] for r in listed["requests"]] == ["server_error"]
+
+    bad = await http.post(f"{env.sandbox_url}/control/config", json={"twilio_auth_token": "x"})
+    assert bad.status_code == 400
+    bad = await http.post(f"{env.sandbox_url}/control/config", json={"rate_429": 2})
+    assert bad.status_code == 400
+
+    reset = await http.post(f"{env.sandbox_url}/control/reset")
+    assert reset.status_code == 200
+    assert reset.json()["rate_500"] == 0.0
+    assert (await http.get(f"{env.sandbox_url}/control/requests")).json()["requests"] == []
+    await env.twilio().send(sms())
+
+
+async def test_seeded_fault_rates_repeat_exactly(env: World) -> None:
+    async def outcomes() -> list[str]:
+        env.sandbox.reset()
+        env.sandbox.configure({"rate_500": 0.5, "seed": 99})
+        for _ in range(12):
+            with contextlib.suppress(TransientProviderError):
+                await env.twilio().send(sms())
+        return [record["outcome"] for record in env.sandbox.requests]
+
+    first = await outcomes()
+    assert {"accepted", "server_error"} == set(first)
+    assert await outcomes() == first
+
+
+def test_config_from_settings_normalizes_and_derives_the_public_key() -> None:
+    private_key, public_key = generate_sendgrid_keypair()
+    settings = Settings(
+        public_base_url="http://gw.example.com:8080/",
+        sandbox_invalid_recipients=" +15005550001, Bad@Example.com ,",
+        sandbox_bounce_recipients="bounce@example.com",
+        sandbox_sendgrid_signing_key=private_key,
+    )
+    config = SandboxConfig.from_settings(settings)
+    assert config.invalid_recipients == {"+15005550001", "bad@example.com"}
+    assert config.bounce_recipients == {"bounce@example.com"}
+    assert config.undeliverable_recipients == set()
+    assert config.public_key == public_key
+    assert not config.key_generated
+    assert config.event_webhook_url == "http://gw.example.com:8080/webhooks/sendgrid/events"
+
+    generated = SandboxConfig.from_settings(Settings())
+    assert generated.key_generated
+    assert base64.b64decode(generated.public_key, validate=True)
+    assert generated.signing_key not in repr(generated)

@@ -1,0 +1,184 @@
+"""Alembic migrations vs. the SQLAlchemy models, on real PostgreSQL and SQLite databases.
+
+The drift test upgrades a fresh database to head and asks Alembic's autogenerate what it
+would change to reach ``persistence.models.Base.metadata``: anything at all means models and
+migrations have diverged (a model changed without a migration, or the other way round).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Column, Index, Integer, MetaData, String, inspect
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.migrations import alembic_config, upgrade_to_head
+from gateway.settings import Settings
+from persistence.db import create_engine
+from persistence.models import NAMING, Base
+from tests.servers import PostgresServer
+
+MODEL_TABLES = set(Base.metadata.tables)
+
+
+def _head() -> str:
+    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+    assert len(heads) == 1, f"the migrations must have exactly one head, found {heads}"
+    return heads[0]
+
+
+def _diff(connection: Connection, metadata: MetaData) -> list[Any]:
+    """What autogenerate would emit to go from the database to ``metadata``."""
+    context = MigrationContext.configure(
+        connection,
+        opts={
+            "compare_type": True,
+            "compare_server_default": True,
+            "render_as_batch": connection.dialect.name == "sqlite",
+        },
+    )
+    return list(compare_metadata(context, metadata))
+
+
+def _state(connection: Connection) -> tuple[str | None, set[str]]:
+    """(current alembic revision, tables present)."""
+    revision = MigrationContext.configure(connection).get_current_revision()
+    return revision, set(inspect(connection).get_table_names())
+
+
+def _downgrade(revision: str) -> Callable[[Connection], None]:
+    def run(connection: Connection) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+
+    return run
+
+
+def _upgrade(revision: str) -> Callable[[Connection], None]:
+    def run(connection: Connection) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+    return run
+
+
+def _drifted_copy() -> MetaData:
+    """The models plus an extra column, an extra index and a widened column."""
+    copy = MetaData(naming_convention=NAMING)
+    for table in Base.metadata.sorted_tables:
+        table.to_metadata(copy)
+    messages = copy.tables["messages"]
+    messages.append_column(Column("priority", Integer, nullable=True))
+    Index(None, messages.c.channel, messages.c.direction)
+    api_keys = copy.tables["api_keys"]
+    api_keys.c.prefix.type = String(32)
+    return copy
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """Settings for a brand-new, empty database of each backend."""
+    if request.param == "postgresql":
+        postgres: PostgresServer = request.getfixturevalue("postgres")
+        name = "mig_" + uuid.uuid4().hex[:12]
+        postgres.create_database(name)
+        return Settings(database_url=postgres.url(name), data_dir=tmp_path)
+    return Settings(database_url=None, redis_url=None, data_dir=tmp_path / "data")
+
+
+@pytest.fixture
+async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(settings)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+async def test_fresh_database_starts_empty(engine: AsyncEngine) -> None:
+    async with engine.connect() as connection:
+        revision, tables = await connection.run_sync(_state)
+    assert (revision, tables) == (None, set())
+
+
+async def test_upgrade_to_head_matches_the_models(settings: Settings, engine: AsyncEngine) -> None:
+    await upgrade_to_head(settings)
+    async with engine.connect() as connection:
+        revision, tables = await connection.run_sync(_state)
+        diff = await connection.run_sync(_diff, Base.metadata)
+    assert revision == _head()
+    assert tables == MODEL_TABLES | {"alembic_version"}
+    assert diff == [], "models and migrations have diverged:\n" + "\n".join(map(repr, diff))
+
+
+async def test_upgrade_to_head_is_idempotent(settings: Settings, engine: AsyncEngine) -> None:
+    await upgrade_to_head(settings)
+    await upgrade_to_head(settings)  # `migrate` twice, or every embedded start-up
+    async with engine.connect() as connection:
+        revision, _ = await connection.run_sync(_state)
+        diff = await connection.run_sync(_diff, Base.metadata)
+    assert revision == _head() and diff == []
+
+
+async def test_downgrade_to_base_and_upgrade_again(settings: Settings, engine: AsyncEngine) -> None:
+    await upgrade_to_head(settings)
+
+    async with engine.begin() as connection:
+        await connection.run_sync(_downgrade("base"))
+    async with engine.connect() as connection:
+        revision, tables = await connection.run_sync(_state)
+    assert revision is None
+    assert tables <= {"alembic_version"}, f"left behind by the downgrade: {tables}"
+
+    async with engine.begin() as connection:
+        await connection.run_sync(_upgrade("head"))
+    async with engine.connect() as connection:
+        revision, tables = await connection.run_sync(_state)
+        diff = await connection.run_sync(_diff, Base.metadata)
+    assert revision == _head()
+    assert tables == MODEL_TABLES | {"alembic_version"}
+    assert diff == [], "after downgrade + upgrade:\n" + "\n".join(map(repr, diff))
+
+
+async def test_drift_check_detects_diverging_models(
+    settings: Settings, engine: AsyncEngine
+) -> None:
+    await upgrade_to_head(settings)
+    async with engine.connect() as connection:
+        diff = await connection.run_sync(_diff, _drifted_copy())
+    assert diff, "the drift check did not notice an extra column, index and type change"
+
+    flat = [op for entry in diff for op in (entry if isinstance(entry, list) else [entry])]
+    added_columns = [(op[2], op[3].name) for op in flat if op[0] == "add_column"]
+    added_indexes = [op[1].name for op in flat if op[0] == "add_index"]
+    type_changes = [(op[2], op[3]) for op in flat if op[0] == "modify_type"]
+    assert added_columns == [("messages", "priority")], diff
+    assert added_indexes == ["ix_messages_channel_direction"], diff
+    assert type_changes == [("api_keys", "prefix")], diff
+    # The models themselves were not touched by building the copy.
+    assert "priority" not in Base.metadata.tables["messages"].c
+
+
+async def test_drift_check_detects_a_table_missing_from_the_models(
+    settings: Settings, engine: AsyncEngine
+) -> None:
+    await upgrade_to_head(settings)
+    fewer = MetaData(naming_convention=NAMING)
+    for table in Base.metadata.sorted_tables:
+        if table.name != "idempotency_keys":
+            table.to_metadata(fewer)
+    async with engine.connect() as connection:
+        diff = await connection.run_sync(_diff, fewer)
+    removed_tables = [e[1].name for e in diff if isinstance(e, tuple) and e[0] == "remove_table"]
+    assert removed_tables == ["idempotency_keys"], diff
