@@ -12,6 +12,7 @@ import structlog
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
@@ -32,6 +33,7 @@ from gateway.observability import (
 )
 from gateway.services.auth import bearer_token
 from gateway.settings import Settings
+from gateway.timeouts import ExecutionTimeout
 from gateway.webhooks import webhook_routes
 from schema.build import create_schema
 from schema.context import Context
@@ -42,12 +44,18 @@ log = structlog.get_logger(__name__)
 class GatewayGraphQL(GraphQL[Context, None]):
     def __init__(self, settings: Settings) -> None:
         super().__init__(
-            create_schema(introspection=settings.introspection),
+            create_schema(
+                introspection=settings.introspection,
+                max_depth=settings.max_query_depth,
+                max_aliases=settings.max_aliases,
+                max_tokens=settings.max_tokens,
+            ),
             graphql_ide="graphiql" if settings.graphiql else None,
             allow_queries_via_get=True,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
             connection_init_wait_timeout=timedelta(seconds=10),
             max_subscriptions_per_connection=100,
+            allowed_origins=_origins(settings.ws_allowed_origins),
         )
 
     async def get_context(
@@ -57,24 +65,28 @@ class GatewayGraphQL(GraphQL[Context, None]):
         context = Context(request=request, response=response, container=container)
         if isinstance(request, Request):
             token = bearer_token(request.headers.get("authorization"))
-            account = await container.api_keys.authenticate(token)
-            if account is not None:
-                context.authenticate(account, cache=True)
+            found = await container.api_keys.identify(token)
+            if found is not None:
+                context.authenticate(*found, cache=True)
         return context
 
     async def on_ws_connect(self, context: Context) -> dict[str, object] | None:
         params = context.connection_params or {}
         raw = params.get("authorization") or params.get("Authorization")
         token = bearer_token(raw) if isinstance(raw, str) else None
-        account = await context.container.api_keys.authenticate(token)
-        if account is None:
+        found = await context.container.api_keys.identify(token)
+        if found is None:
             raise ConnectionRejectionError({"code": "UNAUTHENTICATED"})
         # The context lives as long as the socket: loaders batch but must not cache.
-        context.authenticate(account, cache=False)
+        context.authenticate(*found, cache=False)
         return None
 
     async def render_graphql_ide(self, request: Request) -> Response:
         return HTMLResponse(graphiql_html(request.app.state.dev_key))
+
+
+def _origins(setting: str) -> list[str]:
+    return [o.strip() for o in setting.split(",") if o.strip()]
 
 
 async def health(_: Request) -> Response:
@@ -144,6 +156,24 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes.append(Mount(SANDBOX_PATH, app=container.sandbox_app))
     return Starlette(
         routes=routes,
-        middleware=[Middleware(RequestIdMiddleware), Middleware(MetricsMiddleware)],
+        middleware=[
+            Middleware(RequestIdMiddleware),
+            Middleware(MetricsMiddleware),
+            *(
+                [
+                    Middleware(
+                        CORSMiddleware,
+                        allow_origins=_origins(settings.cors_origins),
+                        allow_methods=["GET", "POST", "OPTIONS"],
+                        allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+                        expose_headers=["X-Request-ID", "Retry-After"],
+                        max_age=600,
+                    )
+                ]
+                if settings.cors_origins.strip()
+                else []
+            ),
+            Middleware(ExecutionTimeout, seconds=settings.execution_timeout_seconds),
+        ],
         lifespan=lifespan,
     )

@@ -7,6 +7,7 @@ from datetime import timedelta
 from uuid import UUID
 
 import httpx
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
@@ -16,6 +17,7 @@ from gateway.services.delivery import DeliveryService
 from gateway.services.events import EventStream
 from gateway.services.operator import OperatorService
 from gateway.services.ports import Provider
+from gateway.services.rate_limits import RateLimitConfigError, RateLimiter, parse_rate_limits
 from gateway.services.receipts import ReceiptService
 from gateway.services.retry_policy import RetryPolicy
 from gateway.services.sending import SendService
@@ -67,6 +69,7 @@ class Container:
     sweeper: Sweeper
     sandbox_app: Starlette | None
     sandbox_config: SandboxConfig | None
+    rate_limiter: RateLimiter
     worker: EmbeddedWorker | None = None
     default_owner: UUID | None = None
 
@@ -137,6 +140,7 @@ class Container:
             ),
             sandbox_app=sandbox_app,
             sandbox_config=sandbox_config,
+            rate_limiter=build_rate_limiter(settings),
         )
         # Embedded mode: inbound traffic to any address belongs to the development account.
         container.webhooks = WebhookService(
@@ -163,6 +167,20 @@ class Container:
         await self.http.aclose()
         await self.broker.close()
         await self.engine.dispose()
+
+
+def build_rate_limiter(settings: Settings) -> RateLimiter:
+    try:
+        rules = parse_rate_limits(settings.rate_limits)
+    except RateLimitConfigError as exc:
+        raise ConfigurationError(str(exc)) from exc
+    storage: Storage
+    if settings.redis_url is None:
+        storage = MemoryStorage()
+    else:
+        # All API processes share the windows through Redis.
+        storage = RedisStorage("async+" + settings.redis_url, implementation="redispy")
+    return RateLimiter(rules, storage, fail_open=settings.rate_limit_fail_open)
 
 
 def uses_mounted_sandbox(settings: Settings) -> bool:

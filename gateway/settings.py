@@ -133,6 +133,27 @@ class Settings(BaseSettings):
         description="Where the sandbox posts SendGrid events; unset: PUBLIC_BASE_URL's path.",
     )
 
+    rate_limits: str = Field(
+        default="sendMessage=100/second;sendMessages=20000/minute;*=500/second",
+        description="Per key and root field, `limits` notation; empty turns limits off.",
+    )
+    rate_limit_fail_open: bool = Field(
+        default=True, description="Allow operations when the limiter storage is unreachable."
+    )
+    execution_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="Longest a query or mutation may run over HTTP."
+    )
+    max_query_depth: int = Field(default=12, ge=1)
+    max_aliases: int = Field(default=30, ge=1)
+    max_tokens: int = Field(default=5000, ge=10)
+    cors_origins: str = Field(
+        default="", description="Comma-separated browser origins allowed by CORS; empty: none."
+    )
+    ws_allowed_origins: str = Field(
+        default="",
+        description="Comma-separated origins allowed to open websockets cross-origin.",
+    )
+
     graphiql: bool = True
     introspection: bool = True
     db_pool_size: int = Field(default=10, ge=1)

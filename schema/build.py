@@ -20,6 +20,7 @@ from strawberry.types import ExecutionContext
 from gateway.observability import GraphQLMetricsExtension
 from resolvers import mutations, pages, queries, subscriptions
 from schema.extensions import MaskInternalErrors, RequireAccount
+from schema.guards import ComplexityErrorCodes, RateLimit
 from schema.results import (
     CancelMessageResult,
     MessagePreview,
@@ -102,17 +103,25 @@ class GatewaySchema(strawberry.Schema):
             super().process_errors(unexpected, execution_context)
 
 
-def create_schema(*, introspection: bool = True) -> strawberry.Schema:
+def create_schema(
+    *,
+    introspection: bool = True,
+    max_depth: int = 12,
+    max_aliases: int = 30,
+    max_tokens: int = 5000,
+) -> strawberry.Schema:
     extensions: list[Any] = [
         # Factories, not instances: a fresh extension per operation. The parse and validation
         # caches live at module level, so they are shared all the same.
         lambda: ParserCache(maxsize=256),
         lambda: ValidationCache(maxsize=256),
-        # After ValidationCache: it would overwrite the errors this sets.
+        # After ValidationCache, in this order: each sees the errors set before it.
+        ComplexityErrorCodes,
         RequireAccount,
-        lambda: QueryDepthLimiter(max_depth=12),
-        lambda: MaxAliasesLimiter(max_alias_count=30),
-        lambda: MaxTokensLimiter(max_token_count=5000),
+        RateLimit,
+        lambda: QueryDepthLimiter(max_depth=max_depth),
+        lambda: MaxAliasesLimiter(max_alias_count=max_aliases),
+        lambda: MaxTokensLimiter(max_token_count=max_tokens),
         MaskInternalErrors,
         GraphQLMetricsExtension,
     ]

@@ -22,11 +22,13 @@ class Context:
     container: Container
     account: Account | None = None
     loaders: Loaders | None = None
+    key_id: str = ""
     # Filled by Strawberry from the websocket's connection_init payload.
     connection_params: dict[str, Any] | None = field(default=None)
 
-    def authenticate(self, account: Account, *, cache: bool) -> None:
+    def authenticate(self, account: Account, key_id: str, *, cache: bool) -> None:
         self.account = account
+        self.key_id = key_id
         self.loaders = Loaders(self.container.queries, account.id, cache=cache)
 
 

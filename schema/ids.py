@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
+from datetime import UTC, datetime
 from uuid import UUID
 
 PREFIXES = {"Message": "msg_", "Conversation": "conv_"}
@@ -86,6 +86,11 @@ def decode_time_cursor(tag: str, cursor: str) -> tuple[datetime, UUID]:
         raise InvalidCursor("malformed cursor") from exc
     if at.tzinfo is None:
         raise InvalidCursor("malformed cursor")
+    try:
+        # Offsets can push a valid-looking stamp outside what databases can represent.
+        at = at.astimezone(UTC)
+    except OverflowError as exc:
+        raise InvalidCursor("malformed cursor") from exc
     return at, value
 
 
@@ -93,7 +98,13 @@ def encode_event_cursor(event_id: int) -> str:
     return str(event_id)
 
 
+MAX_EVENT_ID = 2**63 - 1
+
+
 def decode_event_cursor(cursor: str) -> int:
     if not cursor.isascii() or not cursor.isdigit() or len(cursor) > 19:
         raise InvalidCursor("event cursors are the `cursor` field of a MessageEvent")
-    return int(cursor)
+    value = int(cursor)
+    if value > MAX_EVENT_ID:  # a BIGINT column cannot be compared with it
+        raise InvalidCursor("event cursors are the `cursor` field of a MessageEvent")
+    return value

@@ -49,9 +49,18 @@ class ApiKeys:
         return account, key
 
     async def authenticate(self, key: str | None) -> Account | None:
+        found = await self.identify(key)
+        return found[0] if found else None
+
+    async def identify(self, key: str | None) -> tuple[Account, str] | None:
+        """The key's account and a stable id of the key (for per-key limits), if it is live."""
         if not key or len(key) > 200:
             return None
         digest = hash_key(key)
+        account = await self._lookup(digest)
+        return (account, digest[:24]) if account is not None else None
+
+    async def _lookup(self, digest: str) -> Account | None:
         now = time.monotonic()
         cached = self._cache.get(digest)
         if cached is not None and cached[0] > now:
