@@ -102,9 +102,7 @@ class WebhookRepository(Repository):
         self, conn: AsyncConnection, source: str, dedupe_key: str, now: datetime
     ) -> bool:
         result = await conn.execute(
-            self.upsert(RECEIPTS)
-            .on_conflict_do_nothing()
-            .returning(RECEIPTS.c.id),
+            self.upsert(RECEIPTS).on_conflict_do_nothing().returning(RECEIPTS.c.id),
             {"source": source, "dedupe_key": dedupe_key, "outcome": "applied", "received_at": now},
         )
         return result.first() is not None
@@ -178,9 +176,7 @@ class WebhookRepository(Repository):
             if not await self._claim(conn, inbound.provider, inbound.dedupe_key, now):
                 return None
             pair = conversation_key(inbound.sender, inbound.recipient)
-            conversations = await resolve_conversations(
-                self, conn, inbound.account_id, [pair], now
-            )
+            conversations = await resolve_conversations(self, conn, inbound.account_id, [pair], now)
             message = Message(
                 id=new_id(),
                 account_id=inbound.account_id,
