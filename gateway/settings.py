@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     retry_base_delay: float = Field(default=1.0, gt=0)
     retry_max_delay: float = Field(default=300.0, gt=0)
     worker_concurrency: int = Field(default=32, ge=1)
+    worker_health_port: int | None = Field(
+        default=None, description="Port of the worker's GET /health; unset: none."
+    )
     stale_sending_seconds: float = Field(
         default=120.0,
         gt=0,

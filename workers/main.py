@@ -11,6 +11,7 @@ import structlog
 
 from gateway.container import Container
 from gateway.settings import Settings
+from workers.health import HealthServer
 from workers.redis_broker import GROUP, RedisBroker
 from workers.stream_worker import StreamWorker
 
@@ -44,10 +45,14 @@ async def run_worker(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    health = HealthServer(lambda: worker.last_progress)
+    if settings.worker_health_port is not None:
+        await health.start("0.0.0.0", settings.worker_health_port)
     log.info("worker_started", consumer=worker.consumer, concurrency=settings.worker_concurrency)
     try:
         await worker.run(stop)
     finally:
+        await health.close()
         await container.close()
         log.info("worker_stopped", consumer=worker.consumer)
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 from uuid import UUID
 
@@ -54,6 +55,7 @@ class StreamWorker:
         self._max_deliveries = max_deliveries
         self._sweep_interval = sweep_interval
         self._inflight: set[asyncio.Task[None]] = set()
+        self.last_progress = time.monotonic()
 
     async def ensure_group(self) -> None:
         try:
@@ -68,6 +70,7 @@ class StreamWorker:
         chores = asyncio.create_task(self._chores(stop), name="worker-chores")
         try:
             while not stop.is_set():
+                self.last_progress = time.monotonic()
                 try:
                     await self._read_once()
                 except (ConnectionError, OSError, TimeoutError) as exc:
