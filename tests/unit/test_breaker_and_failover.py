@@ -1,0 +1,191 @@
+"""Circuit breaker states and provider failover (pure logic: fake clock, fake providers)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+from uuid import uuid4
+
+from gateway.domain.channels import Channel, Direction
+from gateway.domain.records import DeliveryError, Message, MessageEvent
+from gateway.domain.statuses import MessageStatus
+from gateway.services.delivery import DeliveryService
+from gateway.services.ports import (
+    PermanentProviderError,
+    ProviderReceipt,
+    TransientProviderError,
+)
+from gateway.services.retry_policy import RetryPolicy
+from persistence.lifecycle import Change
+from providers.breaker import BREAKER_STATE, CircuitBreaker, State
+from providers.registry import FailoverRegistry
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_breaker_opens_after_consecutive_failures_and_half_opens_after_cooldown() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker("p", threshold=3, cooldown=10, clock=clock)
+    for _ in range(2):
+        assert breaker.allow()
+        breaker.record_failure()
+    assert breaker.state is State.CLOSED
+    breaker.record_failure()
+    assert breaker.state is State.OPEN and not breaker.allow()
+    assert BREAKER_STATE.labels("p")._value.get() == State.OPEN
+    clock.now += 10
+    assert breaker.state is State.HALF_OPEN
+    assert breaker.allow(), "one trial call"
+    assert not breaker.allow(), "only one trial call at a time"
+    breaker.record_failure()
+    assert breaker.state is State.OPEN, "a failed trial opens it again"
+    clock.now += 10
+    assert breaker.allow()
+    breaker.record_success()
+    assert breaker.state is State.CLOSED and breaker.allow()
+
+
+def test_success_resets_the_failure_count_and_neutral_answers_do_not_trip() -> None:
+    breaker = CircuitBreaker("q", threshold=2, cooldown=10, clock=Clock())
+    breaker.record_failure()
+    breaker.record_success()
+    breaker.record_failure()
+    assert breaker.state is State.CLOSED
+    for _ in range(10):
+        breaker.record_neutral()  # 429s and permanent refusals
+    assert breaker.state is State.CLOSED
+
+
+class FakeProvider:
+    def __init__(self, name: str, fail: Exception | None = None) -> None:
+        self.name = name
+        self.fail = fail
+        self.calls = 0
+
+    async def send(self, message: Message) -> ProviderReceipt:
+        self.calls += 1
+        if self.fail is not None:
+            raise self.fail
+        return ProviderReceipt(self.name, f"{self.name}-id")
+
+
+def message() -> Message:
+    now = datetime.now(UTC)
+    return Message(
+        id=uuid4(), account_id=uuid4(), conversation_id=uuid4(), channel=Channel.SMS,
+        direction=Direction.OUTBOUND, sender="+14155550100", recipient="+14155550101",
+        body="x", attachments=(), status=MessageStatus.SENDING, provider=None,
+        provider_message_id=None, attempts=1, segments=1, encoding="GSM7", error=None,
+        idempotency_key=None, send_at=None, next_attempt_at=now, metadata=None,
+        created_at=now, updated_at=now,
+    )  # fmt: skip
+
+
+class FakeLifecycle:
+    """Records what the delivery service decided; the SQL is tested against real databases."""
+
+    def __init__(self, claimed: Message) -> None:
+        self.claimed = claimed
+        self.calls: list[tuple[str, Any]] = []
+
+    def _change(self, status: MessageStatus) -> Change:
+        event = MessageEvent(
+            1, self.claimed.account_id, self.claimed.id, self.claimed.conversation_id,
+            status, "x", None, datetime.now(UTC),
+        )  # fmt: skip
+        return Change(replace(self.claimed, status=status), event)
+
+    async def claim(self, message_id: Any, now: Any) -> Change:
+        return self._change(MessageStatus.SENDING)
+
+    async def record_sent(self, message_id: Any, provider: str, pid: str, now: Any) -> Change:
+        self.calls.append(("sent", provider))
+        return self._change(MessageStatus.SENT)
+
+    async def record_retry(
+        self, message_id: Any, error: DeliveryError, *a: Any, **k: Any
+    ) -> Change:
+        self.calls.append(("retry", k.get("detail")))
+        return self._change(MessageStatus.QUEUED)
+
+    async def record_failure(
+        self, message_id: Any, error: DeliveryError, *a: Any, **k: Any
+    ) -> Change:
+        self.calls.append(("failed", error.code))
+        return self._change(MessageStatus.FAILED)
+
+    async def release(self, message_id: Any, next_at: Any, reason: str, now: Any) -> Change:
+        self.calls.append(("released", reason))
+        return self._change(MessageStatus.QUEUED)
+
+
+class FakeBroker:
+    def __init__(self) -> None:
+        self.published: list[MessageEvent] = []
+
+    async def publish(self, events: Any) -> None:
+        self.published.extend(events)
+
+
+def service(providers: list[FakeProvider], lifecycle: FakeLifecycle, **kw: Any) -> DeliveryService:
+    registry = FailoverRegistry({Channel.SMS: providers}, **kw)
+    return DeliveryService(lifecycle, registry, FakeBroker(), RetryPolicy(5, 0.01, 0.1))  # type: ignore[arg-type]
+
+
+async def test_fails_over_to_the_next_provider_while_the_first_circuit_is_open() -> None:
+    down = FakeProvider("first", TransientProviderError("500", "down"))
+    backup = FakeProvider("second")
+    lifecycle = FakeLifecycle(message())
+    delivery = service([down, backup], lifecycle, threshold=2, cooldown=60)
+    for _ in range(2):
+        await delivery.deliver(lifecycle.claimed.id)
+    assert down.calls == 2 and backup.calls == 0
+    await delivery.deliver(lifecycle.claimed.id)
+    assert down.calls == 2, "open circuit: not called"
+    assert backup.calls == 1 and lifecycle.calls[-1] == ("sent", "second")
+
+
+async def test_rate_limiting_does_not_trip_the_breaker() -> None:
+    limited = FakeProvider("only", TransientProviderError("429", "slow", 1.0, rate_limited=True))
+    lifecycle = FakeLifecycle(message())
+    delivery = service([limited], lifecycle, threshold=1, cooldown=60)
+    for _ in range(3):
+        await delivery.deliver(lifecycle.claimed.id)
+    assert limited.calls == 3
+    assert [c[0] for c in lifecycle.calls] == ["retry"] * 3
+
+
+async def test_no_provider_available_releases_the_message_without_calling_anyone() -> None:
+    down = FakeProvider("only", TransientProviderError("500", "down"))
+    lifecycle = FakeLifecycle(message())
+    delivery = service([down], lifecycle, threshold=1, cooldown=60)
+    await delivery.deliver(lifecycle.claimed.id)
+    await delivery.deliver(lifecycle.claimed.id)
+    assert down.calls == 1
+    assert lifecycle.calls[-1][0] == "released"
+
+
+async def test_ambiguous_and_permanent_outcomes() -> None:
+    timeout = FakeProvider("t", TransientProviderError("READTIMEOUT", "t", ambiguous=True))
+    lifecycle = FakeLifecycle(message())
+    await service([timeout], lifecycle).deliver(lifecycle.claimed.id)
+    assert lifecycle.calls[-1] == ("retry", {"provider": "t", "ambiguous": True})
+
+    refused = FakeProvider("r", PermanentProviderError("21211", "invalid"))
+    lifecycle = FakeLifecycle(message())
+    await service([refused], lifecycle).deliver(lifecycle.claimed.id)
+    assert lifecycle.calls[-1] == ("failed", "21211")
+
+
+async def test_exhausted_attempts_dead_letter() -> None:
+    down = FakeProvider("d", TransientProviderError("500", "down"))
+    lifecycle = FakeLifecycle(replace(message(), attempts=5))
+    await service([down], lifecycle).deliver(lifecycle.claimed.id)
+    assert lifecycle.calls[-1] == ("failed", "500")
