@@ -242,7 +242,10 @@ async def _multipart(request: Request, body: bytes) -> dict[str, str]:
         form = await parsed.form(max_files=50, max_fields=200)
     except Exception as exc:  # python-multipart raises several types for bad input
         raise PayloadError(f"unreadable multipart form: {type(exc).__name__}") from exc
-    return {k: v for k, v in form.multi_items() if isinstance(v, str)}
+    try:
+        return {k: v for k, v in form.multi_items() if isinstance(v, str)}
+    finally:
+        await form.close()  # uploaded files are spooled to disk
 
 
 def _generic(parse: Callable[[bytes], InboundMessage]) -> Callable[[Request], Awaitable[Response]]:

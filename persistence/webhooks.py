@@ -24,7 +24,7 @@ from persistence.base import Repository, event_row, insert_events
 from persistence.conversations import resolve_conversations
 from persistence.lifecycle import Change, advancing_to, change_status
 from persistence.models import AddressRow, WebhookReceiptRow
-from persistence.rows import MESSAGES, message_from_row, message_to_row
+from persistence.rows import CONVERSATIONS, MESSAGES, message_from_row, message_to_row
 
 ADDRESSES = cast(Table, AddressRow.__table__)
 RECEIPTS = cast(Table, WebhookReceiptRow.__table__)
@@ -203,6 +203,14 @@ class WebhookRepository(Repository):
                 sent_at=inbound.sent_at,
             )
             await conn.execute(MESSAGES.insert(), [message_to_row(message)])
+            # A reply makes its conversation the most recently active one. (Inbound traffic is
+            # one row per webhook call, so this row lock is short and rarely contended.)
+            c = CONVERSATIONS.c
+            await conn.execute(
+                CONVERSATIONS.update()
+                .where(c.id == message.conversation_id, c.last_message_at < now)
+                .values(last_message_at=now)
+            )
             [event] = await insert_events(
                 conn,
                 [
