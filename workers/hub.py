@@ -15,8 +15,6 @@ from uuid import UUID
 
 from gateway.domain.records import MessageEvent
 
-_CLOSED = object()
-
 
 class SubscriberTooSlow(Exception):
     pass
@@ -33,16 +31,15 @@ class _Subscriber:
         try:
             self.queue.put_nowait(event)
         except asyncio.QueueFull:
+            # Nothing queued is dropped: the reader gets every event up to this point, with
+            # no gap, and is then cut off, so resuming from its last cursor loses nothing.
             self.overflowed = True
-            # Make room for the marker so the reader wakes up and learns it was cut off.
-            self.queue.get_nowait()
-            self.queue.put_nowait(_CLOSED)
 
     async def events(self) -> AsyncIterator[MessageEvent]:
         while True:
-            item = await self.queue.get()
-            if item is _CLOSED:
+            if self.overflowed and self.queue.empty():
                 raise SubscriberTooSlow("subscriber fell behind; resubscribe with `after`")
+            item = await self.queue.get()
             assert isinstance(item, MessageEvent)
             yield item
 
