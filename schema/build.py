@@ -84,8 +84,7 @@ class Subscription:
         message_id: strawberry.ID | None = None,
         after: str | None = None,
     ) -> AsyncGenerator[MessageEvent, None]:
-        async for event in subscriptions.message_events(info, conversation_id, message_id, after):
-            yield event
+        return await subscriptions.message_events(info, conversation_id, message_id, after)
 
 
 class GatewaySchema(strawberry.Schema):
