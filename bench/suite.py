@@ -1,0 +1,687 @@
+"""The benchmark suite: ``python -m bench.suite [--rounds N] [--quick] [--only ...] [--json P]``.
+
+Run it through ``bash bench/run.sh`` (``make bench``), which installs wrk, PostgreSQL and Redis
+first. It starts a throwaway PostgreSQL and Redis and a standalone sandbox, then for every
+round: the accept benchmarks (wrk), the floors, end to end and fan-out, each gateway
+benchmark on a fresh deployment (new database, emptied Redis, new API and worker processes)
+that is warmed up before it is measured. It prints one table of medians over the rounds and
+writes it, with every round's details, to JSON. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from bench import report
+from bench.accept import Recipients, WrkResult, run_wrk
+from bench.e2e import run_e2e
+from bench.fanout import run_fanout
+from bench.floors import pg_floor, redis_floor, starlette_floor
+from bench.servers import (
+    LOOPBACK,
+    BenchError,
+    CpuMeter,
+    Infra,
+    Proc,
+    Stack,
+    gateway_settings,
+    per_message,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+BENCHMARKS = ("single", "batched", "e2e", "fanout", "floors")
+KEEP_RUNS = 5
+T = TypeVar("T")
+
+
+@dataclass
+class Plan:
+    rounds: int
+    accept_seconds: float
+    warmup_seconds: float
+    connections: int
+    threads: int
+    batch_connections: int
+    batch_size: int
+    e2e_rate: float
+    e2e_seconds: float
+    e2e_warmup_seconds: float
+    e2e_connections: int
+    e2e_batch: int
+    e2e_delay: float | None
+    fanout_subscribers: int
+    fanout_messages: int
+    fanout_interval: float
+    floor_db_seconds: float
+    api_processes: int
+    workers: int
+    compression: str | None
+    profile: bool
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bench/run.sh", description="Benchmark suite of the messaging gateway (loopback only)."
+    )
+    parser.add_argument("--rounds", type=int, default=None, help="rounds (default 3; --quick: 1)")
+    parser.add_argument(
+        "--quick", action="store_true", help="1 round, short durations: a smoke test"
+    )
+    parser.add_argument(
+        "--only",
+        default=",".join(BENCHMARKS),
+        help=f"comma-separated subset of {','.join(BENCHMARKS)} (default: all)",
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=RESULTS / "latest.json",
+        help="where to write the JSON report (default bench/results/latest.json)",
+    )
+    parser.add_argument("--seconds", type=float, default=None, help="accept run length (10)")
+    parser.add_argument("--api-processes", type=int, default=1, help="API processes (1)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (1)")
+    parser.add_argument("--e2e-rate", type=float, default=500.0, help="end-to-end msg/s (500)")
+    parser.add_argument(
+        "--e2e-batch",
+        type=int,
+        default=1,
+        help="end-to-end sender: 1 = one sendMessage per message (default); k = sendMessages "
+        "of k inputs every k/rate seconds",
+    )
+    parser.add_argument("--subscribers", type=int, default=1000, help="fan-out subscribers")
+    parser.add_argument(
+        "--ws-compression",
+        choices=("deflate", "none"),
+        default="deflate",
+        help="permessage-deflate on the client websockets (default deflate, like browsers)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="record py-spy profiles of the gateway processes during each measurement "
+        "(needs py-spy in the venv: .venv/bin/pip install py-spy)",
+    )
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    args = parser.parse_args(argv)
+    only = {name.strip() for name in args.only.split(",") if name.strip()}
+    unknown = only - set(BENCHMARKS)
+    if unknown or not only:
+        parser.error(f"--only: unknown {sorted(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    args.only_set = only
+    if args.rounds is not None and args.rounds < 1:
+        parser.error("--rounds must be >= 1")
+    if args.api_processes < 1 or args.workers < 1:
+        parser.error("--api-processes and --workers must be >= 1")
+    return args
+
+
+def make_plan(args: argparse.Namespace) -> Plan:
+    quick = args.quick
+    return Plan(
+        rounds=args.rounds or (1 if quick else 3),
+        accept_seconds=args.seconds or (3 if quick else 10),
+        warmup_seconds=1 if quick else 3,
+        connections=64,
+        threads=max(2, args.api_processes),
+        batch_connections=16,
+        batch_size=100,
+        e2e_rate=args.e2e_rate,
+        e2e_seconds=3 if quick else 10,
+        e2e_warmup_seconds=1 if quick else 2,
+        e2e_connections=16,
+        e2e_batch=args.e2e_batch,
+        e2e_delay=None if quick else 0.5,
+        fanout_subscribers=args.subscribers,
+        fanout_messages=6 if quick else 20,
+        fanout_interval=0.5,
+        floor_db_seconds=2 if quick else 5,
+        api_processes=args.api_processes,
+        workers=args.workers,
+        compression=None if args.ws_compression == "none" else "deflate",
+        profile=args.profile,
+    )
+
+
+def raise_open_files_limit(wanted: int) -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard == resource.RLIM_INFINITY else min(hard, max(soft, 65536))
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < wanted:
+        raise BenchError(
+            f"open-file limit is {soft}; the fan-out needs about {wanted} "
+            "(raise the hard limit: ulimit -Hn)"
+        )
+    return soft
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(coro)
+    except ImportError:
+        return asyncio.run(coro)
+
+
+class Profiler:
+    """py-spy record of some processes for one measurement (optional, --profile)."""
+
+    def __init__(self, enabled: bool, outdir: Path) -> None:
+        self.exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        self.enabled = enabled and Path(self.exe).exists()
+        self.outdir = outdir
+        self.written: list[Path] = []
+        if enabled and not self.enabled:
+            print("  --profile: py-spy not found (.venv/bin/pip install py-spy); skipping")
+
+    def around(self, name: str, procs: list[Proc], seconds: float, work: Callable[[], T]) -> T:
+        if not self.enabled:
+            return work()
+        self.outdir.mkdir(parents=True, exist_ok=True)
+        spies = []
+        for proc in procs:
+            out = self.outdir / f"{name}-{proc.name}.txt"
+            spies.append(
+                (
+                    out,
+                    subprocess.Popen(
+                        [
+                            self.exe,
+                            "record",
+                            "--pid",
+                            str(proc.pid),
+                            "--duration",
+                            str(max(1, round(seconds))),
+                            "--rate",
+                            "200",
+                            "--nonblocking",
+                            "--format",
+                            "raw",
+                            "-o",
+                            str(out),
+                        ],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    ),
+                )
+            )
+        try:
+            return work()
+        finally:
+            for out, spy in spies:
+                try:
+                    spy.wait(timeout=seconds + 30)
+                except subprocess.TimeoutExpired:
+                    spy.kill()
+                    spy.wait()
+                if out.exists():
+                    top = out.with_suffix(".top.txt")
+                    top.write_text(report.profile_top(out))
+                    self.written.append(top)
+
+
+class Suite:
+    def __init__(self, plan: Plan, only: set[str], workdir: Path) -> None:
+        self.plan = plan
+        self.only = only
+        self.workdir = workdir
+        self.values: dict[str, list[float]] = {}
+        self.rounds: list[dict[str, Any]] = []
+        self.notes: list[str] = []
+        self.infra: Infra | None = None
+        self.profiler = Profiler(plan.profile, workdir / "profiles")
+
+    def record(self, key: str, value: float | None) -> None:
+        if value is not None:
+            self.values.setdefault(key, []).append(float(value))
+
+    def stack(self, name: str, *, workers: int, api_processes: int | None = None) -> Stack:
+        assert self.infra is not None
+        return Stack(
+            self.infra,
+            name,
+            api_processes=api_processes or self.plan.api_processes,
+            workers=workers,
+        )
+
+    # --- benchmarks ---------------------------------------------------------------------
+
+    def single(self, r: int) -> dict[str, Any]:
+        plan = self.plan
+        # No worker: the accept path alone (validate, one transaction, XADD, PUBLISH).
+        with self.stack(f"single-r{r}", workers=0) as stack:
+            wrk = self._wrk(stack, plan.connections)
+            areas = Recipients()
+            wrk(plan.warmup_seconds, {"key": stack.key, "area": areas.next_area()}, True)
+            meter = self._meter(stack)
+            full = self.profiler.around(
+                f"single-r{r}",
+                stack.apis,
+                plan.accept_seconds,
+                lambda: meter.run(
+                    lambda: wrk(
+                        plan.accept_seconds, {"key": stack.key, "area": areas.next_area()}, False
+                    )
+                ),
+            )
+            stack.check()
+            rate = max(1.0, full.accepted_per_s / 2)
+            paced = {"key": stack.key, "area": areas.next_area(), "rate": round(rate, 1)}
+            fixed = wrk(plan.accept_seconds, paced, False)
+            stack.check()
+        self.record("single.msgs_per_s", full.accepted_per_s)
+        self.record("single.p50_ms", full.latency_ms("p50"))
+        self.record("single.p99_ms", full.latency_ms("p99"))
+        self.record("single.fixed.offered_rate", rate)
+        self.record("single.fixed.achieved_rate", fixed.accepted_per_s)
+        self.record("single.fixed.p99_ms", fixed.latency_ms("p99"))
+        self._warn_errors("single", full.summary(), fixed.summary())
+        return {
+            "full": full.summary(),
+            "fixed": {**fixed.summary(), "offered_rate": rate},
+            "cpu": meter.used,
+            "cpu_ms_per_message": per_message(meter.used, full.raw["accepted"]),
+        }
+
+    def batched(self, r: int) -> dict[str, Any]:
+        plan = self.plan
+        with self.stack(f"batched-r{r}", workers=0) as stack:
+            wrk = self._wrk(stack, plan.batch_connections)
+            areas = Recipients()
+            size = plan.batch_size
+            warm = {"key": stack.key, "area": areas.next_area(), "batch": size}
+            wrk(plan.warmup_seconds, warm, True)
+            meter = self._meter(stack)
+            result = self.profiler.around(
+                f"batched-r{r}",
+                stack.apis,
+                plan.accept_seconds,
+                lambda: meter.run(
+                    lambda: wrk(
+                        plan.accept_seconds,
+                        {"key": stack.key, "area": areas.next_area(), "batch": size},
+                        False,
+                    )
+                ),
+            )
+            stack.check()
+        self.record("batched.msgs_per_s", result.accepted_per_s)
+        self.record("batched.p99_ms", result.latency_ms("p99"))
+        summary = {
+            **result.summary(),
+            "calls_per_s": round(result.requests_per_s, 1),
+            "cpu": meter.used,
+            "cpu_ms_per_message": per_message(meter.used, result.raw["accepted"]),
+        }
+        self._warn_errors("batched", summary)
+        return summary
+
+    def e2e(self, r: int) -> dict[str, Any]:
+        plan = self.plan
+        assert self.infra is not None
+        infra = self.infra
+        with self.stack(f"e2e-r{r}", workers=plan.workers) as stack:
+
+            def measure(seconds: float, warmup: float, area: str) -> dict[str, Any]:
+                meter = self._meter(stack)
+                measured = run_async(
+                    run_e2e(
+                        stack.api_url,
+                        stack.key,
+                        rate=plan.e2e_rate,
+                        seconds=seconds,
+                        warmup_seconds=warmup,
+                        connections=plan.e2e_connections,
+                        batch=plan.e2e_batch,
+                        drain_timeout=30,
+                        area=area,
+                        compression=plan.compression,
+                        meter=meter,
+                    )
+                )
+                measured["cpu"] = meter.used
+                measured["cpu_ms_per_message"] = per_message(meter.used, measured["sent"])
+                return measured
+
+            delay = infra.configure_sandbox(callback_delay=0.0)["callback_delay"]
+            result = self.profiler.around(
+                f"e2e-r{r}",
+                [*stack.apis, *stack.workers, *([infra.sandbox] if infra.sandbox else [])],
+                plan.e2e_seconds + plan.e2e_warmup_seconds + 3,
+                lambda: measure(plan.e2e_seconds, plan.e2e_warmup_seconds, "415"),
+            )
+            result["sandbox_callback_delay_s"] = delay
+            stack.check()
+            if plan.e2e_delay is not None and r == 0:
+                # Informational: the same run with the sandbox's callbacks delayed.
+                infra.configure_sandbox(callback_delay=plan.e2e_delay)
+                try:
+                    delayed = measure(plan.e2e_seconds, 0, "212")
+                finally:
+                    infra.configure_sandbox(callback_delay=0.0)
+                delayed["sandbox_callback_delay_s"] = plan.e2e_delay
+                result["with_callback_delay"] = delayed
+                self.record("e2e_delay.p99_ms", delayed["p99_ms"])
+                stack.check()
+        self.record("e2e.p50_ms", result["p50_ms"])
+        self.record("e2e.p99_ms", result["p99_ms"])
+        self.record("e2e.achieved_send_rate", result["achieved_send_rate"])
+        self.record("e2e.missing", result["missing"])
+        if result["achieved_send_rate"] < 0.9 * plan.e2e_rate:
+            self.notes.append(
+                f"e2e round {r}: the sender reached only {result['achieved_send_rate']:.0f} of "
+                f"{plan.e2e_rate:.0f} msg/s (accept latency p50 {result['accept_p50_ms']} ms over "
+                f"{plan.e2e_connections} connections): the latency is that of a lower rate"
+            )
+        if result["send_errors"]:
+            self.notes.append(
+                f"e2e round {r}: {result['send_errors']} send errors, first: "
+                f"{result['first_send_error']}"
+            )
+        return result
+
+    def fanout(self, r: int) -> dict[str, Any]:
+        plan = self.plan
+        # ONE API process holds every subscription.
+        with self.stack(f"fanout-r{r}", workers=plan.workers, api_processes=1) as stack:
+            meter = self._meter(stack)
+            seconds = plan.fanout_messages * plan.fanout_interval + 5
+            result = self.profiler.around(
+                f"fanout-r{r}",
+                stack.apis,
+                seconds,
+                lambda: run_async(
+                    run_fanout(
+                        stack.api_url,
+                        stack.key,
+                        subscribers=plan.fanout_subscribers,
+                        messages=plan.fanout_messages,
+                        interval=plan.fanout_interval,
+                        connect_concurrency=50,
+                        settle_timeout=60,
+                        area="415",
+                        compression=plan.compression,
+                        meter=meter,
+                    )
+                ),
+            )
+            result["cpu"] = meter.used
+            result["cpu_ms_per_delivery"] = per_message(meter.used, result["deliveries"])
+            stack.check()
+        self.record("fanout.p99_ms", result["p99_ms"])
+        self.record("fanout.p50_ms", result["p50_ms"])
+        self.record("fanout.missing", result["missing"])
+        for key in ("connect_failures", "send_errors", "closed_early", "duplicates"):
+            if result[key]:
+                self.notes.append(
+                    f"fan-out round {r}: {key} = {result[key]} "
+                    f"({result.get('first_' + key.rstrip('s'), '')})"
+                )
+        return result
+
+    def floors(self, r: int, fixed_rate: float | None) -> dict[str, Any]:
+        plan = self.plan
+        assert self.infra is not None and self.infra.pg is not None
+        out: dict[str, Any] = {}
+        starlette = starlette_floor(
+            self.workdir,
+            seconds=plan.accept_seconds,
+            warmup_seconds=plan.warmup_seconds,
+            connections=plan.connections,
+            threads=2,
+            fixed_rate=fixed_rate,
+        )
+        out["starlette"] = starlette
+        self.record("floor.starlette.rps", starlette["full"]["accepted_per_s"])
+        self.record("floor.starlette.p50_ms", starlette["full"]["p50_ms"])
+        self.record("floor.starlette.p99_ms", starlette["full"]["p99_ms"])
+        if "fixed" in starlette:
+            self.record("floor.starlette.fixed_p50_ms", starlette["fixed"]["p50_ms"])
+            self.record("floor.starlette.fixed_p99_ms", starlette["fixed"]["p99_ms"])
+        out["postgres"] = run_async(pg_floor(self.infra.pg, seconds=plan.floor_db_seconds))
+        self.record("floor.pg.rows_per_s", out["postgres"]["rows_per_s"])
+        self.record("floor.pg.batch_p99_ms", out["postgres"]["batch_p99_ms"])
+        out["redis"] = run_async(redis_floor(self.infra.redis_url, seconds=plan.floor_db_seconds))
+        self.record("floor.redis.xadd_ops_per_s", out["redis"]["ops_per_s"])
+        return out
+
+    # --- plumbing -----------------------------------------------------------------------
+
+    def _meter(self, stack: Stack) -> CpuMeter:
+        infra = self.infra
+        assert infra is not None
+        groups: dict[str, list[int]] = {
+            "api": [p.pid for p in stack.apis],
+            "worker": [p.pid for p in stack.workers],
+        }
+        if infra.sandbox is not None:
+            groups["sandbox"] = [infra.sandbox.pid]
+        groups["postgres"] = infra.server_pids("postgres")
+        groups["redis"] = infra.server_pids("redis")
+        return CpuMeter(groups)
+
+    def _wrk(
+        self, stack: Stack, connections: int
+    ) -> Callable[[float, dict[str, object], bool], WrkResult]:
+        """wrk against the stack's API process(es): ``wrk(seconds, script_args, warmup)``."""
+        addrs = None
+        if len(stack.api_ports) > 1:
+            addrs = [f"{LOOPBACK}:{port}" for port in stack.api_ports]
+        url = stack.api_url + "/graphql"
+
+        def wrk(seconds: float, args: dict[str, object], warmup: bool = False) -> WrkResult:
+            return run_wrk(
+                url,
+                threads=self.plan.threads,
+                connections=connections,
+                seconds=seconds,
+                args=args,
+                log_path=stack.logdir / "wrk.log",
+                addresses=addrs,
+                require_accepted=not warmup,
+            )
+
+        return wrk
+
+    def _warn_errors(self, name: str, *summaries: dict[str, Any]) -> None:
+        for summary in summaries:
+            if summary["errors"] or summary["non_2xx"]:
+                self.notes.append(
+                    f"{name}: {summary['errors']} failed requests "
+                    f"({summary['non_2xx']} non-2xx, {summary['timeouts']} timeouts); "
+                    f"first: {summary['first_bad'][:200]}"
+                )
+
+    def run(self) -> None:
+        plan = self.plan
+        self.infra = Infra.start(self.workdir, plan.api_processes)
+        try:
+            for r in range(plan.rounds):
+                print(f"round {r + 1}/{plan.rounds}", flush=True)
+                details: dict[str, Any] = {}
+                self.rounds.append(details)
+                for name in BENCHMARKS:
+                    if name not in self.only:
+                        continue
+                    started = time.monotonic()
+                    if name == "floors":
+                        rates = self.values.get("single.fixed.offered_rate")
+                        rate = rates[-1] if rates else self.plan.e2e_rate
+                        details[name] = self.floors(r, rate)
+                    else:
+                        details[name] = getattr(self, name)(r)
+                    print(
+                        f"  {name:<8} {time.monotonic() - started:5.1f}s  "
+                        f"{_brief(name, details[name])}{_cpu_brief(details[name])}",
+                        flush=True,
+                    )
+        finally:
+            self.infra.stop()
+
+
+def _cpu_brief(d: dict[str, Any]) -> str:
+    per = d.get("cpu_ms_per_message") or d.get("cpu_ms_per_delivery") or {}
+    cpu = d.get("cpu") or {}
+    if not per:
+        return ""
+    unit = "delivery" if "cpu_ms_per_delivery" in d else "msg"
+    parts = " ".join(f"{k} {v:.2f}" for k, v in sorted(per.items(), key=lambda kv: -kv[1]))
+    return (
+        f"\n           CPU ms/{unit}: {parts}; machine busy "
+        f"{100 * cpu.get('machine_busy_share', 0):.0f}%"
+    )
+
+
+def _brief(name: str, d: dict[str, Any]) -> str:
+    if name == "single":
+        f, x = d["full"], d["fixed"]
+        return (
+            f"{f['accepted_per_s']:.0f} msg/s p50 {f['p50_ms']:.1f} ms p99 {f['p99_ms']:.1f}"
+            f" ms; at {x['offered_rate']:.0f}/s p99 {x['p99_ms']:.1f} ms"
+        )
+    if name == "batched":
+        return f"{d['accepted_per_s']:.0f} msg/s, p99 {d['p99_ms']:.1f} ms per call"
+    if name == "e2e":
+        return (
+            f"sent {d['achieved_send_rate']:.0f}/s p50 {d['p50_ms']:.1f} ms p99 "
+            f"{d['p99_ms']:.1f} ms missing {d['missing']}"
+        )
+    if name == "fanout":
+        return (
+            f"{d['connected']} subs, {d['events']} events, p99 {d['p99_ms']} ms, "
+            f"missing {d['missing']}"
+        )
+    if name == "floors":
+        s = d["starlette"]["full"]
+        return (
+            f"starlette {s['accepted_per_s']:.0f} req/s, PG {d['postgres']['rows_per_s']:.0f}"
+            f" rows/s, XADD {d['redis']['ops_per_s']:.0f} ops/s"
+        )
+    return ""
+
+
+def prune_runs(keep: int) -> None:
+    """Keep the logs of the last few runs only (bench/results/run-*; gitignored)."""
+    runs = sorted(p for p in RESULTS.glob("run-*") if p.is_dir())
+    for old in runs[: max(0, len(runs) - keep)]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    plan = make_plan(args)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    workdir = RESULTS / datetime.now().strftime("run-%Y%m%d-%H%M%S")
+    prune_runs(keep=KEEP_RUNS - 1)
+    workdir.mkdir(parents=True, exist_ok=True)
+    started_at = report.now_iso()
+    machine = report.machine_facts()
+    try:
+        nofile = raise_open_files_limit(plan.fanout_subscribers * 2 + 512)
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+    chosen = ", ".join(b for b in BENCHMARKS if b in args.only_set)
+    print(f"bench: {plan.rounds} round(s) of {chosen}; logs in {workdir}", flush=True)
+    suite = Suite(plan, args.only_set, workdir)
+    failed: BaseException | None = None
+    try:
+        suite.run()
+    except BenchError as exc:
+        failed = exc
+    except KeyboardInterrupt as exc:
+        failed = exc
+    rows = report.summarize(suite.values)
+    gateway_env = gateway_settings(
+        database_url="postgresql+asyncpg://gateway:***@127.0.0.1:PORT/bench_N_NAME",
+        redis_url="redis://127.0.0.1:PORT/0",
+        public_base_url="http://127.0.0.1:API_PORT",
+        sandbox_url="http://127.0.0.1:SANDBOX_PORT",
+        public_key="<generated per run>",
+    )
+    inherited = {
+        k: v
+        for k, v in os.environ.items()
+        if k.upper() in _setting_names() and k not in gateway_env
+    }
+    document = {
+        "date": started_at,
+        "finished": report.now_iso(),
+        "machine": machine | {"load_average_end": [round(x, 2) for x in os.getloadavg()]},
+        "git": report.git_facts(),
+        "packages": report.package_versions(),
+        "plan": plan.__dict__,
+        "open_files_limit": nofile,
+        "settings": {
+            "gateway_env": gateway_env,
+            "inherited_gateway_env": inherited,
+            "notes": [
+                "RATE_LIMITS is empty: per-key rate limits are off for the benchmark.",
+                "Accept benchmarks run with no worker process (messages stay QUEUED).",
+                "Fixed-rate runs pace wrk with a per-thread schedule in Lua delay(): a paced "
+                "closed-loop approximation of a constant-rate generator (wrk2 is not packaged "
+                "in Debian).",
+            ],
+        },
+        "figures": rows,
+        "rounds": suite.rounds,
+        "notes": suite.notes,
+        "profiles": [str(p) for p in suite.profiler.written],
+        "logs": str(workdir),
+        "error": None if failed is None else f"{type(failed).__name__}: {failed}",
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(document, indent=2, default=str) + "\n")
+    (workdir / "report.json").write_text(json.dumps(document, indent=2, default=str) + "\n")
+    print()
+    if rows:
+        print(report.table(rows))
+        print()
+    print(
+        f"machine: {machine['nproc']} x {machine['cpu_model']}, {machine['memory_gib']} GiB; "
+        f"load average at start {machine['load_average']}"
+    )
+    print(
+        "settings: RATE_LIMITS='' (limits off), LOG_LEVEL=WARNING, SANDBOX_CALLBACK_DELAY=0; "
+        f"{plan.api_processes} API process(es), {plan.workers} worker(s)"
+    )
+    for note in suite.notes:
+        print(f"note: {note}")
+    for path in suite.profiler.written:
+        print(f"profile: {path}")
+    print(f"json: {args.json}")
+    if failed is not None:
+        print(f"\nbench: FAILED: {failed}", file=sys.stderr)
+        return 130 if isinstance(failed, KeyboardInterrupt) else 1
+    if args.strict and any(row["verdict"] == "FAIL" for row in rows):
+        return 1
+    return 0
+
+
+def _setting_names() -> set[str]:
+    from gateway.settings import Settings
+
+    return {name.upper() for name in Settings.model_fields}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
