@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -27,18 +28,32 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     if "public_base_url" not in settings.model_fields_set:
         # Unset: providers (and the mounted sandbox) call back where this process listens.
         settings.public_base_url = _local_url(args.host, args.port)
+    if args.workers > 1 and settings.redis_url is None:
+        print(
+            "messaging-gateway: --workers above 1 needs REDIS_URL (without it the queue and "
+            "live events live inside one process)",
+            file=sys.stderr,
+        )
+        return 2
+    app: Any = "gateway.app:create_app"  # with several workers each builds its own from env
     try:
         verify_providers(settings)
-        app = create_app(settings)
+        if args.workers > 1:
+            os.environ["PUBLIC_BASE_URL"] = settings.public_base_url
+        else:
+            app = create_app(settings)
     except ConfigurationError as exc:
         print(f"messaging-gateway: {exc}", file=sys.stderr)
         return 2
-
     # uvicorn re-raises the SIGTERM it handled once it has shut down gracefully; with a
     # Python-level handler in place that re-raise is harmless and we exit 0, not -15.
     signal.signal(signal.SIGTERM, lambda *_: None)
     uvicorn.run(
         app,
+        factory=args.workers > 1,
+        workers=args.workers,
+        # Event payloads are small and latency matters more than bytes on the wire.
+        ws_per_message_deflate=False,
         host=args.host,
         port=args.port,
         log_config=None,
@@ -147,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the API (and, in embedded mode, the worker)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument(
+        "--workers", type=int, default=1, help="API processes (needs REDIS_URL above 1)"
+    )
     sub.add_parser("worker", help="run a delivery worker (needs REDIS_URL)")
     sub.add_parser("migrate", help="upgrade the database schema to the latest migration")
     create = sub.add_parser("create-api-key", help="create an API key (printed once)")

@@ -159,7 +159,7 @@ class Settings(BaseSettings):
 
     graphiql: bool = True
     introspection: bool = True
-    db_pool_size: int = Field(default=10, ge=1)
+    db_pool_size: int = Field(default=20, ge=1)
     api_key_cache_seconds: float = Field(
         default=5.0, ge=0, description="How long a verified API key is trusted before re-checking."
     )

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 from uuid import UUID
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.domain.channels import Direction
@@ -46,45 +46,53 @@ class AcceptResult:
     """New messages only (replays excluded): what must be enqueued after commit."""
     created: list[Message]
     events: list[MessageEvent]
+    """Conversations that already existed: their last activity moves forward after commit."""
+    existing_conversations: set[UUID]
 
 
 CONFLICT_REASON = "idempotencyKey was used before with a different input"
 
 
+Item = tuple[UUID, NormalizedMessage]
+"""One message to accept: the account it belongs to and its validated draft."""
+
+AccountKey = tuple[UUID, str]
+
+
 class AcceptRepository(Repository):
     async def accept(
-        self,
-        account_id: UUID,
-        drafts: list[NormalizedMessage],
-        *,
-        now: datetime,
-        retention: timedelta,
+        self, items: list[Item], *, now: datetime, retention: timedelta
     ) -> AcceptResult:
+        """Accept ``items`` (of one or several calls and accounts) in ONE transaction.
+
+        Outcomes are in input order. Within the items, a repeated (account, key) behaves as if
+        the requests had raced: the first claims the key, the others replay or conflict.
+        """
         async with self.engine.begin() as conn:
-            conversation_ids = await resolve_conversations(
-                self, conn, account_id, {d.participants for d in drafts}, now
+            conversation_ids, new_conversations = await resolve_conversations(
+                self, conn, {(a, *d.participants) for a, d in items}, now
             )
-            first_of_key: dict[str, int] = {}
-            for index, draft in enumerate(drafts):
+            first_of_key: dict[AccountKey, int] = {}
+            for index, (account_id, draft) in enumerate(items):
                 if draft.idempotency_key is not None:
-                    first_of_key.setdefault(draft.idempotency_key, index)
-            ids = [new_id() for _ in drafts]
+                    first_of_key.setdefault((account_id, draft.idempotency_key), index)
+            ids = [new_id() for _ in items]
             claimed = await self._claim_keys(
                 conn,
-                account_id,
-                {k: (drafts[i], ids[i]) for k, i in first_of_key.items()},
+                {k: (items[i][1], ids[i]) for k, i in first_of_key.items()},
                 now,
                 now - retention,
             )
-            earlier = await self._earlier(conn, account_id, set(first_of_key) - claimed)
+            earlier = await self._earlier(conn, set(first_of_key) - claimed)
 
             outcomes: list[Accepted | Conflict] = []
             created: list[Message] = []
-            fresh_by_key: dict[str, tuple[str, Message]] = {}
-            for index, draft in enumerate(drafts):
-                key = draft.idempotency_key
+            fresh_by_key: dict[AccountKey, tuple[str, Message]] = {}
+            for index, (account_id, draft) in enumerate(items):
+                key = (account_id, draft.idempotency_key) if draft.idempotency_key else None
                 if key is None or (key in claimed and first_of_key[key] == index):
-                    message = _new_message(ids[index], account_id, conversation_ids, draft, now)
+                    conversation_id = conversation_ids[(account_id, *draft.participants)]
+                    message = _new_message(ids[index], account_id, conversation_id, draft, now)
                     created.append(message)
                     outcomes.append(Accepted(message, replayed=False))
                     if key is not None:
@@ -101,17 +109,17 @@ class AcceptRepository(Repository):
             events = await insert_events(
                 conn, [event_row(m, m.status, "accepted", None, now) for m in created]
             )
-        return AcceptResult(outcomes, created, events)
+        existing = {m.conversation_id for m in created} - new_conversations
+        return AcceptResult(outcomes, created, events, existing)
 
     async def _claim_keys(
         self,
         conn: AsyncConnection,
-        account_id: UUID,
-        drafts_by_key: dict[str, tuple[NormalizedMessage, UUID]],
+        drafts_by_key: dict[AccountKey, tuple[NormalizedMessage, UUID]],
         now: datetime,
         expired_before: datetime,
-    ) -> set[str]:
-        """Claim the keys not held by an earlier request; return the ones this call now owns."""
+    ) -> set[AccountKey]:
+        """Claim the keys not held by an earlier request; return the ones these items own."""
         if not drafts_by_key:
             return set()
         rows = [
@@ -122,7 +130,10 @@ class AcceptRepository(Repository):
                 "message_id": message_id,
                 "created_at": now,
             }
-            for key, (draft, message_id) in sorted(drafts_by_key.items())
+            # Sorted: concurrent transactions take their key locks in the same order.
+            for (account_id, key), (draft, message_id) in sorted(
+                drafts_by_key.items(), key=lambda kv: (kv[0][0].bytes, kv[0][1])
+            )
         ]
         insert: Any = self.upsert(KEYS)
         # A key past its retention window is free again: take it over in place.
@@ -134,22 +145,23 @@ class AcceptRepository(Repository):
                 "created_at": insert.excluded.created_at,
             },
             where=KEYS.c.created_at < expired_before,
-        ).returning(KEYS.c.key)
+        ).returning(KEYS.c.account_id, KEYS.c.key)
         result = await conn.execute(statement, rows)
-        return {row[0] for row in result}
+        return {(row[0], row[1]) for row in result}
 
     async def _earlier(
-        self, conn: AsyncConnection, account_id: UUID, keys: set[str]
-    ) -> dict[str, tuple[str, Message | None]]:
+        self, conn: AsyncConnection, keys: set[AccountKey]
+    ) -> dict[AccountKey, tuple[str, Message | None]]:
         """Request hash and message of each key claimed by an earlier request."""
         if not keys:
             return {}
+        k = KEYS.c
         found = await conn.execute(
-            select(KEYS.c.key, KEYS.c.request_hash, KEYS.c.message_id).where(
-                KEYS.c.account_id == account_id, KEYS.c.key.in_(sorted(keys))
+            select(k.account_id, k.key, k.request_hash, k.message_id).where(
+                tuple_(k.account_id, k.key).in_(sorted(keys, key=lambda x: (x[0].bytes, x[1])))
             )
         )
-        hashes = {r.key: (r.request_hash, r.message_id) for r in found}
+        hashes = {(r.account_id, r.key): (r.request_hash, r.message_id) for r in found}
         messages: dict[UUID, Message] = {}
         if hashes:
             rows = await conn.execute(
@@ -162,14 +174,14 @@ class AcceptRepository(Repository):
 def _new_message(
     message_id: UUID,
     account_id: UUID,
-    conversation_ids: dict[tuple[str, str], UUID],
+    conversation_id: UUID,
     draft: NormalizedMessage,
     now: datetime,
 ) -> Message:
     return Message(
         id=message_id,
         account_id=account_id,
-        conversation_id=conversation_ids[draft.participants],
+        conversation_id=conversation_id,
         channel=draft.channel,
         direction=Direction.OUTBOUND,
         sender=draft.sender,

@@ -1,4 +1,4 @@
-"""Finding or creating the conversation of a pair of participants, race-free."""
+"""Finding or creating the conversations of (account, participant, participant) triples."""
 
 from __future__ import annotations
 
@@ -13,23 +13,38 @@ from gateway.domain.ids import new_id
 from persistence.base import Repository
 from persistence.rows import CONVERSATIONS
 
+Triple = tuple[UUID, str, str]
+"""(account id, participant_a, participant_b) with the participants sorted."""
+
+
+async def _select(conn: AsyncConnection, triples: list[Triple]) -> dict[Triple, UUID]:
+    c = CONVERSATIONS.c
+    found = await conn.execute(
+        select(c.id, c.account_id, c.participant_a, c.participant_b).where(
+            tuple_(c.account_id, c.participant_a, c.participant_b).in_(triples)
+        )
+    )
+    return {(r.account_id, r.participant_a, r.participant_b): r.id for r in found}
+
 
 async def resolve_conversations(
-    repo: Repository,
-    conn: AsyncConnection,
-    account_id: UUID,
-    participant_pairs: Iterable[tuple[str, str]],
-    now: datetime,
-) -> dict[tuple[str, str], UUID]:
-    """Conversation id of each (sorted) participant pair, creating the missing ones.
+    repo: Repository, conn: AsyncConnection, triples: Iterable[Triple], now: datetime
+) -> tuple[dict[Triple, UUID], set[UUID]]:
+    """Conversation id of each triple, creating the missing ones, race-free; and the ids of
+    the conversations this call created.
 
-    A concurrent first message for the same pair waits on the unique constraint, then finds
-    the winner's row in the SELECT. Pairs are inserted sorted so that concurrent batches lock
-    in the same order and cannot deadlock.
+    Existing conversations cost one SELECT. Missing ones are inserted with ON CONFLICT DO
+    NOTHING: a concurrent first message for the same pair waits on the unique constraint, then
+    its row is found by a second SELECT (a new statement, so it sees the winner's commit).
+    Inserts are sorted so that concurrent transactions lock in the same order: no deadlocks.
     """
-    pairs = sorted(set(participant_pairs))
-    if not pairs:
-        return {}
+    wanted = sorted(set(triples), key=lambda t: (t[0].bytes, t[1], t[2]))
+    if not wanted:
+        return {}, set()
+    found = await _select(conn, wanted)
+    missing = [t for t in wanted if t not in found]
+    if not missing:
+        return found, set()
     rows = [
         {
             "id": new_id(),
@@ -39,13 +54,20 @@ async def resolve_conversations(
             "created_at": now,
             "last_message_at": now,
         }
-        for a, b in pairs
+        for account_id, a, b in missing
     ]
-    await conn.execute(repo.upsert(CONVERSATIONS).on_conflict_do_nothing(), rows)
     c = CONVERSATIONS.c
-    found = await conn.execute(
-        select(c.id, c.participant_a, c.participant_b)
-        .where(c.account_id == account_id)
-        .where(tuple_(c.participant_a, c.participant_b).in_(pairs))
+    inserted = await conn.execute(
+        repo.upsert(CONVERSATIONS)
+        .on_conflict_do_nothing()
+        .returning(c.id, c.account_id, c.participant_a, c.participant_b),
+        rows,
     )
-    return {(r.participant_a, r.participant_b): r.id for r in found}
+    created = set()
+    for r in inserted:
+        found[(r.account_id, r.participant_a, r.participant_b)] = r.id
+        created.add(r.id)
+    lost = [t for t in missing if t not in found]
+    if lost:
+        found.update(await _select(conn, lost))
+    return found, created

@@ -28,11 +28,12 @@ def create_engine(settings: Settings) -> AsyncEngine:
         engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
+    # No overflow: connections that come and go with bursts cost a connect each (with an SSL
+    # negotiation attempt); a fixed pool applies back-pressure instead. No pre-ping either: it
+    # costs a round trip per checkout; a dead connection fails its transaction, which the
+    # callers already handle (clients retry, the sweeper re-enqueues), and is then replaced.
     return create_async_engine(
-        url,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_pool_size,
-        pool_pre_ping=True,
+        url, pool_size=settings.db_pool_size, max_overflow=0, pool_timeout=30, pool_recycle=1800
     )
 
 

@@ -175,12 +175,12 @@ class WebhookRepository(Repository):
         async with self.engine.begin() as conn:
             if not await self._claim(conn, inbound.provider, inbound.dedupe_key, now):
                 return None
-            pair = conversation_key(inbound.sender, inbound.recipient)
-            conversations = await resolve_conversations(self, conn, inbound.account_id, [pair], now)
+            triple = (inbound.account_id, *conversation_key(inbound.sender, inbound.recipient))
+            conversations, _ = await resolve_conversations(self, conn, [triple], now)
             message = Message(
                 id=new_id(),
                 account_id=inbound.account_id,
-                conversation_id=conversations[pair],
+                conversation_id=conversations[triple],
                 channel=inbound.channel,
                 direction=Direction.INBOUND,
                 sender=inbound.sender,

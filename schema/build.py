@@ -9,11 +9,8 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import (
     DisableIntrospection,
-    MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
-    QueryDepthLimiter,
-    ValidationCache,
 )
 from strawberry.types import ExecutionContext
 
@@ -35,6 +32,7 @@ from schema.types import (
     MessageEvent,
     Node,
 )
+from schema.validation import CachedValidation, ValidationCacheStore
 
 
 @strawberry.type
@@ -109,17 +107,15 @@ def create_schema(
     max_aliases: int = 30,
     max_tokens: int = 5000,
 ) -> strawberry.Schema:
+    validation = ValidationCacheStore(max_depth=max_depth, max_aliases=max_aliases)
     extensions: list[Any] = [
-        # Factories, not instances: a fresh extension per operation. The parse and validation
-        # caches live at module level, so they are shared all the same.
-        lambda: ParserCache(maxsize=256),
-        lambda: ValidationCache(maxsize=256),
-        # After ValidationCache, in this order: each sees the errors set before it.
+        # Factories, not instances: a fresh extension per operation. The caches are shared.
+        lambda: ParserCache(maxsize=512),
+        lambda: CachedValidation(validation),
+        # After validation, in this order: each sees the errors set before it.
         ComplexityErrorCodes,
         RequireAccount,
         RateLimit,
-        lambda: QueryDepthLimiter(max_depth=max_depth),
-        lambda: MaxAliasesLimiter(max_alias_count=max_aliases),
         lambda: MaxTokensLimiter(max_token_count=max_tokens),
         MaskInternalErrors,
         GraphQLMetricsExtension,

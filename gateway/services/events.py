@@ -56,9 +56,10 @@ class EventStream:
                     if len(page) < REPLAY_PAGE:
                         break
                     cursor = page[-1].id
+            # Only replayed ids need remembering: the broker never delivers one live event twice,
+            # so the set stays as large as the replay, not as long as the subscription.
             async for event in live:
                 if event.id in seen or (floor is not None and event.id <= floor):
                     continue
                 if wanted(event):
-                    seen.add(event.id)
                     yield event

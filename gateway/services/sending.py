@@ -17,12 +17,12 @@ from uuid import UUID
 import structlog
 
 from gateway.domain.messages import FieldProblem, Limits, SendRequest, validate_send
-from gateway.domain.records import Message, MessageEvent
 from gateway.domain.statuses import MessageStatus
 from gateway.observability.metrics import MESSAGES_ACCEPTED
 from gateway.services.clock import utcnow
+from gateway.services.coalescer import Coalescer
 from gateway.services.ports import Broker
-from persistence.accept import Accepted, AcceptRepository, Conflict
+from persistence.accept import Accepted, AcceptRepository, AcceptResult, Conflict, Item
 from persistence.lifecycle import LifecycleRepository
 
 log = structlog.get_logger(__name__)
@@ -50,6 +50,8 @@ class SendService:
     ) -> None:
         # Set when senders must own their `from` address (REQUIRE_SENDER_OWNERSHIP).
         self._owned = owned_addresses
+        # Concurrent calls share one accept transaction (each call stays atomic).
+        self._batches: Coalescer[Item, Accepted | Conflict] = Coalescer(self._accept_batch)
         self._accept = accept
         self._lifecycle = lifecycle
         self._broker = broker
@@ -77,28 +79,32 @@ class SendService:
                 outcomes.append(None)
                 drafts.append(checked)
         if drafts:
-            result = await self._accept.accept(
-                account_id, drafts, now=now, retention=self._retention
-            )
-            stored = iter(result.outcomes)
+            stored = iter(await self._batches.submit([(account_id, d) for d in drafts]))
             outcomes = [o if o is not None else next(stored) for o in outcomes]
-            await self._after_commit(result.created, result.events, now)
         return [o for o in outcomes if o is not None]
 
-    async def _after_commit(
-        self, created: list[Message], events: list[MessageEvent], now: datetime
-    ) -> None:
+    async def _accept_batch(self, items: list[Item]) -> list[Accepted | Conflict]:
+        now = utcnow()
+        result = await self._accept.accept(items, now=now, retention=self._retention)
+        await self._after_commit(result, now)
+        return result.outcomes
+
+    async def _after_commit(self, result: AcceptResult, now: datetime) -> None:
+        created = result.created
         if not created:
             return
         for channel, count in Counter(m.channel.value for m in created).items():
             MESSAGES_ACCEPTED.labels(channel).inc(count)
         try:
-            await self._broker.publish(events)
+            await self._broker.publish(result.events)
             await self._broker.enqueue([m.id for m in created if m.status == MessageStatus.QUEUED])
         except Exception:
             # Accepted is accepted: the sweeper enqueues what the broker did not take.
             log.exception("enqueue_after_commit_failed", messages=len(created))
-        try:
-            await self._lifecycle.touch_conversations({m.conversation_id: now for m in created})
-        except Exception:
-            log.exception("conversation_activity_update_failed")
+        if result.existing_conversations:
+            try:
+                await self._lifecycle.touch_conversations(
+                    dict.fromkeys(result.existing_conversations, now)
+                )
+            except Exception:
+                log.exception("conversation_activity_update_failed")
