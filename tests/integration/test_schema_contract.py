@@ -1,4 +1,4 @@
-"""Our GraphQL schema honours the public contract (/work/shared/api/contract.graphql).
+"""Our GraphQL schema honours the public contract (../shared/api/contract.graphql).
 
 The contract allows additions (types, fields, optional arguments, enum values, union members)
 but no renames, removals or type changes. ``contract_mismatches`` lists every violation, so
@@ -32,7 +32,22 @@ from graphql.pyutils import Undefined
 
 from schema.build import create_schema
 
-CONTRACT_PATH = Path(os.environ.get("GATEWAY_CONTRACT", "/work/shared/api/contract.graphql"))
+
+def _contract_path() -> Path:
+    """The shared contract: beside the checkout (as CI lays it out) or the workspace copy."""
+    root = Path(__file__).resolve().parents[2]
+    candidates = [
+        *([Path(os.environ["GATEWAY_CONTRACT"])] if "GATEWAY_CONTRACT" in os.environ else []),
+        root.parent / "shared" / "api" / "contract.graphql",
+        Path("/work/shared/api/contract.graphql"),
+    ]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"API contract not found; looked at {[str(c) for c in candidates]}")
+
+
+CONTRACT_PATH = _contract_path()
 
 _KINDS: list[tuple[type[GraphQLNamedType], str]] = [
     (GraphQLScalarType, "scalar"),
