@@ -8,7 +8,9 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
+import orjson
 import structlog
+from cross_web import HTTPException
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -80,6 +82,21 @@ class GatewayGraphQL(GraphQL[Context, None]):
         # The context lives as long as the socket: loaders batch but must not cache.
         context.authenticate(*found, cache=False)
         return None
+
+    def decode_json(self, data: str | bytes) -> object:
+        # orjson turns every malformed body (too deep, huge numbers, bad UTF-8, lone
+        # surrogates) into a JSONDecodeError, which Strawberry answers with a 400; the
+        # standard library raises other errors for some of them, which became 500s.
+        return orjson.loads(data)
+
+    def parse_json(self, data: str | bytes) -> Any:
+        parsed = super().parse_json(data)
+        if not isinstance(parsed, dict | list):
+            raise HTTPException(400, "the request body must be a JSON object")
+        return parsed
+
+    def encode_json(self, data: object) -> bytes:
+        return orjson.dumps(data)
 
     async def render_graphql_ide(self, request: Request) -> Response:
         return HTMLResponse(graphiql_html(request.app.state.dev_key))

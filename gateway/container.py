@@ -7,7 +7,8 @@ from datetime import timedelta
 from uuid import UUID
 
 import httpx
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+import redis.asyncio
+from limits.aio.storage import MemoryStorage, RedisStorage
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
@@ -165,6 +166,7 @@ class Container:
         if self.sandbox is not None:
             await self.sandbox.aclose()
         await self.http.aclose()
+        await self.rate_limiter.close()
         await self.broker.close()
         await self.engine.dispose()
 
@@ -174,13 +176,18 @@ def build_rate_limiter(settings: Settings) -> RateLimiter:
         rules = parse_rate_limits(settings.rate_limits)
     except RateLimitConfigError as exc:
         raise ConfigurationError(str(exc)) from exc
-    storage: Storage
     if settings.redis_url is None:
-        storage = MemoryStorage()
-    else:
-        # All API processes share the windows through Redis.
-        storage = RedisStorage("async+" + settings.redis_url, implementation="redispy")
-    return RateLimiter(rules, storage, fail_open=settings.rate_limit_fail_open)
+        return RateLimiter(rules, MemoryStorage(), fail_open=settings.rate_limit_fail_open)
+    # All API processes share the windows through Redis; our own pool, so close() can end it.
+    pool = redis.asyncio.ConnectionPool.from_url(settings.redis_url)
+    storage = RedisStorage(
+        "async+" + settings.redis_url,
+        implementation="redispy",
+        connection_pool=pool,  # type: ignore[arg-type]  # passed through to redis-py
+    )
+    return RateLimiter(
+        rules, storage, fail_open=settings.rate_limit_fail_open, on_close=pool.aclose
+    )
 
 
 def uses_mounted_sandbox(settings: Settings) -> bool:

@@ -95,6 +95,8 @@ async def conversations(
         normalized = normalize_participant(
             participant, context.container.settings.default_phone_region
         )
+        if normalized is None:
+            return ConversationConnection(edges=[], page_info=_page_info([], False, False))
     page = await context.container.queries.conversations_page(
         account.id, first=size, after=_time_cursor("c", after), participant=normalized
     )
@@ -130,10 +132,10 @@ async def dead_letters(
     )
 
 
-def normalize_participant(raw: str, region: str) -> str:
-    """The participant filter matches however the address is written."""
+def normalize_participant(raw: str, region: str) -> str | None:
+    """The participant filter matches however the address is written; None when ``raw`` is
+    no address at all (it then matches nothing, which is the honest answer)."""
     try:
         return normalize_email(raw) if "@" in raw else normalize_phone(raw, region)
     except AddressError:
-        # An address that cannot be normalized matches nothing, which is the honest answer.
-        return raw.strip()
+        return None

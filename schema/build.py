@@ -16,8 +16,8 @@ from strawberry.types import ExecutionContext
 
 from gateway.observability import GraphQLMetricsExtension
 from resolvers import mutations, pages, queries, subscriptions
-from schema.extensions import MaskInternalErrors, RequireAccount
-from schema.guards import ComplexityErrorCodes, RateLimit
+from schema.extensions import MaskInternalErrors, RequireAccount, SubscriptionsOverWebsockets
+from schema.guards import ComplexityErrorCodes, RateLimit, tag_complexity_errors
 from schema.results import (
     CancelMessageResult,
     MessagePreview,
@@ -89,6 +89,9 @@ class GatewaySchema(strawberry.Schema):
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
+        # Every error passes here, parse errors included (ParserCache raises them before any
+        # other extension sees them): the place to give complexity errors their code.
+        tag_complexity_errors(errors)
         # Deliberate errors (bad input, no key) are answers, not incidents: keep them out of
         # the error log. Unexpected ones are logged with their stack by the default handler.
         unexpected = [
@@ -115,6 +118,7 @@ def create_schema(
         # After validation, in this order: each sees the errors set before it.
         ComplexityErrorCodes,
         RequireAccount,
+        SubscriptionsOverWebsockets,
         RateLimit,
         lambda: MaxTokensLimiter(max_token_count=max_tokens),
         MaskInternalErrors,

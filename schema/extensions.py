@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from graphql import GraphQLError
+from starlette.websockets import WebSocket
 from strawberry.extensions import MaskErrors, SchemaExtension
+from strawberry.types.graphql import OperationType
 
 from gateway.observability import current_request_id
 
@@ -30,6 +32,30 @@ class RequireAccount(SchemaExtension):
             if response is not None and hasattr(response, "status_code"):
                 response.status_code = 401
                 response.headers["WWW-Authenticate"] = "Bearer"
+        yield
+
+
+class SubscriptionsOverWebsockets(SchemaExtension):
+    """A subscription sent over HTTP cannot stream: say so (400) instead of failing inside."""
+
+    def on_validate(self) -> Iterator[None]:
+        ec = self.execution_context
+        if not ec.pre_execution_errors and ec.graphql_document is not None:
+            try:
+                is_subscription = ec.operation_type == OperationType.SUBSCRIPTION
+            except RuntimeError:  # no such operation: validation reports it
+                is_subscription = False
+            request = getattr(ec.context, "request", None)
+            if is_subscription and not isinstance(request, WebSocket):
+                ec.pre_execution_errors = [
+                    GraphQLError(
+                        "subscriptions run over websockets (graphql-transport-ws) on /graphql",
+                        extensions={"code": "BAD_USER_INPUT"},
+                    )
+                ]
+                response = getattr(ec.context, "response", None)
+                if response is not None and hasattr(response, "status_code"):
+                    response.status_code = 400
         yield
 
 

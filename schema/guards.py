@@ -25,16 +25,21 @@ from strawberry.extensions import SchemaExtension
 # Messages of Strawberry's depth/alias limiters and graphql-core's token limit.
 _TOO_COMPLEX = re.compile(
     r"exceeds maximum operation depth|aliases found\. Allowed|contains more than \d+ tokens"
+    r"|nested too deeply"
 )
+
+
+def tag_complexity_errors(errors: list[GraphQLError]) -> None:
+    for error in errors:
+        if _TOO_COMPLEX.search(error.message):
+            error.extensions = {**(error.extensions or {}), "code": "QUERY_TOO_COMPLEX"}
 
 
 class ComplexityErrorCodes(SchemaExtension):
     """Give depth, alias and token limit errors the contract's ``QUERY_TOO_COMPLEX`` code."""
 
     def _tag(self) -> None:
-        for error in self.execution_context.pre_execution_errors or []:
-            if _TOO_COMPLEX.search(error.message):
-                error.extensions = {**(error.extensions or {}), "code": "QUERY_TOO_COMPLEX"}
+        tag_complexity_errors(self.execution_context.pre_execution_errors or [])
 
     def on_parse(self) -> Iterator[None]:
         yield

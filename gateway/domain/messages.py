@@ -251,12 +251,30 @@ def _metadata(raw: object, limits: Limits) -> dict[str, Any] | None:
         raise _Invalid("must contain only JSON values") from None
     if size > limits.metadata_max_bytes:
         raise _Invalid(f"must be at most {limits.metadata_max_bytes} bytes as JSON")
+    # PostgreSQL's jsonb cannot hold U+0000.
+    if _has_nul(raw):
+        raise _Invalid("must not contain NUL characters")
     # json.dumps quietly turns 1, True and None keys into strings, which could merge keys.
     if not _keys_are_strings(raw):
         raise _Invalid("object keys must be strings")
     # Round-tripping yields a private, plain-JSON copy the caller can no longer mutate.
     copy: dict[str, Any] = json.loads(text)
     return copy
+
+
+def _has_nul(value: object) -> bool:
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
 
 
 def _keys_are_strings(value: object) -> bool:

@@ -9,6 +9,7 @@ before they count, so a rejected call consumes no quota. The storage is Redis in
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
@@ -65,11 +66,21 @@ class Decision:
 
 class RateLimiter:
     def __init__(
-        self, rules: dict[str, list[RateLimitItem]], storage: Storage, *, fail_open: bool
+        self,
+        rules: dict[str, list[RateLimitItem]],
+        storage: Storage,
+        *,
+        fail_open: bool,
+        on_close: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._rules = rules
         self._limiter = SlidingWindowCounterRateLimiter(storage)
         self._fail_open = fail_open
+        self._on_close = on_close
+
+    async def close(self) -> None:
+        if self._on_close is not None:
+            await self._on_close()
 
     @property
     def enabled(self) -> bool:
