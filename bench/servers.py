@@ -186,7 +186,8 @@ class Infra:
         workdir.mkdir(parents=True, exist_ok=True)
         infra = cls(workdir=workdir, api_ports=[free_port() for _ in range(api_processes)])
         try:
-            infra.pg = PostgresServer.start(workdir / "postgres")
+            # Durable (fsync on): the accept figures claim full durability.
+            infra.pg = PostgresServer.start(workdir / "postgres", durable=True)
             infra.redis_server = RedisServer.start(workdir / "redis")
             infra.signing_key, infra.public_key = generate_sendgrid_keypair()
             infra._start_sandbox()

@@ -94,7 +94,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="where to write the JSON report (default bench/results/latest.json)",
     )
     parser.add_argument("--seconds", type=float, default=None, help="accept run length (10)")
-    parser.add_argument("--api-processes", type=int, default=1, help="API processes (1)")
+    parser.add_argument(
+        "--api-processes", type=int, default=2, help="API processes (2: one per core)"
+    )
     parser.add_argument("--workers", type=int, default=1, help="worker processes (1)")
     parser.add_argument("--e2e-rate", type=float, default=500.0, help="end-to-end msg/s (500)")
     parser.add_argument(

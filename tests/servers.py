@@ -169,7 +169,16 @@ class PostgresServer:
     host: str = LOOPBACK
     system_user: str = "postgres"
 
-    def __init__(self, base_dir: Path, *, user: str = "gateway", password: str = "gateway") -> None:
+    def __init__(
+        self,
+        base_dir: Path,
+        *,
+        user: str = "gateway",
+        password: str = "gateway",
+        durable: bool = False,
+    ) -> None:
+        # Tests trade durability for speed; benchmarks claim "full durability" and keep it.
+        self.durable = durable
         self.base_dir = Path(base_dir)
         self.user = user
         self.password = password
@@ -184,9 +193,16 @@ class PostgresServer:
     # -- public API ---------------------------------------------------------------------
 
     @classmethod
-    def start(cls, base_dir: Path, *, user: str = "gateway", password: str = "gateway") -> Self:
+    def start(
+        cls,
+        base_dir: Path,
+        *,
+        user: str = "gateway",
+        password: str = "gateway",
+        durable: bool = False,
+    ) -> Self:
         """initdb + start a fresh cluster; returns once it accepts connections."""
-        server = cls(base_dir, user=user, password=password)
+        server = cls(base_dir, user=user, password=password, durable=durable)
         server.base_dir.mkdir(parents=True, exist_ok=True)
         try:
             server._init_cluster()
@@ -361,12 +377,18 @@ class PostgresServer:
                 f"listen_addresses={self.host}",
                 "-c",
                 f"unix_socket_directories={self.workdir}",
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
+                *(
+                    []
+                    if self.durable
+                    else [
+                        "-c",
+                        "fsync=off",
+                        "-c",
+                        "synchronous_commit=off",
+                        "-c",
+                        "full_page_writes=off",
+                    ]
+                ),
                 "-c",
                 "max_connections=200",
             ]
