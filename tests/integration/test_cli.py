@@ -400,6 +400,30 @@ def test_worker_without_redis_url_exits_2_with_a_clear_message(tmp_path: Path) -
     assert "REDIS_URL" in result.stderr, _describe(result)
 
 
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_production_refuses_to_start_without_usable_providers(command: str, tmp_path: Path) -> None:
+    """With Redis (production) and no provider credentials, nothing can be delivered: refuse
+    to start with a message naming the settings, instead of failing every message later."""
+    env = cli_env(
+        tmp_path / "data",
+        "postgresql+asyncpg://nobody:nothing@127.0.0.1:9/none",
+        REDIS_URL="redis://127.0.0.1:9/0",
+    )
+    args = ["serve", "--port", "9"] if command == "serve" else ["worker"]
+    result = run_cli(*args, env=env, cwd=tmp_path)
+    assert result.returncode == 2, _describe(result)
+    assert "TWILIO_ACCOUNT_SID" in result.stderr or "SENDGRID_API_KEY" in result.stderr, _describe(
+        result
+    )
+
+
+def test_unknown_provider_name_is_refused(tmp_path: Path) -> None:
+    env = cli_env(tmp_path / "data", SMS_PROVIDERS="twilio,carrier-pigeon")
+    result = run_cli("serve", "--port", "9", env=env, cwd=tmp_path)
+    assert result.returncode == 2, _describe(result)
+    assert "SMS_PROVIDERS" in result.stderr, _describe(result)
+
+
 # --------------------------------------------------------------------- embedded serve
 
 
