@@ -178,6 +178,35 @@ class LifecycleRepository(Repository):
             now,
         )
 
+    async def dead_letter_unread(
+        self, message_id: UUID, error: DeliveryError, now: datetime
+    ) -> None:
+        """FAILED without reading the row back (it may be what cannot be decoded)."""
+        m = MESSAGES.c
+        async with self.engine.begin() as conn:
+            rows = await conn.execute(
+                update(MESSAGES)
+                .where(m.id == message_id, _from([S.SENDING, S.QUEUED]))
+                .values(status=S.FAILED.value, updated_at=now, **_error_columns(error))
+                .returning(m.id, m.account_id, m.conversation_id)
+            )
+            detail = {"code": error.code, "description": error.description, "permanent": False}
+            await insert_events(
+                conn,
+                [
+                    {
+                        "account_id": account_id,
+                        "message_id": mid,
+                        "conversation_id": conversation_id,
+                        "status": S.FAILED.value,
+                        "kind": "dead_lettered",
+                        "detail": detail,
+                        "occurred_at": now,
+                    }
+                    for mid, account_id, conversation_id in rows.all()
+                ],
+            )
+
     async def apply_status(
         self,
         message_id: UUID,

@@ -135,7 +135,10 @@ class WebhookRepository(Repository):
             query = select(MESSAGES).where(m.provider_message_id == report.provider_message_id)
         else:
             return None
-        row = (await conn.execute(query.limit(1))).first()
+        # Locked (FOR NO KEY UPDATE): a report recorded without a status change copies the
+        # current status into its event, so it must wait for a worker's uncommitted change
+        # (e.g. SENDING -> SENT) instead of copying the status from before it.
+        row = (await conn.execute(query.limit(1).with_for_update(key_share=True))).first()
         return message_from_row(row) if row else None
 
     async def _apply(

@@ -17,6 +17,10 @@ from uuid import UUID
 import structlog
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.domain.records import MessageEvent
 from gateway.observability.metrics import EVENTS_PUBLISHED
@@ -36,7 +40,14 @@ def channel_of(account_id: UUID) -> str:
 
 class RedisBroker:
     def __init__(self, url: str, *, stream: str = STREAM) -> None:
-        self.redis: Redis = Redis.from_url(url, health_check_interval=15)
+        # Retried: after a Redis restart every pooled connection fails once on first use;
+        # without a retry that first XADD or PUBLISH (a live event) would be lost.
+        self.redis: Redis = Redis.from_url(
+            url,
+            health_check_interval=15,
+            retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.5), 3),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        )
         self.stream = stream
         self.hub = EventHub()
         self._pubsub: PubSub | None = None
@@ -94,19 +105,29 @@ class RedisBroker:
                 self._channels[channel] = count
 
     async def _read(self) -> None:
+        stale = False
         while True:
-            pubsub = self._pubsub
-            if pubsub is None:
-                return
+            if not self._channels:
+                # Nothing subscribed here: polling an idle PubSub only produces errors.
+                await asyncio.sleep(0.2)
+                continue
             try:
+                if stale:
+                    await self._resubscribe()
+                    stale = False
+                pubsub = self._pubsub
+                if pubsub is None:
+                    return
                 # listen() returns at once while nothing is subscribed: poll with a timeout.
                 message = await pubsub.get_message(timeout=1.0)
             except asyncio.CancelledError:
                 raise
             except Exception:
+                # Lost connection (or a resubscribe that failed): try again shortly, with a
+                # fresh PubSub; subscribers resume from their cursor for what was missed.
                 log.warning("pubsub_read_failed", exc_info=True)
+                stale = True
                 await asyncio.sleep(0.5)
-                await self._resubscribe()
                 continue
             if message is None or message.get("type") != "message":
                 continue
@@ -116,15 +137,14 @@ class RedisBroker:
                 log.exception("pubsub_event_undecodable")
 
     async def _resubscribe(self) -> None:
-        """After a lost connection: a new PubSub with the same channels."""
+        """After a lost connection: a new PubSub with the same channels (raises on failure)."""
         async with self._lock:
             old, self._pubsub = self._pubsub, self.redis.pubsub(ignore_subscribe_messages=True)
             if old is not None:
                 with contextlib.suppress(Exception):
                     await old.aclose()
             if self._channels:
-                with contextlib.suppress(Exception):
-                    await self._pubsub.subscribe(*self._channels)
+                await self._pubsub.subscribe(*self._channels)
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())

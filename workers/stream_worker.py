@@ -15,7 +15,9 @@ from uuid import UUID
 
 import structlog
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.domain.records import DeliveryError
 from gateway.services.clock import utcnow
@@ -73,7 +75,14 @@ class StreamWorker:
                 self.last_progress = time.monotonic()
                 try:
                     await self._read_once()
-                except (ConnectionError, OSError, TimeoutError) as exc:
+                except (
+                    ConnectionError,
+                    OSError,
+                    TimeoutError,
+                    # redis-py's own classes are not subclasses of the built-in ones.
+                    RedisConnectionError,
+                    RedisTimeoutError,
+                ) as exc:
                     log.warning("stream_read_failed", error=str(exc))
                     await asyncio.sleep(1.0)
                 except ResponseError as exc:
@@ -140,13 +149,16 @@ class StreamWorker:
             self.stream, self.group, self.consumer, self._min_idle_ms, "0-0", count=100
         )
         for entry_id, fields in entries:
-            if fields is None:
-                await self.redis.xack(self.stream, self.group, entry_id)
-                continue
-            if await self._times_delivered(entry_id) > self._max_deliveries:
-                await self._poison(entry_id, fields)
-                continue
-            await self._start(entry_id, fields)
+            try:
+                if fields is None:
+                    await self.redis.xack(self.stream, self.group, entry_id)
+                elif await self._times_delivered(entry_id) > self._max_deliveries:
+                    await self._poison(entry_id, fields)
+                else:
+                    await self._start(entry_id, fields)
+            except Exception:
+                # One bad entry must not stop the others of the batch from being handled.
+                log.exception("reclaim_entry_failed", entry=str(entry_id))
 
     async def _times_delivered(self, entry_id: Any) -> int:
         pending = await self.redis.xpending_range(
@@ -163,9 +175,14 @@ class StreamWorker:
             message_id = None
         if message_id is not None:
             error = DeliveryError("POISON", "delivery crashed too often", permanent=False)
-            change = await self._lifecycle.record_failure(message_id, error, utcnow())
-            if change is not None:
-                await self._delivery.publish(change)
+            try:
+                change = await self._lifecycle.record_failure(message_id, error, utcnow())
+                if change is not None:
+                    await self._delivery.publish(change)
+            except Exception:
+                # The row itself may be what cannot be read: fail it without reading it.
+                log.exception("poison_record_failed", message_id=str(message_id))
+                await self._lifecycle.dead_letter_unread(message_id, error, utcnow())
         log.error("stream_entry_dead_lettered", entry=str(entry_id), message_id=str(message_id))
         await self.redis.xack(self.stream, self.group, entry_id)
 

@@ -47,7 +47,11 @@ class Sandbox:
         self.callbacks: deque[dict[str, Any]] = deque(maxlen=MAX_RECORDS)
         self._owns_client = client is None
         # trust_env off: callbacks go to our own (usually loopback) webhooks, never via a proxy.
-        self._client = client or httpx.AsyncClient(timeout=10.0, trust_env=False)
+        # No pool limit: under a burst of callbacks a bounded pool was seen to wedge (every
+        # later callback timing out waiting for a connection).
+        self._client = client or httpx.AsyncClient(
+            timeout=10.0, trust_env=False, limits=httpx.Limits(max_connections=None)
+        )
         self._rng = random.Random(config.seed)
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = asyncio.Event()
