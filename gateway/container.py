@@ -138,6 +138,7 @@ class Container:
                 # The in-process queue drops duplicates itself; the stream does not.
                 grace=0.0 if isinstance(broker, MemoryBroker) else settings.sweep_grace_seconds,
                 stale_after=settings.stale_sending_seconds,
+                max_attempts=settings.max_attempts,
             ),
             sandbox_app=sandbox_app,
             sandbox_config=sandbox_config,

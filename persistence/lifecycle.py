@@ -292,19 +292,33 @@ class LifecycleRepository(Repository):
                 now,
             )
 
-    async def requeue_stale(self, stale_before: datetime, now: datetime) -> list[Change]:
+    async def requeue_stale(
+        self, stale_before: datetime, now: datetime, *, max_attempts: int
+    ) -> list[Change]:
         """SENDING for too long: the worker died mid-call. Back to QUEUED, marked ambiguous,
-        because the provider may or may not have taken the message."""
+        because the provider may or may not have taken the message; dead-lettered instead
+        once its attempts are used up (a message that kills its worker every time)."""
         m = MESSAGES.c
+        stale = [_from([S.SENDING]), m.updated_at < stale_before]
+        error = DeliveryError("ABANDONED", "the worker handling it stopped", permanent=False)
         async with self.engine.begin() as conn:
-            return await self._change(
+            failed = await self._change(
                 conn,
-                [_from([S.SENDING]), m.updated_at < stale_before],
+                [*stale, m.attempts >= max_attempts],
+                {"status": S.FAILED.value, **_error_columns(error)},
+                "dead_lettered",
+                {"code": error.code, "description": error.description, "ambiguous": True},
+                now,
+            )
+            requeued = await self._change(
+                conn,
+                [*stale, m.attempts < max_attempts],
                 {"status": S.QUEUED.value, "next_attempt_at": now},
                 "attempt_abandoned",
                 {"ambiguous": True},
                 now,
             )
+        return [*failed, *requeued]
 
     async def due_ids(self, due_before: datetime, limit: int = 500) -> list[UUID]:
         """QUEUED messages due before ``due_before``: what the sweeper hands to the broker."""

@@ -66,10 +66,17 @@ class RedisBroker:
     async def publish(self, events: Sequence[MessageEvent]) -> None:
         if not events:
             return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for event in events:
-                pipe.publish(channel_of(event.account_id), encode_event(event))
-            await pipe.execute()
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for event in events:
+                    pipe.publish(channel_of(event.account_id), encode_event(event))
+                await pipe.execute()
+        except Exception:
+            # Live events are best effort: they are committed in the audit trail already, and
+            # a subscriber resumes from its cursor. A failed publish must not fail the
+            # delivery or webhook that produced it.
+            log.warning("publish_failed", events=len(events), exc_info=True)
+            return
         EVENTS_PUBLISHED.inc(len(events))
 
     @asynccontextmanager

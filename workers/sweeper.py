@@ -17,8 +17,15 @@ log = structlog.get_logger(__name__)
 
 class Sweeper:
     def __init__(
-        self, lifecycle: LifecycleRepository, broker: Broker, *, grace: float, stale_after: float
+        self,
+        lifecycle: LifecycleRepository,
+        broker: Broker,
+        *,
+        grace: float,
+        stale_after: float,
+        max_attempts: int,
     ) -> None:
+        self._max_attempts = max_attempts
         self._lifecycle = lifecycle
         self._broker = broker
         # Messages younger than this are still on their normal way to the broker.
@@ -29,7 +36,9 @@ class Sweeper:
     async def sweep_once(self) -> int:
         now = utcnow()
         promoted = await self._lifecycle.promote_scheduled(now)
-        abandoned = await self._lifecycle.requeue_stale(now - self._stale_after, now)
+        abandoned = await self._lifecycle.requeue_stale(
+            now - self._stale_after, now, max_attempts=self._max_attempts
+        )
         if promoted or abandoned:
             await self._broker.publish([c.event for c in [*promoted, *abandoned]])
         due = await self._lifecycle.due_ids(now - self._grace)
