@@ -203,7 +203,8 @@ class StreamWorker:
             if not mine:
                 return
             floor = mine[0]["last-delivered-id"]
-        await self.redis.xtrim(self.stream, minid=floor, approximate=True)
+        # Exact: runs once per sweep interval, and an exact floor is easy to reason about.
+        await self.redis.xtrim(self.stream, minid=floor, approximate=False)
 
     async def _heartbeat(self) -> None:
         await self.redis.set(f"mgw:worker:{self.consumer}", utcnow().isoformat(), ex=30)
