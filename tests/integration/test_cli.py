@@ -644,3 +644,38 @@ def test_restart_reuses_the_key_and_keeps_the_data(tmp_path: Path, http: httpx.C
     assert listed.returncode == 0, _describe(listed)
     development = [ln for ln in listed.stdout.splitlines() if ln.split()[1:2] == ["development"]]
     assert len(development) == 1, listed.stdout
+
+
+def test_sandbox_runs_alone_and_answers_like_twilio(tmp_path: Path, http: httpx.Client) -> None:
+    """`messaging-gateway sandbox` serves the Twilio API on its own (wire format, auth)."""
+    port = free_port()
+    env = cli_env(tmp_path / "data")
+    with (tmp_path / "sandbox.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [str(CLI), "sandbox", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            cwd=tmp_path,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        sid, token = Settings().twilio_account_sid, Settings().twilio_auth_token
+        url = f"{base}/2010-04-01/Accounts/{sid}/Messages.json"
+        form = {"To": "+14155550123", "From": "+14155550100", "Body": "hi"}
+        for _ in range(200):
+            try:
+                response = http.post(url, data=form, auth=(sid, token))
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        assert response.status_code == 201, response.text
+        assert response.json()["sid"].startswith("SM")
+        assert http.post(url, data=form, auth=(sid, "wrong")).status_code == 401
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
