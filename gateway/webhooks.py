@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway.container import Container
-from gateway.observability.metrics import REGISTRY
+from gateway.observability.metrics import NAMESPACE, REGISTRY
 from providers.signatures import verify_sendgrid, verify_standard_webhook, verify_twilio
 from providers.webhooks import (
     InboundMessage,
@@ -41,6 +41,7 @@ WEBHOOKS = Counter(
     "webhooks",
     "Webhook deliveries by source and outcome.",
     ["source", "outcome"],
+    namespace=NAMESPACE,
     registry=REGISTRY,
 )
 

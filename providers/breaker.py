@@ -14,12 +14,13 @@ from collections.abc import Callable
 
 from prometheus_client import Gauge
 
-from gateway.observability.metrics import REGISTRY
+from gateway.observability.metrics import NAMESPACE, REGISTRY
 
 BREAKER_STATE = Gauge(
     "provider_circuit_state",
     "Circuit breaker state per provider: 0 closed, 1 half-open, 2 open.",
     ["provider"],
+    namespace=NAMESPACE,
     registry=REGISTRY,
 )
 

@@ -18,19 +18,21 @@ from limits.aio.storage import Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from prometheus_client import Counter
 
-from gateway.observability.metrics import REGISTRY
+from gateway.observability.metrics import NAMESPACE, REGISTRY
 
 log = structlog.get_logger(__name__)
 
 LIMITER_ERRORS = Counter(
     "rate_limiter_errors",
     "Rate limit checks that failed because the limiter storage was unreachable.",
+    namespace=NAMESPACE,
     registry=REGISTRY,
 )
 RATE_LIMITED = Counter(
     "rate_limited_operations",
     "Operations refused by the rate limiter, by root field.",
     ["field"],
+    namespace=NAMESPACE,
     registry=REGISTRY,
 )
 

@@ -437,7 +437,9 @@ async def test_limiter_fails_open_when_redis_is_down(
     gateway, _, _ = redis_pair
     client = await gateway.new_client()
     await send_ok(client, "before the outage")  # also warms the API key cache up
-    errors_before = await metric_value(gateway.base_url, gateway.http, "rate_limiter_errors_total")
+    errors_before = await metric_value(
+        gateway.base_url, gateway.http, "gateway_rate_limiter_errors_total"
+    )
 
     with redis_down(limiter_redis):
         # Queries: the limiter cannot be asked, the operation runs anyway.
@@ -448,7 +450,7 @@ async def test_limiter_fails_open_when_redis_is_down(
         for n in range(4):
             await send_ok(client, f"during the outage {n}")
         errors_during = await metric_value(
-            gateway.base_url, gateway.http, "rate_limiter_errors_total"
+            gateway.base_url, gateway.http, "gateway_rate_limiter_errors_total"
         )
     assert errors_during >= errors_before + 7
     assert await stored_messages(gateway.container, client.account) == 5
@@ -468,13 +470,15 @@ async def test_limiter_fails_closed_when_configured(
     assert closed.container.settings.rate_limit_fail_open is False
     client = await closed.new_client()
     await send_ok(client, "before the outage")
-    errors_before = await metric_value(closed.base_url, closed.http, "rate_limiter_errors_total")
+    errors_before = await metric_value(
+        closed.base_url, closed.http, "gateway_rate_limiter_errors_total"
+    )
 
     with redis_down(limiter_redis):
         assert_rate_limited(await client.post(CONVERSATIONS))
         assert_rate_limited(await client.post(SEND, {"input": sms("refused in the outage")}))
         errors_during = await metric_value(
-            closed.base_url, closed.http, "rate_limiter_errors_total"
+            closed.base_url, closed.http, "gateway_rate_limiter_errors_total"
         )
     assert errors_during >= errors_before + 2
     assert await stored_messages(closed.container, client.account) == 1

@@ -328,7 +328,7 @@ async def webhook_count(hooks: Hooks, source: str, outcome: str) -> float:
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if (
-                sample.name == "webhooks_total"
+                sample.name == "gateway_webhooks_total"
                 and sample.labels.get("source") == source
                 and sample.labels.get("outcome") == outcome
             ):
