@@ -589,7 +589,13 @@ async def start_pipeline(
     signing_key, public_key = generate_sendgrid_keypair()
     engine = create_async_engine(database_url, pool_size=4)
     async with contextlib.AsyncExitStack() as stack:
-        http = await stack.enter_async_context(httpx.AsyncClient(timeout=30, trust_env=False))
+        # Idle connections expire before uvicorn's 5 s keep-alive does: reusing one the
+        # server is closing at that moment fails a POST with ReadError (not retried).
+        http = await stack.enter_async_context(
+            httpx.AsyncClient(
+                timeout=30, trust_env=False, limits=httpx.Limits(keepalive_expiry=2.0)
+            )
+        )
         # The sandbox's callbacks: no connection limit, hence no pool timeout (see the top).
         callbacks = await stack.enter_async_context(
             httpx.AsyncClient(
