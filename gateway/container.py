@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cached_property
 from uuid import UUID
 
 import httpx
@@ -64,7 +65,6 @@ class Container:
     receipts: ReceiptService
     operator: OperatorService
     events: EventStream
-    webhooks: WebhookService
     webhook_repo: WebhookRepository
     registry: FailoverRegistry
     sweeper: Sweeper
@@ -129,7 +129,6 @@ class Container:
             receipts=ReceiptService(lifecycle, broker),
             operator=OperatorService(lifecycle, broker),
             events=EventStream(queries, broker),
-            webhooks=WebhookService(webhook_repo, broker),
             webhook_repo=webhook_repo,
             registry=registry,
             sweeper=Sweeper(
@@ -144,11 +143,15 @@ class Container:
             sandbox_config=sandbox_config,
             rate_limiter=build_rate_limiter(settings),
         )
-        # Embedded mode: inbound traffic to any address belongs to the development account.
-        container.webhooks = WebhookService(
-            webhook_repo, broker, default_owner=lambda: container.default_owner
-        )
         return container
+
+    @cached_property
+    def webhooks(self) -> WebhookService:
+        # Embedded mode: inbound traffic to any address belongs to the development account,
+        # which is only known once the app has started; hence read at call time.
+        return WebhookService(
+            self.webhook_repo, self.broker, default_owner=lambda: self.default_owner
+        )
 
     async def start(self) -> None:
         if self.settings.run_embedded_worker and isinstance(self.broker, MemoryBroker):

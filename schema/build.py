@@ -17,7 +17,7 @@ from strawberry.types import ExecutionContext
 from gateway.observability import GraphQLMetricsExtension
 from resolvers import mutations, pages, queries, subscriptions
 from schema.extensions import MaskInternalErrors, RequireAccount, SubscriptionsOverWebsockets
-from schema.guards import ComplexityErrorCodes, RateLimit, tag_complexity_errors
+from schema.guards import RateLimit, tag_complexity_errors
 from schema.results import (
     CancelMessageResult,
     MessagePreview,
@@ -116,7 +116,6 @@ def create_schema(
         lambda: ParserCache(maxsize=512),
         lambda: CachedValidation(validation),
         # After validation, in this order: each sees the errors set before it.
-        ComplexityErrorCodes,
         RequireAccount,
         SubscriptionsOverWebsockets,
         RateLimit,

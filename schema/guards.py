@@ -1,4 +1,4 @@
-"""Schema extensions that refuse operations before they run: rate limits, complexity codes."""
+"""Refusing operations before they run: rate limits, and the code of complexity errors."""
 
 from __future__ import annotations
 
@@ -33,22 +33,6 @@ def tag_complexity_errors(errors: list[GraphQLError]) -> None:
     for error in errors:
         if _TOO_COMPLEX.search(error.message):
             error.extensions = {**(error.extensions or {}), "code": "QUERY_TOO_COMPLEX"}
-
-
-class ComplexityErrorCodes(SchemaExtension):
-    """Give depth, alias and token limit errors the contract's ``QUERY_TOO_COMPLEX`` code."""
-
-    def _tag(self) -> None:
-        tag_complexity_errors(self.execution_context.pre_execution_errors or [])
-
-    def on_parse(self) -> Iterator[None]:
-        yield
-        self._tag()
-
-    def on_validate(self) -> Iterator[None]:
-        # After ValidationCache in the extension list: its errors are already here.
-        self._tag()
-        yield
 
 
 def _operation(document: DocumentNode, name: str | None) -> OperationDefinitionNode | None:

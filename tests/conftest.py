@@ -158,11 +158,17 @@ def gateway_settings(backend: str, tmp: Path, postgres: PostgresServer | None) -
 
 
 @contextlib.asynccontextmanager
-async def run_uvicorn(app: Any, port: int | None = None) -> AsyncIterator[str]:
+async def run_uvicorn(app: Any, port: int | None = None, **options: Any) -> AsyncIterator[str]:
     """Serve an ASGI app with uvicorn on a loopback port, in this event loop."""
     port = port or free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, lifespan="on", ws_ping_interval=None
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        lifespan="on",
+        ws_ping_interval=None,
+        **options,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

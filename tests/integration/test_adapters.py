@@ -22,7 +22,6 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -49,6 +48,7 @@ from providers.signatures import (
     verify_twilio,
 )
 from providers.twilio import TwilioProvider
+from tests.conftest import run_uvicorn
 from tests.servers import free_port
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
@@ -63,32 +63,9 @@ PDF = b"%PDF-1.4 sandbox attachment\n" * 64
 # --- servers --------------------------------------------------------------------------------
 
 
-@contextlib.asynccontextmanager
-async def running(app: Starlette) -> AsyncIterator[str]:
+def running(app: Starlette) -> contextlib.AbstractAsyncContextManager[str]:
     """Serve ``app`` under uvicorn on a free loopback port, in this event loop."""
-    port = free_port()
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        log_config=None,
-        lifespan="on",
-        timeout_graceful_shutdown=5,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    for _ in range(500):
-        if server.started or task.done():
-            break
-        await asyncio.sleep(0.01)
-    if not server.started:
-        task.result()  # surface the start-up error
-        raise RuntimeError("server did not start")
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
+    return run_uvicorn(app, timeout_graceful_shutdown=5)
 
 
 @dataclass
