@@ -1,30 +1,33 @@
 """Webhook side of the store: addresses, inbound messages, provider reports, raw payloads.
 
-Each webhook delivery is one transaction. Its dedupe keys are inserted into webhook_receipts in
-that same transaction (ON CONFLICT DO NOTHING), so a report or inbound message is applied at
-most once however often, and however concurrently, the provider delivers it.
+Dedupe keys are inserted into webhook_receipts in the transaction that applies them (ON
+CONFLICT DO NOTHING), so a report or inbound message is applied at most once however often,
+and however concurrently, the provider delivers it. Reports of concurrent deliveries share
+one transaction (see ``apply_reports``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, Final, cast
 from uuid import UUID
 
-from sqlalchemy import Table, select
+from sqlalchemy import ColumnElement, Table, any_, bindparam, or_, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.domain.addresses import conversation_key
 from gateway.domain.channels import Channel, Direction
 from gateway.domain.ids import new_id
 from gateway.domain.records import DeliveryError, Message, MessageEvent
-from gateway.domain.statuses import MessageStatus
+from gateway.domain.statuses import MessageStatus, can_advance
 from persistence.base import Repository, event_row, insert_events
 from persistence.conversations import resolve_conversations
-from persistence.lifecycle import Change, advancing_to, change_status
+from persistence.lifecycle import Change
 from persistence.models import AddressRow, WebhookReceiptRow
-from persistence.rows import CONVERSATIONS, MESSAGES, message_from_row, message_to_row
+from persistence.rows import CONVERSATIONS, MESSAGES, message_to_row
 
 ADDRESSES = cast(Table, AddressRow.__table__)
 RECEIPTS = cast(Table, WebhookReceiptRow.__table__)
@@ -60,10 +63,106 @@ class Inbound:
 
 
 @dataclass(frozen=True, slots=True)
-class ReportOutcome:
-    applied: list[MessageEvent]
-    duplicates: int
-    unmatched: int
+class ReportResult:
+    """What became of one report: "applied" (with its event), "stale" (a late or out-of-order
+    status, recorded as seen, nothing changed), "duplicate" or "unmatched" (no such message)."""
+
+    outcome: str
+    event: MessageEvent | None = None
+
+
+DUPLICATE: Final = ReportResult("duplicate")
+UNMATCHED: Final = ReportResult("unmatched")
+STALE: Final = ReportResult("stale")
+
+_M = MESSAGES.c
+_TARGET_COLUMNS: Final = (
+    _M.id,
+    _M.account_id,
+    _M.conversation_id,
+    _M.status,
+    _M.provider_message_id,
+    _M.error_code,
+    _M.error_description,
+    _M.error_permanent,
+)
+
+
+class _Target:
+    """A locked message as the reports of one batch move it along."""
+
+    __slots__ = (
+        "account_id",
+        "conversation_id",
+        "error_code",
+        "error_description",
+        "error_permanent",
+        "id",
+        "locked_status",
+        "provider_message_id",
+        "status",
+    )
+
+    def __init__(
+        self,
+        id: UUID,
+        account_id: UUID,
+        conversation_id: UUID,
+        status: str,
+        provider_message_id: str | None,
+        error_code: str | None,
+        error_description: str | None,
+        error_permanent: bool | None,
+    ) -> None:
+        self.id = id
+        self.account_id = account_id
+        self.conversation_id = conversation_id
+        self.locked_status = self.status = MessageStatus(status)
+        self.provider_message_id = provider_message_id
+        self.error_code = error_code
+        self.error_description = error_description
+        self.error_permanent = error_permanent
+
+    def advance(self, status: MessageStatus, error: DeliveryError | None) -> None:
+        self.status = status
+        if error is not None:
+            self.error_code = error.code
+            self.error_description = error.description
+            self.error_permanent = error.permanent
+
+    def event_row(self, report: Report, now: datetime) -> dict[str, Any]:
+        return {
+            "account_id": self.account_id,
+            "message_id": self.id,
+            "conversation_id": self.conversation_id,
+            "status": self.status.value,
+            "kind": report.kind,
+            "detail": report.detail,
+            "occurred_at": now,
+        }
+
+
+class _Targets:
+    def __init__(self) -> None:
+        self.by_id: dict[UUID, _Target] = {}
+        self.by_provider_id: dict[str, _Target] = {}
+
+    def add(self, target: _Target) -> None:
+        self.by_id[target.id] = target
+        if target.provider_message_id is not None:
+            # Rows come in id order: the first one wins, as a lookup by provider id alone did.
+            self.by_provider_id.setdefault(target.provider_message_id, target)
+
+    def changed(self) -> list[_Target]:
+        return [t for t in self.by_id.values() if t.status != t.locked_status]
+
+
+def _target_of(targets: _Targets, report: Report) -> _Target | None:
+    if report.message_id is not None:
+        return targets.by_id.get(report.message_id)
+    if report.provider_message_id is not None:
+        return targets.by_provider_id.get(report.provider_message_id)
+    return None
 
 
 class WebhookRepository(Repository):
@@ -108,69 +207,141 @@ class WebhookRepository(Repository):
         return result.first() is not None
 
     async def apply_reports(
-        self, source: str, reports: list[Report], now: datetime
-    ) -> ReportOutcome:
-        applied: list[MessageEvent] = []
-        duplicates = unmatched = 0
+        self, reports: Sequence[tuple[str, Report]], now: datetime
+    ) -> list[ReportResult]:
+        """Apply (source, report) pairs in one transaction; one result per pair, in order.
+
+        Concurrent webhook requests share this call (group commit), so the transaction costs a
+        fixed number of statements however many reports it carries. Within it, reports apply
+        in the order given: a ``sent`` and a ``delivered`` for one message both count.
+        """
+        results: list[ReportResult] = [DUPLICATE] * len(reports)
+        first: dict[str, int] = {}
+        for index, (_, report) in enumerate(reports):
+            first.setdefault(report.dedupe_key, index)  # a repeat within the batch: duplicate
+        fresh = sorted(first.values())
         async with self.engine.begin() as conn:
-            for report in reports:
-                if not await self._claim(conn, source, report.dedupe_key, now):
-                    duplicates += 1
+            targets = await self._lock_targets(conn, [reports[i][1] for i in fresh])
+            found = {i: _target_of(targets, reports[i][1]) for i in fresh}
+            claims = []
+            for index in fresh:
+                source, report = reports[index]
+                claims.append(
+                    (source, report.dedupe_key, "applied" if found[index] else "unmatched")
+                )
+            claimed = await self._claim_many(conn, claims, now)
+            pending: list[tuple[int, dict[str, Any]]] = []
+            for index in fresh:
+                report = reports[index][1]
+                if report.dedupe_key not in claimed:
+                    continue  # applied by another request (or an earlier delivery)
+                target = found[index]
+                if target is None:
+                    results[index] = UNMATCHED
                     continue
-                message = await self._find(conn, report)
-                if message is None:
-                    unmatched += 1
-                    await self._mark(conn, report.dedupe_key, "unmatched")
-                    continue
-                event = await self._apply(conn, message, report, now)
-                if event is not None:
-                    applied.append(event)
-        return ReportOutcome(applied, duplicates, unmatched)
+                if report.status is not None:
+                    if not can_advance(target.status, report.status):
+                        # A late or out-of-order report: the status never moves backwards.
+                        results[index] = STALE
+                        continue
+                    target.advance(report.status, report.error)
+                pending.append((index, target.event_row(report, now)))
+            await self._write_changes(conn, targets.changed(), now)
+            events = await insert_events(conn, [row for _, row in pending])
+        for (index, _), event in zip(pending, events, strict=True):
+            results[index] = ReportResult("applied", event)
+        return results
 
-    async def _find(self, conn: AsyncConnection, report: Report) -> Message | None:
-        m = MESSAGES.c
-        if report.message_id is not None:
-            query = select(MESSAGES).where(m.id == report.message_id)
-        elif report.provider_message_id is not None:
-            query = select(MESSAGES).where(m.provider_message_id == report.provider_message_id)
-        else:
-            return None
-        # Locked (FOR NO KEY UPDATE): a report recorded without a status change copies the
-        # current status into its event, so it must wait for a worker's uncommitted change
-        # (e.g. SENDING -> SENT) instead of copying the status from before it.
-        row = (await conn.execute(query.limit(1).with_for_update(key_share=True))).first()
-        return message_from_row(row) if row else None
+    async def _lock_targets(self, conn: AsyncConnection, reports: list[Report]) -> _Targets:
+        """The messages the reports name, locked (FOR NO KEY UPDATE) in id order.
 
-    async def _apply(
-        self, conn: AsyncConnection, message: Message, report: Report, now: datetime
-    ) -> MessageEvent | None:
-        if report.status is None:
-            # Recorded in the audit trail, status unchanged (deferred, engagement, ...).
-            [event] = await insert_events(
-                conn, [event_row(message, message.status, report.kind, report.detail, now)]
-            )
-            return event
-        values: dict[str, Any] = {"status": report.status.value}
-        if report.error is not None:
-            values.update(
-                error_code=report.error.code,
-                error_description=report.error.description,
-                error_permanent=report.error.permanent,
-            )
-        changes: list[Change] = await change_status(
-            conn,
-            [MESSAGES.c.id == message.id, advancing_to(report.status)],
-            values,
-            report.kind,
-            report.detail,
-            now,
+        Locked: a report recorded without a status change copies the current status into its
+        event, and a status change is decided here from the current status, so both must wait
+        for a worker's uncommitted change (e.g. SENDING -> SENT). Id order: two batches
+        locking overlapping messages cannot deadlock.
+        """
+        ids = sorted({r.message_id for r in reports if r.message_id is not None})
+        sids = sorted(
+            {
+                r.provider_message_id
+                for r in reports
+                if r.message_id is None and r.provider_message_id is not None
+            }
         )
-        # No change: a late or out-of-order report. The status never moves backwards.
-        return changes[0].event if changes else None
+        targets = _Targets()
+        if not ids and not sids:
+            return targets
+        m = MESSAGES.c
+        where = []
+        if ids:
+            where.append(self._any_of(m.id, ids))
+        if sids:
+            where.append(self._any_of(m.provider_message_id, sids))
+        rows = await conn.execute(
+            select(*_TARGET_COLUMNS)
+            .where(or_(*where))
+            .order_by(m.id)
+            .with_for_update(key_share=True)
+        )
+        for row in rows:
+            targets.add(_Target(*row))
+        return targets
 
-    async def _mark(self, conn: AsyncConnection, dedupe_key: str, outcome: str) -> None:
+    def _any_of(self, column: Any, values: list[Any]) -> ColumnElement[bool]:
+        if self.dialect == "postgresql":
+            # One array parameter: the same statement text (and prepared statement) for any
+            # number of values, where IN (...) would be a new one per count.
+            array = bindparam(None, values, type_=postgresql.ARRAY(column.type))
+            return cast(ColumnElement[bool], column == any_(array))
+        return cast(ColumnElement[bool], column.in_(values))
+
+    async def _claim_many(
+        self, conn: AsyncConnection, claims: list[tuple[str, str, str]], now: datetime
+    ) -> set[str]:
+        """Insert the dedupe keys; returns those that were new (not applied before)."""
+        if not claims:
+            return set()
+        # Key order: two batches claiming overlapping keys wait on each other in one order.
+        rows = [
+            {"source": source, "dedupe_key": key, "outcome": outcome, "received_at": now}
+            for source, key, outcome in sorted(claims, key=lambda claim: claim[1])
+        ]
+        result = await conn.execute(
+            self.upsert(RECEIPTS).on_conflict_do_nothing().returning(RECEIPTS.c.dedupe_key), rows
+        )
+        return {r[0] for r in result}
+
+    async def _write_changes(
+        self, conn: AsyncConnection, changed: list[_Target], now: datetime
+    ) -> None:
+        if not changed:
+            return
+        m = MESSAGES.c
+        # Guarded by the status read under lock: belt and braces for forward-only statuses.
+        statement = (
+            update(MESSAGES)
+            .where(m.id == bindparam("b_id"), m.status == bindparam("b_was"))
+            .values(
+                status=bindparam("b_status"),
+                error_code=bindparam("b_code"),
+                error_description=bindparam("b_description"),
+                error_permanent=bindparam("b_permanent"),
+                updated_at=now,
+            )
+        )
         await conn.execute(
-            RECEIPTS.update().where(RECEIPTS.c.dedupe_key == dedupe_key).values(outcome=outcome)
+            statement,
+            [
+                {
+                    "b_id": t.id,
+                    "b_was": t.locked_status.value,
+                    "b_status": t.status.value,
+                    "b_code": t.error_code,
+                    "b_description": t.error_description,
+                    "b_permanent": t.error_permanent,
+                }
+                for t in changed
+            ],
         )
 
     async def receive(self, inbound: Inbound, now: datetime) -> Change | None:

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from uuid import UUID
 
 import structlog
 
+from gateway.domain.records import MessageEvent
 from gateway.services.clock import utcnow
+from gateway.services.coalescer import Coalescer
 from gateway.services.ports import Broker
-from persistence.webhooks import Inbound, Report, ReportOutcome, WebhookRepository
+from persistence.webhooks import Inbound, Report, ReportResult, WebhookRepository
 from providers.webhooks import InboundMessage, StatusReport
 
 log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ReportOutcome:
+    applied: list[MessageEvent]
+    duplicates: int
+    unmatched: int
 
 
 class WebhookService:
@@ -27,30 +37,42 @@ class WebhookService:
         self._broker = broker
         # Embedded mode: every address belongs to the development account.
         self._default_owner = default_owner
+        # Group commit: the reports of concurrent webhook requests share one transaction and
+        # one publish; each request is still answered only once its own reports committed.
+        self._batches: Coalescer[tuple[str, Report], ReportResult] = Coalescer(self._apply_batch)
 
     async def apply_reports(self, source: str, reports: list[StatusReport]) -> ReportOutcome:
-        outcome = await self._repo.apply_reports(
-            source,
+        results = await self._batches.submit(
             [
-                Report(
-                    dedupe_key=r.dedupe_key,
-                    message_id=r.message_id,
-                    provider=r.provider,
-                    provider_message_id=r.provider_message_id,
-                    status=r.status,
-                    kind=r.kind,
-                    detail=r.detail,
-                    error=r.error,
+                (
+                    source,
+                    Report(
+                        dedupe_key=r.dedupe_key,
+                        message_id=r.message_id,
+                        provider=r.provider,
+                        provider_message_id=r.provider_message_id,
+                        status=r.status,
+                        kind=r.kind,
+                        detail=r.detail,
+                        error=r.error,
+                    ),
                 )
                 for r in reports
-            ],
-            utcnow(),
+            ]
         )
-        if outcome.applied:
-            await self._broker.publish(outcome.applied)
+        outcome = ReportOutcome(
+            applied=[r.event for r in results if r.event is not None],
+            duplicates=sum(r.outcome == "duplicate" for r in results),
+            unmatched=sum(r.outcome == "unmatched" for r in results),
+        )
         if outcome.unmatched:
             log.warning("webhook_reports_unmatched", source=source, count=outcome.unmatched)
         return outcome
+
+    async def _apply_batch(self, items: list[tuple[str, Report]]) -> list[ReportResult]:
+        results = await self._repo.apply_reports(items, utcnow())
+        await self._broker.publish([r.event for r in results if r.event is not None])
+        return results
 
     async def receive(self, message: InboundMessage) -> str:
         """Store an inbound message; returns "stored", "duplicate" or "unowned"."""

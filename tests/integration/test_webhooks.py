@@ -36,8 +36,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from gateway.container import Container
+from gateway.domain.records import DeliveryError
+from gateway.domain.statuses import MessageStatus
 from gateway.settings import Settings
 from persistence.models import MessageRow, WebhookReceiptRow
+from persistence.webhooks import Report
 from providers.signatures import (
     SENDGRID_SIGNATURE_HEADER,
     SENDGRID_TIMESTAMP_HEADER,
@@ -575,6 +578,101 @@ async def test_twilio_concurrent_duplicate_callbacks_apply_once(hooks: Hooks) ->
     final = await fetch(tenant, message["id"])
     assert final["status"] == "DELIVERED"
     assert kinds(final).count(("delivery_receipt", "DELIVERED")) == 1
+
+
+def twilio_report(
+    message: dict[str, Any] | None,
+    status: MessageStatus | None,
+    raw: str,
+    error: DeliveryError | None = None,
+) -> Report:
+    """A storage-side Twilio report on ``message`` (None: a message nobody has)."""
+    sid = message["providerMessageId"] if message else "SM" + secrets.token_hex(16)
+    return Report(
+        dedupe_key=f"twilio:{sid}:{raw}",
+        message_id=UUID(raw_id(message["id"])) if message else uuid.uuid4(),
+        provider="twilio",
+        provider_message_id=sid,
+        status=status,
+        kind="delivery_receipt" if status else "provider_status",
+        detail={"providerStatus": raw},
+        error=error,
+    )
+
+
+async def test_one_batch_applies_its_reports_in_order_and_each_once(hooks: Hooks) -> None:
+    """What concurrent callbacks sharing one transaction must get: the outcome each would
+    have had alone, applied in the order they came."""
+    tenant = await hooks_tenant(hooks)
+    first, second = await sent_sms(tenant), await sent_sms(tenant)
+    S = MessageStatus
+    failure = DeliveryError("30003", "Unreachable destination handset", permanent=True)
+    batch = [
+        twilio_report(first, S.DELIVERED, "delivered"),
+        twilio_report(first, S.DELIVERED, "delivered"),  # the same report twice in one batch
+        twilio_report(second, S.SENT, "sent"),  # the worker recorded SENT already
+        twilio_report(second, S.UNDELIVERED, "undelivered", failure),
+        twilio_report(second, S.DELIVERED, "delivered"),  # after UNDELIVERED: never applies
+        twilio_report(None, S.DELIVERED, "delivered"),
+        twilio_report(first, None, "queued"),  # recorded with the status it has by then
+    ]
+    repo = hooks.container.webhook_repo
+    results = await repo.apply_reports([("twilio", r) for r in batch], datetime.now(UTC))
+    outcomes = [(r.outcome, r.event.status.value if r.event else None) for r in results]
+    assert outcomes == [
+        ("applied", "DELIVERED"),
+        ("duplicate", None),
+        ("stale", None),
+        ("applied", "UNDELIVERED"),
+        ("stale", None),
+        ("unmatched", None),
+        ("applied", "DELIVERED"),
+    ]
+    cursors = [r.event.id for r in results if r.event is not None]
+    assert cursors == sorted(cursors)
+
+    one, two = await fetch(tenant, first["id"]), await fetch(tenant, second["id"])
+    assert (one["status"], two["status"]) == ("DELIVERED", "UNDELIVERED")
+    assert one["error"] is None
+    assert two["error"] == {
+        "code": "30003",
+        "description": "Unreachable destination handset",
+        "permanent": True,
+    }
+    assert kinds(one) == [
+        *kinds(first),
+        ("delivery_receipt", "DELIVERED"),
+        ("provider_status", "DELIVERED"),
+    ]
+    assert kinds(two) == [*kinds(second), ("delivery_receipt", "UNDELIVERED")]
+    unmatched_keys = {r["dedupe_key"] for r in await receipts(hooks.container, "unmatched")}
+    assert batch[5].dedupe_key in unmatched_keys
+
+    # Delivered again, in any grouping: nothing more happens.
+    again = await repo.apply_reports([("twilio", r) for r in batch], datetime.now(UTC))
+    assert {r.outcome for r in again} == {"duplicate"}
+    assert await fetch(tenant, first["id"]) == one
+
+
+async def test_concurrent_callbacks_for_many_messages_apply_once_each(hooks: Hooks) -> None:
+    tenant = await hooks_tenant(hooks)
+    messages = await asyncio.gather(*(sent_sms(tenant) for _ in range(8)))
+    posts = [
+        twilio_status(hooks, message, status)
+        for message in messages
+        for status in ("sent", "delivered", "delivered", "sent")
+    ]
+    responses = await asyncio.gather(*posts)
+    assert all(r.status_code == 204 for r in responses), [
+        (r.status_code, r.text) for r in responses
+    ]
+    for message in messages:
+        final = await fetch(tenant, message["id"])
+        assert final["status"] == "DELIVERED", final
+        receipts_seen = kinds(final)[len(kinds(message)) :]
+        assert receipts_seen.count(("delivery_receipt", "DELIVERED")) == 1, receipts_seen
+        # The worker recorded SENT already: "sent" changes nothing, whenever it comes.
+        assert receipts_seen == [("delivery_receipt", "DELIVERED")], receipts_seen
 
 
 async def test_twilio_inbound_sms_and_mms_join_the_outbound_conversation(hooks: Hooks) -> None:
