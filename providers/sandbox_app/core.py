@@ -15,6 +15,12 @@ import structlog
 from starlette.requests import Request
 
 from providers.http import loggable_url
+from providers.sandbox_app.callbacks import (
+    AiohttpCallbacks,
+    CallbackClient,
+    CallbackError,
+    HttpxCallbacks,
+)
 from providers.sandbox_app.config import INJECTABLE_FIELDS, SandboxConfig
 
 __all__ = ["Fault", "Sandbox"]
@@ -45,12 +51,8 @@ class Sandbox:
         self._initial = config.snapshot()
         self.requests: deque[dict[str, Any]] = deque(maxlen=MAX_RECORDS)
         self.callbacks: deque[dict[str, Any]] = deque(maxlen=MAX_RECORDS)
-        self._owns_client = client is None
-        # trust_env off: callbacks go to our own (usually loopback) webhooks, never via a proxy.
-        # No pool limit: under a burst of callbacks a bounded pool was seen to wedge (every
-        # later callback timing out waiting for a connection).
-        self._client = client or httpx.AsyncClient(
-            timeout=10.0, trust_env=False, limits=httpx.Limits(max_connections=None)
+        self._client: CallbackClient = (
+            AiohttpCallbacks() if client is None else HttpxCallbacks(client)
         )
         self._rng = random.Random(config.seed)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -141,9 +143,8 @@ class Sandbox:
         url: str,
         *,
         summary: Mapping[str, Any],
-        data: Mapping[str, str] | None = None,
-        content: bytes | None = None,
-        headers: Mapping[str, str] | None = None,
+        content: bytes,
+        headers: Mapping[str, str],
     ) -> bool:
         """POST one callback, retried with backoff on network errors, 429 and 5xx.
 
@@ -162,18 +163,16 @@ class Sandbox:
         for attempt in range(1, attempts + 1):
             entry["attempts"] = attempt
             try:
-                response = await self._client.post(
-                    url, data=data, content=content, headers=dict(headers or {})
-                )
-            except httpx.HTTPError as exc:
-                entry["error"] = type(exc).__name__
+                status = await self._client.post(url, content, headers)
+            except CallbackError as exc:
+                entry["error"] = str(exc)
             else:
-                entry["http_status"] = response.status_code
-                if response.is_success:
+                entry["http_status"] = status
+                if 200 <= status < 300:
                     entry["error"] = None
                     return True
-                entry["error"] = f"HTTP {response.status_code}"
-                if response.status_code != 429 and response.status_code < 500:
+                entry["error"] = f"HTTP {status}"
+                if status != 429 and status < 500:
                     break  # refused (bad signature, unknown message): repeating cannot help
             if attempt < attempts:
                 await asyncio.sleep(self.config.callback_backoff * 2 ** (attempt - 1))
@@ -198,5 +197,4 @@ class Sandbox:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if self._owns_client:
-            await self._client.aclose()
+        await self._client.aclose()

@@ -11,7 +11,7 @@ import secrets
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any, Final
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -25,6 +25,7 @@ __all__ = ["TwilioApi"]
 
 API_VERSION: Final = "2010-04-01"
 _ERRORS_URL: Final = "https://www.twilio.com/docs/errors/"
+_FORM: Final = "application/x-www-form-urlencoded"
 
 
 def twilio_error(status: int, code: int, message: str, **headers: str) -> JSONResponse:
@@ -173,8 +174,8 @@ class TwilioApi:
                 "twilio",
                 url,
                 summary={"provider_id": sid, "status": status, "to": to},
-                data=params,
-                headers={TWILIO_SIGNATURE_HEADER: signature},
+                content=urlencode(params).encode(),
+                headers={"Content-Type": _FORM, TWILIO_SIGNATURE_HEADER: signature},
             )
 
 
