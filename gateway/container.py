@@ -31,7 +31,7 @@ from persistence.db import create_engine
 from persistence.lifecycle import LifecycleRepository
 from persistence.queries import QueryRepository
 from persistence.webhooks import WebhookRepository
-from providers.http import create_provider_client
+from providers.http import ProviderSession, create_provider_client
 from providers.registry import FailoverRegistry
 from providers.sandbox_app import Sandbox, SandboxConfig, create_sandbox_app
 from providers.sendgrid import SendGridProvider
@@ -170,6 +170,7 @@ class Container:
         if self.sandbox is not None:
             await self.sandbox.aclose()
         await self.http.aclose()
+        await self.registry.aclose()
         await self.rate_limiter.close()
         await self.broker.close()
         await self.engine.dispose()
@@ -211,9 +212,10 @@ def _base_url(settings: Settings, configured: str | None, vendor: str) -> str:
 
 def build_registry(settings: Settings, http: httpx.AsyncClient) -> FailoverRegistry:
     public = settings.public_base_url.rstrip("/")
+    session = ProviderSession.from_settings(settings)
     available: dict[str, Provider] = {
         "twilio": TwilioProvider(
-            http,
+            session,
             base_url=_base_url(settings, settings.twilio_base_url, TWILIO_API),
             account_sid=settings.twilio_account_sid,
             auth_token=settings.twilio_auth_token,
@@ -245,6 +247,7 @@ def build_registry(settings: Settings, http: httpx.AsyncClient) -> FailoverRegis
         by_channel,
         threshold=settings.breaker_threshold,
         cooldown=settings.breaker_cooldown_seconds,
+        on_close=[session.aclose],
     )
 
 

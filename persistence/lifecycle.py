@@ -7,12 +7,14 @@ order callbacks arrive in. Each change writes its audit-trail event in the same 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, bindparam, select, text, update
+from sqlalchemy import ColumnElement, any_, bindparam, literal, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.domain.records import DeliveryError, Message, MessageEvent
@@ -29,6 +31,46 @@ class Change:
 
     message: Message
     event: MessageEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """The provider took the message."""
+
+    message_id: UUID
+    provider: str
+    provider_message_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """A transient failure: back to QUEUED, due again at ``next_attempt_at``."""
+
+    message_id: UUID
+    error: DeliveryError
+    next_attempt_at: datetime
+    detail: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A permanent failure or the last attempt spent: FAILED, dead-lettered."""
+
+    message_id: UUID
+    error: DeliveryError
+    detail: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """Claimed but untried (no provider could take it): given back, the attempt not counted."""
+
+    message_id: UUID
+    next_attempt_at: datetime
+    reason: str
+
+
+Outcome = Sent | Retry | Failure | Release
 
 
 def _from(statuses: list[MessageStatus]) -> ColumnElement[bool]:
@@ -82,43 +124,166 @@ class LifecycleRepository(Repository):
             changes = await self._change(conn, where, values, kind, detail, now)
         return changes[0] if changes else None
 
+    def _among(self, message_ids: Sequence[UUID]) -> ColumnElement[bool]:
+        """WHERE the message is one of ``message_ids``.
+
+        On PostgreSQL one array parameter, so that every batch size shares one prepared
+        statement instead of compiling and preparing one per IN-list length.
+        """
+        if self.dialect == "postgresql":
+            return MESSAGES.c.id == any_(literal(list(message_ids), ARRAY(MESSAGES.c.id.type)))
+        return MESSAGES.c.id.in_(message_ids)
+
     async def claim(self, message_id: UUID, now: datetime) -> Change | None:
         """QUEUED and due -> SENDING, one attempt more. None when someone else got it first."""
+        return (await self.claim_many([message_id], now)).get(message_id)
+
+    async def claim_many(self, message_ids: Sequence[UUID], now: datetime) -> dict[UUID, Change]:
+        """Claim many messages in one statement and one transaction; only those that are
+        QUEUED and due are taken, each by exactly one of the claimers racing for it."""
+        if not message_ids:
+            return {}
         m = MESSAGES.c
-        return await self._one(
-            [m.id == message_id, _from([S.QUEUED]), m.next_attempt_at <= now],
-            {"status": S.SENDING.value, "attempts": m.attempts + 1},
-            "attempt",
-            None,
-            now,
+        async with self.engine.begin() as conn:
+            changes = await self._change(
+                conn,
+                [self._among(message_ids), _from([S.QUEUED]), m.next_attempt_at <= now],
+                {"status": S.SENDING.value, "attempts": m.attempts + 1},
+                "attempt",
+                None,
+                now,
+            )
+        return {c.message.id: c for c in changes}
+
+    async def record_outcomes(
+        self, outcomes: Sequence[Outcome], now: datetime
+    ) -> list[Change | None]:
+        """Record the outcomes of many attempts in ONE transaction (group commit).
+
+        Returns each outcome's change in input order; None where the message had moved on
+        (e.g. it was canceled meanwhile). Successful sends, the common case, take three
+        statements whatever their number.
+        """
+        results: list[Change | None] = [None] * len(outcomes)
+        async with self.engine.begin() as conn:
+            sent = [(i, o) for i, o in enumerate(outcomes) if isinstance(o, Sent)]
+            if sent:
+                changes = await self._record_sent(conn, [o for _, o in sent], now)
+                for i, done in sent:
+                    results[i] = changes.get(done.message_id)
+            for i, outcome in enumerate(outcomes):
+                if not isinstance(outcome, Sent):
+                    results[i] = await self._record_other(conn, outcome, now)
+        return results
+
+    async def _record_sent(
+        self, conn: AsyncConnection, sent: list[Sent], now: datetime
+    ) -> dict[UUID, Change]:
+        m = MESSAGES.c
+        # Who carried the message is recorded whatever its status: a delivery receipt may
+        # have overtaken the provider's answer. Rows are locked in id order, as every batch
+        # writer does, so that two batches cannot deadlock on each other.
+        ordered = sorted(sent, key=lambda o: o.message_id)
+        await conn.execute(
+            update(MESSAGES)
+            .where(m.id == bindparam("mid"))
+            .values(
+                provider=bindparam("prov"),
+                provider_message_id=bindparam("pmid"),
+                sent_at=bindparam("at"),
+                updated_at=bindparam("at"),
+            ),
+            [
+                {"mid": o.message_id, "prov": o.provider, "pmid": o.provider_message_id, "at": now}
+                for o in ordered
+            ],
         )
+        ids = [o.message_id for o in ordered]
+        rows = await conn.execute(
+            update(MESSAGES)
+            .where(self._among(ids), _from([S.SENDING]))
+            .values(status=S.SENT.value)
+            .returning(MESSAGES)
+        )
+        messages = {msg.id: msg for msg in map(message_from_row, rows)}
+        overtaken = [mid for mid in ids if mid not in messages]
+        if overtaken:
+            # Their status stays what the receipt made it; the event still says who carried it.
+            found = await conn.execute(select(MESSAGES).where(self._among(overtaken)))
+            messages.update((msg.id, msg) for msg in map(message_from_row, found))
+        recorded = [o for o in ordered if o.message_id in messages]
+        events = await insert_events(
+            conn,
+            [
+                event_row(
+                    messages[o.message_id],
+                    messages[o.message_id].status,
+                    "provider_accepted",
+                    {"provider": o.provider, "providerMessageId": o.provider_message_id},
+                    now,
+                )
+                for o in recorded
+            ],
+        )
+        return {
+            o.message_id: Change(messages[o.message_id], event)
+            for o, event in zip(recorded, events, strict=True)
+        }
+
+    async def _record_other(
+        self, conn: AsyncConnection, outcome: Outcome, now: datetime
+    ) -> Change | None:
+        m = MESSAGES.c
+        where: list[ColumnElement[bool]] = [m.id == outcome.message_id, _from([S.SENDING])]
+        values: dict[str, Any]
+        if isinstance(outcome, Retry):
+            error = outcome.error
+            values = {
+                "status": S.QUEUED.value,
+                "next_attempt_at": outcome.next_attempt_at,
+                **_error_columns(error),
+            }
+            kind = "retry_scheduled"
+            detail = {
+                "code": error.code,
+                "nextAttemptAt": outcome.next_attempt_at.isoformat(),
+                **(outcome.detail or {}),
+            }
+        elif isinstance(outcome, Release):
+            values = {
+                "status": S.QUEUED.value,
+                "next_attempt_at": outcome.next_attempt_at,
+                "attempts": m.attempts - 1,
+            }
+            kind = "deferred"
+            detail = {
+                "reason": outcome.reason,
+                "nextAttemptAt": outcome.next_attempt_at.isoformat(),
+            }
+        elif isinstance(outcome, Failure):
+            error = outcome.error
+            # QUEUED too: a poison entry is dead-lettered without having been claimed.
+            where = [m.id == outcome.message_id, _from([S.SENDING, S.QUEUED])]
+            values = {"status": S.FAILED.value, **_error_columns(error)}
+            kind = "dead_lettered"
+            detail = {
+                "code": error.code,
+                "description": error.description,
+                "permanent": error.permanent,
+                **(outcome.detail or {}),
+            }
+        else:
+            raise TypeError(f"not a recordable outcome: {outcome!r}")
+        changes = await self._change(conn, where, values, kind, detail, now)
+        return changes[0] if changes else None
+
+    async def _record_one(self, outcome: Outcome, now: datetime) -> Change | None:
+        return (await self.record_outcomes([outcome], now))[0]
 
     async def record_sent(
         self, message_id: UUID, provider: str, provider_message_id: str, now: datetime
     ) -> Change | None:
-        m = MESSAGES.c
-        values = {
-            "provider": provider,
-            "provider_message_id": provider_message_id,
-            "sent_at": now,
-        }
-        detail = {"provider": provider, "providerMessageId": provider_message_id}
-        async with self.engine.begin() as conn:
-            changes = await self._change(
-                conn,
-                [m.id == message_id, _from([S.SENDING])],
-                {"status": S.SENT.value, **values},
-                "provider_accepted",
-                detail,
-                now,
-            )
-            if not changes:
-                # A delivery receipt overtook the provider's answer: keep its status, still
-                # record who carried the message.
-                changes = await self._change(
-                    conn, [m.id == message_id], values, "provider_accepted", detail, now
-                )
-        return changes[0] if changes else None
+        return await self._record_one(Sent(message_id, provider, provider_message_id), now)
 
     async def record_retry(
         self,
@@ -129,32 +294,14 @@ class LifecycleRepository(Repository):
         *,
         detail: dict[str, Any] | None = None,
     ) -> Change | None:
-        m = MESSAGES.c
-        return await self._one(
-            [m.id == message_id, _from([S.SENDING])],
-            {"status": S.QUEUED.value, "next_attempt_at": next_attempt_at, **_error_columns(error)},
-            "retry_scheduled",
-            {"code": error.code, "nextAttemptAt": next_attempt_at.isoformat(), **(detail or {})},
-            now,
-        )
+        return await self._record_one(Retry(message_id, error, next_attempt_at, detail), now)
 
     async def release(
         self, message_id: UUID, next_attempt_at: datetime, reason: str, now: datetime
     ) -> Change | None:
         """Give a claimed message back untried (no provider could take it): the attempt the
         claim counted did not happen, so it is not counted."""
-        m = MESSAGES.c
-        return await self._one(
-            [m.id == message_id, _from([S.SENDING])],
-            {
-                "status": S.QUEUED.value,
-                "next_attempt_at": next_attempt_at,
-                "attempts": m.attempts - 1,
-            },
-            "deferred",
-            {"reason": reason, "nextAttemptAt": next_attempt_at.isoformat()},
-            now,
-        )
+        return await self._record_one(Release(message_id, next_attempt_at, reason), now)
 
     async def record_failure(
         self,
@@ -164,19 +311,7 @@ class LifecycleRepository(Repository):
         *,
         detail: dict[str, Any] | None = None,
     ) -> Change | None:
-        m = MESSAGES.c
-        return await self._one(
-            [m.id == message_id, _from([S.SENDING, S.QUEUED])],
-            {"status": S.FAILED.value, **_error_columns(error)},
-            "dead_lettered",
-            {
-                "code": error.code,
-                "description": error.description,
-                "permanent": error.permanent,
-                **(detail or {}),
-            },
-            now,
-        )
+        return await self._record_one(Failure(message_id, error, detail), now)
 
     async def dead_letter_unread(
         self, message_id: UUID, error: DeliveryError, now: datetime

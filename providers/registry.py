@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from gateway.domain.channels import Channel
 from gateway.services.ports import Provider
@@ -16,7 +16,9 @@ class FailoverRegistry:
         *,
         threshold: int = 5,
         cooldown: float = 30.0,
+        on_close: Sequence[Callable[[], Awaitable[None]]] = (),
     ) -> None:
+        self._on_close = list(on_close)
         self._by_channel = {channel: list(providers) for channel, providers in by_channel.items()}
         self.breakers: dict[str, CircuitBreaker] = {}
         for providers in self._by_channel.values():
@@ -29,3 +31,8 @@ class FailoverRegistry:
     def candidates(self, channel: Channel) -> list[tuple[Provider, CircuitBreaker]]:
         """The channel's providers in failover order."""
         return [(p, self.breakers[p.name]) for p in self._by_channel.get(channel, [])]
+
+    async def aclose(self) -> None:
+        """Release what the providers hold (their HTTP sessions)."""
+        for close in self._on_close:
+            await close()

@@ -7,8 +7,9 @@ sees :class:`TransientProviderError` (retry later) or :class:`PermanentProviderE
 from __future__ import annotations
 
 from typing import Any, Final
+from urllib.parse import urlencode
 
-import httpx
+import aiohttp
 import structlog
 
 from gateway.domain.records import Message
@@ -17,7 +18,15 @@ from gateway.services.ports import (
     ProviderReceipt,
     TransientProviderError,
 )
-from providers.http import loggable_url, parse_retry_after, response_summary, transport_error
+from providers.http import (
+    ProviderResponse,
+    ProviderSession,
+    basic_auth,
+    loggable_url,
+    parse_retry_after,
+    response_summary,
+    transport_error,
+)
 
 __all__ = ["TwilioProvider"]
 
@@ -36,7 +45,7 @@ class TwilioProvider:
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        client: ProviderSession,
         *,
         base_url: str,
         account_sid: str,
@@ -47,7 +56,11 @@ class TwilioProvider:
         self._messages_url = (
             f"{base_url.rstrip('/')}/{API_VERSION}/Accounts/{account_sid}/Messages.json"
         )
-        self._auth = httpx.BasicAuth(account_sid, auth_token)
+        self._headers = {
+            "Authorization": basic_auth(account_sid, auth_token),
+            "Accept": "application/json",
+            "Content-Type": "application/x-www-form-urlencoded",
+        }
         self._status_callback_url = status_callback_url
 
     def __repr__(self) -> str:
@@ -61,20 +74,16 @@ class TwilioProvider:
         return f"{self._status_callback_url}{separator}mid={message.id.hex}"
 
     async def send(self, message: Message) -> ProviderReceipt:
-        form: dict[str, str | list[str]] = {"To": message.recipient, "From": message.sender}
+        form = [("To", message.recipient), ("From", message.sender)]
         if message.body:
-            form["Body"] = message.body
-        if message.attachments:
-            form["MediaUrl"] = list(message.attachments)
-        form["StatusCallback"] = self.status_callback_for(message)
+            form.append(("Body", message.body))
+        form.extend(("MediaUrl", url) for url in message.attachments)
+        form.append(("StatusCallback", self.status_callback_for(message)))
         try:
             response = await self._client.post(
-                self._messages_url,
-                data=form,
-                auth=self._auth,
-                headers={"Accept": "application/json"},
+                self._messages_url, body=urlencode(form).encode(), headers=self._headers
             )
-        except httpx.TransportError as exc:
+        except (aiohttp.ClientError, TimeoutError) as exc:
             error = transport_error(self.name, exc)
             log.warning(
                 "provider_transport_error",
@@ -88,7 +97,7 @@ class TwilioProvider:
             return self._receipt(message, response)
         raise self._failure(message, response)
 
-    def _receipt(self, message: Message, response: httpx.Response) -> ProviderReceipt:
+    def _receipt(self, message: Message, response: ProviderResponse) -> ProviderReceipt:
         payload = _json_object(response)
         sid = payload.get("sid") if payload is not None else None
         if not isinstance(sid, str) or not sid:
@@ -108,7 +117,7 @@ class TwilioProvider:
         )
         return ProviderReceipt(self.name, sid)
 
-    def _failure(self, message: Message, response: httpx.Response) -> Exception:
+    def _failure(self, message: Message, response: ProviderResponse) -> Exception:
         status = response.status_code
         payload = _json_object(response)
         raw_code = payload.get("code") if payload is not None else None
@@ -142,7 +151,7 @@ class TwilioProvider:
         return PermanentProviderError(code, text)
 
 
-def _json_object(response: httpx.Response) -> dict[str, Any] | None:
+def _json_object(response: ProviderResponse) -> dict[str, Any] | None:
     try:
         payload = response.json()
     except ValueError:

@@ -21,6 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.domain.records import DeliveryError
 from gateway.services.clock import utcnow
+from gateway.services.coalescer import Coalescer
 from gateway.services.delivery import DeliveryService
 from persistence.lifecycle import LifecycleRepository
 from workers.sweeper import Sweeper
@@ -57,6 +58,8 @@ class StreamWorker:
         self._max_deliveries = max_deliveries
         self._sweep_interval = sweep_interval
         self._inflight: set[asyncio.Task[None]] = set()
+        # Entries finished at the same time are acknowledged together, in one XACK.
+        self._acks: Coalescer[Any, None] = Coalescer(self._ack_batch, max_items=1000)
         self.last_progress = time.monotonic()
 
     async def ensure_group(self) -> None:
@@ -119,17 +122,26 @@ class StreamWorker:
             message_id = UUID(hex=raw.decode() if isinstance(raw, bytes) else str(raw))
         except (ValueError, AttributeError, TypeError):
             log.error("stream_entry_malformed", entry=str(entry_id))
-            await self.redis.xack(self.stream, self.group, entry_id)
-            self._slots.release()
+            try:
+                await self._acks.submit([entry_id])
+            except Exception:
+                log.warning("stream_ack_failed", entry=str(entry_id), exc_info=True)
+            finally:
+                self._slots.release()
             return
         try:
             await self._delivery.deliver(message_id)
-            await self.redis.xack(self.stream, self.group, entry_id)
+            # Only now: the outcome is committed.
+            await self._acks.submit([entry_id])
         except Exception:
             # Not acknowledged: the entry stays pending and is reclaimed after min-idle.
             log.exception("delivery_failed", message_id=str(message_id))
         finally:
             self._slots.release()
+
+    async def _ack_batch(self, entry_ids: list[Any]) -> list[None]:
+        await self.redis.xack(self.stream, self.group, *entry_ids)
+        return [None] * len(entry_ids)
 
     async def _chores(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -1,22 +1,28 @@
-"""Use case: deliver one queued message through its channel's providers.
+"""Use case: deliver queued messages through their channel's providers.
 
 The claim (QUEUED -> SENDING) is a conditional UPDATE, so of several workers handed the same id
 only one calls a provider. Providers are tried in the channel's failover order, skipping those
 whose circuit is open. Failures never sleep here: the next attempt time is written to the
 database and the sweeper hands the message back when it is due.
+
+Each message goes its own way (a slow provider call holds up nobody else), but the database
+work of messages in flight at the same time is group-committed: concurrent claims become one
+UPDATE in one transaction, concurrent outcomes one transaction, and their events one publish.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
 import structlog
 
-from gateway.domain.records import DeliveryError, Message
+from gateway.domain.records import DeliveryError, Message, MessageEvent
 from gateway.observability.metrics import DELIVERY_ATTEMPTS
 from gateway.services.clock import utcnow
+from gateway.services.coalescer import Coalescer
 from gateway.services.ports import (
     Breaker,
     Broker,
@@ -26,7 +32,15 @@ from gateway.services.ports import (
     TransientProviderError,
 )
 from gateway.services.retry_policy import RetryPolicy
-from persistence.lifecycle import Change, LifecycleRepository
+from persistence.lifecycle import (
+    Change,
+    Failure,
+    LifecycleRepository,
+    Outcome,
+    Release,
+    Retry,
+    Sent,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -38,24 +52,57 @@ class DeliveryService:
         providers: ProviderRegistry,
         broker: Broker,
         policy: RetryPolicy,
+        *,
+        max_batch: int = 500,
     ) -> None:
         self._lifecycle = lifecycle
         self._providers = providers
         self._broker = broker
         self._policy = policy
+        self._claims: Coalescer[UUID, Change | None] = Coalescer(
+            self._claim_batch, max_items=max_batch
+        )
+        self._outcomes: Coalescer[Outcome, Change | None] = Coalescer(
+            self._record_batch, max_items=max_batch
+        )
 
     async def deliver(self, message_id: UUID) -> None:
-        claimed = await self._lifecycle.claim(message_id, utcnow())
+        """Claim, send and record one message. Returns once its outcome is committed (or it
+        was not ours to send); raises when that cannot be known, e.g. the database is down."""
+        [claimed] = await self._claims.submit([message_id])
         if claimed is None:
             return  # canceled, not yet due, or another worker has it
-        await self.publish(claimed)
-        message = claimed.message
+        await self._outcomes.submit([await self.attempt(claimed.message)])
+
+    async def attempt(self, message: Message) -> Outcome:
+        """One provider call for a claimed message, and what it means; nothing is written."""
         chosen = self._choose(message)
         if chosen is None:
-            await self.publish(await self._no_provider(message))
-            return
+            return self._no_provider(message)
         provider, breaker = chosen
-        await self.publish(await self._attempt(message, provider, breaker))
+        return await self._call(message, provider, breaker)
+
+    async def _claim_batch(self, message_ids: list[UUID]) -> list[Change | None]:
+        claimed = await self._lifecycle.claim_many(message_ids, utcnow())
+        await self._publish_quietly([c.event for c in claimed.values()])
+        results: list[Change | None] = []
+        for message_id in message_ids:
+            # The same id twice in one batch (two stream entries): only one may send it.
+            results.append(claimed.pop(message_id, None))
+        return results
+
+    async def _record_batch(self, outcomes: list[Outcome]) -> list[Change | None]:
+        changes = await self._lifecycle.record_outcomes(outcomes, utcnow())
+        await self._publish_quietly([c.event for c in changes if c is not None])
+        return changes
+
+    async def _publish_quietly(self, events: Sequence[MessageEvent]) -> None:
+        # Runs after the commit: raising here would make the coalescer run the batch's
+        # database work again. Live events are best effort; the audit trail has them.
+        try:
+            await self._broker.publish(events)
+        except Exception:
+            log.warning("publish_failed", events=len(events), exc_info=True)
 
     def _choose(self, message: Message) -> tuple[Provider, Breaker] | None:
         for provider, breaker in self._providers.candidates(message.channel):
@@ -63,18 +110,15 @@ class DeliveryService:
                 return provider, breaker
         return None
 
-    async def _no_provider(self, message: Message) -> Change | None:
+    def _no_provider(self, message: Message) -> Outcome:
         candidates = self._providers.candidates(message.channel)
         wait = min((b.retry_in() for _, b in candidates), default=self._policy.max_delay)
         wait = max(wait, self._policy.base_delay)
-        now = utcnow()
-        return await self._lifecycle.release(
-            message.id, now + timedelta(seconds=wait), "every provider's circuit is open", now
+        return Release(
+            message.id, utcnow() + timedelta(seconds=wait), "every provider's circuit is open"
         )
 
-    async def _attempt(
-        self, message: Message, provider: Provider, breaker: Breaker
-    ) -> Change | None:
+    async def _call(self, message: Message, provider: Provider, breaker: Breaker) -> Outcome:
         detail: dict[str, Any] = {"provider": provider.name}
         try:
             receipt = await provider.send(message)
@@ -88,39 +132,33 @@ class DeliveryService:
             if exc.ambiguous:
                 # The provider may have taken it: say so in the audit trail.
                 detail["ambiguous"] = True
-            return await self._transient(message, error, exc.retry_after, detail)
+            return self._transient(message, error, exc.retry_after, detail)
         except PermanentProviderError as exc:
             DELIVERY_ATTEMPTS.labels(provider.name, "permanent_error").inc()
             breaker.record_neutral()
-            error = DeliveryError(exc.code, exc.description, permanent=True)
-            return await self._lifecycle.record_failure(message.id, error, utcnow(), detail=detail)
+            return Failure(message.id, DeliveryError(exc.code, exc.description, True), detail)
         except Exception as exc:
             # An adapter bug must not strand the message in SENDING: treat it as transient.
             DELIVERY_ATTEMPTS.labels(provider.name, "crashed").inc()
             breaker.record_failure()
             log.exception("provider_crashed", provider=provider.name, message_id=str(message.id))
             error = DeliveryError("PROVIDER_ERROR", type(exc).__name__, permanent=False)
-            return await self._transient(message, error, None, detail)
+            return self._transient(message, error, None, detail)
         DELIVERY_ATTEMPTS.labels(provider.name, "sent").inc()
         breaker.record_success()
-        return await self._lifecycle.record_sent(
-            message.id, receipt.provider, receipt.provider_message_id, utcnow()
-        )
+        return Sent(message.id, receipt.provider, receipt.provider_message_id)
 
-    async def _transient(
+    def _transient(
         self,
         message: Message,
         error: DeliveryError,
         retry_after: float | None,
         detail: dict[str, Any],
-    ) -> Change | None:
-        now = utcnow()
+    ) -> Outcome:
         if self._policy.exhausted(message.attempts):
-            return await self._lifecycle.record_failure(message.id, error, now, detail=detail)
+            return Failure(message.id, error, detail)
         delay = self._policy.delay(message.attempts, retry_after)
-        return await self._lifecycle.record_retry(
-            message.id, error, now + timedelta(seconds=delay), now, detail=detail
-        )
+        return Retry(message.id, error, utcnow() + timedelta(seconds=delay), detail)
 
     async def publish(self, change: Change | None) -> None:
         if change is not None:

@@ -36,7 +36,7 @@ from gateway.services.ports import (
     TransientProviderError,
 )
 from gateway.settings import Settings
-from providers.http import create_provider_client
+from providers.http import ProviderSession, create_provider_client
 from providers.sandbox_app import Sandbox, SandboxConfig, create_sandbox_app
 from providers.sendgrid import SendGridProvider
 from providers.signatures import (
@@ -138,6 +138,7 @@ class World:
     sandbox: Sandbox
     sandbox_url: str
     client: httpx.AsyncClient
+    session: ProviderSession
 
     @property
     def config(self) -> SandboxConfig:
@@ -147,7 +148,7 @@ class World:
         self, *, auth_token: str = AUTH_TOKEN, base_url: str | None = None
     ) -> TwilioProvider:
         return TwilioProvider(
-            self.client,
+            self.session,
             base_url=base_url or self.sandbox_url,
             account_sid=ACCOUNT_SID,
             auth_token=auth_token,
@@ -189,8 +190,12 @@ async def world() -> AsyncIterator[World]:
         config.seed = 1234
         config.callback_backoff = 0.02
         app = create_sandbox_app(config)
-        async with running(app) as sandbox_url, create_provider_client(settings) as client:
-            yield World(receiver, receiver_url, app.state.sandbox, sandbox_url, client)
+        session = ProviderSession.from_settings(settings)
+        try:
+            async with running(app) as sandbox_url, create_provider_client(settings) as client:
+                yield World(receiver, receiver_url, app.state.sandbox, sandbox_url, client, session)
+        finally:
+            await session.aclose()
 
 
 @pytest.fixture

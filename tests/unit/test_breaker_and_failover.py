@@ -8,7 +8,7 @@ from typing import Any
 from uuid import uuid4
 
 from gateway.domain.channels import Channel, Direction
-from gateway.domain.records import DeliveryError, Message, MessageEvent
+from gateway.domain.records import Message, MessageEvent
 from gateway.domain.statuses import MessageStatus
 from gateway.services.delivery import DeliveryService
 from gateway.services.ports import (
@@ -17,7 +17,7 @@ from gateway.services.ports import (
     TransientProviderError,
 )
 from gateway.services.retry_policy import RetryPolicy
-from persistence.lifecycle import Change
+from persistence.lifecycle import Change, Failure, Outcome, Release, Retry, Sent
 from providers.breaker import BREAKER_STATE, CircuitBreaker, State
 from providers.registry import FailoverRegistry
 
@@ -102,27 +102,24 @@ class FakeLifecycle:
         )  # fmt: skip
         return Change(replace(self.claimed, status=status), event)
 
-    async def claim(self, message_id: Any, now: Any) -> Change:
-        return self._change(MessageStatus.SENDING)
+    async def claim_many(self, message_ids: Any, now: Any) -> dict[Any, Change]:
+        return {self.claimed.id: self._change(MessageStatus.SENDING)}
 
-    async def record_sent(self, message_id: Any, provider: str, pid: str, now: Any) -> Change:
-        self.calls.append(("sent", provider))
-        return self._change(MessageStatus.SENT)
+    async def record_outcomes(self, outcomes: Any, now: Any) -> list[Change]:
+        return [self._record(o) for o in outcomes]
 
-    async def record_retry(
-        self, message_id: Any, error: DeliveryError, *a: Any, **k: Any
-    ) -> Change:
-        self.calls.append(("retry", k.get("detail")))
-        return self._change(MessageStatus.QUEUED)
-
-    async def record_failure(
-        self, message_id: Any, error: DeliveryError, *a: Any, **k: Any
-    ) -> Change:
-        self.calls.append(("failed", error.code))
-        return self._change(MessageStatus.FAILED)
-
-    async def release(self, message_id: Any, next_at: Any, reason: str, now: Any) -> Change:
-        self.calls.append(("released", reason))
+    def _record(self, outcome: Outcome) -> Change:
+        if isinstance(outcome, Sent):
+            self.calls.append(("sent", outcome.provider))
+            return self._change(MessageStatus.SENT)
+        if isinstance(outcome, Retry):
+            self.calls.append(("retry", outcome.detail))
+            return self._change(MessageStatus.QUEUED)
+        if isinstance(outcome, Failure):
+            self.calls.append(("failed", outcome.error.code))
+            return self._change(MessageStatus.FAILED)
+        assert isinstance(outcome, Release)
+        self.calls.append(("released", outcome.reason))
         return self._change(MessageStatus.QUEUED)
 
 

@@ -1,0 +1,263 @@
+"""Group-committed delivery: many messages claimed and recorded together, each on its own.
+
+Against real databases (PostgreSQL and SQLite), with providers faked in-process so that the
+calls of a batch can be held until all of them are in flight, which is what makes the
+claims and the outcomes fall into shared transactions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+from sqlalchemy import select, update
+
+from gateway.container import Container
+from gateway.domain.channels import Channel
+from gateway.domain.messages import SendRequest
+from gateway.domain.records import DeliveryError, Message, MessageEvent
+from gateway.migrations import upgrade_to_head
+from gateway.services.clock import utcnow
+from gateway.services.delivery import DeliveryService
+from gateway.services.ports import PermanentProviderError, ProviderReceipt
+from gateway.services.retry_policy import RetryPolicy
+from gateway.settings import Settings
+from persistence.accept import Accepted
+from persistence.lifecycle import Failure, Release, Retry, Sent
+from persistence.rows import EVENTS, MESSAGES
+from providers.registry import FailoverRegistry
+from tests.conftest import fresh_postgres_url
+from tests.servers import PostgresServer
+from workers.sweeper import Sweeper
+
+BAD = "+14155550199"
+
+
+@dataclass
+class Db:
+    container: Container
+    account_id: UUID
+
+    async def queued(self, recipients: list[str]) -> list[UUID]:
+        """QUEUED messages, due now; nothing else takes them (no worker is running)."""
+        outcomes = await self.container.sending.send(
+            self.account_id,
+            [SendRequest(Channel.SMS, from_="+14155550100", to=to, body="hi") for to in recipients],
+        )
+        assert all(isinstance(o, Accepted) for o in outcomes), outcomes
+        return [o.message.id for o in outcomes if isinstance(o, Accepted)]
+
+    async def statuses(self, ids: list[UUID]) -> dict[UUID, str]:
+        async with self.container.engine.connect() as conn:
+            rows = await conn.execute(
+                select(MESSAGES.c.id, MESSAGES.c.status).where(MESSAGES.c.id.in_(ids))
+            )
+        return {r[0]: r[1] for r in rows}
+
+    async def kinds(self, message_id: UUID) -> list[str]:
+        async with self.container.engine.connect() as conn:
+            rows = await conn.execute(
+                select(EVENTS.c.kind).where(EVENTS.c.message_id == message_id).order_by(EVENTS.c.id)
+            )
+        return [r[0] for r in rows]
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Db]:
+    if request.param == "postgresql":
+        postgres: PostgresServer = request.getfixturevalue("postgres")
+        settings = Settings(database_url=fresh_postgres_url(postgres), data_dir=tmp_path)
+    else:
+        settings = Settings(data_dir=tmp_path)
+    await upgrade_to_head(settings)
+    # Built, never started: no embedded worker or sweeper competes for the messages.
+    container = Container.build(settings)
+    try:
+        account, _ = await container.api_keys.create("batches")
+        yield Db(container, account.id)
+    finally:
+        await container.close()
+
+
+class HeldProvider:
+    """Answers once ``width`` calls are in flight, so that they finish together; refuses
+    the BAD recipient permanently."""
+
+    name = "held"
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+        self.calls: list[UUID] = []
+        self._all_in = asyncio.Event()
+
+    async def send(self, message: Message) -> ProviderReceipt:
+        self.calls.append(message.id)
+        if len(self.calls) >= self.width:
+            self._all_in.set()
+        await asyncio.wait_for(self._all_in.wait(), 10)
+        if message.recipient == BAD:
+            raise PermanentProviderError("21211", "invalid 'To' number")
+        return ProviderReceipt(self.name, f"SM{message.id.hex}")
+
+
+def count_batches(db: Db) -> dict[str, list[int]]:
+    """Spy on the repository: the size of every claim and record batch."""
+    lifecycle = db.container.lifecycle
+    sizes: dict[str, list[int]] = {"claim_many": [], "record_outcomes": []}
+    for name, calls in sizes.items():
+        real = getattr(lifecycle, name)
+
+        async def spy(items: Any, now: Any, real: Any = real, calls: list[int] = calls) -> Any:
+            calls.append(len(items))
+            return await real(items, now)
+
+        setattr(lifecycle, name, spy)
+    return sizes
+
+
+async def test_a_message_whose_claim_fails_does_not_fail_the_others(db: Db) -> None:
+    """The combined claim fails (one row's attempt counter overflows on PostgreSQL); the
+    batch is then claimed message by message, so only that message's delivery fails."""
+    if db.container.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite integers do not overflow")
+    ids = await db.queued([f"+1415558{i:04d}" for i in range(5)])
+    poison = ids[2]
+    async with db.container.engine.begin() as conn:
+        await conn.execute(
+            update(MESSAGES).where(MESSAGES.c.id == poison).values(attempts=2147483647)
+        )
+    provider = HeldProvider(width=len(ids) - 1)
+    batches = count_batches(db)
+    service = delivery(db, provider, Recorder())
+    results = await asyncio.gather(*(service.deliver(i) for i in ids), return_exceptions=True)
+    assert isinstance(results[2], Exception)
+    assert [r for i, r in enumerate(results) if i != 2] == [None] * 4
+    assert poison not in provider.calls
+    statuses = await db.statuses(ids)
+    assert statuses.pop(poison) == "QUEUED"
+    assert set(statuses.values()) == {"SENT"}
+    assert max(batches["claim_many"]) > 1, "the claims were batched"
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.published: list[MessageEvent] = []
+
+    async def publish(self, events: Any) -> None:
+        self.published.extend(events)
+
+
+def delivery(db: Db, provider: HeldProvider, broker: Recorder) -> DeliveryService:
+    registry = FailoverRegistry({Channel.SMS: [provider]})
+    return DeliveryService(
+        db.container.lifecycle,
+        registry,
+        broker,  # type: ignore[arg-type]
+        RetryPolicy(5, 0.01, 0.1),
+    )
+
+
+async def test_one_refused_message_in_a_batch_leaves_the_others_sent(db: Db) -> None:
+    recipients = [f"+1415555{i:04d}" for i in range(1, 9)] + [BAD]
+    ids = await db.queued(recipients)
+    bad = ids[-1]
+    provider = HeldProvider(width=len(ids))
+    broker = Recorder()
+    service = delivery(db, provider, broker)
+    batches = count_batches(db)
+    # A duplicate stream entry for the first message, in the same batch: sent once only.
+    await asyncio.gather(*(service.deliver(i) for i in [*ids, ids[0]]))
+    assert sorted(provider.calls) == sorted(ids), "each message sent exactly once"
+    # Two batches run at a time; whatever arrives meanwhile waits and goes in the next one.
+    assert len(batches["claim_many"]) <= 3 and len(batches["record_outcomes"]) <= 3, batches
+    statuses = await db.statuses(ids)
+    assert statuses.pop(bad) == "FAILED"
+    assert set(statuses.values()) == {"SENT"}, statuses
+    for message_id in ids[:-1]:
+        assert await db.kinds(message_id) == ["accepted", "attempt", "provider_accepted"]
+    assert await db.kinds(bad) == ["accepted", "attempt", "dead_lettered"]
+    published = [(e.message_id, e.kind) for e in broker.published]
+    assert sorted(published) == sorted(
+        [(i, "attempt") for i in ids]
+        + [(i, "provider_accepted") for i in ids[:-1]]
+        + [(bad, "dead_lettered")]
+    )
+
+
+async def test_outcomes_of_every_kind_recorded_in_one_transaction(db: Db) -> None:
+    ids = await db.queued([f"+1415556{i:04d}" for i in range(6)])
+    lifecycle = db.container.lifecycle
+    now = utcnow()
+    claimed = await lifecycle.claim_many(ids, now)
+    assert set(claimed) == set(ids)
+    assert await lifecycle.claim_many(ids, now) == {}, "a second claim gets nothing"
+    sent, overtaken, canceled, retried, failed, released = ids
+    # A delivery receipt that overtook the provider's answer, and a cancel meanwhile.
+    async with db.container.engine.begin() as conn:
+        await conn.execute(
+            update(MESSAGES).where(MESSAGES.c.id == overtaken).values(status="DELIVERED")
+        )
+        await conn.execute(
+            update(MESSAGES).where(MESSAGES.c.id == canceled).values(status="CANCELED")
+        )
+    later = now + timedelta(minutes=5)
+    error = DeliveryError("500", "down", permanent=False)
+    changes = await lifecycle.record_outcomes(
+        [
+            Sent(sent, "twilio", "SM1"),
+            Sent(overtaken, "twilio", "SM2"),
+            Retry(canceled, error, later),
+            Retry(retried, error, later, {"provider": "twilio"}),
+            Failure(failed, DeliveryError("21211", "invalid", permanent=True)),
+            Release(released, later, "every provider's circuit is open"),
+        ],
+        now,
+    )
+    assert [c.message.status.value if c else None for c in changes] == [
+        "SENT", "DELIVERED", None, "QUEUED", "FAILED", "QUEUED",
+    ]  # fmt: skip
+    by_id = {c.message.id: c for c in changes if c is not None}
+    assert by_id[overtaken].message.provider_message_id == "SM2"
+    assert by_id[overtaken].event.kind == "provider_accepted"
+    assert by_id[retried].message.next_attempt_at == later
+    assert by_id[retried].event.detail == {
+        "code": "500", "nextAttemptAt": later.isoformat(), "provider": "twilio",
+    }  # fmt: skip
+    assert by_id[released].message.attempts == 0, "an untried claim is not counted"
+    assert by_id[failed].message.error == DeliveryError("21211", "invalid", permanent=True)
+    assert await db.kinds(canceled) == ["accepted", "attempt"], "a canceled message stays so"
+    event_ids = [c.event.id for c in changes if c is not None]
+    assert event_ids == sorted(event_ids), "events in input order"
+
+
+async def test_a_crash_between_claim_and_record_is_recovered(db: Db) -> None:
+    """Claimed in a batch, then the worker dies before any outcome is recorded: the sweeper
+    takes the messages back (marked ambiguous) and they are delivered on the next attempt."""
+    ids = await db.queued([f"+1415557{i:04d}" for i in range(4)])
+    lifecycle = db.container.lifecycle
+    assert set(await lifecycle.claim_many(ids, utcnow())) == set(ids)
+    queue: list[UUID] = []
+
+    class Collect:
+        async def enqueue(self, message_ids: Any) -> None:
+            queue.extend(message_ids)
+
+        async def publish(self, events: Any) -> None:
+            pass
+
+    sweeper = Sweeper(lifecycle, Collect(), grace=0, stale_after=0, max_attempts=5)  # type: ignore[arg-type]
+    await asyncio.sleep(0.01)
+    assert await sweeper.sweep_once() == len(ids)
+    assert sorted(queue) == sorted(ids)
+    service = delivery(db, HeldProvider(width=len(ids)), Recorder())
+    await asyncio.gather(*(service.deliver(i) for i in queue))
+    assert set((await db.statuses(ids)).values()) == {"SENT"}
+    for message_id in ids:
+        kinds = await db.kinds(message_id)
+        assert kinds == ["accepted", "attempt", "attempt_abandoned", "attempt", "provider_accepted"]
