@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.settings import Settings
-from providers.sandbox_app import Sandbox, SandboxConfig
+from providers.sandbox_app import Sandbox, SandboxConfig, create_sandbox_app
 from tests.conftest import run_uvicorn
 from tests.servers import free_port
 
@@ -122,3 +122,34 @@ async def test_an_unreachable_gateway_is_retried_then_given_up(sandbox: Sandbox)
     assert entry["attempts"] == 3
     assert entry["http_status"] is None
     assert entry["error"] and "HTTP" not in entry["error"]
+
+
+async def test_the_messages_resource_decodes_utf8_forms_with_repeated_fields() -> None:
+    config = SandboxConfig.from_settings(Settings())
+    config.callback_delay = 3600  # this test is about the request, not its callbacks
+    app = create_sandbox_app(config)
+    sandbox: Sandbox = app.state.sandbox
+    path = f"/2010-04-01/Accounts/{config.twilio_account_sid}/Messages.json"
+    body = "Grüße 👋 a+b=c & more"
+    form = {
+        "To": "+14155550101",
+        "From": "+14155550100",
+        "Body": body,
+        "MediaUrl": ["https://example.com/a.jpg", "https://example.com/b.jpg"],
+        "StatusCallback": "http://127.0.0.1:1/webhooks/twilio/status?mid=" + "ab" * 16,
+    }
+    auth = (config.twilio_account_sid, config.twilio_auth_token)
+    async with (
+        run_uvicorn(app) as url,
+        httpx.AsyncClient(auth=auth, trust_env=False) as client,
+    ):
+        response = await client.post(url + path, data=form)
+    assert response.status_code == 201, response.text
+    resource = response.json()
+    assert resource["body"] == body
+    assert resource["num_media"] == "2"
+    record = sandbox.requests[-1]
+    assert record["body"] == body
+    assert record["media"] == ["https://example.com/a.jpg", "https://example.com/b.jpg"]
+    assert record["message_id"] == "ab" * 16
+    assert record["outcome"] == "accepted"
