@@ -26,6 +26,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from gateway.container import SANDBOX_PATH, Container
 from gateway.devkey import ensure_dev_key
 from gateway.graphiql import graphiql_html
+from gateway.heap import freeze_startup_heap
 from gateway.migrations import upgrade_to_head
 from gateway.observability import (
     MetricsMiddleware,
@@ -37,6 +38,7 @@ from gateway.services.auth import bearer_token
 from gateway.settings import Settings
 from gateway.timeouts import ExecutionTimeout
 from gateway.webhooks import webhook_routes
+from gateway.websocket import LiveTransportWSHandler, TextFrameAdapter
 from schema.build import create_schema
 from schema.context import Context
 
@@ -44,6 +46,9 @@ log = structlog.get_logger(__name__)
 
 
 class GatewayGraphQL(GraphQL[Context, None]):
+    websocket_adapter_class = TextFrameAdapter
+    graphql_transport_ws_handler_class = LiveTransportWSHandler
+
     def __init__(self, settings: Settings) -> None:
         super().__init__(
             create_schema(
@@ -149,6 +154,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             app.state.dev_key, container.default_owner = await ensure_dev_key(container)
         set_status_counts_provider(container.queries.status_counts)
         await container.start()
+        freeze_startup_heap()
         log.info(
             "gateway_started",
             database="sqlite" if settings.is_sqlite else "postgresql",

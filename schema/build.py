@@ -125,6 +125,19 @@ def create_schema(
     ]
     if not introspection:
         extensions.append(DisableIntrospection)
-    return GatewaySchema(
+    schema = GatewaySchema(
         query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions
     )
+    _resolve_on_coerced_inputs(schema)
+    return schema
+
+
+def _resolve_on_coerced_inputs(schema: strawberry.Schema) -> None:
+    """Run the send mutations on graphql-core's coerced arguments (see resolvers.mutations).
+
+    Only execution changes: the schema, its validation and argument coercion stay Strawberry's.
+    """
+    mutation = schema._schema.mutation_type
+    assert mutation is not None
+    mutation.fields["sendMessage"].resolve = mutations.send_message_coerced
+    mutation.fields["sendMessages"].resolve = mutations.send_messages_coerced

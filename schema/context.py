@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from graphql import GraphQLResolveInfo
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
@@ -32,7 +33,7 @@ class Context:
         self.loaders = Loaders(self.container.queries, account.id, cache=cache)
 
 
-def context_of(info: Info[Any, Any]) -> tuple[Context, Account, Loaders]:
+def context_of(info: Info[Any, Any] | GraphQLResolveInfo) -> tuple[Context, Account, Loaders]:
     """The context of an authenticated operation (the auth extension guarantees it)."""
     context: Context = info.context
     if context.account is None or context.loaders is None:
