@@ -23,6 +23,7 @@ from gateway.domain.channels import Channel, Direction
 from gateway.domain.ids import new_id
 from gateway.domain.records import DeliveryError, Message, MessageEvent
 from gateway.domain.statuses import MessageStatus, can_advance
+from persistence import report_sql
 from persistence.base import Repository, event_row, insert_events
 from persistence.conversations import resolve_conversations
 from persistence.lifecycle import Change
@@ -246,8 +247,7 @@ class WebhookRepository(Repository):
                         continue
                     target.advance(report.status, report.error)
                 pending.append((index, target.event_row(report, now)))
-            await self._write_changes(conn, targets.changed(), now)
-            events = await insert_events(conn, [row for _, row in pending])
+            events = await self._record(conn, targets.changed(), [row for _, row in pending], now)
         for (index, _), event in zip(pending, events, strict=True):
             results[index] = ReportResult("applied", event)
         return results
@@ -301,6 +301,8 @@ class WebhookRepository(Repository):
         """Insert the dedupe keys; returns those that were new (not applied before)."""
         if not claims:
             return set()
+        if self.dialect == "postgresql":
+            return await report_sql.claim(conn, claims, now)
         # Key order: two batches claiming overlapping keys wait on each other in one order.
         rows = [
             {"source": source, "dedupe_key": key, "outcome": outcome, "received_at": now}
@@ -310,6 +312,19 @@ class WebhookRepository(Repository):
             self.upsert(RECEIPTS).on_conflict_do_nothing().returning(RECEIPTS.c.dedupe_key), rows
         )
         return {r[0] for r in result}
+
+    async def _record(
+        self,
+        conn: AsyncConnection,
+        changed: list[_Target],
+        events: list[dict[str, Any]],
+        now: datetime,
+    ) -> list[MessageEvent]:
+        """Write the status changes and insert the events (in order)."""
+        if self.dialect == "postgresql":
+            return await report_sql.record(conn, changed, events, now)
+        await self._write_changes(conn, changed, now)
+        return await insert_events(conn, events)
 
     async def _write_changes(
         self, conn: AsyncConnection, changed: list[_Target], now: datetime
