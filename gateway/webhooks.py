@@ -75,11 +75,20 @@ async def _body(request: Request, limit: int = MAX_BODY) -> bytes:
     return b"".join(chunks)
 
 
+def _query(request: Request) -> str:
+    # Read from the ASGI scope: Request.url parses the whole URL, host header included, which
+    # cost more than the signature check it served.
+    query: str = request.scope.get("query_string", b"").decode()
+    return query
+
+
 def _public_url(request: Request) -> str:
-    """The URL the provider signed: our public base URL, not whatever host we see."""
+    """The URL the provider signed: our public base URL, not whatever host we see. The path
+    is escaped as Starlette's ``Request.url`` escapes it."""
     base = _container(request).settings.public_base_url.rstrip("/")
-    query = request.url.query
-    return base + request.url.path + (f"?{query}" if query else "")
+    path = request.scope["path"].replace("?", "%3F").replace("#", "%23").replace("\\", "%5C")
+    query = _query(request)
+    return base + path + (f"?{query}" if query else "")
 
 
 def _form(body: bytes) -> tuple[dict[str, str], dict[str, list[str]]]:
@@ -169,7 +178,8 @@ async def twilio_status(request: Request) -> Response:
     async def work(request: Request, body: bytes) -> Response:
         form, multi = _form(body)
         _check_twilio(request, multi)
-        report = parse_twilio_status(form, dict(request.query_params))
+        query = dict(parse_qsl(_query(request), keep_blank_values=True))
+        report = parse_twilio_status(form, query)
         await _reports(request, "twilio", [report])
         return Response(status_code=204)
 
