@@ -3,7 +3,7 @@
 ``HttpConnection`` is a minimal HTTP/1.1 keep-alive client (POST JSON, read one response):
 far cheaper per request than a general-purpose client, which matters on a 2-core machine where
 the client shares the CPU with the system under test. ``Subscription`` speaks
-graphql-transport-ws over the ``websockets`` library (connection_init with
+graphql-transport-ws over the ``websockets`` library's sans-I/O protocol (connection_init with
 ``connectionParams.authorization``, then one ``subscribe``) and hands every raw ``next``
 frame with its receive time to a callback.
 """
@@ -14,11 +14,14 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import orjson
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.client import ClientProtocol
+from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+from websockets.frames import Frame, Opcode
 from websockets.typing import Subprotocol
+from websockets.uri import parse_uri
 
 SEND_MESSAGE = (
     "mutation S($input: SendMessageInput!) { sendMessage(input: $input) "
@@ -139,11 +142,88 @@ def accepted_ids(body: bytes) -> list[str]:
     return ids
 
 
+class _Connection(asyncio.Protocol):
+    """One client websocket on the sans-I/O ``websockets`` protocol, driven by asyncio callbacks.
+
+    No task per socket: a frame is handed over in ``data_received`` with the time the bytes were
+    read, so the receive time does not include waiting for a reader task to be scheduled behind
+    a thousand others (which the ``websockets`` asyncio client's ``recv`` adds).
+    """
+
+    def __init__(self, protocol: ClientProtocol, on_message: Callable[[bytes, float], None]):
+        self.protocol = protocol
+        self.on_message = on_message
+        self.transport: asyncio.Transport | None = None
+        self.handshake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._fragments: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        self.protocol.send_request(self.protocol.connect())
+        self._flush()
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time()
+        self.protocol.receive_data(data)
+        for event in self.protocol.events_received():
+            if isinstance(event, Frame):
+                self._frame(event, now)
+            elif not self.handshake.done():  # the handshake's Response
+                if self.protocol.handshake_exc is not None:
+                    self.handshake.set_exception(self.protocol.handshake_exc)
+                else:
+                    self.handshake.set_result(None)
+        self._flush()  # pongs, the close handshake
+
+    def _frame(self, frame: Frame, now: float) -> None:
+        if frame.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
+            if not frame.fin:
+                self._fragments.append(bytes(frame.data))
+                return
+            data = bytes(frame.data)
+            if self._fragments:
+                data, self._fragments = b"".join([*self._fragments, data]), []
+            self.on_message(data, now)
+
+    def send_text(self, text: bytes) -> None:
+        self.protocol.send_text(text)
+        self._flush()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.protocol.send_close(1000)
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.transport is None:
+            return
+        for chunk in self.protocol.data_to_send():
+            if chunk:
+                self.transport.write(chunk)
+            else:  # the protocol is done with the connection
+                self.transport.close()
+
+    def eof_received(self) -> bool | None:
+        self.protocol.receive_eof()
+        self._flush()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.handshake.done():
+            self.handshake.set_exception(exc or ConnectionError("closed during the handshake"))
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+
 class Subscription:
     """One websocket with one graphql-transport-ws subscription.
 
-    ``on_next(raw_text, received_at)`` runs for every ``next`` frame, in the reader task, with
-    ``time.time()`` taken as soon as the frame was read; it must be cheap.
+    ``on_next(raw_text, received_at)`` runs for every ``next`` frame, in the connection's
+    ``data_received`` callback, with ``time.time()`` taken when the bytes were read; it must be
+    cheap. The client offers permessage-deflate like a browser (``compression="deflate"``);
+    the server decides whether it is used.
     """
 
     def __init__(
@@ -160,67 +240,83 @@ class Subscription:
         self.query = query
         self.on_next = on_next
         self.compression = compression
-        self.ws: ClientConnection | None = None
+        self.ws: _Connection | None = None
         self.received = 0
         self.closed_reason: str | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._ack: asyncio.Future[None] | None = None
+        self._closing = False
 
     async def open(self, limit_s: float = 30.0) -> None:
+        uri = parse_uri(self.ws_url)
+        protocol = ClientProtocol(
+            uri,
+            subprotocols=[Subprotocol("graphql-transport-ws")],
+            extensions=[ClientPerMessageDeflateFactory()]
+            if self.compression == "deflate"
+            else None,
+            max_size=None,
+        )
+        loop = asyncio.get_running_loop()
+        self._ack = loop.create_future()
         async with asyncio.timeout(limit_s):
-            self.ws = await connect(
-                self.ws_url,
-                subprotocols=[Subprotocol("graphql-transport-ws")],
-                compression=self.compression,
-                ping_interval=None,  # the server pings; the library answers on its own
-                max_queue=None,
-                open_timeout=limit_s,
+            _, conn = await loop.create_connection(
+                lambda: _Connection(protocol, self._on_message), uri.host, uri.port
             )
-            await self.ws.send(
-                orjson.dumps(
-                    {"type": "connection_init", "payload": {"authorization": f"Bearer {self.key}"}}
-                ).decode()
+            try:
+                await conn.handshake
+                conn.send_text(
+                    orjson.dumps(
+                        {
+                            "type": "connection_init",
+                            "payload": {"authorization": f"Bearer {self.key}"},
+                        }
+                    )
+                )
+                await self._ack
+            except BaseException:
+                if conn.transport is not None:
+                    conn.transport.abort()
+                raise
+            conn.send_text(
+                orjson.dumps({"id": "1", "type": "subscribe", "payload": {"query": self.query}})
             )
-            ack = orjson.loads(await self.ws.recv())
-            if ack.get("type") != "connection_ack":
-                raise HttpError(f"websocket not acknowledged: {ack}")
-            await self.ws.send(
-                orjson.dumps(
-                    {"id": "1", "type": "subscribe", "payload": {"query": self.query}}
-                ).decode()
-            )
-        self._task = asyncio.create_task(self._read())
+        self.ws = conn
+        conn.lost.add_done_callback(self._on_lost)
 
-    async def _read(self) -> None:
-        assert self.ws is not None
-        ws = self.ws
-        on_next = self.on_next
-        try:
-            async for raw in ws:
-                now = time.time()
-                text = raw if isinstance(raw, str) else raw.decode()
-                if text.startswith('{"type":"next"') or '"type":"next"' in text:
-                    self.received += 1
-                    on_next(text, now)
-                elif '"type":"ping"' in text:
-                    await ws.send('{"type":"pong"}')
-                elif '"type":"error"' in text or '"type":"complete"' in text:
-                    self.closed_reason = text[:400]
-                    return
-        except Exception as exc:
-            self.closed_reason = f"{type(exc).__name__}: {exc}"
-        else:
-            if self.closed_reason is None:
-                self.closed_reason = f"closed: {ws.close_code} {ws.close_reason}"
+    def _on_message(self, data: bytes, now: float) -> None:
+        if data.startswith(b'{"id":"1","type":"next"') or b'"type":"next"' in data:
+            self.received += 1
+            self.on_next(data.decode(), now)
+        elif b'"type":"ping"' in data:
+            if self.ws is not None:
+                self.ws.send_text(b'{"type":"pong"}')
+        elif b'"type":"connection_ack"' in data:
+            if self._ack is not None and not self._ack.done():
+                self._ack.set_result(None)
+        elif self._ack is not None and not self._ack.done():
+            self._ack.set_exception(HttpError(f"websocket not acknowledged: {data[:400]!r}"))
+        elif b'"type":"error"' in data or b'"type":"complete"' in data:
+            self.closed_reason = data[:400].decode(errors="replace")
+
+    def _on_lost(self, _: object) -> None:
+        if self.closed_reason is None and not self._closing:
+            protocol = self.ws.protocol if self.ws is not None else None
+            code = protocol.close_code if protocol is not None else None
+            reason = protocol.close_reason if protocol is not None else None
+            self.closed_reason = f"closed: {code} {reason}"
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._task
-        if self.ws is not None:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(5):
-                    await self.ws.close()
+        conn = self.ws
+        if conn is None:
+            return
+        self._closing = True
+        conn.close()
+        try:
+            async with asyncio.timeout(5):
+                await conn.lost
+        except TimeoutError:
+            if conn.transport is not None:
+                conn.transport.abort()
 
 
 def event_of(text: str) -> dict[str, Any]:

@@ -7,11 +7,12 @@ from uuid import UUID, uuid4
 
 import strawberry
 
-from gateway.domain import records
 from gateway.observability.metrics import SUBSCRIPTIONS_ACTIVE
+from gateway.services.fanout import LiveItem, Rendered
 from resolvers.errors import bad_input
 from schema.context import context_of
 from schema.ids import InvalidCursor, decode_event_cursor, decode_id
+from schema.live import LiveSink, current_sink, shared_rendering
 from schema.types import MessageEvent
 
 
@@ -31,13 +32,15 @@ async def message_events(
         cursor = decode_event_cursor(after) if after is not None else None
     except InvalidCursor as exc:
         raise bad_input(f"invalid cursor: {exc}") from exc
+    sink = current_sink.get()
     stream = context.container.events.stream(
         account.id,
         after=cursor,
         conversation_id=_filter(conversation_id, "Conversation"),
         message_id=_filter(message_id, "Message"),
+        shared=shared_rendering(info, sink) if sink is not None else None,
     )
-    return _counted(stream)
+    return _delivered(stream, sink)
 
 
 def _filter(public_id: strawberry.ID | None, kind: str) -> UUID | None:
@@ -49,12 +52,18 @@ def _filter(public_id: strawberry.ID | None, kind: str) -> UUID | None:
     return decoded[1] if decoded else uuid4()
 
 
-async def _counted(
-    stream: AsyncIterator[records.MessageEvent],
+async def _delivered(
+    stream: AsyncIterator[LiveItem], sink: LiveSink | None
 ) -> AsyncGenerator[MessageEvent, None]:
+    """Events for graphql-core to execute, except those rendered in common: the sink sends
+    those as they are, in their place in the sequence."""
     SUBSCRIPTIONS_ACTIVE.inc()
     try:
-        async for event in stream:
-            yield MessageEvent.from_record(event)
+        async for item in stream:
+            if isinstance(item, Rendered):
+                assert sink is not None
+                await sink.send(item.payload)
+            else:
+                yield MessageEvent.from_record(item)
     finally:
         SUBSCRIPTIONS_ACTIVE.dec()

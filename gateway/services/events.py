@@ -5,14 +5,20 @@ then replay from storage, then drain live events. Anything committed during the 
 buffer; anything both replayed and buffered is dropped by id, so nothing is missed or repeated.
 Ids seen are remembered rather than compared with a high-water mark because concurrent
 transactions can commit events in a different order than their ids were allotted.
+
+With a ``SharedRendering`` the live part comes from a feed shared with every local subscriber
+that renders events alike (``gateway.services.fanout``): live events then arrive as
+``Rendered`` items, rendered once for all of them.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from uuid import UUID
 
 from gateway.domain.records import MessageEvent
+from gateway.services.fanout import LiveItem, Rendered, SharedFeeds, SharedRendering
 from gateway.services.ports import Broker
 from persistence.queries import QueryRepository
 
@@ -23,6 +29,7 @@ class EventStream:
     def __init__(self, queries: QueryRepository, broker: Broker) -> None:
         self._queries = queries
         self._broker = broker
+        self.feeds = SharedFeeds(broker)
 
     async def stream(
         self,
@@ -31,13 +38,21 @@ class EventStream:
         after: int | None,
         conversation_id: UUID | None = None,
         message_id: UUID | None = None,
-    ) -> AsyncIterator[MessageEvent]:
+        shared: SharedRendering | None = None,
+    ) -> AsyncIterator[LiveItem]:
+        """Replayed events, then live ones (``Rendered`` when ``shared`` is given)."""
+
         def wanted(event: MessageEvent) -> bool:
             return (conversation_id is None or event.conversation_id == conversation_id) and (
                 message_id is None or event.message_id == message_id
             )
 
-        async with self._broker.subscribe(account_id) as live:
+        live_items: AbstractAsyncContextManager[AsyncIterator[LiveItem]] = (
+            self._broker.subscribe(account_id)
+            if shared is None
+            else self.feeds.join(account_id, shared, wanted)
+        )
+        async with live_items as live:
             seen: set[int] = set()
             floor = after
             if after is not None:
@@ -58,8 +73,9 @@ class EventStream:
                     cursor = page[-1].id
             # Only replayed ids need remembering: the broker never delivers one live event twice,
             # so the set stays as large as the replay, not as long as the subscription.
-            async for event in live:
+            async for item in live:
+                event = item.event if isinstance(item, Rendered) else item
                 if event.id in seen or (floor is not None and event.id <= floor):
                     continue
                 if wanted(event):
-                    yield event
+                    yield item

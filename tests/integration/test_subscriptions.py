@@ -112,15 +112,16 @@ async def account_id(gateway: RunningGateway, client: GraphQLClient) -> uuid.UUI
 async def wait_for_live_subscribers(
     gateway: RunningGateway, client: GraphQLClient, count: int
 ) -> None:
-    """Until the gateway's event hub has ``count`` live subscribers for the client's account.
+    """Until the gateway has ``count`` live subscribers for the client's account.
 
     White-box on purpose: graphql-transport-ws never acknowledges a subscribe, and a live-only
     subscription that is not registered yet would make a negative check vacuous.
     """
     account = await account_id(gateway, client)
-    hub = gateway.container.broker.hub
+    feeds = gateway.container.events.feeds
     for _ in range(500):
-        if len(hub._subscribers.get(account, ())) >= count:
+        # Websocket subscribers are members of shared feeds (each feed is one hub subscriber).
+        if feeds.members(account) >= count:
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"{count} live subscribers never registered")
@@ -560,3 +561,172 @@ async def test_connection_stays_usable_after_an_invalid_cursor(client: GraphQLCl
         good = await sock.subscribe({"after": "0"})
         replayed = [await sock.event(good) for _ in trail]
         assert cursors(replayed) == trail
+
+
+# --- shared rendering ------------------------------------------------------------------------
+#
+# Live events are executed once per feed (same document, same shaping variables, same account)
+# and every member gets the same bytes; replayed events are executed by graphql-core for each
+# subscriber. Comparing live frames with replayed frames of the same events, under the same
+# operation id, compares the two paths (field order included).
+
+RICH = """
+query Unrelated { __typename }
+
+subscription Rich($after: String, $conversationId: ID, $withMessage: Boolean!) {
+  feed: messageEvents(after: $after, conversationId: $conversationId) {
+    __typename
+    ...Core
+    ... on MessageEvent { happened: kind detail }
+    message @include(if: $withMessage) { ...Sender to body medium: channel }
+  }
+}
+
+fragment Core on MessageEvent { id cursor messageId conversationId status occurredAt }
+fragment Sender on Message { __typename id from }
+"""
+
+
+async def raw_frames(sock: Socket, count: int) -> list[str]:
+    """The next ``count`` frames exactly as received (text frames: str)."""
+    frames: list[str] = []
+    while len(frames) < count:
+        frame = await asyncio.wait_for(sock.ws.recv(), 10)
+        assert isinstance(frame, str), f"binary frame: {frame!r}"
+        if json.loads(frame)["type"] != "ping":
+            frames.append(frame)
+    return frames
+
+
+def same_order(frame: str) -> str:
+    """The frame re-encoded in its own key order, except inside ``detail``: a live event's
+    detail keeps the order it was written in, a stored one the database's (JSONB sorts keys)."""
+    parsed = json.loads(frame)
+    event = parsed["payload"]["data"]["feed"]
+    event["detail"] = json.dumps(event["detail"], sort_keys=True)
+    return json.dumps(parsed)
+
+
+def rich(after: str | None = None, **variables: Any) -> dict[str, Any]:
+    return {"withMessage": True, **({"after": after} if after else {}), **variables}
+
+
+async def subscribe_rich(sock: Socket, variables: dict[str, Any]) -> None:
+    await sock.send(
+        {
+            "id": "1",
+            "type": "subscribe",
+            "payload": {"query": RICH, "variables": variables, "operationName": "Rich"},
+        }
+    )
+
+
+async def test_live_frames_equal_frames_executed_for_one_subscriber(
+    gateway: RunningGateway, client: GraphQLClient
+) -> None:
+    feeds = gateway.container.events.feeds
+    rendered_before, unrendered_before = feeds.rendered, feeds.unrendered
+    async with socket(client) as with_message, socket(client) as without, socket(client) as plain:
+        await subscribe_rich(with_message, rich())
+        await subscribe_rich(without, rich(withMessage=False))
+        plain_op = await plain.subscribe()
+        await wait_for_live_subscribers(gateway, client, 3)
+        message = await send(client)
+        live_with = await raw_frames(with_message, len(LIFECYCLE))
+        live_without = await raw_frames(without, len(LIFECYCLE))
+        await plain.events_until(delivered(message["id"]), plain_op)
+
+    # Three shapes, three renderings per event (not one per subscriber, not zero).
+    assert feeds.rendered - rendered_before >= 3 * len(LIFECYCLE)
+    assert feeds.unrendered == unrendered_before
+    async with socket(client) as replaying, socket(client) as replaying_without:
+        await subscribe_rich(replaying, rich(after="0"))
+        await subscribe_rich(replaying_without, rich(after="0", withMessage=False))
+        replayed_with = await raw_frames(replaying, len(LIFECYCLE))
+        replayed_without = await raw_frames(replaying_without, len(LIFECYCLE))
+
+    assert [same_order(f) for f in live_with] == [same_order(f) for f in replayed_with]
+    assert [same_order(f) for f in live_without] == [same_order(f) for f in replayed_without]
+    first = json.loads(live_with[0])
+    assert first["type"] == "next" and first["id"] == "1"
+    event = first["payload"]["data"]["feed"]
+    assert list(event) == [
+        "__typename",
+        "id",
+        "cursor",
+        "messageId",
+        "conversationId",
+        "status",
+        "occurredAt",
+        "happened",
+        "detail",
+        "message",
+    ]
+    assert event["__typename"] == "MessageEvent" and event["happened"] == "accepted"
+    assert event["message"] == {
+        "__typename": "Message",
+        "id": message["id"],
+        "from": SENDER,
+        "to": RECIPIENT,
+        "body": "hello",
+        "medium": "SMS",
+    }
+    assert "message" not in json.loads(live_without[0])["payload"]["data"]["feed"]
+
+
+async def test_one_feed_per_shape_and_account_whatever_the_filters(
+    gateway: RunningGateway, client: GraphQLClient
+) -> None:
+    other = await gateway.new_client()
+    feeds = gateway.container.events.feeds
+    mine = await account_id(gateway, client)
+    before = len(feeds)
+    conversation = (await send(client))["conversation"]["id"]
+    async with (
+        socket(client) as a,
+        socket(client) as b,
+        socket(client) as c,
+        socket(other) as d,
+    ):
+        await subscribe_rich(a, rich())
+        await subscribe_rich(b, rich(after="0"))
+        await subscribe_rich(c, rich(conversationId=conversation))
+        await wait_for_live_subscribers(gateway, client, 3)
+        # Filters and cursors only choose events: one feed renders for all three.
+        assert len(feeds) == before + 1
+        await subscribe_rich(d, rich())
+        await wait_for_live_subscribers(gateway, other, 1)
+        assert len(feeds) == before + 2, "another account never shares a feed"
+        assert feeds.members(mine) == 3
+    for _ in range(100):
+        if len(feeds) == before:
+            break
+        await asyncio.sleep(0.02)
+    assert len(feeds) == before, "a feed outlived its members"
+
+
+async def test_completing_one_subscription_leaves_the_others_of_its_feed_running(
+    gateway: RunningGateway, client: GraphQLClient
+) -> None:
+    feeds = gateway.container.events.feeds
+    mine = await account_id(gateway, client)
+    async with socket(client) as sock, socket(client) as other:
+        first = await sock.subscribe()
+        second = await sock.subscribe()
+        other_op = await other.subscribe()
+        await wait_for_live_subscribers(gateway, client, 3)
+        await sock.send({"id": first, "type": "complete"})
+        for _ in range(100):
+            if feeds.members(mine) == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert feeds.members(mine) == 2
+
+        message = await send(client)
+        frames = [json.loads(f) for f in await raw_frames(sock, len(LIFECYCLE))]
+        await other.events_until(delivered(message["id"]), other_op)
+        # Nothing for the completed operation, nothing twice for the running one.
+        await sock.nothing_within(0.3)
+    assert {f["id"] for f in frames} == {second}
+    statuses = [f["payload"]["data"]["messageEvents"]["status"] for f in frames]
+    assert statuses == LIFECYCLE

@@ -1,0 +1,187 @@
+"""Shared rendering of subscription events: execute a selection set once per event for every
+subscriber whose operation gives the same output, and send them all the same bytes.
+
+graphql-core runs a subscription's selection set once per event *per subscriber*; with a
+thousand subscribers that is a thousand identical executions (and encodings) of every event.
+Two subscriptions render an event identically when they run the same document with the same
+variables for the same account: the root field's own arguments (filters, ``after``) only
+choose the events and never reach the per-event execution (the root field resolves to the
+event itself), so variables used nowhere else are left out of the key. Filtering stays per
+subscriber.
+
+The websocket transport opts in per operation with ``LiveSink`` (a context variable, since
+operations of one connection share their context object): the sink sends an already encoded
+``next`` payload for that operation. Without a sink (other transports, ``schema.subscribe``)
+nothing changes.
+
+Rendering happens exactly as graphql-core's per-event execution does it (same executor class,
+document, variables and context), and its result is encoded like the transport encodes a
+``next`` payload. A result with errors is never shared: each subscriber then executes the
+event on its own, so errors are processed, masked and logged per operation as usual.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
+from typing import Any, cast
+
+import orjson
+import strawberry
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    OperationDefinitionNode,
+    VariableNode,
+    Visitor,
+    visit,
+)
+from graphql.execution import ExecutionResult, Executor, execute_subscription_event
+from graphql.execution.middleware import MiddlewareManager
+from graphql.language.visitor import SKIP
+
+from gateway.domain import records
+from gateway.services.fanout import SharedRendering
+from schema.types import MessageEvent
+
+SendPayload = Callable[[bytes], Awaitable[None]]
+
+
+class LiveSink:
+    """Where a websocket operation's pre-rendered ``next`` payloads go."""
+
+    __slots__ = ("operation_name", "send", "variables")
+
+    def __init__(
+        self, send: SendPayload, variables: Mapping[str, Any] | None, operation_name: str | None
+    ) -> None:
+        self.send = send
+        self.variables = dict(variables or {})
+        self.operation_name = operation_name
+
+
+current_sink: ContextVar[LiveSink | None] = ContextVar("current_sink", default=None)
+
+
+def encode_payload(data: object) -> bytes:
+    """A ``next`` payload as the websocket transport encodes it (``GatewayGraphQL.encode_json``)."""
+    return orjson.dumps({"data": data})
+
+
+def shared_rendering(info: strawberry.Info, sink: LiveSink) -> SharedRendering | None:
+    """The key and renderer of a subscription's events, or None when they cannot be shared."""
+    query = info.query
+    if query is None:
+        return None
+    raw = info._raw_info
+    root_only = _root_only_variables(query, raw.operation, raw.fragments)
+    shaping = {k: v for k, v in sink.variables.items() if k not in root_only}
+    try:
+        variables_key = orjson.dumps(shaping, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return None
+    key = (query, sink.operation_name, variables_key)
+    document = DocumentNode(definitions=(raw.operation, *raw.fragments.values()))
+    return SharedRendering(
+        key=key,
+        render=_Renderer(info, document, sink.variables, raw.operation).render,
+    )
+
+
+class _Renderer:
+    """Executes one event for a subscription, the way graphql-core's subscribe would."""
+
+    def __init__(
+        self,
+        info: strawberry.Info,
+        document: DocumentNode,
+        variables: dict[str, Any],
+        operation: OperationDefinitionNode,
+    ) -> None:
+        self._info = info
+        self._document = document
+        self._variables = variables
+        self._operation_name = operation.name.value if operation.name else None
+        self._executor: Executor | None = None
+        self._shareable = True
+
+    def _build(self) -> Executor | None:
+        schema: Any = self._info.schema
+        if any(ext._implements_resolve() for ext in schema.get_extensions()):
+            # Field middleware could depend on the operation; keep per-subscriber execution.
+            return None
+        executor_class = cast(type[Executor], schema.execution_context_class)
+        built = executor_class.build(
+            self._info._raw_info.schema,
+            self._document,
+            None,
+            self._info.context,
+            self._variables,
+            self._operation_name,
+            middleware=MiddlewareManager(),
+            operation_extensions=None,
+        )
+        return None if isinstance(built, list) else built
+
+    async def render(self, event: records.MessageEvent) -> bytes | None:
+        if self._executor is None:
+            if not self._shareable:
+                return None
+            self._executor = self._build()
+            if self._executor is None:
+                self._shareable = False
+                return None
+        executor = self._executor.build_per_event_executor(MessageEvent.from_record(event))
+        result = execute_subscription_event(executor)
+        if executor.is_awaitable(result):
+            result = await result
+        assert isinstance(result, ExecutionResult)
+        if result.errors:
+            return None
+        return encode_payload(result.data)
+
+
+class _VariableUses(Visitor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: dict[str, int] = {}
+
+    def enter_variable_definition(self, *_: object) -> object:
+        return SKIP
+
+    def enter_variable(self, node: VariableNode, *_: object) -> None:
+        name = node.name.value
+        self.counts[name] = self.counts.get(name, 0) + 1
+
+
+_ROOT_ONLY: OrderedDict[tuple[str, str | None], frozenset[str]] = OrderedDict()
+_ROOT_ONLY_MAX = 256
+
+
+def _root_only_variables(
+    query: str, operation: OperationDefinitionNode, fragments: Mapping[str, Any]
+) -> frozenset[str]:
+    """Variables used once, directly as an argument of the operation's single root field."""
+    cache_key = (query, operation.name.value if operation.name else None)
+    found = _ROOT_ONLY.get(cache_key)
+    if found is not None:
+        _ROOT_ONLY.move_to_end(cache_key)
+        return found
+    selections = operation.selection_set.selections
+    names: frozenset[str] = frozenset()
+    if len(selections) == 1 and isinstance(selections[0], FieldNode):
+        candidates = {
+            arg.value.name.value
+            for arg in selections[0].arguments or ()
+            if isinstance(arg.value, VariableNode)
+        }
+        uses = _VariableUses()
+        visit(operation, uses)
+        for fragment in fragments.values():
+            visit(fragment, uses)
+        names = frozenset(n for n in candidates if uses.counts.get(n) == 1)
+    _ROOT_ONLY[cache_key] = names
+    if len(_ROOT_ONLY) > _ROOT_ONLY_MAX:
+        _ROOT_ONLY.popitem(last=False)
+    return names
