@@ -186,6 +186,7 @@ def _analyse(
     latencies: list[float] = []
     duplicates = 0
     by_status: dict[str, int] = {}
+    by_event: dict[str, list[float]] = {}
     for recorder in recorders:
         seen: set[str] = set()
         for text, received_at in recorder.frames:
@@ -197,7 +198,9 @@ def _analyse(
                 continue
             seen.add(event["id"])
             occurred = datetime.fromisoformat(event["occurredAt"]).timestamp()
-            latencies.append((received_at - occurred) * 1000)
+            latency = (received_at - occurred) * 1000
+            latencies.append(latency)
+            by_event.setdefault(event["id"], []).append(latency)
             by_status[event["status"]] = by_status.get(event["status"], 0) + 1
         expected |= seen
         seen_by.append(seen)
@@ -223,4 +226,18 @@ def _analyse(
         "p90_ms": round(percentile(latencies, 90), 2) if latencies else None,
         "p99_ms": round(percentile(latencies, 99), 2) if latencies else None,
         "max_ms": round(max(latencies), 2) if latencies else None,
+        # Per event: how long until its first subscriber had it (the pipeline: commit, publish,
+        # pub/sub, rendering) and how much longer until the last one did (the fan-out itself).
+        "first_delivery_p50_ms": _median([min(v) for v in by_event.values()]),
+        "first_delivery_max_ms": _rounded(max((min(v) for v in by_event.values()), default=None)),
+        "spread_p50_ms": _median([max(v) - min(v) for v in by_event.values()]),
+        "spread_max_ms": _rounded(max((max(v) - min(v) for v in by_event.values()), default=None)),
     }
+
+
+def _median(values: list[float]) -> float | None:
+    return round(percentile(values, 50), 2) if values else None
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)

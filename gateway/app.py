@@ -38,7 +38,7 @@ from gateway.services.auth import bearer_token
 from gateway.settings import Settings
 from gateway.timeouts import ExecutionTimeout
 from gateway.webhooks import webhook_routes
-from gateway.websocket import LiveTransportWSHandler, TextFrameAdapter
+from gateway.websocket import DirectFrames, LiveTransportWSHandler, TextFrameAdapter
 from schema.build import create_schema
 from schema.context import Context
 
@@ -180,6 +180,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     return Starlette(
         routes=routes,
         middleware=[
+            # First: it needs the server's own `send` (websockets only; see gateway.websocket).
+            Middleware(DirectFrames),
             Middleware(RequestIdMiddleware),
             Middleware(MetricsMiddleware),
             *(

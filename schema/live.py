@@ -46,17 +46,28 @@ from gateway.services.fanout import SharedRendering
 from schema.types import MessageEvent
 
 SendPayload = Callable[[bytes], Awaitable[None]]
+SendPayloadNow = Callable[[bytes], bool]
 
 
 class LiveSink:
-    """Where a websocket operation's pre-rendered ``next`` payloads go."""
+    """Where a websocket operation's pre-rendered ``next`` payloads go.
 
-    __slots__ = ("operation_name", "send", "variables")
+    ``send`` awaits the socket; ``send_now`` (when the transport offers it) writes at once or
+    declines, and is only used while nothing else of the operation is in flight.
+    """
+
+    __slots__ = ("operation_name", "send", "send_now", "variables")
 
     def __init__(
-        self, send: SendPayload, variables: Mapping[str, Any] | None, operation_name: str | None
+        self,
+        send: SendPayload,
+        variables: Mapping[str, Any] | None,
+        operation_name: str | None,
+        *,
+        send_now: SendPayloadNow | None = None,
     ) -> None:
         self.send = send
+        self.send_now = send_now
         self.variables = dict(variables or {})
         self.operation_name = operation_name
 
@@ -86,6 +97,7 @@ def shared_rendering(info: strawberry.Info, sink: LiveSink) -> SharedRendering |
     return SharedRendering(
         key=key,
         render=_Renderer(info, document, sink.variables, raw.operation).render,
+        send_now=sink.send_now,
     )
 
 

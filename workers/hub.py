@@ -49,6 +49,11 @@ class Mailbox(Generic[T]):
         self._items.append(item)
         self._wake()
 
+    @property
+    def idle(self) -> bool:
+        """Empty, with its reader waiting for the next item (so it is handling none)."""
+        return self._waiter is not None and not self.overflowed
+
     def cut_off(self) -> None:
         self.overflowed = True
         self._wake()

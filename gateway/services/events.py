@@ -47,14 +47,20 @@ class EventStream:
                 message_id is None or event.message_id == message_id
             )
 
+        seen: set[int] = set()
+        floor = after
+
+        def new_and_wanted(event: MessageEvent) -> bool:
+            # What a feed may deliver without passing through the loop below (once the replay
+            # is over `seen` no longer changes, and this is the loop's own test).
+            return event.id not in seen and (floor is None or event.id > floor) and wanted(event)
+
         live_items: AbstractAsyncContextManager[AsyncIterator[LiveItem]] = (
             self._broker.subscribe(account_id)
             if shared is None
-            else self.feeds.join(account_id, shared, wanted)
+            else self.feeds.join(account_id, shared, new_and_wanted)
         )
         async with live_items as live:
-            seen: set[int] = set()
-            floor = after
             if after is not None:
                 cursor = after
                 while True:
@@ -74,8 +80,5 @@ class EventStream:
             # Only replayed ids need remembering: the broker never delivers one live event twice,
             # so the set stays as large as the replay, not as long as the subscription.
             async for item in live:
-                event = item.event if isinstance(item, Rendered) else item
-                if event.id in seen or (floor is not None and event.id <= floor):
-                    continue
-                if wanted(event):
+                if new_and_wanted(item.event if isinstance(item, Rendered) else item):
                     yield item

@@ -4,11 +4,13 @@ Subscribers of one account whose operations give identical output for the same e
 *feed*, found by a key the caller derives (e.g. the GraphQL document and the variables that
 shape the result). A feed holds ONE broker subscription and renders each event once, then
 hands the same rendering to each member that wants the event: per member, the cost of an event
-is an append to its mailbox.
+is an append to its mailbox, or, for an idle member whose transport can take it at once, the
+write itself (no task to wake).
 
 Guarantees, the same as a broker subscription of one's own:
 - a member receives every event the broker dispatches after ``join`` returns, in order (it may
-  also receive a few dispatched just before; the stream above removes duplicates by id);
+  also receive a few dispatched just before; the stream above removes duplicates by id, and
+  ``wanted`` must reject them too, since an event delivered directly skips the stream);
 - a member that falls behind is cut off after everything queued for it (no gap); when the
   feed itself falls behind its broker subscription, every member is cut off that way;
 - an event whose rendering failed is handed over unrendered, so that each member renders it
@@ -56,6 +58,10 @@ class SharedRendering:
 
     key: Hashable
     render: Render
+    # The member's own synchronous delivery of a rendered payload, when its transport has one:
+    # True if it was delivered. Used only while the member is idle (its mailbox empty and its
+    # reader waiting), so that it cannot overtake anything; otherwise the item is queued.
+    send_now: Callable[[bytes], bool] | None = None
 
 
 class Subscribable(Protocol):
@@ -65,11 +71,30 @@ class Subscribable(Protocol):
 
 
 class _Member:
-    __slots__ = ("mailbox", "wanted")
+    __slots__ = ("mailbox", "send_now", "stats", "wanted")
 
-    def __init__(self, wanted: Wanted, size: int) -> None:
+    def __init__(
+        self,
+        wanted: Wanted,
+        size: int,
+        send_now: Callable[[bytes], bool] | None,
+        stats: list[int],
+    ) -> None:
         self.wanted = wanted
+        self.send_now = send_now
+        self.stats = stats
         self.mailbox: Mailbox[LiveItem] = Mailbox(size)
+
+    def deliver(self, item: LiveItem) -> None:
+        send_now = self.send_now
+        if send_now is not None and self.mailbox.idle and isinstance(item, Rendered):
+            try:
+                if send_now(item.payload):
+                    self.stats[2] += 1
+                    return
+            except Exception:
+                log.debug("direct_send_failed", exc_info=True)
+        self.mailbox.offer(item)
 
 
 class _Feed:
@@ -93,7 +118,7 @@ class _Feed:
                 self.stats[payload is None] += 1
                 item: LiveItem = event if payload is None else Rendered(event, payload)
                 for member in members:
-                    member.mailbox.offer(item)
+                    member.deliver(item)
         except SubscriberTooSlow:
             pass
         except Exception:
@@ -125,8 +150,9 @@ class SharedFeeds:
         # Opening a feed awaits the broker; one at a time, so two first members of the same
         # feed never open it twice. Joining an open feed takes no lock.
         self._opening = asyncio.Lock()
-        # [rendered in common, handed over unrendered] events, over the process's lifetime.
-        self._stats = [0, 0]
+        # Over the process's lifetime: events [rendered in common, handed over unrendered],
+        # and deliveries written at once by the feed.
+        self._stats = [0, 0, 0]
 
     def __len__(self) -> int:
         return len(self._feeds)
@@ -141,6 +167,11 @@ class SharedFeeds:
         """Events whose rendering failed: every member rendered them on its own."""
         return self._stats[1]
 
+    @property
+    def sent_directly(self) -> int:
+        """Deliveries the feed wrote itself, to idle members (no task woken)."""
+        return self._stats[2]
+
     def members(self, account_id: UUID) -> int:
         """Members of the account's open feeds (they hold no broker subscription of their own)."""
         return sum(
@@ -154,7 +185,7 @@ class SharedFeeds:
         """Live items of the account that ``wanted`` accepts, from the moment this returns."""
         key = (account_id, rendering.key)
         feed = self._feeds.get(key) or await self._open(key, account_id, rendering.render)
-        member = _Member(wanted, self._size)
+        member = _Member(wanted, self._size, rendering.send_now, self._stats)
         feed.members[member] = None
         try:
             yield member.mailbox

@@ -626,6 +626,7 @@ async def test_live_frames_equal_frames_executed_for_one_subscriber(
 ) -> None:
     feeds = gateway.container.events.feeds
     rendered_before, unrendered_before = feeds.rendered, feeds.unrendered
+    direct_before = feeds.sent_directly
     async with socket(client) as with_message, socket(client) as without, socket(client) as plain:
         await subscribe_rich(with_message, rich())
         await subscribe_rich(without, rich(withMessage=False))
@@ -639,6 +640,8 @@ async def test_live_frames_equal_frames_executed_for_one_subscriber(
     # Three shapes, three renderings per event (not one per subscriber, not zero).
     assert feeds.rendered - rendered_before >= 3 * len(LIFECYCLE)
     assert feeds.unrendered == unrendered_before
+    # Under uvicorn, idle subscribers get their frames written by the feed itself.
+    assert feeds.sent_directly > direct_before
     async with socket(client) as replaying, socket(client) as replaying_without:
         await subscribe_rich(replaying, rich(after="0"))
         await subscribe_rich(replaying_without, rich(after="0", withMessage=False))

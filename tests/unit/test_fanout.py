@@ -245,3 +245,69 @@ async def test_concurrent_first_members_open_one_feed() -> None:
     leave.set()
     await asyncio.gather(*tasks)
     assert len(feeds) == 0 and broker.memory.hub.accounts == set()
+
+
+class Transport:
+    """A member's synchronous delivery: takes payloads while open, declines when paused."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.paused = False
+
+    def send_now(self, payload: bytes) -> bool:
+        if self.paused:
+            return False
+        self.written.append(payload)
+        return True
+
+
+async def test_idle_members_are_written_to_at_once_and_busy_ones_queue_in_order() -> None:
+    broker, renderer = CountingBroker(), Renderer(fail_on=set())
+    feeds = SharedFeeds(broker)
+    a = uuid4()
+    transport = Transport()
+    shared = SharedRendering("q", renderer.render, send_now=transport.send_now)
+    async with feeds.join(a, shared, everything) as items:
+        first = event(a)
+        broker.publish(first)
+        # Not idle yet (nobody reads the mailbox): queued, not written.
+        got = await take(items, 1)
+        assert ids(got) == [first.id] and transport.written == []
+
+        waiting = asyncio.ensure_future(anext(items))
+        await asyncio.sleep(0)  # now the reader waits on an empty mailbox: idle
+        direct = [event(a), event(a)]
+        broker.publish(*direct)
+        for _ in range(100):
+            if len(transport.written) == 2:
+                break
+            await asyncio.sleep(0)
+        assert transport.written == [b'{"data":%d}' % e.id for e in direct]
+        assert not waiting.done(), "written directly: the reader was never woken"
+        assert feeds.sent_directly >= 2
+
+        transport.paused = True
+        declined, after = event(a), event(a)
+        broker.publish(declined, after)
+        # Declined: queued, and everything behind it queues too (the reader is busy now).
+        assert ids([await asyncio.wait_for(waiting, 5)]) == [declined.id]
+        transport.paused = False
+        assert ids(await take(items, 1)) == [after.id]
+        assert len(transport.written) == 2
+
+
+async def test_unrendered_events_are_never_written_directly() -> None:
+    broker = CountingBroker()
+    feeds = SharedFeeds(broker)
+    a = uuid4()
+    transport = Transport()
+    failing = event(a)
+    shared = SharedRendering(
+        "q", Renderer(fail_on={failing.id}).render, send_now=transport.send_now
+    )
+    async with feeds.join(a, shared, everything) as items:
+        waiting = asyncio.ensure_future(anext(items))
+        await asyncio.sleep(0)
+        broker.publish(failing)
+        assert await asyncio.wait_for(waiting, 5) == failing, "the member renders it itself"
+    assert transport.written == []
