@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.domain.ids import new_id
@@ -17,12 +17,32 @@ Triple = tuple[UUID, str, str]
 """(account id, participant_a, participant_b) with the participants sorted."""
 
 
+# One statement text whatever the number of triples: compiled and prepared once.
+_PAIR_LOOKUP = text(
+    "SELECT c.id, c.account_id, c.participant_a, c.participant_b FROM conversations AS c"
+    " JOIN unnest(CAST(:accounts AS uuid[]), CAST(:firsts AS varchar[]),"
+    " CAST(:seconds AS varchar[])) AS wanted (account_id, participant_a, participant_b)"
+    " ON c.account_id = wanted.account_id AND c.participant_a = wanted.participant_a"
+    " AND c.participant_b = wanted.participant_b"
+)
+
+
 async def _select(conn: AsyncConnection, triples: list[Triple]) -> dict[Triple, UUID]:
+    # A join on the unnested arrays, not `(account, a, b) IN (...)`: PostgreSQL factors the columns
+    # that all tuples share (the account and, usually, its sender number) into the index
+    # condition and checks the rest as a filter, which walks every conversation of the
+    # account (measured: 365 ms at 21,000 conversations). The join probes the pair index once
+    # per triple.
     c = CONVERSATIONS.c
+    columns = (c.id, c.account_id, c.participant_a, c.participant_b)
+    if conn.dialect.name == "sqlite":
+        # No arrays in SQLite; it probes the unique index once per tuple of the IN list.
+        pair = tuple_(c.account_id, c.participant_a, c.participant_b)
+        found = await conn.execute(select(*columns).where(pair.in_(triples)))
+        return {(r.account_id, r.participant_a, r.participant_b): r.id for r in found}
+    accounts, firsts, seconds = zip(*triples, strict=True)
     found = await conn.execute(
-        select(c.id, c.account_id, c.participant_a, c.participant_b).where(
-            tuple_(c.account_id, c.participant_a, c.participant_b).in_(triples)
-        )
+        _PAIR_LOOKUP, {"accounts": list(accounts), "firsts": list(firsts), "seconds": list(seconds)}
     )
     return {(r.account_id, r.participant_a, r.participant_b): r.id for r in found}
 

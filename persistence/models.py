@@ -74,7 +74,9 @@ class ConversationRow(Base):
         # "Most recently active first" listing, keyset on (last_message_at, id).
         Index(None, "account_id", "last_message_at", "id"),
         # participant filter; participant_a is covered by the unique constraint's prefix.
-        Index(None, "account_id", "participant_b"),
+        # participant_a is appended so that this index, too, answers the pair lookup of an
+        # accept with a full-key match (most pairs of an account share its sender).
+        Index(None, "account_id", "participant_b", "participant_a"),
     )
 
 
