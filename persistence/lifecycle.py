@@ -13,16 +13,28 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, any_, bindparam, literal, select, text, update
+import structlog
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    any_,
+    bindparam,
+    literal,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.domain.records import DeliveryError, Message, MessageEvent
 from gateway.domain.statuses import MessageStatus, can_advance, can_cancel, can_retry
 from persistence.base import Repository, event_row, insert_events
+from persistence.delivery_sql import change_from_row, claim_statement, sent_statement
 from persistence.rows import CONVERSATIONS, MESSAGES, message_from_row
 
 S = MessageStatus
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +121,20 @@ def advancing_to(new: MessageStatus) -> ColumnElement[bool]:
     return _from([s for s in MessageStatus if can_advance(s, new)])
 
 
+def _change_from(row: Any, now: datetime) -> Change:
+    message, event = change_from_row(row, now)
+    return Change(message, event)
+
+
+def _sent_params(sent: Sequence[Sent], now: datetime) -> dict[str, Any]:
+    return {
+        "ids": [o.message_id for o in sent],
+        "providers": [o.provider for o in sent],
+        "provider_ids": [o.provider_message_id for o in sent],
+        "now": now,
+    }
+
+
 class LifecycleRepository(Repository):
     _change = staticmethod(change_status)
 
@@ -144,6 +170,14 @@ class LifecycleRepository(Repository):
         if not message_ids:
             return {}
         m = MESSAGES.c
+        if self.dialect == "postgresql":
+            # In a transaction, unlike the recording of sends: a claimed row that cannot be
+            # read back (a poison row) must roll the claims back rather than strand them.
+            params = {"ids": list(message_ids), "now": now}
+            async with self.engine.begin() as conn:
+                rows = await conn.execute(claim_statement(), params)
+                changes = [_change_from(row, now) for row in rows]
+            return {c.message.id: c for c in changes}
         async with self.engine.begin() as conn:
             changes = await self._change(
                 conn,
@@ -165,20 +199,49 @@ class LifecycleRepository(Repository):
         statements whatever their number.
         """
         results: list[Change | None] = [None] * len(outcomes)
+        only_sent = [o for o in outcomes if isinstance(o, Sent)]
+        if self.dialect == "postgresql" and len(only_sent) == len(outcomes):
+            # The common case, and one statement: no transaction around it needed.
+            recorded = await self._autocommit(sent_statement(), _sent_params(only_sent, now), now)
+            by_id = {c.message.id: c for c in recorded}
+            return [by_id.get(o.message_id) for o in only_sent]
         async with self.engine.begin() as conn:
             sent = [(i, o) for i, o in enumerate(outcomes) if isinstance(o, Sent)]
             if sent:
-                changes = await self._record_sent(conn, [o for _, o in sent], now)
+                by_sent = await self._record_sent(conn, [o for _, o in sent], now)
                 for i, done in sent:
-                    results[i] = changes.get(done.message_id)
+                    results[i] = by_sent.get(done.message_id)
             for i, outcome in enumerate(outcomes):
                 if not isinstance(outcome, Sent):
                     results[i] = await self._record_other(conn, outcome, now)
         return results
 
+    async def _autocommit(
+        self, statement: Select[Any], params: dict[str, Any], now: datetime
+    ) -> list[Change]:
+        """Run one self-contained statement as its own transaction: no BEGIN and COMMIT
+        round trips around it. What it wrote is committed once it returns, so a row that
+        cannot be read back is skipped (logged), never a reason to raise and be run again."""
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            rows = (await conn.execute(statement, params)).all()
+        changes = []
+        for row in rows:
+            try:
+                changes.append(_change_from(row, now))
+            except Exception:
+                log.exception("changed_row_unreadable", message_id=str(row._mapping["id"]))
+        return changes
+
     async def _record_sent(
         self, conn: AsyncConnection, sent: list[Sent], now: datetime
     ) -> dict[UUID, Change]:
+        if self.dialect == "postgresql":
+            changes = [
+                _change_from(row, now)
+                for row in await conn.execute(sent_statement(), _sent_params(sent, now))
+            ]
+            return {c.message.id: c for c in changes}
         m = MESSAGES.c
         # Who carried the message is recorded whatever its status: a delivery receipt may
         # have overtaken the provider's answer. Rows are locked in id order, as every batch

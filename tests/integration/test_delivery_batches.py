@@ -126,12 +126,21 @@ async def test_a_message_whose_claim_fails_does_not_fail_the_others(db: Db) -> N
     batch is then claimed message by message, so only that message's delivery fails."""
     if db.container.engine.dialect.name != "postgresql":
         pytest.skip("SQLite integers do not overflow")
-    ids = await db.queued([f"+1415558{i:04d}" for i in range(5)])
+    await claim_fails_for_one_of_five(db, {"attempts": 2147483647}, "+1415558")
+
+
+async def test_a_message_that_cannot_be_read_does_not_fail_the_others(db: Db) -> None:
+    """A row this release cannot decode (a channel it does not know) is claimed in the same
+    statement as the others; the claim is rolled back, not left SENDING, and the batch is
+    claimed again message by message."""
+    await claim_fails_for_one_of_five(db, {"channel": "FAX"}, "+1415559")
+
+
+async def claim_fails_for_one_of_five(db: Db, poison_values: dict[str, Any], area: str) -> None:
+    ids = await db.queued([f"{area}{i:04d}" for i in range(5)])
     poison = ids[2]
     async with db.container.engine.begin() as conn:
-        await conn.execute(
-            update(MESSAGES).where(MESSAGES.c.id == poison).values(attempts=2147483647)
-        )
+        await conn.execute(update(MESSAGES).where(MESSAGES.c.id == poison).values(**poison_values))
     provider = HeldProvider(width=len(ids) - 1)
     batches = count_batches(db)
     service = delivery(db, provider, Recorder())
@@ -182,6 +191,13 @@ async def test_one_refused_message_in_a_batch_leaves_the_others_sent(db: Db) -> 
     for message_id in ids[:-1]:
         assert await db.kinds(message_id) == ["accepted", "attempt", "provider_accepted"]
     assert await db.kinds(bad) == ["accepted", "attempt", "dead_lettered"]
+    for event in broker.published:
+        if event.kind == "provider_accepted":
+            assert event.status.value == "SENT"
+            assert event.detail == {
+                "provider": "held",
+                "providerMessageId": f"SM{event.message_id.hex}",
+            }
     published = [(e.message_id, e.kind) for e in broker.published]
     assert sorted(published) == sorted(
         [(i, "attempt") for i in ids]

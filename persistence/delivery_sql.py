@@ -1,0 +1,142 @@
+"""PostgreSQL statements of the delivery worker's batches, built once.
+
+Each is ONE statement: a data-modifying CTE changes the messages and a second one writes an
+audit event per changed message, so the changes and their events commit together without a
+transaction around them. They are built once and run with parameters (arrays for the
+batch), so that neither the statement construction nor SQLAlchemy's cache key is paid again
+per batch, and every batch size shares one prepared statement.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal,
+    null,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+
+from gateway.domain.records import MessageEvent
+from gateway.domain.statuses import MessageStatus
+from persistence.rows import EVENTS, MESSAGES, message_from_row
+
+S = MessageStatus
+
+_EVENT_COLUMNS = [
+    "account_id",
+    "message_id",
+    "conversation_id",
+    "status",
+    "kind",
+    "detail",
+    "occurred_at",
+]
+
+
+def _now() -> Any:
+    return bindparam("now", type_=MESSAGES.c.updated_at.type)
+
+
+def _with_events(changed: Any, kind: str, detail: ColumnElement[Any] | None) -> Select[Any]:
+    """The rows a data-modifying CTE returned, each with the audit event written for it."""
+    ev = EVENTS.c
+    events = (
+        insert(EVENTS)
+        .from_select(
+            _EVENT_COLUMNS,
+            select(
+                changed.c.account_id,
+                changed.c.id,
+                changed.c.conversation_id,
+                changed.c.status,
+                literal(kind, String()),
+                detail if detail is not None else null(),
+                _now(),
+            ),
+        )
+        .returning(ev.id, ev.message_id, ev.kind, ev.detail)
+        .cte("events")
+    )
+    return select(
+        changed,
+        events.c.id.label("event_id"),
+        events.c.kind.label("event_kind"),
+        events.c.detail.label("event_detail"),
+    ).join(events, events.c.message_id == changed.c.id)
+
+
+@cache
+def claim_statement() -> Select[Any]:
+    """QUEUED and due -> SENDING, one attempt more; parameters ``ids`` and ``now``."""
+    m = MESSAGES.c
+    claimed = (
+        update(MESSAGES)
+        .where(
+            m.id == func.any(bindparam("ids", type_=ARRAY(m.id.type))),
+            m.status == S.QUEUED.value,
+            m.next_attempt_at <= _now(),
+        )
+        .values(status=S.SENDING.value, attempts=m.attempts + 1, updated_at=_now())
+        .returning(*MESSAGES.c)
+        .cte("claimed")
+    )
+    return _with_events(claimed, "attempt", None)
+
+
+@cache
+def sent_statement() -> Select[Any]:
+    """Successful sends; parameters ``ids``, ``providers``, ``provider_ids`` (one element per
+    send, same order) and ``now``. SENDING -> SENT; a message a delivery receipt already moved
+    on keeps its status, and who carried the message is recorded either way."""
+    m = MESSAGES.c
+    answers = select(
+        func.unnest(bindparam("ids", type_=ARRAY(m.id.type))).label("mid"),
+        func.unnest(bindparam("providers", type_=ARRAY(String()))).label("prov"),
+        func.unnest(bindparam("provider_ids", type_=ARRAY(String()))).label("pmid"),
+    ).subquery("answers")
+    recorded = (
+        update(MESSAGES)
+        .where(m.id == answers.c.mid)
+        .values(
+            status=case((m.status == S.SENDING.value, S.SENT.value), else_=m.status),
+            provider=answers.c.prov,
+            provider_message_id=answers.c.pmid,
+            sent_at=_now(),
+            updated_at=_now(),
+        )
+        .returning(*MESSAGES.c)
+        .cte("recorded")
+    )
+    detail = func.jsonb_build_object(
+        "provider", recorded.c.provider, "providerMessageId", recorded.c.provider_message_id
+    )
+    return _with_events(recorded, "provider_accepted", detail)
+
+
+def change_from_row(row: Any, now: datetime) -> tuple[Any, MessageEvent]:
+    """(message, event) of one row of these statements."""
+    message = message_from_row(row)
+    mapping = row._mapping
+    event = MessageEvent(
+        id=mapping["event_id"],
+        account_id=message.account_id,
+        message_id=message.id,
+        conversation_id=message.conversation_id,
+        status=message.status,
+        kind=mapping["event_kind"],
+        detail=mapping["event_detail"],
+        occurred_at=now,
+    )
+    return message, event
