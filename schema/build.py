@@ -16,6 +16,7 @@ from strawberry.types import ExecutionContext
 
 from gateway.observability import GraphQLMetricsExtension
 from resolvers import mutations, pages, queries, subscriptions
+from schema.extension_group import ExtensionGroup
 from schema.extensions import MaskInternalErrors, RequireAccount, SubscriptionsOverWebsockets
 from schema.guards import RateLimit, tag_complexity_errors
 from schema.results import (
@@ -111,7 +112,7 @@ def create_schema(
     max_tokens: int = 5000,
 ) -> strawberry.Schema:
     validation = ValidationCacheStore(max_depth=max_depth, max_aliases=max_aliases)
-    extensions: list[Any] = [
+    members: list[Any] = [
         # Factories, not instances: a fresh extension per operation. The caches are shared.
         lambda: ParserCache(maxsize=512),
         lambda: CachedValidation(validation),
@@ -124,7 +125,9 @@ def create_schema(
         GraphQLMetricsExtension,
     ]
     if not introspection:
-        extensions.append(DisableIntrospection)
+        members.append(DisableIntrospection)
+    # One registered extension running all of them: see schema/extension_group.py.
+    extensions = [lambda: ExtensionGroup(members)]
     schema = GatewaySchema(
         query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions
     )
