@@ -313,7 +313,15 @@ def gateway_settings(
 class Stack:
     """One gateway deployment on a fresh database (and an emptied Redis)."""
 
-    def __init__(self, infra: Infra, name: str, *, api_processes: int, workers: int) -> None:
+    def __init__(
+        self,
+        infra: Infra,
+        name: str,
+        *,
+        api_processes: int,
+        workers: int,
+        shared_port: bool = False,
+    ) -> None:
         if api_processes > len(infra.api_ports):
             raise ValueError("more API processes than ports reserved")
         infra.stacks += 1
@@ -321,6 +329,10 @@ class Stack:
         self.name = name
         self.dbname = f"bench_{infra.stacks}_{name}"
         self.api_ports = infra.api_ports[:api_processes]
+        # shared_port: one `serve --workers N` on one port, as deployed behind one address;
+        # the kernel spreads connections (clients, the sandbox's callbacks) over the processes.
+        self.shared_port = shared_port and api_processes > 1
+        self.api_process_count = api_processes
         self.worker_count = workers
         self.key = ""
         self.apis: list[Proc] = []
@@ -352,7 +364,13 @@ class Stack:
             with infra.redis_client() as client:
                 client.flushall()
             infra.reset_sandbox()
-            for index, port in enumerate(self.api_ports):
+            if self.shared_port:
+                port = self.api_ports[0]
+                self.api_ports = [port]
+                command = [GATEWAY, "serve", "--host", LOOPBACK, "--port", str(port)]
+                command += ["--workers", str(self.api_process_count)]
+                self.apis.append(Proc("api", command, env, self.logdir / "api.log"))
+            for index, port in enumerate([] if self.shared_port else self.api_ports):
                 self.apis.append(
                     Proc(
                         f"api{index}",

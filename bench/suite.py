@@ -256,13 +256,21 @@ class Suite:
         if value is not None:
             self.values.setdefault(key, []).append(float(value))
 
-    def stack(self, name: str, *, workers: int, api_processes: int | None = None) -> Stack:
+    def stack(
+        self,
+        name: str,
+        *,
+        workers: int,
+        api_processes: int | None = None,
+        shared_port: bool = False,
+    ) -> Stack:
         assert self.infra is not None
         return Stack(
             self.infra,
             name,
             api_processes=api_processes or self.plan.api_processes,
             workers=workers,
+            shared_port=shared_port,
         )
 
     # --- benchmarks ---------------------------------------------------------------------
@@ -341,7 +349,9 @@ class Suite:
         plan = self.plan
         assert self.infra is not None
         infra = self.infra
-        with self.stack(f"e2e-r{r}", workers=plan.workers) as stack:
+        # One address for all API processes, as behind a load balancer: the sender's requests
+        # and the sandbox's status callbacks are spread over the processes by the kernel.
+        with self.stack(f"e2e-r{r}", workers=plan.workers, shared_port=True) as stack:
 
             def measure(seconds: float, warmup: float, area: str) -> dict[str, Any]:
                 meter = self._meter(stack)
