@@ -187,6 +187,7 @@ def _analyse(
     duplicates = 0
     by_status: dict[str, int] = {}
     by_event: dict[str, list[float]] = {}
+    status_of: dict[str, str] = {}
     for recorder in recorders:
         seen: set[str] = set()
         for text, received_at in recorder.frames:
@@ -201,6 +202,7 @@ def _analyse(
             latency = (received_at - occurred) * 1000
             latencies.append(latency)
             by_event.setdefault(event["id"], []).append(latency)
+            status_of[event["id"]] = event["status"]
             by_status[event["status"]] = by_status.get(event["status"], 0) + 1
         expected |= seen
         seen_by.append(seen)
@@ -232,6 +234,10 @@ def _analyse(
         "first_delivery_max_ms": _rounded(max((min(v) for v in by_event.values()), default=None)),
         "spread_p50_ms": _median([max(v) - min(v) for v in by_event.values()]),
         "spread_max_ms": _rounded(max((max(v) - min(v) for v in by_event.values()), default=None)),
+        "first_delivery_p50_ms_by_status": {
+            status: _median([min(v) for e, v in by_event.items() if status_of[e] == status])
+            for status in sorted(set(status_of.values()))
+        },
     }
 
 

@@ -136,8 +136,10 @@ def _next_sender(
     ws = adapter.ws
     head = _head(operation)
 
+    operations = handler.operations
+
     async def send(payload: bytes) -> None:
-        if operation.completed:
+        if operations.get(operation.id) is not operation or operation.completed:
             return
         try:
             await ws.send_text((head + payload + b"}").decode())
@@ -159,7 +161,13 @@ def _next_writer(
     head = _head(operation)
     send_text: Callable[[bytes], bool] = writer.send_text
 
+    operations = handler.operations
+
     def send_now(payload: bytes) -> bool:
-        return not operation.completed and send_text(head + payload + b"}")
+        # A completed (or client-cancelled) operation gets nothing more, even before its task
+        # has run its cancellation.
+        if operations.get(operation.id) is not operation or operation.completed:
+            return True
+        return send_text(head + payload + b"}")
 
     return send_now
