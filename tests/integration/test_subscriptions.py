@@ -733,3 +733,38 @@ async def test_completing_one_subscription_leaves_the_others_of_its_feed_running
     assert {f["id"] for f in frames} == {second}
     statuses = [f["payload"]["data"]["messageEvents"]["status"] for f in frames]
     assert statuses == LIFECYCLE
+
+
+FAILING = """
+subscription {
+  messageEvents {
+    status
+    message { conversation { messages(first: 1, last: 1) { edges { cursor } } } }
+  }
+}
+"""
+
+
+async def test_an_event_whose_execution_fails_reports_the_error_to_each_subscriber(
+    gateway: RunningGateway, client: GraphQLClient
+) -> None:
+    """A result with errors is never shared: each subscriber executes the event itself and
+    gets its own error, and the subscriptions go on."""
+    feeds = gateway.container.events.feeds
+    unrendered_before = feeds.unrendered
+    async with socket(client) as one, socket(client) as two, socket(client) as fine:
+        one_op = await one.subscribe(query=FAILING)
+        two_op = await two.subscribe(query=FAILING)
+        fine_op = await fine.subscribe()
+        await wait_for_live_subscribers(gateway, client, 3)
+        message = await send(client)
+        await fine.events_until(delivered(message["id"]), fine_op)
+        for sock, op in ((one, one_op), (two, two_op)):
+            for _ in LIFECYCLE:
+                reply = await sock.recv()
+                assert (reply["type"], reply["id"]) == ("next", op), reply
+                assert reply["payload"]["data"] is None
+                [error] = reply["payload"]["errors"]
+                assert error["extensions"]["code"] == "BAD_USER_INPUT", error
+                assert error["path"][0] == "messageEvents"
+    assert feeds.unrendered - unrendered_before == len(LIFECYCLE)
