@@ -69,6 +69,13 @@ class MaskInternalErrors(MaskErrors):
     def __init__(self) -> None:
         super().__init__(should_mask_error=_unexpected, error_message="Internal error")
 
+    def _process_result(self, result: object) -> None:
+        # The base class tests the result against a runtime-checkable Protocol, which cost
+        # ~2% of a sendMessage; reading the attribute is the same test.
+        errors = getattr(result, "errors", None)
+        if errors:
+            result.errors = self._process_errors(errors)  # type: ignore[attr-defined]
+
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
         masked = super().anonymise_error(error)
         masked.extensions = {"code": "INTERNAL", "requestId": current_request_id()}

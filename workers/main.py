@@ -10,6 +10,7 @@ import socket
 import structlog
 
 from gateway.container import Container
+from gateway.heap import freeze_startup_heap
 from gateway.settings import Settings
 from workers.health import HealthServer
 from workers.redis_broker import GROUP, RedisBroker
@@ -48,6 +49,7 @@ async def run_worker(settings: Settings) -> int:
     health = HealthServer(lambda: worker.last_progress)
     if settings.worker_health_port is not None:
         await health.start("0.0.0.0", settings.worker_health_port)
+    freeze_startup_heap()
     log.info("worker_started", consumer=worker.consumer, concurrency=settings.worker_concurrency)
     try:
         await worker.run(stop)
