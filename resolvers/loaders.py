@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cached_property
 from uuid import UUID
 
 from strawberry.dataloader import DataLoader
@@ -21,12 +22,24 @@ class Loaders:
     def __init__(self, queries: QueryRepository, account_id: UUID, *, cache: bool = True) -> None:
         self._queries = queries
         self._account_id = account_id
-        self.message: DataLoader[UUID, Message | None] = DataLoader(self._messages, cache=cache)
-        self.conversation: DataLoader[UUID, Conversation | None] = DataLoader(
-            self._conversations, cache=cache
-        )
-        self.message_count: DataLoader[UUID, int] = DataLoader(self._counts, cache=cache)
-        self.events: DataLoader[UUID, list[MessageEvent]] = DataLoader(self._events, cache=cache)
+        self._cache = cache
+
+    # Built on first use: most operations (every send) use none of them.
+    @cached_property
+    def message(self) -> DataLoader[UUID, Message | None]:
+        return DataLoader(self._messages, cache=self._cache)
+
+    @cached_property
+    def conversation(self) -> DataLoader[UUID, Conversation | None]:
+        return DataLoader(self._conversations, cache=self._cache)
+
+    @cached_property
+    def message_count(self) -> DataLoader[UUID, int]:
+        return DataLoader(self._counts, cache=self._cache)
+
+    @cached_property
+    def events(self) -> DataLoader[UUID, list[MessageEvent]]:
+        return DataLoader(self._events, cache=self._cache)
 
     async def _messages(self, ids: Sequence[UUID]) -> list[Message | None]:
         found = await self._queries.messages(self._account_id, list(ids))
