@@ -20,6 +20,7 @@ from gateway.domain.ids import new_id
 from gateway.domain.messages import NormalizedMessage
 from gateway.domain.records import Message, MessageEvent
 from gateway.domain.statuses import MessageStatus
+from persistence.accept_sql import accept_new
 from persistence.base import Repository, event_row, insert_events
 from persistence.conversations import resolve_conversations
 from persistence.models import IdempotencyKeyRow
@@ -68,6 +69,8 @@ class AcceptRepository(Repository):
         Outcomes are in input order. Within the items, a repeated (account, key) behaves as if
         the requests had raced: the first claims the key, the others replay or conflict.
         """
+        if self.dialect == "postgresql" and all(d.idempotency_key is None for _, d in items):
+            return await self._accept_in_one_statement(items, now)
         async with self.engine.begin() as conn:
             conversation_ids, new_conversations = await resolve_conversations(
                 self, conn, {(a, *d.participants) for a, d in items}, now
@@ -111,6 +114,23 @@ class AcceptRepository(Repository):
             )
         existing = {m.conversation_id for m in created} - new_conversations
         return AcceptResult(outcomes, created, events, existing)
+
+    async def _accept_in_one_statement(self, items: list[Item], now: datetime) -> AcceptResult:
+        """Items without idempotency keys on PostgreSQL: see persistence/accept_sql.py."""
+        pending: dict[tuple[UUID, str, str], UUID] = {}
+        participants = [d.participants for _, d in items]
+        new_conversations = [pending.setdefault((a, *d.participants), new_id()) for a, d in items]
+        # The conversation id is a placeholder until the statement says which one it is.
+        drafts = [
+            _new_message(new_id(), a, n, d, now)
+            for (a, d), n in zip(items, new_conversations, strict=True)
+        ]
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            created, events = await accept_new(conn, drafts, participants, new_conversations, now)
+        outcomes: list[Accepted | Conflict] = [Accepted(m, replayed=False) for m in created]
+        # Existing conversations already had their last activity moved by the statement.
+        return AcceptResult(outcomes, created, events, set())
 
     async def _claim_keys(
         self,

@@ -1,0 +1,152 @@
+"""The accept transaction on PostgreSQL as ONE statement.
+
+For items without idempotency keys (the common case), conversations, messages and their
+first audit events are written by a single statement of data-modifying CTEs, run outside an
+explicit transaction: it commits (with its WAL flush) when it returns, and either all of it
+happens or none. That is one round trip instead of seven (BEGIN, pair lookup, pair insert,
+messages, events, COMMIT, activity touch), which is most of an accept's latency, and one
+prepared statement for every batch size (the rows travel as arrays).
+
+Conversations are upserted: a new pair is inserted, an existing one gets its last activity
+moved forward in the same statement (``ON CONFLICT DO UPDATE`` also sees pairs a concurrent
+accept just committed, so there is no lost race to retry). Pairs are taken in sorted order so
+concurrent accepts lock them in the same order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import orjson
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.domain.channels import Direction
+from gateway.domain.records import Message, MessageEvent
+
+ACCEPT = text(
+    """
+WITH input AS (
+    SELECT * FROM unnest(
+        CAST(:ids AS uuid[]), CAST(:accounts AS uuid[]),
+        CAST(:firsts AS varchar[]), CAST(:seconds AS varchar[]),
+        CAST(:new_conversations AS uuid[]), CAST(:channels AS varchar[]),
+        CAST(:senders AS varchar[]), CAST(:recipients AS varchar[]), CAST(:bodies AS text[]),
+        CAST(:attachments AS text[]), CAST(:statuses AS varchar[]),
+        CAST(:segments AS integer[]), CAST(:encodings AS varchar[]),
+        CAST(:send_ats AS timestamptz[]), CAST(:next_attempts AS timestamptz[]),
+        CAST(:metadata AS text[])
+    ) WITH ORDINALITY AS t(
+        id, account_id, participant_a, participant_b, new_conversation_id, channel, sender,
+        recipient, body, attachments, status, segments, encoding, send_at, next_attempt_at,
+        metadata, n
+    )
+),
+pairs AS (
+    INSERT INTO conversations AS c
+        (id, account_id, participant_a, participant_b, created_at, last_message_at)
+    SELECT DISTINCT ON (account_id, participant_a, participant_b)
+        new_conversation_id, account_id, participant_a, participant_b,
+        CAST(:now AS timestamptz), CAST(:now AS timestamptz)
+    FROM input
+    ORDER BY account_id, participant_a, participant_b
+    ON CONFLICT (account_id, participant_a, participant_b)
+    DO UPDATE SET last_message_at = GREATEST(c.last_message_at, EXCLUDED.last_message_at)
+    RETURNING c.id, c.account_id, c.participant_a, c.participant_b
+),
+messages_in AS (
+    INSERT INTO messages (
+        id, account_id, conversation_id, channel, direction, sender, recipient, body,
+        attachments, status, attempts, segments, encoding, send_at, next_attempt_at,
+        metadata, created_at, updated_at
+    )
+    SELECT i.id, i.account_id, p.id, i.channel, :direction, i.sender, i.recipient, i.body,
+        CAST(i.attachments AS jsonb), i.status, 0, i.segments, i.encoding, i.send_at,
+        i.next_attempt_at, CAST(i.metadata AS jsonb), CAST(:now AS timestamptz),
+        CAST(:now AS timestamptz)
+    FROM input AS i
+    JOIN pairs AS p USING (account_id, participant_a, participant_b)
+    RETURNING id, conversation_id
+),
+events_in AS (
+    INSERT INTO message_events
+        (account_id, message_id, conversation_id, status, kind, detail, occurred_at)
+    SELECT i.account_id, m.id, m.conversation_id, i.status, 'accepted', NULL,
+        CAST(:now AS timestamptz)
+    FROM messages_in AS m
+    JOIN input AS i ON i.id = m.id
+    ORDER BY i.n
+    RETURNING id, message_id, conversation_id
+)
+SELECT id, message_id, conversation_id FROM events_in
+"""
+)
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+async def accept_new(
+    conn: AsyncConnection,
+    messages: list[Message],
+    participants: list[tuple[str, str]],
+    new_conversation_ids: list[UUID],
+    now: datetime,
+) -> tuple[list[Message], list[MessageEvent]]:
+    """Write ``messages`` (conversation ids still to be resolved) with their events.
+
+    ``participants`` and ``new_conversation_ids`` go with each message: its sorted pair and
+    the id its conversation gets if it is new. Returns the messages with their conversation
+    ids, and their events with cursor ids, in input order.
+    """
+    rows = (
+        await conn.execute(
+            ACCEPT,
+            {
+                "ids": [m.id for m in messages],
+                "accounts": [m.account_id for m in messages],
+                "firsts": [a for a, _ in participants],
+                "seconds": [b for _, b in participants],
+                "new_conversations": new_conversation_ids,
+                "channels": [m.channel.value for m in messages],
+                "senders": [m.sender for m in messages],
+                "recipients": [m.recipient for m in messages],
+                "bodies": [m.body for m in messages],
+                "attachments": [_json(list(m.attachments)) for m in messages],
+                "statuses": [m.status.value for m in messages],
+                "segments": [m.segments for m in messages],
+                "encodings": [m.encoding for m in messages],
+                "send_ats": [m.send_at for m in messages],
+                "next_attempts": [m.next_attempt_at for m in messages],
+                "metadata": [_json(m.metadata) for m in messages],
+                "direction": Direction.OUTBOUND.value,
+                "now": now,
+            },
+        )
+    ).all()
+    by_message = {r.message_id: (r.id, r.conversation_id) for r in rows}
+    if len(by_message) != len(messages):
+        raise RuntimeError(f"accept wrote {len(by_message)} of {len(messages)} messages")
+    stored: list[Message] = []
+    events: list[MessageEvent] = []
+    for message in messages:
+        event_id, conversation_id = by_message[message.id]
+        message = replace(message, conversation_id=conversation_id)
+        stored.append(message)
+        events.append(
+            MessageEvent(
+                id=event_id,
+                account_id=message.account_id,
+                message_id=message.id,
+                conversation_id=conversation_id,
+                status=message.status,
+                kind="accepted",
+                detail=None,
+                occurred_at=now,
+            )
+        )
+    return stored, events
