@@ -216,6 +216,8 @@ class Profiler:
                             "--rate",
                             "200",
                             "--nonblocking",
+                            # `serve --workers N` runs its API processes as children.
+                            "--subprocesses",
                             "--format",
                             "raw",
                             "-o",
