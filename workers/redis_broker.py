@@ -26,6 +26,7 @@ from gateway.domain.records import MessageEvent
 from gateway.observability.metrics import EVENTS_PUBLISHED
 from workers.codec import decode_event, encode_event
 from workers.hub import EventHub
+from workers.redis_scripts import BatchWriter
 
 log = structlog.get_logger(__name__)
 
@@ -49,6 +50,7 @@ class RedisBroker:
             retry_on_error=[RedisConnectionError, RedisTimeoutError],
         )
         self.stream = stream
+        self._batch = BatchWriter(self.redis)
         self.hub = EventHub()
         self._pubsub: PubSub | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -58,19 +60,13 @@ class RedisBroker:
     async def enqueue(self, message_ids: Sequence[UUID]) -> None:
         if not message_ids:
             return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for message_id in message_ids:
-                pipe.xadd(self.stream, {"id": message_id.hex})
-            await pipe.execute()
+        await self._batch.enqueue(self.stream, [m.hex for m in message_ids])
 
     async def publish(self, events: Sequence[MessageEvent]) -> None:
         if not events:
             return
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for event in events:
-                    pipe.publish(channel_of(event.account_id), encode_event(event))
-                await pipe.execute()
+            await self._batch.publish([(channel_of(e.account_id), encode_event(e)) for e in events])
         except Exception:
             # Live events are best effort: they are committed in the audit trail already, and
             # a subscriber resumes from its cursor. A failed publish must not fail the

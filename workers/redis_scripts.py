@@ -1,0 +1,46 @@
+"""Batch writes to Redis as one command each.
+
+A ``sendMessages`` of 100 inputs enqueues 100 stream entries and publishes 100 live events.
+Pipelined, that is still 200 commands for redis-py to pack and 200 replies to parse in Python
+(~15% of the API's CPU for such a call). As one script call each it is one command and one
+reply; Redis does the loop. Scripts run atomically and are replicated by their effects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from redis.asyncio import Redis
+
+# KEYS[1]: the stream; ARGV: one message id (hex) per entry.
+_ENQUEUE = """
+for i = 1, #ARGV do
+    redis.call('XADD', KEYS[1], '*', 'id', ARGV[i])
+end
+return #ARGV
+"""
+
+# ARGV: channel, payload, channel, payload, ...
+_PUBLISH = """
+for i = 1, #ARGV, 2 do
+    redis.call('PUBLISH', ARGV[i], ARGV[i + 1])
+end
+return #ARGV / 2
+"""
+
+
+class BatchWriter:
+    def __init__(self, redis: Redis) -> None:
+        # register_script: EVALSHA, falling back to EVAL when Redis does not know the script
+        # (e.g. after a restart).
+        self._enqueue = redis.register_script(_ENQUEUE)
+        self._publish = redis.register_script(_PUBLISH)
+
+    async def enqueue(self, stream: str, message_ids: Sequence[str]) -> None:
+        await self._enqueue(keys=[stream], args=list(message_ids))
+
+    async def publish(self, messages: Sequence[tuple[str, bytes | str]]) -> None:
+        args: list[bytes | str] = []
+        for channel, payload in messages:
+            args += (channel, payload)
+        await self._publish(args=args)
