@@ -1,0 +1,49 @@
+"""Batch writes through Redis scripts: same entries and messages as one command each."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from redis.asyncio import Redis
+
+from tests.servers import RedisServer
+from workers.redis_scripts import BatchWriter
+
+
+async def test_enqueue_adds_one_entry_per_id_in_order_even_after_a_script_flush(
+    redis_server: RedisServer,
+) -> None:
+    redis = Redis.from_url(redis_server.url)
+    stream = "test:" + uuid.uuid4().hex
+    try:
+        writer = BatchWriter(redis)
+        await writer.enqueue(stream, ["a", "b"])
+        # A restarted Redis has no scripts cached: the writer must load it again.
+        await redis.script_flush()
+        await writer.enqueue(stream, ["c"])
+        entries = await redis.xrange(stream)
+        assert [fields[b"id"] for _, fields in entries] == [b"a", b"b", b"c"]
+    finally:
+        await redis.delete(stream)
+        await redis.aclose()
+
+
+async def test_publish_delivers_each_payload_to_its_channel(redis_server: RedisServer) -> None:
+    redis = Redis.from_url(redis_server.url)
+    pubsub = redis.pubsub()
+    one, two = "test:" + uuid.uuid4().hex, "test:" + uuid.uuid4().hex
+    try:
+        await pubsub.subscribe(one, two)
+        writer = BatchWriter(redis)
+        await writer.publish([(one, b"x"), (two, b"y"), (one, b"z")])
+        got: list[tuple[bytes, bytes]] = []
+        async with asyncio.timeout(5):
+            while len(got) < 3:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+                if message is not None:
+                    got.append((message["channel"], message["data"]))
+        assert got == [(one.encode(), b"x"), (two.encode(), b"y"), (one.encode(), b"z")]
+    finally:
+        await pubsub.aclose()
+        await redis.aclose()
