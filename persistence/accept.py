@@ -126,8 +126,10 @@ class AcceptRepository(Repository):
             for (a, d), n in zip(items, new_conversations, strict=True)
         ]
         async with self.engine.connect() as conn:
-            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            created, events = await accept_new(conn, drafts, participants, new_conversations, now)
+            raw = await conn.get_raw_connection()
+            created, events = await accept_new(
+                raw.driver_connection, drafts, participants, new_conversations, now
+            )
         outcomes: list[Accepted | Conflict] = [Accepted(m, replayed=False) for m in created]
         # Existing conversations already had their last activity moved by the statement.
         return AcceptResult(outcomes, created, events, set())
