@@ -73,12 +73,16 @@ def _worker(_: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
+    import uvloop
+
     from gateway.container import ConfigurationError, verify_providers
     from workers.main import run_worker
 
     try:
         verify_providers(settings)
-        return asyncio.run(run_worker(settings))
+        # uvloop, as `serve` gets from uvicorn: the worker's CPU is mostly socket I/O
+        # (PostgreSQL, Redis and provider round trips), which uvloop does in C.
+        return uvloop.run(run_worker(settings))
     except ConfigurationError as exc:
         print(f"messaging-gateway: {exc}", file=sys.stderr)
         return 2

@@ -3,6 +3,12 @@
 At-least-once from Redis, exactly-once to the provider by our own doing: an entry is XACKed only
 after its outcome is committed, and the conditional claim in the database makes a second
 delivery of the same entry (after a crash, a reclaim or a sweep) a no-op.
+
+The entries of one read are claimed together (one transaction); each claimed message then goes
+to its provider on its own, so a slow call holds up nobody else; the outcomes that come in while
+a batch is being recorded are recorded together next, and their events are published in the
+same Redis round trip that acknowledges their entries. Per message that leaves the HTTP call as
+the only round trip of its own.
 """
 
 from __future__ import annotations
@@ -19,11 +25,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from gateway.domain.records import DeliveryError
+from gateway.domain.records import DeliveryError, MessageEvent
+from gateway.observability.metrics import EVENTS_PUBLISHED
 from gateway.services.clock import utcnow
-from gateway.services.coalescer import Coalescer
 from gateway.services.delivery import DeliveryService
-from persistence.lifecycle import LifecycleRepository
+from persistence.lifecycle import Change, LifecycleRepository, Outcome
+from workers.codec import encode_event
+from workers.redis_broker import channel_of
 from workers.sweeper import Sweeper
 
 log = structlog.get_logger(__name__)
@@ -54,12 +62,14 @@ class StreamWorker:
         self._sweeper = sweeper
         self._concurrency = concurrency
         self._slots = asyncio.Semaphore(concurrency)
+        self._held = 0
         self._min_idle_ms = min_idle_ms
         self._max_deliveries = max_deliveries
         self._sweep_interval = sweep_interval
         self._inflight: set[asyncio.Task[None]] = set()
-        # Entries finished at the same time are acknowledged together, in one XACK.
-        self._acks: Coalescer[Any, None] = Coalescer(self._ack_batch, max_items=1000)
+        # Outcomes waiting to be recorded, and the task recording them (one batch at a time).
+        self._finished: list[tuple[Any, Outcome]] = []
+        self._recorder: asyncio.Task[None] | None = None
         self.last_progress = time.monotonic()
 
     async def ensure_group(self) -> None:
@@ -94,54 +104,158 @@ class StreamWorker:
                     else:
                         raise
         finally:
-            # Graceful stop: in-flight deliveries finish and are acknowledged.
-            if self._inflight:
-                await asyncio.wait(self._inflight, timeout=30)
+            # Graceful stop: in-flight deliveries finish, are recorded and acknowledged.
+            await self._drain(within=30)
             chores.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await chores
 
+    async def _drain(self, within: float) -> None:
+        deadline = time.monotonic() + within
+        while (left := deadline - time.monotonic()) > 0:
+            busy: set[asyncio.Task[None]] = set(self._inflight)
+            if self._recorder is not None and not self._recorder.done():
+                busy.add(self._recorder)
+            if not busy:
+                return
+            await asyncio.wait(busy, timeout=left)
+
     async def _read_once(self) -> None:
-        free = max(1, self._concurrency - len(self._inflight))
+        free = max(1, self._concurrency - self._held)
         reply: Any = await self.redis.xreadgroup(
             self.group, self.consumer, {self.stream: ">"}, count=free, block=1000
         )
-        for _, entries in reply or []:
-            for entry_id, fields in entries:
-                await self._start(entry_id, fields)
+        entries = [entry for _, stream_entries in reply or [] for entry in stream_entries]
+        if entries:
+            await self._dispatch(entries)
 
-    async def _start(self, entry_id: Any, fields: dict[Any, Any]) -> None:
-        await self._slots.acquire()
-        task = asyncio.create_task(self._handle(entry_id, fields))
-        self._inflight.add(task)
-        task.add_done_callback(self._inflight.discard)
+    async def _dispatch(self, entries: list[tuple[Any, dict[Any, Any]]]) -> None:
+        """Claim the messages of these entries together and start each claimed one's call."""
+        jobs: list[tuple[Any, UUID]] = []
+        settled: list[Any] = []  # entries with nothing (more) to do: acknowledged at once
+        for entry_id, fields in entries:
+            message_id = _message_id(fields)
+            if message_id is None:
+                log.error("stream_entry_malformed", entry=str(entry_id))
+                settled.append(entry_id)
+            else:
+                jobs.append((entry_id, message_id))
+        for _ in jobs:
+            await self._acquire()
+        claimed, failed = await self._claim([message_id for _, message_id in jobs])
+        events: list[MessageEvent] = []
+        for entry_id, message_id in jobs:
+            # pop: the same id twice in one read (two stream entries): only one may send it.
+            change = claimed.pop(message_id, None)
+            if change is None:
+                self._release()
+                if message_id not in failed:
+                    # Canceled, not yet due, or another worker has it. A failed claim is not
+                    # acknowledged: the entry stays pending and is reclaimed after min-idle.
+                    settled.append(entry_id)
+                continue
+            events.append(change.event)
+            task = asyncio.create_task(self._send(entry_id, change))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+        await self._publish_and_ack(events, settled)
 
-    async def _handle(self, entry_id: Any, fields: dict[Any, Any]) -> None:
+    async def _claim(self, message_ids: list[UUID]) -> tuple[dict[UUID, Change], set[UUID]]:
+        """(claimed, failed). A combined claim that fails is retried message by message, so
+        one bad message (a row that cannot be read, a counter at its limit) fails alone."""
+        if not message_ids:
+            return {}, set()
         try:
-            raw = fields.get(b"id") or fields.get("id")
-            message_id = UUID(hex=raw.decode() if isinstance(raw, bytes) else str(raw))
-        except (ValueError, AttributeError, TypeError):
-            log.error("stream_entry_malformed", entry=str(entry_id))
+            return await self._delivery.claim(message_ids), set()
+        except Exception:
+            if len(message_ids) == 1:
+                log.exception("delivery_failed", message_id=str(message_ids[0]))
+                return {}, set(message_ids)
+        claimed: dict[UUID, Change] = {}
+        failed: set[UUID] = set()
+        for message_id in dict.fromkeys(message_ids):
             try:
-                await self._acks.submit([entry_id])
+                claimed.update(await self._delivery.claim([message_id]))
             except Exception:
-                log.warning("stream_ack_failed", entry=str(entry_id), exc_info=True)
-            finally:
-                self._slots.release()
-            return
+                log.exception("delivery_failed", message_id=str(message_id))
+                failed.add(message_id)
+        return claimed, failed
+
+    async def _send(self, entry_id: Any, change: Change) -> None:
         try:
-            await self._delivery.deliver(message_id)
-            # Only now: the outcome is committed.
-            await self._acks.submit([entry_id])
+            outcome = await self._delivery.attempt(change.message)
         except Exception:
             # Not acknowledged: the entry stays pending and is reclaimed after min-idle.
-            log.exception("delivery_failed", message_id=str(message_id))
-        finally:
-            self._slots.release()
+            log.exception("delivery_failed", message_id=str(change.message.id))
+            self._release()
+            return
+        self._finished.append((entry_id, outcome))
+        if self._recorder is None or self._recorder.done():
+            self._recorder = asyncio.create_task(self._record_finished(), name="worker-record")
 
-    async def _ack_batch(self, entry_ids: list[Any]) -> list[None]:
-        await self.redis.xack(self.stream, self.group, *entry_ids)
-        return [None] * len(entry_ids)
+    async def _record_finished(self) -> None:
+        """Record what finished, batch after batch, until nothing is left waiting."""
+        while self._finished:
+            batch, self._finished = self._finished, []
+            try:
+                await self._record(batch)
+            except Exception:
+                log.exception("record_batch_failed", outcomes=len(batch))
+            finally:
+                for _ in batch:
+                    self._release()
+
+    async def _record(self, batch: list[tuple[Any, Outcome]]) -> None:
+        changes: list[Change | None] = []
+        recorded: list[Any] = []
+        try:
+            changes = await self._delivery.record([outcome for _, outcome in batch])
+            recorded = [entry_id for entry_id, _ in batch]
+        except Exception:
+            if len(batch) == 1:
+                log.exception("delivery_failed", message_id=str(batch[0][1].message_id))
+            else:
+                # One by one, so that one outcome that cannot be written fails alone.
+                for entry_id, outcome in batch:
+                    try:
+                        changes.extend(await self._delivery.record([outcome]))
+                    except Exception:
+                        log.exception("delivery_failed", message_id=str(outcome.message_id))
+                    else:
+                        recorded.append(entry_id)
+        # Only now: the outcomes are committed.
+        await self._publish_and_ack([c.event for c in changes if c is not None], recorded)
+
+    async def _publish_and_ack(self, events: list[MessageEvent], entry_ids: list[Any]) -> None:
+        """One round trip: publish the events of committed changes and acknowledge entries.
+
+        Live events are best effort (the audit trail has them); an entry whose XACK is lost
+        stays pending and is reclaimed, and its second delivery is a no-op.
+        """
+        if not events and not entry_ids:
+            return
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for event in events:
+                    pipe.publish(channel_of(event.account_id), encode_event(event))
+                if entry_ids:
+                    pipe.xack(self.stream, self.group, *entry_ids)
+                await pipe.execute()
+        except Exception:
+            log.warning(
+                "publish_or_ack_failed", events=len(events), entries=len(entry_ids), exc_info=True
+            )
+            return
+        if events:
+            EVENTS_PUBLISHED.inc(len(events))
+
+    async def _acquire(self) -> None:
+        await self._slots.acquire()
+        self._held += 1
+
+    def _release(self) -> None:
+        self._held -= 1
+        self._slots.release()
 
     async def _chores(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -160,6 +274,7 @@ class StreamWorker:
         _, entries, *_ = await self.redis.xautoclaim(
             self.stream, self.group, self.consumer, self._min_idle_ms, "0-0", count=100
         )
+        retry: list[tuple[Any, dict[Any, Any]]] = []
         for entry_id, fields in entries:
             try:
                 if fields is None:
@@ -167,10 +282,12 @@ class StreamWorker:
                 elif await self._times_delivered(entry_id) > self._max_deliveries:
                     await self._poison(entry_id, fields)
                 else:
-                    await self._start(entry_id, fields)
+                    retry.append((entry_id, fields))
             except Exception:
                 # One bad entry must not stop the others of the batch from being handled.
                 log.exception("reclaim_entry_failed", entry=str(entry_id))
+        if retry:
+            await self._dispatch(retry)
 
     async def _times_delivered(self, entry_id: Any) -> int:
         pending = await self.redis.xpending_range(
@@ -180,11 +297,7 @@ class StreamWorker:
 
     async def _poison(self, entry_id: Any, fields: dict[Any, Any]) -> None:
         """An entry that keeps failing goes to the dead letters instead of blocking the stream."""
-        raw = fields.get(b"id") or fields.get("id")
-        try:
-            message_id = UUID(hex=raw.decode() if isinstance(raw, bytes) else str(raw))
-        except (ValueError, AttributeError, TypeError):
-            message_id = None
+        message_id = _message_id(fields)
         if message_id is not None:
             error = DeliveryError("POISON", "delivery crashed too often", permanent=False)
             try:
@@ -224,3 +337,12 @@ class StreamWorker:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _message_id(fields: dict[Any, Any]) -> UUID | None:
+    """The message a stream entry names; None for a malformed entry."""
+    raw = fields.get(b"id") or fields.get("id")
+    try:
+        return UUID(hex=raw.decode() if isinstance(raw, bytes) else str(raw))
+    except (ValueError, AttributeError, TypeError):
+        return None

@@ -82,8 +82,18 @@ class DeliveryService:
         provider, breaker = chosen
         return await self._call(message, provider, breaker)
 
+    async def claim(self, message_ids: Sequence[UUID]) -> dict[UUID, Change]:
+        """Claim many messages in one transaction; those not returned were not ours to send.
+        Their events are the caller's to publish."""
+        return await self._lifecycle.claim_many(message_ids, utcnow())
+
+    async def record(self, outcomes: Sequence[Outcome]) -> list[Change | None]:
+        """Record many outcomes in one transaction, each change in input order (None: the
+        message had moved on). Their events are the caller's to publish."""
+        return await self._lifecycle.record_outcomes(outcomes, utcnow())
+
     async def _claim_batch(self, message_ids: list[UUID]) -> list[Change | None]:
-        claimed = await self._lifecycle.claim_many(message_ids, utcnow())
+        claimed = await self.claim(message_ids)
         await self._publish_quietly([c.event for c in claimed.values()])
         results: list[Change | None] = []
         for message_id in message_ids:
@@ -92,7 +102,7 @@ class DeliveryService:
         return results
 
     async def _record_batch(self, outcomes: list[Outcome]) -> list[Change | None]:
-        changes = await self._lifecycle.record_outcomes(outcomes, utcnow())
+        changes = await self.record(outcomes)
         await self._publish_quietly([c.event for c in changes if c is not None])
         return changes
 
