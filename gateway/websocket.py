@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -48,12 +49,19 @@ class FrameWriter:
     Mirrors what uvicorn's websockets (sans-I/O) protocol does for ``websocket.send`` once the
     handshake is done; declines (False) whenever that would wait or fail, and the caller then
     goes the ordinary, awaited way.
+
+    The frame is framed at once but reaches the socket at the end of the event-loop pass, in
+    one write with every other frame written meanwhile: events arrive in bursts, and a write
+    to a socket costs more than framing. Order is kept: the server's own sends flush the same
+    connection buffer (``data_to_send``) before anything they write.
     """
 
-    __slots__ = ("_protocol",)
+    __slots__ = ("_flush_scheduled", "_loop", "_protocol")
 
     def __init__(self, protocol: Any) -> None:
         self._protocol = protocol
+        self._loop = asyncio.get_running_loop()
+        self._flush_scheduled = False
 
     @classmethod
     def of(cls, send: Send) -> FrameWriter | None:
@@ -79,8 +87,17 @@ class FrameWriter:
             p.conn.send_text(data)
         except Exception:  # the protocol's state refused it: let the awaited path report it
             return False
-        p.transport.write(b"".join(p.conn.data_to_send()))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
         return True
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        p = self._protocol
+        output = p.conn.data_to_send()  # empty when a send of the server's took it already
+        if output and not p.transport.is_closing():
+            p.transport.write(b"".join(output))
 
 
 _PROTOCOL_STATE = (

@@ -43,13 +43,22 @@ class FakeServerProtocol:
 
 
 def frames(protocol: FakeServerProtocol) -> list[bytes]:
-    """Payloads of the written frames: one unmasked text frame per write."""
+    """Payloads of the written frames (unmasked text frames, any number per write)."""
     out: list[bytes] = []
-    for chunk in protocol.transport.written:
-        assert chunk[0] == 0x80 | Opcode.TEXT.value  # FIN + text
-        length = chunk[1] & 0x7F
-        out.append(chunk[4:] if length == 126 else chunk[2:])
+    data = b"".join(protocol.transport.written)
+    while data:
+        assert data[0] == 0x80 | Opcode.TEXT.value  # FIN + text
+        length = data[1] & 0x7F
+        start = 2
+        if length == 126:
+            length, start = int.from_bytes(data[2:4], "big"), 4
+        out.append(data[start : start + length])
+        data = data[start + length :]
     return out
+
+
+async def next_pass() -> None:
+    await asyncio.sleep(0)
 
 
 async def test_writes_a_text_frame_when_the_socket_takes_it() -> None:
@@ -57,8 +66,48 @@ async def test_writes_a_text_frame_when_the_socket_takes_it() -> None:
     writer = FrameWriter.of(protocol.send)
     assert writer is not None
     assert writer.send_text(b'{"id":"1"}')
+    await next_pass()
     assert writer.send_text(b"x" * 300)
+    await next_pass()
     assert frames(protocol) == [b'{"id":"1"}', b"x" * 300]
+    assert len(protocol.transport.written) == 2
+
+
+async def test_frames_of_one_loop_pass_go_out_in_one_write() -> None:
+    protocol = FakeServerProtocol()
+    writer = FrameWriter.of(protocol.send)
+    assert writer is not None
+    for n in range(5):
+        assert writer.send_text(b'{"n":%d}' % n)
+    assert protocol.transport.written == []  # framed, not yet written
+    await next_pass()
+    assert len(protocol.transport.written) == 1
+    assert frames(protocol) == [b'{"n":%d}' % n for n in range(5)]
+    await next_pass()
+    assert len(protocol.transport.written) == 1  # nothing written twice
+
+
+async def test_a_send_of_the_server_in_between_keeps_the_order() -> None:
+    protocol = FakeServerProtocol()
+    writer = FrameWriter.of(protocol.send)
+    assert writer is not None
+    assert writer.send_text(b"first")
+    # What uvicorn does for an awaited websocket.send: frame, then write the whole buffer.
+    protocol.conn.send_text(b"second")
+    protocol.transport.write(b"".join(protocol.conn.data_to_send()))
+    assert writer.send_text(b"third")
+    await next_pass()
+    assert frames(protocol) == [b"first", b"second", b"third"]
+
+
+async def test_nothing_is_written_once_the_transport_closes() -> None:
+    protocol = FakeServerProtocol()
+    writer = FrameWriter.of(protocol.send)
+    assert writer is not None
+    assert writer.send_text(b"late")
+    protocol.transport.closing = True
+    await next_pass()
+    assert protocol.transport.written == []
 
 
 @pytest.mark.parametrize(
@@ -82,6 +131,7 @@ async def test_declines_whenever_the_server_would_wait_or_refuse(state: str) -> 
     writer = FrameWriter.of(protocol.send)
     assert writer is not None
     assert not writer.send_text(b"{}")
+    await next_pass()
     assert protocol.transport.written == []
 
 
@@ -91,10 +141,11 @@ async def test_declines_when_the_protocol_state_refuses_the_frame() -> None:
     writer = FrameWriter.of(protocol.send)
     assert writer is not None
     assert not writer.send_text(b"{}")
+    await next_pass()
     assert protocol.transport.written == []
 
 
-def test_only_a_server_protocol_send_is_recognised() -> None:
+async def test_only_a_server_protocol_send_is_recognised() -> None:
     async def plain_send(message: Any) -> None:
         return None
 
