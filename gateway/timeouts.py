@@ -9,7 +9,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class ExecutionTimeout:
-    """Pure ASGI (websockets pass through: subscriptions are meant to last)."""
+    """Pure ASGI (websockets pass through: subscriptions are meant to last).
+
+    The limit is a timer that cancels the request's task, as ``asyncio.timeout`` does, without
+    its context-manager machinery: this runs for every GraphQL request.
+    """
 
     def __init__(self, app: ASGIApp, seconds: float) -> None:
         self.app = app
@@ -26,28 +30,49 @@ class ExecutionTimeout:
             started = started or message["type"] == "http.response.start"
             await send(message)
 
+        task = asyncio.current_task()
+        if task is None:  # not run by a task: nothing to cancel
+            await self.app(scope, receive, send)
+            return
+        cancelling = task.cancelling()
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            task.cancel()
+
+        handle = asyncio.get_running_loop().call_later(self.seconds, expire)
         try:
-            async with asyncio.timeout(self.seconds):
-                await self.app(scope, receive, tracking_send)
-        except TimeoutError:
-            if started:
+            await self.app(scope, receive, tracking_send)
+        except asyncio.CancelledError:
+            # Ours only if the timer fired and nobody else cancelled the task meanwhile.
+            if not expired or task.uncancel() > cancelling:
                 raise
-            body = orjson.dumps(
-                {
-                    "data": None,
-                    "errors": [
-                        {
-                            "message": f"operation took longer than {self.seconds:g} s",
-                            "extensions": {"code": "TIMEOUT"},
-                        }
-                    ],
-                }
-            )
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 504,
-                    "headers": [(b"content-type", b"application/json")],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+        else:
+            if expired:  # the app swallowed our cancellation: withdraw it all the same
+                task.uncancel()
+            return
+        finally:
+            handle.cancel()
+        if started:
+            raise TimeoutError
+        body = orjson.dumps(
+            {
+                "data": None,
+                "errors": [
+                    {
+                        "message": f"operation took longer than {self.seconds:g} s",
+                        "extensions": {"code": "TIMEOUT"},
+                    }
+                ],
+            }
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 504,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

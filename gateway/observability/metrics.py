@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Final
+from typing import Any, Final
 
 import structlog
 from prometheus_client import (
@@ -100,6 +100,7 @@ _log = structlog.get_logger(__name__)
 DEFAULT_KNOWN_PATHS: Final = frozenset(
     {"/", "/graphql", "/metrics", "/health", "/healthz", "/livez", "/readyz"}
 )
+_MAX_CHILDREN: Final = 1024
 _KNOWN_METHODS: Final = frozenset(
     {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
 )
@@ -128,6 +129,7 @@ class MetricsMiddleware:
     def __init__(self, app: ASGIApp, known_paths: Iterable[str] = DEFAULT_KNOWN_PATHS) -> None:
         self.app = app
         self.known_paths = frozenset(known_paths)
+        self._children: dict[tuple[Any, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -147,10 +149,25 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_capturing_status)
         finally:
             elapsed = time.perf_counter() - start
-            method = method_label(scope)
-            route = route_label(scope, self.known_paths)
-            HTTP_REQUESTS.labels(method=method, route=route, status=str(status_code)).inc()
-            HTTP_LATENCY.labels(method=method, route=route).observe(elapsed)
+            key = (scope.get("method"), route_label(scope, self.known_paths), status_code)
+            children = self._children.get(key)
+            if children is None:
+                children = self._children_of(key)
+            children[0].inc()
+            children[1].observe(elapsed)
+
+    def _children_of(self, key: tuple[Any, str, int]) -> tuple[Any, Any]:
+        # Looking a labelled child up in prometheus-client validates and locks every time;
+        # the label sets are few (methods x routes x statuses), so keep each pair once.
+        method = method_label({"method": key[0]})
+        route, status = key[1], str(key[2])
+        children = (
+            HTTP_REQUESTS.labels(method=method, route=route, status=status),
+            HTTP_LATENCY.labels(method=method, route=route),
+        )
+        if len(self._children) < _MAX_CHILDREN:
+            self._children[key] = children
+        return children
 
 
 # --------------------------------------------------------------------------- /metrics
