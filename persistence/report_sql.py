@@ -1,9 +1,12 @@
 """PostgreSQL statements for batches of provider reports: whole batches as array parameters.
 
 One statement text whatever the batch size (prepared once per connection, where a multi-row
-VALUES list is a new statement for every size) and a handful of array parameters encoded by
-the driver, instead of SQLAlchemy processing every value of every row. The status changes and
-their audit-trail events go in one statement, so a batch costs one round trip less.
+VALUES list is a new statement for every size) and a handful of array parameters, run on the
+driver's (asyncpg) connection: these run for every status callback, and SQLAlchemy's
+per-statement work (compiling, caching, result processing) cost more than the statements'
+own round trips. A batch is two statements: ``lock_and_claim`` (lock the messages the reports
+name, then insert their dedupe keys) and ``record`` (the status changes and their
+audit-trail events).
 """
 
 from __future__ import annotations
@@ -14,40 +17,57 @@ from typing import Any, Final, Protocol
 from uuid import UUID
 
 import orjson
-from sqlalchemy import TextClause, bindparam, text
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.domain.records import MessageEvent
 from gateway.domain.statuses import MessageStatus
-from persistence.types import UTCDateTime
 
-__all__ = ["claim", "record"]
+__all__ = ["lock_and_claim", "record"]
 
-_AT: Final = bindparam("at", type_=UTCDateTime())
-
-_CLAIM: Final[TextClause] = text(
-    """
-    INSERT INTO webhook_receipts (source, dedupe_key, outcome, received_at)
-    SELECT c.source, c.dedupe_key, c.outcome, :at
-    FROM unnest(CAST(:sources AS varchar[]), CAST(:keys AS varchar[]),
-                CAST(:outcomes AS varchar[])) AS c(source, dedupe_key, outcome)
-    ORDER BY c.dedupe_key
-    ON CONFLICT DO NOTHING
-    RETURNING dedupe_key
-    """
-).bindparams(_AT)
+# `locked`: the messages named by id or (without an id) by provider id, locked in id order so
+# that two batches cannot deadlock. The receipts are inserted after the locks are held (the
+# Append runs its branches in order, and `claimed` is only read by the second one), in key
+# order, as before; a key's outcome says whether its message was found. The result: kind 0
+# rows are the locked messages (in id order), kind 1 rows the keys that were new.
+_LOCK_AND_CLAIM: Final = """
+    WITH locked AS (
+        SELECT m.id, m.account_id, m.conversation_id, m.status, m.provider_message_id,
+               m.error_code, m.error_description, m.error_permanent
+        FROM messages AS m
+        WHERE m.id = ANY($1::uuid[]) OR m.provider_message_id = ANY($2::varchar[])
+        ORDER BY m.id
+        FOR NO KEY UPDATE
+    ),
+    claimed AS (
+        INSERT INTO webhook_receipts (source, dedupe_key, outcome, received_at)
+        SELECT c.source, c.dedupe_key,
+               CASE WHEN EXISTS (
+                   SELECT 1 FROM locked AS l
+                   WHERE l.id = c.message_id
+                      OR (c.message_id IS NULL AND l.provider_message_id = c.provider_id)
+               ) THEN 'applied' ELSE 'unmatched' END,
+               $7::timestamptz
+        FROM unnest($3::varchar[], $4::varchar[], $5::uuid[], $6::varchar[])
+             AS c(source, dedupe_key, message_id, provider_id)
+        ORDER BY c.dedupe_key
+        ON CONFLICT DO NOTHING
+        RETURNING dedupe_key
+    )
+    SELECT 0 AS kind, l.id, l.account_id, l.conversation_id, l.status, l.provider_message_id,
+           l.error_code, l.error_description, l.error_permanent, NULL::varchar AS dedupe_key
+    FROM (SELECT * FROM locked ORDER BY id) AS l
+    UNION ALL
+    SELECT 1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, k.dedupe_key FROM claimed AS k
+"""
 
 # The UPDATE is guarded by the status read under lock, as the portable path's is. Events are
 # inserted in batch order (ORDER BY the ordinality), so their cursors follow that order.
-_RECORD: Final[TextClause] = text(
-    """
+_RECORD: Final = """
     WITH changed AS (
         UPDATE messages AS m
         SET status = v.status, error_code = v.code, error_description = v.description,
-            error_permanent = v.permanent, updated_at = :at
-        FROM unnest(CAST(:ids AS uuid[]), CAST(:was AS varchar[]), CAST(:statuses AS varchar[]),
-                    CAST(:codes AS varchar[]), CAST(:descriptions AS text[]),
-                    CAST(:permanents AS boolean[]))
+            error_permanent = v.permanent, updated_at = $1::timestamptz
+        FROM unnest($2::uuid[], $3::varchar[], $4::varchar[], $5::varchar[], $6::text[],
+                    $7::boolean[])
              AS v(id, was, status, code, description, permanent)
         WHERE m.id = v.id AND m.status = v.was
         RETURNING m.id
@@ -55,15 +75,13 @@ _RECORD: Final[TextClause] = text(
     INSERT INTO message_events
         (account_id, message_id, conversation_id, status, kind, detail, occurred_at)
     SELECT e.account_id, e.message_id, e.conversation_id, e.status, e.kind,
-           CAST(e.detail AS jsonb), :at
-    FROM unnest(CAST(:e_accounts AS uuid[]), CAST(:e_messages AS uuid[]),
-                CAST(:e_conversations AS uuid[]), CAST(:e_statuses AS varchar[]),
-                CAST(:e_kinds AS varchar[]), CAST(:e_details AS text[]))
+           CAST(e.detail AS jsonb), $1::timestamptz
+    FROM unnest($8::uuid[], $9::uuid[], $10::uuid[], $11::varchar[], $12::varchar[],
+                $13::text[])
          WITH ORDINALITY AS e(account_id, message_id, conversation_id, status, kind, detail, n)
     ORDER BY e.n
     RETURNING id, (SELECT count(*) FROM changed) AS changed
-    """
-).bindparams(_AT)
+"""
 
 
 class Change(Protocol):
@@ -83,52 +101,58 @@ class Change(Protocol):
     def error_permanent(self) -> bool | None: ...
 
 
-async def claim(
-    conn: AsyncConnection, claims: Sequence[tuple[str, str, str]], now: datetime
-) -> set[str]:
-    """Insert (source, dedupe_key, outcome) receipts; the keys that were new."""
-    result = await conn.execute(
-        _CLAIM,
-        {
-            "sources": [c[0] for c in claims],
-            "keys": [c[1] for c in claims],
-            "outcomes": [c[2] for c in claims],
-            "at": now,
-        },
+async def lock_and_claim(
+    conn: Any,
+    ids: Sequence[UUID],
+    provider_ids: Sequence[str],
+    claims: Sequence[tuple[str, str, UUID | None, str | None]],
+    now: datetime,
+) -> tuple[list[Any], set[str]]:
+    """Lock the messages with these ids or provider ids, then insert the (source, dedupe_key,
+    message_id, provider_message_id) receipts; the locked rows (target columns, id order) and
+    the keys that were new. ``conn`` is an asyncpg connection inside a transaction."""
+    rows = await conn.fetch(
+        _LOCK_AND_CLAIM,
+        ids,
+        provider_ids,
+        [c[0] for c in claims],
+        [c[1] for c in claims],
+        [c[2] for c in claims],
+        [c[3] for c in claims],
+        now,
     )
-    return {row[0] for row in result}
+    locked = [row[1:9] for row in rows if row[0] == 0]
+    return locked, {row[9] for row in rows if row[0] == 1}
 
 
 async def record(
-    conn: AsyncConnection,
+    conn: Any,
     changes: Sequence[Change],
     events: Sequence[dict[str, Any]],
     now: datetime,
 ) -> list[MessageEvent]:
     """Apply the status changes and insert their events (rows as ``event_row`` makes them,
-    all occurring at ``now``); the events with their cursors, in input order."""
+    all occurring at ``now``); the events with their cursors, in input order. ``conn`` is an
+    asyncpg connection inside the transaction that locked the changed messages."""
     if not events:
         return []
-    result = await conn.execute(
+    rows = await conn.fetch(
         _RECORD,
-        {
-            "ids": [c.id for c in changes],
-            "was": [c.locked_status.value for c in changes],
-            "statuses": [c.status.value for c in changes],
-            "codes": [c.error_code for c in changes],
-            "descriptions": [c.error_description for c in changes],
-            "permanents": [c.error_permanent for c in changes],
-            "e_accounts": [e["account_id"] for e in events],
-            "e_messages": [e["message_id"] for e in events],
-            "e_conversations": [e["conversation_id"] for e in events],
-            "e_statuses": [e["status"] for e in events],
-            "e_kinds": [e["kind"] for e in events],
-            # JSON null for no detail, as the column type stores None.
-            "e_details": [orjson.dumps(e["detail"]).decode() for e in events],
-            "at": now,
-        },
+        now,
+        [c.id for c in changes],
+        [c.locked_status.value for c in changes],
+        [c.status.value for c in changes],
+        [c.error_code for c in changes],
+        [c.error_description for c in changes],
+        [c.error_permanent for c in changes],
+        [e["account_id"] for e in events],
+        [e["message_id"] for e in events],
+        [e["conversation_id"] for e in events],
+        [e["status"] for e in events],
+        [e["kind"] for e in events],
+        # JSON null for no detail, as the column type stores None.
+        [orjson.dumps(e["detail"]).decode() for e in events],
     )
-    rows = result.all()
     # Under the row locks every guarded change applies; anything else is a bug, and raising
     # rolls the whole batch back.
     if len(rows) != len(events) or rows[0][1] != len(changes):

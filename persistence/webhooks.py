@@ -14,8 +14,7 @@ from datetime import datetime
 from typing import Any, Final, cast
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, Table, any_, bindparam, or_, select, update
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import Table, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.domain.addresses import conversation_key
@@ -166,6 +165,50 @@ def _target_of(targets: _Targets, report: Report) -> _Target | None:
     return None
 
 
+def _names(reports: Sequence[Report]) -> tuple[list[UUID], list[str]]:
+    """The message ids the reports name, and the provider ids of those naming no id."""
+    ids = sorted({r.message_id for r in reports if r.message_id is not None})
+    sids = sorted(
+        {
+            r.provider_message_id
+            for r in reports
+            if r.message_id is None and r.provider_message_id is not None
+        }
+    )
+    return ids, sids
+
+
+def _decide(
+    reports: Sequence[tuple[str, Report]],
+    fresh: list[int],
+    targets: _Targets,
+    claimed: set[str],
+    results: list[ReportResult],
+    now: datetime,
+) -> tuple[list[int], list[dict[str, Any]]]:
+    """Move the locked targets along the claimed reports, in order; fills ``results`` for
+    the reports that apply nothing and returns the others' indexes and event rows."""
+    pending: list[int] = []
+    rows: list[dict[str, Any]] = []
+    for index in fresh:
+        report = reports[index][1]
+        if report.dedupe_key not in claimed:
+            continue  # applied by another request (or an earlier delivery)
+        target = _target_of(targets, report)
+        if target is None:
+            results[index] = UNMATCHED
+            continue
+        if report.status is not None:
+            if not can_advance(target.status, report.status):
+                # A late or out-of-order report: the status never moves backwards.
+                results[index] = STALE
+                continue
+            target.advance(report.status, report.error)
+        pending.append(index)
+        rows.append(target.event_row(report, now))
+    return pending, rows
+
+
 class WebhookRepository(Repository):
     async def owner_of(self, address: str) -> UUID | None:
         async with self.engine.connect() as conn:
@@ -221,36 +264,58 @@ class WebhookRepository(Repository):
         for index, (_, report) in enumerate(reports):
             first.setdefault(report.dedupe_key, index)  # a repeat within the batch: duplicate
         fresh = sorted(first.values())
+        if self.dialect == "postgresql":
+            pending, events = await self._apply_on_postgresql(reports, fresh, results, now)
+        else:
+            pending, events = await self._apply_portably(reports, fresh, results, now)
+        for index, event in zip(pending, events, strict=True):
+            results[index] = ReportResult("applied", event)
+        return results
+
+    async def _apply_on_postgresql(
+        self,
+        reports: Sequence[tuple[str, Report]],
+        fresh: list[int],
+        results: list[ReportResult],
+        now: datetime,
+    ) -> tuple[list[int], list[MessageEvent]]:
+        """Two statements on the driver's connection (see persistence/report_sql.py)."""
+        ids, sids = _names([reports[i][1] for i in fresh])
+        claims = [
+            (source, r.dedupe_key, r.message_id, r.provider_message_id)
+            for source, r in (reports[i] for i in fresh)
+        ]
+        async with self.engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            driver: Any = raw.driver_connection
+            async with driver.transaction():
+                locked, claimed = await report_sql.lock_and_claim(driver, ids, sids, claims, now)
+                targets = _Targets()
+                for row in locked:
+                    targets.add(_Target(*row))
+                pending, rows = _decide(reports, fresh, targets, claimed, results, now)
+                events = await report_sql.record(driver, targets.changed(), rows, now)
+        return pending, events
+
+    async def _apply_portably(
+        self,
+        reports: Sequence[tuple[str, Report]],
+        fresh: list[int],
+        results: list[ReportResult],
+        now: datetime,
+    ) -> tuple[list[int], list[MessageEvent]]:
         async with self.engine.begin() as conn:
             targets = await self._lock_targets(conn, [reports[i][1] for i in fresh])
-            found = {i: _target_of(targets, reports[i][1]) for i in fresh}
             claims = []
             for index in fresh:
                 source, report = reports[index]
-                claims.append(
-                    (source, report.dedupe_key, "applied" if found[index] else "unmatched")
-                )
+                found = _target_of(targets, report) is not None
+                claims.append((source, report.dedupe_key, "applied" if found else "unmatched"))
             claimed = await self._claim_many(conn, claims, now)
-            pending: list[tuple[int, dict[str, Any]]] = []
-            for index in fresh:
-                report = reports[index][1]
-                if report.dedupe_key not in claimed:
-                    continue  # applied by another request (or an earlier delivery)
-                target = found[index]
-                if target is None:
-                    results[index] = UNMATCHED
-                    continue
-                if report.status is not None:
-                    if not can_advance(target.status, report.status):
-                        # A late or out-of-order report: the status never moves backwards.
-                        results[index] = STALE
-                        continue
-                    target.advance(report.status, report.error)
-                pending.append((index, target.event_row(report, now)))
-            events = await self._record(conn, targets.changed(), [row for _, row in pending], now)
-        for (index, _), event in zip(pending, events, strict=True):
-            results[index] = ReportResult("applied", event)
-        return results
+            pending, rows = _decide(reports, fresh, targets, claimed, results, now)
+            await self._write_changes(conn, targets.changed(), now)
+            events = await insert_events(conn, rows)
+        return pending, events
 
     async def _lock_targets(self, conn: AsyncConnection, reports: list[Report]) -> _Targets:
         """The messages the reports name, locked (FOR NO KEY UPDATE) in id order.
@@ -260,23 +325,16 @@ class WebhookRepository(Repository):
         for a worker's uncommitted change (e.g. SENDING -> SENT). Id order: two batches
         locking overlapping messages cannot deadlock.
         """
-        ids = sorted({r.message_id for r in reports if r.message_id is not None})
-        sids = sorted(
-            {
-                r.provider_message_id
-                for r in reports
-                if r.message_id is None and r.provider_message_id is not None
-            }
-        )
+        ids, sids = _names(reports)
         targets = _Targets()
         if not ids and not sids:
             return targets
         m = MESSAGES.c
         where = []
         if ids:
-            where.append(self._any_of(m.id, ids))
+            where.append(m.id.in_(ids))
         if sids:
-            where.append(self._any_of(m.provider_message_id, sids))
+            where.append(m.provider_message_id.in_(sids))
         rows = await conn.execute(
             select(*_TARGET_COLUMNS)
             .where(or_(*where))
@@ -287,22 +345,12 @@ class WebhookRepository(Repository):
             targets.add(_Target(*row))
         return targets
 
-    def _any_of(self, column: Any, values: list[Any]) -> ColumnElement[bool]:
-        if self.dialect == "postgresql":
-            # One array parameter: the same statement text (and prepared statement) for any
-            # number of values, where IN (...) would be a new one per count.
-            array = bindparam(None, values, type_=postgresql.ARRAY(column.type))
-            return cast(ColumnElement[bool], column == any_(array))
-        return cast(ColumnElement[bool], column.in_(values))
-
     async def _claim_many(
         self, conn: AsyncConnection, claims: list[tuple[str, str, str]], now: datetime
     ) -> set[str]:
         """Insert the dedupe keys; returns those that were new (not applied before)."""
         if not claims:
             return set()
-        if self.dialect == "postgresql":
-            return await report_sql.claim(conn, claims, now)
         # Key order: two batches claiming overlapping keys wait on each other in one order.
         rows = [
             {"source": source, "dedupe_key": key, "outcome": outcome, "received_at": now}
@@ -312,19 +360,6 @@ class WebhookRepository(Repository):
             self.upsert(RECEIPTS).on_conflict_do_nothing().returning(RECEIPTS.c.dedupe_key), rows
         )
         return {r[0] for r in result}
-
-    async def _record(
-        self,
-        conn: AsyncConnection,
-        changed: list[_Target],
-        events: list[dict[str, Any]],
-        now: datetime,
-    ) -> list[MessageEvent]:
-        """Write the status changes and insert the events (in order)."""
-        if self.dialect == "postgresql":
-            return await report_sql.record(conn, changed, events, now)
-        await self._write_changes(conn, changed, now)
-        return await insert_events(conn, events)
 
     async def _write_changes(
         self, conn: AsyncConnection, changed: list[_Target], now: datetime
