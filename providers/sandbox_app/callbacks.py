@@ -1,8 +1,9 @@
 """How the sandbox POSTs its status callbacks: one small interface, two HTTP clients.
 
-Run alone (benchmarks, other gateways) the sandbox owns an aiohttp session: at hundreds of
-callbacks a second httpx cost it ~1 to 2 ms of CPU per callback (its pool bookkeeping grows
-with the requests in flight), aiohttp ~0.1 ms. Mounted in the gateway it borrows the gateway's
+Run alone (benchmarks, other gateways) the sandbox owns a minimal keep-alive client
+(:mod:`providers.sandbox_app.keepalive`): at hundreds of callbacks a second httpx cost it ~1 to
+2 ms of CPU per callback (its pool bookkeeping grows with the requests in flight), aiohttp
+~0.1 ms, the minimal client a fraction of that. Mounted in the gateway it borrows the gateway's
 httpx client instead, and tests may hand it one of their own.
 """
 
@@ -11,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final, Protocol
 
-import aiohttp
 import httpx
 
-__all__ = ["AiohttpCallbacks", "CallbackClient", "CallbackError", "HttpxCallbacks"]
+from providers.sandbox_app.keepalive import KeepAliveClient, TransportFailure
+
+__all__ = ["CallbackClient", "CallbackError", "HttpxCallbacks", "KeepAliveCallbacks"]
 
 #: Connections kept to the webhook host. Callbacks beyond it wait for a free connection
 #: (not counted against their timeout) instead of opening ever more sockets.
@@ -51,33 +53,22 @@ class HttpxCallbacks:
         return None
 
 
-class AiohttpCallbacks:
-    """The sandbox's own keep-alive client; the session is made on first use, in the loop."""
+class KeepAliveCallbacks:
+    """The sandbox's own keep-alive client. Callbacks go to our own (usually loopback)
+    webhooks, never through a proxy; a gateway that hangs frees the connection after TIMEOUT."""
 
     def __init__(self) -> None:
-        self._session: aiohttp.ClientSession | None = None
-
-    def _open(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                # No proxy from the environment: callbacks go to our own (usually loopback)
-                # webhooks. A gateway that hangs frees the connection after TIMEOUT.
-                trust_env=False,
-                connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS, limit_per_host=0),
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=TIMEOUT, sock_read=TIMEOUT),
-                skip_auto_headers=("User-Agent",),
-            )
-        return self._session
+        self._client: KeepAliveClient | None = None
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> int:
+        if self._client is None:  # made on first use, in the loop it belongs to
+            self._client = KeepAliveClient(max_connections=MAX_CONNECTIONS, timeout=TIMEOUT)
         try:
-            async with self._open().post(url, data=body, headers=headers) as response:
-                await response.read()
-                return response.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise CallbackError(type(exc).__name__) from exc
+            return await self._client.post(url, body, headers)
+        except TransportFailure as exc:
+            raise CallbackError(str(exc)) from exc
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None

@@ -16,10 +16,10 @@ from starlette.requests import Request
 
 from providers.http import loggable_url
 from providers.sandbox_app.callbacks import (
-    AiohttpCallbacks,
     CallbackClient,
     CallbackError,
     HttpxCallbacks,
+    KeepAliveCallbacks,
 )
 from providers.sandbox_app.config import INJECTABLE_FIELDS, SandboxConfig
 
@@ -52,7 +52,7 @@ class Sandbox:
         self.requests: deque[dict[str, Any]] = deque(maxlen=MAX_RECORDS)
         self.callbacks: deque[dict[str, Any]] = deque(maxlen=MAX_RECORDS)
         self._client: CallbackClient = (
-            AiohttpCallbacks() if client is None else HttpxCallbacks(client)
+            KeepAliveCallbacks() if client is None else HttpxCallbacks(client)
         )
         self._rng = random.Random(config.seed)
         self._tasks: set[asyncio.Task[None]] = set()
