@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from uuid import UUID
 
 import structlog
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.asyncio.connection import Connection, UnixDomainSocketConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -26,6 +27,7 @@ from gateway.domain.records import MessageEvent
 from gateway.observability.metrics import EVENTS_PUBLISHED
 from workers.codec import decode_event, encode_event
 from workers.hub import EventHub
+from workers.pubsub import Subscriber
 from workers.redis_scripts import BatchWriter
 
 log = structlog.get_logger(__name__)
@@ -54,6 +56,9 @@ class RedisBroker:
         self.hub = EventHub()
         self._pubsub: PubSub | None = None
         self._reader: asyncio.Task[None] | None = None
+        # Plain TCP or unix-socket Redis: events are read by our own protocol (cheaper per
+        # event); otherwise (TLS) by redis-py's PubSub.
+        self._subscriber = _subscriber_for(self.redis, self._dispatch)
         self._channels: dict[str, int] = {}
         self._lock = asyncio.Lock()
 
@@ -85,8 +90,28 @@ class RedisBroker:
             finally:
                 await self._release(channel)
 
+    def _dispatch(self, payloads: list[bytes]) -> None:
+        events = []
+        for payload in payloads:
+            try:
+                events.append(decode_event(payload))
+            except Exception:
+                log.exception("pubsub_event_undecodable")
+        self.hub.dispatch(events)
+
     async def _retain(self, channel: str) -> None:
         async with self._lock:
+            if self._subscriber is not None:
+                count = self._channels.get(channel, 0)
+                self._channels[channel] = count + 1
+                if count == 0:
+                    try:
+                        await self._subscriber.subscribe(channel)
+                    except BaseException:  # cancelled: this subscriber never arrived
+                        self._channels.pop(channel, None)
+                        await self._subscriber.unsubscribe(channel)
+                        raise
+                return
             if self._pubsub is None:
                 self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             count = self._channels.get(channel, 0)
@@ -101,7 +126,9 @@ class RedisBroker:
             count = self._channels.get(channel, 0) - 1
             if count <= 0:
                 self._channels.pop(channel, None)
-                if self._pubsub is not None:
+                if self._subscriber is not None:
+                    await self._subscriber.unsubscribe(channel)
+                elif self._pubsub is not None:
                     with contextlib.suppress(Exception):
                         await self._pubsub.unsubscribe(channel)
             else:
@@ -153,6 +180,8 @@ class RedisBroker:
         return bool(await self.redis.ping())
 
     async def close(self) -> None:
+        if self._subscriber is not None:
+            await self._subscriber.close()
         if self._reader is not None:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -161,3 +190,24 @@ class RedisBroker:
             with contextlib.suppress(Exception):
                 await self._pubsub.aclose()
         await self.redis.aclose()
+
+
+def _subscriber_for(redis: Redis, on_payloads: Callable[[list[bytes]], None]) -> Subscriber | None:
+    pool = redis.connection_pool
+    kwargs = pool.connection_kwargs
+    if pool.connection_class is UnixDomainSocketConnection:
+        return Subscriber(
+            on_payloads,
+            path=kwargs["path"],
+            username=kwargs.get("username"),
+            password=kwargs.get("password"),
+        )
+    if pool.connection_class is Connection:
+        return Subscriber(
+            on_payloads,
+            host=kwargs.get("host") or "localhost",
+            port=int(kwargs.get("port") or 6379),
+            username=kwargs.get("username"),
+            password=kwargs.get("password"),
+        )
+    return None
