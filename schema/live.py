@@ -32,9 +32,15 @@ import strawberry
 from graphql import (
     DocumentNode,
     FieldNode,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLSchema,
     OperationDefinitionNode,
+    Undefined,
     VariableNode,
     Visitor,
+    get_nullable_type,
+    is_leaf_type,
     visit,
 )
 from graphql.execution import ExecutionResult, Executor, execute_subscription_event
@@ -117,6 +123,7 @@ class _Renderer:
         self._operation_name = operation.name.value if operation.name else None
         self._executor: Executor | None = None
         self._shareable = True
+        self._leaves: _LeafPlan | None = None
 
     def _build(self) -> Executor | None:
         schema: Any = self._info.schema
@@ -144,6 +151,11 @@ class _Renderer:
             if self._executor is None:
                 self._shareable = False
                 return None
+            self._leaves = _leaf_plan(self._info._raw_info.schema, self._executor.operation)
+        if self._leaves is not None:
+            data = self._leaves.render(MessageEvent.from_record(event))
+            if data is not None:
+                return encode_payload(data)
         executor = self._executor.build_per_event_executor(MessageEvent.from_record(event))
         result = execute_subscription_event(executor)
         if executor.is_awaitable(result):
@@ -152,6 +164,87 @@ class _Renderer:
         if result.errors:
             return None
         return encode_payload(result.data)
+
+
+class _LeafPlan:
+    """A subscription whose selection set is only plain leaf fields of the event, rendered
+    without an executor: what graphql-core would compute for it, field by field (the field's
+    own resolver, then its type's ``serialize``), in selection order."""
+
+    __slots__ = ("fields", "key", "root_resolve")
+
+    def __init__(
+        self,
+        key: str,
+        root_resolve: Callable[..., Any],
+        fields: list[tuple[str, Callable[..., Any] | None, Any, bool]],
+    ) -> None:
+        self.key = key
+        self.root_resolve = root_resolve
+        self.fields = fields
+
+    def render(self, root: object) -> dict[str, Any] | None:
+        """The ``data`` of the event, or None when anything needs the executor (an error)."""
+        try:
+            source = self.root_resolve(root, None)
+            out: dict[str, Any] = {}
+            for name, resolve, leaf, nullable in self.fields:
+                if resolve is None:  # __typename
+                    out[name] = leaf
+                    continue
+                value = resolve(source, None)
+                if value is None:
+                    if not nullable:
+                        return None
+                    out[name] = None
+                    continue
+                serialized = leaf.serialize(value)
+                if serialized is None or serialized is Undefined:
+                    return None
+                out[name] = serialized
+        except Exception:
+            return None
+        return {self.key: out}
+
+
+def _leaf_plan(schema: GraphQLSchema, operation: OperationDefinitionNode) -> _LeafPlan | None:
+    """The plan for ``subscription { root { leaf leaf ... } }`` with plain fields only (no
+    arguments, directives, fragments or repeated keys), or None."""
+    root_type = schema.subscription_type
+    selections = operation.selection_set.selections
+    if root_type is None or len(selections) != 1 or operation.directives:
+        return None
+    root = selections[0]
+    if not isinstance(root, FieldNode) or root.directives or root.selection_set is None:
+        return None
+    root_def = root_type.fields.get(root.name.value)
+    if root_def is None or root_def.resolve is None:
+        return None
+    event_type = get_nullable_type(root_def.type)
+    if not isinstance(event_type, GraphQLObjectType):
+        return None
+    fields: list[tuple[str, Callable[..., Any] | None, Any, bool]] = []
+    for node in root.selection_set.selections:
+        if not isinstance(node, FieldNode) or node.directives or node.arguments:
+            return None
+        key = node.alias.value if node.alias else node.name.value
+        if any(key == f[0] for f in fields):
+            return None
+        if node.name.value == "__typename":
+            fields.append((key, None, event_type.name, False))
+            continue
+        field = event_type.fields.get(node.name.value)
+        if field is None or node.selection_set is not None:
+            return None
+        leaf = get_nullable_type(field.type)
+        # Only strawberry's plain attribute fields: their resolver needs no info and no args.
+        if not is_leaf_type(leaf) or not getattr(field.resolve, "_is_default", False):
+            return None
+        fields.append((key, field.resolve, leaf, not isinstance(field.type, GraphQLNonNull)))
+    if not fields:
+        return None
+    key = root.alias.value if root.alias else root.name.value
+    return _LeafPlan(key, root_def.resolve, fields)
 
 
 class _VariableUses(Visitor):

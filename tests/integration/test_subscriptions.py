@@ -768,3 +768,54 @@ async def test_an_event_whose_execution_fails_reports_the_error_to_each_subscrib
                 assert error["extensions"]["code"] == "BAD_USER_INPUT", error
                 assert error["path"][0] == "messageEvents"
     assert feeds.unrendered - unrendered_before == len(LIFECYCLE)
+
+
+LEAVES = """
+subscription Leaves($after: String) {
+  ev: messageEvents(after: $after) {
+    __typename id cursor messageId conversationId status happened: kind detail occurredAt
+  }
+}
+"""
+
+
+async def test_plain_leaf_selections_render_as_executed_for_one_subscriber(
+    gateway: RunningGateway, client: GraphQLClient
+) -> None:
+    """Plain leaf fields are rendered without an executor (schema.live._LeafPlan): the frames
+    must equal those graphql-core executes for a replaying subscriber."""
+
+    async def subscribe(sock: Socket, after: str | None) -> None:
+        variables = {"after": after} if after else {}
+        payload = {"query": LEAVES, "variables": variables, "operationName": "Leaves"}
+        await sock.send({"id": "1", "type": "subscribe", "payload": payload})
+
+    def comparable(frame: str) -> str:
+        parsed = json.loads(frame)
+        event = parsed["payload"]["data"]["ev"]
+        event["detail"] = json.dumps(event["detail"], sort_keys=True)
+        return json.dumps(parsed)
+
+    async with socket(client) as live:
+        await subscribe(live, None)
+        await wait_for_live_subscribers(gateway, client, 1)
+        await send(client)
+        live_frames = await raw_frames(live, len(LIFECYCLE))
+    async with socket(client) as replaying:
+        await subscribe(replaying, "0")
+        replayed = await raw_frames(replaying, len(LIFECYCLE))
+
+    assert [comparable(f) for f in live_frames] == [comparable(f) for f in replayed]
+    event = json.loads(live_frames[-1])["payload"]["data"]["ev"]
+    assert list(event) == [
+        "__typename",
+        "id",
+        "cursor",
+        "messageId",
+        "conversationId",
+        "status",
+        "happened",
+        "detail",
+        "occurredAt",
+    ]
+    assert event["__typename"] == "MessageEvent" and event["status"] == "DELIVERED"
