@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 from uuid import UUID
 
 import orjson
@@ -27,14 +27,33 @@ def encode_event(event: MessageEvent) -> bytes:
     )
 
 
+_STATUSES: Final = {s.value: s for s in MessageStatus}
+
+# The same ids come by again and again (an account's id in each of its events, a message's in
+# each of its four or so events): parsing a UUID costs more than looking it up.
+_IDS: dict[str, UUID] = {}
+_IDS_MAX: Final = 4096
+
+
+def _uuid(text: str) -> UUID:
+    found = _IDS.get(text)
+    if found is None:
+        found = UUID(hex=text)
+        if len(_IDS) >= _IDS_MAX:
+            _IDS.clear()
+        _IDS[text] = found
+    return found
+
+
 def decode_event(raw: bytes | str) -> MessageEvent:
     data: dict[str, Any] = orjson.loads(raw)
+    status = _STATUSES.get(data["s"])
     return MessageEvent(
         id=int(data["id"]),
-        account_id=UUID(hex=data["a"]),
-        message_id=UUID(hex=data["m"]),
-        conversation_id=UUID(hex=data["c"]),
-        status=MessageStatus(data["s"]),
+        account_id=_uuid(data["a"]),
+        message_id=_uuid(data["m"]),
+        conversation_id=_uuid(data["c"]),
+        status=MessageStatus(data["s"]) if status is None else status,
         kind=str(data["k"]),
         detail=data["d"],
         occurred_at=datetime.fromisoformat(data["t"]),
