@@ -9,6 +9,7 @@ structlog's contextvars for the lifetime of the request, and echoed as an
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from collections.abc import Mapping
@@ -32,9 +33,28 @@ def current_request_id() -> str | None:
     return _current_request_id.get()
 
 
+class _Ids:
+    """32 hex digits: 64 random bits per process, then a counter. Unique like a uuid4's hex
+    (processes differ by their random half), without a system call for every request."""
+
+    def __init__(self) -> None:
+        self.reseed()
+
+    def reseed(self) -> None:
+        self.prefix = os.urandom(8).hex()
+        self.counter = itertools.count(int.from_bytes(os.urandom(4), "big"))
+
+    def __call__(self) -> str:
+        return f"{self.prefix}{next(self.counter) & 0xFFFFFFFFFFFFFFFF:016x}"
+
+
+_ids = _Ids()
+# A forked child must not repeat its parent's ids.
+os.register_at_fork(after_in_child=_ids.reseed)
+
+
 def new_request_id() -> str:
-    # 128 random bits as 32 hex digits, like a uuid4's hex, without building a UUID.
-    return os.urandom(16).hex()
+    return _ids()
 
 
 def is_sane_request_id(value: str) -> bool:

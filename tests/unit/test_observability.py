@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import logging
+import os
 import re
 import time
 import warnings
@@ -686,3 +687,23 @@ async def _metrics_text() -> str:
     transport = httpx.ASGITransport(app=build_app())
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
         return (await c.get("/metrics")).text
+
+
+def test_generated_request_ids_are_distinct_and_a_forked_child_gets_its_own() -> None:
+    from gateway.observability.request_id import new_request_id
+
+    ids = {new_request_id() for _ in range(10_000)}
+    assert len(ids) == 10_000
+    assert all(HEX32.fullmatch(i) for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report one id and leave at once
+        os.write(write, new_request_id().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    parent = new_request_id()
+    assert HEX32.fullmatch(child)
+    assert child[:16] != parent[:16]
