@@ -15,10 +15,12 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Integer,
     Select,
     String,
     bindparam,
     case,
+    cast,
     func,
     insert,
     literal,
@@ -28,6 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 
+from gateway.domain.channels import Channel, Direction
 from gateway.domain.records import MessageEvent
 from gateway.domain.statuses import MessageStatus
 from persistence.rows import EVENTS, MESSAGES, message_from_row
@@ -77,9 +80,28 @@ def _with_events(changed: Any, kind: str, detail: ColumnElement[Any] | None) -> 
     ).join(events, events.c.message_id == changed.c.id)
 
 
+def _readable_or_fail() -> ColumnElement[Any]:
+    """``attempts + 1`` for a row this release can read back; for any other row an error
+    that fails the whole statement (the cast of its unknown channel/direction to an integer,
+    which also names the values), so that nothing of the batch is claimed.
+
+    This is what lets a claim run as one statement without BEGIN and COMMIT around it: a
+    row claimed and then found unreadable would otherwise be left SENDING, committed."""
+    m = MESSAGES.c
+    return case(
+        (
+            (m.channel == func.any(literal([c.value for c in Channel], ARRAY(String()))))
+            & (m.direction == func.any(literal([d.value for d in Direction], ARRAY(String())))),
+            m.attempts + 1,
+        ),
+        else_=cast(m.channel + literal("/", String()) + m.direction, Integer()),
+    )
+
+
 @cache
 def claim_statement() -> Select[Any]:
-    """QUEUED and due -> SENDING, one attempt more; parameters ``ids`` and ``now``."""
+    """QUEUED and due -> SENDING, one attempt more; parameters ``ids`` and ``now``. Fails as a
+    whole when one of the rows could not be read back (see :func:`_readable_or_fail`)."""
     m = MESSAGES.c
     claimed = (
         update(MESSAGES)
@@ -88,7 +110,7 @@ def claim_statement() -> Select[Any]:
             m.status == S.QUEUED.value,
             m.next_attempt_at <= _now(),
         )
-        .values(status=S.SENDING.value, attempts=m.attempts + 1, updated_at=_now())
+        .values(status=S.SENDING.value, attempts=_readable_or_fail(), updated_at=_now())
         .returning(*MESSAGES.c)
         .cte("claimed")
     )
@@ -101,18 +123,34 @@ def sent_statement() -> Select[Any]:
     send, same order) and ``now``. SENDING -> SENT; a message a delivery receipt already moved
     on keeps its status, and who carried the message is recorded either way."""
     m = MESSAGES.c
+    ids = bindparam("ids", type_=ARRAY(m.id.type))
+    # The rows are locked in id order first, as every batch writer does (the status-callback
+    # batches too): in the order of the answers, two batches could deadlock on each other,
+    # each then waiting PostgreSQL's deadlock_timeout (1 s) for one of them to be failed.
+    locked = (
+        select(m.id)
+        .where(m.id == func.any(ids))
+        .order_by(m.id)
+        .with_for_update(key_share=True)
+        .cte("locked")
+    )
     answers = select(
-        func.unnest(bindparam("ids", type_=ARRAY(m.id.type))).label("mid"),
+        func.unnest(ids).label("mid"),
         func.unnest(bindparam("providers", type_=ARRAY(String()))).label("prov"),
         func.unnest(bindparam("provider_ids", type_=ARRAY(String()))).label("pmid"),
     ).subquery("answers")
+    source = (
+        select(locked.c.id, answers.c.prov, answers.c.pmid)
+        .join(answers, answers.c.mid == locked.c.id)
+        .subquery("source")
+    )
     recorded = (
         update(MESSAGES)
-        .where(m.id == answers.c.mid)
+        .where(m.id == source.c.id)
         .values(
             status=case((m.status == S.SENDING.value, S.SENT.value), else_=m.status),
-            provider=answers.c.prov,
-            provider_message_id=answers.c.pmid,
+            provider=source.c.prov,
+            provider_message_id=source.c.pmid,
             sent_at=_now(),
             updated_at=_now(),
         )

@@ -171,12 +171,11 @@ class LifecycleRepository(Repository):
             return {}
         m = MESSAGES.c
         if self.dialect == "postgresql":
-            # In a transaction, unlike the recording of sends: a claimed row that cannot be
-            # read back (a poison row) must roll the claims back rather than strand them.
+            # One statement, no BEGIN and COMMIT round trips: it fails as a whole, claiming
+            # nothing, when a row it would claim could not be read back (a poison row), so
+            # the claims of a batch are never committed with one of them stranded.
             params = {"ids": list(message_ids), "now": now}
-            async with self.engine.begin() as conn:
-                rows = await conn.execute(claim_statement(), params)
-                changes = [_change_from(row, now) for row in rows]
+            changes = await self._autocommit(claim_statement(), params, now)
             return {c.message.id: c for c in changes}
         async with self.engine.begin() as conn:
             changes = await self._change(
@@ -211,7 +210,8 @@ class LifecycleRepository(Repository):
                 by_sent = await self._record_sent(conn, [o for _, o in sent], now)
                 for i, done in sent:
                     results[i] = by_sent.get(done.message_id)
-            for i, outcome in enumerate(outcomes):
+            # In id order, as every batch writer locks its rows, so batches cannot deadlock.
+            for i, outcome in sorted(enumerate(outcomes), key=lambda pair: pair[1].message_id):
                 if not isinstance(outcome, Sent):
                     results[i] = await self._record_other(conn, outcome, now)
         return results

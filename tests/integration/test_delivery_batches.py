@@ -16,7 +16,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, text, update
 
 from gateway.container import Container
 from gateway.domain.channels import Channel
@@ -277,3 +277,40 @@ async def test_a_crash_between_claim_and_record_is_recovered(db: Db) -> None:
     for message_id in ids:
         kinds = await db.kinds(message_id)
         assert kinds == ["accepted", "attempt", "attempt_abandoned", "attempt", "provider_accepted"]
+
+
+async def test_a_sent_batch_locks_its_rows_in_id_order(db: Db) -> None:
+    """Status-callback batches lock their rows in id order; a batch of sends given in another
+    order must lock them in id order too, or the two can deadlock (and each such deadlock
+    costs PostgreSQL's deadlock_timeout before one of them is failed). Here another
+    transaction holds the lower row: the batch waits for it before touching the higher one,
+    so that transaction can still lock the higher row."""
+    if db.container.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has no row locks")
+    low, high = sorted(await db.queued(["+14155580001", "+14155580002"]))
+    lifecycle = db.container.lifecycle
+    assert set(await lifecycle.claim_many([low, high], utcnow())) == {low, high}
+    async with db.container.engine.begin() as conn:
+        # A new version of the lower row, stored after the higher one: a plan that follows
+        # the table's physical order would now meet the higher row first.
+        await conn.execute(update(MESSAGES).where(MESSAGES.c.id == low).values(segments=1))
+    locking = (
+        select(MESSAGES.c.id)
+        .where(MESSAGES.c.id == bindparam("mid"))
+        .with_for_update(key_share=True)
+    )
+    async with db.container.engine.connect() as other:
+        await other.begin()
+        await other.execute(text("SET LOCAL lock_timeout = '3s'"))
+        await other.execute(locking, {"mid": low})
+        record = asyncio.create_task(
+            lifecycle.record_outcomes(
+                [Sent(high, "twilio", "SM2"), Sent(low, "twilio", "SM1")], utcnow()
+            )
+        )
+        await asyncio.sleep(0.5)  # the batch is now waiting for the lower row
+        assert not record.done()
+        await other.execute(locking, {"mid": high})  # free: the batch has not taken it
+        await other.commit()
+    changes = await asyncio.wait_for(record, 10)
+    assert sorted(c.message.id for c in changes if c is not None) == [low, high]
