@@ -11,13 +11,14 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from providers.sandbox_app.config import SandboxConfig
 from providers.sandbox_app.core import Sandbox
 from providers.sandbox_app.sendgrid_api import SendGridApi
 from providers.sandbox_app.twilio_api import TwilioApi
 
-__all__ = ["create_sandbox_app"]
+__all__ = ["create_sandbox_app", "serving_app"]
 
 
 def create_sandbox_app(config: SandboxConfig, client: httpx.AsyncClient | None = None) -> Starlette:
@@ -79,4 +80,12 @@ def create_sandbox_app(config: SandboxConfig, client: httpx.AsyncClient | None =
         lifespan=lifespan,
     )
     app.state.sandbox = sandbox
+    app.state.twilio = twilio
     return app
+
+
+def serving_app(app: Starlette) -> ASGIApp:
+    """What a server of its own runs: ``app`` with the Twilio Messages resource's hot path
+    answered ahead of the router (see :meth:`TwilioApi.asgi`)."""
+    twilio: TwilioApi = app.state.twilio
+    return twilio.asgi(app)

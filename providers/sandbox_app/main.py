@@ -5,7 +5,7 @@ from __future__ import annotations
 import uvicorn
 
 from gateway.settings import Settings
-from providers.sandbox_app.app import create_sandbox_app
+from providers.sandbox_app.app import create_sandbox_app, serving_app
 from providers.sandbox_app.config import SandboxConfig
 
 __all__ = ["run_sandbox"]
@@ -26,6 +26,14 @@ async def run_sandbox(settings: Settings, host: str, port: int) -> None:
         )
     print(f"sandbox: serving Twilio and SendGrid APIs on http://{host}:{port}", flush=True)
     server = uvicorn.Server(
-        uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on")
+        uvicorn.Config(
+            serving_app(app),
+            host=host,
+            port=port,
+            log_config=None,
+            lifespan="on",
+            # Nothing proxies the stand-in: no X-Forwarded-* middleware on every request.
+            proxy_headers=False,
+        )
     )
     await server.serve()
