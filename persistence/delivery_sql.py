@@ -9,6 +9,8 @@ per batch, and every batch size shares one prepared statement.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -29,6 +31,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Dialect
 
 from gateway.domain.channels import Channel, Direction
 from gateway.domain.records import MessageEvent
@@ -178,3 +181,34 @@ def change_from_row(row: Any, now: datetime) -> tuple[Any, MessageEvent]:
         occurred_at=now,
     )
     return message, event
+
+
+@dataclass(frozen=True, slots=True)
+class DriverStatement:
+    """A statement compiled once for the driver itself: SQLAlchemy's per-execution work
+    (cache key, parameter processing, result rows) cost more than the batch's round trip."""
+
+    sql: str
+    names: tuple[str, ...]
+    constants: dict[str, Any]
+
+    @classmethod
+    def compile(
+        cls, statement: Select[Any], dialect: Dialect, runtime: tuple[str, ...]
+    ) -> DriverStatement:
+        """``runtime``: the parameters given per execution; the others are constants."""
+        compiled = statement.compile(dialect=dialect)
+        constants = compiled.construct_params(dict.fromkeys(runtime))
+        return cls(compiled.string, tuple(compiled.positiontup or ()), dict(constants))
+
+    def arguments(self, params: Mapping[str, Any]) -> list[Any]:
+        return [params[n] if n in params else self.constants[n] for n in self.names]
+
+
+class DriverRow:
+    """A driver's record where :func:`change_from_row` expects a SQLAlchemy row."""
+
+    __slots__ = ("_mapping",)
+
+    def __init__(self, record: Mapping[str, Any]) -> None:
+        self._mapping = record

@@ -25,12 +25,18 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.domain.records import DeliveryError, Message, MessageEvent
 from gateway.domain.statuses import MessageStatus, can_advance, can_cancel, can_retry
 from persistence.base import Repository, event_row, insert_events
-from persistence.delivery_sql import change_from_row, claim_statement, sent_statement
+from persistence.delivery_sql import (
+    DriverRow,
+    DriverStatement,
+    change_from_row,
+    claim_statement,
+    sent_statement,
+)
 from persistence.rows import CONVERSATIONS, MESSAGES, message_from_row
 
 S = MessageStatus
@@ -138,6 +144,10 @@ def _sent_params(sent: Sequence[Sent], now: datetime) -> dict[str, Any]:
 class LifecycleRepository(Repository):
     _change = staticmethod(change_status)
 
+    def __init__(self, engine: AsyncEngine) -> None:
+        super().__init__(engine)
+        self._driver_statements: dict[Select[Any], DriverStatement] = {}
+
     async def _one(
         self,
         where: list[ColumnElement[bool]],
@@ -219,12 +229,20 @@ class LifecycleRepository(Repository):
     async def _autocommit(
         self, statement: Select[Any], params: dict[str, Any], now: datetime
     ) -> list[Change]:
-        """Run one self-contained statement as its own transaction: no BEGIN and COMMIT
-        round trips around it. What it wrote is committed once it returns, so a row that
-        cannot be read back is skipped (logged), never a reason to raise and be run again."""
+        """Run one self-contained statement (PostgreSQL) as its own transaction, on the
+        driver's connection: no BEGIN and COMMIT round trips around it. What it wrote is
+        committed once it returns, so a row that cannot be read back is skipped (logged),
+        never a reason to raise and be run again."""
+        prepared = self._driver_statements.get(statement)
+        if prepared is None:
+            prepared = DriverStatement.compile(statement, self.engine.dialect, tuple(params))
+            self._driver_statements[statement] = prepared
         async with self.engine.connect() as conn:
-            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            rows = (await conn.execute(statement, params)).all()
+            raw = await conn.get_raw_connection()
+            driver: Any = raw.driver_connection
+            # Outside a transaction: the statement commits on its own.
+            records = await driver.fetch(prepared.sql, *prepared.arguments(params))
+        rows = [DriverRow(record) for record in records]
         changes = []
         for row in rows:
             try:
