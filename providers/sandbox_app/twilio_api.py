@@ -9,9 +9,11 @@ import hmac
 import math
 import re
 import secrets
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from functools import lru_cache
 from typing import Any, Final
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
@@ -181,7 +183,7 @@ class TwilioApi:
 
     def _resource(self, sid: str, record: dict[str, Any]) -> dict[str, Any]:
         account_sid = self.sandbox.config.twilio_account_sid
-        now = format_datetime(datetime.now(UTC))
+        now = _rfc2822(int(time.time()))
         body: str = record["body"] or ""
         uri = f"/{API_VERSION}/Accounts/{account_sid}/Messages/{sid}"
         return {
@@ -243,6 +245,13 @@ async def _form(request: Request) -> FormData:
     if request.headers.get("content-type", "").startswith(_FORM):
         return _decode_form(await request.body())
     return await request.form()
+
+
+@lru_cache(maxsize=2)
+def _rfc2822(second: int) -> str:
+    """Twilio's date format, e.g. ``Fri, 27 Nov 2026 10:33:05 +0000``: whole seconds, so the
+    same string serves every message of that second."""
+    return format_datetime(datetime.fromtimestamp(second, UTC))
 
 
 def _decode_form(body: bytes) -> FormData:
