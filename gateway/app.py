@@ -34,6 +34,7 @@ from gateway.observability import (
     metrics_endpoint,
     set_status_counts_provider,
 )
+from gateway.responses import OneWriteResponses
 from gateway.services.auth import bearer_token
 from gateway.settings import Settings
 from gateway.timeouts import ExecutionTimeout
@@ -180,8 +181,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
     return Starlette(
         routes=routes,
         middleware=[
-            # First: it needs the server's own `send` (websockets only; see gateway.websocket).
+            # First: they need the server's own `send` (websockets: see gateway.websocket;
+            # HTTP: see gateway.responses).
             Middleware(DirectFrames),
+            Middleware(OneWriteResponses),
             Middleware(RequestIdMiddleware),
             Middleware(MetricsMiddleware),
             *(
