@@ -18,6 +18,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+from starlette.types import ASGIApp
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -108,6 +109,13 @@ class GatewayGraphQL(GraphQL[Context, None]):
         return HTMLResponse(graphiql_html(request.app.state.dev_key))
 
 
+class GatewayApp(Starlette):
+    def build_middleware_stack(self) -> ASGIApp:
+        # Outside Starlette's ServerErrorMiddleware, whose `send` wrapper hides the server's
+        # own `send` for HTTP (see gateway.responses).
+        return OneWriteResponses(super().build_middleware_stack())
+
+
 def _origins(setting: str) -> list[str]:
     return [o.strip() for o in setting.split(",") if o.strip()]
 
@@ -139,7 +147,7 @@ async def ready(request: Request) -> Response:
     )
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def create_app(settings: Settings | None = None) -> GatewayApp:
     settings = settings or Settings()
 
     container = Container.build(settings)
@@ -178,13 +186,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
     ]
     if container.sandbox_app is not None:
         routes.append(Mount(SANDBOX_PATH, app=container.sandbox_app))
-    return Starlette(
+    return GatewayApp(
         routes=routes,
         middleware=[
-            # First: they need the server's own `send` (websockets: see gateway.websocket;
-            # HTTP: see gateway.responses).
+            # First: it needs the server's own `send` (websockets only; see gateway.websocket).
             Middleware(DirectFrames),
-            Middleware(OneWriteResponses),
             Middleware(RequestIdMiddleware),
             Middleware(MetricsMiddleware),
             *(

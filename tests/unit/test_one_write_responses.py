@@ -120,3 +120,30 @@ async def test_other_servers_pass_through() -> None:
 
     await OneWriteResponses(app)({"type": "http"}, plain_send, plain_send)
     assert sent == [START, BODY]
+
+
+async def test_the_gateway_app_answers_in_one_write_through_its_whole_stack() -> None:
+    from starlette.middleware import Middleware
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    from gateway.app import GatewayApp
+    from gateway.observability import MetricsMiddleware, RequestIdMiddleware
+
+    async def endpoint(request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    app = GatewayApp(
+        routes=[Route("/graphql", endpoint, methods=["POST"])],
+        middleware=[Middleware(RequestIdMiddleware), Middleware(MetricsMiddleware)],
+    )
+    transport = FakeTransport()
+    server = cycle(transport)
+    server.scope.update({"query_string": b"", "root_path": "", "scheme": "http"})
+    server.more_body = False
+    await app(server.scope, server.receive, server.send)
+    assert len(transport.written) == 1
+    head, _, body = transport.written[0].partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK") and b"x-request-id: " in head
+    assert body == b'{"ok":true}'
