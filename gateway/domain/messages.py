@@ -87,6 +87,7 @@ class Limits:
     attachments_max: int = 10
     idempotency_key_max: int = 255
     metadata_max_bytes: int = 16384
+    metadata_max_depth: int = 32
     schedule_horizon: timedelta = timedelta(days=365)
 
 
@@ -251,6 +252,9 @@ def _metadata(raw: object, limits: Limits) -> dict[str, Any] | None:
         raise _Invalid("must contain only JSON values") from None
     if size > limits.metadata_max_bytes:
         raise _Invalid(f"must be at most {limits.metadata_max_bytes} bytes as JSON")
+    # Bounded so every JSON encoder on the way (storage, responses, live events) can take it.
+    if _depth(raw) > limits.metadata_max_depth:
+        raise _Invalid(f"must be nested at most {limits.metadata_max_depth} levels deep")
     # PostgreSQL's jsonb cannot hold U+0000.
     if _has_nul(raw):
         raise _Invalid("must not contain NUL characters")
@@ -260,6 +264,21 @@ def _metadata(raw: object, limits: Limits) -> dict[str, Any] | None:
     # Round-tripping yields a private, plain-JSON copy the caller can no longer mutate.
     copy: dict[str, Any] = json.loads(text)
     return copy
+
+
+def _depth(value: object) -> int:
+    """Nesting depth of objects and arrays (a flat object is 1)."""
+    deepest = 0
+    pending: list[tuple[object, int]] = [(value, 1)]
+    while pending:
+        item, level = pending.pop()
+        if isinstance(item, dict):
+            deepest = max(deepest, level)
+            pending.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            deepest = max(deepest, level)
+            pending.extend((v, level + 1) for v in item)
+    return deepest
 
 
 def _has_nul(value: object) -> bool:

@@ -187,6 +187,11 @@ REJECTIONS = [
     (sms(metadata=["a"]), "metadata", "must be a JSON object"),
     (sms(metadata={"a": {1, 2}}), "metadata", "must contain only JSON values"),
     (sms(metadata={"a": float("nan")}), "metadata", "must contain only JSON values"),
+    (
+        sms(metadata={"a": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}),
+        "metadata",
+        "must be nested at most 32 levels deep",
+    ),
     (sms(metadata={"a": {1: "b"}}), "metadata", "object keys must be strings"),
     (sms(metadata={"a": "x" * 16400}), "metadata", "must be at most 16384 bytes as JSON"),
     (sms(metadata={"a": "\udc00"}), "metadata", "must contain only JSON values"),
