@@ -12,6 +12,7 @@ import base64
 import hmac
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import unquote_plus
 
 import structlog
@@ -48,6 +49,18 @@ WEBHOOKS = Counter(
 MAX_BODY = 1 << 20
 MAX_INBOUND_EMAIL_BODY = 30 << 20  # SendGrid Inbound Parse posts attachments too
 TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+
+
+_COUNTERS: dict[tuple[str, str], Any] = {}
+
+
+def _count(source: str, outcome: str) -> None:
+    """``WEBHOOKS.labels(source, outcome).inc()``, keeping the labelled child: looking it up
+    validates and locks every time, once per status callback."""
+    child = _COUNTERS.get((source, outcome))
+    if child is None:
+        child = _COUNTERS[(source, outcome)] = WEBHOOKS.labels(source, outcome)
+    child.inc()
 
 
 class Refused(Exception):
@@ -180,11 +193,11 @@ async def _handle(
 async def _reports(request: Request, source: str, reports: list[StatusReport]) -> None:
     outcome = await _container(request).webhooks.apply_reports(source, reports)
     if outcome.applied:
-        WEBHOOKS.labels(source, "applied").inc()
+        _count(source, "applied")
     if outcome.duplicates:
-        WEBHOOKS.labels(source, "duplicate").inc()
+        _count(source, "duplicate")
     if outcome.unmatched:
-        WEBHOOKS.labels(source, "unmatched").inc()
+        _count(source, "unmatched")
 
 
 async def _inbound(request: Request, source: str, message: InboundMessage, raw: bytes) -> None:

@@ -474,9 +474,12 @@ async def test_twilio_status_refuses_missing_and_wrong_signatures_without_change
 async def test_twilio_delivered_applies_once_and_never_moves_backwards(hooks: Hooks) -> None:
     tenant = await hooks_tenant(hooks)
     message = await sent_sms(tenant)
+    applied = await webhook_count(hooks, "twilio", "applied")
+    duplicates = await webhook_count(hooks, "twilio", "duplicate")
     async with live_events(tenant, message) as events:
         first = await twilio_status(hooks, message, "delivered")
         assert first.status_code == 204, first.text
+        assert await webhook_count(hooks, "twilio", "applied") == applied + 1
         delivered = await fetch(tenant, message["id"])
         assert delivered["status"] == "DELIVERED"
         assert delivered["error"] is None
@@ -488,6 +491,7 @@ async def test_twilio_delivered_applies_once_and_never_moves_backwards(hooks: Ho
 
         again = await twilio_status(hooks, message, "delivered")
         assert again.is_success, again.text
+        assert await webhook_count(hooks, "twilio", "duplicate") == duplicates + 1
         late = await twilio_status(hooks, message, "sent")
         assert late.is_success, late.text
         assert await fetch(tenant, message["id"]) == delivered
