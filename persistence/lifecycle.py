@@ -20,6 +20,7 @@ from sqlalchemy import (
     any_,
     bindparam,
     literal,
+    literal_column,
     select,
     text,
     update,
@@ -92,7 +93,9 @@ Outcome = Sent | Retry | Failure | Release
 
 
 def _from(statuses: list[MessageStatus]) -> ColumnElement[bool]:
-    return MESSAGES.c.status.in_([s.value for s in statuses])
+    # Literals, not parameters: the planner must see the statuses to use the partial
+    # indexes, also in a prepared statement's generic plan. (Enum values: nothing to quote.)
+    return MESSAGES.c.status.in_([literal_column(f"'{s.value}'") for s in statuses])
 
 
 def _error_columns(error: DeliveryError | None) -> dict[str, Any]:

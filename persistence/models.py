@@ -80,6 +80,10 @@ class ConversationRow(Base):
     )
 
 
+_WORK = text("status IN ('QUEUED', 'SCHEDULED', 'SENDING')")
+_FAILED = text("status = 'FAILED'")
+
+
 class MessageRow(Base):
     __tablename__ = "messages"
 
@@ -119,9 +123,13 @@ class MessageRow(Base):
         Index(None, "conversation_id", "id"),
         # Provider callbacks find their message by the provider's id.
         Index(None, "provider_message_id"),
-        # The sweeper and scheduler look for due work by status and time.
-        Index(None, "status", "next_attempt_at"),
-        Index(None, "account_id", "status", "updated_at"),
+        # The sweeper and scheduler look for due work by status and time. Partial, like the
+        # dead-letter index below: a message's later moves (SENT, DELIVERED) touch neither.
+        Index(None, "status", "next_attempt_at", postgresql_where=_WORK, sqlite_where=_WORK),
+        # Dead letters of an account, newest first.
+        Index(
+            None, "account_id", "updated_at", "id", postgresql_where=_FAILED, sqlite_where=_FAILED
+        ),
     )
 
 

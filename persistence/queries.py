@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Generic, TypeVar
 from uuid import UUID
 
-from sqlalchemy import func, or_, select, tuple_
+from sqlalchemy import func, literal_column, or_, select, tuple_
 
 from gateway.domain.records import Conversation, Message, MessageEvent
 from gateway.domain.statuses import MessageStatus
@@ -143,8 +143,9 @@ class QueryRepository(Repository):
         self, account_id: UUID, *, first: int, after: tuple[datetime, UUID] | None
     ) -> Page[Message]:
         m = MESSAGES.c
+        # The status as a literal: the planner must see it to use the partial index.
         query = select(MESSAGES).where(
-            m.account_id == account_id, m.status == MessageStatus.FAILED.value
+            m.account_id == account_id, m.status == literal_column(f"'{MessageStatus.FAILED}'")
         )
         if after is not None:
             query = query.where(tuple_(m.updated_at, m.id) < tuple_(*after))

@@ -1,4 +1,4 @@
-"""Lookups on the accept path touch rows in proportion to their input, not to the table.
+"""Hot lookups touch rows in proportion to their input, not to the table.
 
 Measured with PostgreSQL's own per-transaction counter of tuples fetched, so the check is
 exact and independent of machine speed.
@@ -7,17 +7,20 @@ exact and independent of machine speed.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.migrations import upgrade_to_head
 from gateway.settings import Settings
 from persistence.conversations import _select
 from persistence.db import create_engine
+from persistence.lifecycle import LifecycleRepository
+from persistence.queries import QueryRepository
 from tests.conftest import fresh_postgres_url
 from tests.servers import PostgresServer
 
@@ -86,3 +89,63 @@ async def test_pair_lookup_fetches_only_the_pairs_asked_for(engine: AsyncEngine)
     # Each pair is one index probe: a scan over the account's conversations would fetch
     # thousands.
     assert int(fetched) <= 2 * len(asked + missing), f"{fetched} tuples fetched"
+
+
+async def _plans_of(engine: AsyncEngine, run: Callable[[], Awaitable[object]]) -> list[str]:
+    """The plans PostgreSQL picks for the statements ``run`` sends, as text."""
+    seen: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            seen.append((statement, parameters))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", capture)
+    try:
+        await run()
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", capture)
+    plans = []
+    async with engine.connect() as conn:
+        for statement, parameters in seen:
+            rows = await conn.exec_driver_sql("EXPLAIN " + statement, parameters)
+            plans.append("\n".join(r[0] for r in rows))
+    return plans
+
+
+async def test_work_and_dead_letter_lookups_use_their_partial_indexes(engine: AsyncEngine) -> None:
+    account, conversation = uuid.uuid4(), uuid.uuid4()
+    now = datetime.now(UTC)
+    async with engine.begin() as conn:
+        await conn.execute(
+            text("INSERT INTO accounts (id, name, created_at) VALUES (:id, 'a', :now)"),
+            {"id": account, "now": now},
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO conversations"
+                " (id, account_id, participant_a, participant_b, created_at, last_message_at)"
+                " VALUES (:id, :account, 'a', 'b', :now, :now)"
+            ),
+            {"id": conversation, "account": account, "now": now},
+        )
+        # Mostly finished messages, a few of each status the lookups look for.
+        await conn.execute(
+            text(
+                "INSERT INTO messages (id, account_id, conversation_id, channel, direction,"
+                " sender, recipient, attachments, status, attempts, next_attempt_at,"
+                " created_at, updated_at)"
+                " SELECT gen_random_uuid(), :account, :conversation, 'SMS', 'OUTBOUND', 'a', 'b',"
+                " '[]', CASE WHEN g % 1000 = 0 THEN 'QUEUED' WHEN g % 1000 = 1 THEN 'FAILED'"
+                " ELSE 'DELIVERED' END, 1, :now, :now, :now FROM generate_series(1, 20000) g"
+            ),
+            {"account": account, "conversation": conversation, "now": now},
+        )
+        await conn.execute(text("ANALYZE messages"))
+    lifecycle, queries = LifecycleRepository(engine), QueryRepository(engine)
+    plans = await _plans_of(engine, lambda: lifecycle.due_ids(now))
+    plans += await _plans_of(
+        engine, lambda: queries.dead_letters_page(account, first=10, after=None)
+    )
+    assert len(plans) == 2, plans
+    assert "ix_messages_status_next_attempt_at" in plans[0], plans[0]
+    assert "ix_messages_account_id_updated_at_id" in plans[1], plans[1]
