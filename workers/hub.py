@@ -23,6 +23,9 @@ class SubscriberTooSlow(Exception):
     pass
 
 
+INTERRUPTED = "live events were interrupted; resubscribe with `after`"
+
+
 class Mailbox(Generic[T]):
     """A bounded FIFO with one reader that never blocks its writers.
 
@@ -30,12 +33,13 @@ class Mailbox(Generic[T]):
     per item), which runs once per event per subscriber.
     """
 
-    __slots__ = ("_items", "_size", "_waiter", "overflowed")
+    __slots__ = ("_items", "_reason", "_size", "_waiter", "overflowed")
 
     def __init__(self, size: int) -> None:
         self._items: deque[T] = deque()
         self._size = size
         self._waiter: asyncio.Future[None] | None = None
+        self._reason = "subscriber fell behind; resubscribe with `after`"
         self.overflowed = False
 
     def offer(self, item: T) -> None:
@@ -54,7 +58,9 @@ class Mailbox(Generic[T]):
         """Empty, with its reader waiting for the next item (so it is handling none)."""
         return self._waiter is not None and not self.overflowed
 
-    def cut_off(self) -> None:
+    def cut_off(self, reason: str | None = None) -> None:
+        if reason is not None and not self.overflowed:
+            self._reason = reason
         self.overflowed = True
         self._wake()
 
@@ -71,7 +77,7 @@ class Mailbox(Generic[T]):
     async def __anext__(self) -> T:
         while not self._items:
             if self.overflowed:
-                raise SubscriberTooSlow("subscriber fell behind; resubscribe with `after`")
+                raise SubscriberTooSlow(self._reason)
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter
@@ -93,6 +99,14 @@ class EventHub:
         for event in events:
             for subscriber in tuple(self._subscribers.get(event.account_id, ())):
                 subscriber.offer(event)
+
+    def interrupt(self) -> None:
+        """The live source lost events (its connection dropped): every subscriber gets what
+        it has and is then cut off, so that it resumes from its cursor instead of silently
+        missing what was published meanwhile."""
+        for subscribers in self._subscribers.values():
+            for subscriber in subscribers:
+                subscriber.cut_off(INTERRUPTED)
 
     @asynccontextmanager
     async def subscribe(self, account_id: UUID) -> AsyncIterator[AsyncIterator[MessageEvent]]:

@@ -142,6 +142,7 @@ class Subscriber:
         self,
         on_payloads: OnPayloads,
         *,
+        on_interrupted: Callable[[], None] = lambda: None,
         host: str = "127.0.0.1",
         port: int = 6379,
         path: str | None = None,
@@ -149,6 +150,7 @@ class Subscriber:
         password: str | None = None,
     ) -> None:
         self._on_payloads = on_payloads
+        self._on_interrupted = on_interrupted
         self._host, self._port, self._path = host, port, path
         self._auth = [a.encode() for a in (username, password) if a]
         self._channels: set[bytes] = set()
@@ -229,7 +231,10 @@ class Subscriber:
             except Exception:
                 log.warning("pubsub_connection_failed", exc_info=True)
             finally:
-                self._protocol = None
+                established, self._protocol = self._protocol is not None, None
+            if established and self._channels:
+                # Whatever is published until the next connection subscribes is not received.
+                self._on_interrupted()
             log.warning("pubsub_reconnecting")
             await asyncio.sleep(RECONNECT_DELAY)
 

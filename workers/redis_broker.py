@@ -58,7 +58,7 @@ class RedisBroker:
         self._reader: asyncio.Task[None] | None = None
         # Plain TCP or unix-socket Redis: events are read by our own protocol (cheaper per
         # event); otherwise (TLS) by redis-py's PubSub.
-        self._subscriber = _subscriber_for(self.redis, self._dispatch)
+        self._subscriber = _subscriber_for(self.redis, self._dispatch, self.hub.interrupt)
         self._channels: dict[str, int] = {}
         self._lock = asyncio.Lock()
 
@@ -156,6 +156,9 @@ class RedisBroker:
                 # Lost connection (or a resubscribe that failed): try again shortly, with a
                 # fresh PubSub; subscribers resume from their cursor for what was missed.
                 log.warning("pubsub_read_failed", exc_info=True)
+                if not stale:
+                    # Events published until the resubscribe are lost for the subscribers.
+                    self.hub.interrupt()
                 stale = True
                 await asyncio.sleep(0.5)
                 continue
@@ -192,12 +195,15 @@ class RedisBroker:
         await self.redis.aclose()
 
 
-def _subscriber_for(redis: Redis, on_payloads: Callable[[list[bytes]], None]) -> Subscriber | None:
+def _subscriber_for(
+    redis: Redis, on_payloads: Callable[[list[bytes]], None], on_interrupted: Callable[[], None]
+) -> Subscriber | None:
     pool = redis.connection_pool
     kwargs = pool.connection_kwargs
     if pool.connection_class is UnixDomainSocketConnection:
         return Subscriber(
             on_payloads,
+            on_interrupted=on_interrupted,
             path=kwargs["path"],
             username=kwargs.get("username"),
             password=kwargs.get("password"),
@@ -205,6 +211,7 @@ def _subscriber_for(redis: Redis, on_payloads: Callable[[list[bytes]], None]) ->
     if pool.connection_class is Connection:
         return Subscriber(
             on_payloads,
+            on_interrupted=on_interrupted,
             host=kwargs.get("host") or "localhost",
             port=int(kwargs.get("port") or 6379),
             username=kwargs.get("username"),

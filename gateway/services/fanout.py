@@ -109,6 +109,7 @@ class _Feed:
         self.closed = False
 
     async def run(self, events: AsyncIterator[MessageEvent], forget: Callable[[], None]) -> None:
+        reason: str | None = None
         try:
             async for event in events:
                 members = [m for m in self.members if m.wanted(event)]
@@ -119,8 +120,8 @@ class _Feed:
                 item: LiveItem = event if payload is None else Rendered(event, payload)
                 for member in members:
                     member.deliver(item)
-        except SubscriberTooSlow:
-            pass
+        except SubscriberTooSlow as exc:
+            reason = str(exc)
         except Exception:
             log.exception("shared_feed_failed")
         # The feed could not keep up with its broker subscription (or lost it): its members get
@@ -128,7 +129,7 @@ class _Feed:
         # subscribers get a new feed.
         forget()
         for member in self.members:
-            member.mailbox.cut_off()
+            member.mailbox.cut_off(reason)
 
     async def _render(self, event: MessageEvent) -> bytes | None:
         try:

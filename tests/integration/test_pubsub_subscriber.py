@@ -5,11 +5,17 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
+import pytest
 from redis.asyncio import Redis
 
+from gateway.domain.records import MessageEvent
+from gateway.domain.statuses import MessageStatus
 from tests.servers import RedisServer
+from workers.hub import SubscriberTooSlow
 from workers.pubsub import Subscriber
+from workers.redis_broker import RedisBroker
 
 
 async def wait_for(condition: Callable[[], Awaitable[bool]], seconds: float = 10.0) -> None:
@@ -84,3 +90,35 @@ async def test_authenticates_when_the_url_has_a_password(redis_server: RedisServ
     finally:
         await subscriber.close()
         await redis.aclose()
+
+
+async def test_a_lost_connection_cuts_subscribers_off_so_they_resume_from_their_cursor(
+    redis_server: RedisServer,
+) -> None:
+    broker = RedisBroker(redis_server.url)
+    redis = Redis.from_url(redis_server.url)
+    account = uuid.uuid4()
+    event = MessageEvent(
+        id=1,
+        account_id=account,
+        message_id=uuid.uuid4(),
+        conversation_id=uuid.uuid4(),
+        status=MessageStatus.QUEUED,
+        kind="accepted",
+        detail=None,
+        occurred_at=datetime.now(UTC),
+    )
+    try:
+        async with broker.subscribe(account) as events:
+            await broker.publish([event])
+            async with asyncio.timeout(5):
+                assert (await anext(events)).id == 1
+            # Whatever is published while the connection is down never arrives: the
+            # subscriber must be told instead of silently missing it.
+            await redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+            async with asyncio.timeout(5):
+                with pytest.raises(SubscriberTooSlow, match="interrupted"):
+                    await anext(events)
+    finally:
+        await redis.aclose()
+        await broker.close()
