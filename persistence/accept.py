@@ -125,11 +125,8 @@ class AcceptRepository(Repository):
             _new_message(new_id(), a, n, d, now)
             for (a, d), n in zip(items, new_conversations, strict=True)
         ]
-        async with self.engine.connect() as conn:
-            raw = await conn.get_raw_connection()
-            created, events = await accept_new(
-                raw.driver_connection, drafts, participants, new_conversations, now
-            )
+        async with self.driver() as driver:
+            created, events = await accept_new(driver, drafts, participants, new_conversations, now)
         outcomes: list[Accepted | Conflict] = [Accepted(m, replayed=False) for m in created]
         # Existing conversations already had their last activity moved by the statement.
         return AcceptResult(outcomes, created, events, set())

@@ -20,10 +20,9 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-import orjson
-
 from gateway.domain.channels import Direction
 from gateway.domain.records import Message, MessageEvent
+from persistence.base import event_row, json_text, stored_event
 
 ACCEPT = """
 WITH input AS (
@@ -82,10 +81,6 @@ SELECT id, message_id, conversation_id FROM events_in
 """
 
 
-def _json(value: Any) -> str:
-    return orjson.dumps(value).decode()
-
-
 async def accept_new(
     conn: Any,
     messages: list[Message],
@@ -99,9 +94,7 @@ async def accept_new(
     the id its conversation gets if it is new. Returns the messages with their conversation
     ids, and their events with cursor ids, in input order.
     """
-    # The driver's own connection: SQLAlchemy's statement and row machinery cost more than
-    # this statement's round trip. No transaction is open on it, so the statement commits
-    # by itself.
+    # On the driver's connection (Repository.driver): the statement commits by itself.
     rows = await conn.fetch(
         ACCEPT,
         [m.id for m in messages],
@@ -113,35 +106,22 @@ async def accept_new(
         [m.sender for m in messages],
         [m.recipient for m in messages],
         [m.body for m in messages],
-        [_json(list(m.attachments)) for m in messages],
+        [json_text(list(m.attachments)) for m in messages],
         [m.status.value for m in messages],
         [m.segments for m in messages],
         [m.encoding for m in messages],
         [m.send_at for m in messages],
         [m.next_attempt_at for m in messages],
-        [_json(m.metadata) for m in messages],
+        [json_text(m.metadata) for m in messages],
         now,
         Direction.OUTBOUND.value,
     )
     by_message = {r["message_id"]: (r["id"], r["conversation_id"]) for r in rows}
     if len(by_message) != len(messages):
         raise RuntimeError(f"accept wrote {len(by_message)} of {len(messages)} messages")
-    stored: list[Message] = []
-    events: list[MessageEvent] = []
-    for message in messages:
-        event_id, conversation_id = by_message[message.id]
-        message = replace(message, conversation_id=conversation_id)
-        stored.append(message)
-        events.append(
-            MessageEvent(
-                id=event_id,
-                account_id=message.account_id,
-                message_id=message.id,
-                conversation_id=conversation_id,
-                status=message.status,
-                kind="accepted",
-                detail=None,
-                occurred_at=now,
-            )
-        )
+    stored = [replace(m, conversation_id=by_message[m.id][1]) for m in messages]
+    events = [
+        stored_event(by_message[m.id][0], event_row(m, m.status, "accepted", None, now))
+        for m in stored
+    ]
     return stored, events

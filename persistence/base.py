@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -19,6 +22,15 @@ class Repository:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+
+    @asynccontextmanager
+    async def driver(self) -> AsyncIterator[Any]:
+        """The pool's asyncpg connection itself, with no transaction open on it: for hot,
+        fixed statements, where SQLAlchemy's statement and row machinery cost more than the
+        round trip. A statement run on it alone commits by itself."""
+        async with self.engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            yield raw.driver_connection
 
     def upsert(self, table: Table) -> Any:
         """An INSERT that understands ON CONFLICT on both supported databases."""
@@ -42,6 +54,25 @@ def event_row(
     }
 
 
+def stored_event(event_id: int, row: dict[str, Any]) -> MessageEvent:
+    """The audit-trail entry ``row`` (see :func:`event_row`) once stored with ``event_id``."""
+    return MessageEvent(
+        id=event_id,
+        account_id=row["account_id"],
+        message_id=row["message_id"],
+        conversation_id=row["conversation_id"],
+        status=MessageStatus(row["status"]),
+        kind=row["kind"],
+        detail=row["detail"],
+        occurred_at=row["occurred_at"],
+    )
+
+
+def json_text(value: Any) -> str:
+    """JSON for a parameter cast to jsonb in SQL (None is JSON null, as the ORM stores it)."""
+    return orjson.dumps(value).decode()
+
+
 async def insert_events(conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[MessageEvent]:
     """Insert audit-trail entries and return them with their cursor ids, in input order."""
     if not rows:
@@ -50,16 +81,4 @@ async def insert_events(conn: AsyncConnection, rows: list[dict[str, Any]]) -> li
         EVENTS.insert().returning(EVENTS.c.id, sort_by_parameter_order=True), rows
     )
     ids = [r[0] for r in result]
-    return [
-        MessageEvent(
-            id=event_id,
-            account_id=row["account_id"],
-            message_id=row["message_id"],
-            conversation_id=row["conversation_id"],
-            status=MessageStatus(row["status"]),
-            kind=row["kind"],
-            detail=row["detail"],
-            occurred_at=row["occurred_at"],
-        )
-        for event_id, row in zip(ids, rows, strict=True)
-    ]
+    return [stored_event(event_id, row) for event_id, row in zip(ids, rows, strict=True)]

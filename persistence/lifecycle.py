@@ -240,10 +240,7 @@ class LifecycleRepository(Repository):
         if prepared is None:
             prepared = DriverStatement.compile(statement, self.engine.dialect, tuple(params))
             self._driver_statements[statement] = prepared
-        async with self.engine.connect() as conn:
-            raw = await conn.get_raw_connection()
-            driver: Any = raw.driver_connection
-            # Outside a transaction: the statement commits on its own.
+        async with self.driver() as driver:
             records = await driver.fetch(prepared.sql, *prepared.arguments(params))
         rows = [DriverRow(record) for record in records]
         changes = []

@@ -16,10 +16,9 @@ from datetime import datetime
 from typing import Any, Final, Protocol
 from uuid import UUID
 
-import orjson
-
 from gateway.domain.records import MessageEvent
 from gateway.domain.statuses import MessageStatus
+from persistence.base import json_text, stored_event
 
 __all__ = ["lock_and_claim", "record"]
 
@@ -150,8 +149,7 @@ async def record(
         [e["conversation_id"] for e in events],
         [e["status"] for e in events],
         [e["kind"] for e in events],
-        # JSON null for no detail, as the column type stores None.
-        [orjson.dumps(e["detail"]).decode() for e in events],
+        [json_text(e["detail"]) for e in events],
     )
     # Under the row locks every guarded change applies; anything else is a bug, and raising
     # rolls the whole batch back.
@@ -162,16 +160,4 @@ async def record(
         )
     # Ids come from the sequence in insertion order, which is the ORDER BY above.
     ids = sorted(row[0] for row in rows)
-    return [
-        MessageEvent(
-            id=event_id,
-            account_id=row["account_id"],
-            message_id=row["message_id"],
-            conversation_id=row["conversation_id"],
-            status=MessageStatus(row["status"]),
-            kind=row["kind"],
-            detail=row["detail"],
-            occurred_at=now,
-        )
-        for event_id, row in zip(ids, events, strict=True)
-    ]
+    return [stored_event(event_id, row) for event_id, row in zip(ids, events, strict=True)]

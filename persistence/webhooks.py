@@ -285,16 +285,13 @@ class WebhookRepository(Repository):
             (source, r.dedupe_key, r.message_id, r.provider_message_id)
             for source, r in (reports[i] for i in fresh)
         ]
-        async with self.engine.connect() as conn:
-            raw = await conn.get_raw_connection()
-            driver: Any = raw.driver_connection
-            async with driver.transaction():
-                locked, claimed = await report_sql.lock_and_claim(driver, ids, sids, claims, now)
-                targets = _Targets()
-                for row in locked:
-                    targets.add(_Target(*row))
-                pending, rows = _decide(reports, fresh, targets, claimed, results, now)
-                events = await report_sql.record(driver, targets.changed(), rows, now)
+        async with self.driver() as driver, driver.transaction():
+            locked, claimed = await report_sql.lock_and_claim(driver, ids, sids, claims, now)
+            targets = _Targets()
+            for row in locked:
+                targets.add(_Target(*row))
+            pending, rows = _decide(reports, fresh, targets, claimed, results, now)
+            events = await report_sql.record(driver, targets.changed(), rows, now)
         return pending, events
 
     async def _apply_portably(

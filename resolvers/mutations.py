@@ -6,7 +6,9 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLResolveInfo
+from strawberry.types import Info
 
+from gateway.domain.messages import SendRequest
 from gateway.services.operator import Changed, OperatorOutcome, Refused
 from gateway.services.sending import Invalid, SendOutcome
 from persistence.accept import Accepted
@@ -42,50 +44,47 @@ def _result(outcome: SendOutcome) -> SendMessageResult:
     return IdempotencyConflict(reason=outcome.reason, original=original)
 
 
-async def send_message(info: strawberry.Info, input: SendMessageInput) -> SendMessageResult:
+async def _send(info: Info | GraphQLResolveInfo, requests: list[SendRequest]) -> list[SendOutcome]:
     context, account, _ = context_of(info)
-    [outcome] = await context.container.sending.send(account.id, [to_send_request(input)])
+    return await context.container.sending.send(account.id, requests)
+
+
+def _check_batch_size(info: Info | GraphQLResolveInfo, size: int) -> None:
+    limit = context_of(info)[0].container.settings.max_batch_size
+    if size > limit:
+        raise bad_input(f"sendMessages takes at most {limit} inputs, got {size}")
+
+
+# The typed resolvers define the schema. schema/build.py executes the send mutations with the
+# `_coerced` pair below instead: Strawberry turns every input object into its Python class with
+# per-field type introspection before calling a resolver, which was ~17% of a 100-input
+# sendMessages and ~6% of a sendMessage; graphql-core has already coerced the arguments.
+
+
+async def send_message(info: strawberry.Info, input: SendMessageInput) -> SendMessageResult:
+    [outcome] = await _send(info, [to_send_request(input)])
     return _result(outcome)
 
 
 async def send_messages(
     info: strawberry.Info, inputs: list[SendMessageInput]
 ) -> list[SendMessageResult]:
-    context, account, _ = context_of(info)
-    limit = context.container.settings.max_batch_size
-    if len(inputs) > limit:
-        raise bad_input(f"sendMessages takes at most {limit} inputs, got {len(inputs)}")
-    outcomes = await context.container.sending.send(
-        account.id, [to_send_request(i) for i in inputs]
-    )
-    return [_result(o) for o in outcomes]
-
-
-# The same two fields as resolvers on graphql-core's coerced arguments. Strawberry turns every
-# input object into its Python class with per-field type introspection before calling a
-# resolver: that conversion was ~17% of a 100-input sendMessages and ~6% of a sendMessage.
-# schema/build.py installs these for execution; the typed resolvers above define the schema.
+    _check_batch_size(info, len(inputs))
+    return [_result(o) for o in await _send(info, [to_send_request(i) for i in inputs])]
 
 
 async def send_message_coerced(
     _root: object, info: GraphQLResolveInfo, input: dict[str, Any]
 ) -> SendMessageResult:
-    context, account, _ = context_of(info)
-    [outcome] = await context.container.sending.send(account.id, [send_request_from_coerced(input)])
+    [outcome] = await _send(info, [send_request_from_coerced(input)])
     return _result(outcome)
 
 
 async def send_messages_coerced(
     _root: object, info: GraphQLResolveInfo, inputs: list[dict[str, Any]]
 ) -> list[SendMessageResult]:
-    context, account, _ = context_of(info)
-    limit = context.container.settings.max_batch_size
-    if len(inputs) > limit:
-        raise bad_input(f"sendMessages takes at most {limit} inputs, got {len(inputs)}")
-    outcomes = await context.container.sending.send(
-        account.id, [send_request_from_coerced(i) for i in inputs]
-    )
-    return [_result(o) for o in outcomes]
+    _check_batch_size(info, len(inputs))
+    return [_result(o) for o in await _send(info, [send_request_from_coerced(i) for i in inputs])]
 
 
 def _operator_result(id: strawberry.ID, outcome: OperatorOutcome) -> CancelMessageResult:
