@@ -36,6 +36,7 @@ from providers.registry import FailoverRegistry
 from providers.sandbox_app import Sandbox, SandboxConfig, create_sandbox_app
 from providers.sendgrid import SendGridProvider
 from providers.twilio import TwilioProvider
+from workers.chores import Chore
 from workers.embedded import EmbeddedWorker
 from workers.memory import MemoryBroker
 from workers.redis_broker import RedisBroker
@@ -153,6 +154,10 @@ class Container:
             self.webhook_repo, self.broker, default_owner=lambda: self.default_owner
         )
 
+    def worker_chores(self) -> list[Chore]:
+        """Periodic work every delivery worker runs beside the sweeper."""
+        return []
+
     async def start(self) -> None:
         if self.settings.run_embedded_worker and isinstance(self.broker, MemoryBroker):
             self.worker = EmbeddedWorker(
@@ -161,6 +166,7 @@ class Container:
                 self.sweeper,
                 concurrency=self.settings.worker_concurrency,
                 sweep_interval=self.settings.sweep_interval,
+                chores=self.worker_chores(),
             )
             self.worker.start()
 

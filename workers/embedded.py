@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 
 import structlog
 
 from gateway.services.delivery import DeliveryService
+from workers.chores import Chore
 from workers.memory import MemoryBroker
 from workers.sweeper import Sweeper
 
@@ -23,12 +25,14 @@ class EmbeddedWorker:
         *,
         concurrency: int,
         sweep_interval: float,
+        chores: Sequence[Chore] = (),
     ) -> None:
         self._broker = broker
         self._delivery = delivery
         self._sweeper = sweeper
         self._concurrency = concurrency
         self._interval = sweep_interval
+        self._chores = tuple(chores)
         self._tasks: list[asyncio.Task[None]] = []
         self._busy: set[asyncio.Task[None] | None] = set()
 
@@ -55,10 +59,11 @@ class EmbeddedWorker:
 
     async def _sweep(self) -> None:
         while True:
-            try:
-                await self._sweeper.sweep_once()
-            except Exception:
-                log.exception("sweep_failed")
+            for chore in (self._sweeper.sweep_once, *self._chores):
+                try:
+                    await chore()
+                except Exception:
+                    log.exception("sweep_failed", chore=getattr(chore, "__qualname__", None))
             await asyncio.sleep(self._interval)
 
     async def stop(self, grace: float = 10.0) -> None:

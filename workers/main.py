@@ -41,6 +41,7 @@ async def run_worker(settings: Settings) -> int:
         min_idle_ms=settings.reclaim_idle_ms,
         max_deliveries=settings.max_deliveries,
         sweep_interval=settings.sweep_interval,
+        chores=container.worker_chores(),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Sequence
 from typing import Any, Final
 from uuid import UUID
 
@@ -30,6 +31,7 @@ from gateway.observability.metrics import EVENTS_PUBLISHED
 from gateway.services.clock import utcnow
 from gateway.services.delivery import DeliveryService
 from persistence.lifecycle import Change, LifecycleRepository, Outcome
+from workers.chores import Chore
 from workers.codec import encode_event
 from workers.redis_broker import channel_of
 from workers.sweeper import Sweeper
@@ -56,6 +58,7 @@ class StreamWorker:
         min_idle_ms: int,
         max_deliveries: int,
         sweep_interval: float,
+        chores: Sequence[Chore] = (),
         linger: float = LINGER,
     ) -> None:
         self.redis = redis
@@ -72,6 +75,7 @@ class StreamWorker:
         self._min_idle_ms = min_idle_ms
         self._max_deliveries = max_deliveries
         self._sweep_interval = sweep_interval
+        self._extra_chores = tuple(chores)
         self._inflight: set[asyncio.Task[None]] = set()
         # Outcomes waiting to be recorded, and the task recording them (one batch at a time).
         self._finished: list[tuple[Any, Outcome]] = []
@@ -272,13 +276,19 @@ class StreamWorker:
 
     async def _chores(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            for chore in (self._reclaim, self._sweep, self._trim, self._heartbeat):
+            for chore in (
+                self._reclaim,
+                self._sweep,
+                self._trim,
+                self._heartbeat,
+                *self._extra_chores,
+            ):
                 try:
                     await chore()
                 except asyncio.CancelledError:
                     raise
                 except Exception:
-                    log.warning("worker_chore_failed", chore=chore.__name__, exc_info=True)
+                    log.warning("worker_chore_failed", chore=_name(chore), exc_info=True)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self._sweep_interval)
 
@@ -346,6 +356,10 @@ class StreamWorker:
 
     async def _heartbeat(self) -> None:
         await self.redis.set(f"mgw:worker:{self.consumer}", utcnow().isoformat(), ex=30)
+
+
+def _name(chore: Chore) -> str:
+    return getattr(chore, "__qualname__", None) or repr(chore)
 
 
 def _text(value: Any) -> str:
