@@ -102,6 +102,8 @@ class MessageRow(Base):
     provider: Mapped[str | None] = mapped_column(String(32))
     provider_message_id: Mapped[str | None] = mapped_column(String(128))
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    # The worker whose claim made the message SENDING (its heartbeat says whether it lives).
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
     segments: Mapped[int | None] = mapped_column(Integer)
     encoding: Mapped[str | None] = mapped_column(String(8))
     error_code: Mapped[str | None] = mapped_column(String(64))
