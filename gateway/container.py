@@ -169,6 +169,7 @@ class Container:
                 chores=self.worker_chores(),
             )
             self.worker.start()
+            self.registry.report_states()
 
     async def close(self) -> None:
         if self.worker is not None:

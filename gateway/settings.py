@@ -45,7 +45,10 @@ class Settings(BaseSettings):
     retry_max_delay: float = Field(default=300.0, gt=0)
     worker_concurrency: int = Field(default=32, ge=1)
     worker_health_port: int | None = Field(
-        default=None, description="Port of the worker's GET /health; unset: none."
+        default=None, description="Port of the worker's GET /health and /metrics; unset: none."
+    )
+    worker_health_host: str = Field(
+        default="0.0.0.0", description="Address the worker's health and metrics port binds."
     )
     stale_sending_seconds: float = Field(
         default=120.0,

@@ -4,25 +4,23 @@ Consecutive transient failures open the circuit: calls stop for ``cooldown`` sec
 trial call is let through (half-open); its success closes the circuit, its failure opens it
 again. Rate limiting (429) is the provider asking us to slow down, not a sign it is down: it is
 honoured per message through Retry-After and never trips the breaker.
+
+``provider_circuit_state`` is read from the breakers at scrape time, and only from those that
+guard deliveries in this process (:meth:`BreakerStates.show`). A process that sends nothing
+(an API process in Redis mode) has breakers nobody uses; reporting them would claim "closed"
+throughout an outage that the workers' breakers see, so such a process shows no state at all.
 """
 
 from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 
-from prometheus_client import Gauge
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from gateway.observability.metrics import NAMESPACE, REGISTRY
-
-BREAKER_STATE = Gauge(
-    "provider_circuit_state",
-    "Circuit breaker state per provider: 0 closed, 1 half-open, 2 open.",
-    ["provider"],
-    namespace=NAMESPACE,
-    registry=REGISTRY,
-)
 
 
 class State(enum.IntEnum):
@@ -47,7 +45,6 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at: float | None = None
         self._trial_running = False
-        BREAKER_STATE.labels(name).set(State.CLOSED)
 
     @property
     def state(self) -> State:
@@ -76,16 +73,53 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at = None
         self._trial_running = False
-        BREAKER_STATE.labels(self.name).set(State.CLOSED)
 
     def record_failure(self) -> None:
         self._failures += 1
         if self._trial_running or self._failures >= self._threshold:
             self._opened_at = self._clock()
             self._trial_running = False
-            BREAKER_STATE.labels(self.name).set(State.OPEN)
 
     def record_neutral(self) -> None:
         """An answer that says nothing about health (429, a permanent refusal)."""
         if self._trial_running:
             self.record_success()
+
+
+class BreakerStates(Collector):
+    """``provider_circuit_state`` of the breakers shown, read when scraped.
+
+    Read at scrape time rather than set on transitions: an open circuit turns half-open by the
+    clock alone, with no call to record it.
+    """
+
+    NAME = f"{NAMESPACE}_provider_circuit_state"
+    DOC = "Circuit breaker state per provider: 0 closed, 1 half-open, 2 open."
+
+    def __init__(self) -> None:
+        self._shown: dict[str, CircuitBreaker] = {}
+
+    def show(self, breakers: Iterable[CircuitBreaker]) -> None:
+        for breaker in breakers:
+            self._shown[breaker.name] = breaker
+
+    def hide(self, breakers: Iterable[CircuitBreaker]) -> None:
+        for breaker in breakers:
+            # Only this very breaker: another one may have been shown under its name since.
+            if self._shown.get(breaker.name) is breaker:
+                del self._shown[breaker.name]
+
+    def describe(self) -> Iterable[Metric]:
+        return [GaugeMetricFamily(self.NAME, self.DOC, labels=["provider"])]
+
+    def collect(self) -> Iterator[Metric]:
+        if not self._shown:
+            return  # no family at all: no HELP line suggesting a state this process knows
+        family = GaugeMetricFamily(self.NAME, self.DOC, labels=["provider"])
+        for name, breaker in sorted(self._shown.items()):
+            family.add_metric([name], int(breaker.state))
+        yield family
+
+
+BREAKER_STATES = BreakerStates()
+REGISTRY.register(BREAKER_STATES)

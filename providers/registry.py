@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from gateway.domain.channels import Channel
 from gateway.services.ports import Provider
-from providers.breaker import CircuitBreaker
+from providers.breaker import BREAKER_STATES, CircuitBreaker
 
 
 class FailoverRegistry:
@@ -32,7 +32,16 @@ class FailoverRegistry:
         """The channel's providers in failover order."""
         return [(p, self.breakers[p.name]) for p in self._by_channel.get(channel, [])]
 
+    def report_states(self) -> None:
+        """Show these breakers' states on this process's ``/metrics``.
+
+        Only where deliveries run (a worker, or the API with its embedded worker): elsewhere
+        the breakers are never used and their "closed" would be a false report.
+        """
+        BREAKER_STATES.show(self.breakers.values())
+
     async def aclose(self) -> None:
         """Release what the providers hold (their HTTP sessions)."""
+        BREAKER_STATES.hide(self.breakers.values())
         for close in self._on_close:
             await close()

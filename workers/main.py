@@ -47,9 +47,10 @@ async def run_worker(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    container.registry.report_states()  # this process's breakers guard its deliveries
     health = HealthServer(lambda: worker.last_progress)
     if settings.worker_health_port is not None:
-        await health.start("0.0.0.0", settings.worker_health_port)
+        await health.start(settings.worker_health_host, settings.worker_health_port)
     freeze_startup_heap()
     log.info("worker_started", consumer=worker.consumer, concurrency=settings.worker_concurrency)
     try:

@@ -10,6 +10,7 @@ from uuid import uuid4
 from gateway.domain.channels import Channel, Direction
 from gateway.domain.records import Message, MessageEvent
 from gateway.domain.statuses import MessageStatus
+from gateway.observability.metrics import REGISTRY
 from gateway.services.delivery import DeliveryService
 from gateway.services.ports import (
     PermanentProviderError,
@@ -18,7 +19,7 @@ from gateway.services.ports import (
 )
 from gateway.services.retry_policy import RetryPolicy
 from persistence.lifecycle import Change, Failure, Outcome, Release, Retry, Sent
-from providers.breaker import BREAKER_STATE, CircuitBreaker, State
+from providers.breaker import BREAKER_STATES, CircuitBreaker, State
 from providers.registry import FailoverRegistry
 
 
@@ -39,7 +40,6 @@ def test_breaker_opens_after_consecutive_failures_and_half_opens_after_cooldown(
     assert breaker.state is State.CLOSED
     breaker.record_failure()
     assert breaker.state is State.OPEN and not breaker.allow()
-    assert BREAKER_STATE.labels("p")._value.get() == State.OPEN
     clock.now += 10
     assert breaker.state is State.HALF_OPEN
     assert breaker.allow(), "one trial call"
@@ -61,6 +61,44 @@ def test_success_resets_the_failure_count_and_neutral_answers_do_not_trip() -> N
     for _ in range(10):
         breaker.record_neutral()  # 429s and permanent refusals
     assert breaker.state is State.CLOSED
+
+
+def circuit_state(provider: str) -> float | None:
+    return REGISTRY.get_sample_value("gateway_provider_circuit_state", {"provider": provider})
+
+
+def test_the_circuit_state_metric_is_read_when_scraped() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker("scraped", threshold=1, cooldown=10, clock=clock)
+    BREAKER_STATES.show([breaker])
+    try:
+        assert circuit_state("scraped") == State.CLOSED
+        breaker.record_failure()
+        assert circuit_state("scraped") == State.OPEN
+        clock.now += 10
+        assert circuit_state("scraped") == State.HALF_OPEN, "half-open by the clock alone"
+        assert breaker.allow()
+        breaker.record_success()
+        assert circuit_state("scraped") == State.CLOSED
+    finally:
+        BREAKER_STATES.hide([breaker])
+    assert circuit_state("scraped") is None
+
+
+async def test_only_registries_that_deliver_report_their_breakers() -> None:
+    idle = FailoverRegistry({Channel.SMS: [FakeProvider("reported")]})
+    assert circuit_state("reported") is None, "a breaker nobody uses must not claim closed"
+    idle.report_states()
+    assert circuit_state("reported") == State.CLOSED
+    newer = FailoverRegistry({Channel.SMS: [FakeProvider("reported")]})
+    newer.report_states()
+    for _ in range(5):  # the default threshold
+        newer.breakers["reported"].record_failure()
+    assert circuit_state("reported") == State.OPEN, "the one shown last"
+    await idle.aclose()
+    assert circuit_state("reported") == State.OPEN, "closing another leaves it shown"
+    await newer.aclose()
+    assert circuit_state("reported") is None
 
 
 class FakeProvider:
