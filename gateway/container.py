@@ -38,6 +38,8 @@ from providers.sendgrid import SendGridProvider
 from providers.twilio import TwilioProvider
 from workers.chores import Chore
 from workers.embedded import EmbeddedWorker
+from workers.held_outcomes import MemoryHeldOutcomes, RedisHeldOutcomes
+from workers.liveness import LocalLiveness, RedisLiveness, worker_name
 from workers.memory import MemoryBroker
 from workers.redis_broker import RedisBroker
 from workers.sweeper import Sweeper
@@ -69,6 +71,7 @@ class Container:
     webhook_repo: WebhookRepository
     registry: FailoverRegistry
     sweeper: Sweeper
+    liveness: RedisLiveness | LocalLiveness
     sandbox_app: Starlette | None
     sandbox_config: SandboxConfig | None
     rate_limiter: RateLimiter
@@ -107,6 +110,14 @@ class Container:
         policy = RetryPolicy(
             settings.max_attempts, settings.retry_base_delay, settings.retry_max_delay
         )
+        worker = worker_name()
+        held: MemoryHeldOutcomes | RedisHeldOutcomes
+        liveness: LocalLiveness | RedisLiveness
+        if isinstance(broker, RedisBroker):
+            held = RedisHeldOutcomes(broker.redis)
+            liveness = RedisLiveness(broker.redis, dead_after=settings.worker_dead_after_seconds)
+        else:
+            held, liveness = MemoryHeldOutcomes(), LocalLiveness(worker)
         container = cls(
             settings=settings,
             engine=engine,
@@ -126,7 +137,7 @@ class Container:
                     webhook_repo.addresses_of if settings.require_sender_ownership else None
                 ),
             ),
-            delivery=DeliveryService(lifecycle, registry, broker, policy),
+            delivery=DeliveryService(lifecycle, registry, broker, policy, held, worker=worker),
             receipts=ReceiptService(lifecycle, broker),
             operator=OperatorService(lifecycle, broker),
             events=EventStream(queries, broker),
@@ -135,11 +146,14 @@ class Container:
             sweeper=Sweeper(
                 lifecycle,
                 broker,
+                held,
+                liveness,
                 # The in-process queue drops duplicates itself; the stream does not.
                 grace=0.0 if isinstance(broker, MemoryBroker) else settings.sweep_grace_seconds,
                 stale_after=settings.stale_sending_seconds,
                 max_attempts=settings.max_attempts,
             ),
+            liveness=liveness,
             sandbox_app=sandbox_app,
             sandbox_config=sandbox_config,
             rate_limiter=build_rate_limiter(settings),

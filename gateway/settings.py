@@ -53,7 +53,12 @@ class Settings(BaseSettings):
     stale_sending_seconds: float = Field(
         default=120.0,
         gt=0,
-        description="A message SENDING this long is taken back from a worker presumed dead.",
+        description="A SENDING message with no recorded worker is taken back after this long.",
+    )
+    worker_dead_after_seconds: float = Field(
+        default=10.0,
+        ge=1.0,
+        description="A worker whose heartbeat is this old is dead; its messages are taken back.",
     )
     reclaim_idle_ms: int = Field(
         default=60_000,

@@ -103,7 +103,8 @@ def _readable_or_fail() -> ColumnElement[Any]:
 
 @cache
 def claim_statement() -> Select[Any]:
-    """QUEUED and due -> SENDING, one attempt more; parameters ``ids`` and ``now``. Fails as a
+    """QUEUED and due -> SENDING, one attempt more, held by ``worker``; parameters ``ids``,
+    ``now`` and ``worker``. Fails as a
     whole when one of the rows could not be read back (see :func:`_readable_or_fail`)."""
     m = MESSAGES.c
     claimed = (
@@ -113,7 +114,12 @@ def claim_statement() -> Select[Any]:
             m.status == S.QUEUED.value,
             m.next_attempt_at <= _now(),
         )
-        .values(status=S.SENDING.value, attempts=_readable_or_fail(), updated_at=_now())
+        .values(
+            status=S.SENDING.value,
+            attempts=_readable_or_fail(),
+            updated_at=_now(),
+            claimed_by=bindparam("worker", type_=m.claimed_by.type),
+        )
         .returning(*MESSAGES.c)
         .cte("claimed")
     )

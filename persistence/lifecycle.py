@@ -7,7 +7,7 @@ order callbacks arrive in. Each change writes its audit-trail event in the same 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -173,13 +173,18 @@ class LifecycleRepository(Repository):
             return MESSAGES.c.id == any_(literal(list(message_ids), ARRAY(MESSAGES.c.id.type)))
         return MESSAGES.c.id.in_(message_ids)
 
-    async def claim(self, message_id: UUID, now: datetime) -> Change | None:
+    async def claim(
+        self, message_id: UUID, now: datetime, *, worker: str | None = None
+    ) -> Change | None:
         """QUEUED and due -> SENDING, one attempt more. None when someone else got it first."""
-        return (await self.claim_many([message_id], now)).get(message_id)
+        return (await self.claim_many([message_id], now, worker=worker)).get(message_id)
 
-    async def claim_many(self, message_ids: Sequence[UUID], now: datetime) -> dict[UUID, Change]:
+    async def claim_many(
+        self, message_ids: Sequence[UUID], now: datetime, *, worker: str | None = None
+    ) -> dict[UUID, Change]:
         """Claim many messages in one statement and one transaction; only those that are
-        QUEUED and due are taken, each by exactly one of the claimers racing for it."""
+        QUEUED and due are taken, each by exactly one of the claimers racing for it.
+        ``worker`` is recorded as their holder: its heartbeat tells when to take them back."""
         if not message_ids:
             return {}
         m = MESSAGES.c
@@ -187,14 +192,14 @@ class LifecycleRepository(Repository):
             # One statement, no BEGIN and COMMIT round trips: it fails as a whole, claiming
             # nothing, when a row it would claim could not be read back (a poison row), so
             # the claims of a batch are never committed with one of them stranded.
-            params = {"ids": list(message_ids), "now": now}
+            params = {"ids": list(message_ids), "now": now, "worker": worker}
             changes = await self._autocommit(claim_statement(), params, now)
             return {c.message.id: c for c in changes}
         async with self.engine.begin() as conn:
             changes = await self._change(
                 conn,
                 [self._among(message_ids), _from([S.QUEUED]), m.next_attempt_at <= now],
-                {"status": S.SENDING.value, "attempts": m.attempts + 1},
+                {"status": S.SENDING.value, "attempts": m.attempts + 1, "claimed_by": worker},
                 "attempt",
                 None,
                 now,
@@ -508,20 +513,36 @@ class LifecycleRepository(Repository):
                 now,
             )
 
-    async def requeue_stale(
-        self, stale_before: datetime, now: datetime, *, max_attempts: int
+    async def requeue_abandoned(
+        self,
+        now: datetime,
+        *,
+        stale_before: datetime,
+        live_workers: frozenset[str] | None,
+        keep: Collection[UUID] = (),
+        max_attempts: int,
     ) -> list[Change]:
-        """SENDING for too long: the worker died mid-call. Back to QUEUED, marked ambiguous,
-        because the provider may or may not have taken the message; dead-lettered instead
-        once its attempts are used up (a message that kills its worker every time)."""
+        """SENDING messages whose worker is gone, back to QUEUED and due at once, marked
+        ambiguous because the provider may or may not have taken them; dead-lettered instead
+        once their attempts are used up (a message that kills its worker every time).
+
+        A message held by a worker that is not in ``live_workers`` is taken back whatever its
+        age; one with no recorded holder once it is older than ``stale_before``. With
+        ``live_workers`` None (liveness unknown) only the age rule applies. Messages in
+        ``keep`` (their outcome is known but not yet written) are left alone."""
         m = MESSAGES.c
-        stale = [_from([S.SENDING]), m.updated_at < stale_before]
+        gone: ColumnElement[bool] = m.claimed_by.is_(None) & (m.updated_at < stale_before)
+        if live_workers is not None:
+            gone = gone | (m.claimed_by.is_not(None) & m.claimed_by.not_in(list(live_workers)))
+        stale = [_from([S.SENDING]), gone]
+        if keep:
+            stale.append(m.id.not_in(list(keep)))
         error = DeliveryError("ABANDONED", "the worker handling it stopped", permanent=False)
         async with self.engine.begin() as conn:
             failed = await self._change(
                 conn,
                 [*stale, m.attempts >= max_attempts],
-                {"status": S.FAILED.value, **_error_columns(error)},
+                {"status": S.FAILED.value, "claimed_by": None, **_error_columns(error)},
                 "dead_lettered",
                 {"code": error.code, "description": error.description, "ambiguous": True},
                 now,
@@ -529,20 +550,38 @@ class LifecycleRepository(Repository):
             requeued = await self._change(
                 conn,
                 [*stale, m.attempts < max_attempts],
-                {"status": S.QUEUED.value, "next_attempt_at": now},
+                {"status": S.QUEUED.value, "next_attempt_at": now, "claimed_by": None},
                 "attempt_abandoned",
                 {"ambiguous": True},
                 now,
             )
         return [*failed, *requeued]
 
-    async def due_ids(self, due_before: datetime, limit: int = 500) -> list[UUID]:
-        """QUEUED messages due before ``due_before``: what the sweeper hands to the broker."""
+    async def due_ids(
+        self,
+        now: datetime,
+        *,
+        since: datetime | None = None,
+        grace_before: datetime | None = None,
+        limit: int = 500,
+    ) -> list[UUID]:
+        """QUEUED messages to hand to the broker, soonest due first.
+
+        Those that became due after ``since`` at a time set after their acceptance (a retry,
+        a deferral, a scheduled time, a take-back): nobody else enqueues them. And those due
+        before ``grace_before``, whatever set their time: an accepted message whose enqueue
+        was lost with the process that accepted it. Both default to everything due by now.
+        """
         m = MESSAGES.c
+        lost = m.next_attempt_at <= (grace_before or now)
+        which = lost
+        if since is not None:
+            newly_due = (m.next_attempt_at > since) & (m.next_attempt_at > m.created_at)
+            which = newly_due | lost
         async with self.engine.connect() as conn:
             rows = await conn.execute(
                 select(m.id)
-                .where(_from([S.QUEUED]), m.next_attempt_at <= due_before)
+                .where(_from([S.QUEUED]), m.next_attempt_at <= now, which)
                 .order_by(m.next_attempt_at)
                 .limit(limit)
             )

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import socket
 
 import structlog
 
@@ -13,27 +11,23 @@ from gateway.container import Container
 from gateway.heap import freeze_startup_heap
 from gateway.settings import Settings
 from workers.health import HealthServer
+from workers.liveness import RedisLiveness
 from workers.redis_broker import GROUP, RedisBroker
 from workers.stream_worker import StreamWorker
 
 log = structlog.get_logger(__name__)
 
 
-def consumer_name() -> str:
-    """Unique per process and readable in XINFO CONSUMERS."""
-    return f"{socket.gethostname()}-{os.getpid()}"
-
-
 async def run_worker(settings: Settings) -> int:
     container = Container.build(settings)
     broker = container.broker
-    if not isinstance(broker, RedisBroker):
+    if not isinstance(broker, RedisBroker) or not isinstance(container.liveness, RedisLiveness):
         raise RuntimeError("the worker process needs REDIS_URL")
     worker = StreamWorker(
         broker.redis,
         stream=broker.stream,
         group=GROUP,
-        consumer=consumer_name(),
+        consumer=container.delivery.worker,
         delivery=container.delivery,
         lifecycle=container.lifecycle,
         sweeper=container.sweeper,
@@ -41,6 +35,7 @@ async def run_worker(settings: Settings) -> int:
         min_idle_ms=settings.reclaim_idle_ms,
         max_deliveries=settings.max_deliveries,
         sweep_interval=settings.sweep_interval,
+        liveness=container.liveness,
         chores=container.worker_chores(),
     )
     stop = asyncio.Event()

@@ -9,6 +9,12 @@ to its provider on its own, so a slow call holds up nobody else; the outcomes th
 a batch is being recorded are recorded together next, and their events are published in the
 same Redis round trip that acknowledges their entries. Per message that leaves the HTTP call as
 the only round trip of its own.
+
+A worker never takes more entries than it has free slots, neither reading nor reclaiming, so
+that what it holds it can start at once: nothing it takes waits behind its own work. An
+outcome it cannot record (the database is down) is handed to the held outcomes before its
+entry is acknowledged, and recorded by the sweeper once the database answers. Its heartbeat
+runs on its own, so that a busy or slow chore never makes a live worker look dead.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from gateway.domain.records import DeliveryError, MessageEvent
 from gateway.observability.metrics import EVENTS_PUBLISHED
@@ -33,6 +40,7 @@ from gateway.services.delivery import DeliveryService
 from persistence.lifecycle import Change, LifecycleRepository, Outcome
 from workers.chores import Chore
 from workers.codec import encode_event
+from workers.liveness import RedisLiveness
 from workers.redis_broker import channel_of
 from workers.sweeper import Sweeper
 
@@ -58,6 +66,7 @@ class StreamWorker:
         min_idle_ms: int,
         max_deliveries: int,
         sweep_interval: float,
+        liveness: RedisLiveness,
         chores: Sequence[Chore] = (),
         linger: float = LINGER,
     ) -> None:
@@ -70,8 +79,10 @@ class StreamWorker:
         self._lifecycle = lifecycle
         self._sweeper = sweeper
         self._concurrency = concurrency
-        self._slots = asyncio.Semaphore(concurrency)
-        self._held = 0
+        self._held = 0  # slots taken: one per entry from its read until its outcome is done
+        self._room = asyncio.Event()
+        self._room.set()
+        self._liveness = liveness
         self._min_idle_ms = min_idle_ms
         self._max_deliveries = max_deliveries
         self._sweep_interval = sweep_interval
@@ -79,6 +90,8 @@ class StreamWorker:
         self._inflight: set[asyncio.Task[None]] = set()
         # Outcomes waiting to be recorded, and the task recording them (one batch at a time).
         self._finished: list[tuple[Any, Outcome]] = []
+        # Outcomes neither recorded nor handed over (Redis was down too), with their entries.
+        self._unkept: list[tuple[Any, Outcome]] = []
         self._recorder: asyncio.Task[None] | None = None
         self.last_progress = time.monotonic()
 
@@ -92,6 +105,11 @@ class StreamWorker:
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.ensure_group()
+        # Alive before holding anything: a claim by a worker with no heartbeat is taken back.
+        await self._liveness.beat(self.consumer)
+        beating = asyncio.create_task(
+            self._liveness.keep_beating(self.consumer, stop), name="worker-heartbeat"
+        )
         chores = asyncio.create_task(self._chores(stop), name="worker-chores")
         try:
             while not stop.is_set():
@@ -116,9 +134,15 @@ class StreamWorker:
         finally:
             # Graceful stop: in-flight deliveries finish, are recorded and acknowledged.
             await self._drain(within=30)
-            chores.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await chores
+            for task in (chores, beating):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await self._flush_unkept()
+            if not self._inflight and not self._unkept:
+                # Nothing left in our hands: nobody need wait for our heartbeat to lapse.
+                with contextlib.suppress(Exception):
+                    await self._liveness.forget(self.consumer)
 
     async def _drain(self, within: float) -> None:
         deadline = time.monotonic() + within
@@ -131,11 +155,18 @@ class StreamWorker:
             await asyncio.wait(busy, timeout=left)
 
     async def _read_once(self) -> None:
-        free = max(1, self._concurrency - self._held)
-        reply: Any = await self.redis.xreadgroup(
-            self.group, self.consumer, {self.stream: ">"}, count=free, block=1000
-        )
+        if not await self._wait_for_room(within=1.0):
+            return
+        free = self._reserve(self._concurrency)
+        try:
+            reply: Any = await self.redis.xreadgroup(
+                self.group, self.consumer, {self.stream: ">"}, count=free, block=1000
+            )
+        except BaseException:
+            self._release(free)
+            raise
         entries = [entry for _, stream_entries in reply or [] for entry in stream_entries]
+        self._release(free - len(entries))
         if entries:
             await self._dispatch(entries)
             if len(entries) < free:
@@ -145,7 +176,8 @@ class StreamWorker:
                 await asyncio.sleep(self._linger)
 
     async def _dispatch(self, entries: list[tuple[Any, dict[Any, Any]]]) -> None:
-        """Claim the messages of these entries together and start each claimed one's call."""
+        """Claim the messages of these entries together and start each claimed one's call.
+        The caller has taken one slot per entry; each is given back when its entry is done."""
         jobs: list[tuple[Any, UUID]] = []
         settled: list[Any] = []  # entries with nothing (more) to do: acknowledged at once
         for entry_id, fields in entries:
@@ -153,11 +185,14 @@ class StreamWorker:
             if message_id is None:
                 log.error("stream_entry_malformed", entry=str(entry_id))
                 settled.append(entry_id)
+                self._release()
             else:
                 jobs.append((entry_id, message_id))
-        for _ in jobs:
-            await self._acquire()
-        claimed, failed = await self._claim([message_id for _, message_id in jobs])
+        try:
+            claimed, failed = await self._claim([message_id for _, message_id in jobs])
+        except BaseException:
+            self._release(len(jobs))
+            raise
         events: list[MessageEvent] = []
         for entry_id, message_id in jobs:
             # pop: the same id twice in one read (two stream entries): only one may send it.
@@ -199,11 +234,10 @@ class StreamWorker:
     async def _send(self, entry_id: Any, change: Change) -> None:
         try:
             outcome = await self._delivery.attempt(change.message)
-        except Exception:
-            # Not acknowledged: the entry stays pending and is reclaimed after min-idle.
+        except Exception as exc:
+            # A live worker's message is never taken back from it: say what happened.
             log.exception("delivery_failed", message_id=str(change.message.id))
-            self._release()
-            return
+            outcome = self._delivery.crashed(change.message, exc)
         self._finished.append((entry_id, outcome))
         if self._recorder is None or self._recorder.done():
             self._recorder = asyncio.create_task(self._record_finished(), name="worker-record")
@@ -225,23 +259,47 @@ class StreamWorker:
     async def _record(self, batch: list[tuple[Any, Outcome]]) -> None:
         changes: list[Change | None] = []
         recorded: list[Any] = []
+        unwritten: list[tuple[Any, Outcome]] = []
         try:
             changes = await self._delivery.record([outcome for _, outcome in batch])
             recorded = [entry_id for entry_id, _ in batch]
-        except Exception:
-            if len(batch) == 1:
-                log.exception("delivery_failed", message_id=str(batch[0][1].message_id))
+        except Exception as exc:
+            if len(batch) == 1 or _unreachable(exc):
+                log.warning("record_failed", outcomes=len(batch), error=str(exc))
+                unwritten = batch
             else:
                 # One by one, so that one outcome that cannot be written fails alone.
                 for entry_id, outcome in batch:
                     try:
                         changes.extend(await self._delivery.record([outcome]))
                     except Exception:
-                        log.exception("delivery_failed", message_id=str(outcome.message_id))
+                        log.exception("record_failed", message_id=str(outcome.message_id))
+                        unwritten.append((entry_id, outcome))
                     else:
                         recorded.append(entry_id)
-        # Only now: the outcomes are committed.
+        if unwritten:
+            recorded += await self._hand_over(unwritten)
+        # Only now: the outcomes are committed (or held where the sweeper records them).
         await self._publish_and_ack([c.event for c in changes if c is not None], recorded)
+
+    async def _hand_over(self, unwritten: list[tuple[Any, Outcome]]) -> list[Any]:
+        """Hand outcomes that could not be written to the held outcomes; the entries of
+        those handed over are done. Kept here (and handed over later) when Redis is down too."""
+        try:
+            await self._delivery.hold([outcome for _, outcome in unwritten])
+        except Exception as exc:
+            log.warning("outcome_hold_failed", outcomes=len(unwritten), error=str(exc))
+            self._unkept += unwritten
+            return []
+        log.warning("outcomes_held", outcomes=len(unwritten))
+        return [entry_id for entry_id, _ in unwritten]
+
+    async def _flush_unkept(self) -> None:
+        if self._unkept:
+            batch, self._unkept = self._unkept, []
+            done = await self._hand_over(batch)
+            if done:
+                await self._publish_and_ack([], done)
 
     async def _publish_and_ack(self, events: list[MessageEvent], entry_ids: list[Any]) -> None:
         """One round trip: publish the events of committed changes and acknowledge entries.
@@ -266,21 +324,34 @@ class StreamWorker:
         if events:
             EVENTS_PUBLISHED.inc(len(events))
 
-    async def _acquire(self) -> None:
-        await self._slots.acquire()
-        self._held += 1
+    def _reserve(self, wanted: int) -> int:
+        """Take up to ``wanted`` free slots at once, never waiting; how many were taken."""
+        taken = max(0, min(wanted, self._concurrency - self._held))
+        self._held += taken
+        if self._held >= self._concurrency:
+            self._room.clear()
+        return taken
 
-    def _release(self) -> None:
-        self._held -= 1
-        self._slots.release()
+    def _release(self, count: int = 1) -> None:
+        if count > 0:
+            self._held -= count
+            self._room.set()
+
+    async def _wait_for_room(self, within: float) -> bool:
+        if self._held < self._concurrency:
+            return True
+        self._room.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._room.wait(), within)
+        return self._held < self._concurrency
 
     async def _chores(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             for chore in (
+                self._flush_unkept,
                 self._reclaim,
                 self._sweep,
                 self._trim,
-                self._heartbeat,
                 *self._extra_chores,
             ):
                 try:
@@ -293,22 +364,29 @@ class StreamWorker:
                 await asyncio.wait_for(stop.wait(), self._sweep_interval)
 
     async def _reclaim(self) -> None:
-        """Take over entries a crashed or stuck consumer left pending."""
-        _, entries, *_ = await self.redis.xautoclaim(
-            self.stream, self.group, self.consumer, self._min_idle_ms, "0-0", count=100
-        )
+        """Take over entries a crashed or stuck consumer left pending, as many as there is
+        room for now; the rest wait for a later round."""
+        room = self._reserve(100)
+        if room == 0:
+            return
         retry: list[tuple[Any, dict[Any, Any]]] = []
-        for entry_id, fields in entries:
-            try:
-                if fields is None:
-                    await self.redis.xack(self.stream, self.group, entry_id)
-                elif await self._times_delivered(entry_id) > self._max_deliveries:
-                    await self._poison(entry_id, fields)
-                else:
-                    retry.append((entry_id, fields))
-            except Exception:
-                # One bad entry must not stop the others of the batch from being handled.
-                log.exception("reclaim_entry_failed", entry=str(entry_id))
+        try:
+            _, entries, *_ = await self.redis.xautoclaim(
+                self.stream, self.group, self.consumer, self._min_idle_ms, "0-0", count=room
+            )
+            for entry_id, fields in entries:
+                try:
+                    if fields is None:
+                        await self.redis.xack(self.stream, self.group, entry_id)
+                    elif await self._times_delivered(entry_id) > self._max_deliveries:
+                        await self._poison(entry_id, fields)
+                    else:
+                        retry.append((entry_id, fields))
+                except Exception:
+                    # One bad entry must not stop the others of the batch from being handled.
+                    log.exception("reclaim_entry_failed", entry=str(entry_id))
+        finally:
+            self._release(room - len(retry))
         if retry:
             await self._dispatch(retry)
 
@@ -354,12 +432,16 @@ class StreamWorker:
         # Exact: runs once per sweep interval, and an exact floor is easy to reason about.
         await self.redis.xtrim(self.stream, minid=floor, approximate=False)
 
-    async def _heartbeat(self) -> None:
-        await self.redis.set(f"mgw:worker:{self.consumer}", utcnow().isoformat(), ex=30)
-
 
 def _name(chore: Chore) -> str:
     return getattr(chore, "__qualname__", None) or repr(chore)
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """The database (or the way to it) is down: trying outcomes one by one is no use."""
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated or isinstance(exc, (InterfaceError, OperationalError))
+    return isinstance(exc, (OSError, TimeoutError))
 
 
 def _text(value: Any) -> str:

@@ -1,14 +1,25 @@
-"""Hands due work to the broker: scheduled messages whose time came, retries that are due,
-anything accepted whose enqueue was lost (the process died between commit and enqueue), and
-messages left SENDING by a worker that died mid-delivery."""
+"""Hands due work to the broker and takes back what dead workers held.
+
+Each sweep, in this order:
+1. records the outcomes workers hold but could not write (the database was down), so that
+   no message whose provider id is known looks abandoned;
+2. promotes scheduled messages whose time came;
+3. takes back the SENDING messages of workers that are dead (no heartbeat), or, for messages
+   with no recorded worker, that have been SENDING for ``stale_after``;
+4. enqueues what is due: what became due since the last sweep (retries, deferrals, scheduled
+   times, take-backs: nobody else enqueues them) at once, and any accepted message still
+   QUEUED ``grace`` after it was due (the process that accepted it died before enqueueing).
+"""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import structlog
 
+from gateway.domain.statuses import MessageStatus
 from gateway.services.clock import utcnow
+from gateway.services.delivery import HeldOutcomes, WorkerLiveness
 from gateway.services.ports import Broker
 from persistence.lifecycle import LifecycleRepository
 
@@ -20,6 +31,8 @@ class Sweeper:
         self,
         lifecycle: LifecycleRepository,
         broker: Broker,
+        held: HeldOutcomes,
+        liveness: WorkerLiveness,
         *,
         grace: float,
         stale_after: float,
@@ -28,20 +41,54 @@ class Sweeper:
         self._max_attempts = max_attempts
         self._lifecycle = lifecycle
         self._broker = broker
-        # Messages younger than this are still on their normal way to the broker.
+        self._held = held
+        self._liveness = liveness
+        # Accepted messages younger than this are still on their normal way to the broker.
         self._grace = timedelta(seconds=grace)
-        # SENDING for longer than this means the worker handling it is gone.
+        # SENDING for longer than this, with no worker recorded, means its worker is gone.
         self._stale_after = timedelta(seconds=stale_after)
+        # The end of the last sweep's window of newly due work.
+        self._since: datetime | None = None
 
     async def sweep_once(self) -> int:
+        await self.settle_held()
         now = utcnow()
         promoted = await self._lifecycle.promote_scheduled(now)
-        abandoned = await self._lifecycle.requeue_stale(
-            now - self._stale_after, now, max_attempts=self._max_attempts
+        abandoned = await self._lifecycle.requeue_abandoned(
+            now,
+            stale_before=now - self._stale_after,
+            live_workers=await self._liveness.live(),
+            keep=await self._held.message_ids(),
+            max_attempts=self._max_attempts,
         )
         if promoted or abandoned:
             await self._broker.publish([c.event for c in [*promoted, *abandoned]])
-        due = await self._lifecycle.due_ids(now - self._grace)
-        if due:
-            await self._broker.enqueue(due)
-        return len(due)
+        if abandoned:
+            log.warning("attempts_abandoned", messages=len(abandoned))
+        since, self._since = self._since or now - self._grace, now
+        due = await self._lifecycle.due_ids(now, since=since, grace_before=now - self._grace)
+        ready = [
+            c.message.id
+            for c in [*promoted, *abandoned]
+            if c.message.status is MessageStatus.QUEUED
+        ]
+        ready = list(dict.fromkeys([*ready, *due]))
+        if ready:
+            await self._broker.enqueue(ready)
+        return len(ready)
+
+    async def settle_held(self) -> int:
+        """Record the outcomes that workers hold; raises while the database is down."""
+        outcomes = await self._held.held()
+        if not outcomes:
+            return 0
+        changes = await self._lifecycle.record_outcomes(outcomes, utcnow())
+        await self._held.forget(o.message_id for o in outcomes)
+        log.info("held_outcomes_recorded", outcomes=len(outcomes))
+        events = [c.event for c in changes if c is not None]
+        if events:
+            try:
+                await self._broker.publish(events)
+            except Exception:
+                log.warning("publish_failed", events=len(events), exc_info=True)
+        return len(outcomes)

@@ -12,9 +12,9 @@ UPDATE in one transaction, concurrent outcomes one transaction, and their events
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 import structlog
@@ -45,6 +45,24 @@ from persistence.lifecycle import (
 log = structlog.get_logger(__name__)
 
 
+class HeldOutcomes(Protocol):
+    """Outcomes known but not yet written (the database was down); see workers.held_outcomes."""
+
+    async def keep(self, outcomes: Sequence[Outcome]) -> None: ...
+
+    async def held(self, limit: int = 500) -> list[Outcome]: ...
+
+    async def message_ids(self) -> set[UUID]: ...
+
+    async def forget(self, message_ids: Iterable[UUID]) -> None: ...
+
+
+class WorkerLiveness(Protocol):
+    async def live(self) -> frozenset[str] | None:
+        """The workers alive now; None while that cannot be known."""
+        ...
+
+
 class DeliveryService:
     def __init__(
         self,
@@ -52,10 +70,15 @@ class DeliveryService:
         providers: ProviderRegistry,
         broker: Broker,
         policy: RetryPolicy,
+        held: HeldOutcomes,
         *,
+        worker: str,
         max_batch: int = 500,
     ) -> None:
         self._lifecycle = lifecycle
+        self._held = held
+        #: The name this process's claims are recorded under (its heartbeat's name).
+        self.worker = worker
         self._providers = providers
         self._broker = broker
         self._policy = policy
@@ -72,7 +95,13 @@ class DeliveryService:
         [claimed] = await self._claims.submit([message_id])
         if claimed is None:
             return  # canceled, not yet due, or another worker has it
-        await self._outcomes.submit([await self.attempt(claimed.message)])
+        outcome = await self.attempt(claimed.message)
+        try:
+            await self._outcomes.submit([outcome])
+        except Exception:
+            # The provider has answered: that answer must not be lost with this write.
+            log.warning("outcome_held", message_id=str(message_id), exc_info=True)
+            await self._held.keep([outcome])
 
     async def attempt(self, message: Message) -> Outcome:
         """One provider call for a claimed message, and what it means; nothing is written."""
@@ -82,15 +111,25 @@ class DeliveryService:
         provider, breaker = chosen
         return await self._call(message, provider, breaker)
 
+    def crashed(self, message: Message, exc: BaseException) -> Outcome:
+        """The outcome of an attempt that failed in our own code: retried like a transient
+        failure, and marked ambiguous, as nobody can say how far it got."""
+        error = DeliveryError("WORKER_ERROR", type(exc).__name__, permanent=False)
+        return self._transient(message, error, None, {"ambiguous": True})
+
     async def claim(self, message_ids: Sequence[UUID]) -> dict[UUID, Change]:
         """Claim many messages in one transaction; those not returned were not ours to send.
         Their events are the caller's to publish."""
-        return await self._lifecycle.claim_many(message_ids, utcnow())
+        return await self._lifecycle.claim_many(message_ids, utcnow(), worker=self.worker)
 
     async def record(self, outcomes: Sequence[Outcome]) -> list[Change | None]:
         """Record many outcomes in one transaction, each change in input order (None: the
         message had moved on). Their events are the caller's to publish."""
         return await self._lifecycle.record_outcomes(outcomes, utcnow())
+
+    async def hold(self, outcomes: Sequence[Outcome]) -> None:
+        """Keep outcomes that could not be recorded until the sweeper can record them."""
+        await self._held.keep(outcomes)
 
     async def _claim_batch(self, message_ids: list[UUID]) -> list[Change | None]:
         claimed = await self.claim(message_ids)

@@ -49,6 +49,7 @@ from providers.sandbox_app import Sandbox, SandboxConfig, create_sandbox_app
 from providers.signatures import generate_sendgrid_keypair
 from tests.conftest import run_uvicorn
 from tests.servers import RedisServer, free_port
+from workers.liveness import WORKERS
 from workers.redis_broker import GROUP, STREAM
 
 CLI = str(Path(sys.executable).parent / "messaging-gateway")
@@ -299,7 +300,7 @@ class Pipeline:
         return proc
 
     async def wait_workers_ready(self, workers: Iterable[Process]) -> None:
-        """A worker is ready once its chores ran: its heartbeat key is in Redis."""
+        """A worker is ready once its heartbeat is in Redis (it beats before it reads)."""
         host = socket.gethostname()
         pending = list(workers)
         deadline = time.monotonic() + START_TIMEOUT
@@ -309,7 +310,7 @@ class Pipeline:
                 for proc in list(pending):
                     assert proc.alive, f"worker died on start\n{proc.tail()}"
                     with contextlib.suppress(Exception):
-                        if await redis.exists(f"mgw:worker:{host}-{proc.pid}"):
+                        if await redis.zscore(WORKERS, f"{host}-{proc.pid}") is not None:
                             pending.remove(proc)
                 if pending:
                     assert time.monotonic() < deadline, "workers not ready\n" + "\n".join(

@@ -34,6 +34,8 @@ from persistence.rows import EVENTS, MESSAGES
 from providers.registry import FailoverRegistry
 from tests.conftest import fresh_postgres_url
 from tests.servers import PostgresServer
+from workers.held_outcomes import MemoryHeldOutcomes
+from workers.liveness import LocalLiveness
 from workers.sweeper import Sweeper
 
 BAD = "+14155550199"
@@ -113,9 +115,11 @@ def count_batches(db: Db) -> dict[str, list[int]]:
     for name, calls in sizes.items():
         real = getattr(lifecycle, name)
 
-        async def spy(items: Any, now: Any, real: Any = real, calls: list[int] = calls) -> Any:
+        async def spy(
+            items: Any, now: Any, real: Any = real, calls: list[int] = calls, **kw: Any
+        ) -> Any:
             calls.append(len(items))
-            return await real(items, now)
+            return await real(items, now, **kw)
 
         setattr(lifecycle, name, spy)
     return sizes
@@ -169,6 +173,8 @@ def delivery(db: Db, provider: HeldProvider, broker: Recorder) -> DeliveryServic
         registry,
         broker,  # type: ignore[arg-type]
         RetryPolicy(5, 0.01, 0.1),
+        MemoryHeldOutcomes(),
+        worker="test-worker",
     )
 
 
@@ -267,7 +273,15 @@ async def test_a_crash_between_claim_and_record_is_recovered(db: Db) -> None:
         async def publish(self, events: Any) -> None:
             pass
 
-    sweeper = Sweeper(lifecycle, Collect(), grace=0, stale_after=0, max_attempts=5)  # type: ignore[arg-type]
+    sweeper = Sweeper(
+        lifecycle,
+        Collect(),  # type: ignore[arg-type]
+        MemoryHeldOutcomes(),
+        LocalLiveness("test-worker"),
+        grace=0,
+        stale_after=0,
+        max_attempts=5,
+    )
     await asyncio.sleep(0.01)
     assert await sweeper.sweep_once() == len(ids)
     assert sorted(queue) == sorted(ids)

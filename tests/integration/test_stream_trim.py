@@ -26,6 +26,7 @@ async def test_trim_keeps_every_unacknowledged_entry(redis_server: RedisServer) 
         min_idle_ms=60_000,
         max_deliveries=3,
         sweep_interval=1.0,
+        liveness=nothing,
     )
     try:
         await redis.delete(stream)

@@ -21,6 +21,7 @@ from gateway.services.retry_policy import RetryPolicy
 from persistence.lifecycle import Change, Failure, Outcome, Release, Retry, Sent
 from providers.breaker import BREAKER_STATES, CircuitBreaker, State
 from providers.registry import FailoverRegistry
+from workers.held_outcomes import MemoryHeldOutcomes
 
 
 class Clock:
@@ -140,7 +141,9 @@ class FakeLifecycle:
         )  # fmt: skip
         return Change(replace(self.claimed, status=status), event)
 
-    async def claim_many(self, message_ids: Any, now: Any) -> dict[Any, Change]:
+    async def claim_many(
+        self, message_ids: Any, now: Any, *, worker: Any = None
+    ) -> dict[Any, Change]:
         return {self.claimed.id: self._change(MessageStatus.SENDING)}
 
     async def record_outcomes(self, outcomes: Any, now: Any) -> list[Change]:
@@ -171,7 +174,14 @@ class FakeBroker:
 
 def service(providers: list[FakeProvider], lifecycle: FakeLifecycle, **kw: Any) -> DeliveryService:
     registry = FailoverRegistry({Channel.SMS: providers}, **kw)
-    return DeliveryService(lifecycle, registry, FakeBroker(), RetryPolicy(5, 0.01, 0.1))  # type: ignore[arg-type]
+    return DeliveryService(
+        lifecycle,  # type: ignore[arg-type]
+        registry,
+        FakeBroker(),  # type: ignore[arg-type]
+        RetryPolicy(5, 0.01, 0.1),
+        MemoryHeldOutcomes(),
+        worker="test-worker",
+    )
 
 
 async def test_fails_over_to_the_next_provider_while_the_first_circuit_is_open() -> None:
