@@ -29,6 +29,7 @@ import redis
 
 from providers.signatures import generate_sendgrid_keypair
 from tests.servers import PostgresServer, RedisServer, free_port
+from workers.liveness import WORKERS
 
 LOOPBACK = "127.0.0.1"
 BIN = Path(sys.executable).parent
@@ -400,9 +401,10 @@ class Stack:
             while time.monotonic() < deadline:
                 for proc in self.workers:
                     proc.check()
-                # Each worker's first chore round writes its heartbeat key (see
-                # workers/stream_worker.py): by then its consumer group exists and it reads.
-                seen = sum(1 for _ in client.scan_iter(match="mgw:worker:*", count=1000))
+                # Each worker beats once its consumer group exists, before it reads (see
+                # workers/liveness.py); a stopped worker takes its heartbeat away.
+                seconds, micros = client.time()
+                seen = client.zcount(WORKERS, seconds + micros / 1e6 - 5, "+inf")
                 if seen >= len(self.workers):
                     return
                 time.sleep(0.1)
