@@ -134,6 +134,9 @@ class Settings(BaseSettings):
         default="", description="Comma-separated e-mail addresses that bounce."
     )
     sandbox_outage: bool = Field(default=False, description="Every sandbox call fails (503).")
+    sandbox_lose_callbacks: bool = Field(
+        default=False, description="The sandbox's messages move along but no callback arrives."
+    )
     sandbox_sendgrid_signing_key: str | None = Field(
         default=None,
         repr=False,

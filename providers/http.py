@@ -151,14 +151,23 @@ class ProviderSession:
     async def post(self, url: str, *, body: bytes, headers: Mapping[str, str]) -> ProviderResponse:
         """POST ``body``; raises ``aiohttp.ClientError`` / ``TimeoutError`` on transport
         failures (see :func:`transport_error`), never for an HTTP error status."""
+        return await self._request("POST", url, body, headers)
+
+    async def get(self, url: str, *, headers: Mapping[str, str]) -> ProviderResponse:
+        """GET ``url``; raises like :meth:`post`."""
+        return await self._request("GET", url, None, headers)
+
+    async def _request(
+        self, method: str, url: str, body: bytes | None, headers: Mapping[str, str]
+    ) -> ProviderResponse:
         started = time.monotonic()
-        # A provider API does not redirect a POST: a redirect is answered as it is.
-        async with self._open().post(
-            url, data=body, headers=headers, allow_redirects=False
+        # A provider API does not redirect: a redirect is answered as it is.
+        async with self._open().request(
+            method, url, data=body, headers=headers, allow_redirects=False
         ) as response:
             content = await response.read()
             return ProviderResponse(
-                method="POST",
+                method=method,
                 url=url,
                 status_code=response.status,
                 reason_phrase=response.reason or "",

@@ -23,9 +23,11 @@ import httpx
 import orjson
 import structlog
 
-from gateway.domain.records import Message
+from gateway.domain.records import DeliveryError, Message
+from gateway.domain.statuses import MessageStatus
 from gateway.services.ports import (
     PermanentProviderError,
+    ProviderLookup,
     ProviderReceipt,
     TransientProviderError,
 )
@@ -51,6 +53,10 @@ NO_SUBJECT: Final = "(no subject)"
 # SendGrid rejects an empty content value; a lone space is the smallest body it accepts.
 EMPTY_BODY: Final = " "
 _AMBIGUOUS_5XX: Final = frozenset({502, 504})
+# What an X-Message-Id is made of; anything else could break out of an activity query.
+_X_MESSAGE_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
+#: Messages asked for per lookup: one per recipient of the send, and we send to one.
+LOOKUP_LIMIT: Final = 10
 
 # A tag starts right after "<" (optionally "/"): "a < b > c" in plain text is not HTML.
 _HTML_TAG: Final = re.compile(r"</?[a-zA-Z][a-zA-Z0-9-]*(\s[^<>]*)?/?>")
@@ -77,6 +83,7 @@ class SendGridProvider:
     ) -> None:
         self._client = client
         self._send_url = f"{base_url.rstrip('/')}/v3/mail/send"
+        self._activity_url = f"{base_url.rstrip('/')}/v3/messages"
         self._api_key = api_key
         self._allow_private = allow_private_attachment_hosts
         self._max_attachment_bytes = max_attachment_bytes
@@ -111,6 +118,43 @@ class SendGridProvider:
         if response.is_success:
             return self._receipt(message, response)
         raise self._failure(message, response)
+
+    async def lookup(self, provider_message_id: str) -> ProviderLookup:
+        """Ask the Email Activity API what became of the message.
+
+        Its ``msg_id`` is the X-Message-Id we hold plus a per-recipient suffix after a dot,
+        so the message is found by prefix (``msg_id LIKE '<X-Message-Id>%'``), as SendGrid
+        advises for an X-Message-Id, rather than by ``GET /v3/messages/{msg_id}``, which
+        needs the whole id. The API is a paid add-on: without it SendGrid answers 403, a
+        permanent error here.
+        """
+        if not _X_MESSAGE_ID.fullmatch(provider_message_id):
+            raise PermanentProviderError("INVALID_ID", "not a SendGrid X-Message-Id")
+        try:
+            response = await self._client.get(
+                self._activity_url,
+                params={
+                    "query": f"msg_id LIKE '{provider_message_id}%'",
+                    "limit": str(LOOKUP_LIMIT),
+                },
+                headers={"Authorization": f"Bearer {self._api_key}", "Accept": "application/json"},
+            )
+        except httpx.TransportError as exc:
+            error = transport_error(self.name, exc)
+            log.warning(
+                "provider_lookup_failed",
+                provider=self.name,
+                provider_message_id=provider_message_id,
+                error=error.code,
+            )
+            raise error from exc
+        if response.is_success:
+            return _lookup(provider_message_id, _activity(response))
+        if response.status_code == 404:
+            return ProviderLookup(self.name, provider_message_id, found=False)
+        raise self._refusal(
+            response, "provider_lookup_failed", provider_message_id=provider_message_id
+        )
 
     def payload(
         self, message: Message, attachments: list[_Attachment] | None = None
@@ -171,16 +215,14 @@ class SendGridProvider:
         return ProviderReceipt(self.name, x_message_id)
 
     def _failure(self, message: Message, response: httpx.Response) -> Exception:
+        return self._refusal(response, "provider_refused", message_id=str(message.id))
+
+    def _refusal(self, response: httpx.Response, event: str, **context: str) -> Exception:
+        """The error a non-success answer stands for, logged as ``event``."""
         status = response.status_code
         text = _first_error(response) or response.reason_phrase or f"HTTP {status}"
         code = str(status)
-        log.warning(
-            "provider_refused",
-            provider=self.name,
-            message_id=str(message.id),
-            code=code,
-            **response_summary(response),
-        )
+        log.warning(event, provider=self.name, code=code, **context, **response_summary(response))
         if status == 429:
             return TransientProviderError(
                 code, text, retry_after=_rate_limit_wait(response), rate_limited=True
@@ -311,6 +353,52 @@ def _content_type(response: httpx.Response) -> str:
     value = response.headers.get("Content-Type", "")
     main = value.split(";", 1)[0].strip().lower()
     return main or "application/octet-stream"
+
+
+def _activity(response: httpx.Response) -> list[dict[str, Any]]:
+    """The messages of an Email Activity answer; an answer of another shape has none."""
+    try:
+        payload = response.json()
+    except ValueError:
+        return []
+    messages = payload.get("messages") if isinstance(payload, dict) else None
+    return [m for m in messages if isinstance(m, dict)] if isinstance(messages, list) else []
+
+
+def _lookup(x_message_id: str, messages: list[dict[str, Any]]) -> ProviderLookup:
+    """What the activity of one send says. ``processed`` is still on its way; ``delivered``
+    and ``not_delivered`` (bounced, dropped or blocked) are final."""
+    ours = [
+        m
+        for m in messages
+        if isinstance(m.get("msg_id"), str)
+        and (m["msg_id"] == x_message_id or m["msg_id"].startswith(f"{x_message_id}."))
+    ]
+    if not ours:
+        return ProviderLookup("sendgrid", x_message_id, found=False)
+    statuses = {str(m.get("status") or "").lower() for m in ours}
+    if "not_delivered" in statuses:
+        provider_status = "not_delivered"
+        status: MessageStatus | None = MessageStatus.FAILED
+        error: DeliveryError | None = DeliveryError(
+            code="not_delivered",
+            description="SendGrid: not delivered (bounced, dropped or blocked)",
+            permanent=True,
+        )
+    elif statuses == {"delivered"}:
+        provider_status, status, error = "delivered", MessageStatus.DELIVERED, None
+    else:
+        provider_status, status, error = ",".join(sorted(statuses)), None, None
+    return ProviderLookup(
+        "sendgrid",
+        x_message_id,
+        found=True,
+        provider_status=provider_status,
+        status=status,
+        error=error,
+        # Events are deduplicated by their sg_event_id, which an activity answer lacks.
+        report_key=f"sendgrid:activity:{x_message_id}:{provider_status}",
+    )
 
 
 def _first_error(response: httpx.Response) -> str | None:

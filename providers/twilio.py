@@ -7,7 +7,7 @@ sees :class:`TransientProviderError` (retry later) or :class:`PermanentProviderE
 from __future__ import annotations
 
 from typing import Any, Final
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import structlog
@@ -15,6 +15,7 @@ import structlog
 from gateway.domain.records import Message
 from gateway.services.ports import (
     PermanentProviderError,
+    ProviderLookup,
     ProviderReceipt,
     TransientProviderError,
 )
@@ -27,12 +28,14 @@ from providers.http import (
     response_summary,
     transport_error,
 )
+from providers.webhooks.twilio import status_report_key, twilio_failure, twilio_status
 
 __all__ = ["TwilioProvider"]
 
 log = structlog.get_logger(__name__)
 
 API_VERSION: Final = "2010-04-01"
+NOT_FOUND: Final = 20404
 RATE_LIMITED: Final = 20429
 INVALID_TO_NUMBER: Final = 21211
 UNSUBSCRIBED_RECIPIENT: Final = 21610
@@ -53,13 +56,17 @@ class TwilioProvider:
         status_callback_url: str,
     ) -> None:
         self._client = client
-        self._messages_url = (
-            f"{base_url.rstrip('/')}/{API_VERSION}/Accounts/{account_sid}/Messages.json"
-        )
+        # The Messages list resource; one message is at ``.../Messages/{Sid}.json``.
+        self._messages = f"{base_url.rstrip('/')}/{API_VERSION}/Accounts/{account_sid}/Messages"
+        self._messages_url = f"{self._messages}.json"
         self._headers = {
             "Authorization": basic_auth(account_sid, auth_token),
             "Accept": "application/json",
             "Content-Type": "application/x-www-form-urlencoded",
+        }
+        self._lookup_headers = {
+            "Authorization": self._headers["Authorization"],
+            "Accept": "application/json",
         }
         self._status_callback_url = status_callback_url
 
@@ -97,6 +104,29 @@ class TwilioProvider:
             return self._receipt(message, response)
         raise self._failure(message, response)
 
+    async def lookup(self, provider_message_id: str) -> ProviderLookup:
+        """Fetch the Message resource (``GET .../Messages/{Sid}.json``) and read its status."""
+        url = f"{self._messages}/{quote(provider_message_id, safe='')}.json"
+        try:
+            response = await self._client.get(url, headers=self._lookup_headers)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            error = transport_error(self.name, exc)
+            log.warning(
+                "provider_lookup_failed",
+                provider=self.name,
+                provider_message_id=provider_message_id,
+                error=error.code,
+            )
+            raise error from exc
+        payload = _json_object(response)
+        if response.is_success and payload is not None:
+            return _lookup(provider_message_id, payload)
+        if response.status_code == 404 and payload is not None and payload.get("code") == NOT_FOUND:
+            return ProviderLookup(self.name, provider_message_id, found=False)
+        raise self._refusal(
+            response, payload, "provider_lookup_failed", provider_message_id=provider_message_id
+        )
+
     def _receipt(self, message: Message, response: ProviderResponse) -> ProviderReceipt:
         payload = _json_object(response)
         sid = payload.get("sid") if payload is not None else None
@@ -118,20 +148,25 @@ class TwilioProvider:
         return ProviderReceipt(self.name, sid)
 
     def _failure(self, message: Message, response: ProviderResponse) -> Exception:
+        return self._refusal(
+            response, _json_object(response), "provider_refused", message_id=str(message.id)
+        )
+
+    def _refusal(
+        self,
+        response: ProviderResponse,
+        payload: dict[str, Any] | None,
+        event: str,
+        **context: str,
+    ) -> Exception:
+        """The error a non-success answer stands for, logged as ``event``."""
         status = response.status_code
-        payload = _json_object(response)
         raw_code = payload.get("code") if payload is not None else None
         twilio_code = raw_code if isinstance(raw_code, int) else None
         raw_text = payload.get("message") if payload is not None else None
         text = raw_text if isinstance(raw_text, str) and raw_text else response.reason_phrase
         code = str(twilio_code if twilio_code is not None else status)
-        log.warning(
-            "provider_refused",
-            provider=self.name,
-            message_id=str(message.id),
-            code=code,
-            **response_summary(response),
-        )
+        log.warning(event, provider=self.name, code=code, **context, **response_summary(response))
         if status == 429 or twilio_code == RATE_LIMITED:
             return TransientProviderError(
                 code,
@@ -149,6 +184,29 @@ class TwilioProvider:
         # 21211 (invalid 'To'), 21610 (recipient replied STOP), auth and validation errors:
         # the same request can never succeed.
         return PermanentProviderError(code, text)
+
+
+def _lookup(sid: str, resource: dict[str, Any]) -> ProviderLookup:
+    raw_status = resource.get("status")
+    provider_status = raw_status.strip().lower() if isinstance(raw_status, str) else ""
+    try:
+        status = twilio_status(provider_status)
+    except KeyError:
+        # A status Twilio added after this was written: nothing we can settle by.
+        return ProviderLookup("twilio", sid, found=True, provider_status=provider_status or None)
+    raw_code = resource.get("error_code")
+    error_code = str(raw_code) if isinstance(raw_code, int | str) and raw_code != "" else None
+    raw_message = resource.get("error_message")
+    error_message = raw_message if isinstance(raw_message, str) and raw_message else None
+    return ProviderLookup(
+        "twilio",
+        sid,
+        found=True,
+        provider_status=provider_status,
+        status=status,
+        error=twilio_failure(provider_status, error_code, error_message),
+        report_key=status_report_key(sid, provider_status),
+    )
 
 
 def _json_object(response: ProviderResponse) -> dict[str, Any] | None:

@@ -9,7 +9,8 @@ from typing import Protocol
 from uuid import UUID
 
 from gateway.domain.channels import Channel
-from gateway.domain.records import Message, MessageEvent
+from gateway.domain.records import DeliveryError, Message, MessageEvent
+from gateway.domain.statuses import MessageStatus
 
 EventSubscription = AbstractAsyncContextManager[AsyncIterator[MessageEvent]]
 
@@ -72,10 +73,36 @@ class PermanentProviderError(ProviderError):
     """Retrying cannot help (invalid recipient, rejected content)."""
 
 
+@dataclass(frozen=True, slots=True)
+class ProviderLookup:
+    """What a provider says, when asked, about a message it took (reconciliation).
+
+    ``found`` is False when the provider does not know the id (Twilio 20404). ``status`` is
+    the status of ours that the provider's own ``provider_status`` stands for, None while the
+    message is still on its way (or the provider's word moves no status of ours).
+    ``report_key`` is the dedupe key of the status report the answer amounts to: the key of
+    the callback that reports the same, where the provider's callbacks have one, so that the
+    callback arriving after all is a duplicate.
+    """
+
+    provider: str
+    provider_message_id: str
+    found: bool
+    provider_status: str | None = None
+    status: MessageStatus | None = None
+    error: DeliveryError | None = None
+    report_key: str | None = None
+
+
 class Provider(Protocol):
     name: str
 
     async def send(self, message: Message) -> ProviderReceipt: ...
+
+    async def lookup(self, provider_message_id: str) -> ProviderLookup:
+        """Ask the provider what became of a message it took; raises ProviderError like
+        ``send`` when it cannot answer."""
+        ...
 
 
 class Breaker(Protocol):

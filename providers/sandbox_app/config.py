@@ -28,6 +28,7 @@ INJECTABLE_FIELDS: Final = frozenset(
         "undeliverable_recipients",
         "bounce_recipients",
         "outage",
+        "lose_callbacks",
         "seed",
         "event_webhook_url",
     }
@@ -65,6 +66,9 @@ class SandboxConfig:
     undeliverable_recipients: set[str] = field(default_factory=set)
     bounce_recipients: set[str] = field(default_factory=set)
     outage: bool = False
+    #: The vendor moves its messages along (what a lookup shows) but none of its callbacks
+    #: arrive: a callback lost on the way, or by a vendor that gave up retrying.
+    lose_callbacks: bool = False
     seed: int | None = None
     #: True when ``signing_key`` was generated here: the gateway must be told ``public_key``.
     key_generated: bool = False
@@ -102,6 +106,7 @@ class SandboxConfig:
             ),
             bounce_recipients=normalize_recipients(settings.sandbox_bounce_recipients),
             outage=settings.sandbox_outage,
+            lose_callbacks=settings.sandbox_lose_callbacks,
             key_generated=generated,
         )
 
@@ -154,9 +159,9 @@ def _validate(name: str, value: Any) -> Any:
         ):
             return normalize_recipients(value)
         raise ValueError(f"{name} must be a list of strings or a comma-separated string")
-    if name == "outage":
+    if name in ("outage", "lose_callbacks"):
         if not isinstance(value, bool):
-            raise ValueError("outage must be a boolean")
+            raise ValueError(f"{name} must be a boolean")
         return value
     if name == "seed":
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):

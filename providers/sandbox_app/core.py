@@ -29,6 +29,8 @@ log = structlog.get_logger("providers.sandbox")
 
 #: Records kept; a benchmark sends far more, and nobody inspects more than the latest ones.
 MAX_RECORDS: Final = 10_000
+#: Messages a lookup still finds; older ones are forgotten, as a vendor's retention ends.
+MAX_MESSAGES: Final = 50_000
 _DISCONNECT_POLL: Final = 0.05
 
 
@@ -44,6 +46,9 @@ class Sandbox:
 
     ``requests`` holds one dict per API request received (vendor, to, from, body, media or
     attachments, message_id, provider_id, outcome, ...); ``callbacks`` one per callback POST.
+    ``messages`` holds what the vendors' lookup APIs show, per vendor by the vendor's id
+    (Twilio Message resources by sid, SendGrid Email Activity records by msg_id), updated as
+    the messages move along.
     """
 
     def __init__(self, config: SandboxConfig, client: httpx.AsyncClient | None = None) -> None:
@@ -51,6 +56,7 @@ class Sandbox:
         self._initial = config.snapshot()
         self.requests: deque[dict[str, Any]] = deque(maxlen=MAX_RECORDS)
         self.callbacks: deque[dict[str, Any]] = deque(maxlen=MAX_RECORDS)
+        self.messages: dict[str, dict[str, dict[str, Any]]] = {"twilio": {}, "sendgrid": {}}
         self._client: CallbackClient = (
             KeepAliveCallbacks() if client is None else HttpxCallbacks(client)
         )
@@ -72,7 +78,8 @@ class Sandbox:
     def reset(self) -> None:
         """Forget every record and restore the failure injection the sandbox started with.
 
-        Callbacks already scheduled still go out: their messages were accepted.
+        Callbacks already scheduled still go out, and lookups still find the messages: they
+        were accepted.
         """
         self.requests.clear()
         self.callbacks.clear()
@@ -97,6 +104,13 @@ class Sandbox:
         }
         self.requests.append(entry)
         return entry
+
+    def remember(self, vendor: str, vendor_id: str, resource: dict[str, Any]) -> None:
+        """Keep what a lookup of ``vendor_id`` shows (the caller updates it in place)."""
+        kept = self.messages[vendor]
+        kept[vendor_id] = resource
+        if len(kept) > MAX_MESSAGES:
+            del kept[next(iter(kept))]  # the oldest: dicts keep their order
 
     def draw_fault(self) -> Fault | None:
         """One random draw split among the configured rates (outage is checked before)."""
@@ -159,6 +173,9 @@ class Sandbox:
             "error": None,
         }
         self.callbacks.append(entry)
+        if self.config.lose_callbacks:
+            entry["error"] = "lost"
+            return False
         attempts = max(1, self.config.callback_attempts)
         for attempt in range(1, attempts + 1):
             entry["attempts"] = attempt

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from providers.sandbox_app.core import Fault, Sandbox
+from providers.sandbox_app.sendgrid_activity import EmailActivity
 from providers.signatures import (
     SENDGRID_SIGNATURE_HEADER,
     SENDGRID_TIMESTAMP_HEADER,
@@ -42,6 +43,7 @@ def _error(message: str, field: str | None = None, anchor: str | None = None) ->
 class SendGridApi:
     def __init__(self, sandbox: Sandbox) -> None:
         self.sandbox = sandbox
+        self.activity = EmailActivity(sandbox)
 
     def _authorized(self, request: Request) -> bool:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
@@ -104,8 +106,22 @@ class SendGridApi:
         x_message_id = secrets.token_urlsafe(16)[:22]
         record["provider_id"] = x_message_id
         record["outcome"] = "accepted"
-        sandbox.spawn(self._events(payload, x_message_id))
+        sandbox.spawn(self._events(payload, x_message_id, self._activities(payload, x_message_id)))
         return Response(status_code=202, headers={"X-Message-Id": x_message_id})
+
+    def _activities(self, payload: dict[str, Any], x_message_id: str) -> list[dict[str, Any]]:
+        """One Email Activity record per recipient, in the order of the personalizations."""
+        sender = str(payload["from"]["email"])
+        subject = str(payload.get("subject") or "")
+        recipients = [
+            str(recipient["email"])
+            for personalization in payload["personalizations"]
+            for recipient in personalization["to"]
+        ]
+        return [
+            self.activity.sent(x_message_id, sender, recipient, subject, serial)
+            for serial, recipient in enumerate(recipients)
+        ]
 
     def _validate(self, payload: dict[str, Any]) -> list[Error]:
         """The checks SendGrid makes that a well-behaved client can still fail."""
@@ -166,7 +182,9 @@ class SendGridApi:
         errors.extend(_attachment_errors(payload.get("attachments")))
         return errors
 
-    async def _events(self, payload: dict[str, Any], x_message_id: str) -> None:
+    async def _events(
+        self, payload: dict[str, Any], x_message_id: str, activities: list[dict[str, Any]]
+    ) -> None:
         sandbox = self.sandbox
         config = sandbox.config
         await asyncio.sleep(config.callback_delay)
@@ -183,11 +201,13 @@ class SendGridApi:
             for recipient in personalization["to"]:
                 email: str = recipient["email"]
                 bounce = email.strip().lower() in config.bounce_recipients
-                sg_message_id = (
-                    f"{x_message_id}.filterdrecv-sandbox-1-{secrets.token_hex(6).upper()}-"
-                    f"{serial}.0"
-                )
+                activity = activities[serial]
+                sg_message_id = activity["msg_id"]
                 serial += 1
+                if bounce:
+                    self.activity.bounced(activity, _BOUNCE_REASON)
+                else:
+                    self.activity.delivered(activity)
                 common = {
                     **extra,
                     "email": email,

@@ -156,10 +156,85 @@ class TwilioApi:
         sid = "SM" + secrets.token_hex(16)
         record["provider_id"] = sid
         record["outcome"] = "accepted"
+        resource = self._resource(sid, record)
+        answer = Answer(201, orjson.dumps(resource))
+        sandbox.remember("twilio", sid, resource)
         callback_url = form.get("StatusCallback")
-        if isinstance(callback_url, str) and callback_url:
-            sandbox.spawn(self._status_callbacks(callback_url, sid, to, sender))
-        return Answer(201, orjson.dumps(self._resource(sid, record)))
+        sandbox.spawn(
+            self._progress(resource, callback_url if isinstance(callback_url, str) else None)
+        )
+        return answer
+
+    async def fetch_message(self, request: Request) -> Response:
+        """``GET .../Messages/{Sid}.json``: the Message resource as it is now."""
+        account_sid, sid = request.path_params["account_sid"], request.path_params["sid"]
+        refused = self._refusal(request, account_sid)
+        if refused is not None:
+            return refused.response()
+        resource = self.sandbox.messages["twilio"].get(sid)
+        if resource is None:
+            return twilio_error(
+                404,
+                20404,
+                f"The requested resource /{API_VERSION}/Accounts/{account_sid}/Messages/{sid}"
+                ".json was not found",
+            ).response()
+        return Answer(200, orjson.dumps(resource)).response()
+
+    async def list_messages(self, request: Request) -> Response:
+        """``GET .../Messages.json``: one page of messages, newest first, filtered by ``To``
+        and ``From``, paged by ``PageSize`` and ``Page`` as Twilio's list resources are."""
+        account_sid = request.path_params["account_sid"]
+        refused = self._refusal(request, account_sid)
+        if refused is not None:
+            return refused.response()
+        params = request.query_params
+        try:
+            size = min(int(params.get("PageSize", "50")), 1000)
+            page = int(params.get("Page", "0"))
+        except ValueError:
+            size = page = -1
+        if size < 1 or page < 0:
+            return twilio_error(400, 20001, "Invalid paging parameters").response()
+        wanted = {key: params[key] for key in ("To", "From") if key in params}
+        found = [
+            resource
+            for resource in reversed(self.sandbox.messages["twilio"].values())
+            if all(resource.get(key.lower()) == value for key, value in wanted.items())
+        ]
+        start = page * size
+        chosen = found[start : start + size]
+        path = f"/{API_VERSION}/Accounts/{account_sid}/Messages.json"
+
+        def uri(number: int) -> str:
+            return f"{path}?{urlencode({**wanted, 'PageSize': size, 'Page': number})}"
+
+        body = {
+            "end": start + len(chosen) - 1 if chosen else start,
+            "first_page_uri": uri(0),
+            "messages": chosen,
+            "next_page_uri": uri(page + 1) if start + size < len(found) else None,
+            "page": page,
+            "page_size": size,
+            "previous_page_uri": uri(page - 1) if page > 0 else None,
+            "start": start,
+            "uri": uri(page),
+        }
+        return Answer(200, orjson.dumps(body)).response()
+
+    def _refusal(self, request: Request, account_sid: str) -> Answer | None:
+        """What a read of the Messages resource is refused with, as Twilio would; None if
+        it may go ahead."""
+        config = self.sandbox.config
+        if config.outage:
+            return twilio_error(503, 20503, "Service Unavailable")
+        if not self._authorized(request):
+            return twilio_error(401, 20003, "Authenticate")
+        if account_sid != config.twilio_account_sid:
+            return twilio_error(
+                404, 20404, f"The requested resource /Accounts/{account_sid} was not found"
+            )
+        return None
 
     def asgi(self, app: ASGIApp) -> ASGIApp:
         """``app`` with the Messages resource's URL-encoded POSTs (the API's hot path, hundreds a
@@ -210,12 +285,23 @@ class TwilioApi:
             "uri": f"{uri}.json",
         }
 
-    async def _status_callbacks(self, url: str, sid: str, to: str, sender: str) -> None:
+    async def _progress(self, resource: dict[str, Any], url: str | None) -> None:
+        """Move the message along after the callback delay, as a lookup then shows it, and
+        report each step to its StatusCallback, if it has one."""
         sandbox = self.sandbox
         config = sandbox.config
         await asyncio.sleep(config.callback_delay)
+        sid, to, sender = resource["sid"], resource["to"], resource["from"]
         undeliverable = to.strip().lower() in config.undeliverable_recipients
         for status in ("sent", "undelivered" if undeliverable else "delivered"):
+            now = _rfc2822(int(time.time()))
+            resource.update(status=status, date_updated=now)
+            if status == "sent":
+                resource["date_sent"] = now
+            elif status == "undelivered":
+                resource.update(error_code=30003, error_message="Unreachable destination handset")
+            if not url:
+                continue
             params = {
                 "AccountSid": config.twilio_account_sid,
                 "ApiVersion": API_VERSION,

@@ -86,26 +86,14 @@ def parse_twilio_status(form: Mapping[str, str], query: Mapping[str, str]) -> St
 
     error_code = detail_text(form.get("ErrorCode"), _ERROR_CODE_MAX)
     error_message = detail_text(form.get("ErrorMessage"))
-    error: DeliveryError | None = None
-    # An error code on a non-failure status (Twilio sends some as warnings) is kept in the
-    # detail only: attaching it to a SENT or DELIVERED message would show it as failed.
-    if provider_status in _FAILURES:
-        error = DeliveryError(
-            code=error_code or provider_status.upper(),
-            description=error_message
-            or (f"Twilio error {error_code}" if error_code else f"Twilio: {provider_status}"),
-            permanent=True,
-        )
-
     return StatusReport(
         provider=PROVIDER,
         provider_message_id=sid,
         message_id=our_message_id(query.get("mid")),
         status=status,
         kind=kind,
-        # The normalized status, so "Delivered" and "delivered" are one report.
-        dedupe_key=f"twilio:{sid}:{provider_status}",
-        error=error,
+        dedupe_key=status_report_key(sid, provider_status),
+        error=twilio_failure(provider_status, error_code, error_message),
         detail=compact(
             {
                 "provider": PROVIDER,
@@ -118,6 +106,37 @@ def parse_twilio_status(form: Mapping[str, str], query: Mapping[str, str]) -> St
             }
         ),
     )
+
+
+def twilio_status(provider_status: str) -> MessageStatus | None:
+    """Our status for one of Twilio's MessageStatus values (lower case); None for one that
+    moves no status of ours. KeyError for a value Twilio does not document."""
+    return _STATUSES[provider_status][0]
+
+
+def twilio_failure(
+    provider_status: str, error_code: str | None, error_message: str | None
+) -> DeliveryError | None:
+    """The error a failure status carries; None for any other status.
+
+    An error code on a non-failure status (Twilio sends some as warnings) is kept in the
+    detail only: attaching it to a SENT or DELIVERED message would show it as failed.
+    """
+    if provider_status not in _FAILURES:
+        return None
+    return DeliveryError(
+        code=error_code or provider_status.upper(),
+        description=error_message
+        or (f"Twilio error {error_code}" if error_code else f"Twilio: {provider_status}"),
+        permanent=True,
+    )
+
+
+def status_report_key(sid: str, provider_status: str) -> str:
+    """The dedupe key of what Twilio reports as ``provider_status`` for ``sid``: the normalized
+    status, so "Delivered" and "delivered" are one report, whether it came by callback or by
+    looking the message up."""
+    return f"twilio:{sid}:{provider_status}"
 
 
 def parse_twilio_inbound(form: Mapping[str, str]) -> InboundMessage:

@@ -640,3 +640,92 @@ def test_config_from_settings_normalizes_and_derives_the_public_key() -> None:
     assert generated.key_generated
     assert base64.b64decode(generated.public_key, validate=True)
     assert generated.signing_key not in repr(generated)
+
+
+# --- lookups (reconciliation) ---------------------------------------------------------------
+
+
+async def test_twilio_lookup_reads_the_message_resource_as_it_moves(env: World) -> None:
+    provider = env.twilio()
+    env.config.callback_delay = 0.3
+    receipt = await provider.send(sms())
+    sid = receipt.provider_message_id
+
+    early = await provider.lookup(sid)
+    assert (early.found, early.provider_status, early.status) == (True, "queued", None)
+    await env.sandbox.drain()
+    late = await provider.lookup(sid)
+    assert late.found and late.provider_status == "delivered"
+    assert late.status is MessageStatus.DELIVERED
+    assert late.error is None
+    # The key a "delivered" status callback for this sid has: either is a duplicate of the other.
+    assert late.report_key == f"twilio:{sid}:delivered"
+
+
+async def test_twilio_lookup_of_an_undelivered_message_carries_its_error(env: World) -> None:
+    env.config.undeliverable_recipients = {PHONE}
+    provider = env.twilio()
+    receipt = await provider.send(sms())
+    await env.sandbox.drain()
+    found = await provider.lookup(receipt.provider_message_id)
+    assert found.status is MessageStatus.UNDELIVERED
+    assert found.error is not None and found.error.code == "30003"
+
+
+async def test_twilio_lookup_of_an_unknown_sid_is_not_found(env: World) -> None:
+    found = await env.twilio().lookup("SM" + "0" * 32)
+    assert not found.found and found.status is None and found.report_key is None
+
+
+async def test_twilio_lookup_failures_are_classified_like_sends(env: World) -> None:
+    provider = env.twilio()
+    receipt = await provider.send(sms())
+    env.config.outage = True
+    with pytest.raises(TransientProviderError) as outage:
+        await provider.lookup(receipt.provider_message_id)
+    assert outage.value.code == "20503"
+    env.config.outage = False
+    with pytest.raises(PermanentProviderError) as refused:
+        await env.twilio(auth_token="not-the-token").lookup(receipt.provider_message_id)
+    assert refused.value.code == "20003"
+    assert "not-the-token" not in str(refused.value)
+    assert AUTH_TOKEN not in repr(provider)
+
+
+async def test_sendgrid_lookup_finds_the_message_by_its_x_message_id(env: World) -> None:
+    provider = env.sendgrid()
+    env.config.callback_delay = 0.3
+    receipt = await provider.send(email())
+
+    early = await provider.lookup(receipt.provider_message_id)
+    assert (early.found, early.provider_status, early.status) == (True, "processed", None)
+    await env.sandbox.drain()
+    late = await provider.lookup(receipt.provider_message_id)
+    assert late.status is MessageStatus.DELIVERED
+    assert late.report_key == f"sendgrid:activity:{receipt.provider_message_id}:delivered"
+
+
+async def test_sendgrid_lookup_of_a_bounced_message_is_failed(env: World) -> None:
+    env.config.bounce_recipients = {"alice@example.com"}
+    provider = env.sendgrid()
+    receipt = await provider.send(email())
+    await env.sandbox.drain()
+    found = await provider.lookup(receipt.provider_message_id)
+    assert found.status is MessageStatus.FAILED
+    assert found.error is not None and found.error.permanent
+
+
+async def test_sendgrid_lookup_of_an_unknown_id_and_its_failures(env: World) -> None:
+    provider = env.sendgrid()
+    assert not (await provider.lookup("NoSuchMessage0000000000")).found
+    with pytest.raises(PermanentProviderError):
+        await provider.lookup("it's not an id")
+    env.config.outage = True
+    with pytest.raises(TransientProviderError) as outage:
+        await provider.lookup("NoSuchMessage0000000000")
+    assert outage.value.code == "503"
+    env.config.outage = False
+    with pytest.raises(PermanentProviderError) as refused:
+        await env.sendgrid(api_key="SG.wrong").lookup("NoSuchMessage0000000000")
+    assert refused.value.code == "401"
+    assert API_KEY not in repr(provider)
