@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
 from uuid import UUID
@@ -21,6 +21,7 @@ from gateway.services.operator import OperatorService
 from gateway.services.ports import Provider
 from gateway.services.rate_limits import RateLimitConfigError, RateLimiter, parse_rate_limits
 from gateway.services.receipts import ReceiptService
+from gateway.services.reconcile import Reconciler
 from gateway.services.retry_policy import RetryPolicy
 from gateway.services.sending import SendService
 from gateway.services.webhooks import WebhookService
@@ -30,15 +31,18 @@ from persistence.accounts import AccountRepository
 from persistence.db import create_engine
 from persistence.lifecycle import LifecycleRepository
 from persistence.queries import QueryRepository
+from persistence.reconcile import ReconcileRepository
 from persistence.webhooks import WebhookRepository
 from providers.http import ProviderSession, create_provider_client
 from providers.registry import FailoverRegistry
 from providers.sandbox_app import Sandbox, SandboxConfig, create_sandbox_app
 from providers.sendgrid import SendGridProvider
 from providers.twilio import TwilioProvider
+from workers.background import BackgroundChore
 from workers.chores import Chore
 from workers.embedded import EmbeddedWorker
 from workers.held_outcomes import MemoryHeldOutcomes, RedisHeldOutcomes
+from workers.lease import RedisLease, leased
 from workers.liveness import LocalLiveness, RedisLiveness, worker_name
 from workers.memory import MemoryBroker
 from workers.redis_broker import RedisBroker
@@ -47,6 +51,9 @@ from workers.sweeper import Sweeper
 TWILIO_API = "https://api.twilio.com"
 SENDGRID_API = "https://api.sendgrid.com"
 SANDBOX_PATH = "/sandbox"
+#: How long a worker may hold a chore's lease: a run takes a few round trips, and a worker that
+#: died holding it keeps the others from the chore this long at most.
+CHORE_LEASE_SECONDS = 60.0
 
 
 class ConfigurationError(RuntimeError):
@@ -77,6 +84,8 @@ class Container:
     rate_limiter: RateLimiter
     worker: EmbeddedWorker | None = None
     default_owner: UUID | None = None
+    #: Chores running beside a worker's loop; stopped on close.
+    background: list[BackgroundChore] = field(default_factory=list)
 
     @property
     def sandbox(self) -> Sandbox | None:
@@ -169,8 +178,30 @@ class Container:
         )
 
     def worker_chores(self) -> list[Chore]:
-        """Periodic work every delivery worker runs beside the sweeper."""
-        return []
+        """Periodic work every delivery worker runs beside the sweeper, each in the
+        background and in one worker at a time: reconciliation of messages whose final status
+        never came back."""
+        providers = {
+            provider.name: provider
+            for channel in Channel
+            for provider, _ in self.registry.candidates(channel)
+        }
+        reconciler = Reconciler(
+            ReconcileRepository(self.engine),
+            providers,
+            self.webhooks,
+            after=self.settings.reconcile_after_seconds,
+            batch=self.settings.reconcile_batch_size,
+        )
+        return [self._chore(reconciler.run_once, "reconcile")]
+
+    def _chore(self, run: Chore, name: str) -> Chore:
+        if isinstance(self.broker, RedisBroker):
+            lease = RedisLease(self.broker.redis, f"mgw:lease:{name}", ttl=CHORE_LEASE_SECONDS)
+            run = leased(lease, run)
+        chore = BackgroundChore(run, name)
+        self.background.append(chore)
+        return chore
 
     async def start(self) -> None:
         if self.settings.run_embedded_worker and isinstance(self.broker, MemoryBroker):
@@ -188,6 +219,8 @@ class Container:
     async def close(self) -> None:
         if self.worker is not None:
             await self.worker.stop()
+        for chore in self.background:
+            await chore.stop()
         if self.sandbox is not None:
             await self.sandbox.aclose()
         await self.http.aclose()

@@ -73,6 +73,14 @@ class Settings(BaseSettings):
         ge=0,
         description="Age before the sweeper re-enqueues a QUEUED message (Redis mode).",
     )
+    reconcile_after_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="A message the provider took and has not settled this long is looked up.",
+    )
+    reconcile_batch_size: int = Field(
+        default=100, ge=1, description="Messages reconciliation looks up per sweep interval."
+    )
 
     # Providers and webhooks.
     public_base_url: str = Field(

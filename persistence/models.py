@@ -82,6 +82,7 @@ class ConversationRow(Base):
 
 _WORK = text("status IN ('QUEUED', 'SCHEDULED', 'SENDING')")
 _FAILED = text("status = 'FAILED'")
+_UNSETTLED = text("status IN ('SENT', 'SENDING') AND provider_message_id IS NOT NULL")
 
 
 class MessageRow(Base):
@@ -118,6 +119,9 @@ class MessageRow(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # When reconciliation next looks the message up at its provider; unset until the first
+    # lookup, which comes RECONCILE_AFTER_SECONDS after the message's last change.
+    reconcile_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (
         # Conversation timeline; ids are time-ordered UUIDv7, so (conversation_id, id) is the
@@ -131,6 +135,16 @@ class MessageRow(Base):
         # Dead letters of an account, newest first.
         Index(
             None, "account_id", "updated_at", "id", postgresql_where=_FAILED, sqlite_where=_FAILED
+        ),
+        # Reconciliation: messages the provider took and has not settled, first looked up by
+        # age (reconcile_at unset, by updated_at), then again by reconcile_at. Settled ones
+        # (DELIVERED, ...) leave it, so it stays as small as the unsettled messages are few.
+        Index(
+            None,
+            "reconcile_at",
+            "updated_at",
+            postgresql_where=_UNSETTLED,
+            sqlite_where=_UNSETTLED,
         ),
     )
 

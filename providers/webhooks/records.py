@@ -17,6 +17,8 @@ KIND_DELIVERY_RECEIPT: Final = "delivery_receipt"
 KIND_DEFERRED: Final = "deferred"
 KIND_ENGAGEMENT: Final = "engagement"
 KIND_PROVIDER_STATUS: Final = "provider_status"
+#: A status learnt by looking the message up at its provider, not from a callback.
+KIND_RECONCILED: Final = "reconciled"
 
 
 class PayloadError(ValueError):
