@@ -6,6 +6,8 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from uuid import UUID, uuid4
 
 import strawberry
+import structlog
+from graphql import GraphQLError
 
 from gateway.observability.metrics import SUBSCRIPTIONS_ACTIVE
 from gateway.services.fanout import LiveItem, Rendered
@@ -14,6 +16,14 @@ from schema.context import context_of
 from schema.ids import InvalidCursor, decode_event_cursor, decode_id
 from schema.live import LiveSink, current_sink, shared_rendering
 from schema.types import MessageEvent
+from workers.hub import CutOff, LiveEventsInterrupted, SubscriberTooSlow
+
+log = structlog.get_logger(__name__)
+
+CUT_OFF_CODES: dict[type[CutOff], str] = {
+    SubscriberTooSlow: "SUBSCRIBER_TOO_SLOW",
+    LiveEventsInterrupted: "LIVE_EVENTS_INTERRUPTED",
+}
 
 
 async def message_events(
@@ -65,5 +75,11 @@ async def _delivered(
                 await sink.send(item.payload)
             else:
                 yield MessageEvent.from_record(item)
+    except CutOff as exc:
+        # A documented end with its own code, not an unexpected error to mask and log with
+        # a traceback: the client resubscribes from its last cursor.
+        code = CUT_OFF_CODES.get(type(exc), "SUBSCRIBER_TOO_SLOW")
+        log.info("subscription_cut_off", code=code)
+        raise GraphQLError(str(exc), extensions={"code": code}) from None
     finally:
         SUBSCRIPTIONS_ACTIVE.dec()

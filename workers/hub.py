@@ -2,7 +2,9 @@
 
 Each subscriber owns a bounded mailbox. Publishing never waits: a subscriber whose mailbox is
 full is cut off (its iterator raises ``SubscriberTooSlow``) instead of stalling everyone else;
-the client can resubscribe with ``after`` set to the last cursor it saw and lose nothing.
+when the live source itself lost events (its connection dropped), every subscriber is cut off
+with ``LiveEventsInterrupted``. Either way the client can resubscribe with ``after`` set to
+the last cursor it saw and lose nothing.
 """
 
 from __future__ import annotations
@@ -14,16 +16,37 @@ from contextlib import asynccontextmanager
 from typing import Generic, TypeVar
 from uuid import UUID
 
+import structlog
+
 from gateway.domain.records import MessageEvent
+
+log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
 
-class SubscriberTooSlow(Exception):
-    pass
-
-
+FELL_BEHIND = "subscriber fell behind; resubscribe with `after`"
 INTERRUPTED = "live events were interrupted; resubscribe with `after`"
+
+
+class CutOff(Exception):
+    """A live subscriber was given everything up to a point and then cut off: an expected
+    end (the client resubscribes from its cursor), not a failure."""
+
+    default_message = FELL_BEHIND
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.default_message)
+
+
+class SubscriberTooSlow(CutOff):
+    """It did not read fast enough and its mailbox (or its shared feed's) filled up."""
+
+
+class LiveEventsInterrupted(CutOff):
+    """The live source lost events, e.g. its pub/sub connection dropped."""
+
+    default_message = INTERRUPTED
 
 
 class Mailbox(Generic[T]):
@@ -33,13 +56,13 @@ class Mailbox(Generic[T]):
     per item), which runs once per event per subscriber.
     """
 
-    __slots__ = ("_items", "_reason", "_size", "_waiter", "overflowed")
+    __slots__ = ("_cause", "_items", "_size", "_waiter", "overflowed")
 
     def __init__(self, size: int) -> None:
         self._items: deque[T] = deque()
         self._size = size
         self._waiter: asyncio.Future[None] | None = None
-        self._reason = "subscriber fell behind; resubscribe with `after`"
+        self._cause: type[CutOff] = SubscriberTooSlow
         self.overflowed = False
 
     def offer(self, item: T) -> None:
@@ -58,9 +81,10 @@ class Mailbox(Generic[T]):
         """Empty, with its reader waiting for the next item (so it is handling none)."""
         return self._waiter is not None and not self.overflowed
 
-    def cut_off(self, reason: str | None = None) -> None:
-        if reason is not None and not self.overflowed:
-            self._reason = reason
+    def cut_off(self, cause: type[CutOff] | None = None) -> None:
+        """The reader gets what is queued, then ``cause`` (the first one given) is raised."""
+        if cause is not None and not self.overflowed:
+            self._cause = cause
         self.overflowed = True
         self._wake()
 
@@ -77,7 +101,7 @@ class Mailbox(Generic[T]):
     async def __anext__(self) -> T:
         while not self._items:
             if self.overflowed:
-                raise SubscriberTooSlow(self._reason)
+                raise self._cause()
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter
@@ -104,9 +128,14 @@ class EventHub:
         """The live source lost events (its connection dropped): every subscriber gets what
         it has and is then cut off, so that it resumes from its cursor instead of silently
         missing what was published meanwhile."""
+        count = 0
         for subscribers in self._subscribers.values():
             for subscriber in subscribers:
-                subscriber.cut_off(INTERRUPTED)
+                subscriber.cut_off(LiveEventsInterrupted)
+                count += 1
+        if count:
+            # One line for the process; each subscription notes its own end at info.
+            log.warning("live_subscribers_interrupted", subscribers=count)
 
     @asynccontextmanager
     async def subscribe(self, account_id: UUID) -> AsyncIterator[AsyncIterator[MessageEvent]]:

@@ -30,7 +30,7 @@ from uuid import UUID
 import structlog
 
 from gateway.domain.records import MessageEvent
-from workers.hub import Mailbox, SubscriberTooSlow
+from workers.hub import CutOff, Mailbox
 
 log = structlog.get_logger(__name__)
 
@@ -109,7 +109,7 @@ class _Feed:
         self.closed = False
 
     async def run(self, events: AsyncIterator[MessageEvent], forget: Callable[[], None]) -> None:
-        reason: str | None = None
+        cause: type[CutOff] | None = None
         try:
             async for event in events:
                 members = [m for m in self.members if m.wanted(event)]
@@ -120,8 +120,8 @@ class _Feed:
                 item: LiveItem = event if payload is None else Rendered(event, payload)
                 for member in members:
                     member.deliver(item)
-        except SubscriberTooSlow as exc:
-            reason = str(exc)
+        except CutOff as exc:
+            cause = type(exc)
         except Exception:
             log.exception("shared_feed_failed")
         # The feed could not keep up with its broker subscription (or lost it): its members get
@@ -129,7 +129,7 @@ class _Feed:
         # subscribers get a new feed.
         forget()
         for member in self.members:
-            member.mailbox.cut_off(reason)
+            member.mailbox.cut_off(cause)
 
     async def _render(self, event: MessageEvent) -> bytes | None:
         try:

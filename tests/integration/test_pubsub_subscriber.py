@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from gateway.domain.records import MessageEvent
 from gateway.domain.statuses import MessageStatus
 from tests.servers import RedisServer
-from workers.hub import SubscriberTooSlow
+from workers.hub import LiveEventsInterrupted
 from workers.pubsub import Subscriber
 from workers.redis_broker import RedisBroker
 
@@ -117,7 +117,7 @@ async def test_a_lost_connection_cuts_subscribers_off_so_they_resume_from_their_
             # subscriber must be told instead of silently missing it.
             await redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
             async with asyncio.timeout(5):
-                with pytest.raises(SubscriberTooSlow, match="interrupted"):
+                with pytest.raises(LiveEventsInterrupted, match="interrupted"):
                     await anext(events)
     finally:
         await redis.aclose()
