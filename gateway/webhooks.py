@@ -17,10 +17,11 @@ from urllib.parse import unquote_plus
 
 import structlog
 from prometheus_client import Counter
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from gateway.bodies import BodyTooLarge, read_body
 from gateway.container import Container
 from gateway.observability.metrics import NAMESPACE, REGISTRY
 from providers.signatures import verify_sendgrid, verify_standard_webhook, verify_twilio
@@ -77,24 +78,10 @@ def _container(request: Request) -> Container:
 async def _body(request: Request, limit: int = MAX_BODY) -> bytes:
     # From the ASGI scope and receive: Starlette's Headers and stream generator cost more than
     # the rest of reading a status callback's few hundred bytes.
-    for key, value in request.scope["headers"]:
-        if key == b"content-length":
-            if value.isdigit() and int(value) > limit:
-                raise Refused(413, "payload too large")
-            break
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect()
-        chunk: bytes = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise Refused(413, "payload too large")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+    try:
+        return await read_body(request.scope, request.receive, limit)
+    except BodyTooLarge:
+        raise Refused(413, "payload too large") from None
 
 
 def _query(request: Request) -> str:
