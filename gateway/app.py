@@ -27,6 +27,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from gateway.container import SANDBOX_PATH, Container
 from gateway.devkey import ensure_dev_key
 from gateway.graphiql import graphiql_html
+from gateway.graphql_http import GraphQLHttp
 from gateway.heap import freeze_startup_heap
 from gateway.migrations import upgrade_to_head
 from gateway.observability import (
@@ -177,7 +178,11 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
 
     graphql = GatewayGraphQL(settings)
     routes: list[BaseRoute] = [
-        Route("/graphql", graphql, methods=["GET", "POST"]),
+        Route(
+            "/graphql",
+            GraphQLHttp(graphql, max_body_bytes=settings.graphql_max_body_bytes),
+            methods=["GET", "POST"],
+        ),
         WebSocketRoute("/graphql", graphql),
         Route("/health", health),
         Route("/ready", ready),

@@ -60,6 +60,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         proxy_headers=False,
         ws_ping_interval=20,
         ws_ping_timeout=20,
+        # A websocket message is a GraphQL request too: the same bound as an HTTP body.
+        ws_max_size=settings.graphql_max_body_bytes,
         lifespan="on",
     )
     return 0

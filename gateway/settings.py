@@ -168,6 +168,15 @@ class Settings(BaseSettings):
     max_query_depth: int = Field(default=12, ge=1)
     max_aliases: int = Field(default=30, ge=1)
     max_tokens: int = Field(default=5000, ge=10)
+    # 1000 SMS inputs with every field at its limit take ~24 MB as compact UTF-8 JSON (body
+    # 1600 characters x 4 bytes, 16 KiB metadata, 255-character key, two numbers, field
+    # names: ~24 KB each); 32 MiB adds room for the query and attachment lists. Not more: an
+    # oversized post may hold up to this much memory until it is refused.
+    graphql_max_body_bytes: int = Field(
+        default=32 << 20,
+        ge=1024,
+        description="Largest /graphql request body (HTTP) or websocket message, in bytes.",
+    )
     cors_origins: str = Field(
         default="", description="Comma-separated browser origins allowed by CORS; empty: none."
     )

@@ -9,6 +9,8 @@
   frame synchronously when the socket can take it: a feed then delivers to a thousand idle
   subscribers in one loop, without waking a thousand tasks and without the ASGI send chain
   (which, for a websocket past its handshake, only forwards ``websocket.send`` anyway).
+- A ``connection_init`` whose API-key lookup finds the database down closes the socket with
+  1013 (try again later) instead of failing the connection with an error.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
+import structlog
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 from strawberry.asgi import ASGIWebSocketAdapter
@@ -26,9 +29,13 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
 )
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
 
+from gateway.outages import UNAVAILABLE_MESSAGE, describe, is_unavailable
 from schema.context import Context
 from schema.live import LiveSink, SendPayload, SendPayloadNow, current_sink
+
+log = structlog.get_logger(__name__)
 
 FRAMES_EXTENSION = "gateway.websocket.frames"
 
@@ -127,7 +134,25 @@ class DirectFrames:
         await self.app(scope, receive, send)
 
 
+#: "Try Again Later": graphql-ws clients reconnect (with backoff) after it, where they give up
+#: after 4500 and other 44xx codes.
+TRY_AGAIN_LATER = 1013
+
+
 class LiveTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        # The API-key lookup in on_ws_connect needs the database; an outage must close the
+        # socket with a code clients retry on, not end the connection handler with a traceback.
+        try:
+            await super().handle_connection_init(message)
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            log.warning(
+                "backing_service_unavailable", error=describe(exc), during="connection_init"
+            )
+            await self.websocket.close(code=TRY_AGAIN_LATER, reason=UNAVAILABLE_MESSAGE)
+
     async def run_operation(self, operation: Operation[Context, None]) -> None:
         # The operation's own task: the sink is seen by its resolvers only.
         current_sink.set(

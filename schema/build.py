@@ -6,6 +6,7 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 import strawberry
+import structlog
 from graphql import GraphQLError
 from strawberry.extensions import (
     DisableIntrospection,
@@ -15,6 +16,7 @@ from strawberry.extensions import (
 from strawberry.types import ExecutionContext
 
 from gateway.observability import GraphQLMetricsExtension
+from gateway.outages import describe, is_unavailable
 from resolvers import mutations, pages, queries, subscriptions
 from schema.extension_group import ExtensionGroup
 from schema.extensions import MaskInternalErrors, RequireAccount, SubscriptionsOverWebsockets
@@ -34,6 +36,8 @@ from schema.types import (
     Node,
 )
 from schema.validation import CachedValidation, ValidationCacheStore
+
+log = structlog.get_logger(__name__)
 
 
 @strawberry.type
@@ -94,12 +98,17 @@ class GatewaySchema(strawberry.Schema):
         # other extension sees them): the place to give complexity errors their code.
         tag_complexity_errors(errors)
         # Deliberate errors (bad input, no key) are answers, not incidents: keep them out of
-        # the error log. Unexpected ones are logged with their stack by the default handler.
-        unexpected = [
-            e
-            for e in errors
-            if e.original_error is not None and not isinstance(e.original_error, GraphQLError)
-        ]
+        # the error log. A backing service being down is one line at warning: its stack says
+        # nothing more. Other unexpected ones are logged with their stack by the default handler.
+        unexpected = []
+        for error in errors:
+            original = error.original_error
+            if original is None or isinstance(original, GraphQLError):
+                continue
+            if is_unavailable(original):
+                log.warning("backing_service_unavailable", error=describe(original))
+            else:
+                unexpected.append(error)
         if unexpected:
             super().process_errors(unexpected, execution_context)
 

@@ -10,6 +10,12 @@ from strawberry.extensions import MaskErrors, SchemaExtension
 from strawberry.types.graphql import OperationType
 
 from gateway.observability import current_request_id
+from gateway.outages import (
+    RETRY_AFTER_SECONDS,
+    UNAVAILABLE_MESSAGE,
+    is_unavailable,
+    unavailable_extensions,
+)
 
 
 class RequireAccount(SchemaExtension):
@@ -66,6 +72,10 @@ def _unexpected(error: GraphQLError) -> bool:
 
 
 class MaskInternalErrors(MaskErrors):
+    """Unexpected errors become ``INTERNAL`` with the request id; those saying a backing
+    service is down become ``UNAVAILABLE`` (over HTTP also 503 with ``Retry-After``): not a
+    bug to look for in the log, but an answer telling the client to try again later."""
+
     def __init__(self) -> None:
         super().__init__(should_mask_error=_unexpected, error_message="Internal error")
 
@@ -77,6 +87,22 @@ class MaskInternalErrors(MaskErrors):
             result.errors = self._process_errors(errors)  # type: ignore[attr-defined]
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        if is_unavailable(error.original_error):
+            self._answer_unavailable()
+            return GraphQLError(
+                UNAVAILABLE_MESSAGE,
+                nodes=error.nodes,
+                source=error.source,
+                positions=error.positions,
+                path=error.path,
+                extensions=unavailable_extensions(),
+            )
         masked = super().anonymise_error(error)
         masked.extensions = {"code": "INTERNAL", "requestId": current_request_id()}
         return masked
+
+    def _answer_unavailable(self) -> None:
+        response = getattr(self.execution_context.context, "response", None)
+        if response is not None and hasattr(response, "status_code"):
+            response.status_code = 503
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
