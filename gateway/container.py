@@ -26,6 +26,7 @@ from gateway.services.retry_policy import RetryPolicy
 from gateway.services.sending import SendService
 from gateway.services.webhooks import WebhookService
 from gateway.settings import Settings
+from gateway.webhook_replay import WebhookReplay
 from persistence.accept import AcceptRepository
 from persistence.accounts import AccountRepository
 from persistence.db import create_engine
@@ -47,6 +48,7 @@ from workers.liveness import LocalLiveness, RedisLiveness, worker_name
 from workers.memory import MemoryBroker
 from workers.redis_broker import RedisBroker
 from workers.sweeper import Sweeper
+from workers.webhook_spool import RedisWebhookSpool
 
 TWILIO_API = "https://api.twilio.com"
 SENDGRID_API = "https://api.sendgrid.com"
@@ -84,6 +86,8 @@ class Container:
     rate_limiter: RateLimiter
     worker: EmbeddedWorker | None = None
     default_owner: UUID | None = None
+    #: Where webhook payloads wait while the database is down (Redis mode only).
+    webhook_spool: RedisWebhookSpool | None = None
     #: Chores running beside a worker's loop; stopped on close.
     background: list[BackgroundChore] = field(default_factory=list)
 
@@ -167,6 +171,10 @@ class Container:
             sandbox_config=sandbox_config,
             rate_limiter=build_rate_limiter(settings),
         )
+        if isinstance(broker, RedisBroker):
+            container.webhook_spool = RedisWebhookSpool(
+                broker.redis, max_entries=settings.webhook_spool_max_entries
+            )
         return container
 
     @cached_property
@@ -180,7 +188,10 @@ class Container:
     def worker_chores(self) -> list[Chore]:
         """Periodic work every delivery worker runs beside the sweeper, each in the
         background and in one worker at a time: reconciliation of messages whose final status
-        never came back."""
+        never came back, and (Redis mode) the replay of webhook payloads spooled while the
+        database was down. Workers, not API processes, replay them: any worker can (the spool
+        is shared), they already take turns by lease, and an API process that spooled a
+        payload may be gone by the time the database is back."""
         providers = {
             provider.name: provider
             for channel in Channel
@@ -193,7 +204,11 @@ class Container:
             after=self.settings.reconcile_after_seconds,
             batch=self.settings.reconcile_batch_size,
         )
-        return [self._chore(reconciler.run_once, "reconcile")]
+        chores = [self._chore(reconciler.run_once, "reconcile")]
+        if self.webhook_spool is not None:
+            replay = WebhookReplay(self.webhook_spool, self.webhooks, self.webhook_repo.reachable)
+            chores.append(self._chore(replay.run_once, "webhook-replay"))
+        return chores
 
     def _chore(self, run: Chore, name: str) -> Chore:
         if isinstance(self.broker, RedisBroker):

@@ -114,6 +114,11 @@ class Settings(BaseSettings):
     breaker_cooldown_seconds: float = Field(
         default=30.0, gt=0, description="How long an open circuit waits before a trial call."
     )
+    webhook_spool_max_entries: int = Field(
+        default=100_000,
+        ge=1,
+        description="Webhook payloads kept in Redis while the database is down, at most.",
+    )
     sendgrid_inbound_token: str | None = Field(
         default=None,
         repr=False,

@@ -2,8 +2,13 @@
 
 Every endpoint checks the signature first (401 when missing, 403 when wrong: no state change),
 then parses (400 with a clear message), then applies (duplicates are answered 2xx and have no
-second effect). A payload we fail to apply is kept raw in webhook_receipts for replay; if even
-that fails the provider gets a 500 and delivers again.
+second effect); parsing and applying is ``gateway.webhook_payloads``, shared with the replay.
+
+A payload we fail to apply is kept raw in webhook_receipts. When the database cannot take it
+either (it is down), a verified payload goes to the spool in Redis (Redis mode), the provider
+is answered 2xx once Redis has it, and a worker applies it once the database is back. An
+unverified payload is never kept anywhere. With nowhere to keep it, the provider gets a 503
+with Retry-After and delivers it again.
 """
 
 from __future__ import annotations
@@ -12,8 +17,8 @@ import base64
 import hmac
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
-from urllib.parse import unquote_plus
+from dataclasses import dataclass
+from typing import Any, Final
 
 import structlog
 from prometheus_client import Counter
@@ -24,18 +29,23 @@ from starlette.routing import Route
 from gateway.bodies import BodyTooLarge, read_body
 from gateway.container import Container
 from gateway.observability.metrics import NAMESPACE, REGISTRY
-from providers.signatures import verify_sendgrid, verify_standard_webhook, verify_twilio
-from providers.webhooks import (
-    InboundMessage,
-    PayloadError,
-    StatusReport,
-    parse_generic_email,
-    parse_generic_sms,
-    parse_sendgrid_events,
-    parse_sendgrid_inbound,
-    parse_twilio_inbound,
-    parse_twilio_status,
+from gateway.outages import RETRY_AFTER_SECONDS, describe, is_unavailable
+from gateway.webhook_payloads import (
+    GENERIC_EMAIL,
+    GENERIC_SMS,
+    ROUTES,
+    SENDGRID_EVENTS,
+    SENDGRID_INBOUND,
+    TWILIO_MESSAGES,
+    TWILIO_STATUS,
+    Form,
+    apply_received,
+    decode_form,
+    form_pairs,
+    raw_text,
 )
+from providers.signatures import verify_sendgrid, verify_standard_webhook, verify_twilio
+from providers.webhooks import PayloadError, ReceivedWebhook
 
 log = structlog.get_logger(__name__)
 
@@ -50,6 +60,7 @@ WEBHOOKS = Counter(
 MAX_BODY = 1 << 20
 MAX_INBOUND_EMAIL_BODY = 30 << 20  # SendGrid Inbound Parse posts attachments too
 TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+__all__ = ["MAX_BODY", "Refused", "form_pairs", "webhook_routes"]
 
 
 _COUNTERS: dict[tuple[str, str], Any] = {}
@@ -100,36 +111,6 @@ def _public_url(request: Request) -> str:
     return base + path + (f"?{query}" if query else "")
 
 
-def _form(body: bytes) -> tuple[dict[str, str], dict[str, list[str]]]:
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise Refused(400, "form body is not UTF-8") from exc
-    single: dict[str, str] = {}
-    multi: dict[str, list[str]] = {}
-    for key, value in form_pairs(text):
-        single.setdefault(key, value)
-        multi.setdefault(key, []).append(value)
-    return single, multi
-
-
-def form_pairs(text: str) -> list[tuple[str, str]]:
-    """What ``parse_qsl(text, keep_blank_values=True)`` returns, decoding only the names and
-    values that need it: every status callback is a form of some twenty fields, most of them
-    plain."""
-    pairs: list[tuple[str, str]] = []
-    for part in text.split("&"):
-        if not part:
-            continue
-        key, _, value = part.partition("=")
-        if "%" in key or "+" in key:
-            key = unquote_plus(key, errors="replace")
-        if "%" in value or "+" in value:
-            value = unquote_plus(value, errors="replace")
-        pairs.append((key, value))
-    return pairs
-
-
 def _check_twilio(request: Request, params: dict[str, list[str]]) -> None:
     signature = request.headers.get("x-twilio-signature")
     if not signature:
@@ -139,23 +120,42 @@ def _check_twilio(request: Request, params: dict[str, list[str]]) -> None:
         raise Refused(403, "invalid X-Twilio-Signature")
 
 
-def _raw_text(body: bytes) -> str:
-    try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError:
-        return "base64:" + base64.b64encode(body).decode()
+#: Checks a request's credentials over its body (raising Refused); returns the body decoded as
+#: a form when it had to decode it to check it.
+Verify = Callable[[Request, bytes], Awaitable[Form | None]]
 
 
-async def _handle(
-    request: Request,
-    source: str,
-    work: Callable[[Request, bytes], Awaitable[Response]],
-    limit: int = MAX_BODY,
-) -> Response:
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    route: str
+    verify: Verify
+    ok: Callable[[], Response]
+    #: What the provider gets once a payload we could not apply is kept for replay.
+    kept: Callable[[dict[str, Any]], Response]
+    limit: int = MAX_BODY
+
+
+def _kept_json(detail: dict[str, Any]) -> Response:
+    return JSONResponse({"status": "kept for replay", **detail}, status_code=202)
+
+
+def _twiml() -> Response:
+    # Twilio reads the answer to an inbound message as TwiML: anything else is an error there.
+    return Response(TWIML_EMPTY, media_type="text/xml")
+
+
+async def _handle(request: Request, endpoint: Endpoint) -> Response:
+    source = ROUTES[endpoint.route]
     body = b""
+    received: ReceivedWebhook | None = None
     try:
-        body = await _body(request, limit)
-        response = await work(request, body)
+        body = await _body(request, endpoint.limit)
+        form = await endpoint.verify(request, body)
+        # Only now, verified, may the payload be kept anywhere.
+        received = ReceivedWebhook(
+            endpoint.route, request.headers.get("content-type"), _query(request), body
+        )
+        outcomes = await apply_received(_container(request).webhooks, received, form)
     except Refused as exc:
         WEBHOOKS.labels(source, f"refused_{exc.status}").inc()
         return JSONResponse({"error": str(exc)}, status_code=exc.status)
@@ -163,94 +163,78 @@ async def _handle(
         WEBHOOKS.labels(source, "malformed").inc()
         return JSONResponse({"error": str(exc)}, status_code=400)
     except Exception as exc:
+        return await _keep(request, endpoint, received, body, exc)
+    for outcome in outcomes:
+        _count(source, outcome)
+    return endpoint.ok()
+
+
+async def _keep(
+    request: Request,
+    endpoint: Endpoint,
+    received: ReceivedWebhook | None,
+    body: bytes,
+    error: Exception,
+) -> Response:
+    """Somewhere that survives for a payload we could not apply: the database, else (Redis
+    mode, verified payloads only) the spool; else the provider is told to deliver again."""
+    source = ROUTES[endpoint.route]
+    container = _container(request)
+    if is_unavailable(error):
+        # An outage is worth a line, not a traceback for every callback that meets it.
+        log.warning("webhook_failed", source=source, error=describe(error))
+    else:
         log.exception("webhook_failed", source=source)
-        try:
-            receipt = await _container(request).webhooks.keep_raw(
-                source, "failed", request.headers.get("content-type"), _raw_text(body), repr(exc)
-            )
-        except Exception:
-            log.exception("webhook_payload_not_kept", source=source)
-            WEBHOOKS.labels(source, "lost_retry").inc()
-            return JSONResponse({"error": "internal error; deliver again"}, status_code=500)
-        WEBHOOKS.labels(source, "kept_for_replay").inc()
-        return JSONResponse({"status": "kept for replay", "receipt": receipt}, status_code=202)
-    return response
-
-
-async def _reports(request: Request, source: str, reports: list[StatusReport]) -> None:
-    outcome = await _container(request).webhooks.apply_reports(source, reports)
-    if outcome.applied:
-        _count(source, "applied")
-    if outcome.duplicates:
-        _count(source, "duplicate")
-    if outcome.unmatched:
-        _count(source, "unmatched")
-
-
-async def _inbound(request: Request, source: str, message: InboundMessage, raw: bytes) -> None:
-    webhooks = _container(request).webhooks
-    result = await webhooks.receive(message)
-    if result == "unowned":
-        # Nobody owns the recipient: keep the message raw, answer 2xx (the provider cannot
-        # do better by retrying), log and count it.
-        await webhooks.keep_raw(
-            source, "unowned", request.headers.get("content-type"), _raw_text(raw), None
+    try:
+        receipt = await container.webhooks.keep_raw(
+            source, "failed", request.headers.get("content-type"), raw_text(body), repr(error)
         )
-        log.warning("inbound_to_unowned_address", source=source, recipient=message.recipient)
-    WEBHOOKS.labels(source, f"inbound_{result}").inc()
+    except Exception as exc:
+        log.warning("webhook_payload_not_kept", source=source, error=type(exc).__name__)
+    else:
+        WEBHOOKS.labels(source, "kept_for_replay").inc()
+        return endpoint.kept({"receipt": receipt})
+    spool = container.webhook_spool
+    if received is not None and spool is not None:
+        try:
+            entry = await spool.keep(received)
+        except Exception as exc:
+            log.warning("webhook_payload_not_spooled", source=source, error=type(exc).__name__)
+        else:
+            WEBHOOKS.labels(source, "spooled").inc()
+            return endpoint.kept({"spooled": entry})
+    WEBHOOKS.labels(source, "lost_retry").inc()
+    return JSONResponse(
+        {"error": "cannot keep the payload now; deliver it again later"},
+        status_code=503,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
 
 
-async def twilio_status(request: Request) -> Response:
-    async def work(request: Request, body: bytes) -> Response:
-        form, multi = _form(body)
-        _check_twilio(request, multi)
-        query = dict(form_pairs(_query(request)))
-        report = parse_twilio_status(form, query)
-        await _reports(request, "twilio", [report])
-        return Response(status_code=204)
-
-    return await _handle(request, "twilio", work)
+async def _twilio(request: Request, body: bytes) -> Form:
+    form = decode_form(body)
+    _check_twilio(request, form[1])
+    return form
 
 
-async def twilio_messages(request: Request) -> Response:
-    async def work(request: Request, body: bytes) -> Response:
-        form, multi = _form(body)
-        _check_twilio(request, multi)
-        await _inbound(request, "twilio", parse_twilio_inbound(form), body)
-        return Response(TWIML_EMPTY, media_type="text/xml")
-
-    return await _handle(request, "twilio", work)
-
-
-async def sendgrid_events(request: Request) -> Response:
-    async def work(request: Request, body: bytes) -> Response:
-        container = _container(request)
-        signature = request.headers.get("x-twilio-email-event-webhook-signature")
-        timestamp = request.headers.get("x-twilio-email-event-webhook-timestamp")
-        if not signature or not timestamp:
-            raise Refused(401, "missing SendGrid event webhook signature headers")
-        key = container.sendgrid_public_key
-        if key is None or not verify_sendgrid(key, timestamp, body, signature, now=time.time()):
-            raise Refused(403, "invalid SendGrid event webhook signature")
-        await _reports(request, "sendgrid", parse_sendgrid_events(body))
-        return Response(status_code=204)
-
-    return await _handle(request, "sendgrid", work)
+async def _sendgrid_events(request: Request, body: bytes) -> None:
+    container = _container(request)
+    signature = request.headers.get("x-twilio-email-event-webhook-signature")
+    timestamp = request.headers.get("x-twilio-email-event-webhook-timestamp")
+    if not signature or not timestamp:
+        raise Refused(401, "missing SendGrid event webhook signature headers")
+    key = container.sendgrid_public_key
+    if key is None or not verify_sendgrid(key, timestamp, body, signature, now=time.time()):
+        raise Refused(403, "invalid SendGrid event webhook signature")
 
 
-async def sendgrid_inbound(request: Request) -> Response:
-    async def work(request: Request, body: bytes) -> Response:
-        token = _container(request).settings.sendgrid_inbound_token
-        given = request.query_params.get("token") or _basic_password(request)
-        if not given:
-            raise Refused(401, "missing inbound parse credentials")
-        if token is None or not hmac.compare_digest(given.encode(), token.encode()):
-            raise Refused(403, "invalid inbound parse credentials")
-        form = await _multipart(request, body)
-        await _inbound(request, "sendgrid", parse_sendgrid_inbound(form), body)
-        return Response(status_code=200)
-
-    return await _handle(request, "sendgrid", work, MAX_INBOUND_EMAIL_BODY)
+async def _sendgrid_inbound(request: Request, body: bytes) -> None:
+    token = _container(request).settings.sendgrid_inbound_token
+    given = request.query_params.get("token") or _basic_password(request)
+    if not given:
+        raise Refused(401, "missing inbound parse credentials")
+    if token is None or not hmac.compare_digest(given.encode(), token.encode()):
+        raise Refused(403, "invalid inbound parse credentials")
 
 
 def _basic_password(request: Request) -> str | None:
@@ -265,51 +249,48 @@ def _basic_password(request: Request) -> str | None:
     return password or None
 
 
-async def _multipart(request: Request, body: bytes) -> dict[str, str]:
-    """Text fields of a multipart (or urlencoded) form; uploaded files are not kept."""
-    content_type = request.headers.get("content-type", "")
-    if content_type.startswith("application/x-www-form-urlencoded"):
-        return _form(body)[0]
-
-    async def replay() -> dict[str, object]:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    parsed = Request(request.scope, replay)
-    try:
-        form = await parsed.form(max_files=50, max_fields=200)
-    except Exception as exc:  # python-multipart raises several types for bad input
-        raise PayloadError(f"unreadable multipart form: {type(exc).__name__}") from exc
-    try:
-        return {k: v for k, v in form.multi_items() if isinstance(v, str)}
-    finally:
-        await form.close()  # uploaded files are spooled to disk
+async def _generic(request: Request, body: bytes) -> None:
+    secret = _container(request).settings.generic_webhook_secret
+    if not request.headers.get("webhook-signature"):
+        raise Refused(401, "missing webhook-signature")
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    if secret is None or not verify_standard_webhook(secret, headers, body, now=time.time()):
+        raise Refused(403, "invalid webhook signature or timestamp")
 
 
-def _generic(parse: Callable[[bytes], InboundMessage]) -> Callable[[Request], Awaitable[Response]]:
-    async def endpoint(request: Request) -> Response:
-        async def work(request: Request, body: bytes) -> Response:
-            secret = _container(request).settings.generic_webhook_secret
-            if not request.headers.get("webhook-signature"):
-                raise Refused(401, "missing webhook-signature")
-            headers = {k.lower(): v for k, v in request.headers.items()}
-            if secret is None or not verify_standard_webhook(
-                secret, headers, body, now=time.time()
-            ):
-                raise Refused(403, "invalid webhook signature or timestamp")
-            await _inbound(request, "generic", parse(body), body)
-            return JSONResponse({"status": "ok"})
+ENDPOINTS: Final = {
+    "/webhooks/twilio/status": Endpoint(
+        TWILIO_STATUS, _twilio, lambda: Response(status_code=204), _kept_json
+    ),
+    "/webhooks/twilio/messages": Endpoint(TWILIO_MESSAGES, _twilio, _twiml, lambda _: _twiml()),
+    "/webhooks/sendgrid/events": Endpoint(
+        SENDGRID_EVENTS, _sendgrid_events, lambda: Response(status_code=204), _kept_json
+    ),
+    "/webhooks/sendgrid/inbound": Endpoint(
+        SENDGRID_INBOUND,
+        _sendgrid_inbound,
+        lambda: Response(status_code=200),
+        _kept_json,
+        MAX_INBOUND_EMAIL_BODY,
+    ),
+    "/api/webhooks/sms": Endpoint(
+        GENERIC_SMS, _generic, lambda: JSONResponse({"status": "ok"}), _kept_json
+    ),
+    "/api/webhooks/email": Endpoint(
+        GENERIC_EMAIL, _generic, lambda: JSONResponse({"status": "ok"}), _kept_json
+    ),
+}
 
-        return await _handle(request, "generic", work)
 
-    return endpoint
+def _endpoint(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
+    async def handle(request: Request) -> Response:
+        return await _handle(request, endpoint)
+
+    handle.__name__ = endpoint.route
+    return handle
 
 
 def webhook_routes() -> list[Route]:
     return [
-        Route("/webhooks/twilio/status", twilio_status, methods=["POST"]),
-        Route("/webhooks/twilio/messages", twilio_messages, methods=["POST"]),
-        Route("/webhooks/sendgrid/events", sendgrid_events, methods=["POST"]),
-        Route("/webhooks/sendgrid/inbound", sendgrid_inbound, methods=["POST"]),
-        Route("/api/webhooks/sms", _generic(parse_generic_sms), methods=["POST"]),
-        Route("/api/webhooks/email", _generic(parse_generic_email), methods=["POST"]),
+        Route(path, _endpoint(endpoint), methods=["POST"]) for path, endpoint in ENDPOINTS.items()
     ]

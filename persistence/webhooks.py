@@ -210,6 +210,15 @@ def _decide(
 
 
 class WebhookRepository(Repository):
+    async def reachable(self) -> bool:
+        """Whether the database answers now (the replay of kept payloads waits for it)."""
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(select(1))
+        except Exception:
+            return False
+        return True
+
     async def owner_of(self, address: str) -> UUID | None:
         async with self.engine.connect() as conn:
             row = (

@@ -14,6 +14,7 @@ from .records import (
     KIND_RECONCILED,
     InboundMessage,
     PayloadError,
+    ReceivedWebhook,
     StatusReport,
 )
 from .sendgrid import parse_sendgrid_events, parse_sendgrid_inbound
@@ -27,6 +28,7 @@ __all__ = [
     "KIND_RECONCILED",
     "InboundMessage",
     "PayloadError",
+    "ReceivedWebhook",
     "StatusReport",
     "parse_generic_email",
     "parse_generic_sms",

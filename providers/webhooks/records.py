@@ -55,3 +55,18 @@ class StatusReport:
     error: DeliveryError | None
     # JSON-safe scalars only, already bounded in size and free of secrets.
     detail: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedWebhook:
+    """A webhook request whose signature was verified, as it arrived: all it takes to parse
+    and apply it again, later or in another process (the spool while the database is down).
+
+    ``route`` names the endpoint (see ``gateway.webhook_payloads.ROUTES``); ``query`` is the
+    raw query string (a Twilio status callback carries our message id there).
+    """
+
+    route: str
+    content_type: str | None
+    query: str
+    body: bytes

@@ -4,7 +4,7 @@ keeps its status and is looked up again later, never sooner than its schedule.
 
 The gateway's sandbox loses every callback (SANDBOX_LOSE_CALLBACKS), so nothing but a lookup
 can settle a message; RECONCILE_AFTER_SECONDS is short. The multi-process shape (a worker
-fleet, one at a time by lease) is in test_recovery_processes.py.
+fleet, one at a time by lease) is in test_lost_callbacks_processes.py.
 """
 
 from __future__ import annotations

@@ -1477,6 +1477,50 @@ async def test_an_inbound_message_we_fail_to_store_is_kept_raw(
     assert await conversation_with(tenant, theirs) is not None
 
 
+async def test_with_nowhere_to_keep_a_payload_the_provider_is_asked_to_deliver_it_again(
+    hooks: Hooks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database takes neither the report nor the raw payload, and there is no spool
+    (no Redis): 503 with Retry-After, so that the provider delivers it again."""
+    tenant = await hooks_tenant(hooks)
+    message = await sent_sms(tenant)
+    params = status_params(hooks, message, "delivered")
+    query = f"mid={raw_id(message['id'])}"
+
+    monkeypatch.setattr(hooks.container.webhook_repo, "apply_reports", _broken)
+    monkeypatch.setattr(hooks.container.webhook_repo, "keep_raw", _broken)
+    try:
+        response = await post_twilio(hooks, "/webhooks/twilio/status", params, query=query)
+    finally:
+        monkeypatch.undo()
+    assert response.status_code == 503, response.text
+    assert response.headers["Retry-After"] == "5"
+    assert "deliver it again" in response.json()["error"]
+    assert (await fetch(tenant, message["id"]))["status"] == "SENT"
+
+    again = await post_twilio(hooks, "/webhooks/twilio/status", params, query=query)
+    assert again.status_code == 204, again.text
+    assert (await fetch(tenant, message["id"]))["status"] == "DELIVERED"
+
+
+async def test_a_twilio_inbound_message_kept_for_replay_is_answered_with_twiml(
+    hooks: Hooks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tenant = await hooks_tenant(hooks)
+    ours, theirs = new_number(), new_number()
+    await own(hooks, tenant, ours)
+    monkeypatch.setattr(hooks.container.webhook_repo, "receive", _broken)
+    try:
+        response = await post_twilio(
+            hooks, "/webhooks/twilio/messages", inbound_params(theirs, ours, "Hello?")
+        )
+    finally:
+        monkeypatch.undo()
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/xml")
+    assert "<Response>" in response.text
+
+
 # --- end to end: real adapters, mounted sandbox, sandbox-signed events ----------------------
 
 

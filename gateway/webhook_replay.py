@@ -1,0 +1,118 @@
+"""Apply the webhook payloads kept in the spool while the database was down.
+
+A worker chore (one worker at a time): once the database answers, the oldest payloads are
+applied through ``apply_received``, the routes' own path, and removed from the spool. Order
+does not matter and neither do repeats: reports apply at most once and only forward, inbound
+messages once per provider id. A payload that still fails while the database answers (a bug,
+not an outage) is retried on later runs and, after ``max_attempts``, kept raw in
+webhook_receipts as any payload we fail to apply, and removed from the spool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+import structlog
+from prometheus_client import Counter
+
+from gateway.observability.metrics import NAMESPACE, REGISTRY
+from gateway.services.webhooks import WebhookService
+from gateway.webhook_payloads import ROUTES, apply_received, raw_text
+from providers.webhooks import ReceivedWebhook
+from workers.webhook_spool import RedisWebhookSpool
+
+log = structlog.get_logger(__name__)
+
+REPLAYS: Final = Counter(
+    "webhook_replays",
+    "Spooled webhook payloads replayed, by source and outcome (applied, failed, kept_raw).",
+    ["source", "outcome"],
+    namespace=NAMESPACE,
+    registry=REGISTRY,
+)
+
+BATCH: Final = 200
+#: A run stops taking new batches after this long, well within its lease.
+RUN_SECONDS: Final = 20.0
+MAX_ATTEMPTS: Final = 10
+
+
+class WebhookReplay:
+    def __init__(
+        self,
+        spool: RedisWebhookSpool,
+        webhooks: WebhookService,
+        database_reachable: Callable[[], Awaitable[bool]],
+        *,
+        batch: int = BATCH,
+        max_attempts: int = MAX_ATTEMPTS,
+    ) -> None:
+        self._spool = spool
+        self._webhooks = webhooks
+        self._reachable = database_reachable
+        self._batch = batch
+        self._max_attempts = max_attempts
+
+    async def run_once(self) -> int:
+        """Replay batches until the spool is empty, a payload fails, or the run is long
+        enough; returns how many payloads were applied."""
+        applied = 0
+        deadline = time.monotonic() + RUN_SECONDS
+        while time.monotonic() < deadline:
+            entries = await self._spool.oldest(self._batch)
+            # Nothing to do, or nothing that could work yet: no attempt is counted while the
+            # database is still down.
+            if not entries or not await self._reachable():
+                break
+            done, succeeded = await self._replay(entries)
+            await self._spool.remove(done)
+            applied += succeeded
+            if succeeded < len(entries):
+                break
+        if applied:
+            log.info("webhooks_replayed", applied=applied, left=await self._spool.length())
+        return applied
+
+    async def _replay(
+        self, entries: list[tuple[str, ReceivedWebhook | None]]
+    ) -> tuple[list[str], int]:
+        """(entries to remove, how many were applied), applying them together: their status
+        reports share transactions as the routes' concurrent ones do."""
+        results = await asyncio.gather(
+            *(self._apply(received) for _, received in entries), return_exceptions=True
+        )
+        done: list[str] = []
+        succeeded = 0
+        for (entry_id, received), result in zip(entries, results, strict=True):
+            if received is None:
+                log.error("webhook_spool_entry_unreadable", entry=entry_id)
+                done.append(entry_id)
+                continue
+            source = ROUTES.get(received.route, "unknown")
+            if not isinstance(result, BaseException):
+                REPLAYS.labels(source, "applied").inc()
+                done.append(entry_id)
+                succeeded += 1
+                continue
+            REPLAYS.labels(source, "failed").inc()
+            log.warning(
+                "webhook_replay_failed",
+                source=source,
+                entry=entry_id,
+                error=f"{type(result).__name__}: {result}"[:300],
+            )
+            if await self._spool.failed(entry_id) >= self._max_attempts:
+                await self._webhooks.keep_raw(
+                    source, "failed", received.content_type, raw_text(received.body), repr(result)
+                )
+                REPLAYS.labels(source, "kept_raw").inc()
+                done.append(entry_id)
+        return done, succeeded
+
+    async def _apply(self, received: ReceivedWebhook | None) -> list[str]:
+        if received is None:
+            return []
+        return await apply_received(self._webhooks, received)
