@@ -30,7 +30,7 @@ log = structlog.get_logger("providers.sandbox")
 #: Records kept; a benchmark sends far more, and nobody inspects more than the latest ones.
 MAX_RECORDS: Final = 10_000
 #: Messages a lookup still finds; older ones are forgotten, as a vendor's retention ends.
-MAX_MESSAGES: Final = 50_000
+MAX_MESSAGES: Final = 20_000
 _DISCONNECT_POLL: Final = 0.05
 
 
