@@ -30,7 +30,16 @@ class Repository:
         round trip. A statement run on it alone commits by itself."""
         async with self.engine.connect() as conn:
             raw = await conn.get_raw_connection()
-            yield raw.driver_connection
+            driver: Any = raw.driver_connection
+            try:
+                yield driver
+            except BaseException:
+                # SQLAlchemy's own disconnect handling never sees errors raised here: a
+                # connection the server dropped (a restart) would go back to the pool and
+                # fail every later checkout. Drop it instead, so the pool opens a new one.
+                if driver.is_closed():
+                    await conn.invalidate()
+                raise
 
     def upsert(self, table: Table) -> Any:
         """An INSERT that understands ON CONFLICT on both supported databases."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from gateway.settings import Settings
@@ -19,6 +20,14 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _drop_if_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """A pooled connection the server has closed (a restart, an idle timeout) is known to
+    be closed without a round trip: raising here makes the pool replace it at checkout
+    instead of handing it to a statement that would fail."""
+    if dbapi_connection.driver_connection.is_closed():
+        raise DisconnectionError("the server closed this pooled connection")
+
+
 def create_engine(settings: Settings) -> AsyncEngine:
     url = settings.effective_database_url
     if url.startswith("sqlite"):
@@ -30,11 +39,14 @@ def create_engine(settings: Settings) -> AsyncEngine:
         return engine
     # No overflow: connections that come and go with bursts cost a connect each (with an SSL
     # negotiation attempt); a fixed pool applies back-pressure instead. No pre-ping either: it
-    # costs a round trip per checkout; a dead connection fails its transaction, which the
-    # callers already handle (clients retry, the sweeper re-enqueues), and is then replaced.
-    return create_async_engine(
+    # costs a round trip per checkout. Connections the server closed are dropped at checkout
+    # for free (_drop_if_closed); one that dies under a statement fails its transaction, which
+    # the callers handle (clients retry, the sweeper re-enqueues), and is then replaced.
+    engine = create_async_engine(
         url, pool_size=settings.db_pool_size, max_overflow=0, pool_timeout=30, pool_recycle=1800
     )
+    event.listen(engine.sync_engine, "checkout", _drop_if_closed)
+    return engine
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[Any]:

@@ -1,0 +1,376 @@
+"""Worker crashes and database outages, with real processes: a dead worker's messages come
+back by its heartbeat, a live worker's slow calls never do, a reclaim never jams a worker,
+an outcome the database could not take is held and recorded later (never sent twice), and
+due retries and scheduled messages do not wait for the re-enqueue grace.
+
+The settings of each test switch off every other way the result could come about (a long
+``STALE_SENDING_SECONDS``, ``RECLAIM_IDLE_MS`` or ``SWEEP_GRACE_SECONDS``), so that only the
+mechanism under test can make it pass. This module has a PostgreSQL of its own: one test
+stops it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from gateway.domain.records import MessageEvent
+from gateway.domain.statuses import MessageStatus
+from persistence.lifecycle import Change, Sent
+from tests.integration.processes import (
+    Pipeline,
+    ambiguous_marker,
+    mixed,
+    sms,
+    start_pipeline,
+    trail_problems,
+)
+from tests.servers import PostgresServer, RedisServer, free_port
+from workers.held_outcomes import HELD
+from workers.stream_worker import StreamWorker
+
+#: Provider calls hang this long, then succeed; the read timeout waits for them.
+SLOW_CALL = 4.0
+SLOW = {"PROVIDER_READ_TIMEOUT": "15"}
+
+
+@pytest.fixture(scope="module")
+async def own_postgres(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[PostgresServer]:
+    server = await asyncio.to_thread(
+        PostgresServer.start, tmp_path_factory.mktemp("recovery-postgres")
+    )
+    try:
+        await asyncio.to_thread(server.create_database, "recovery")
+        yield server
+    finally:
+        await asyncio.to_thread(server.stop)
+
+
+@pytest.fixture(scope="module")
+async def pipeline(
+    own_postgres: PostgresServer,
+    redis_server: RedisServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[Pipeline]:
+    tmp = tmp_path_factory.mktemp("recovery")
+    async with start_pipeline(tmp, own_postgres.url("recovery"), redis_server) as running:
+        yield running
+
+
+async def prepared(pipeline: Pipeline, own_postgres: PostgresServer, **settings: str) -> Pipeline:
+    if not own_postgres.running:
+        await asyncio.to_thread(own_postgres.restart)
+        await pipeline.engine.dispose()
+    await pipeline.ensure(**settings)
+    await pipeline.sandbox_reset()
+    return pipeline
+
+
+def consumer_of(pipe: Pipeline, index: int) -> str:
+    return f"{socket.gethostname()}-{pipe.workers[index].pid}"
+
+
+async def claimed_by(pipe: Pipeline, ids: list[uuid.UUID]) -> dict[uuid.UUID, str | None]:
+    from sqlalchemy import text
+
+    async with pipe.engine.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT id, claimed_by FROM messages WHERE id = ANY(:ids) AND status = 'SENDING'"),
+            {"ids": ids},
+        )
+    return {r[0]: r[1] for r in rows}
+
+
+def kinds(trail: list[dict[str, Any]]) -> list[str]:
+    return [e["kind"] for e in trail]
+
+
+# --- 1. A reclaim takes only what there is room for -------------------------------------------
+
+
+class HangingDelivery:
+    """Claims everything; every provider call hangs until the test ends."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.calls = 0
+
+    async def claim(self, message_ids: list[uuid.UUID]) -> dict[uuid.UUID, Change]:
+        now = datetime.now(UTC)
+        changes: dict[uuid.UUID, Change] = {}
+        for i, message_id in enumerate(message_ids):
+            event = MessageEvent(
+                id=i + 1,
+                account_id=uuid.uuid4(),
+                message_id=message_id,
+                conversation_id=uuid.uuid4(),
+                status=MessageStatus.SENDING,
+                kind="attempt",
+                detail=None,
+                occurred_at=now,
+            )
+            changes[message_id] = Change(SimpleNamespace(id=message_id), event)  # type: ignore[arg-type]
+        return changes
+
+    async def attempt(self, message: Any) -> Sent:
+        self.calls += 1
+        await self.release.wait()
+        return Sent(message.id, "test", "SM1")
+
+    async def record(self, outcomes: list[Any]) -> list[None]:
+        return [None for _ in outcomes]
+
+
+async def test_a_reclaim_takes_no_more_entries_than_the_worker_has_room_for(
+    redis_server: RedisServer,
+) -> None:
+    """A dead consumer left 5 entries pending; a worker with 2 slots reclaims 2 and returns at
+    once (the others wait for room), instead of waiting for slots its own reclaim holds."""
+    redis = Redis.from_url(redis_server.url)
+    stream, group = f"reclaim-{uuid.uuid4().hex}", "delivery"
+    delivery = HangingDelivery()
+    nothing: Any = None
+    worker = StreamWorker(
+        redis,
+        stream=stream,
+        group=group,
+        consumer="alive",
+        delivery=delivery,  # type: ignore[arg-type]
+        lifecycle=nothing,
+        sweeper=nothing,
+        concurrency=2,
+        min_idle_ms=0,
+        max_deliveries=10,
+        sweep_interval=1.0,
+        liveness=nothing,
+    )
+    try:
+        await worker.ensure_group()
+        for _ in range(5):
+            await redis.xadd(stream, {"id": uuid.uuid4().hex})
+        await redis.xreadgroup(group, "dead", {stream: ">"}, count=5)
+        # A generous bound: without room accounting this call never returns.
+        await asyncio.wait_for(worker._reclaim(), 30)
+        await asyncio.wait_for(worker._reclaim(), 30)  # no room left: takes nothing
+        pending = await redis.xpending(stream, group)
+        by_consumer = {
+            (c["name"].decode() if isinstance(c["name"], bytes) else c["name"]): int(c["pending"])
+            for c in pending["consumers"]
+        }
+        assert by_consumer == {"alive": 2, "dead": 3}, by_consumer
+        await asyncio.sleep(0)
+        assert delivery.calls == 2
+    finally:
+        delivery.release.set()
+        await asyncio.wait_for(worker._drain(within=10), 30)
+        await redis.delete(stream)
+        await redis.aclose()
+
+
+# --- 2. A dead worker's messages come back by its heartbeat -----------------------------------
+
+
+async def test_a_killed_workers_messages_are_taken_back_by_its_heartbeat(
+    pipeline: Pipeline, own_postgres: PostgresServer
+) -> None:
+    """Neither the age rule (STALE_SENDING_SECONDS) nor a reclaim (RECLAIM_IDLE_MS) can act
+    within this test: only the lapsed heartbeat can bring the victim's messages back. The
+    survivor keeps delivering what it holds and what comes after."""
+    pipe = await prepared(
+        pipeline,
+        own_postgres,
+        **SLOW,
+        STALE_SENDING_SECONDS="3600",
+        RECLAIM_IDLE_MS="3600000",
+        WORKER_DEAD_AFTER_SECONDS="2",
+    )
+    await pipe.sandbox_configure(rate_timeout=1.0, timeout_seconds=SLOW_CALL)
+    account = await pipe.new_account()
+    victim = consumer_of(pipe, 0)
+    sent = await pipe.send_many(0, account, [sms(i, "heartbeat") for i in range(70)])
+    ids = [s.id for s in sent]
+    deadline = time.monotonic() + 30
+    while not any(w == victim for w in (await claimed_by(pipe, ids)).values()):
+        assert time.monotonic() < deadline, f"the victim never held a message{pipe.diagnostics()}"
+        await asyncio.sleep(0.05)
+    held = [m for m, w in (await claimed_by(pipe, ids)).items() if w == victim]
+    proc = pipe.workers.pop(0)
+    pipe.retired.append(proc)
+    await proc.kill()
+    killed_at = time.monotonic()
+    await pipe.sandbox_configure(rate_timeout=0.0)
+    later = await pipe.send_many(1, account, [sms(i, "after-kill") for i in range(5)])
+
+    await pipe.wait_delivered(held, within=60)
+    print(f"\nheld by the victim: {len(held)}; delivered {time.monotonic() - killed_at:.1f}s")
+    await pipe.wait_delivered(ids + [s.id for s in later], within=60)
+    trails = await pipe.trails(ids)
+    for message_id in held:
+        assert "attempt_abandoned" in kinds(trails[message_id]), trails[message_id]
+        assert ambiguous_marker(trails[message_id]), trails[message_id]
+    for message_id in set(ids) - set(held):
+        assert "attempt_abandoned" not in kinds(trails[message_id]), trails[message_id]
+        assert trail_problems(trails[message_id]) == [], trails[message_id]
+
+
+async def test_a_live_workers_slow_calls_are_never_taken_back(
+    pipeline: Pipeline, own_postgres: PostgresServer
+) -> None:
+    """Every call takes longer than STALE_SENDING_SECONDS and than a heartbeat's lifetime:
+    nothing is taken back, nothing is sent twice."""
+    pipe = await prepared(
+        pipeline,
+        own_postgres,
+        **SLOW,
+        STALE_SENDING_SECONDS="1",
+        WORKER_DEAD_AFTER_SECONDS="2",
+    )
+    await pipe.sandbox_configure(rate_timeout=1.0, timeout_seconds=SLOW_CALL)
+    account = await pipe.new_account()
+    sent = await pipe.send_many(0, account, [mixed(i, "slow") for i in range(20)])
+    ids = [s.id for s in sent]
+    await pipe.wait_delivered(ids, within=90)
+    trails = await pipe.trails(ids)
+    calls = await pipe.accepted_calls(ids)
+    assert set(calls.values()) == {1}, calls
+    for message_id in ids:
+        assert "attempt_abandoned" not in kinds(trails[message_id]), trails[message_id]
+
+
+# --- 3. Outcomes the database could not take ---------------------------------------------------
+
+
+async def test_outcomes_held_through_a_database_outage_are_recorded_and_never_resent(
+    pipeline: Pipeline, own_postgres: PostgresServer
+) -> None:
+    """PostgreSQL stops while the provider holds the calls; the provider's answers (with its
+    message ids) come back to a worker that cannot write them. They wait in Redis, are
+    recorded when PostgreSQL is back, and no message reaches the provider twice."""
+    pipe = await prepared(
+        pipeline, own_postgres, **SLOW, STALE_SENDING_SECONDS="3", WORKER_DEAD_AFTER_SECONDS="2"
+    )
+    await pipe.sandbox_configure(rate_timeout=1.0, timeout_seconds=SLOW_CALL)
+    account = await pipe.new_account()
+    sent = await pipe.send_many(0, account, [sms(i, "outage") for i in range(12)])
+    ids = [s.id for s in sent]
+    await pipe.wait_until(ids, "SENDING".__eq__, within=30, what="SENDING")
+    await asyncio.to_thread(own_postgres.stop_process)
+    redis = pipe.redis()
+    try:
+        deadline = time.monotonic() + SLOW_CALL + 30
+        while await redis.hlen(HELD) < len(ids):
+            assert time.monotonic() < deadline, (
+                f"held outcomes: {await redis.hlen(HELD)}{pipe.diagnostics()}"
+            )
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(4)  # longer than STALE_SENDING_SECONDS and a heartbeat's life
+        await asyncio.to_thread(own_postgres.restart)
+        await pipe.engine.dispose()  # the test's own pooled connections died with it
+        await pipe.wait_delivered(ids, within=90)
+        assert await redis.hlen(HELD) == 0
+    finally:
+        await redis.aclose()
+    calls = await pipe.accepted_calls(ids)
+    assert set(calls.values()) == {1}, calls
+    trails = await pipe.trails(ids)
+    for message_id in ids:
+        assert "attempt_abandoned" not in kinds(trails[message_id]), trails[message_id]
+        assert "provider_accepted" in kinds(trails[message_id]), trails[message_id]
+    # The pooled connections PostgreSQL closed are replaced, not handed out: once it is back,
+    # every send is accepted.
+    await pipe.sandbox_configure(rate_timeout=0.0)
+    after = [await pipe.send_one(i % 2, account, sms(100 + i, "after")) for i in range(12)]
+    await pipe.wait_delivered([s.id for s in after], within=60)
+
+
+# --- 4. Due work does not wait for the grace --------------------------------------------------
+
+
+async def test_due_retries_and_scheduled_messages_do_not_wait_for_the_grace(
+    pipeline: Pipeline, own_postgres: PostgresServer
+) -> None:
+    """With a grace of an hour, a 429's retry and a scheduled message still go out once due."""
+    pipe = await prepared(pipeline, own_postgres, SWEEP_GRACE_SECONDS="3600")
+    account = await pipe.new_account()
+    await pipe.sandbox_configure(rate_429=1.0, retry_after=1.0)
+    throttled = await pipe.send_one(0, account, sms(1, "throttled"))
+    deadline = time.monotonic() + 30
+    while "retry_scheduled" not in kinds((await pipe.trails([throttled.id]))[throttled.id]):
+        assert time.monotonic() < deadline, pipe.diagnostics()
+        await asyncio.sleep(0.1)
+    await pipe.sandbox_configure(rate_429=0.0)
+    send_at = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
+    scheduled = await pipe.send_one(0, account, {**sms(2, "scheduled"), "sendAt": send_at})
+    await pipe.wait_delivered([throttled.id, scheduled.id], within=60)
+
+
+# --- 5. The worker's health meanwhile -----------------------------------------------------------
+
+
+async def test_a_survivor_reclaiming_a_dead_workers_entries_stays_healthy(
+    pipeline: Pipeline, own_postgres: PostgresServer
+) -> None:
+    """The shape that jammed workers for good: a slow provider, a worker killed with its
+    slots full, and its entries reclaimed by a survivor whose slots are full too. The
+    survivor's /health stays 200 and everything, also what is sent afterwards, is delivered."""
+    pipe = await prepared(
+        pipeline,
+        own_postgres,
+        **SLOW,
+        WORKER_CONCURRENCY="4",
+        RECLAIM_IDLE_MS="1000",
+        WORKER_DEAD_AFTER_SECONDS="2",
+    )
+    # The survivor answers /health; started with the same settings, so ensure() keeps it.
+    survivor = pipe.workers[1]
+    port = free_port()
+    replacement = pipe.start_worker(
+        **{k: survivor.env[k] for k in survivor.env if k in {*SLOW, "WORKER_CONCURRENCY"}},
+        RECLAIM_IDLE_MS="1000",
+        WORKER_DEAD_AFTER_SECONDS="2",
+        WORKER_HEALTH_PORT=str(port),
+        WORKER_HEALTH_HOST="127.0.0.1",
+    )
+    pipe.workers.remove(survivor)
+    pipe.retired.append(survivor)
+    await survivor.stop()
+    await pipe.wait_workers_ready([replacement])
+    await pipe.sandbox_configure(rate_timeout=1.0, timeout_seconds=SLOW_CALL)
+    account = await pipe.new_account()
+    sent = await pipe.send_many(0, account, [sms(i, "jam") for i in range(24)])
+    ids = [s.id for s in sent]
+    victim_name = consumer_of(pipe, 0)
+    deadline = time.monotonic() + 30
+    while (await pipe.pending_by_consumer()).get(victim_name, 0) < 4:
+        assert time.monotonic() < deadline, pipe.diagnostics()
+        await asyncio.sleep(0.05)
+    victim = pipe.workers.pop(0)
+    pipe.retired.append(victim)
+    await victim.kill()
+    async with httpx.AsyncClient(trust_env=False, timeout=10) as http:
+        later: list[uuid.UUID] = []
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                health = await http.get(f"http://127.0.0.1:{port}/health")
+            except httpx.TransportError as exc:
+                raise AssertionError(f"{exc!r}: {replacement.tail(40)}") from exc
+            assert health.status_code == 200, health.text
+            if not later and (await pipe.pending_by_consumer()).get(victim_name, 0) == 0:
+                # The victim's entries are reclaimed: what comes now must get through too.
+                later = [s.id for s in await pipe.send_many(1, account, [sms(99, "later")])]
+            statuses = await pipe.statuses(ids + later)
+            if later and set(statuses.values()) == {"DELIVERED"}:
+                break
+            assert time.monotonic() < deadline, f"{statuses}{pipe.diagnostics()}"
+            await asyncio.sleep(0.5)
