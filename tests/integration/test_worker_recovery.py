@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -35,10 +36,21 @@ from tests.integration.processes import (
     start_pipeline,
     trail_problems,
 )
+from tests.integration.test_cli import (
+    MESSAGE,
+    SEND,
+    cli_env,
+    dev_key_of,
+    gql,
+    serving,
+    wait_delivered,
+)
+from tests.integration.test_cli import sms as cli_sms
 from tests.servers import PostgresServer, RedisServer, free_port
 from workers.held_outcomes import HELD
 from workers.stream_worker import StreamWorker
 
+EVENTS = "query Events($id: ID!) { message(id: $id) { events { kind } } }"
 #: Provider calls hang this long, then succeed; the read timeout waits for them.
 SLOW_CALL = 4.0
 SLOW = {"PROVIDER_READ_TIMEOUT": "15"}
@@ -374,3 +386,43 @@ async def test_a_survivor_reclaiming_a_dead_workers_entries_stays_healthy(
                 break
             assert time.monotonic() < deadline, f"{statuses}{pipe.diagnostics()}"
             await asyncio.sleep(0.5)
+
+
+# --- 6. The embedded mode: the previous run's messages ----------------------------------------
+
+
+def test_embedded_takes_back_what_its_previous_run_held_at_once(tmp_path: Path) -> None:
+    """The embedded worker is the only one: messages its killed predecessor held SENDING are
+    taken back as soon as it starts (not after STALE_SENDING_SECONDS), marked ambiguous."""
+    data = tmp_path / "data"
+    slow = cli_env(
+        data,
+        SANDBOX_RATE_TIMEOUT="1",
+        SANDBOX_TIMEOUT_SECONDS="600",
+        PROVIDER_READ_TIMEOUT="900",
+        STALE_SENDING_SECONDS="3600",
+    )
+    ids: list[str] = []
+    with httpx.Client(timeout=30, trust_env=False) as http:
+        with serving(slow, tmp_path, "first") as first:
+            key = dev_key_of(first)
+            for i in range(3):
+                sent = gql(http, first.base_url, key, SEND, {"input": cli_sms(f"+1415555{i:04d}")})
+                ids.append(sent["sendMessage"]["message"]["id"])
+            deadline = time.monotonic() + 30
+            while {status(http, first.base_url, key, m) for m in ids} != {"SENDING"}:
+                assert time.monotonic() < deadline, first.output()
+                time.sleep(0.05)
+            first.proc.kill()
+            first.proc.wait()
+        fast = slow | {"SANDBOX_RATE_TIMEOUT": "0"}
+        with serving(fast, tmp_path, "second") as second:
+            for message_id in ids:
+                assert wait_delivered(http, second.base_url, key, message_id) == "DELIVERED"
+            events = gql(http, second.base_url, key, EVENTS, {"id": ids[0]})["message"]["events"]
+            assert "attempt_abandoned" in [e["kind"] for e in events], events
+
+
+def status(http: httpx.Client, base_url: str, key: str, message_id: str) -> str:
+    found = gql(http, base_url, key, MESSAGE, {"id": message_id})["message"]
+    return str(found["status"])
