@@ -31,10 +31,10 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from gateway.domain.records import DeliveryError, MessageEvent
 from gateway.observability.metrics import EVENTS_PUBLISHED
+from gateway.outages import describe, is_unavailable
 from gateway.services.clock import utcnow
 from gateway.services.delivery import DeliveryService
 from persistence.lifecycle import Change, LifecycleRepository, Outcome
@@ -264,8 +264,8 @@ class StreamWorker:
             changes = await self._delivery.record([outcome for _, outcome in batch])
             recorded = [entry_id for entry_id, _ in batch]
         except Exception as exc:
-            if len(batch) == 1 or _unreachable(exc):
-                log.warning("record_failed", outcomes=len(batch), error=str(exc))
+            if len(batch) == 1 or is_unavailable(exc):
+                log.warning("record_failed", outcomes=len(batch), error=describe(exc))
                 unwritten = batch
             else:
                 # One by one, so that one outcome that cannot be written fails alone.
@@ -288,7 +288,7 @@ class StreamWorker:
         try:
             await self._delivery.hold([outcome for _, outcome in unwritten])
         except Exception as exc:
-            log.warning("outcome_hold_failed", outcomes=len(unwritten), error=str(exc))
+            log.warning("outcome_hold_failed", outcomes=len(unwritten), error=describe(exc))
             self._unkept += unwritten
             return []
         log.warning("outcomes_held", outcomes=len(unwritten))
@@ -435,13 +435,6 @@ class StreamWorker:
 
 def _name(chore: Chore) -> str:
     return getattr(chore, "__qualname__", None) or repr(chore)
-
-
-def _unreachable(exc: BaseException) -> bool:
-    """The database (or the way to it) is down: trying outcomes one by one is no use."""
-    if isinstance(exc, DBAPIError):
-        return exc.connection_invalidated or isinstance(exc, (InterfaceError, OperationalError))
-    return isinstance(exc, (OSError, TimeoutError))
 
 
 def _text(value: Any) -> str:

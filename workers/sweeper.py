@@ -18,10 +18,11 @@ from datetime import datetime, timedelta
 import structlog
 
 from gateway.domain.statuses import MessageStatus
+from gateway.outages import describe, is_unavailable
 from gateway.services.clock import utcnow
 from gateway.services.delivery import HeldOutcomes, WorkerLiveness
 from gateway.services.ports import Broker
-from persistence.lifecycle import LifecycleRepository
+from persistence.lifecycle import Change, LifecycleRepository, Outcome
 
 log = structlog.get_logger(__name__)
 
@@ -51,7 +52,12 @@ class Sweeper:
         self._since: datetime | None = None
 
     async def sweep_once(self) -> int:
-        await self.settle_held()
+        try:
+            await self.settle_held()
+        except Exception as exc:
+            # Nothing is taken back while outcomes are held (see ``keep`` below): the rest of
+            # the sweep is safe, and fails anyway if the database is what is down.
+            log.warning("held_outcomes_not_recorded", error=describe(exc))
         now = utcnow()
         promoted = await self._lifecycle.promote_scheduled(now)
         abandoned = await self._lifecycle.requeue_abandoned(
@@ -82,7 +88,12 @@ class Sweeper:
         outcomes = await self._held.held()
         if not outcomes:
             return 0
-        changes = await self._lifecycle.record_outcomes(outcomes, utcnow())
+        try:
+            changes = await self._lifecycle.record_outcomes(outcomes, utcnow())
+        except Exception as exc:
+            if is_unavailable(exc) or len(outcomes) == 1:
+                raise
+            changes = await self._one_by_one(outcomes)
         await self._held.forget(o.message_id for o in outcomes)
         log.info("held_outcomes_recorded", outcomes=len(outcomes))
         events = [c.event for c in changes if c is not None]
@@ -92,3 +103,17 @@ class Sweeper:
             except Exception:
                 log.warning("publish_failed", events=len(events), exc_info=True)
         return len(outcomes)
+
+    async def _one_by_one(self, outcomes: list[Outcome]) -> list[Change | None]:
+        """With the database up, an outcome that still cannot be written never will be (its
+        data is at fault): it is logged with its message and given up, so that it cannot
+        hold up the others or the sweeps after this one."""
+        changes: list[Change | None] = []
+        for outcome in outcomes:
+            try:
+                changes += await self._lifecycle.record_outcomes([outcome], utcnow())
+            except Exception as exc:
+                if is_unavailable(exc):
+                    raise
+                log.exception("held_outcome_unrecordable", outcome=repr(outcome))
+        return changes

@@ -328,3 +328,41 @@ async def test_a_sent_batch_locks_its_rows_in_id_order(db: Db) -> None:
         await other.commit()
     changes = await asyncio.wait_for(record, 10)
     assert sorted(c.message.id for c in changes if c is not None) == [low, high]
+
+
+async def test_held_outcomes_are_recorded_by_the_sweeper_and_a_bad_one_holds_up_nothing(
+    db: Db,
+) -> None:
+    """Outcomes a worker could not write are recorded by the next sweep, before anything is
+    taken back; one that can never be written (here a provider id longer than its column,
+    on PostgreSQL) is given up alone, and the sweep carries on with the rest."""
+    good, bad, due = await db.queued(["+14155590001", "+14155590002", "+14155590003"])
+    lifecycle = db.container.lifecycle
+    assert set(await lifecycle.claim_many([good, bad], utcnow(), worker="gone")) == {good, bad}
+    held = MemoryHeldOutcomes()
+    too_long = "SM" + "x" * 400 if db.container.engine.dialect.name == "postgresql" else "SMok"
+    await held.keep([Sent(good, "twilio", "SMgood"), Sent(bad, "twilio", too_long)])
+    queue: list[UUID] = []
+
+    class Collect:
+        async def enqueue(self, message_ids: Any) -> None:
+            queue.extend(message_ids)
+
+        async def publish(self, events: Any) -> None:
+            pass
+
+    sweeper = Sweeper(
+        lifecycle,
+        Collect(),  # type: ignore[arg-type]
+        held,
+        LocalLiveness("alive"),  # "gone" is dead: only held outcomes keep its messages
+        grace=0,
+        stale_after=3600,
+        max_attempts=5,
+    )
+    await sweeper.sweep_once()
+    statuses = await db.statuses([good, bad, due])
+    assert statuses[good] == "SENT"
+    assert await held.message_ids() == set()
+    assert "attempt_abandoned" not in await db.kinds(good)
+    assert due in queue, "the sweep went on past the outcome it could not record"
