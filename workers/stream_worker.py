@@ -111,9 +111,15 @@ class StreamWorker:
             self._liveness.keep_beating(self.consumer, stop), name="worker-heartbeat"
         )
         chores = asyncio.create_task(self._chores(stop), name="worker-chores")
+        next_reclaim = time.monotonic()
         try:
             while not stop.is_set():
                 self.last_progress = time.monotonic()
+                if self.last_progress >= next_reclaim:
+                    # In this loop, between reads: a read holds its free slots while it
+                    # blocks, so a reclaim beside it would never find room.
+                    next_reclaim = self.last_progress + self._sweep_interval
+                    await self._reclaim_quietly()
                 try:
                     await self._read_once()
                 except (
@@ -349,7 +355,6 @@ class StreamWorker:
         while not stop.is_set():
             for chore in (
                 self._flush_unkept,
-                self._reclaim,
                 self._sweep,
                 self._trim,
                 *self._extra_chores,
@@ -362,6 +367,12 @@ class StreamWorker:
                     log.warning("worker_chore_failed", chore=_name(chore), exc_info=True)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self._sweep_interval)
+
+    async def _reclaim_quietly(self) -> None:
+        try:
+            await self._reclaim()
+        except Exception:
+            log.warning("reclaim_failed", exc_info=True)
 
     async def _reclaim(self) -> None:
         """Take over entries a crashed or stuck consumer left pending, as many as there is
