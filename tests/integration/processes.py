@@ -48,7 +48,7 @@ from gateway.settings import Settings
 from providers.sandbox_app import Sandbox, SandboxConfig, create_sandbox_app
 from providers.signatures import generate_sendgrid_keypair
 from tests.conftest import run_uvicorn
-from tests.servers import RedisServer, free_port
+from tests.servers import PostgresServer, RedisServer, free_port
 from workers.liveness import WORKERS
 from workers.redis_broker import GROUP, STREAM
 
@@ -581,6 +581,17 @@ class Pipeline:
                 f"stream entries still pending after {within:.0f}s: {pending}{self.diagnostics()}"
             )
             await asyncio.sleep(0.2)
+
+
+@contextlib.asynccontextmanager
+async def dedicated_postgres(base: Path, database: str) -> AsyncIterator[PostgresServer]:
+    """A PostgreSQL server of one's own, with ``database`` created: for tests that stop it."""
+    server = await asyncio.to_thread(PostgresServer.start, base)
+    try:
+        await asyncio.to_thread(server.create_database, database)
+        yield server
+    finally:
+        await asyncio.to_thread(server.stop)
 
 
 @contextlib.asynccontextmanager

@@ -41,6 +41,19 @@ from workers.sweeper import Sweeper
 BAD = "+14155550199"
 
 
+class Collect:
+    """A broker that keeps what is enqueued."""
+
+    def __init__(self, queue: list[UUID]) -> None:
+        self.queue = queue
+
+    async def enqueue(self, message_ids: Any) -> None:
+        self.queue.extend(message_ids)
+
+    async def publish(self, events: Any) -> None:
+        pass
+
+
 @dataclass
 class Db:
     container: Container
@@ -265,17 +278,9 @@ async def test_a_crash_between_claim_and_record_is_recovered(db: Db) -> None:
     lifecycle = db.container.lifecycle
     assert set(await lifecycle.claim_many(ids, utcnow())) == set(ids)
     queue: list[UUID] = []
-
-    class Collect:
-        async def enqueue(self, message_ids: Any) -> None:
-            queue.extend(message_ids)
-
-        async def publish(self, events: Any) -> None:
-            pass
-
     sweeper = Sweeper(
         lifecycle,
-        Collect(),  # type: ignore[arg-type]
+        Collect(queue),  # type: ignore[arg-type]
         MemoryHeldOutcomes(),
         LocalLiveness("test-worker"),
         grace=0,
@@ -343,17 +348,9 @@ async def test_held_outcomes_are_recorded_by_the_sweeper_and_a_bad_one_holds_up_
     too_long = "SM" + "x" * 400 if db.container.engine.dialect.name == "postgresql" else "SMok"
     await held.keep([Sent(good, "twilio", "SMgood"), Sent(bad, "twilio", too_long)])
     queue: list[UUID] = []
-
-    class Collect:
-        async def enqueue(self, message_ids: Any) -> None:
-            queue.extend(message_ids)
-
-        async def publish(self, events: Any) -> None:
-            pass
-
     sweeper = Sweeper(
         lifecycle,
-        Collect(),  # type: ignore[arg-type]
+        Collect(queue),  # type: ignore[arg-type]
         held,
         LocalLiveness("alive"),  # "gone" is dead: only held outcomes keep its messages
         grace=0,

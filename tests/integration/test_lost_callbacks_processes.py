@@ -35,6 +35,7 @@ from tests.integration.processes import (
     Account,
     Pipeline,
     Sent,
+    dedicated_postgres,
     email,
     log_events,
     sms,
@@ -51,12 +52,8 @@ UNKNOWN_RECIPIENT = "+14155559876"
 
 @pytest.fixture(scope="module")
 async def own_postgres(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[PostgresServer]:
-    server = await asyncio.to_thread(PostgresServer.start, tmp_path_factory.mktemp("pg-lost"))
-    try:
-        await asyncio.to_thread(server.create_database, DATABASE)
+    async with dedicated_postgres(tmp_path_factory.mktemp("pg-lost"), DATABASE) as server:
         yield server
-    finally:
-        await asyncio.to_thread(server.stop)
 
 
 @pytest.fixture(scope="module")

@@ -31,6 +31,7 @@ from persistence.lifecycle import Change, Sent
 from tests.integration.processes import (
     Pipeline,
     ambiguous_marker,
+    dedicated_postgres,
     mixed,
     sms,
     start_pipeline,
@@ -58,14 +59,8 @@ SLOW = {"PROVIDER_READ_TIMEOUT": "15"}
 
 @pytest.fixture(scope="module")
 async def own_postgres(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[PostgresServer]:
-    server = await asyncio.to_thread(
-        PostgresServer.start, tmp_path_factory.mktemp("recovery-postgres")
-    )
-    try:
-        await asyncio.to_thread(server.create_database, "recovery")
+    async with dedicated_postgres(tmp_path_factory.mktemp("pg-recovery"), "recovery") as server:
         yield server
-    finally:
-        await asyncio.to_thread(server.stop)
 
 
 @pytest.fixture(scope="module")
