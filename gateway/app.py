@@ -26,7 +26,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from gateway.container import SANDBOX_PATH, Container
 from gateway.devkey import ensure_dev_key
-from gateway.graphiql import graphiql_html
+from gateway.graphiql import PAGE_HEADERS, graphiql_html, graphiql_routes
 from gateway.graphql_http import GraphQLHttp
 from gateway.heap import freeze_startup_heap
 from gateway.migrations import upgrade_to_head
@@ -107,7 +107,7 @@ class GatewayGraphQL(GraphQL[Context, None]):
         return orjson.dumps(data)
 
     async def render_graphql_ide(self, request: Request) -> Response:
-        return HTMLResponse(graphiql_html(request.app.state.dev_key))
+        return HTMLResponse(graphiql_html(request.app.state.dev_key), headers=PAGE_HEADERS)
 
 
 class GatewayApp(Starlette):
@@ -188,6 +188,7 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
         Route("/ready", ready),
         Route("/metrics", metrics_endpoint),
         *webhook_routes(),
+        *(graphiql_routes() if settings.graphiql else []),
     ]
     if container.sandbox_app is not None:
         routes.append(Mount(SANDBOX_PATH, app=container.sandbox_app))

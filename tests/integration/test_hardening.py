@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -294,6 +295,14 @@ async def test_graphiql_can_be_switched_off(
     assert refused.status_code in (400, 404, 405), refused.status_code
     assert "graphiql" not in refused.text.lower()
     assert not refused.headers.get("content-type", "").startswith("text/html")
+
+    # Its assets go with it.
+    page = served.text
+    script = re.search(r'<script src="(graphiql/assets/[^"]+)"', page)
+    assert script is not None, page
+    assert (await gateway.http.get(f"{gateway.base_url}/{script.group(1)}")).status_code == 200
+    gone = await hardened.http.get(f"{hardened.base_url}/{script.group(1)}")
+    assert gone.status_code == 404
 
 
 # --- GET --------------------------------------------------------------------------------------
