@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test command, from a fresh Debian machine (as root, or a user with sudo):
-#   1. apt-install PostgreSQL server + redis-server (+ python3-venv) if missing,
+#   1. apt-install PostgreSQL server + redis-server, Chromium (+ python3-venv) if missing,
 #   2. create/refresh .venv,
 #   3. ruff check, ruff format --check, mypy, then pytest "$@".
 # Stops at the first failure; exits with pytest's status and pytest's summary line is the
@@ -21,9 +21,18 @@ have_redis() {
     command -v redis-server >/dev/null 2>&1 || [[ -x /usr/bin/redis-server ]]
 }
 
+# Debian's Chromium, for the GraphiQL browser test (driven by Playwright, which is told to use
+# this binary and never downloads a browser of its own).
+have_chromium() {
+    [[ -x /usr/bin/chromium ]]
+}
+
 packages=()
 if ! have_postgres || ! have_redis; then
     packages+=(postgresql redis-server)
+fi
+if ! have_chromium; then
+    packages+=(chromium)
 fi
 # shellcheck disable=SC2207
 packages+=($(venv_apt_packages))
@@ -33,6 +42,7 @@ if ((${#packages[@]} > 0)); then
 fi
 have_postgres || venv_die "PostgreSQL server binaries still missing (/usr/lib/postgresql/*/bin)"
 have_redis || venv_die "redis-server still missing"
+have_chromium || venv_die "Chromium still missing (/usr/bin/chromium)"
 
 ensure_venv
 
