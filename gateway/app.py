@@ -39,6 +39,7 @@ from gateway.observability import (
 from gateway.responses import OneWriteResponses
 from gateway.services.auth import bearer_token
 from gateway.settings import Settings
+from gateway.socket_keys import SocketKeyWatch
 from gateway.timeouts import ExecutionTimeout
 from gateway.webhooks import webhook_routes
 from gateway.websocket import DirectFrames, LiveTransportWSHandler, TextFrameAdapter
@@ -52,7 +53,9 @@ class GatewayGraphQL(GraphQL[Context, None]):
     websocket_adapter_class = TextFrameAdapter
     graphql_transport_ws_handler_class = LiveTransportWSHandler
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, key_watch: SocketKeyWatch | None = None) -> None:
+        #: Where acknowledged sockets have their key checked again (see gateway.socket_keys).
+        self.key_watch = key_watch
         super().__init__(
             create_schema(
                 introspection=settings.introspection,
@@ -64,7 +67,8 @@ class GatewayGraphQL(GraphQL[Context, None]):
             allow_queries_via_get=True,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
             connection_init_wait_timeout=timedelta(seconds=10),
-            max_subscriptions_per_connection=100,
+            # Enforced with an error code by LiveTransportWSHandler.handle_subscribe.
+            max_subscriptions_per_connection=settings.ws_max_operations,
             allowed_origins=_origins(settings.ws_allowed_origins),
         )
 
@@ -152,6 +156,7 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     settings = settings or Settings()
 
     container = Container.build(settings)
+    key_watch = SocketKeyWatch(container.api_keys.still_live, settings.api_key_cache_seconds)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -164,6 +169,7 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
             app.state.dev_key, container.default_owner = await ensure_dev_key(container)
         set_status_counts_provider(container.queries.status_counts)
         await container.start()
+        key_watch.start()
         freeze_startup_heap()
         log.info(
             "gateway_started",
@@ -174,9 +180,10 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
         try:
             yield {}
         finally:
+            await key_watch.stop()
             await container.close()
 
-    graphql = GatewayGraphQL(settings)
+    graphql = GatewayGraphQL(settings, key_watch)
     routes: list[BaseRoute] = [
         Route(
             "/graphql",

@@ -189,12 +189,20 @@ class Settings(BaseSettings):
         default="",
         description="Comma-separated origins allowed to open websockets cross-origin.",
     )
+    ws_max_operations: int = Field(
+        default=100,
+        ge=1,
+        description="Most operations in flight on one websocket (TOO_MANY_OPERATIONS beyond).",
+    )
 
     graphiql: bool = True
     introspection: bool = True
     db_pool_size: int = Field(default=20, ge=1)
     api_key_cache_seconds: float = Field(
-        default=5.0, ge=0, description="How long a verified API key is trusted before re-checking."
+        default=5.0,
+        ge=0,
+        description="How long a verified API key is trusted before re-checking; also how often "
+        "the keys of open websockets are checked again.",
     )
 
     @property

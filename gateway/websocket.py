@@ -11,16 +11,22 @@
   (which, for a websocket past its handshake, only forwards ``websocket.send`` anyway).
 - A ``connection_init`` whose API-key lookup finds the database down closes the socket with
   1013 (try again later) instead of failing the connection with an error.
+- Once acknowledged, a socket's API key is checked again periodically (``SocketKeyWatch``);
+  when it has been revoked, the socket's operations end and it is closed with 4403.
+- The operations in flight on one socket are capped (``WS_MAX_OPERATIONS``); one more is
+  refused with the code ``TOO_MANY_OPERATIONS`` and the socket stays open.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
 import structlog
+from graphql import GraphQLError
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 from strawberry.asgi import ASGIWebSocketAdapter
@@ -29,9 +35,14 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
 )
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ConnectionInitMessage,
+    Message,
+    SubscribeMessage,
+)
 
 from gateway.outages import UNAVAILABLE_MESSAGE, describe, is_unavailable
+from gateway.socket_keys import KEY_REVOKED_CODE, KEY_REVOKED_REASON, SocketKeyWatch
 from schema.context import Context
 from schema.live import LiveSink, SendPayload, SendPayloadNow, current_sink
 
@@ -140,6 +151,10 @@ TRY_AGAIN_LATER = 1013
 
 
 class LiveTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    #: Where this socket's key is checked again; set once the connection is acknowledged.
+    _key_watch: SocketKeyWatch | None = None
+    _revoked = False
+
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         # The API-key lookup in on_ws_connect needs the database; an outage must close the
         # socket with a code clients retry on, not end the connection handler with a traceback.
@@ -152,6 +167,53 @@ class LiveTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
                 "backing_service_unavailable", error=describe(exc), during="connection_init"
             )
             await self.websocket.close(code=TRY_AGAIN_LATER, reason=UNAVAILABLE_MESSAGE)
+            return
+        watch: SocketKeyWatch | None = getattr(self.view, "key_watch", None)
+        if self.connection_acknowledged and self._key_watch is None and watch is not None:
+            self._key_watch = watch
+            watch.watch(self.context.key_hash, self)
+
+    async def handle_message(self, message: Message) -> None:
+        # Whatever the client sent before it saw the close runs nothing.
+        if not self._revoked:
+            await super().handle_message(message)
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        # Strawberry's own cap (the same number) answers without an error code; this one comes
+        # first, after the protocol checks that close the socket instead.
+        cap = self.max_subscriptions_per_connection
+        if (
+            cap is not None
+            and self.connection_acknowledged
+            and message["id"] not in self.operations
+            and len(self.operations) >= cap
+        ):
+            error = GraphQLError(
+                f"too many operations in flight on this socket (at most {cap})",
+                extensions={"code": "TOO_MANY_OPERATIONS", "maxOperations": cap},
+            )
+            await self.send_message(
+                {"id": message["id"], "type": "error", "payload": [error.formatted]}
+            )
+            return
+        await super().handle_subscribe(message)
+
+    async def close_revoked(self) -> None:
+        """The socket's API key was revoked: end its operations, then close it with 4403."""
+        if self._revoked:
+            return
+        self._revoked = True
+        for operation in list(self.operations.values()):
+            # Nothing more of it is sent, not even its ``complete``.
+            operation.completed = True
+            await self.cleanup_operation(operation.id)
+        with contextlib.suppress(Exception):  # the client may have gone meanwhile
+            await self.websocket.close(code=KEY_REVOKED_CODE, reason=KEY_REVOKED_REASON)
+
+    async def shutdown(self) -> None:
+        if self._key_watch is not None:
+            self._key_watch.forget(self.context.key_hash, self)
+        await super().shutdown()
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
         # The operation's own task: the sink is seen by its resolvers only.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
@@ -16,6 +17,9 @@ from persistence.models import AccountRow, ApiKeyRow
 
 ACCOUNTS = cast(Table, AccountRow.__table__)
 KEYS = cast(Table, ApiKeyRow.__table__)
+#: Hashes per statement when checking many keys at once: well under every driver's limit of
+#: bound parameters (SQLite 32766, asyncpg 32767).
+KEY_HASHES_PER_STATEMENT = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +63,23 @@ class AccountRepository(Repository):
                 )
             ).first()
         return Account(id=row.id, name=row.name) if row else None
+
+    async def live_key_hashes(self, key_hashes: Collection[str]) -> set[str]:
+        """Those of the hashes whose key exists and is not revoked."""
+        wanted = list(key_hashes)
+        live: set[str] = set()
+        if not wanted:
+            return live
+        async with self.engine.connect() as conn:
+            for start in range(0, len(wanted), KEY_HASHES_PER_STATEMENT):
+                chunk = wanted[start : start + KEY_HASHES_PER_STATEMENT]
+                rows = await conn.execute(
+                    select(KEYS.c.key_hash).where(
+                        KEYS.c.key_hash.in_(chunk), KEYS.c.revoked_at.is_(None)
+                    )
+                )
+                live.update(row.key_hash for row in rows)
+        return live
 
     async def list_keys(self) -> list[ApiKeyInfo]:
         async with self.engine.connect() as conn:

@@ -23,13 +23,17 @@ class Context:
     container: Container
     account: Account | None = None
     loaders: Loaders | None = None
+    #: A stable id of the API key (for per-key limits), a prefix of its hash.
     key_id: str = ""
+    #: The API key's hash: what an open websocket's key is checked again by.
+    key_hash: str = ""
     # Filled by Strawberry from the websocket's connection_init payload.
     connection_params: dict[str, Any] | None = field(default=None)
 
-    def authenticate(self, account: Account, key_id: str, *, cache: bool) -> None:
+    def authenticate(self, account: Account, key_hash: str, *, cache: bool) -> None:
         self.account = account
-        self.key_id = key_id
+        self.key_hash = key_hash
+        self.key_id = key_hash[:24]
         self.loaders = Loaders(self.container.queries, account.id, cache=cache)
 
 

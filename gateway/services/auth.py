@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections.abc import Collection
 
 from gateway.domain.records import Account
 from gateway.services.clock import utcnow
@@ -53,12 +54,25 @@ class ApiKeys:
         return found[0] if found else None
 
     async def identify(self, key: str | None) -> tuple[Account, str] | None:
-        """The key's account and a stable id of the key (for per-key limits), if it is live."""
+        """The key's account and its hash (what ``still_live`` checks), if it is live."""
         if not key or len(key) > 200:
             return None
         digest = hash_key(key)
         account = await self._lookup(digest)
-        return (account, digest[:24]) if account is not None else None
+        return (account, digest) if account is not None else None
+
+    async def still_live(self, digests: Collection[str]) -> set[str]:
+        """Those of the key hashes that are still live, checked in the database now.
+
+        A key found revoked is remembered as such, so that this process refuses it at once
+        rather than when its cached verification expires.
+        """
+        live = await self._accounts.live_key_hashes(digests)
+        expires = time.monotonic() + self._ttl
+        for digest in digests:
+            if digest not in live:
+                self._cache[digest] = (expires, None)
+        return live
 
     async def _lookup(self, digest: str) -> Account | None:
         now = time.monotonic()

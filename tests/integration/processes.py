@@ -596,8 +596,9 @@ async def dedicated_postgres(base: Path, database: str) -> AsyncIterator[Postgre
 
 @contextlib.asynccontextmanager
 async def start_pipeline(
-    tmp: Path, database_url: str, redis_server: RedisServer
+    tmp: Path, database_url: str, redis_server: RedisServer, *, workers: int = 2
 ) -> AsyncIterator[Pipeline]:
+    """The pipeline, ready; ``workers=0`` for tests of the API processes alone."""
     signing_key, public_key = generate_sendgrid_keypair()
     engine = create_async_engine(database_url, pool_size=4)
     async with contextlib.AsyncExitStack() as stack:
@@ -640,7 +641,7 @@ async def start_pipeline(
         stack.push_async_callback(pipeline.close)  # processes stop before the sandbox does
         for index in range(2):
             pipeline.start_api(index)
-        started = [pipeline.start_worker() for _ in range(2)]
+        started = [pipeline.start_worker() for _ in range(workers)]
         for index, api in enumerate(pipeline.apis):
             await pipeline.wait_http(api, pipeline.api_url(index) + "/ready")
         await pipeline.wait_workers_ready(started)

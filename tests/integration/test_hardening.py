@@ -1,5 +1,6 @@
 """Hardening over real HTTP and websockets: complexity limits, error masking, introspection and
-GraphiQL switches, GET rules, execution timeouts, CORS and websocket origins.
+GraphiQL switches, GET rules, execution timeouts, CORS, websocket origins and the cap on
+operations in flight on one websocket.
 
 Backend-dependent behaviour (anything that executes or writes) runs on both backends through
 the ``gateway`` fixture (default settings: depth 12, 30 aliases, 5000 tokens, no CORS, no
@@ -33,6 +34,7 @@ PROTOCOL = Subprotocol("graphql-transport-ws")
 APP_ORIGIN = "https://app.example"
 EVIL_ORIGIN = "https://evil.example"
 TIMEOUT_SECONDS = 2.0
+MAX_OPERATIONS = 3  # in flight on one websocket, on the hardened gateway
 
 SMS_LITERAL = '{channel: SMS, from: "+14155550100", to: "+14155550199", body: "hi"}'
 
@@ -91,6 +93,7 @@ async def hardened(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Ru
             "ws_allowed_origins": APP_ORIGIN,
             "execution_timeout_seconds": TIMEOUT_SECONDS,
             "rate_limits": "sendMessage=1/minute;*=1000/second",
+            "ws_max_operations": MAX_OPERATIONS,
         }
     )
     async with (
@@ -455,3 +458,56 @@ async def test_websocket_origins(gateway: RunningGateway, hardened: RunningGatew
     await assert_acknowledged(hardened.base_url, other, APP_ORIGIN)
     await assert_refused(hardened.base_url, EVIL_ORIGIN)
     await assert_acknowledged(hardened.base_url, other, None)
+
+
+# --- operations in flight on one websocket ------------------------------------------------------
+
+
+async def test_operations_in_flight_on_one_socket_are_capped_with_a_code(
+    hardened: RunningGateway,
+) -> None:
+    client = await hardened.new_client()
+
+    async def subscribe(connection: ClientConnection, op: str, query: str) -> None:
+        payload = {"query": query}
+        await connection.send(json.dumps({"id": op, "type": "subscribe", "payload": payload}))
+
+    async def answer(connection: ClientConnection) -> dict[str, Any]:
+        message: dict[str, Any] = json.loads(await asyncio.wait_for(connection.recv(), 10))
+        return message
+
+    events = "subscription { messageEvents { cursor } }"
+    async with ws(hardened.base_url, None) as connection:
+        init = {"type": "connection_init", "payload": {"authorization": f"Bearer {client.key}"}}
+        await connection.send(json.dumps(init))
+        assert (await answer(connection))["type"] == "connection_ack"
+        # Live subscriptions stay in flight until completed.
+        for op in range(MAX_OPERATIONS):
+            await subscribe(connection, f"live-{op}", events)
+        await subscribe(connection, "one-too-many", events)
+        assert await answer(connection) == {
+            "id": "one-too-many",
+            "type": "error",
+            "payload": [
+                {
+                    "message": f"too many operations in flight on this socket "
+                    f"(at most {MAX_OPERATIONS})",
+                    "extensions": {"code": "TOO_MANY_OPERATIONS", "maxOperations": MAX_OPERATIONS},
+                }
+            ],
+        }
+
+        # The socket stays open, and an operation that ends frees its place.
+        await connection.send(json.dumps({"id": "live-0", "type": "complete"}))
+        await subscribe(connection, "query", "{ __typename }")
+        assert await answer(connection) == {
+            "id": "query",
+            "type": "next",
+            "payload": {"data": {"__typename": "Query"}},
+        }
+        assert await answer(connection) == {"id": "query", "type": "complete"}
+        await subscribe(connection, "live-again", events)
+        await subscribe(connection, "refused-again", "{ __typename }")
+        refused = await answer(connection)
+        assert refused["id"] == "refused-again" and refused["type"] == "error", refused
+        assert refused["payload"][0]["extensions"]["code"] == "TOO_MANY_OPERATIONS", refused
