@@ -150,18 +150,28 @@ ensure_venv() {
         echo "creating $VENV_DIR with $py" >&2
         "$py" -m venv "$VENV_DIR"
     fi
-    if [[ ! -e $VENV_STAMP || $VENV_ROOT/pyproject.toml -nt $VENV_STAMP ]]; then
+    if venv_stale; then
         (
             cd "$VENV_ROOT"
             # Serialise concurrent installs into the shared .venv (advisory lock).
             if command -v flock >/dev/null 2>&1; then flock 9; fi
-            if [[ ! -e $VENV_STAMP || pyproject.toml -nt $VENV_STAMP ]]; then
+            if venv_stale; then
+                # Exactly the locked versions, each checked against its hash; then the
+                # project itself, whose dependencies the lock has already brought.
                 PIP_DISABLE_PIP_VERSION_CHECK=1 "$VENV_DIR/bin/python" -m pip install \
-                    --quiet -e '.[dev]'
+                    --quiet --require-hashes -r requirements.lock
+                PIP_DISABLE_PIP_VERSION_CHECK=1 "$VENV_DIR/bin/python" -m pip install \
+                    --quiet --no-deps -e .
                 touch "$VENV_STAMP"
             fi
         ) 9<"$VENV_ROOT/pyproject.toml"
     fi
+}
+
+# The installed packages are older than the lock or the project's metadata.
+venv_stale() {
+    [[ ! -e $VENV_STAMP || $VENV_ROOT/pyproject.toml -nt $VENV_STAMP ||
+        $VENV_ROOT/requirements.lock -nt $VENV_STAMP ]]
 }
 
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
