@@ -20,14 +20,13 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.types import ASGIApp
 from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from gateway.container import SANDBOX_PATH, Container
 from gateway.devkey import ensure_dev_key
 from gateway.graphiql import PAGE_HEADERS, graphiql_html, graphiql_routes
-from gateway.graphql_http import GraphQLHttp
+from gateway.graphql_http import GraphQLHttp, GraphQLOverHttpView
 from gateway.heap import freeze_startup_heap
 from gateway.migrations import upgrade_to_head
 from gateway.observability import (
@@ -49,7 +48,7 @@ from schema.context import Context
 log = structlog.get_logger(__name__)
 
 
-class GatewayGraphQL(GraphQL[Context, None]):
+class GatewayGraphQL(GraphQLOverHttpView):
     websocket_adapter_class = TextFrameAdapter
     graphql_transport_ws_handler_class = LiveTransportWSHandler
 

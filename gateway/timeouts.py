@@ -7,6 +7,8 @@ import asyncio
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.media_types import content_type, error_body, media_type_of
+
 
 class ExecutionTimeout:
     """Pure ASGI (websockets pass through: subscriptions are meant to last).
@@ -57,22 +59,17 @@ class ExecutionTimeout:
             handle.cancel()
         if started:
             raise TimeoutError
-        body = orjson.dumps(
-            {
-                "data": None,
-                "errors": [
-                    {
-                        "message": f"operation took longer than {self.seconds:g} s",
-                        "extensions": {"code": "TIMEOUT"},
-                    }
-                ],
-            }
-        )
+        media = media_type_of(scope)
+        error = {
+            "message": f"operation took longer than {self.seconds:g} s",
+            "extensions": {"code": "TIMEOUT"},
+        }
+        body = orjson.dumps(error_body(media, [error]))
         await send(
             {
                 "type": "http.response.start",
                 "status": 504,
-                "headers": [(b"content-type", b"application/json")],
+                "headers": [(b"content-type", content_type(media).encode())],
             }
         )
         await send({"type": "http.response.body", "body": body})
