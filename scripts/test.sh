@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test command, from a fresh Debian machine (as root, or a user with sudo):
-#   1. apt-install PostgreSQL server + redis-server, Chromium (+ python3-venv) if missing,
-#   2. create/refresh .venv,
+#   1. apt-install PostgreSQL server + redis-server, Chromium, node + npm (+ python3-venv) if
+#      missing,
+#   2. create/refresh .venv, and `npm ci` the GraphQL over HTTP audit (tests/http_audit),
 #   3. ruff check, ruff format --check, mypy, then pytest "$@".
 # Stops at the first failure; exits with pytest's status and pytest's summary line is the
 # last thing printed (pytest is exec'd last). The tests start their own throwaway servers on
@@ -27,12 +28,20 @@ have_chromium() {
     [[ -x /usr/bin/chromium ]]
 }
 
+# node and npm, for graphql-http's GraphQL over HTTP audit (tests/http_audit).
+have_node() {
+    command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1
+}
+
 packages=()
 if ! have_postgres || ! have_redis; then
     packages+=(postgresql redis-server)
 fi
 if ! have_chromium; then
     packages+=(chromium)
+fi
+if ! have_node; then
+    packages+=(nodejs npm)
 fi
 # shellcheck disable=SC2207
 packages+=($(venv_apt_packages))
@@ -43,8 +52,17 @@ fi
 have_postgres || venv_die "PostgreSQL server binaries still missing (/usr/lib/postgresql/*/bin)"
 have_redis || venv_die "redis-server still missing"
 have_chromium || venv_die "Chromium still missing (/usr/bin/chromium)"
+have_node || venv_die "node and npm still missing"
 
 ensure_venv
+
+# The graphql-http audit's packages, exactly as locked; again whenever the lock changes.
+audit=tests/http_audit
+if [[ ! -e $audit/node_modules/.package-lock.json ||
+    $audit/package-lock.json -nt $audit/node_modules/.package-lock.json ]]; then
+    echo "installing the GraphQL over HTTP audit (npm ci in $audit)" >&2
+    (cd "$audit" && npm ci --no-audit --no-fund --loglevel=error)
+fi
 
 bin=.venv/bin
 "$bin/ruff" check .
