@@ -95,6 +95,8 @@ def _sandbox(args: argparse.Namespace, settings: Settings) -> int:
 
     from providers.sandbox_app import run_sandbox
 
+    # As in `serve`: uvicorn re-raises the SIGTERM it handled; a graceful stop exits 0.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     # uvloop, as `serve` gets from uvicorn: under load the stand-in's I/O is most of its CPU.
     uvloop.run(run_sandbox(settings, args.host, args.port))
     return 0

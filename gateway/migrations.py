@@ -1,8 +1,11 @@
-"""Run the Alembic migrations from inside the gateway (``migrate`` and embedded start-up)."""
+"""Run the Alembic migrations from inside the gateway (``migrate`` and embedded start-up).
+
+The migrations ship inside the installed package (``persistence/migrations``, package data),
+so that an installed wheel migrates from any directory: nothing is looked up relative to a
+source checkout or to the current directory.
+"""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
@@ -11,12 +14,16 @@ from sqlalchemy.engine import Connection
 from gateway.settings import Settings
 from persistence.db import create_engine
 
-ROOT = Path(__file__).resolve().parents[1]
+#: Alembic's package-resource notation: found wherever ``persistence`` is installed.
+SCRIPT_LOCATION = "persistence:migrations"
 
 
 def alembic_config() -> Config:
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(ROOT / "alembic"))
+    # No alembic.ini: the URL comes from the settings and the logging from the gateway's own
+    # configuration; the repository's alembic.ini (same script location) is for developers
+    # running ``alembic revision``.
+    config = Config()
+    config.set_main_option("script_location", SCRIPT_LOCATION)
     return config
 
 

@@ -180,13 +180,16 @@ class ServeProcess:
 
 
 @contextlib.contextmanager
-def serving(env: dict[str, str], cwd: Path, name: str) -> Iterator[ServeProcess]:
-    """``messaging-gateway serve`` on a free loopback port, ready (GET /health is 200)."""
+def serving(
+    env: dict[str, str], cwd: Path, name: str, host: str = "127.0.0.1", cli: Path = CLI
+) -> Iterator[ServeProcess]:
+    """``messaging-gateway serve`` on a free port bound to ``host`` (loopback unless a test
+    says otherwise; it is always reached through 127.0.0.1), ready (GET /health is 200)."""
     port = free_port()
     stdout_path, stderr_path = cwd / f"{name}.stdout", cwd / f"{name}.stderr"
     with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
         proc = subprocess.Popen(
-            [str(CLI), "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [str(cli), "serve", "--host", host, "--port", str(port)],
             env=env,
             cwd=cwd,
             stdin=subprocess.DEVNULL,
