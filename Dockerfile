@@ -1,19 +1,32 @@
 # One image for every role: api (serve), worker, migrate, sandbox.
+# The image runs the installed wheel, not a source checkout: the migrations ship inside it.
+
+# Stage 1: build the wheel from the sources.
+FROM python:3.11-slim AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY gateway gateway
+COPY schema schema
+COPY resolvers resolvers
+COPY persistence persistence
+COPY providers providers
+COPY workers workers
+RUN pip wheel --no-deps --wheel-dir /wheels .
+
+# Stage 2: install the wheel (and its dependencies) into a clean interpreter.
 FROM python:3.11-slim
 
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
-WORKDIR /app
+# REQUIRE_PRODUCTION: `serve` and `worker` refuse to start without DATABASE_URL and REDIS_URL
+# (one line on stderr, exit code 2) instead of falling back to the embedded mode.
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 REQUIRE_PRODUCTION=true
 
-# Dependencies first, so code changes do not reinstall them.
-COPY pyproject.toml README.md ./
-RUN mkdir -p gateway schema resolvers persistence providers workers \
-    && touch gateway/__init__.py schema/__init__.py resolvers/__init__.py \
-       persistence/__init__.py providers/__init__.py workers/__init__.py \
-    && pip install -e .
-
-COPY . .
-RUN pip install -e . && useradd --system --home /app gateway && chown -R gateway /app
+COPY --from=build /wheels /tmp/wheels
+RUN pip install /tmp/wheels/*.whl && rm -rf /tmp/wheels \
+    && useradd --system --create-home --home-dir /home/gateway gateway
 USER gateway
+WORKDIR /home/gateway
 
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --retries=3 \

@@ -28,6 +28,7 @@ from gateway.devkey import ensure_dev_key
 from gateway.graphiql import PAGE_HEADERS, graphiql_html, graphiql_routes
 from gateway.graphql_http import GraphQLHttp, GraphQLOverHttpView
 from gateway.heap import freeze_startup_heap
+from gateway.loopback import is_local_request
 from gateway.migrations import upgrade_to_head
 from gateway.observability import (
     MetricsMiddleware,
@@ -110,7 +111,11 @@ class GatewayGraphQL(GraphQLOverHttpView):
         return orjson.dumps(data)
 
     async def render_graphql_ide(self, request: Request) -> Response:
-        return HTMLResponse(graphiql_html(request.app.state.dev_key), headers=PAGE_HEADERS)
+        # The development key only for a client on this machine (see gateway.loopback);
+        # anyone else gets the same page with an empty key field.
+        local = is_local_request(request.scope)
+        key = request.app.state.dev_key if local else None
+        return HTMLResponse(graphiql_html(key), headers=PAGE_HEADERS)
 
 
 class GatewayApp(Starlette):

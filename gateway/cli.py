@@ -19,12 +19,62 @@ def _local_url(host: str, port: int) -> str:
     return f"http://{reachable}:{port}"
 
 
+#: The only command that needs no database: REQUIRE_PRODUCTION leaves it alone.
+_WITHOUT_DATABASE = frozenset({"sandbox"})
+#: Commands that also need Redis under REQUIRE_PRODUCTION (the processes that share work).
+_WITH_REDIS = frozenset({"serve", "worker"})
+
+
+def production_problem(command: str, settings: Settings) -> str | None:
+    """Why ``command`` must not run under REQUIRE_PRODUCTION, or None. The container image
+    sets it: a missing DATABASE_URL there is a deployment mistake, not a wish for SQLite."""
+    if not settings.require_production or command in _WITHOUT_DATABASE:
+        return None
+    missing = [] if settings.database_url else ["DATABASE_URL"]
+    if command in _WITH_REDIS and not settings.redis_url:
+        missing.append("REDIS_URL")
+    if not missing:
+        return None
+    return (
+        f"REQUIRE_PRODUCTION is set and {' and '.join(missing)} "
+        f"{'is' if len(missing) == 1 else 'are'} not: `{command}` runs only the production "
+        "shape here (set REQUIRE_PRODUCTION=false for the embedded mode)"
+    )
+
+
+def _embedded_on_network(args: argparse.Namespace, settings: Settings) -> str | None:
+    """The embedded mode binds loopback unless ALLOW_EMBEDDED_ON_NETWORK says otherwise."""
+    from gateway.loopback import is_loopback_host
+
+    if not settings.embedded or is_loopback_host(args.host):
+        return None
+    if not settings.allow_embedded_on_network:
+        return (
+            f"the embedded mode (no DATABASE_URL, no REDIS_URL) serves loopback only; "
+            f"--host {args.host or repr(args.host)} needs ALLOW_EMBEDDED_ON_NETWORK=true"
+        )
+    import structlog
+
+    structlog.get_logger("gateway.cli").warning(
+        "embedded_mode_on_network",
+        host=args.host,
+        detail="the development key is not exposed to non-loopback clients: GraphiQL shows "
+        "them an empty key field, and the sandbox's control API answers them only with "
+        "SANDBOX_CONTROL_TOKEN",
+    )
+    return None
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from gateway.app import create_app
     from gateway.container import ConfigurationError, verify_providers
 
+    refused = _embedded_on_network(args, settings)
+    if refused is not None:
+        print(f"messaging-gateway: {refused}", file=sys.stderr)
+        return 2
     if "public_base_url" not in settings.model_fields_set:
         # Unset: providers (and the mounted sandbox) call back where this process listens.
         settings.public_base_url = _local_url(args.host, args.port)
@@ -200,6 +250,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from gateway.observability import configure_logging
 
     configure_logging(level=settings.log_level, json=settings.log_json)
+    problem = production_problem(args.command, settings)
+    if problem is not None:
+        print(f"messaging-gateway: {problem}", file=sys.stderr)
+        return 2
     if args.command == "serve":
         return _serve(args, settings)
     if args.command == "worker":

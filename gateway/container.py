@@ -265,10 +265,18 @@ def build_rate_limiter(settings: Settings) -> RateLimiter:
 
 
 def uses_mounted_sandbox(settings: Settings) -> bool:
-    """Single-process mode with a vendor URL left unset: the sandbox stands in, mounted here."""
-    return settings.redis_url is None and (
-        settings.twilio_base_url is None or settings.sendgrid_base_url is None
-    )
+    """Single-process mode where a channel's provider has no base URL of its own: the sandbox
+    stands in for it, mounted here. Without such a provider nothing is mounted (the sandbox's
+    routes and control API do not exist)."""
+    if settings.redis_url is not None:
+        return False
+    base_urls = {"twilio": settings.twilio_base_url, "sendgrid": settings.sendgrid_base_url}
+    chosen = {
+        name.strip()
+        for names in (settings.sms_providers, settings.mms_providers, settings.email_providers)
+        for name in names.split(",")
+    }
+    return any(name in base_urls and base_urls[name] is None for name in chosen)
 
 
 def _base_url(settings: Settings, configured: str | None, vendor: str) -> str:

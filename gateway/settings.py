@@ -24,6 +24,15 @@ class Settings(BaseSettings):
         default=None, description="redis://...; unset means the in-process broker."
     )
     data_dir: Path = Field(default=Path("var"), description="Where embedded mode keeps its files.")
+    require_production: bool = Field(
+        default=False,
+        description="Refuse the embedded mode: serve and worker need DATABASE_URL and "
+        "REDIS_URL, the other database commands DATABASE_URL (the container image sets it).",
+    )
+    allow_embedded_on_network: bool = Field(
+        default=False,
+        description="Let the embedded mode's serve bind a non-loopback address.",
+    )
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -158,6 +167,12 @@ class Settings(BaseSettings):
     sandbox_event_webhook_url: str | None = Field(
         default=None,
         description="Where the sandbox posts SendGrid events; unset: PUBLIC_BASE_URL's path.",
+    )
+    sandbox_control_token: str | None = Field(
+        default=None,
+        repr=False,
+        description="X-Sandbox-Control-Token value that opens the sandbox's control API to "
+        "non-loopback clients; unset: loopback clients only.",
     )
 
     rate_limits: str = Field(

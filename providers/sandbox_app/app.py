@@ -1,9 +1,15 @@
-"""The sandbox as a Starlette app: Twilio's and SendGrid's APIs plus a control API for tests."""
+"""The sandbox as a Starlette app: Twilio's and SendGrid's APIs plus a control API for tests.
+
+The control API (``/control/*``) answers loopback clients only, or requests carrying
+``SANDBOX_CONTROL_TOKEN`` in ``X-Sandbox-Control-Token``: it changes how the sandbox answers
+and shows every message it received.
+"""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import hmac
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import orjson
@@ -13,12 +19,45 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from gateway.loopback import is_local_request
 from providers.sandbox_app.config import SandboxConfig
 from providers.sandbox_app.core import Sandbox
 from providers.sandbox_app.sendgrid_api import SendGridApi
 from providers.sandbox_app.twilio_api import TwilioApi
 
-__all__ = ["create_sandbox_app", "serving_app"]
+__all__ = ["CONTROL_TOKEN_HEADER", "create_sandbox_app", "serving_app"]
+
+#: The header that carries ``SANDBOX_CONTROL_TOKEN`` for a client that is not on loopback.
+CONTROL_TOKEN_HEADER = "X-Sandbox-Control-Token"
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def control_allowed(request: Request, token: str | None) -> bool:
+    """The control API changes how the sandbox answers and shows every message it received:
+    loopback clients only (see gateway.loopback), or whoever sends the configured token."""
+    if is_local_request(request.scope):
+        return True
+    sent = request.headers.get(CONTROL_TOKEN_HEADER)
+    if not token or sent is None:
+        return False
+    return hmac.compare_digest(sent.encode(), token.encode())
+
+
+def _guarded(endpoint: Endpoint, sandbox: Sandbox) -> Endpoint:
+    async def guarded(request: Request) -> Response:
+        if not control_allowed(request, sandbox.config.control_token):
+            return JSONResponse(
+                {
+                    "error": "the sandbox's control API answers loopback clients only, or "
+                    f"requests with the {CONTROL_TOKEN_HEADER} header set to "
+                    "SANDBOX_CONTROL_TOKEN"
+                },
+                status_code=403,
+            )
+        return await endpoint(request)
+
+    return guarded
 
 
 def create_sandbox_app(config: SandboxConfig, client: httpx.AsyncClient | None = None) -> Starlette:
@@ -84,10 +123,10 @@ def create_sandbox_app(config: SandboxConfig, client: httpx.AsyncClient | None =
             Route("/v3/mail/send", sendgrid.mail_send, methods=["POST"]),
             Route("/v3/messages", sendgrid.activity.list_messages, methods=["GET"]),
             Route("/v3/messages/{msg_id}", sendgrid.activity.fetch_message, methods=["GET"]),
-            Route("/control/requests", list_requests, methods=["GET"]),
-            Route("/control/config", show_config, methods=["GET"]),
-            Route("/control/config", change_config, methods=["POST"]),
-            Route("/control/reset", reset, methods=["POST"]),
+            Route("/control/requests", _guarded(list_requests, sandbox), methods=["GET"]),
+            Route("/control/config", _guarded(show_config, sandbox), methods=["GET"]),
+            Route("/control/config", _guarded(change_config, sandbox), methods=["POST"]),
+            Route("/control/reset", _guarded(reset, sandbox), methods=["POST"]),
         ],
         lifespan=lifespan,
     )

@@ -74,6 +74,8 @@ class SandboxConfig:
     key_generated: bool = False
     callback_attempts: int = 4
     callback_backoff: float = 0.2
+    #: Opens the control API to non-loopback clients that send it (X-Sandbox-Control-Token).
+    control_token: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SandboxConfig:
@@ -108,6 +110,7 @@ class SandboxConfig:
             outage=settings.sandbox_outage,
             lose_callbacks=settings.sandbox_lose_callbacks,
             key_generated=generated,
+            control_token=settings.sandbox_control_token or None,
         )
 
     def injectable(self) -> dict[str, Any]:

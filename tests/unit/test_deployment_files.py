@@ -74,15 +74,51 @@ def test_services_wait_for_what_they_need_and_have_health_checks() -> None:
     assert "/ready" in " ".join(api["healthcheck"]["test"])
 
 
-def test_dockerfile_installs_the_project_and_runs_the_cli() -> None:
-    dockerfile = (ROOT / "Dockerfile").read_text()
-    assert re.search(r"^FROM python:3\.1[1-9]", dockerfile, flags=re.MULTILINE)
-    assert "pip install" in dockerfile
-    cmd = re.search(r"^CMD (\[.*\])$", dockerfile, flags=re.MULTILINE)
+def dockerfile_stages() -> list[str]:
+    """The Dockerfile's build stages, each from its FROM line on."""
+    text = (ROOT / "Dockerfile").read_text()
+    return ["FROM" + part for part in re.split(r"^FROM", text, flags=re.MULTILINE)[1:]]
+
+
+def dockerfile_env(stage: str) -> dict[str, str]:
+    """ENV NAME=value pairs of one stage (continuation lines joined)."""
+    joined = re.sub(r"\\\n\s*", " ", stage)
+    env: dict[str, str] = {}
+    for line in re.findall(r"^ENV (.*)$", joined, flags=re.MULTILINE):
+        env.update(pair.split("=", 1) for pair in line.split())
+    return env
+
+
+def test_dockerfile_builds_the_wheel_and_installs_it_not_the_checkout() -> None:
+    build, final = dockerfile_stages()
+    for stage in (build, final):
+        assert re.match(r"FROM python:3\.1[1-9]", stage), stage.splitlines()[0]
+    assert re.match(r"FROM \S+ AS build\b", build)
+    assert "pip wheel --no-deps --wheel-dir /wheels ." in build
+    # Every package the wheel is made of is copied into the build stage.
+    for package in ("gateway", "schema", "resolvers", "persistence", "providers", "workers"):
+        assert f"COPY {package} {package}" in build, package
+    assert "COPY --from=build /wheels" in final
+    assert re.search(r"pip install /tmp/wheels/\*\.whl", final)
+    assert "pip install -e" not in build + final, "the image must run the wheel, not a checkout"
+    assert not re.search(r"^COPY \. ", final, flags=re.MULTILINE), "no sources in the image"
+    assert re.search(r"^USER \w+", final, flags=re.MULTILINE), "not run as root"
+
+
+def test_dockerfile_runs_the_production_shape_by_default() -> None:
+    final = dockerfile_stages()[-1]
+    env = dockerfile_env(final)
+    settings = {name.upper() for name in Settings.model_fields}
+    assert env["REQUIRE_PRODUCTION"] == "true"
+    assert {"REQUIRE_PRODUCTION", "ALLOW_EMBEDDED_ON_NETWORK"} <= settings
+    assert "ALLOW_EMBEDDED_ON_NETWORK" not in env, "the image must not opt in to embedded"
+    cmd = re.search(r"^CMD (\[.*\])$", final, flags=re.MULTILINE)
     assert cmd is not None
     command = yaml.safe_load(cmd.group(1))
-    assert command[0] == "messaging-gateway" and command[1] in cli_commands()
-    assert "HEALTHCHECK" in dockerfile and "/health" in dockerfile
+    assert command[0] == "messaging-gateway" and command[1] == "serve"
+    args = build_parser().parse_args(command[1:])
+    assert args.host == "0.0.0.0" and args.port == 8080
+    assert "HEALTHCHECK" in final and "/health" in final
 
 
 def test_readme_says_how_to_run_it() -> None:
