@@ -1,9 +1,10 @@
 """The built wheel, installed into a fresh virtualenv, runs every role from any directory.
 
-The wheel is built from a copy of the packages and pyproject.toml only (as the Dockerfile's
-build stage does), installed with its dependencies from the package index into a new
-virtualenv, and then ``migrate``, the embedded ``serve`` (``/ready``, and a message sent to
-DELIVERED), ``sandbox`` and ``worker`` run from an empty temporary directory with no
+As the Dockerfile does: the locked dependencies become wheels (each file checked against its
+hash in requirements.lock), the project's wheel is built from a copy of the packages and
+pyproject.toml alone, and the project is installed from those wheels only (``--no-index``)
+into a new virtualenv. Then ``migrate``, the embedded ``serve`` (``/ready``, and a message sent
+to DELIVERED), ``sandbox`` and ``worker`` run from an empty temporary directory with no
 ``PYTHONPATH``: nothing can come from the source checkout, the migrations included.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -94,21 +96,25 @@ def copy_sources(target: Path) -> None:
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
+    """The Dockerfile's recipe: wheels of the locked dependencies (hash-checked) and of the
+    project, then the project installed from those wheels alone into a new virtualenv."""
     base = tmp_path_factory.mktemp("wheel")
     copy_sources(base / "src")
     env = outside_env(PIP_DISABLE_PIP_VERSION_CHECK="1")
+    pip = [sys.executable, "-m", "pip"]
+    wheels = base / "wheels"
+    lock = ROOT / "requirements.lock"
+    run([*pip, "wheel", "--require-hashes", "--wheel-dir", wheels, "-r", lock], cwd=base, env=env)
     # An absolute path: a bare name would be looked up on the index as a project.
-    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", base / "dist"]
-    run([*build, base / "src"], cwd=base, env=env)
-    wheels = list((base / "dist").glob("messaging_gateway-*.whl"))
-    assert len(wheels) == 1, wheels
-    # A virtualenv of its own (no pip in it: this interpreter's pip installs into it), with
-    # the wheel's dependencies resolved from its metadata as any `pip install` would.
+    run([*pip, "wheel", "--no-deps", "--wheel-dir", wheels, base / "src"], cwd=base, env=env)
+    assert len(list(wheels.glob("messaging_gateway-*.whl"))) == 1
+    # No pip in the new virtualenv: this interpreter's pip installs into it. Only the wheels
+    # above, and only what the project's metadata asks for (no development tools).
     venv = base / "venv"
     run([sys.executable, "-m", "venv", "--without-pip", venv], cwd=base, env=env)
     installed = Installed(venv)
-    pip = [sys.executable, "-m", "pip", "--python", installed.python, "install", "--no-compile"]
-    run([*pip, wheels[0]], cwd=base, env=env)
+    install = [*pip, "--python", installed.python, "install", "--no-compile", "--no-index"]
+    run([*install, "--find-links", wheels, "messaging-gateway"], cwd=base, env=env)
     return installed
 
 
@@ -176,7 +182,16 @@ def test_embedded_serve_is_ready_and_delivers(installed: Installed, workdir: Pat
         ready = http.get(f"{server.base_url}/ready")
         assert ready.status_code == 200, ready.text
         assert ready.json()["checks"] == {"database": "ok", "broker": "ok"}
-        send_and_deliver(http, server.base_url, dev_key_of(server), body="from the wheel")
+        key = dev_key_of(server)
+        send_and_deliver(http, server.base_url, key, body="from the wheel")
+        # GraphiQL's files are package data too: the page and everything it loads.
+        page = http.get(f"{server.base_url}/graphql", headers={"Accept": "text/html"})
+        assert page.status_code == 200 and f"Bearer {key}" in page.text
+        files = re.findall(r'(?:src|href)="(graphiql/assets/[^"]+)"', page.text)
+        assert files, page.text
+        for path in files:
+            response = http.get(f"{server.base_url}/{path}")
+            assert response.status_code == 200, (path, response.status_code)
     assert (workdir / "var" / "gateway.sqlite3").is_file()
 
 

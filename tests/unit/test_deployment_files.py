@@ -94,12 +94,16 @@ def test_dockerfile_builds_the_wheel_and_installs_it_not_the_checkout() -> None:
     for stage in (build, final):
         assert re.match(r"FROM python:3\.1[1-9]", stage), stage.splitlines()[0]
     assert re.match(r"FROM \S+ AS build\b", build)
+    # What tests/integration/test_wheel_install.py does: the locked dependencies, hash-checked,
+    # and the project as wheels; then the project from those wheels alone.
+    assert "COPY requirements.lock ./" in build
+    assert "pip wheel --require-hashes --wheel-dir /wheels -r requirements.lock" in build
     assert "pip wheel --no-deps --wheel-dir /wheels ." in build
     # Every package the wheel is made of is copied into the build stage.
     for package in ("gateway", "schema", "resolvers", "persistence", "providers", "workers"):
         assert f"COPY {package} {package}" in build, package
     assert "COPY --from=build /wheels" in final
-    assert re.search(r"pip install /tmp/wheels/\*\.whl", final)
+    assert "pip install --no-index --find-links /tmp/wheels messaging-gateway" in final
     assert "pip install -e" not in build + final, "the image must run the wheel, not a checkout"
     assert not re.search(r"^COPY \. ", final, flags=re.MULTILINE), "no sources in the image"
     assert re.search(r"^USER \w+", final, flags=re.MULTILINE), "not run as root"
