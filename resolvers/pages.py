@@ -7,14 +7,12 @@ from typing import Any
 import strawberry
 
 from gateway.domain.addresses import AddressError, normalize_email, normalize_phone
-from gateway.domain.records import Conversation as ConversationRecord
 from resolvers.errors import bad_input, check_page_size
+from resolvers.message_pages import DEFAULT_PAGE
 from schema.context import context_of
 from schema.ids import (
     InvalidCursor,
-    decode_id_cursor,
     decode_time_cursor,
-    encode_id_cursor,
     encode_time_cursor,
 )
 from schema.types import (
@@ -26,50 +24,6 @@ from schema.types import (
     MessageEdge,
     PageInfo,
 )
-
-DEFAULT_PAGE = 50
-
-
-def _page_info(cursors: list[str], has_next: bool, has_previous: bool) -> PageInfo:
-    return PageInfo(
-        has_next_page=has_next,
-        has_previous_page=has_previous,
-        start_cursor=cursors[0] if cursors else None,
-        end_cursor=cursors[-1] if cursors else None,
-    )
-
-
-async def conversation_messages(
-    info: strawberry.Info,
-    conversation: ConversationRecord,
-    first: int | None,
-    after: str | None,
-    last: int | None,
-    before: str | None,
-) -> MessageConnection:
-    context, account, _ = context_of(info)
-    check_page_size("first", first)
-    check_page_size("last", last)
-    if first is not None and last is not None:
-        raise bad_input("pass either `first` or `last`, not both")
-    try:
-        after_id = decode_id_cursor("m", after) if after is not None else None
-        before_id = decode_id_cursor("m", before) if before is not None else None
-    except InvalidCursor as exc:
-        raise bad_input(f"invalid cursor: {exc}") from exc
-    if first is None and last is None:
-        first = DEFAULT_PAGE
-    page = await context.container.queries.messages_page(
-        account.id, conversation.id, first=first, after=after_id, last=last, before=before_id
-    )
-    edges = [
-        MessageEdge(cursor=encode_id_cursor("m", m.id), node=Message.from_record(m))
-        for m in page.items
-    ]
-    return MessageConnection(
-        edges=edges,
-        page_info=_page_info([e.cursor for e in edges], page.has_next, page.has_previous),
-    )
 
 
 def _time_cursor(tag: str, cursor: str | None) -> Any:
@@ -96,7 +50,7 @@ async def conversations(
             participant, context.container.settings.default_phone_region
         )
         if normalized is None:
-            return ConversationConnection(edges=[], page_info=_page_info([], False, False))
+            return ConversationConnection(edges=[], page_info=PageInfo.of([], False, False))
     page = await context.container.queries.conversations_page(
         account.id, first=size, after=_time_cursor("c", after), participant=normalized
     )
@@ -109,7 +63,7 @@ async def conversations(
     ]
     return ConversationConnection(
         edges=edges,
-        page_info=_page_info([e.cursor for e in edges], page.has_next, page.has_previous),
+        page_info=PageInfo.of([e.cursor for e in edges], page.has_next, page.has_previous),
     )
 
 
@@ -128,7 +82,7 @@ async def dead_letters(
     ]
     return MessageConnection(
         edges=edges,
-        page_info=_page_info([e.cursor for e in edges], page.has_next, page.has_previous),
+        page_info=PageInfo.of([e.cursor for e in edges], page.has_next, page.has_previous),
     )
 
 

@@ -12,8 +12,9 @@ from strawberry.scalars import JSON
 from gateway.domain import records
 from gateway.domain.channels import Channel, Direction
 from gateway.domain.statuses import MessageStatus
+from resolvers.message_pages import conversation_messages
 from schema.context import context_of
-from schema.ids import encode_event_cursor, encode_id
+from schema.ids import encode_event_cursor, encode_id, encode_id_cursor
 
 # Registered on the domain enums themselves so resolvers can hand domain values straight through.
 strawberry.enum(Channel, name="Channel")
@@ -40,6 +41,16 @@ class PageInfo:
     has_previous_page: bool
     start_cursor: str | None
     end_cursor: str | None
+
+    @classmethod
+    def of(cls, cursors: list[str], has_next: bool, has_previous: bool) -> PageInfo:
+        """The page info of a page whose edges carry ``cursors``, in order."""
+        return cls(
+            has_next_page=has_next,
+            has_previous_page=has_previous,
+            start_cursor=cursors[0] if cursors else None,
+            end_cursor=cursors[-1] if cursors else None,
+        )
 
 
 @strawberry.type
@@ -93,10 +104,15 @@ class Conversation(Node):
         last: int | None = None,
         before: str | None = None,
     ) -> MessageConnection:
-        # Imported here: the resolver module builds these types, so it imports this one.
-        from resolvers.pages import conversation_messages
-
-        return await conversation_messages(info, self.record, first, after, last, before)
+        page = await conversation_messages(info, self.record, first, after, last, before)
+        edges = [
+            MessageEdge(cursor=encode_id_cursor("m", m.id), node=Message.from_record(m))
+            for m in page.items
+        ]
+        return MessageConnection(
+            edges=edges,
+            page_info=PageInfo.of([e.cursor for e in edges], page.has_next, page.has_previous),
+        )
 
 
 @strawberry.type
