@@ -11,12 +11,12 @@ from graphql import GraphQLError
 
 from gateway.observability.metrics import SUBSCRIPTIONS_ACTIVE
 from gateway.services.fanout import LiveItem, Rendered
+from gateway.services.hub import CutOff, LiveEventsInterrupted, SubscriberTooSlow
 from resolvers.errors import bad_input
 from schema.context import context_of
 from schema.ids import InvalidCursor, decode_event_cursor, decode_id
 from schema.live import LiveSink, current_sink, shared_rendering
 from schema.types import MessageEvent
-from workers.hub import CutOff, LiveEventsInterrupted, SubscriberTooSlow
 
 log = structlog.get_logger(__name__)
 

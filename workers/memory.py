@@ -9,7 +9,7 @@ from uuid import UUID
 
 from gateway.domain.records import MessageEvent
 from gateway.observability.metrics import EVENTS_PUBLISHED
-from workers.hub import EventHub
+from gateway.services.hub import EventHub
 
 
 class MemoryBroker:

@@ -25,8 +25,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.domain.records import MessageEvent
 from gateway.observability.metrics import EVENTS_PUBLISHED
+from gateway.services.hub import EventHub
 from workers.codec import decode_event, encode_event
-from workers.hub import EventHub
 from workers.pubsub import Subscriber
 from workers.redis_scripts import BatchWriter
 

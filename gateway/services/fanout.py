@@ -30,7 +30,7 @@ from uuid import UUID
 import structlog
 
 from gateway.domain.records import MessageEvent
-from workers.hub import CutOff, Mailbox
+from gateway.services.hub import CutOff, Mailbox
 
 log = structlog.get_logger(__name__)
 

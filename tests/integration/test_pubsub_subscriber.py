@@ -12,8 +12,8 @@ from redis.asyncio import Redis
 
 from gateway.domain.records import MessageEvent
 from gateway.domain.statuses import MessageStatus
+from gateway.services.hub import LiveEventsInterrupted
 from tests.servers import RedisServer
-from workers.hub import LiveEventsInterrupted
 from workers.pubsub import Subscriber
 from workers.redis_broker import RedisBroker
 

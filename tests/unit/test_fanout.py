@@ -14,7 +14,7 @@ import pytest
 from gateway.domain.records import MessageEvent
 from gateway.domain.statuses import MessageStatus
 from gateway.services.fanout import LiveItem, Rendered, SharedFeeds, SharedRendering
-from workers.hub import EventHub, SubscriberTooSlow
+from gateway.services.hub import EventHub, SubscriberTooSlow
 from workers.memory import MemoryBroker
 
 _ids = count(1)

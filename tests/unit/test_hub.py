@@ -1,4 +1,4 @@
-"""workers.hub.EventHub: per-account fan-out with bounded, never-blocking subscriber queues."""
+"""gateway.services.hub.EventHub: per-account fan-out with bounded, never-blocking mailboxes."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from gateway.domain.records import MessageEvent
 from gateway.domain.statuses import MessageStatus
-from workers.hub import EventHub, SubscriberTooSlow
+from gateway.services.hub import EventHub, SubscriberTooSlow
 from workers.memory import MemoryBroker
 
 _ids = count(1)
