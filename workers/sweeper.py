@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 import structlog
 
+from gateway.domain.records import DeliveryError
 from gateway.domain.statuses import MessageStatus
 from gateway.outages import describe, is_unavailable
 from gateway.services.clock import utcnow
@@ -91,7 +92,7 @@ class Sweeper:
         try:
             changes = await self._lifecycle.record_outcomes(outcomes, utcnow())
         except Exception as exc:
-            if is_unavailable(exc) or len(outcomes) == 1:
+            if is_unavailable(exc):
                 raise
             changes = await self._one_by_one(outcomes)
         await self._held.forget(o.message_id for o in outcomes)
@@ -106,8 +107,8 @@ class Sweeper:
 
     async def _one_by_one(self, outcomes: list[Outcome]) -> list[Change | None]:
         """With the database up, an outcome that still cannot be written never will be (its
-        data is at fault): it is logged with its message and given up, so that it cannot
-        hold up the others or the sweeps after this one."""
+        data is at fault): its message is dead-lettered with what the outcome said, so that
+        it neither stays SENDING for good nor holds up the others or later sweeps."""
         changes: list[Change | None] = []
         for outcome in outcomes:
             try:
@@ -116,4 +117,11 @@ class Sweeper:
                 if is_unavailable(exc):
                     raise
                 log.exception("held_outcome_unrecordable", outcome=repr(outcome))
+                error = DeliveryError("OUTCOME_UNRECORDABLE", repr(outcome)[:500], permanent=True)
+                try:
+                    changes.append(
+                        await self._lifecycle.record_failure(outcome.message_id, error, utcnow())
+                    )
+                except Exception:
+                    log.exception("held_outcome_dead_letter_failed", outcome=repr(outcome))
         return changes

@@ -340,7 +340,7 @@ async def test_held_outcomes_are_recorded_by_the_sweeper_and_a_bad_one_holds_up_
 ) -> None:
     """Outcomes a worker could not write are recorded by the next sweep, before anything is
     taken back; one that can never be written (here a provider id longer than its column,
-    on PostgreSQL) is given up alone, and the sweep carries on with the rest."""
+    on PostgreSQL) dead-letters its message alone, and the sweep carries on with the rest."""
     good, bad, due = await db.queued(["+14155590001", "+14155590002", "+14155590003"])
     lifecycle = db.container.lifecycle
     assert set(await lifecycle.claim_many([good, bad], utcnow(), worker="gone")) == {good, bad}
@@ -360,6 +360,10 @@ async def test_held_outcomes_are_recorded_by_the_sweeper_and_a_bad_one_holds_up_
     await sweeper.sweep_once()
     statuses = await db.statuses([good, bad, due])
     assert statuses[good] == "SENT"
+    if db.container.engine.dialect.name == "postgresql":
+        # Dead-lettered with what the provider said, not left SENDING for good.
+        assert statuses[bad] == "FAILED"
+        assert "dead_lettered" in await db.kinds(bad)
     assert await held.message_ids() == set()
     assert "attempt_abandoned" not in await db.kinds(good)
     assert due in queue, "the sweep went on past the outcome it could not record"
