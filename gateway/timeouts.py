@@ -8,6 +8,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.media_types import content_type, error_body, media_type_of
+from gateway.observability import current_request_id
 
 
 class ExecutionTimeout:
@@ -62,7 +63,8 @@ class ExecutionTimeout:
         media = media_type_of(scope)
         error = {
             "message": f"operation took longer than {self.seconds:g} s",
-            "extensions": {"code": "TIMEOUT"},
+            # The id the log lines of this request carry, as every other error answer has.
+            "extensions": {"code": "TIMEOUT", "requestId": current_request_id()},
         }
         body = orjson.dumps(error_body(media, [error]))
         await send(

@@ -362,6 +362,7 @@ async def test_slow_operations_answer_504_timeout(
         assert response.headers.get("x-request-id")
         error = only_error(response)
         assert error["extensions"]["code"] == "TIMEOUT", error
+        assert error["extensions"]["requestId"] == response.headers["x-request-id"], error
     assert await stored_messages(container, client.account) == 0
 
     # The process is fine afterwards.
