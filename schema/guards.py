@@ -22,6 +22,8 @@ from graphql import (
 )
 from strawberry.extensions import SchemaExtension
 
+from gateway.outages import RETRY_AFTER_SECONDS, UNAVAILABLE_MESSAGE, unavailable_extensions
+
 # Messages of Strawberry's depth/alias limiters and graphql-core's token limit.
 _TOO_COMPLEX = re.compile(
     r"exceeds maximum operation depth|aliases found\. Allowed|contains more than \d+ tokens"
@@ -106,7 +108,15 @@ class RateLimit(SchemaExtension):
             costs = operation_costs(ec.graphql_document, ec.operation_name, ec.variables)
             if costs:
                 decision = await limiter.check(context.key_id, costs)
-                if not decision.allowed:
+                if decision.unavailable:
+                    ec.pre_execution_errors = [
+                        GraphQLError(UNAVAILABLE_MESSAGE, extensions=unavailable_extensions())
+                    ]
+                    response = getattr(context, "response", None)
+                    if response is not None and hasattr(response, "status_code"):
+                        response.status_code = 503
+                        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+                elif not decision.allowed:
                     ec.pre_execution_errors = [
                         GraphQLError(
                             f"rate limit exceeded for {decision.field}; "

@@ -64,6 +64,9 @@ class Decision:
     allowed: bool
     retry_after: float = 0.0
     field: str = ""
+    #: Refused because the limiter's storage could not be reached (fail closed), not because a
+    #: limit was reached: the client is told the service is unavailable, not that it was fast.
+    unavailable: bool = False
 
 
 class RateLimiter:
@@ -104,7 +107,7 @@ class RateLimiter:
             )
             if self._fail_open:
                 return Decision(True)
-            return Decision(False, 1.0, "*")
+            return Decision(False, 1.0, "*", unavailable=True)
 
     async def _check(self, key_id: str, costs: dict[str, int]) -> Decision:
         planned = [

@@ -462,6 +462,14 @@ async def test_limiter_fails_open_when_redis_is_down(
     assert_rate_limited(await again.post(SEND, {"input": sms("over the limit again")}))
 
 
+def assert_unavailable(response: httpx.Response) -> None:
+    assert response.status_code == 503, response.text
+    assert response.headers["retry-after"].isdigit(), response.headers
+    [error] = response.json()["errors"]
+    assert error["extensions"]["code"] == "UNAVAILABLE", error
+    assert error["extensions"]["requestId"] == response.headers["x-request-id"], error
+
+
 async def test_limiter_fails_closed_when_configured(
     redis_pair: tuple[RunningGateway, RunningGateway, RunningGateway],
     limiter_redis: RedisServer,
@@ -475,8 +483,9 @@ async def test_limiter_fails_closed_when_configured(
     )
 
     with redis_down(limiter_redis):
-        assert_rate_limited(await client.post(CONVERSATIONS))
-        assert_rate_limited(await client.post(SEND, {"input": sms("refused in the outage")}))
+        # Refused as unavailable, not as too fast: the client did nothing wrong.
+        assert_unavailable(await client.post(CONVERSATIONS))
+        assert_unavailable(await client.post(SEND, {"input": sms("refused in the outage")}))
         errors_during = await metric_value(
             closed.base_url, closed.http, "gateway_rate_limiter_errors_total"
         )
