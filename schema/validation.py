@@ -12,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
-from graphql import GraphQLError, ValidationRule, validate
+from graphql import DocumentNode, GraphQLError, OperationDefinitionNode, ValidationRule, validate
 from strawberry.extensions import SchemaExtension
 from strawberry.extensions.max_aliases import create_validator as alias_rule
 from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
@@ -52,4 +52,23 @@ class CachedValidation(SchemaExtension):
         ec = self.execution_context
         if ec.pre_execution_errors is None and ec.graphql_document is not None:
             ec.pre_execution_errors = self._store.validate(ec)
+            # ``operation_name`` falls back to the first operation's name: only the name the
+            # request gave says whether one was chosen (tests/integration/
+            # test_graphql_over_http.py fails if this stops seeing it).
+            if not ec.pre_execution_errors and _provided_name(ec) is None:
+                ec.pre_execution_errors = _unnamed_choice(ec.graphql_document)
         yield
+
+
+def _provided_name(ec: Any) -> str | None:
+    name: str | None = getattr(ec, "_provided_operation_name", ec.operation_name)
+    return name
+
+
+def _unnamed_choice(document: DocumentNode) -> list[GraphQLError]:
+    """GraphQL's "GetOperation": with several operations and no operation name, none may be
+    chosen (Strawberry would run the first)."""
+    operations = sum(isinstance(d, OperationDefinitionNode) for d in document.definitions)
+    if operations > 1:
+        return [GraphQLError("Must provide operation name if query contains multiple operations.")]
+    return []

@@ -117,6 +117,8 @@ REQUEST_ERRORS = {
         "variables": {"id": None},
     },
     "too complex": {"query": "{ " + " ".join(f"a{n}: __typename" for n in range(31)) + " }"},
+    # GraphQL's GetOperation: several operations and no name is an error, not the first one.
+    "no operation chosen": {"query": "query A { __typename } query B { __typename }"},
 }
 
 
