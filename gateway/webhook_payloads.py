@@ -19,12 +19,11 @@ from urllib.parse import unquote_plus
 import structlog
 from starlette.requests import Request
 
+from gateway.domain.reports import InboundMessage, StatusReport
 from gateway.services.webhooks import WebhookService
 from providers.webhooks import (
-    InboundMessage,
     PayloadError,
     ReceivedWebhook,
-    StatusReport,
     parse_generic_email,
     parse_generic_sms,
     parse_sendgrid_events,

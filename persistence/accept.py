@@ -7,7 +7,6 @@ batches always take their locks in the same order and cannot deadlock each other
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 from uuid import UUID
@@ -18,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gateway.domain.channels import Direction
 from gateway.domain.ids import new_id
 from gateway.domain.messages import NormalizedMessage
-from gateway.domain.records import Message, MessageEvent
+from gateway.domain.records import Message
+from gateway.domain.results import Accepted, AcceptResult, Conflict, Item
 from gateway.domain.statuses import MessageStatus
 from persistence.accept_sql import accept_new
 from persistence.base import Repository, event_row, insert_events
@@ -29,33 +29,8 @@ from persistence.rows import MESSAGES, message_from_row, message_to_row
 KEYS = cast(Table, IdempotencyKeyRow.__table__)
 
 
-@dataclass(frozen=True, slots=True)
-class Accepted:
-    message: Message
-    replayed: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Conflict:
-    reason: str
-    original: Message | None
-
-
-@dataclass(frozen=True, slots=True)
-class AcceptResult:
-    outcomes: list[Accepted | Conflict]
-    """New messages only (replays excluded): what must be enqueued after commit."""
-    created: list[Message]
-    events: list[MessageEvent]
-    """Conversations that already existed: their last activity moves forward after commit."""
-    existing_conversations: set[UUID]
-
-
 CONFLICT_REASON = "idempotencyKey was used before with a different input"
 
-
-Item = tuple[UUID, NormalizedMessage]
-"""One message to accept: the account it belongs to and its validated draft."""
 
 AccountKey = tuple[UUID, str]
 

@@ -8,7 +8,6 @@ order callbacks arrive in. Each change writes its audit-trail event in the same 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -28,7 +27,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.domain.records import DeliveryError, Message, MessageEvent
+from gateway.domain.records import DeliveryError, Message
+from gateway.domain.results import Change, Failure, Outcome, Release, Retry, Sent
 from gateway.domain.statuses import MessageStatus, can_advance, can_cancel, can_retry
 from persistence.base import Repository, event_row, insert_events
 from persistence.delivery_sql import (
@@ -42,54 +42,6 @@ from persistence.rows import CONVERSATIONS, MESSAGES, message_from_row
 
 S = MessageStatus
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """A committed status change: the message as it is now and the event that recorded it."""
-
-    message: Message
-    event: MessageEvent
-
-
-@dataclass(frozen=True, slots=True)
-class Sent:
-    """The provider took the message."""
-
-    message_id: UUID
-    provider: str
-    provider_message_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class Retry:
-    """A transient failure: back to QUEUED, due again at ``next_attempt_at``."""
-
-    message_id: UUID
-    error: DeliveryError
-    next_attempt_at: datetime
-    detail: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    """A permanent failure or the last attempt spent: FAILED, dead-lettered."""
-
-    message_id: UUID
-    error: DeliveryError
-    detail: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Release:
-    """Claimed but untried (no provider could take it): given back, the attempt not counted."""
-
-    message_id: UUID
-    next_attempt_at: datetime
-    reason: str
-
-
-Outcome = Sent | Retry | Failure | Release
 
 
 def _from(statuses: list[MessageStatus]) -> ColumnElement[bool]:

@@ -9,12 +9,12 @@ statuses written as literals so that the planner can prove the index's predicate
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
 from sqlalchemy import ColumnElement, and_, bindparam, literal_column, select, update
 
+from gateway.domain.results import Unsettled
 from gateway.domain.statuses import MessageStatus
 from persistence.base import Repository
 from persistence.rows import MESSAGES
@@ -28,15 +28,6 @@ def _unsettled() -> ColumnElement[bool]:
         literal_column(f"'{s.value}'") for s in (MessageStatus.SENT, MessageStatus.SENDING)
     ]
     return and_(_M.status.in_(statuses), _M.provider_message_id.is_not(None))
-
-
-@dataclass(frozen=True, slots=True)
-class Unsettled:
-    id: UUID
-    provider: str
-    provider_message_id: str
-    #: Its last change: since when it has been waiting for its final status.
-    updated_at: datetime
 
 
 class ReconcileRepository(Repository):

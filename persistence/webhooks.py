@@ -9,7 +9,6 @@ one transaction (see ``apply_reports``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, cast
 from uuid import UUID
@@ -18,57 +17,19 @@ from sqlalchemy import Table, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.domain.addresses import conversation_key
-from gateway.domain.channels import Channel, Direction
+from gateway.domain.channels import Direction
 from gateway.domain.ids import new_id
 from gateway.domain.records import DeliveryError, Message, MessageEvent
+from gateway.domain.results import Change, Inbound, Report, ReportResult
 from gateway.domain.statuses import MessageStatus, can_advance
 from persistence import report_sql
 from persistence.base import Repository, event_row, insert_events
 from persistence.conversations import resolve_conversations
-from persistence.lifecycle import Change
 from persistence.models import AddressRow, WebhookReceiptRow
 from persistence.rows import CONVERSATIONS, MESSAGES, message_to_row
 
 ADDRESSES = cast(Table, AddressRow.__table__)
 RECEIPTS = cast(Table, WebhookReceiptRow.__table__)
-
-
-@dataclass(frozen=True, slots=True)
-class Report:
-    """What a provider told us about one message (storage-side view of a StatusReport)."""
-
-    dedupe_key: str
-    message_id: UUID | None
-    provider: str
-    provider_message_id: str | None
-    status: MessageStatus | None
-    kind: str
-    detail: dict[str, Any]
-    error: DeliveryError | None
-
-
-@dataclass(frozen=True, slots=True)
-class Inbound:
-    account_id: UUID
-    channel: Channel
-    sender: str
-    recipient: str
-    body: str | None
-    attachments: tuple[str, ...]
-    provider: str
-    provider_message_id: str
-    sent_at: datetime | None
-    dedupe_key: str
-    metadata: dict[str, Any] | None
-
-
-@dataclass(frozen=True, slots=True)
-class ReportResult:
-    """What became of one report: "applied" (with its event), "stale" (a late or out-of-order
-    status, recorded as seen, nothing changed), "duplicate" or "unmatched" (no such message)."""
-
-    outcome: str
-    event: MessageEvent | None = None
 
 
 DUPLICATE: Final = ReportResult("duplicate")

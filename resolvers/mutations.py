@@ -9,9 +9,9 @@ from graphql import GraphQLResolveInfo
 from strawberry.types import Info
 
 from gateway.domain.messages import SendRequest
+from gateway.domain.results import Accepted
 from gateway.services.operator import Changed, OperatorOutcome, Refused
 from gateway.services.sending import Invalid, SendOutcome
-from persistence.accept import Accepted
 from resolvers.errors import bad_input
 from resolvers.inputs import send_request_from_coerced, to_send_request
 from schema.context import context_of

@@ -19,7 +19,7 @@ import orjson
 from redis.asyncio import Redis
 
 from gateway.domain.records import DeliveryError
-from persistence.lifecycle import Failure, Outcome, Release, Retry, Sent
+from gateway.domain.results import Failure, Outcome, Release, Retry, Sent
 
 HELD: Final = "mgw:outcomes"
 

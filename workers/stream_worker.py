@@ -33,11 +33,12 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.domain.records import DeliveryError, MessageEvent
+from gateway.domain.results import Change, Outcome
 from gateway.observability.metrics import EVENTS_PUBLISHED
 from gateway.outages import describe, is_unavailable
 from gateway.services.clock import utcnow
 from gateway.services.delivery import DeliveryService
-from persistence.lifecycle import Change, LifecycleRepository, Outcome
+from persistence.lifecycle import LifecycleRepository
 from workers.chores import Chore
 from workers.codec import encode_event
 from workers.liveness import RedisLiveness

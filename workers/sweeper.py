@@ -18,12 +18,13 @@ from datetime import datetime, timedelta
 import structlog
 
 from gateway.domain.records import DeliveryError
+from gateway.domain.results import Change, Outcome
 from gateway.domain.statuses import MessageStatus
 from gateway.outages import describe, is_unavailable
 from gateway.services.clock import utcnow
 from gateway.services.delivery import HeldOutcomes, WorkerLiveness
 from gateway.services.ports import Broker
-from persistence.lifecycle import Change, LifecycleRepository, Outcome
+from persistence.lifecycle import LifecycleRepository
 
 log = structlog.get_logger(__name__)
 

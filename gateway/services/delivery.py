@@ -20,6 +20,7 @@ from uuid import UUID
 import structlog
 
 from gateway.domain.records import DeliveryError, Message, MessageEvent
+from gateway.domain.results import Change, Failure, Outcome, Release, Retry, Sent
 from gateway.observability.metrics import DELIVERY_ATTEMPTS
 from gateway.services.clock import utcnow
 from gateway.services.coalescer import Coalescer
@@ -32,15 +33,7 @@ from gateway.services.ports import (
     TransientProviderError,
 )
 from gateway.services.retry_policy import RetryPolicy
-from persistence.lifecycle import (
-    Change,
-    Failure,
-    LifecycleRepository,
-    Outcome,
-    Release,
-    Retry,
-    Sent,
-)
+from persistence.lifecycle import LifecycleRepository
 
 log = structlog.get_logger(__name__)
 

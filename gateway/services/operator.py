@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from gateway.domain.records import Message
+from gateway.domain.results import Change
 from gateway.domain.statuses import MessageStatus
 from gateway.services.clock import utcnow
 from gateway.services.ports import Broker
-from persistence.lifecycle import Change, LifecycleRepository
+from persistence.lifecycle import LifecycleRepository
 
 
 @dataclass(frozen=True, slots=True)

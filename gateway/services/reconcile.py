@@ -26,13 +26,14 @@ from uuid import UUID
 import structlog
 from prometheus_client import Counter
 
+from gateway.domain.reports import KIND_RECONCILED, StatusReport
+from gateway.domain.results import Unsettled
 from gateway.domain.statuses import TERMINAL
 from gateway.observability.metrics import NAMESPACE, REGISTRY
 from gateway.services.clock import utcnow
 from gateway.services.ports import Provider, ProviderError, ProviderLookup
 from gateway.services.webhooks import WebhookService
-from persistence.reconcile import ReconcileRepository, Unsettled
-from providers.webhooks import KIND_RECONCILED, StatusReport
+from persistence.reconcile import ReconcileRepository
 
 log = structlog.get_logger(__name__)
 

@@ -17,12 +17,13 @@ from uuid import UUID
 import structlog
 
 from gateway.domain.messages import FieldProblem, Limits, SendRequest, validate_send
+from gateway.domain.results import Accepted, AcceptResult, Conflict, Item
 from gateway.domain.statuses import MessageStatus
 from gateway.observability.metrics import MESSAGES_ACCEPTED
 from gateway.services.clock import utcnow
 from gateway.services.coalescer import Coalescer
 from gateway.services.ports import Broker
-from persistence.accept import Accepted, AcceptRepository, AcceptResult, Conflict, Item
+from persistence.accept import AcceptRepository
 from persistence.lifecycle import LifecycleRepository
 
 log = structlog.get_logger(__name__)

@@ -9,11 +9,12 @@ from uuid import UUID
 import structlog
 
 from gateway.domain.records import MessageEvent
+from gateway.domain.reports import InboundMessage, StatusReport
+from gateway.domain.results import Inbound, Report, ReportResult
 from gateway.services.clock import utcnow
 from gateway.services.coalescer import Coalescer
 from gateway.services.ports import Broker
-from persistence.webhooks import Inbound, Report, ReportResult, WebhookRepository
-from providers.webhooks import InboundMessage, StatusReport
+from persistence.webhooks import WebhookRepository
 
 log = structlog.get_logger(__name__)
 

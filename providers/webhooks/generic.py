@@ -11,6 +11,7 @@ from typing import Any, Final
 
 from gateway.domain.channels import Channel
 from gateway.domain.messages import DEFAULT_LIMITS
+from gateway.domain.reports import InboundMessage
 
 from ._fields import (
     first_mailbox,
@@ -23,7 +24,7 @@ from ._fields import (
     text,
     timestamp,
 )
-from .records import InboundMessage, PayloadError
+from .records import PayloadError
 
 PROVIDER: Final = "generic"
 

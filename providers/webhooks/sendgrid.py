@@ -18,6 +18,14 @@ import orjson
 from gateway.domain.channels import Channel
 from gateway.domain.messages import DEFAULT_LIMITS
 from gateway.domain.records import DeliveryError
+from gateway.domain.reports import (
+    KIND_DEFERRED,
+    KIND_DELIVERY_RECEIPT,
+    KIND_ENGAGEMENT,
+    KIND_PROVIDER_STATUS,
+    InboundMessage,
+    StatusReport,
+)
 from gateway.domain.statuses import MessageStatus
 
 from ._fields import (
@@ -34,15 +42,7 @@ from ._fields import (
     text,
     without_query,
 )
-from .records import (
-    KIND_DEFERRED,
-    KIND_DELIVERY_RECEIPT,
-    KIND_ENGAGEMENT,
-    KIND_PROVIDER_STATUS,
-    InboundMessage,
-    PayloadError,
-    StatusReport,
-)
+from .records import PayloadError
 
 PROVIDER: Final = "sendgrid"
 

@@ -13,6 +13,12 @@ from typing import Final
 from gateway.domain.addresses import is_http_url
 from gateway.domain.channels import Channel
 from gateway.domain.records import DeliveryError
+from gateway.domain.reports import (
+    KIND_DELIVERY_RECEIPT,
+    KIND_PROVIDER_STATUS,
+    InboundMessage,
+    StatusReport,
+)
 from gateway.domain.statuses import MessageStatus
 
 from ._fields import (
@@ -26,13 +32,7 @@ from ._fields import (
     require_str,
     text,
 )
-from .records import (
-    KIND_DELIVERY_RECEIPT,
-    KIND_PROVIDER_STATUS,
-    InboundMessage,
-    PayloadError,
-    StatusReport,
-)
+from .records import PayloadError
 
 PROVIDER: Final = "twilio"
 

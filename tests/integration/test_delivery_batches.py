@@ -22,14 +22,13 @@ from gateway.container import Container
 from gateway.domain.channels import Channel
 from gateway.domain.messages import SendRequest
 from gateway.domain.records import DeliveryError, Message, MessageEvent
+from gateway.domain.results import Accepted, Failure, Release, Retry, Sent
 from gateway.migrations import upgrade_to_head
 from gateway.services.clock import utcnow
 from gateway.services.delivery import DeliveryService
 from gateway.services.ports import PermanentProviderError, ProviderReceipt
 from gateway.services.retry_policy import RetryPolicy
 from gateway.settings import Settings
-from persistence.accept import Accepted
-from persistence.lifecycle import Failure, Release, Retry, Sent
 from persistence.rows import EVENTS, MESSAGES
 from providers.registry import FailoverRegistry
 from tests.conftest import fresh_postgres_url

@@ -37,10 +37,10 @@ from sqlalchemy import select
 
 from gateway.container import Container
 from gateway.domain.records import DeliveryError
+from gateway.domain.results import Report
 from gateway.domain.statuses import MessageStatus
 from gateway.settings import Settings
 from persistence.models import MessageRow, WebhookReceiptRow
-from persistence.webhooks import Report
 from providers.signatures import (
     SENDGRID_SIGNATURE_HEADER,
     SENDGRID_TIMESTAMP_HEADER,

@@ -26,8 +26,8 @@ import pytest
 from redis.asyncio import Redis
 
 from gateway.domain.records import MessageEvent
+from gateway.domain.results import Change, Sent
 from gateway.domain.statuses import MessageStatus
-from persistence.lifecycle import Change, Sent
 from tests.integration.processes import (
     Pipeline,
     ambiguous_marker,

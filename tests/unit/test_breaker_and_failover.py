@@ -9,6 +9,7 @@ from uuid import uuid4
 
 from gateway.domain.channels import Channel, Direction
 from gateway.domain.records import Message, MessageEvent
+from gateway.domain.results import Change, Failure, Outcome, Release, Retry, Sent
 from gateway.domain.statuses import MessageStatus
 from gateway.observability.metrics import REGISTRY
 from gateway.services.delivery import DeliveryService
@@ -18,7 +19,6 @@ from gateway.services.ports import (
     TransientProviderError,
 )
 from gateway.services.retry_policy import RetryPolicy
-from persistence.lifecycle import Change, Failure, Outcome, Release, Retry, Sent
 from providers.breaker import BREAKER_STATES, CircuitBreaker, State
 from providers.registry import FailoverRegistry
 from workers.held_outcomes import MemoryHeldOutcomes

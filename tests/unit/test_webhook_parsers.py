@@ -15,15 +15,17 @@ from hypothesis import strategies as st
 
 from gateway.domain.channels import Channel
 from gateway.domain.records import DeliveryError
-from gateway.domain.statuses import MessageStatus
-from providers.webhooks import (
+from gateway.domain.reports import (
     KIND_DEFERRED,
     KIND_DELIVERY_RECEIPT,
     KIND_ENGAGEMENT,
     KIND_PROVIDER_STATUS,
     InboundMessage,
-    PayloadError,
     StatusReport,
+)
+from gateway.domain.statuses import MessageStatus
+from providers.webhooks import (
+    PayloadError,
     parse_generic_email,
     parse_generic_sms,
     parse_sendgrid_events,

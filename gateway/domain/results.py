@@ -1,0 +1,138 @@
+"""What the use cases hand to their ports and get back: pure records, no I/O.
+
+Outcomes of a delivery attempt, committed status changes, the results of accepting messages,
+and the storage-side views of provider reports and inbound messages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from gateway.domain.channels import Channel
+from gateway.domain.messages import NormalizedMessage
+from gateway.domain.records import DeliveryError, Message, MessageEvent
+from gateway.domain.statuses import MessageStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A committed status change: the message as it is now and the event that recorded it."""
+
+    message: Message
+    event: MessageEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """The provider took the message."""
+
+    message_id: UUID
+    provider: str
+    provider_message_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """A transient failure: back to QUEUED, due again at ``next_attempt_at``."""
+
+    message_id: UUID
+    error: DeliveryError
+    next_attempt_at: datetime
+    detail: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A permanent failure or the last attempt spent: FAILED, dead-lettered."""
+
+    message_id: UUID
+    error: DeliveryError
+    detail: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """Claimed but untried (no provider could take it): given back, the attempt not counted."""
+
+    message_id: UUID
+    next_attempt_at: datetime
+    reason: str
+
+
+Outcome = Sent | Retry | Failure | Release
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    message: Message
+    replayed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    reason: str
+    original: Message | None
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptResult:
+    outcomes: list[Accepted | Conflict]
+    """New messages only (replays excluded): what must be enqueued after commit."""
+    created: list[Message]
+    events: list[MessageEvent]
+    """Conversations that already existed: their last activity moves forward after commit."""
+    existing_conversations: set[UUID]
+
+
+Item = tuple[UUID, NormalizedMessage]
+"""One message to accept: the account it belongs to and its validated draft."""
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """What a provider told us about one message (storage-side view of a StatusReport)."""
+
+    dedupe_key: str
+    message_id: UUID | None
+    provider: str
+    provider_message_id: str | None
+    status: MessageStatus | None
+    kind: str
+    detail: dict[str, Any]
+    error: DeliveryError | None
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    account_id: UUID
+    channel: Channel
+    sender: str
+    recipient: str
+    body: str | None
+    attachments: tuple[str, ...]
+    provider: str
+    provider_message_id: str
+    sent_at: datetime | None
+    dedupe_key: str
+    metadata: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReportResult:
+    """What became of one report: "applied" (with its event), "stale" (a late or out-of-order
+    status, recorded as seen, nothing changed), "duplicate" or "unmatched" (no such message)."""
+
+    outcome: str
+    event: MessageEvent | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Unsettled:
+    id: UUID
+    provider: str
+    provider_message_id: str
+    #: Its last change: since when it has been waiting for its final status.
+    updated_at: datetime
