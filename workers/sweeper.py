@@ -22,8 +22,7 @@ from gateway.domain.results import Change, Outcome
 from gateway.domain.statuses import MessageStatus
 from gateway.outages import describe, is_unavailable
 from gateway.services.clock import utcnow
-from gateway.services.delivery import HeldOutcomes, WorkerLiveness
-from gateway.services.ports import Broker
+from gateway.services.ports import Broker, HeldOutcomes, WorkerLiveness
 from persistence.lifecycle import LifecycleRepository
 
 log = structlog.get_logger(__name__)

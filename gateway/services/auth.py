@@ -13,7 +13,7 @@ from collections.abc import Collection
 
 from gateway.domain.records import Account
 from gateway.services.clock import utcnow
-from persistence.accounts import AccountRepository
+from gateway.services.ports import AccountStore
 
 KEY_PREFIX = "mgw_"
 PREFIX_LENGTH = 12
@@ -37,7 +37,7 @@ def bearer_token(header: str | None) -> str | None:
 
 
 class ApiKeys:
-    def __init__(self, accounts: AccountRepository, cache_seconds: float) -> None:
+    def __init__(self, accounts: AccountStore, cache_seconds: float) -> None:
         self._accounts = accounts
         self._ttl = cache_seconds
         self._cache: dict[str, tuple[float, Account | None]] = {}

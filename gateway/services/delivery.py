@@ -12,9 +12,9 @@ UPDATE in one transaction, concurrent outcomes one transaction, and their events
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any
 from uuid import UUID
 
 import structlog
@@ -27,39 +27,22 @@ from gateway.services.coalescer import Coalescer
 from gateway.services.ports import (
     Breaker,
     Broker,
+    HeldOutcomes,
+    LifecycleStore,
     PermanentProviderError,
     Provider,
     ProviderRegistry,
     TransientProviderError,
 )
 from gateway.services.retry_policy import RetryPolicy
-from persistence.lifecycle import LifecycleRepository
 
 log = structlog.get_logger(__name__)
-
-
-class HeldOutcomes(Protocol):
-    """Outcomes known but not yet written (the database was down); see workers.held_outcomes."""
-
-    async def keep(self, outcomes: Sequence[Outcome]) -> None: ...
-
-    async def held(self, limit: int = 500) -> list[Outcome]: ...
-
-    async def message_ids(self) -> set[UUID]: ...
-
-    async def forget(self, message_ids: Iterable[UUID]) -> None: ...
-
-
-class WorkerLiveness(Protocol):
-    async def live(self) -> frozenset[str] | None:
-        """The workers alive now; None while that cannot be known."""
-        ...
 
 
 class DeliveryService:
     def __init__(
         self,
-        lifecycle: LifecycleRepository,
+        lifecycle: LifecycleStore,
         providers: ProviderRegistry,
         broker: Broker,
         policy: RetryPolicy,

@@ -19,14 +19,13 @@ from uuid import UUID
 
 from gateway.domain.records import MessageEvent
 from gateway.services.fanout import LiveItem, Rendered, SharedFeeds, SharedRendering
-from gateway.services.ports import Broker
-from persistence.queries import QueryRepository
+from gateway.services.ports import Broker, EventLog
 
 REPLAY_PAGE = 500
 
 
 class EventStream:
-    def __init__(self, queries: QueryRepository, broker: Broker) -> None:
+    def __init__(self, queries: EventLog, broker: Broker) -> None:
         self._queries = queries
         self._broker = broker
         self.feeds = SharedFeeds(broker)

@@ -9,8 +9,7 @@ from gateway.domain.records import Message
 from gateway.domain.results import Change
 from gateway.domain.statuses import MessageStatus
 from gateway.services.clock import utcnow
-from gateway.services.ports import Broker
-from persistence.lifecycle import LifecycleRepository
+from gateway.services.ports import Broker, LifecycleStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +31,7 @@ OperatorOutcome = Changed | Refused | Unknown
 
 
 class OperatorService:
-    def __init__(self, lifecycle: LifecycleRepository, broker: Broker) -> None:
+    def __init__(self, lifecycle: LifecycleStore, broker: Broker) -> None:
         self._lifecycle = lifecycle
         self._broker = broker
 

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 from uuid import UUID
 
 from gateway.domain.channels import Channel
-from gateway.domain.records import DeliveryError, Message, MessageEvent
+from gateway.domain.records import Account, DeliveryError, Message, MessageEvent
+from gateway.domain.results import (
+    AcceptResult,
+    Change,
+    Inbound,
+    Item,
+    Outcome,
+    Report,
+    ReportResult,
+    Unsettled,
+)
 from gateway.domain.statuses import MessageStatus
 
 EventSubscription = AbstractAsyncContextManager[AsyncIterator[MessageEvent]]
@@ -120,4 +131,120 @@ class Breaker(Protocol):
 class ProviderRegistry(Protocol):
     def candidates(self, channel: Channel) -> Sequence[tuple[Provider, Breaker]]:
         """The channel's providers in failover order, each with its circuit breaker."""
+        ...
+
+
+# Storage: what each use case needs of the database. ``persistence/`` implements them; every
+# method is one transaction of its own.
+
+
+class AccountStore(Protocol):
+    async def ensure_account(self, name: str, now: datetime) -> Account: ...
+
+    async def add_key(
+        self, account_id: UUID, prefix: str, key_hash: str, now: datetime
+    ) -> None: ...
+
+    async def account_for_key(self, key_hash: str) -> Account | None: ...
+
+    async def live_key_hashes(self, key_hashes: Collection[str]) -> set[str]: ...
+
+
+class AcceptStore(Protocol):
+    async def accept(
+        self, items: list[Item], *, now: datetime, retention: timedelta
+    ) -> AcceptResult:
+        """Store the messages, their conversations, idempotency keys and events, all at once."""
+        ...
+
+
+class LifecycleStore(Protocol):
+    """Status changes of existing messages; each returns the committed change, if any."""
+
+    async def claim_many(
+        self, message_ids: Sequence[UUID], now: datetime, *, worker: str | None = None
+    ) -> dict[UUID, Change]: ...
+
+    async def record_outcomes(
+        self, outcomes: Sequence[Outcome], now: datetime
+    ) -> list[Change | None]: ...
+
+    async def apply_status(
+        self,
+        message_id: UUID,
+        status: MessageStatus,
+        *,
+        kind: str,
+        detail: dict[str, Any] | None,
+        error: DeliveryError | None,
+        now: datetime,
+    ) -> Change | None: ...
+
+    async def cancel(
+        self, account_id: UUID, message_id: UUID, now: datetime
+    ) -> tuple[Change | None, Message | None]: ...
+
+    async def retry(
+        self, account_id: UUID, message_id: UUID, now: datetime
+    ) -> tuple[Change | None, Message | None]: ...
+
+    async def touch_conversations(self, activity: dict[UUID, datetime]) -> None: ...
+
+
+class WebhookStore(Protocol):
+    async def owner_of(self, address: str) -> UUID | None: ...
+
+    async def apply_reports(
+        self, reports: Sequence[tuple[str, Report]], now: datetime
+    ) -> list[ReportResult]: ...
+
+    async def receive(self, inbound: Inbound, now: datetime) -> Change | None: ...
+
+    async def keep_raw(
+        self,
+        source: str,
+        *,
+        outcome: str,
+        content_type: str | None,
+        payload: str,
+        error: str | None,
+        now: datetime,
+    ) -> int: ...
+
+
+class EventLog(Protocol):
+    """The audit trail, read by cursor."""
+
+    async def events_after(
+        self,
+        account_id: UUID,
+        after: int,
+        *,
+        conversation_id: UUID | None = None,
+        message_id: UUID | None = None,
+        limit: int = 500,
+    ) -> list[MessageEvent]: ...
+
+
+class ReconcileStore(Protocol):
+    async def due(self, now: datetime, after: timedelta, limit: int) -> list[Unsettled]: ...
+
+    async def look_again(self, when: Sequence[tuple[UUID, datetime]]) -> None: ...
+
+
+class HeldOutcomes(Protocol):
+    """Outcomes known but not yet written (the database was down); see workers.held_outcomes."""
+
+    async def keep(self, outcomes: Sequence[Outcome]) -> None: ...
+
+    async def held(self, limit: int = 500) -> list[Outcome]: ...
+
+    async def message_ids(self) -> set[UUID]: ...
+
+    async def forget(self, message_ids: Iterable[UUID]) -> None: ...
+
+
+class WorkerLiveness(Protocol):
+    async def live(self) -> frozenset[str] | None:
+        """The workers alive now; None while that cannot be known."""
         ...

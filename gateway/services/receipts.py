@@ -9,12 +9,11 @@ from gateway.domain.records import DeliveryError
 from gateway.domain.results import Change
 from gateway.domain.statuses import MessageStatus
 from gateway.services.clock import utcnow
-from gateway.services.ports import Broker
-from persistence.lifecycle import LifecycleRepository
+from gateway.services.ports import Broker, LifecycleStore
 
 
 class ReceiptService:
-    def __init__(self, lifecycle: LifecycleRepository, broker: Broker) -> None:
+    def __init__(self, lifecycle: LifecycleStore, broker: Broker) -> None:
         self._lifecycle = lifecycle
         self._broker = broker
 

@@ -31,9 +31,8 @@ from gateway.domain.results import Unsettled
 from gateway.domain.statuses import TERMINAL
 from gateway.observability.metrics import NAMESPACE, REGISTRY
 from gateway.services.clock import utcnow
-from gateway.services.ports import Provider, ProviderError, ProviderLookup
+from gateway.services.ports import Provider, ProviderError, ProviderLookup, ReconcileStore
 from gateway.services.webhooks import WebhookService
-from persistence.reconcile import ReconcileRepository
 
 log = structlog.get_logger(__name__)
 
@@ -59,7 +58,7 @@ class _Looked:
 class Reconciler:
     def __init__(
         self,
-        repo: ReconcileRepository,
+        repo: ReconcileStore,
         providers: Mapping[str, Provider],
         webhooks: WebhookService,
         *,

@@ -22,9 +22,7 @@ from gateway.domain.statuses import MessageStatus
 from gateway.observability.metrics import MESSAGES_ACCEPTED
 from gateway.services.clock import utcnow
 from gateway.services.coalescer import Coalescer
-from gateway.services.ports import Broker
-from persistence.accept import AcceptRepository
-from persistence.lifecycle import LifecycleRepository
+from gateway.services.ports import AcceptStore, Broker, LifecycleStore
 
 log = structlog.get_logger(__name__)
 
@@ -40,8 +38,8 @@ SendOutcome = Accepted | Conflict | Invalid
 class SendService:
     def __init__(
         self,
-        accept: AcceptRepository,
-        lifecycle: LifecycleRepository,
+        accept: AcceptStore,
+        lifecycle: LifecycleStore,
         broker: Broker,
         *,
         default_region: str,

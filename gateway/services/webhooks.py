@@ -13,8 +13,7 @@ from gateway.domain.reports import InboundMessage, StatusReport
 from gateway.domain.results import Inbound, Report, ReportResult
 from gateway.services.clock import utcnow
 from gateway.services.coalescer import Coalescer
-from gateway.services.ports import Broker
-from persistence.webhooks import WebhookRepository
+from gateway.services.ports import Broker, WebhookStore
 
 log = structlog.get_logger(__name__)
 
@@ -29,7 +28,7 @@ class ReportOutcome:
 class WebhookService:
     def __init__(
         self,
-        repo: WebhookRepository,
+        repo: WebhookStore,
         broker: Broker,
         *,
         default_owner: Callable[[], UUID | None] = lambda: None,

@@ -1,0 +1,197 @@
+"""Use cases against in-memory ports: what a service decides, without a database.
+
+The stores here keep messages in a dict and apply the status rules of the domain; the SQL that
+does the same is tested against real databases in tests/integration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from uuid import UUID, uuid4
+
+from gateway.domain.channels import Channel, Direction
+from gateway.domain.records import Message, MessageEvent
+from gateway.domain.reports import KIND_DELIVERY_RECEIPT, InboundMessage, StatusReport
+from gateway.domain.results import Change, Inbound, Report, ReportResult
+from gateway.domain.statuses import MessageStatus, can_cancel, can_retry
+from gateway.services.operator import Changed, OperatorService, Refused, Unknown
+from gateway.services.webhooks import WebhookService
+
+S = MessageStatus
+
+
+def message(account_id: UUID, status: MessageStatus) -> Message:
+    now = datetime.now(UTC)
+    return Message(
+        id=uuid4(), account_id=account_id, conversation_id=uuid4(), channel=Channel.SMS,
+        direction=Direction.OUTBOUND, sender="+14155550100", recipient="+14155550101",
+        body="x", attachments=(), status=status, provider=None, provider_message_id=None,
+        attempts=1, segments=1, encoding="GSM7", error=None, idempotency_key=None,
+        send_at=None, next_attempt_at=None, metadata=None, created_at=now, updated_at=now,
+    )  # fmt: skip
+
+
+def event_of(message: Message, kind: str) -> MessageEvent:
+    return MessageEvent(
+        1, message.account_id, message.id, message.conversation_id, message.status, kind, None,
+        datetime.now(UTC),
+    )  # fmt: skip
+
+
+class MemoryBroker:
+    def __init__(self) -> None:
+        self.enqueued: list[UUID] = []
+        self.published: list[MessageEvent] = []
+
+    async def enqueue(self, message_ids: Sequence[UUID]) -> None:
+        self.enqueued.extend(message_ids)
+
+    async def publish(self, events: Sequence[MessageEvent]) -> None:
+        self.published.extend(events)
+
+
+class MemoryLifecycle:
+    """Cancel and retry as the operator uses them: by account, following the domain rules."""
+
+    def __init__(self, *messages: Message) -> None:
+        self.messages = {m.id: m for m in messages}
+
+    async def cancel(
+        self, account_id: UUID, message_id: UUID, now: datetime
+    ) -> tuple[Change | None, Message | None]:
+        return self._move(account_id, message_id, S.CANCELED, can_cancel(self._status(message_id)))
+
+    async def retry(
+        self, account_id: UUID, message_id: UUID, now: datetime
+    ) -> tuple[Change | None, Message | None]:
+        return self._move(account_id, message_id, S.QUEUED, can_retry(self._status(message_id)))
+
+    def _status(self, message_id: UUID) -> MessageStatus:
+        found = self.messages.get(message_id)
+        return found.status if found is not None else S.QUEUED
+
+    def _move(
+        self, account_id: UUID, message_id: UUID, status: MessageStatus, allowed: bool
+    ) -> tuple[Change | None, Message | None]:
+        current = self.messages.get(message_id)
+        if current is None or current.account_id != account_id:
+            return None, None
+        if not allowed:
+            return None, current
+        moved = self.messages[message_id] = replace(current, status=status)
+        return Change(moved, event_of(moved, status.value.lower())), moved
+
+
+class MemoryWebhookStore:
+    def __init__(self, owners: dict[str, UUID] | None = None) -> None:
+        self.owners = owners or {}
+        self.inbound: dict[str, Inbound] = {}
+        self.reports: list[tuple[str, Report]] = []
+
+    async def owner_of(self, address: str) -> UUID | None:
+        return self.owners.get(address)
+
+    async def apply_reports(
+        self, reports: Sequence[tuple[str, Report]], now: datetime
+    ) -> list[ReportResult]:
+        results = []
+        for source, report in reports:
+            if any(r.dedupe_key == report.dedupe_key for _, r in self.reports):
+                results.append(ReportResult("duplicate"))
+                continue
+            self.reports.append((source, report))
+            if report.message_id is None:
+                results.append(ReportResult("unmatched"))
+                continue
+            account = uuid4()
+            delivered = replace(message(account, S.DELIVERED), id=report.message_id)
+            results.append(ReportResult("applied", event_of(delivered, report.kind)))
+        return results
+
+    async def receive(self, inbound: Inbound, now: datetime) -> Change | None:
+        if inbound.dedupe_key in self.inbound:
+            return None
+        self.inbound[inbound.dedupe_key] = inbound
+        stored = message(inbound.account_id, S.RECEIVED)
+        return Change(stored, event_of(stored, "received"))
+
+
+def inbound(recipient: str = "+14155550199") -> InboundMessage:
+    return InboundMessage(
+        channel=Channel.SMS, sender="+14155550100", recipient=recipient, body="hi",
+        attachments=(), provider="twilio", provider_message_id="SM1", sent_at=None,
+    )  # fmt: skip
+
+
+def report(message_id: UUID | None, key: str) -> StatusReport:
+    return StatusReport(
+        provider="twilio", provider_message_id="SM1", message_id=message_id,
+        status=S.DELIVERED, kind=KIND_DELIVERY_RECEIPT, dedupe_key=key, error=None, detail={},
+    )  # fmt: skip
+
+
+async def test_retry_of_a_failed_message_requeues_publishes_and_enqueues() -> None:
+    account = uuid4()
+    failed = message(account, S.FAILED)
+    broker = MemoryBroker()
+    outcome = await OperatorService(MemoryLifecycle(failed), broker).retry(account, failed.id)
+    assert isinstance(outcome, Changed) and outcome.message.status == S.QUEUED
+    assert broker.enqueued == [failed.id]
+    assert [e.message_id for e in broker.published] == [failed.id]
+
+
+async def test_cancel_changes_nothing_it_may_not_and_enqueues_nothing() -> None:
+    account = uuid4()
+    delivered = message(account, S.DELIVERED)
+    broker = MemoryBroker()
+    operator = OperatorService(MemoryLifecycle(delivered), broker)
+    assert await operator.cancel(account, delivered.id) == Refused(delivered)
+    assert await operator.cancel(uuid4(), delivered.id) == Unknown(), "another account's"
+    assert broker.enqueued == [] and broker.published == []
+
+
+async def test_canceling_a_queued_message_publishes_without_enqueueing() -> None:
+    account = uuid4()
+    queued = message(account, S.QUEUED)
+    broker = MemoryBroker()
+    outcome = await OperatorService(MemoryLifecycle(queued), broker).cancel(account, queued.id)
+    assert isinstance(outcome, Changed) and outcome.message.status == S.CANCELED
+    assert broker.enqueued == [] and len(broker.published) == 1
+
+
+async def test_inbound_goes_to_the_address_owner_else_the_default_else_nowhere() -> None:
+    owner, fallback = uuid4(), uuid4()
+    store, broker = MemoryWebhookStore({"+14155550199": owner}), MemoryBroker()
+    assert await WebhookService(store, broker).receive(inbound()) == "stored"
+    assert await WebhookService(store, broker).receive(inbound("+14155550198")) == "unowned"
+    embedded = WebhookService(store, broker, default_owner=lambda: fallback)
+    assert await embedded.receive(inbound("+14155550198")) == "stored"
+    assert {i.account_id for i in store.inbound.values()} == {owner, fallback}
+    assert len(broker.published) == 2
+
+
+async def test_the_same_inbound_message_is_stored_once_per_recipient() -> None:
+    store, broker = MemoryWebhookStore(), MemoryBroker()
+    service = WebhookService(store, broker, default_owner=uuid4)
+    assert await service.receive(inbound()) == "stored"
+    assert await service.receive(inbound()) == "duplicate"
+    assert await service.receive(inbound("+14155550198")) == "stored"
+    assert sorted(store.inbound) == [
+        "twilio:inbound:+14155550198:SM1",
+        "twilio:inbound:+14155550199:SM1",
+    ]
+    assert len(broker.published) == 2
+
+
+async def test_reports_are_counted_and_only_applied_ones_published() -> None:
+    store, broker = MemoryWebhookStore(), MemoryBroker()
+    service = WebhookService(store, broker)
+    known = uuid4()
+    outcome = await service.apply_reports(
+        "twilio", [report(known, "a"), report(None, "b"), report(known, "a")]
+    )
+    assert (len(outcome.applied), outcome.unmatched, outcome.duplicates) == (1, 1, 1)
+    assert [e.message_id for e in broker.published] == [known]
+    assert [source for source, _ in store.reports] == ["twilio", "twilio"]
