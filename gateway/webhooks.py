@@ -106,7 +106,8 @@ def _public_url(request: Request) -> str:
     """The URL the provider signed: our public base URL, not whatever host we see. The path
     is escaped as Starlette's ``Request.url`` escapes it."""
     base = _container(request).settings.public_base_url.rstrip("/")
-    path = request.scope["path"].replace("?", "%3F").replace("#", "%23").replace("\\", "%5C")
+    path: str = request.scope["path"]
+    path = path.replace("?", "%3F").replace("#", "%23").replace("\\", "%5C")
     query = _query(request)
     return base + path + (f"?{query}" if query else "")
 

@@ -44,12 +44,14 @@ def _result(outcome: SendOutcome) -> SendMessageResult:
     return IdempotencyConflict(reason=outcome.reason, original=original)
 
 
-async def _send(info: Info | GraphQLResolveInfo, requests: list[SendRequest]) -> list[SendOutcome]:
+async def _send(
+    info: Info | GraphQLResolveInfo[Any], requests: list[SendRequest]
+) -> list[SendOutcome]:
     context, account, _ = context_of(info)
     return await context.container.sending.send(account.id, requests)
 
 
-def _check_batch_size(info: Info | GraphQLResolveInfo, size: int) -> None:
+def _check_batch_size(info: Info | GraphQLResolveInfo[Any], size: int) -> None:
     limit = context_of(info)[0].container.settings.max_batch_size
     if size > limit:
         raise bad_input(f"sendMessages takes at most {limit} inputs, got {size}")
@@ -74,14 +76,14 @@ async def send_messages(
 
 
 async def send_message_coerced(
-    _root: object, info: GraphQLResolveInfo, input: dict[str, Any]
+    _root: object, info: GraphQLResolveInfo[Any], input: dict[str, Any]
 ) -> SendMessageResult:
     [outcome] = await _send(info, [send_request_from_coerced(input)])
     return _result(outcome)
 
 
 async def send_messages_coerced(
-    _root: object, info: GraphQLResolveInfo, inputs: list[dict[str, Any]]
+    _root: object, info: GraphQLResolveInfo[Any], inputs: list[dict[str, Any]]
 ) -> list[SendMessageResult]:
     _check_batch_size(info, len(inputs))
     return [_result(o) for o in await _send(info, [send_request_from_coerced(i) for i in inputs])]

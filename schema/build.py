@@ -73,21 +73,14 @@ class Mutation:
 
 @strawberry.type
 class Subscription:
-    @strawberry.subscription(
+    message_events: AsyncGenerator[MessageEvent, None] = strawberry.subscription(
+        resolver=subscriptions.message_events,
         description=(
             "Live audit-trail events of the caller's account, filtered by conversation or "
             "message.\nWith `after` (an event cursor), events after it are replayed from storage "
             "first, then live\nevents follow with no gap and no duplicate."
-        )
+        ),
     )
-    async def message_events(
-        self,
-        info: strawberry.Info,
-        conversation_id: strawberry.ID | None = None,
-        message_id: strawberry.ID | None = None,
-        after: str | None = None,
-    ) -> AsyncGenerator[MessageEvent, None]:
-        return await subscriptions.message_events(info, conversation_id, message_id, after)
 
 
 class GatewaySchema(strawberry.Schema):

@@ -37,7 +37,7 @@ class Context:
         self.loaders = Loaders(self.container.queries, account.id, cache=cache)
 
 
-def context_of(info: Info[Any, Any] | GraphQLResolveInfo) -> tuple[Context, Account, Loaders]:
+def context_of(info: Info[Any, Any] | GraphQLResolveInfo[Any]) -> tuple[Context, Account, Loaders]:
     """The context of an authenticated operation (the auth extension guarantees it)."""
     context: Context = info.context
     if context.account is None or context.loaders is None:

@@ -121,16 +121,16 @@ class _Renderer:
         self._document = document
         self._variables = variables
         self._operation_name = operation.name.value if operation.name else None
-        self._executor: Executor | None = None
+        self._executor: Executor[Any] | None = None
         self._shareable = True
         self._leaves: _LeafPlan | None = None
 
-    def _build(self) -> Executor | None:
+    def _build(self) -> Executor[Any] | None:
         schema: Any = self._info.schema
         if any(ext._implements_resolve() for ext in schema.get_extensions()):
             # Field middleware could depend on the operation; keep per-subscriber execution.
             return None
-        executor_class = cast(type[Executor], schema.execution_context_class)
+        executor_class = cast(type[Executor[Any]], schema.execution_context_class)
         built = executor_class.build(
             self._info._raw_info.schema,
             self._document,
