@@ -20,7 +20,6 @@ from gateway.services.events import EventStream
 from gateway.services.operator import OperatorService
 from gateway.services.ports import Provider
 from gateway.services.rate_limits import RateLimitConfigError, RateLimiter, parse_rate_limits
-from gateway.services.receipts import ReceiptService
 from gateway.services.reconcile import Reconciler
 from gateway.services.retry_policy import RetryPolicy
 from gateway.services.sending import SendService
@@ -74,7 +73,6 @@ class Container:
     api_keys: ApiKeys
     sending: SendService
     delivery: DeliveryService
-    receipts: ReceiptService
     operator: OperatorService
     events: EventStream
     webhook_repo: WebhookRepository
@@ -151,7 +149,6 @@ class Container:
                 ),
             ),
             delivery=DeliveryService(lifecycle, registry, broker, policy, held, worker=worker),
-            receipts=ReceiptService(lifecycle, broker),
             operator=OperatorService(lifecycle, broker),
             events=EventStream(queries, broker),
             webhook_repo=webhook_repo,

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.domain.records import DeliveryError, Message
 from gateway.domain.results import Change, Failure, Outcome, Release, Retry, Sent
-from gateway.domain.statuses import MessageStatus, can_advance, can_cancel, can_retry
+from gateway.domain.statuses import MessageStatus, can_cancel, can_retry
 from persistence.base import Repository, event_row, insert_events
 from persistence.delivery_sql import (
     DriverRow,
@@ -77,11 +77,6 @@ async def change_status(
     return [Change(m, e) for m, e in zip(messages, events, strict=True)]
 
 
-def advancing_to(new: MessageStatus) -> ColumnElement[bool]:
-    """WHERE clause: the statuses a message may leave to reach ``new`` going forward."""
-    return _from([s for s in MessageStatus if can_advance(s, new)])
-
-
 def _change_from(row: Any, now: datetime) -> Change:
     message, event = change_from_row(row, now)
     return Change(message, event)
@@ -103,18 +98,6 @@ class LifecycleRepository(Repository):
         super().__init__(engine)
         self._driver_statements: dict[Select[Any], DriverStatement] = {}
 
-    async def _one(
-        self,
-        where: list[ColumnElement[bool]],
-        values: dict[str, Any],
-        kind: str,
-        detail: dict[str, Any] | None,
-        now: datetime,
-    ) -> Change | None:
-        async with self.engine.begin() as conn:
-            changes = await self._change(conn, where, values, kind, detail, now)
-        return changes[0] if changes else None
-
     def _among(self, message_ids: Sequence[UUID]) -> ColumnElement[bool]:
         """WHERE the message is one of ``message_ids``.
 
@@ -124,12 +107,6 @@ class LifecycleRepository(Repository):
         if self.dialect == "postgresql":
             return MESSAGES.c.id == any_(literal(list(message_ids), ARRAY(MESSAGES.c.id.type)))
         return MESSAGES.c.id.in_(message_ids)
-
-    async def claim(
-        self, message_id: UUID, now: datetime, *, worker: str | None = None
-    ) -> Change | None:
-        """QUEUED and due -> SENDING, one attempt more. None when someone else got it first."""
-        return (await self.claim_many([message_id], now, worker=worker)).get(message_id)
 
     async def claim_many(
         self, message_ids: Sequence[UUID], now: datetime, *, worker: str | None = None
@@ -318,29 +295,6 @@ class LifecycleRepository(Repository):
     async def _record_one(self, outcome: Outcome, now: datetime) -> Change | None:
         return (await self.record_outcomes([outcome], now))[0]
 
-    async def record_sent(
-        self, message_id: UUID, provider: str, provider_message_id: str, now: datetime
-    ) -> Change | None:
-        return await self._record_one(Sent(message_id, provider, provider_message_id), now)
-
-    async def record_retry(
-        self,
-        message_id: UUID,
-        error: DeliveryError,
-        next_attempt_at: datetime,
-        now: datetime,
-        *,
-        detail: dict[str, Any] | None = None,
-    ) -> Change | None:
-        return await self._record_one(Retry(message_id, error, next_attempt_at, detail), now)
-
-    async def release(
-        self, message_id: UUID, next_attempt_at: datetime, reason: str, now: datetime
-    ) -> Change | None:
-        """Give a claimed message back untried (no provider could take it): the attempt the
-        claim counted did not happen, so it is not counted."""
-        return await self._record_one(Release(message_id, next_attempt_at, reason), now)
-
     async def record_failure(
         self,
         message_id: UUID,
@@ -379,28 +333,6 @@ class LifecycleRepository(Repository):
                     for mid, account_id, conversation_id in rows.all()
                 ],
             )
-
-    async def apply_status(
-        self,
-        message_id: UUID,
-        status: MessageStatus,
-        *,
-        kind: str,
-        detail: dict[str, Any] | None,
-        error: DeliveryError | None,
-        now: datetime,
-    ) -> Change | None:
-        """Forward-only status change (provider callbacks). None for duplicates and stale ones."""
-        values: dict[str, Any] = {"status": status.value}
-        if error is not None:
-            values.update(_error_columns(error))
-        return await self._one(
-            [MESSAGES.c.id == message_id, advancing_to(status)],
-            values,
-            kind,
-            detail,
-            now,
-        )
 
     async def cancel(
         self, account_id: UUID, message_id: UUID, now: datetime

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 from uuid import UUID
 
 from gateway.domain.channels import Channel
@@ -168,17 +168,6 @@ class LifecycleStore(Protocol):
     async def record_outcomes(
         self, outcomes: Sequence[Outcome], now: datetime
     ) -> list[Change | None]: ...
-
-    async def apply_status(
-        self,
-        message_id: UUID,
-        status: MessageStatus,
-        *,
-        kind: str,
-        detail: dict[str, Any] | None,
-        error: DeliveryError | None,
-        now: datetime,
-    ) -> Change | None: ...
 
     async def cancel(
         self, account_id: UUID, message_id: UUID, now: datetime

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from gateway.domain.reports import KIND_DELIVERY_RECEIPT, StatusReport
 from gateway.domain.statuses import MessageStatus
 from persistence.rows import CONVERSATIONS as CONVERSATION_ROWS
 from persistence.rows import MESSAGES as MESSAGE_ROWS
@@ -680,12 +681,29 @@ async def test_retry_of_a_dead_letter_sends_it_again(
 # --- statuses never move backwards -------------------------------------------------------------
 
 
+async def receipt(gateway: RunningGateway, target: uuid.UUID, status: MessageStatus) -> list[Any]:
+    """A provider's delivery receipt for ``target``, through the path callbacks take; the
+    events it applied (none for a duplicate or a report that would move the status back)."""
+    report = StatusReport(
+        provider="twilio",
+        provider_message_id=None,
+        message_id=target,
+        status=status,
+        kind=KIND_DELIVERY_RECEIPT,
+        dedupe_key=f"test:{target}:{status.value}:{uuid.uuid4().hex}",
+        error=None,
+        detail={"providerStatus": status.value.lower()},
+    )
+    outcome = await gateway.container.webhooks.apply_reports("twilio", [report])
+    assert outcome.unmatched == 0, "the report must reach the message to test anything"
+    return outcome.applied
+
+
 async def test_late_receipts_never_move_a_status_backwards(
     gateway: RunningGateway, client: GraphQLClient
 ) -> None:
     message = accepted(await send(client, sms("forward only")))
     delivered = await wait_for_status(client, message["id"], "DELIVERED")
-    receipts = gateway.container.receipts
     target = message_uuid(message["id"])
     for late in (
         MessageStatus.SENT,
@@ -696,7 +714,7 @@ async def test_late_receipts_never_move_a_status_backwards(
         MessageStatus.UNDELIVERED,
         MessageStatus.FAILED,
     ):
-        assert await receipts.apply(target, late) is None, late
+        assert await receipt(gateway, target, late) == [], late
     assert await read(client, message["id"]) == delivered
 
 
@@ -707,10 +725,10 @@ async def test_receipts_for_a_scheduled_message_change_nothing(
     before = await read(client, message["id"])
     target = message_uuid(message["id"])
     for status in (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.SCHEDULED):
-        assert await gateway.container.receipts.apply(target, status) is None, status
+        assert await receipt(gateway, target, status) == [], status
     assert await read(client, message["id"]) == before
     canceled = (await client.execute(CANCEL, {"id": message["id"]}))["cancelMessage"]
     assert canceled["__typename"] == "MessageAccepted"
     for status in (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.QUEUED):
-        assert await gateway.container.receipts.apply(target, status) is None, status
+        assert await receipt(gateway, target, status) == [], status
     assert (await read(client, message["id"]))["status"] == "CANCELED"
