@@ -584,6 +584,34 @@ class Pipeline:
 
 
 @contextlib.asynccontextmanager
+async def embedded_serve(tmp: Path, **settings: str) -> AsyncIterator[tuple[Process, str, str]]:
+    """A real embedded ``messaging-gateway serve`` (no DATABASE_URL, no REDIS_URL) on a free
+    loopback port, ready: the process, its base URL and its development key. ``settings`` are
+    environment variables; none is inherited from the caller's environment."""
+    names = {name.upper() for name in Settings.model_fields}
+    env = {k: v for k, v in os.environ.items() if k.upper() not in names}
+    env.update(DATA_DIR=str(tmp), LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1", **settings)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = Process(
+        "api", [CLI, "serve", "--host", "127.0.0.1", "--port", str(port)], env, tmp / "api.log"
+    )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        async with httpx.AsyncClient(trust_env=False) as http:
+            while True:
+                assert proc.alive, proc.tail()
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await http.get(f"{url}/ready", timeout=2)).status_code == 200:
+                        break
+                assert time.monotonic() < deadline, f"serve did not become ready\n{proc.tail()}"
+                await asyncio.sleep(0.1)
+        yield proc, url, (tmp / "dev-api-key").read_text().strip()
+    finally:
+        await proc.stop()
+
+
+@contextlib.asynccontextmanager
 async def dedicated_postgres(base: Path, database: str) -> AsyncIterator[PostgresServer]:
     """A PostgreSQL server of one's own, with ``database`` created: for tests that stop it."""
     server = await asyncio.to_thread(PostgresServer.start, base)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -26,8 +25,7 @@ from websockets.exceptions import ConnectionClosed
 
 from gateway.settings import Settings
 from tests.conftest import serve
-from tests.integration.processes import CLI, Process
-from tests.servers import free_port
+from tests.integration.processes import Process, embedded_serve
 
 LIMIT = 64 << 10
 QUERY = "query Pad($pad: String) { __typename }"
@@ -157,30 +155,8 @@ def peak_rss_kib(pid: int) -> int:
 
 @pytest.fixture
 async def served(tmp_path: Path) -> AsyncIterator[tuple[Process, str, str]]:
-    settings = {name.upper() for name in Settings.model_fields}
-    env = {k: v for k, v in os.environ.items() if k.upper() not in settings}
-    env.update(
-        DATA_DIR=str(tmp_path),
-        GRAPHQL_MAX_BODY_BYTES=str(ABUSE_LIMIT),
-        LOG_LEVEL="WARNING",
-        PYTHONUNBUFFERED="1",
-    )
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = Process(
-        "api", [CLI, "serve", "--host", "127.0.0.1", "--port", str(port)], env, tmp_path / "api.log"
-    )
-    try:
-        async with httpx.AsyncClient(trust_env=False) as http:
-            for _ in range(600):
-                assert proc.alive, proc.tail()
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await http.get(f"{url}/ready", timeout=2)).status_code == 200:
-                        break
-                await asyncio.sleep(0.1)
-        yield proc, url, (tmp_path / "dev-api-key").read_text().strip()
-    finally:
-        await proc.stop()
+    async with embedded_serve(tmp_path, GRAPHQL_MAX_BODY_BYTES=str(ABUSE_LIMIT)) as running:
+        yield running
 
 
 async def abusive_post(port: int, chunked_body: bool) -> int:

@@ -9,7 +9,6 @@ key. Every MUST and every SHOULD has to pass; the MAYs are reported in the messa
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import shutil
@@ -17,12 +16,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from gateway.settings import Settings
-from tests.integration.processes import CLI, Process
-from tests.servers import free_port
+from tests.integration.processes import embedded_serve
 
 AUDIT_DIR = Path(__file__).resolve().parents[1] / "http_audit"
 #: Guards against a hung audit, not a performance assertion.
@@ -32,27 +28,8 @@ AUDIT_TIMEOUT = 120.0
 @pytest.fixture
 async def embedded(tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
     """A real embedded ``serve`` on a free loopback port: its URL and development key."""
-    settings = {name.upper() for name in Settings.model_fields}
-    env = {k: v for k, v in os.environ.items() if k.upper() not in settings}
-    env.update(DATA_DIR=str(tmp_path), LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = Process(
-        "api", [CLI, "serve", "--host", "127.0.0.1", "--port", str(port)], env, tmp_path / "api.log"
-    )
-    try:
-        async with httpx.AsyncClient(trust_env=False) as http:
-            for _ in range(600):
-                assert proc.alive, proc.tail()
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await http.get(f"{url}/ready", timeout=2)).status_code == 200:
-                        break
-                await asyncio.sleep(0.1)
-            else:
-                pytest.fail(f"serve did not become ready\n{proc.tail()}")
-        yield f"{url}/graphql", (tmp_path / "dev-api-key").read_text().strip()
-    finally:
-        await proc.stop()
+    async with embedded_serve(tmp_path) as (_, url, key):
+        yield f"{url}/graphql", key
 
 
 async def run_audit(url: str, key: str) -> list[dict[str, Any]]:
