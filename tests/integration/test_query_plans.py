@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import event, text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.migrations import upgrade_to_head
 from gateway.settings import Settings
@@ -21,6 +21,7 @@ from persistence.conversations import _select
 from persistence.db import create_engine
 from persistence.lifecycle import LifecycleRepository
 from persistence.queries import QueryRepository
+from persistence.reconcile import ReconcileRepository
 from tests.conftest import fresh_postgres_url
 from tests.servers import PostgresServer
 
@@ -91,6 +92,24 @@ async def test_pair_lookup_fetches_only_the_pairs_asked_for(engine: AsyncEngine)
     assert int(fetched) <= 2 * len(asked + missing), f"{fetched} tuples fetched"
 
 
+async def _account_and_conversation(
+    conn: AsyncConnection, account: uuid.UUID, conversation: uuid.UUID, now: datetime
+) -> None:
+    """One account with one conversation, for messages generated in bulk."""
+    await conn.execute(
+        text("INSERT INTO accounts (id, name, created_at) VALUES (:id, 'a', :now)"),
+        {"id": account, "now": now},
+    )
+    await conn.execute(
+        text(
+            "INSERT INTO conversations"
+            " (id, account_id, participant_a, participant_b, created_at, last_message_at)"
+            " VALUES (:id, :account, 'a', 'b', :now, :now)"
+        ),
+        {"id": conversation, "account": account, "now": now},
+    )
+
+
 async def _plans_of(engine: AsyncEngine, run: Callable[[], Awaitable[object]]) -> list[str]:
     """The plans PostgreSQL picks for the statements ``run`` sends, as text."""
     seen: list[tuple[str, Any]] = []
@@ -116,18 +135,7 @@ async def test_work_and_dead_letter_lookups_use_their_partial_indexes(engine: As
     account, conversation = uuid.uuid4(), uuid.uuid4()
     now = datetime.now(UTC)
     async with engine.begin() as conn:
-        await conn.execute(
-            text("INSERT INTO accounts (id, name, created_at) VALUES (:id, 'a', :now)"),
-            {"id": account, "now": now},
-        )
-        await conn.execute(
-            text(
-                "INSERT INTO conversations"
-                " (id, account_id, participant_a, participant_b, created_at, last_message_at)"
-                " VALUES (:id, :account, 'a', 'b', :now, :now)"
-            ),
-            {"id": conversation, "account": account, "now": now},
-        )
+        await _account_and_conversation(conn, account, conversation, now)
         # Mostly finished messages, a few of each status the lookups look for.
         await conn.execute(
             text(
@@ -149,3 +157,40 @@ async def test_work_and_dead_letter_lookups_use_their_partial_indexes(engine: As
     assert len(plans) == 2, plans
     assert "ix_messages_status_next_attempt_at" in plans[0], plans[0]
     assert "ix_messages_account_id_updated_at_id" in plans[1], plans[1]
+
+
+RECONCILE_INDEX = "ix_messages_reconcile_at_updated_at"
+
+
+async def test_both_lookups_of_reconciliation_use_its_partial_index(engine: AsyncEngine) -> None:
+    account, conversation = uuid.uuid4(), uuid.uuid4()
+    now = datetime.now(UTC)
+    async with engine.begin() as conn:
+        await _account_and_conversation(conn, account, conversation, now)
+        # Mostly settled messages; a few SENT ones, some never looked up, some looked up.
+        await conn.execute(
+            text(
+                "INSERT INTO messages (id, account_id, conversation_id, channel, direction,"
+                " sender, recipient, attachments, status, provider, provider_message_id,"
+                " attempts, next_attempt_at, created_at, updated_at, reconcile_at)"
+                " SELECT gen_random_uuid(), :account, :conversation, 'SMS', 'OUTBOUND', 'a', 'b',"
+                " '[]', CASE WHEN g % 500 = 0 THEN 'SENT' ELSE 'DELIVERED' END, 'twilio',"
+                " 'SM' || g, 1, o.at, o.at, o.at - g * interval '1 second',"
+                " CASE WHEN g % 1000 = 0 THEN o.at END"
+                " FROM generate_series(1, 20000) g, (SELECT CAST(:old AS timestamptz) AS at) o"
+            ),
+            {"account": account, "conversation": conversation, "old": now - timedelta(hours=1)},
+        )
+        await conn.execute(text("ANALYZE messages"))
+    repo = ReconcileRepository(engine)
+    found: list[object] = []
+
+    async def look() -> None:
+        found.extend(await repo.due(now, timedelta(minutes=10), limit=100))
+
+    plans = await _plans_of(engine, look)
+    assert len(found) == 40
+    assert len(plans) == 2, plans
+    for plan in plans:
+        assert RECONCILE_INDEX in plan, plan
+        assert "Sort" not in plan, plan
