@@ -58,3 +58,8 @@ def decode_event(raw: bytes | str) -> MessageEvent:
         detail=data["d"],
         occurred_at=datetime.fromisoformat(data["t"]),
     )
+
+
+def redis_text(value: bytes | str) -> str:
+    """A Redis reply item as text (clients without ``decode_responses`` give bytes)."""
+    return value.decode() if isinstance(value, bytes) else str(value)

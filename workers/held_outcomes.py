@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 
 from gateway.domain.records import DeliveryError
 from gateway.domain.results import Failure, Outcome, Release, Retry, Sent
+from workers.codec import redis_text
 
 HELD: Final = "mgw:outcomes"
 
@@ -81,7 +82,7 @@ class RedisHeldOutcomes:
         return found
 
     async def message_ids(self) -> set[UUID]:
-        return {UUID(hex=_text(key)) for key in await self._redis.hkeys(HELD)}
+        return {UUID(hex=redis_text(key)) for key in await self._redis.hkeys(HELD)}
 
     async def forget(self, message_ids: Iterable[UUID]) -> None:
         keys = [m.hex for m in message_ids]
@@ -105,7 +106,3 @@ class MemoryHeldOutcomes:
     async def forget(self, message_ids: Iterable[UUID]) -> None:
         for message_id in message_ids:
             self._held.pop(message_id, None)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

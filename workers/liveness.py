@@ -23,6 +23,8 @@ from typing import Final
 import structlog
 from redis.asyncio import Redis
 
+from workers.codec import redis_text
+
 log = structlog.get_logger(__name__)
 
 WORKERS: Final = "mgw:workers"
@@ -71,7 +73,7 @@ class RedisLiveness:
     async def live(self) -> frozenset[str] | None:
         """The live workers; None while that cannot be known yet (see the module doc)."""
         reply = await self._live(keys=[WORKERS, EPOCH], args=[self.dead_after, FORGET_AFTER])
-        warm_for, *live = (_text(item) for item in reply)
+        warm_for, *live = (redis_text(item) for item in reply)
         if float(warm_for) < self.dead_after:
             return None
         return frozenset(live)
@@ -100,7 +102,3 @@ class LocalLiveness:
 
     async def live(self) -> frozenset[str] | None:
         return self._live
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -40,7 +40,7 @@ from gateway.services.clock import utcnow
 from gateway.services.delivery import DeliveryService
 from persistence.lifecycle import LifecycleRepository
 from workers.chores import Chore
-from workers.codec import encode_event
+from workers.codec import encode_event, redis_text
 from workers.liveness import RedisLiveness
 from workers.redis_broker import channel_of
 from workers.sweeper import Sweeper
@@ -437,7 +437,7 @@ class StreamWorker:
             floor = summary["min"]
         else:
             groups = await self.redis.xinfo_groups(self.stream)
-            mine = [g for g in groups if _text(g.get("name")) == self.group]
+            mine = [g for g in groups if redis_text(g.get("name") or "") == self.group]
             if not mine:
                 return
             floor = mine[0]["last-delivered-id"]
@@ -447,10 +447,6 @@ class StreamWorker:
 
 def _name(chore: Chore) -> str:
     return getattr(chore, "__qualname__", None) or repr(chore)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _message_id(fields: dict[Any, Any]) -> UUID | None:

@@ -20,6 +20,7 @@ import structlog
 from redis.asyncio import Redis
 
 from providers.webhooks import ReceivedWebhook
+from workers.codec import redis_text
 
 log = structlog.get_logger(__name__)
 
@@ -53,12 +54,12 @@ class RedisWebhookSpool:
                 "received_at": repr(time.time()),
             },
         )
-        return _text(entry_id)
+        return redis_text(entry_id)
 
     async def oldest(self, count: int) -> list[tuple[str, ReceivedWebhook | None]]:
         """Up to ``count`` entries, oldest first; None for an entry that cannot be read."""
         entries: Any = await self._redis.xrange(self._key, "-", "+", count=count)
-        return [(_text(entry_id), _received(fields)) for entry_id, fields in entries]
+        return [(redis_text(entry_id), _received(fields)) for entry_id, fields in entries]
 
     async def remove(self, entry_ids: Sequence[str]) -> None:
         if not entry_ids:
@@ -74,10 +75,6 @@ class RedisWebhookSpool:
 
     async def length(self) -> int:
         return int(await self._redis.xlen(self._key))
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _received(fields: dict[Any, Any]) -> ReceivedWebhook | None:
