@@ -1,7 +1,7 @@
 """The floor of the accept benchmarks: a plain Starlette JSON endpoint, nothing else.
 
 ``python -m bench.plain_app --port P`` serves it with exactly the uvicorn options of
-``messaging-gateway serve`` (gateway/cli.py): one process, ``log_config=None``,
+``messaging-gateway serve`` (gateway/entry/cli.py): one process, ``log_config=None``,
 ``proxy_headers=False``, websocket pings 20/20, lifespan on, uvicorn's default (uvloop and
 httptools where installed). ``POST /plain`` parses the JSON body (the same request wrk sends to
 ``/graphql``) and answers a small JSON document; ``GET /ready`` answers 200.
@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    signal.signal(signal.SIGTERM, lambda *_: None)  # as gateway/cli.py: exit 0 after shutdown
+    signal.signal(signal.SIGTERM, lambda *_: None)  # as gateway/entry/cli.py: exit 0 after shutdown
     uvicorn.run(
         app,
         host=args.host,

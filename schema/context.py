@@ -11,8 +11,8 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.types import Info
 
-from gateway.container import Container
 from gateway.domain.records import Account
+from gateway.entry.container import Container
 from resolvers.loaders import Loaders
 
 

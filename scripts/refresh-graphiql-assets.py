@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Refresh GraphiQL's browser assets in gateway/graphiql_assets/npm/ from the npm registry.
+"""Refresh GraphiQL's browser assets in gateway/web/graphiql_assets/npm/ from the npm registry.
 
 The pinned packages, and which of their files are shipped, are listed in
-gateway/graphiql_assets/manifest.json. This script fetches each package's tarball at the pinned
+gateway/web/graphiql_assets/manifest.json. This script fetches each package's tarball at the pinned
 version with `npm pack` (npm checks the tarball against the registry's integrity), copies the
 listed files, and writes their sizes and SHA-256 digests back into the manifest.
 
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-ASSETS = ROOT / "gateway" / "graphiql_assets"
+ASSETS = ROOT / "gateway" / "web" / "graphiql_assets"
 MANIFEST = ASSETS / "manifest.json"
 
 

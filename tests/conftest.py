@@ -22,9 +22,9 @@ import pytest
 import uvicorn
 import websockets
 
-from gateway.app import create_app
-from gateway.container import Container
-from gateway.migrations import upgrade_to_head
+from gateway.entry.app import create_app
+from gateway.entry.container import Container
+from gateway.entry.migrations import upgrade_to_head
 from gateway.settings import Settings
 from tests.servers import PostgresServer, RedisServer, free_port
 

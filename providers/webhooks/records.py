@@ -19,7 +19,7 @@ class ReceivedWebhook:
     """A webhook request whose signature was verified, as it arrived: all it takes to parse
     and apply it again, later or in another process (the spool while the database is down).
 
-    ``route`` names the endpoint (see ``gateway.webhook_payloads.ROUTES``); ``query`` is the
+    ``route`` names the endpoint (see ``gateway.web.webhook_payloads.ROUTES``); ``query`` is the
     raw query string (a Twilio status callback carries our message id there).
     """
 

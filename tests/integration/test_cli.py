@@ -28,7 +28,7 @@ import pytest
 from alembic.script import ScriptDirectory
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.migrations import alembic_config
+from gateway.entry.migrations import alembic_config
 from gateway.settings import Settings
 from tests.servers import PostgresServer, free_port
 

@@ -18,12 +18,12 @@ from uuid import UUID
 import pytest
 from sqlalchemy import bindparam, select, text, update
 
-from gateway.container import Container
 from gateway.domain.channels import Channel
 from gateway.domain.messages import SendRequest
 from gateway.domain.records import DeliveryError, Message, MessageEvent
 from gateway.domain.results import Accepted, Failure, Release, Retry, Sent
-from gateway.migrations import upgrade_to_head
+from gateway.entry.container import Container
+from gateway.entry.migrations import upgrade_to_head
 from gateway.services.clock import utcnow
 from gateway.services.delivery import DeliveryService
 from gateway.services.ports import PermanentProviderError, ProviderReceipt

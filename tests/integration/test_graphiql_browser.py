@@ -21,7 +21,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, Route, sync_playwright
 from playwright.sync_api import expect as pw_expect
 
-from gateway.graphiql import PAGE_HEADERS, graphiql_html
+from gateway.web.graphiql import PAGE_HEADERS, graphiql_html
 from tests.integration.test_cli import ServeProcess, cli_env, dev_key_of, serving
 from tests.servers import free_port
 

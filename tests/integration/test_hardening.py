@@ -25,7 +25,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import InvalidStatus
 from websockets.typing import Origin, Subprotocol
 
-from gateway.container import Container
+from gateway.entry.container import Container
 from persistence.accounts import ACCOUNTS
 from persistence.rows import MESSAGES
 from tests.conftest import GraphQLClient, RunningGateway, gateway_settings, serve

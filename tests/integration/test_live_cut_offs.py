@@ -21,9 +21,9 @@ import pytest
 import structlog
 import websockets
 
-from gateway.container import Container
 from gateway.domain.records import MessageEvent
 from gateway.domain.statuses import MessageStatus
+from gateway.entry.container import Container
 from gateway.settings import Settings
 from tests.conftest import RunningGateway, fresh_postgres_url, serve
 from tests.servers import PostgresServer, RedisServer

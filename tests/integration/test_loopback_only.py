@@ -26,8 +26,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.app import GatewayApp, create_app
-from gateway.container import uses_mounted_sandbox
+from gateway.entry.app import GatewayApp, create_app
+from gateway.entry.container import uses_mounted_sandbox
 from gateway.settings import Settings
 from tests.integration.test_cli import (
     CLI,

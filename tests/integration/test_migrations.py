@@ -21,7 +21,7 @@ from sqlalchemy import Column, Index, Integer, MetaData, String, inspect
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.migrations import alembic_config, upgrade_to_head
+from gateway.entry.migrations import alembic_config, upgrade_to_head
 from gateway.settings import Settings
 from persistence.db import create_engine
 from persistence.models import NAMING, Base

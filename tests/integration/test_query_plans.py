@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.migrations import upgrade_to_head
+from gateway.entry.migrations import upgrade_to_head
 from gateway.settings import Settings
 from persistence.conversations import _select
 from persistence.db import create_engine

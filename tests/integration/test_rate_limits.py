@@ -29,7 +29,7 @@ from sqlalchemy import func, select
 from websockets.asyncio.client import ClientConnection
 from websockets.typing import Subprotocol
 
-from gateway.container import Container
+from gateway.entry.container import Container
 from gateway.settings import Settings
 from persistence.accounts import ACCOUNTS
 from persistence.rows import MESSAGES

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from gateway.container import Container
+from gateway.entry.container import Container
 from gateway.observability.metrics import REGISTRY
 from persistence.models import MessageRow
 from tests.conftest import GraphQLClient, gateway_settings, serve

@@ -16,11 +16,11 @@ import pytest
 from redis.asyncio import Redis
 from sqlalchemy import select
 
-from gateway.container import Container
-from gateway.migrations import upgrade_to_head
+from gateway.entry.container import Container
+from gateway.entry.migrations import upgrade_to_head
 from gateway.settings import Settings
-from gateway.webhook_payloads import TWILIO_STATUS
-from gateway.webhook_replay import WebhookReplay
+from gateway.web.webhook_payloads import TWILIO_STATUS
+from gateway.web.webhook_replay import WebhookReplay
 from persistence.models import WebhookReceiptRow
 from providers.webhooks import ReceivedWebhook
 from tests.conftest import fresh_postgres_url

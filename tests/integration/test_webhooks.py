@@ -35,10 +35,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
-from gateway.container import Container
 from gateway.domain.records import DeliveryError
 from gateway.domain.results import Report
 from gateway.domain.statuses import MessageStatus
+from gateway.entry.container import Container
 from gateway.settings import Settings
 from persistence.models import MessageRow, WebhookReceiptRow
 from providers.signatures import (

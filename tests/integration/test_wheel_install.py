@@ -27,7 +27,7 @@ import httpx
 import pytest
 from alembic.script import ScriptDirectory
 
-from gateway.migrations import alembic_config
+from gateway.entry.migrations import alembic_config
 from tests.conftest import fresh_postgres_url
 from tests.integration.test_cli import (
     cli_env,
@@ -147,7 +147,7 @@ def test_the_packages_and_migrations_come_from_the_wheel(
     installed: Installed, workdir: Path
 ) -> None:
     script = (
-        "import gateway, persistence, alembic.script, gateway.migrations as m;"
+        "import gateway, persistence, alembic.script, gateway.entry.migrations as m;"
         "d = alembic.script.ScriptDirectory.from_config(m.alembic_config());"
         "print(gateway.__file__); print(persistence.__file__); print(d.dir);"
         "print(d.get_current_head())"

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from gateway.cli import build_parser
+from gateway.entry.cli import build_parser
 from gateway.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from gateway.cli import build_parser
+from gateway.entry.cli import build_parser
 from gateway.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

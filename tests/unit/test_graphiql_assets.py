@@ -20,10 +20,17 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from gateway.graphiql import PAGE_HEADERS, SCRIPTS, STYLES, assets, graphiql_html, graphiql_routes
+from gateway.web.graphiql import (
+    PAGE_HEADERS,
+    SCRIPTS,
+    STYLES,
+    assets,
+    graphiql_html,
+    graphiql_routes,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
-FOLDER = ROOT / "gateway" / "graphiql_assets"
+FOLDER = ROOT / "gateway" / "web" / "graphiql_assets"
 MANIFEST: dict[str, Any] = json.loads((FOLDER / "manifest.json").read_text())
 VENDORED = {entry["path"]: entry for p in MANIFEST["packages"] for entry in p["files"]}
 KEY = "mgw_" + "k" * 40

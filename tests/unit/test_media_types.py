@@ -11,15 +11,15 @@ import httpx
 import pytest
 from starlette.types import Receive, Scope, Send
 
-from gateway.graphql_http import GraphQLHttp
-from gateway.media_types import (
+from gateway.web.graphql_http import GraphQLHttp
+from gateway.web.media_types import (
     GRAPHQL_RESPONSE,
     JSON,
     graphql_response_status,
     media_type_of,
     negotiate,
 )
-from gateway.timeouts import ExecutionTimeout
+from gateway.web.timeouts import ExecutionTimeout
 
 NEW = "application/graphql-response+json"
 NEW_CONTENT_TYPE = "application/graphql-response+json; charset=utf-8"
@@ -197,7 +197,7 @@ def test_the_view_overrides_strawberrys_hooks_with_their_own_signatures() -> Non
     response hooks: were Strawberry to change them, ours would no longer be called as written."""
     from strawberry.http.async_base_view import AsyncBaseHTTPView
 
-    from gateway.graphql_http import GraphQLOverHttpView
+    from gateway.web.graphql_http import GraphQLOverHttpView
 
     for hook in ("execute_single", "create_response", "get_sub_response"):
         base = inspect.signature(getattr(AsyncBaseHTTPView, hook))

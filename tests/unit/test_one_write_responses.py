@@ -1,4 +1,4 @@
-"""gateway.responses.OneWriteResponses with uvicorn's own HTTP request-response cycle."""
+"""gateway.web.responses.OneWriteResponses with uvicorn's own HTTP request-response cycle."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
-from gateway.responses import OneWriteResponses
+from gateway.web.responses import OneWriteResponses
 
 
 class FakeTransport:
@@ -128,7 +128,7 @@ async def test_the_gateway_app_answers_in_one_write_through_its_whole_stack() ->
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
-    from gateway.app import GatewayApp
+    from gateway.entry.app import GatewayApp
     from gateway.observability import MetricsMiddleware, RequestIdMiddleware
 
     async def endpoint(request: Request) -> Response:

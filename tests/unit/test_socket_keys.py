@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Collection
 
-from gateway.socket_keys import MIN_INTERVAL, SocketKeyWatch
+from gateway.web.socket_keys import MIN_INTERVAL, SocketKeyWatch
 
 
 async def closes_done() -> None:

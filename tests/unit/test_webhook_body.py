@@ -1,4 +1,4 @@
-"""gateway.webhooks._body: the whole body, in any number of chunks, within the limit."""
+"""gateway.web.webhooks._body: the whole body, in any number of chunks, within the limit."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from starlette.requests import ClientDisconnect, Request
 
-from gateway.webhooks import Refused, _body
+from gateway.web.webhooks import Refused, _body
 
 
 def request(messages: list[dict[str, Any]], headers: list[tuple[bytes, bytes]]) -> Request:

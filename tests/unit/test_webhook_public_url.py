@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 from starlette.requests import Request
 
-from gateway.webhooks import _public_url
+from gateway.web.webhooks import _public_url
 
 BASE = "https://hooks.example.com/"
 

@@ -1,4 +1,4 @@
-"""gateway.websocket.FrameWriter: write a frame at once only when the server would not wait."""
+"""gateway.web.websocket.FrameWriter: write a frame at once only when the server would not wait."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from websockets.frames import Opcode
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-from gateway.websocket import FrameWriter
+from gateway.web.websocket import FrameWriter
 
 
 class FakeTransport:

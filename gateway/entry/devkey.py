@@ -12,7 +12,7 @@ from uuid import UUID
 
 import structlog
 
-from gateway.container import Container
+from gateway.entry.container import Container
 
 log = structlog.get_logger(__name__)
 

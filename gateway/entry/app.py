@@ -23,26 +23,26 @@ from starlette.websockets import WebSocket
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
-from gateway.container import SANDBOX_PATH, Container
-from gateway.devkey import ensure_dev_key
-from gateway.graphiql import PAGE_HEADERS, graphiql_html, graphiql_routes
-from gateway.graphql_http import GraphQLHttp, GraphQLOverHttpView
+from gateway.entry.container import SANDBOX_PATH, Container
+from gateway.entry.devkey import ensure_dev_key
+from gateway.entry.migrations import upgrade_to_head
 from gateway.heap import freeze_startup_heap
 from gateway.loopback import is_local_request
-from gateway.migrations import upgrade_to_head
 from gateway.observability import (
     MetricsMiddleware,
     RequestIdMiddleware,
     metrics_endpoint,
     set_status_counts_provider,
 )
-from gateway.responses import OneWriteResponses
 from gateway.services.auth import bearer_token
 from gateway.settings import Settings
-from gateway.socket_keys import SocketKeyWatch
-from gateway.timeouts import ExecutionTimeout
-from gateway.webhooks import webhook_routes
-from gateway.websocket import DirectFrames, LiveTransportWSHandler, TextFrameAdapter
+from gateway.web.graphiql import PAGE_HEADERS, graphiql_html, graphiql_routes
+from gateway.web.graphql_http import GraphQLHttp, GraphQLOverHttpView
+from gateway.web.responses import OneWriteResponses
+from gateway.web.socket_keys import SocketKeyWatch
+from gateway.web.timeouts import ExecutionTimeout
+from gateway.web.webhooks import webhook_routes
+from gateway.web.websocket import DirectFrames, LiveTransportWSHandler, TextFrameAdapter
 from schema.build import create_schema
 from schema.context import Context
 
@@ -54,7 +54,7 @@ class GatewayGraphQL(GraphQLOverHttpView):
     graphql_transport_ws_handler_class = LiveTransportWSHandler
 
     def __init__(self, settings: Settings, key_watch: SocketKeyWatch | None = None) -> None:
-        #: Where acknowledged sockets have their key checked again (see gateway.socket_keys).
+        #: Where acknowledged sockets have their key checked again (see gateway.web.socket_keys).
         self.key_watch = key_watch
         super().__init__(
             create_schema(
@@ -121,7 +121,7 @@ class GatewayGraphQL(GraphQLOverHttpView):
 class GatewayApp(Starlette):
     def build_middleware_stack(self) -> ASGIApp:
         # Outside Starlette's ServerErrorMiddleware, whose `send` wrapper hides the server's
-        # own `send` for HTTP (see gateway.responses).
+        # own `send` for HTTP (see gateway.web.responses).
         return OneWriteResponses(super().build_middleware_stack())
 
 
@@ -206,7 +206,7 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     return GatewayApp(
         routes=routes,
         middleware=[
-            # First: it needs the server's own `send` (websockets only; see gateway.websocket).
+            # First: it needs the server's own `send` (websockets only; see gateway.web.websocket).
             Middleware(DirectFrames),
             Middleware(RequestIdMiddleware),
             Middleware(MetricsMiddleware),

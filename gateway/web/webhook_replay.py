@@ -20,7 +20,7 @@ from prometheus_client import Counter
 
 from gateway.observability.metrics import NAMESPACE, REGISTRY
 from gateway.services.webhooks import WebhookService
-from gateway.webhook_payloads import ROUTES, apply_received, raw_text
+from gateway.web.webhook_payloads import ROUTES, apply_received, raw_text
 from providers.webhooks import ReceivedWebhook
 from workers.webhook_spool import RedisWebhookSpool
 

@@ -7,8 +7,8 @@ import asyncio
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.media_types import content_type, error_body, media_type_of
 from gateway.observability import current_request_id
+from gateway.web.media_types import content_type, error_body, media_type_of
 
 
 class ExecutionTimeout:

@@ -25,7 +25,7 @@ from gateway.services.retry_policy import RetryPolicy
 from gateway.services.sending import SendService
 from gateway.services.webhooks import WebhookService
 from gateway.settings import Settings
-from gateway.webhook_replay import WebhookReplay
+from gateway.web.webhook_replay import WebhookReplay
 from persistence.accept import AcceptRepository
 from persistence.accounts import AccountRepository
 from persistence.db import create_engine

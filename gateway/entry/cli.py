@@ -55,7 +55,7 @@ def _embedded_on_network(args: argparse.Namespace, settings: Settings) -> str | 
         )
     import structlog
 
-    structlog.get_logger("gateway.cli").warning(
+    structlog.get_logger("gateway.entry.cli").warning(
         "embedded_mode_on_network",
         host=args.host,
         detail="the development key is not exposed to non-loopback clients: GraphiQL shows "
@@ -68,8 +68,8 @@ def _embedded_on_network(args: argparse.Namespace, settings: Settings) -> str | 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from gateway.app import create_app
-    from gateway.container import ConfigurationError, verify_providers
+    from gateway.entry.app import create_app
+    from gateway.entry.container import ConfigurationError, verify_providers
 
     refused = _embedded_on_network(args, settings)
     if refused is not None:
@@ -85,7 +85,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
-    app: Any = "gateway.app:create_app"  # with several workers each builds its own from env
+    app: Any = "gateway.entry.app:create_app"  # with several workers each builds its own from env
     try:
         verify_providers(settings)
         if args.workers > 1:
@@ -127,8 +127,8 @@ def _worker(_: argparse.Namespace, settings: Settings) -> int:
         return 2
     import uvloop
 
-    from gateway.container import ConfigurationError, verify_providers
-    from workers.main import run_worker
+    from gateway.entry.container import ConfigurationError, verify_providers
+    from gateway.entry.worker import run_worker
 
     try:
         verify_providers(settings)
@@ -153,7 +153,7 @@ def _sandbox(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _migrate(_: argparse.Namespace, settings: Settings) -> int:
-    from gateway.migrations import upgrade_to_head
+    from gateway.entry.migrations import upgrade_to_head
 
     asyncio.run(upgrade_to_head(settings))
     print("database schema is at head")
@@ -161,8 +161,8 @@ def _migrate(_: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _with_container(settings: Settings, action: str, args: argparse.Namespace) -> int:
-    from gateway.container import Container
-    from gateway.migrations import upgrade_to_head
+    from gateway.entry.container import Container
+    from gateway.entry.migrations import upgrade_to_head
     from gateway.services.clock import utcnow
 
     if settings.is_sqlite:

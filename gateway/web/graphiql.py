@@ -127,7 +127,7 @@ class Asset:
 @cache
 def assets() -> dict[str, Asset]:
     """Every file the page loads, read once from the installed package."""
-    folder = resources.files("gateway").joinpath("graphiql_assets")
+    folder = resources.files("gateway.web").joinpath("graphiql_assets")
     found: dict[str, Asset] = {}
     for path in (*STYLES, *SCRIPTS):
         suffix = path[path.rindex(".") :]

@@ -42,7 +42,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 )
 
 from gateway.outages import UNAVAILABLE_MESSAGE, describe, is_unavailable
-from gateway.socket_keys import KEY_REVOKED_CODE, KEY_REVOKED_REASON, SocketKeyWatch
+from gateway.web.socket_keys import KEY_REVOKED_CODE, KEY_REVOKED_REASON, SocketKeyWatch
 from schema.context import Context
 from schema.live import LiveSink, SendPayload, SendPayloadNow, current_sink
 

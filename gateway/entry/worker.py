@@ -7,7 +7,7 @@ import signal
 
 import structlog
 
-from gateway.container import Container
+from gateway.entry.container import Container
 from gateway.heap import freeze_startup_heap
 from gateway.settings import Settings
 from workers.health import HealthServer

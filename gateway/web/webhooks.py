@@ -2,7 +2,7 @@
 
 Every endpoint checks the signature first (401 when missing, 403 when wrong: no state change),
 then parses (400 with a clear message), then applies (duplicates are answered 2xx and have no
-second effect); parsing and applying is ``gateway.webhook_payloads``, shared with the replay.
+second effect); parsing and applying is ``gateway.web.webhook_payloads``, shared with the replay.
 
 A payload we fail to apply is kept raw in webhook_receipts. When the database cannot take it
 either (it is down), a verified payload goes to the spool in Redis (Redis mode), the provider
@@ -26,11 +26,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.bodies import BodyTooLarge, read_body
-from gateway.container import Container
+from gateway.entry.container import Container
 from gateway.observability.metrics import NAMESPACE, REGISTRY
 from gateway.outages import RETRY_AFTER_SECONDS, describe, is_unavailable
-from gateway.webhook_payloads import (
+from gateway.web.bodies import BodyTooLarge, read_body
+from gateway.web.webhook_payloads import (
     GENERIC_EMAIL,
     GENERIC_SMS,
     ROUTES,

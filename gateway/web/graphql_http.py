@@ -9,13 +9,13 @@ happens) and the view's GraphQL-over-HTTP rules (media types, status codes, GET)
   error handling) is answered as GraphQL JSON with the request id, not as the server's
   plain-text 500: 503 ``UNAVAILABLE`` with ``Retry-After`` when a backing service is down,
   otherwise 500 ``INTERNAL``.
-- The response media type is negotiated here first (``gateway.media_types``): an ``Accept``
+- The response media type is negotiated here first (``gateway.web.media_types``): an ``Accept``
   that admits neither JSON type is answered 406, before anything is read. Every answer of
   this layer is written in the negotiated type.
 
 ``GraphQLOverHttpView`` is Strawberry's ASGI view with the spec's rules on top: answers in
 ``application/graphql-response+json`` get the spec's status codes (see
-``gateway.media_types.graphql_response_status``), ``application/json`` answers stay as they
+``gateway.web.media_types.graphql_response_status``), ``application/json`` answers stay as they
 were, and a mutation over GET is answered 405 with ``Allow: POST``.
 """
 
@@ -38,8 +38,10 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
-from gateway.bodies import BodyTooLarge, read_body, replay
-from gateway.media_types import (
+from gateway.observability import current_request_id
+from gateway.outages import RETRY_AFTER_SECONDS, describe, is_unavailable, unavailable_error
+from gateway.web.bodies import BodyTooLarge, read_body, replay
+from gateway.web.media_types import (
     GRAPHQL_RESPONSE,
     JSON,
     accept_header,
@@ -48,8 +50,6 @@ from gateway.media_types import (
     graphql_response_status,
     media_type_of,
 )
-from gateway.observability import current_request_id
-from gateway.outages import RETRY_AFTER_SECONDS, describe, is_unavailable, unavailable_error
 from schema.context import Context
 
 log = structlog.get_logger(__name__)

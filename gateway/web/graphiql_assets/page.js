@@ -1,6 +1,6 @@
 // Starts GraphiQL on the gateway's /graphql page. Everything it needs is on the page: the
 // vendored React, GraphiQL and explorer scripts before this one, and its settings in the
-// JSON block #graphiql-settings (written by gateway/graphiql.py).
+// JSON block #graphiql-settings (written by gateway/web/graphiql.py).
 (function () {
   "use strict";
 

@@ -1,0 +1,1 @@
+"""Entry points: the Starlette app, the CLI, and the wiring of concrete backends per role."""

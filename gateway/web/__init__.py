@@ -1,0 +1,1 @@
+"""The HTTP shell: GraphQL over HTTP and websockets, GraphiQL, provider webhook routes."""
