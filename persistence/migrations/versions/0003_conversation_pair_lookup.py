@@ -6,20 +6,12 @@ its statistics were stale (a fast-growing table): since most conversations of an
 share its sender number, that index scan then walked every conversation of the account, and
 each accept got slower as the table grew. With participant_a appended, either index answers
 the pair lookup with a full-key match, whatever the planner picks.
-
-Revision ID: 0003
-Revises: 0002
-Create Date: 2026-11-27
 """
-
-from collections.abc import Sequence
 
 from alembic import op
 
 revision: str = "0003"
 down_revision: str | None = "0002"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

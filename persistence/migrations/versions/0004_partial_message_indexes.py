@@ -4,21 +4,13 @@ Every status change of a message updates its row, and an update that is not HOT 
 new entry into every index of the table. The work-finding index (status, next_attempt_at)
 only serves QUEUED, SCHEDULED and SENDING messages, and the dead-letter index only FAILED
 ones: as partial indexes, a message's moves to SENT and DELIVERED no longer touch them.
-
-Revision ID: 0004
-Revises: 0003
-Create Date: 2026-11-27
 """
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004"
 down_revision: str | None = "0003"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 WORK = sa.text("status IN ('QUEUED', 'SCHEDULED', 'SENDING')")
 FAILED = sa.text("status = 'FAILED'")

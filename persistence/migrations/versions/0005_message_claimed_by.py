@@ -3,21 +3,13 @@
 A message in SENDING is in some worker's hands. Recording whose lets the others take back a
 dead worker's messages as soon as its heartbeat stops, instead of waiting for a timeout long
 enough to never cut a live worker's slow provider call short.
-
-Revision ID: 0005
-Revises: 0004
-Create Date: 2026-12-02
 """
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0005"
 down_revision: str | None = "0004"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

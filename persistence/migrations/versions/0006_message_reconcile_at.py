@@ -4,21 +4,13 @@ A message the provider took and whose final status never came back (a callback l
 refused while the database was down) is looked up at the provider after a while. The
 partial index holds only such messages (SENT, or SENDING with a provider id), in the order
 reconciliation takes them: first never looked up, by age; then by when to look again.
-
-Revision ID: 0006
-Revises: 0005
-Create Date: 2026-12-02
 """
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006"
 down_revision: str | None = "0005"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 UNSETTLED = sa.text("status IN ('SENT', 'SENDING') AND provider_message_id IS NOT NULL")
 
