@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Final
 
 import structlog
@@ -29,66 +29,64 @@ UNMATCHED_ROUTE: Final = "unmatched"
 
 REGISTRY: Final = CollectorRegistry()
 
-HTTP_REQUESTS: Final = Counter(
+
+def counter(name: str, documentation: str, labels: Sequence[str] = ()) -> Counter:
+    """A counter of the gateway's namespace on :data:`REGISTRY`."""
+    return Counter(name, documentation, labels, namespace=NAMESPACE, registry=REGISTRY)
+
+
+def gauge(name: str, documentation: str, labels: Sequence[str] = ()) -> Gauge:
+    """A gauge of the gateway's namespace on :data:`REGISTRY`."""
+    return Gauge(name, documentation, labels, namespace=NAMESPACE, registry=REGISTRY)
+
+
+def histogram(name: str, documentation: str, labels: Sequence[str] = ()) -> Histogram:
+    """A histogram (default buckets) of the gateway's namespace on :data:`REGISTRY`."""
+    return Histogram(name, documentation, labels, namespace=NAMESPACE, registry=REGISTRY)
+
+
+HTTP_REQUESTS: Final = counter(
     "http_requests",
     "HTTP requests handled, by method, route template and status code.",
     ["method", "route", "status"],
-    namespace=NAMESPACE,
-    registry=REGISTRY,
 )
-HTTP_LATENCY: Final = Histogram(
+HTTP_LATENCY: Final = histogram(
     "http_request_duration_seconds",
     "HTTP request handling time in seconds, by method and route template.",
     ["method", "route"],
-    namespace=NAMESPACE,
-    registry=REGISTRY,
 )
-GRAPHQL_OPERATIONS: Final = Counter(
+GRAPHQL_OPERATIONS: Final = counter(
     "graphql_operations",
     "GraphQL operations, by operation type, first root field and outcome (ok|error).",
     ["operation_type", "root_field", "outcome"],
-    namespace=NAMESPACE,
-    registry=REGISTRY,
 )
-GRAPHQL_LATENCY: Final = Histogram(
+GRAPHQL_LATENCY: Final = histogram(
     "graphql_operation_duration_seconds",
     "GraphQL operation time in seconds (queries and mutations; not subscriptions).",
     ["operation_type", "root_field"],
-    namespace=NAMESPACE,
-    registry=REGISTRY,
 )
-MESSAGES_BY_STATUS: Final = Gauge(
+MESSAGES_BY_STATUS: Final = gauge(
     "messages_by_status",
     "Stored messages by delivery status, refreshed on each scrape.",
     ["status"],
-    namespace=NAMESPACE,
-    registry=REGISTRY,
 )
-MESSAGES_ACCEPTED: Final = Counter(
+MESSAGES_ACCEPTED: Final = counter(
     "messages_accepted",
     "Messages accepted for delivery, by channel.",
     ["channel"],
-    namespace=NAMESPACE,
-    registry=REGISTRY,
 )
-DELIVERY_ATTEMPTS: Final = Counter(
+DELIVERY_ATTEMPTS: Final = counter(
     "delivery_attempts",
     "Delivery attempts against providers, by provider and outcome.",
     ["provider", "outcome"],
-    namespace=NAMESPACE,
-    registry=REGISTRY,
 )
-EVENTS_PUBLISHED: Final = Counter(
+EVENTS_PUBLISHED: Final = counter(
     "events_published",
     "Events published to subscribers.",
-    namespace=NAMESPACE,
-    registry=REGISTRY,
 )
-SUBSCRIPTIONS_ACTIVE: Final = Gauge(
+SUBSCRIPTIONS_ACTIVE: Final = gauge(
     "subscriptions_active",
     "GraphQL subscriptions currently active in this process.",
-    namespace=NAMESPACE,
-    registry=REGISTRY,
 )
 
 _log = structlog.get_logger(__name__)

@@ -16,24 +16,19 @@ import structlog
 from limits import RateLimitItem, parse_many
 from limits.aio.storage import Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
-from prometheus_client import Counter
 
-from gateway.observability.metrics import NAMESPACE, REGISTRY
+from gateway.observability.metrics import counter
 
 log = structlog.get_logger(__name__)
 
-LIMITER_ERRORS = Counter(
+LIMITER_ERRORS = counter(
     "rate_limiter_errors",
     "Rate limit checks that failed because the limiter storage was unreachable.",
-    namespace=NAMESPACE,
-    registry=REGISTRY,
 )
-RATE_LIMITED = Counter(
+RATE_LIMITED = counter(
     "rate_limited_operations",
     "Operations refused by the rate limiter, by root field.",
     ["field"],
-    namespace=NAMESPACE,
-    registry=REGISTRY,
 )
 
 

@@ -24,25 +24,22 @@ from typing import Final
 from uuid import UUID
 
 import structlog
-from prometheus_client import Counter
 
 from gateway.domain.reports import KIND_RECONCILED, StatusReport
 from gateway.domain.results import Unsettled
 from gateway.domain.statuses import TERMINAL
-from gateway.observability.metrics import NAMESPACE, REGISTRY
+from gateway.observability.metrics import counter
 from gateway.services.clock import utcnow
 from gateway.services.ports import Provider, ProviderError, ProviderLookup, ReconcileStore
 from gateway.services.webhooks import WebhookService
 
 log = structlog.get_logger(__name__)
 
-RECONCILIATIONS: Final = Counter(
+RECONCILIATIONS: Final = counter(
     "reconciliations",
     "Messages looked up at their provider by reconciliation, by provider and outcome "
     "(settled, pending, unknown, failed).",
     ["provider", "outcome"],
-    namespace=NAMESPACE,
-    registry=REGISTRY,
 )
 
 #: Lookups in flight at once: a batch is done in a few round trips without a burst of calls.
