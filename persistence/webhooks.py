@@ -20,8 +20,9 @@ from gateway.domain.addresses import conversation_key
 from gateway.domain.channels import Direction
 from gateway.domain.ids import new_id
 from gateway.domain.records import DeliveryError, Message, MessageEvent
-from gateway.domain.results import Change, Inbound, Report, ReportResult
-from gateway.domain.statuses import MessageStatus, can_advance
+from gateway.domain.reports import InboundMessage, StatusReport
+from gateway.domain.results import Change, ReportResult
+from gateway.domain.statuses import Advance, MessageStatus, Stale, decide_report
 from persistence import report_sql
 from persistence.base import Repository, event_row, insert_events
 from persistence.conversations import resolve_conversations
@@ -91,7 +92,7 @@ class _Target:
             self.error_description = error.description
             self.error_permanent = error.permanent
 
-    def event_row(self, report: Report, now: datetime) -> dict[str, Any]:
+    def event_row(self, report: StatusReport, now: datetime) -> dict[str, Any]:
         return {
             "account_id": self.account_id,
             "message_id": self.id,
@@ -118,7 +119,7 @@ class _Targets:
         return [t for t in self.by_id.values() if t.status != t.locked_status]
 
 
-def _target_of(targets: _Targets, report: Report) -> _Target | None:
+def _target_of(targets: _Targets, report: StatusReport) -> _Target | None:
     if report.message_id is not None:
         return targets.by_id.get(report.message_id)
     if report.provider_message_id is not None:
@@ -126,7 +127,7 @@ def _target_of(targets: _Targets, report: Report) -> _Target | None:
     return None
 
 
-def _names(reports: Sequence[Report]) -> tuple[list[UUID], list[str]]:
+def _names(reports: Sequence[StatusReport]) -> tuple[list[UUID], list[str]]:
     """The message ids the reports name, and the provider ids of those naming no id."""
     ids = sorted({r.message_id for r in reports if r.message_id is not None})
     sids = sorted(
@@ -139,16 +140,17 @@ def _names(reports: Sequence[Report]) -> tuple[list[UUID], list[str]]:
     return ids, sids
 
 
-def _decide(
-    reports: Sequence[tuple[str, Report]],
+def _execute(
+    reports: Sequence[tuple[str, StatusReport]],
     fresh: list[int],
     targets: _Targets,
     claimed: set[str],
     results: list[ReportResult],
     now: datetime,
 ) -> tuple[list[int], list[dict[str, Any]]]:
-    """Move the locked targets along the claimed reports, in order; fills ``results`` for
-    the reports that apply nothing and returns the others' indexes and event rows."""
+    """Move the locked targets along the claimed reports, in order, as ``decide_report``
+    decides; fills ``results`` for the reports that apply nothing and returns the others'
+    indexes and event rows."""
     pending: list[int] = []
     rows: list[dict[str, Any]] = []
     for index in fresh:
@@ -159,12 +161,12 @@ def _decide(
         if target is None:
             results[index] = UNMATCHED
             continue
-        if report.status is not None:
-            if not can_advance(target.status, report.status):
-                # A late or out-of-order report: the status never moves backwards.
-                results[index] = STALE
-                continue
-            target.advance(report.status, report.error)
+        decision = decide_report(target.status, report.status)
+        if isinstance(decision, Stale):
+            results[index] = STALE
+            continue
+        if isinstance(decision, Advance):
+            target.advance(decision.to, report.error)
         pending.append(index)
         rows.append(target.event_row(report, now))
     return pending, rows
@@ -221,7 +223,7 @@ class WebhookRepository(Repository):
         return result.first() is not None
 
     async def apply_reports(
-        self, reports: Sequence[tuple[str, Report]], now: datetime
+        self, reports: Sequence[tuple[str, StatusReport]], now: datetime
     ) -> list[ReportResult]:
         """Apply (source, report) pairs in one transaction; one result per pair, in order.
 
@@ -244,7 +246,7 @@ class WebhookRepository(Repository):
 
     async def _apply_on_postgresql(
         self,
-        reports: Sequence[tuple[str, Report]],
+        reports: Sequence[tuple[str, StatusReport]],
         fresh: list[int],
         results: list[ReportResult],
         now: datetime,
@@ -260,13 +262,13 @@ class WebhookRepository(Repository):
             targets = _Targets()
             for row in locked:
                 targets.add(_Target(*row))
-            pending, rows = _decide(reports, fresh, targets, claimed, results, now)
+            pending, rows = _execute(reports, fresh, targets, claimed, results, now)
             events = await report_sql.record(driver, targets.changed(), rows, now)
         return pending, events
 
     async def _apply_portably(
         self,
-        reports: Sequence[tuple[str, Report]],
+        reports: Sequence[tuple[str, StatusReport]],
         fresh: list[int],
         results: list[ReportResult],
         now: datetime,
@@ -279,12 +281,12 @@ class WebhookRepository(Repository):
                 found = _target_of(targets, report) is not None
                 claims.append((source, report.dedupe_key, "applied" if found else "unmatched"))
             claimed = await self._claim_many(conn, claims, now)
-            pending, rows = _decide(reports, fresh, targets, claimed, results, now)
+            pending, rows = _execute(reports, fresh, targets, claimed, results, now)
             await self._write_changes(conn, targets.changed(), now)
             events = await insert_events(conn, rows)
         return pending, events
 
-    async def _lock_targets(self, conn: AsyncConnection, reports: list[Report]) -> _Targets:
+    async def _lock_targets(self, conn: AsyncConnection, reports: list[StatusReport]) -> _Targets:
         """The messages the reports name, locked (FOR NO KEY UPDATE) in id order.
 
         Locked: a report recorded without a status change copies the current status into its
@@ -361,16 +363,18 @@ class WebhookRepository(Repository):
             ],
         )
 
-    async def receive(self, inbound: Inbound, now: datetime) -> Change | None:
+    async def receive(
+        self, account_id: UUID, inbound: InboundMessage, now: datetime
+    ) -> Change | None:
         """Store an inbound message (RECEIVED) in its conversation; None for a duplicate."""
         async with self.engine.begin() as conn:
             if not await self._claim(conn, inbound.provider, inbound.dedupe_key, now):
                 return None
-            triple = (inbound.account_id, *conversation_key(inbound.sender, inbound.recipient))
+            triple = (account_id, *conversation_key(inbound.sender, inbound.recipient))
             conversations, _ = await resolve_conversations(self, conn, [triple], now)
             message = Message(
                 id=new_id(),
-                account_id=inbound.account_id,
+                account_id=account_id,
                 conversation_id=conversations[triple],
                 channel=inbound.channel,
                 direction=Direction.INBOUND,

@@ -36,6 +36,16 @@ class InboundMessage:
     sent_at: datetime | None
     subject: str | None = None
 
+    @property
+    def dedupe_key(self) -> str:
+        # Per recipient: one e-mail to two of our addresses is two inbound messages.
+        return f"{self.provider}:inbound:{self.recipient}:{self.provider_message_id}"
+
+    @property
+    def metadata(self) -> dict[str, Any] | None:
+        """What the message keeps beside its body (an e-mail's subject)."""
+        return {"subject": self.subject} if self.subject else None
+
 
 @dataclass(frozen=True)
 class StatusReport:

@@ -1,7 +1,7 @@
 """What the use cases hand to their ports and get back: pure records, no I/O.
 
-Outcomes of a delivery attempt, committed status changes, the results of accepting messages,
-and the storage-side views of provider reports and inbound messages.
+Outcomes of a delivery attempt, committed status changes, the results of accepting messages
+and of applying provider reports.
 """
 
 from __future__ import annotations
@@ -11,10 +11,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from gateway.domain.channels import Channel
 from gateway.domain.messages import NormalizedMessage
 from gateway.domain.records import DeliveryError, Message, MessageEvent
-from gateway.domain.statuses import MessageStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,35 +87,6 @@ class AcceptResult:
 
 Item = tuple[UUID, NormalizedMessage]
 """One message to accept: the account it belongs to and its validated draft."""
-
-
-@dataclass(frozen=True, slots=True)
-class Report:
-    """What a provider told us about one message (storage-side view of a StatusReport)."""
-
-    dedupe_key: str
-    message_id: UUID | None
-    provider: str
-    provider_message_id: str | None
-    status: MessageStatus | None
-    kind: str
-    detail: dict[str, Any]
-    error: DeliveryError | None
-
-
-@dataclass(frozen=True, slots=True)
-class Inbound:
-    account_id: UUID
-    channel: Channel
-    sender: str
-    recipient: str
-    body: str | None
-    attachments: tuple[str, ...]
-    provider: str
-    provider_message_id: str
-    sent_at: datetime | None
-    dedupe_key: str
-    metadata: dict[str, Any] | None
 
 
 @dataclass(frozen=True, slots=True)

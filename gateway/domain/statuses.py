@@ -7,6 +7,7 @@ moves forward in rank; the two ways back to QUEUED are explicit, separate operat
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 from types import MappingProxyType
 
 
@@ -85,3 +86,43 @@ def can_retry(current: MessageStatus) -> bool:
 
 def can_cancel(current: MessageStatus) -> bool:
     return current in (MessageStatus.SCHEDULED, MessageStatus.QUEUED)
+
+
+# What a provider's status report does to a message, decided from the status the message has
+# when the report is applied. Persistence executes the decision; it decides nothing itself.
+
+
+@dataclass(frozen=True, slots=True)
+class Advance:
+    """The report moves the message forward, to ``to``."""
+
+    to: MessageStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """The report moves no status (engagement, a deferral, a vendor status that stands for
+    none of ours): it joins the audit trail at the status the message has."""
+
+
+@dataclass(frozen=True, slots=True)
+class Stale:
+    """A late, repeated or out-of-order status: nothing changes and no event is written (the
+    report still counts as seen, so its redelivery is a duplicate)."""
+
+
+ReportDecision = Advance | Record | Stale
+
+
+def decide_report(current: MessageStatus, reported: MessageStatus | None) -> ReportDecision:
+    """What a report of ``reported`` does to a message that is ``current`` now.
+
+    Callbacks arrive duplicated and out of order, so a report only ever moves a message along
+    the forward table: a SENT arriving after DELIVERED, a FAILED after DELIVERED, a second
+    DELIVERED, all are stale rather than moving a final status or going backwards.
+    """
+    if reported is None:
+        return Record()
+    if can_advance(current, reported):
+        return Advance(reported)
+    return Stale()

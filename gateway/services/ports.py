@@ -11,13 +11,12 @@ from uuid import UUID
 
 from gateway.domain.channels import Channel
 from gateway.domain.records import Account, DeliveryError, Message, MessageEvent
+from gateway.domain.reports import InboundMessage, StatusReport
 from gateway.domain.results import (
     AcceptResult,
     Change,
-    Inbound,
     Item,
     Outcome,
-    Report,
     ReportResult,
     Unsettled,
 )
@@ -184,10 +183,17 @@ class WebhookStore(Protocol):
     async def owner_of(self, address: str) -> UUID | None: ...
 
     async def apply_reports(
-        self, reports: Sequence[tuple[str, Report]], now: datetime
-    ) -> list[ReportResult]: ...
+        self, reports: Sequence[tuple[str, StatusReport]], now: datetime
+    ) -> list[ReportResult]:
+        """Apply (source, report) pairs in one transaction, each as ``decide_report`` rules;
+        one result per pair, in order."""
+        ...
 
-    async def receive(self, inbound: Inbound, now: datetime) -> Change | None: ...
+    async def receive(
+        self, account_id: UUID, message: InboundMessage, now: datetime
+    ) -> Change | None:
+        """Store an inbound message as the account's (RECEIVED); None for a duplicate."""
+        ...
 
     async def keep_raw(
         self,

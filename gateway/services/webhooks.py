@@ -10,7 +10,7 @@ import structlog
 
 from gateway.domain.records import MessageEvent
 from gateway.domain.reports import InboundMessage, StatusReport
-from gateway.domain.results import Inbound, Report, ReportResult
+from gateway.domain.results import ReportResult
 from gateway.services.clock import utcnow
 from gateway.services.coalescer import Coalescer
 from gateway.services.ports import Broker, WebhookStore
@@ -41,29 +41,12 @@ class WebhookService:
         # one publish; each request is still answered only once its own reports committed.
         # One batch in flight: callbacks are answered a few milliseconds later, but batches
         # are larger, and under load a callback costs ~25% less CPU (API and PostgreSQL).
-        self._batches: Coalescer[tuple[str, Report], ReportResult] = Coalescer(
+        self._batches: Coalescer[tuple[str, StatusReport], ReportResult] = Coalescer(
             self._apply_batch, max_inflight=1
         )
 
     async def apply_reports(self, source: str, reports: list[StatusReport]) -> ReportOutcome:
-        results = await self._batches.submit(
-            [
-                (
-                    source,
-                    Report(
-                        dedupe_key=r.dedupe_key,
-                        message_id=r.message_id,
-                        provider=r.provider,
-                        provider_message_id=r.provider_message_id,
-                        status=r.status,
-                        kind=r.kind,
-                        detail=r.detail,
-                        error=r.error,
-                    ),
-                )
-                for r in reports
-            ]
-        )
+        results = await self._batches.submit([(source, report) for report in reports])
         outcome = ReportOutcome(
             applied=[r.event for r in results if r.event is not None],
             duplicates=sum(r.outcome == "duplicate" for r in results),
@@ -73,7 +56,7 @@ class WebhookService:
             log.warning("webhook_reports_unmatched", source=source, count=outcome.unmatched)
         return outcome
 
-    async def _apply_batch(self, items: list[tuple[str, Report]]) -> list[ReportResult]:
+    async def _apply_batch(self, items: list[tuple[str, StatusReport]]) -> list[ReportResult]:
         results = await self._repo.apply_reports(items, utcnow())
         await self._broker.publish([r.event for r in results if r.event is not None])
         return results
@@ -83,26 +66,7 @@ class WebhookService:
         owner = await self._repo.owner_of(message.recipient) or self._default_owner()
         if owner is None:
             return "unowned"
-        metadata = {"subject": message.subject} if message.subject else None
-        change = await self._repo.receive(
-            Inbound(
-                account_id=owner,
-                channel=message.channel,
-                sender=message.sender,
-                recipient=message.recipient,
-                body=message.body,
-                attachments=message.attachments,
-                provider=message.provider,
-                provider_message_id=message.provider_message_id,
-                sent_at=message.sent_at,
-                # Per recipient: one e-mail to two of our addresses is two inbound messages.
-                dedupe_key=(
-                    f"{message.provider}:inbound:{message.recipient}:{message.provider_message_id}"
-                ),
-                metadata=metadata,
-            ),
-            utcnow(),
-        )
+        change = await self._repo.receive(owner, message, utcnow())
         if change is None:
             return "duplicate"
         await self._broker.publish([change.event])

@@ -36,7 +36,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from gateway.domain.records import DeliveryError
-from gateway.domain.results import Report
+from gateway.domain.reports import StatusReport
 from gateway.domain.statuses import MessageStatus
 from gateway.entry.container import Container
 from gateway.settings import Settings
@@ -589,10 +589,10 @@ def twilio_report(
     status: MessageStatus | None,
     raw: str,
     error: DeliveryError | None = None,
-) -> Report:
-    """A storage-side Twilio report on ``message`` (None: a message nobody has)."""
+) -> StatusReport:
+    """A Twilio report on ``message`` (None: a message nobody has)."""
     sid = message["providerMessageId"] if message else "SM" + secrets.token_hex(16)
-    return Report(
+    return StatusReport(
         dedupe_key=f"twilio:{sid}:{raw}",
         message_id=UUID(raw_id(message["id"])) if message else uuid.uuid4(),
         provider="twilio",

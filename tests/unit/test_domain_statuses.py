@@ -13,6 +13,7 @@ from gateway.domain import (
     can_retry,
     rank,
 )
+from gateway.domain.statuses import Advance, Record, Stale, decide_report
 
 S = MessageStatus
 statuses = st.sampled_from(list(S))
@@ -140,3 +141,62 @@ def test_single_outcome_wins_whatever_the_callback_order(
         if can_advance(current, incoming):
             current = incoming
     assert current is outcome
+
+
+# The decision a provider's report gets, from the status its message has when it is applied.
+
+
+@pytest.mark.parametrize(
+    ("current", "reported", "decision"),
+    [
+        # A late SENT after DELIVERED changes nothing.
+        (S.DELIVERED, S.SENT, Stale()),
+        # A final status is final: a FAILED or UNDELIVERED after DELIVERED moves nothing.
+        (S.DELIVERED, S.FAILED, Stale()),
+        (S.DELIVERED, S.UNDELIVERED, Stale()),
+        (S.UNDELIVERED, S.DELIVERED, Stale()),
+        # The same status again (Twilio's "read" after "delivered") is nothing new.
+        (S.DELIVERED, S.DELIVERED, Stale()),
+        (S.SENT, S.SENT, Stale()),
+        # DELIVERED may overtake SENT, and SENT follows the send attempt.
+        (S.SENDING, S.DELIVERED, Advance(S.DELIVERED)),
+        (S.SENDING, S.SENT, Advance(S.SENT)),
+        (S.SENT, S.FAILED, Advance(S.FAILED)),
+        # A report on a message we never handed over is refused, not taken at its word.
+        (S.QUEUED, S.SENT, Stale()),
+        (S.CANCELED, S.DELIVERED, Stale()),
+        (S.RECEIVED, S.DELIVERED, Stale()),
+        # A vendor status that stands for none of ours (Twilio's "queued", an e-mail opened,
+        # an event name SendGrid adds later) is recorded as it is, on any message.
+        (S.SENT, None, Record()),
+        (S.DELIVERED, None, Record()),
+        (S.QUEUED, None, Record()),
+    ],
+)
+def test_report_decisions(current: S, reported: S | None, decision: object) -> None:
+    assert decide_report(current, reported) == decision
+
+
+@FAST
+@given(statuses, statuses)
+def test_a_report_advances_exactly_along_the_forward_table(current: S, reported: S) -> None:
+    decision = decide_report(current, reported)
+    if can_advance(current, reported):
+        assert decision == Advance(reported)
+        assert rank(decision.to) > rank(current)
+    else:
+        assert decision == Stale()
+
+
+@FAST
+@given(statuses, st.lists(st.one_of(st.none(), statuses), max_size=30))
+def test_reports_in_any_order_never_move_a_status_back(start: S, reports: list[S | None]) -> None:
+    current = start
+    for reported in reports:
+        before = current
+        decision = decide_report(current, reported)
+        if isinstance(decision, Advance):
+            current = decision.to
+        assert rank(current) >= rank(before)
+        if before in TERMINAL:
+            assert current is before

@@ -14,7 +14,7 @@ from uuid import UUID, uuid4
 from gateway.domain.channels import Channel, Direction
 from gateway.domain.records import Message, MessageEvent
 from gateway.domain.reports import KIND_DELIVERY_RECEIPT, InboundMessage, StatusReport
-from gateway.domain.results import Change, Inbound, Report, ReportResult
+from gateway.domain.results import Change, ReportResult
 from gateway.domain.statuses import MessageStatus, can_cancel, can_retry
 from gateway.services.operator import Changed, OperatorService, Refused, Unknown
 from gateway.services.webhooks import WebhookService
@@ -87,14 +87,14 @@ class MemoryLifecycle:
 class MemoryWebhookStore:
     def __init__(self, owners: dict[str, UUID] | None = None) -> None:
         self.owners = owners or {}
-        self.inbound: dict[str, Inbound] = {}
-        self.reports: list[tuple[str, Report]] = []
+        self.inbound: dict[str, tuple[UUID, InboundMessage]] = {}
+        self.reports: list[tuple[str, StatusReport]] = []
 
     async def owner_of(self, address: str) -> UUID | None:
         return self.owners.get(address)
 
     async def apply_reports(
-        self, reports: Sequence[tuple[str, Report]], now: datetime
+        self, reports: Sequence[tuple[str, StatusReport]], now: datetime
     ) -> list[ReportResult]:
         results = []
         for source, report in reports:
@@ -110,11 +110,13 @@ class MemoryWebhookStore:
             results.append(ReportResult("applied", event_of(delivered, report.kind)))
         return results
 
-    async def receive(self, inbound: Inbound, now: datetime) -> Change | None:
+    async def receive(
+        self, account_id: UUID, inbound: InboundMessage, now: datetime
+    ) -> Change | None:
         if inbound.dedupe_key in self.inbound:
             return None
-        self.inbound[inbound.dedupe_key] = inbound
-        stored = message(inbound.account_id, S.RECEIVED)
+        self.inbound[inbound.dedupe_key] = (account_id, inbound)
+        stored = message(account_id, S.RECEIVED)
         return Change(stored, event_of(stored, "received"))
 
 
@@ -168,7 +170,7 @@ async def test_inbound_goes_to_the_address_owner_else_the_default_else_nowhere()
     assert await WebhookService(store, broker).receive(inbound("+14155550198")) == "unowned"
     embedded = WebhookService(store, broker, default_owner=lambda: fallback)
     assert await embedded.receive(inbound("+14155550198")) == "stored"
-    assert {i.account_id for i in store.inbound.values()} == {owner, fallback}
+    assert {account for account, _ in store.inbound.values()} == {owner, fallback}
     assert len(broker.published) == 2
 
 
