@@ -2,21 +2,19 @@
 
 After startup a gateway process holds a few hundred thousand long-lived objects (the schema,
 SQLAlchemy's and graphql-core's caches, imported modules). Without this, every full
-collection walks all of them: measured on the accept path, ~20% of the CPU per request went
-to the collector and single full collections paused the event loop for ~100 ms, which is
-what a request's p99 latency sees. Freezing moves them to the permanent generation, so the
-collector only walks objects created since.
+collection walks all of them, costing CPU on every request and pausing the event loop for
+as long as the walk takes, which is what a request's p99 latency sees. Freezing moves them to
+the permanent generation, so the collector only walks objects created since.
 
 Full collections are made ten times rarer (the third threshold 10 -> 100). Objects that
 live long but were created after startup, above all those of open websocket subscriptions,
-are walked by every full collection: with 1000 subscribers one took ~50-100 ms, and the
-fan-out's p99 from publish to client was that pause (~100 ms; 41-50 ms with this). Reference
-counting frees everything outside reference cycles at once; cyclic garbage that survived two
-younger collections just waits longer.
+are walked by every full collection, and with many subscribers that pause is the fan-out's
+p99 from publish to client. Reference counting frees everything outside reference cycles at
+once; cyclic garbage that survived two younger collections just waits longer.
 
-The young-generation threshold stays at its default on purpose: 50,000 instead of 700 saved
-~10% CPU under full load but made each collection a ~30 ms pause, and doubled sendMessage's
-p99 at a fixed rate (24 -> 50 ms, `bench/run.sh --only single`).
+The young-generation threshold stays at its default on purpose: a much larger one saved some
+CPU under full load but made each young collection a long pause and raised sendMessage's p99
+at a fixed rate. The measurements are in bench/RESULTS.md ("Measurements behind the code").
 """
 
 from __future__ import annotations

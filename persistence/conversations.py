@@ -31,8 +31,8 @@ async def _select(conn: AsyncConnection, triples: list[Triple]) -> dict[Triple, 
     # A join on the unnested arrays, not `(account, a, b) IN (...)`: PostgreSQL factors the columns
     # that all tuples share (the account and, usually, its sender number) into the index
     # condition and checks the rest as a filter, which walks every conversation of the
-    # account (measured: 365 ms at 21,000 conversations). The join probes the pair index once
-    # per triple.
+    # account, so accepts slow down as the account grows. The join probes the pair index once
+    # per triple; tests/integration/test_query_plans.py checks the tuples it fetches.
     c = CONVERSATIONS.c
     columns = (c.id, c.account_id, c.participant_a, c.participant_b)
     if conn.dialect.name == "sqlite":
