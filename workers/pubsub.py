@@ -8,14 +8,17 @@ handed over as one batch, from the protocol's ``data_received``.
 The connection speaks RESP2 (no ``HELLO``): in subscribe mode the server sends only
 ``subscribe``/``unsubscribe`` confirmations, ``message`` pushes, ``pong`` replies and errors.
 It reconnects (and subscribes again) after a lost connection, and pings when idle so that a
-dead connection is noticed. Events published while it is disconnected are not received:
-subscribers resume from their cursor, as with any lost live event.
+dead connection is noticed. Events published while it is disconnected are not received: the
+owner is told (``on_interrupted``) so that subscribers resume from their cursor.
+
+This is the only pub/sub reader: plain TCP, TLS and unix-socket Redis all go through it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import Callable
 from typing import Any, Final, cast
 
@@ -148,10 +151,12 @@ class Subscriber:
         path: str | None = None,
         username: str | None = None,
         password: str | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self._on_payloads = on_payloads
         self._on_interrupted = on_interrupted
         self._host, self._port, self._path = host, port, path
+        self._tls = tls
         self._auth = [a.encode() for a in (username, password) if a]
         self._channels: set[bytes] = set()
         self._waiting: dict[bytes, list[asyncio.Future[None]]] = {}
@@ -209,7 +214,11 @@ class Subscriber:
             _, protocol = await loop.create_unix_connection(lambda: _Protocol(self), self._path)
         else:
             _, protocol = await loop.create_connection(
-                lambda: _Protocol(self), self._host, self._port
+                lambda: _Protocol(self),
+                self._host,
+                self._port,
+                ssl=self._tls,
+                server_hostname=self._host if self._tls is not None else None,
             )
         return protocol
 

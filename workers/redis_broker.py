@@ -1,23 +1,21 @@
 """Redis backend of the broker: a Stream for work, pub/sub for live events.
 
-Each process holds ONE pub/sub connection, read by one task that fans events out to the local
-subscribers through the ``EventHub``. A Redis channel per account is subscribed when the first
-local subscriber of that account arrives and unsubscribed when the last one leaves, so a process
-only receives the events somebody on it is waiting for.
+Each process holds ONE pub/sub connection (``workers.pubsub.Subscriber``), whose events are
+fanned out to the local subscribers through the ``EventHub``. A Redis channel per account is
+subscribed when the first local subscriber of that account arrives and unsubscribed when the
+last one leaves, so a process only receives the events somebody on it is waiting for.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from uuid import UUID
 
 import structlog
 from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
-from redis.asyncio.connection import Connection, UnixDomainSocketConnection
+from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -54,10 +52,6 @@ class RedisBroker:
         self.stream = stream
         self._batch = BatchWriter(self.redis)
         self.hub = EventHub()
-        self._pubsub: PubSub | None = None
-        self._reader: asyncio.Task[None] | None = None
-        # Plain TCP or unix-socket Redis: events are read by our own protocol (cheaper per
-        # event); otherwise (TLS) by redis-py's PubSub.
         self._subscriber = _subscriber_for(self.redis, self._dispatch, self.hub.interrupt)
         self._channels: dict[str, int] = {}
         self._lock = asyncio.Lock()
@@ -101,120 +95,62 @@ class RedisBroker:
 
     async def _retain(self, channel: str) -> None:
         async with self._lock:
-            if self._subscriber is not None:
-                count = self._channels.get(channel, 0)
-                self._channels[channel] = count + 1
-                if count == 0:
-                    try:
-                        await self._subscriber.subscribe(channel)
-                    except BaseException:  # cancelled: this subscriber never arrived
-                        self._channels.pop(channel, None)
-                        await self._subscriber.unsubscribe(channel)
-                        raise
-                return
-            if self._pubsub is None:
-                self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             count = self._channels.get(channel, 0)
-            if count == 0:
-                await self._pubsub.subscribe(channel)
             self._channels[channel] = count + 1
-            if self._reader is None or self._reader.done():
-                self._reader = asyncio.create_task(self._read(), name="pubsub-reader")
+            if count == 0:
+                try:
+                    await self._subscriber.subscribe(channel)
+                except BaseException:  # cancelled: this subscriber never arrived
+                    self._channels.pop(channel, None)
+                    await self._subscriber.unsubscribe(channel)
+                    raise
 
     async def _release(self, channel: str) -> None:
         async with self._lock:
             count = self._channels.get(channel, 0) - 1
             if count <= 0:
                 self._channels.pop(channel, None)
-                if self._subscriber is not None:
-                    await self._subscriber.unsubscribe(channel)
-                elif self._pubsub is not None:
-                    with contextlib.suppress(Exception):
-                        await self._pubsub.unsubscribe(channel)
+                await self._subscriber.unsubscribe(channel)
             else:
                 self._channels[channel] = count
-
-    async def _read(self) -> None:
-        stale = False
-        while True:
-            if not self._channels:
-                # Nothing subscribed here: polling an idle PubSub only produces errors.
-                await asyncio.sleep(0.2)
-                continue
-            try:
-                if stale:
-                    await self._resubscribe()
-                    stale = False
-                pubsub = self._pubsub
-                if pubsub is None:
-                    return
-                # listen() returns at once while nothing is subscribed: poll with a timeout.
-                message = await pubsub.get_message(timeout=1.0)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # Lost connection (or a resubscribe that failed): try again shortly, with a
-                # fresh PubSub; subscribers resume from their cursor for what was missed.
-                log.warning("pubsub_read_failed", exc_info=True)
-                if not stale:
-                    # Events published until the resubscribe are lost for the subscribers.
-                    self.hub.interrupt()
-                stale = True
-                await asyncio.sleep(0.5)
-                continue
-            if message is None or message.get("type") != "message":
-                continue
-            try:
-                self.hub.dispatch([decode_event(message["data"])])
-            except Exception:
-                log.exception("pubsub_event_undecodable")
-
-    async def _resubscribe(self) -> None:
-        """After a lost connection: a new PubSub with the same channels (raises on failure)."""
-        async with self._lock:
-            old, self._pubsub = self._pubsub, self.redis.pubsub(ignore_subscribe_messages=True)
-            if old is not None:
-                with contextlib.suppress(Exception):
-                    await old.aclose()
-            if self._channels:
-                await self._pubsub.subscribe(*self._channels)
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())
 
     async def close(self) -> None:
-        if self._subscriber is not None:
-            await self._subscriber.close()
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-        if self._pubsub is not None:
-            with contextlib.suppress(Exception):
-                await self._pubsub.aclose()
+        await self._subscriber.close()
         await self.redis.aclose()
 
 
 def _subscriber_for(
     redis: Redis, on_payloads: Callable[[list[bytes]], None], on_interrupted: Callable[[], None]
-) -> Subscriber | None:
+) -> Subscriber:
+    """The subscriber connection, made as the client's own connections are (address,
+    credentials, TLS settings from the URL)."""
     pool = redis.connection_pool
     kwargs = pool.connection_kwargs
-    if pool.connection_class is UnixDomainSocketConnection:
+    username, password = kwargs.get("username"), kwargs.get("password")
+    connection_class = pool.connection_class
+    if issubclass(connection_class, UnixDomainSocketConnection):
         return Subscriber(
             on_payloads,
             on_interrupted=on_interrupted,
             path=kwargs["path"],
-            username=kwargs.get("username"),
-            password=kwargs.get("password"),
+            username=username,
+            password=password,
         )
-    if pool.connection_class is Connection:
+    if issubclass(connection_class, Connection):
+        tls = None
+        if issubclass(connection_class, SSLConnection):
+            # redis-py's own TLS context for these settings (CA, client certificate, checks).
+            tls = connection_class(**kwargs).ssl_context.get()
         return Subscriber(
             on_payloads,
             on_interrupted=on_interrupted,
             host=kwargs.get("host") or "localhost",
             port=int(kwargs.get("port") or 6379),
-            username=kwargs.get("username"),
-            password=kwargs.get("password"),
+            username=username,
+            password=password,
+            tls=tls,
         )
-    return None
+    raise ValueError(f"live events cannot be read over {connection_class.__name__}")

@@ -1,19 +1,26 @@
-"""workers.pubsub.Subscriber against a real Redis: confirmation, delivery, reconnection."""
+"""workers.pubsub.Subscriber, the one pub/sub reader, against a real Redis (plain and TLS):
+confirmation, delivery, reconnection, and what live subscribers get when its connection drops."""
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import uuid
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
+import redis as redis_sync
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from redis.asyncio import Redis
 
 from gateway.domain.records import MessageEvent
 from gateway.domain.statuses import MessageStatus
 from gateway.services.hub import LiveEventsInterrupted
-from tests.servers import RedisServer
+from tests.servers import LOOPBACK, RedisServer, free_port
 from workers.pubsub import Subscriber
 from workers.redis_broker import RedisBroker
 
@@ -92,14 +99,55 @@ async def test_authenticates_when_the_url_has_a_password(redis_server: RedisServ
         await redis.aclose()
 
 
-async def test_a_lost_connection_cuts_subscribers_off_so_they_resume_from_their_cursor(
-    redis_server: RedisServer,
-) -> None:
-    broker = RedisBroker(redis_server.url)
-    redis = Redis.from_url(redis_server.url)
-    account = uuid.uuid4()
-    event = MessageEvent(
-        id=1,
+@pytest.fixture(scope="module")
+def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RedisServer, str]]:
+    """A Redis that also listens with TLS, and a ``rediss://`` URL that verifies its
+    certificate."""
+    base = tmp_path_factory.mktemp("tls-redis")
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, LOOPBACK)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(LOOPBACK))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = base / "cert.pem", base / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    server = RedisServer.start(base / "redis")
+    try:
+        port = free_port()
+        with redis_sync.Redis(host=server.host, port=server.port) as admin:
+            admin.config_set("tls-cert-file", str(cert_file))
+            admin.config_set("tls-key-file", str(key_file))
+            admin.config_set("tls-ca-cert-file", str(cert_file))
+            admin.config_set("tls-auth-clients", "no")
+            admin.config_set("tls-port", port)
+        yield server, f"rediss://{LOOPBACK}:{port}/0?ssl_ca_certs={cert_file}"
+    finally:
+        server.stop()
+
+
+def accepted(account: uuid.UUID, event_id: int) -> MessageEvent:
+    return MessageEvent(
+        id=event_id,
         account_id=account,
         message_id=uuid.uuid4(),
         conversation_id=uuid.uuid4(),
@@ -108,17 +156,80 @@ async def test_a_lost_connection_cuts_subscribers_off_so_they_resume_from_their_
         detail=None,
         occurred_at=datetime.now(UTC),
     )
+
+
+async def cut_off_and_resume(broker: RedisBroker, admin: Redis) -> None:
+    """A dropped pub/sub connection cuts the live subscriber off with LiveEventsInterrupted
+    (what was published meanwhile never arrives), and a new subscription gets events again."""
+    account = uuid.uuid4()
+    async with broker.subscribe(account) as events:
+        await broker.publish([accepted(account, 1)])
+        async with asyncio.timeout(5):
+            assert (await anext(events)).id == 1
+        # Whatever is published while the connection is down never arrives: the
+        # subscriber must be told instead of silently missing it.
+        await admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+        async with asyncio.timeout(5):
+            with pytest.raises(LiveEventsInterrupted, match="interrupted"):
+                await anext(events)
+    # Resubscribed with ``after``: live events flow again once the reader has reconnected.
+    async with broker.subscribe(account) as events:
+        published = 2
+        await broker.publish([accepted(account, published)])
+        async with asyncio.timeout(10):
+            while True:
+                try:
+                    received = await asyncio.wait_for(anext(events), 0.2)
+                except TimeoutError:
+                    published += 1
+                    await broker.publish([accepted(account, published)])
+                    continue
+                assert received.id >= 2
+                break
+
+
+async def test_a_lost_connection_cuts_subscribers_off_so_they_resume_from_their_cursor(
+    redis_server: RedisServer,
+) -> None:
+    broker = RedisBroker(redis_server.url)
+    admin = Redis.from_url(redis_server.url)
     try:
-        async with broker.subscribe(account) as events:
-            await broker.publish([event])
-            async with asyncio.timeout(5):
-                assert (await anext(events)).id == 1
-            # Whatever is published while the connection is down never arrives: the
-            # subscriber must be told instead of silently missing it.
-            await redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
-            async with asyncio.timeout(5):
-                with pytest.raises(LiveEventsInterrupted, match="interrupted"):
-                    await anext(events)
+        await cut_off_and_resume(broker, admin)
     finally:
-        await redis.aclose()
+        await admin.aclose()
+        await broker.close()
+
+
+async def test_live_events_over_tls_with_a_lost_connection(
+    tls_redis: tuple[RedisServer, str],
+) -> None:
+    server, url = tls_redis
+    broker = RedisBroker(url)
+    admin = Redis.from_url(server.url)
+    try:
+        await cut_off_and_resume(broker, admin)
+        # The reader's connection is the TLS one, as the URL asked.
+        async with broker.subscribe(uuid.uuid4()):
+            (client,) = [c for c in await admin.client_list() if c["flags"] == "P"]
+        tls_port = url.split(":")[2].split("/")[0]
+        assert client["laddr"] == f"{LOOPBACK}:{tls_port}"
+    finally:
+        await admin.aclose()
+        await broker.close()
+
+
+async def test_a_tls_reader_refuses_a_certificate_it_cannot_verify(
+    tls_redis: tuple[RedisServer, str],
+) -> None:
+    server, url = tls_redis
+    # Without the CA the server's certificate is not trusted: nothing is subscribed, no event
+    # is read as if it came from that server.
+    broker = RedisBroker(url.split("?")[0])
+    admin = Redis.from_url(server.url)
+    try:
+        await broker._subscriber.subscribe("test:" + uuid.uuid4().hex)
+        assert not broker._subscriber.connected
+        assert [c for c in await admin.client_list() if c["flags"] == "P"] == []
+    finally:
+        await admin.aclose()
         await broker.close()
