@@ -38,6 +38,7 @@ from providers.registry import FailoverRegistry
 from providers.sandbox_app import Sandbox, SandboxConfig, create_sandbox_app
 from providers.sendgrid import SendGridProvider
 from providers.twilio import TwilioProvider
+from providers.webhooks import WebhookAdapter, webhook_adapters
 from workers.background import BackgroundChore
 from workers.chores import Chore
 from workers.embedded import EmbeddedWorker
@@ -182,6 +183,10 @@ class Container:
             self.webhook_repo, self.broker, default_owner=lambda: self.default_owner
         )
 
+    @cached_property
+    def webhook_adapters(self) -> dict[str, WebhookAdapter]:
+        return webhook_adapters(self.settings, sendgrid_public_key=self.sendgrid_public_key)
+
     def worker_chores(self) -> list[Chore]:
         """Periodic work every delivery worker runs beside the sweeper, each in the
         background and in one worker at a time: reconciliation of messages whose final status
@@ -203,7 +208,12 @@ class Container:
         )
         chores = [self._chore(reconciler.run_once, "reconcile")]
         if self.webhook_spool is not None:
-            replay = WebhookReplay(self.webhook_spool, self.webhooks, self.webhook_repo.reachable)
+            replay = WebhookReplay(
+                self.webhook_spool,
+                self.webhooks,
+                self.webhook_adapters,
+                self.webhook_repo.reachable,
+            )
             chores.append(self._chore(replay.run_once, "webhook-replay"))
         return chores
 

@@ -1,18 +1,19 @@
 """Apply the webhook payloads kept in the spool while the database was down.
 
 A worker chore (one worker at a time): once the database answers, the oldest payloads are
-applied through ``apply_received``, the routes' own path, and removed from the spool. Order
-does not matter and neither do repeats: reports apply at most once and only forward, inbound
-messages once per provider id. A payload that still fails while the database answers (a bug,
-not an outage) is retried on later runs and, after ``max_attempts``, kept raw in
-webhook_receipts as any payload we fail to apply, and removed from the spool.
+parsed by their adapters and applied through ``apply_received``, the routes' own path, and
+removed from the spool. Order does not matter and neither do repeats: reports apply at most
+once and only forward, inbound messages once per provider id. A payload that still fails while
+the database answers (a bug, not an outage) is retried on later runs and, after
+``max_attempts``, kept raw in webhook_receipts as any payload we fail to apply, and removed
+from the spool.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Final
 
 import structlog
@@ -20,8 +21,8 @@ from prometheus_client import Counter
 
 from gateway.observability.metrics import NAMESPACE, REGISTRY
 from gateway.services.webhooks import WebhookService
-from gateway.web.webhook_payloads import ROUTES, apply_received, raw_text
-from providers.webhooks import ReceivedWebhook
+from gateway.web.webhook_payloads import apply_received, raw_text
+from providers.webhooks import PayloadError, ReceivedWebhook, WebhookAdapter
 from workers.webhook_spool import RedisWebhookSpool
 
 log = structlog.get_logger(__name__)
@@ -45,6 +46,7 @@ class WebhookReplay:
         self,
         spool: RedisWebhookSpool,
         webhooks: WebhookService,
+        adapters: Mapping[str, WebhookAdapter],
         database_reachable: Callable[[], Awaitable[bool]],
         *,
         batch: int = BATCH,
@@ -52,6 +54,7 @@ class WebhookReplay:
     ) -> None:
         self._spool = spool
         self._webhooks = webhooks
+        self._adapters = adapters
         self._reachable = database_reachable
         self._batch = batch
         self._max_attempts = max_attempts
@@ -91,7 +94,8 @@ class WebhookReplay:
                 log.error("webhook_spool_entry_unreadable", entry=entry_id)
                 done.append(entry_id)
                 continue
-            source = ROUTES.get(received.route, "unknown")
+            adapter = self._adapters.get(received.route)
+            source = adapter.source if adapter is not None else "unknown"
             if not isinstance(result, BaseException):
                 REPLAYS.labels(source, "applied").inc()
                 done.append(entry_id)
@@ -115,4 +119,7 @@ class WebhookReplay:
     async def _apply(self, received: ReceivedWebhook | None) -> list[str]:
         if received is None:
             return []
-        return await apply_received(self._webhooks, received)
+        adapter = self._adapters.get(received.route)
+        if adapter is None:
+            raise PayloadError(f"no such webhook route: {received.route}")
+        return await apply_received(self._webhooks, adapter, received)

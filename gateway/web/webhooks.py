@@ -1,8 +1,10 @@
 """REST webhooks: provider status callbacks and inbound messages.
 
-Every endpoint checks the signature first (401 when missing, 403 when wrong: no state change),
-then parses (400 with a clear message), then applies (duplicates are answered 2xx and have no
-second effect); parsing and applying is ``gateway.web.webhook_payloads``, shared with the replay.
+The routes only route: each path has its vendor's adapter (``providers.webhooks``), which
+verifies the request (401 when credentials are missing, 403 when wrong: no state change),
+parses it (400 with a clear message) and says what the vendor is answered. Parsing and applying
+is ``gateway.web.webhook_payloads``, shared with the replay; duplicates are answered 2xx and
+have no second effect.
 
 A payload we fail to apply is kept raw in webhook_receipts. When the database cannot take it
 either (it is down), a verified payload goes to the spool in Redis (Redis mode), the provider
@@ -13,11 +15,7 @@ with Retry-After and delivers it again.
 
 from __future__ import annotations
 
-import base64
-import hmac
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, Final
 
 import structlog
@@ -30,22 +28,19 @@ from gateway.entry.container import Container
 from gateway.observability.metrics import NAMESPACE, REGISTRY
 from gateway.outages import RETRY_AFTER_SECONDS, describe, is_unavailable
 from gateway.web.bodies import BodyTooLarge, read_body
-from gateway.web.webhook_payloads import (
-    GENERIC_EMAIL,
-    GENERIC_SMS,
-    ROUTES,
-    SENDGRID_EVENTS,
-    SENDGRID_INBOUND,
-    TWILIO_MESSAGES,
-    TWILIO_STATUS,
-    Form,
-    apply_received,
-    decode_form,
-    form_pairs,
-    raw_text,
+from gateway.web.webhook_payloads import apply_received, raw_text
+from providers.webhooks import (
+    MAX_BODY,
+    Answer,
+    PayloadError,
+    ReceivedWebhook,
+    Refused,
+    WebhookAdapter,
+    WebhookRequest,
 )
-from providers.signatures import verify_sendgrid, verify_standard_webhook, verify_twilio
-from providers.webhooks import PayloadError, ReceivedWebhook
+from providers.webhooks.generic import EMAIL_ROUTE, SMS_ROUTE
+from providers.webhooks.sendgrid import EVENTS_ROUTE, INBOUND_ROUTE
+from providers.webhooks.twilio import MESSAGES_ROUTE, STATUS_ROUTE
 
 log = structlog.get_logger(__name__)
 
@@ -56,11 +51,6 @@ WEBHOOKS = Counter(
     namespace=NAMESPACE,
     registry=REGISTRY,
 )
-
-MAX_BODY = 1 << 20
-MAX_INBOUND_EMAIL_BODY = 30 << 20  # SendGrid Inbound Parse posts attachments too
-TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
-__all__ = ["MAX_BODY", "Refused", "form_pairs", "webhook_routes"]
 
 
 _COUNTERS: dict[tuple[str, str], Any] = {}
@@ -73,12 +63,6 @@ def _count(source: str, outcome: str) -> None:
     if child is None:
         child = _COUNTERS[(source, outcome)] = WEBHOOKS.labels(source, outcome)
     child.inc()
-
-
-class Refused(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def _container(request: Request) -> Container:
@@ -95,91 +79,54 @@ async def _body(request: Request, limit: int = MAX_BODY) -> bytes:
         raise Refused(413, "payload too large") from None
 
 
-def _query(request: Request) -> str:
-    # Read from the ASGI scope: Request.url parses the whole URL, host header included, which
-    # cost more than the signature check it served.
-    query: str = request.scope.get("query_string", b"").decode()
-    return query
+def _answer(answer: Answer) -> Response:
+    return Response(answer.body, answer.status, media_type=answer.media_type)
 
 
-def _public_url(request: Request) -> str:
-    """The URL the provider signed: our public base URL, not whatever host we see. The path
-    is escaped as Starlette's ``Request.url`` escapes it."""
-    base = _container(request).settings.public_base_url.rstrip("/")
-    path: str = request.scope["path"]
-    path = path.replace("?", "%3F").replace("#", "%23").replace("\\", "%5C")
-    query = _query(request)
-    return base + path + (f"?{query}" if query else "")
-
-
-def _check_twilio(request: Request, params: dict[str, list[str]]) -> None:
-    signature = request.headers.get("x-twilio-signature")
-    if not signature:
-        raise Refused(401, "missing X-Twilio-Signature")
-    token = _container(request).settings.twilio_auth_token
-    if not verify_twilio(token, _public_url(request), params, signature):
-        raise Refused(403, "invalid X-Twilio-Signature")
-
-
-#: Checks a request's credentials over its body (raising Refused); returns the body decoded as
-#: a form when it had to decode it to check it.
-Verify = Callable[[Request, bytes], Awaitable[Form | None]]
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    route: str
-    verify: Verify
-    ok: Callable[[], Response]
-    #: What the provider gets once a payload we could not apply is kept for replay.
-    kept: Callable[[dict[str, Any]], Response]
-    limit: int = MAX_BODY
-
-
-def _kept_json(detail: dict[str, Any]) -> Response:
-    return JSONResponse({"status": "kept for replay", **detail}, status_code=202)
-
-
-def _twiml() -> Response:
-    # Twilio reads the answer to an inbound message as TwiML: anything else is an error there.
-    return Response(TWIML_EMPTY, media_type="text/xml")
-
-
-async def _handle(request: Request, endpoint: Endpoint) -> Response:
-    source = ROUTES[endpoint.route]
+async def _handle(request: Request, route: str) -> Response:
+    container = _container(request)
+    adapter = container.webhook_adapters[route]
     body = b""
     received: ReceivedWebhook | None = None
     try:
-        body = await _body(request, endpoint.limit)
-        form = await endpoint.verify(request, body)
+        body = await _body(request, adapter.limit)
+        # Read from the ASGI scope: Request.url parses the whole URL, host header included,
+        # which cost more than the signature check it served.
+        query: str = request.scope.get("query_string", b"").decode()
+        form = adapter.verify(WebhookRequest(request.scope["path"], query, request.headers, body))
         # Only now, verified, may the payload be kept anywhere.
-        received = ReceivedWebhook(
-            endpoint.route, request.headers.get("content-type"), _query(request), body
-        )
-        outcomes = await apply_received(_container(request).webhooks, received, form)
+        received = ReceivedWebhook(route, request.headers.get("content-type"), query, body)
+        outcomes = await apply_received(container.webhooks, adapter, received, form)
     except Refused as exc:
-        WEBHOOKS.labels(source, f"refused_{exc.status}").inc()
+        WEBHOOKS.labels(adapter.source, f"refused_{exc.status}").inc()
         return JSONResponse({"error": str(exc)}, status_code=exc.status)
     except PayloadError as exc:
-        WEBHOOKS.labels(source, "malformed").inc()
+        WEBHOOKS.labels(adapter.source, "malformed").inc()
         return JSONResponse({"error": str(exc)}, status_code=400)
     except Exception as exc:
-        return await _keep(request, endpoint, received, body, exc)
+        return await _keep(request, adapter, received, body, exc)
     for outcome in outcomes:
-        _count(source, outcome)
-    return endpoint.ok()
+        _count(adapter.source, outcome)
+    return _answer(adapter.ok)
+
+
+def _kept(adapter: WebhookAdapter, detail: dict[str, Any]) -> Response:
+    """What the provider gets once a payload we could not apply is kept for replay."""
+    if adapter.kept is not None:
+        return _answer(adapter.kept)
+    return JSONResponse({"status": "kept for replay", **detail}, status_code=202)
 
 
 async def _keep(
     request: Request,
-    endpoint: Endpoint,
+    adapter: WebhookAdapter,
     received: ReceivedWebhook | None,
     body: bytes,
     error: Exception,
 ) -> Response:
     """Somewhere that survives for a payload we could not apply: the database, else (Redis
     mode, verified payloads only) the spool; else the provider is told to deliver again."""
-    source = ROUTES[endpoint.route]
+    source = adapter.source
     container = _container(request)
     if is_unavailable(error):
         # An outage is worth a line, not a traceback for every callback that meets it.
@@ -194,7 +141,7 @@ async def _keep(
         log.warning("webhook_payload_not_kept", source=source, error=type(exc).__name__)
     else:
         WEBHOOKS.labels(source, "kept_for_replay").inc()
-        return endpoint.kept({"receipt": receipt})
+        return _kept(adapter, {"receipt": receipt})
     spool = container.webhook_spool
     if received is not None and spool is not None:
         try:
@@ -203,7 +150,7 @@ async def _keep(
             log.warning("webhook_payload_not_spooled", source=source, error=type(exc).__name__)
         else:
             WEBHOOKS.labels(source, "spooled").inc()
-            return endpoint.kept({"spooled": entry})
+            return _kept(adapter, {"spooled": entry})
     WEBHOOKS.labels(source, "lost_retry").inc()
     return JSONResponse(
         {"error": "cannot keep the payload now; deliver it again later"},
@@ -212,86 +159,24 @@ async def _keep(
     )
 
 
-async def _twilio(request: Request, body: bytes) -> Form:
-    form = decode_form(body)
-    _check_twilio(request, form[1])
-    return form
-
-
-async def _sendgrid_events(request: Request, body: bytes) -> None:
-    container = _container(request)
-    signature = request.headers.get("x-twilio-email-event-webhook-signature")
-    timestamp = request.headers.get("x-twilio-email-event-webhook-timestamp")
-    if not signature or not timestamp:
-        raise Refused(401, "missing SendGrid event webhook signature headers")
-    key = container.sendgrid_public_key
-    if key is None or not verify_sendgrid(key, timestamp, body, signature, now=time.time()):
-        raise Refused(403, "invalid SendGrid event webhook signature")
-
-
-async def _sendgrid_inbound(request: Request, body: bytes) -> None:
-    token = _container(request).settings.sendgrid_inbound_token
-    given = request.query_params.get("token") or _basic_password(request)
-    if not given:
-        raise Refused(401, "missing inbound parse credentials")
-    if token is None or not hmac.compare_digest(given.encode(), token.encode()):
-        raise Refused(403, "invalid inbound parse credentials")
-
-
-def _basic_password(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        _, _, password = base64.b64decode(value).decode().partition(":")
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return password or None
-
-
-async def _generic(request: Request, body: bytes) -> None:
-    secret = _container(request).settings.generic_webhook_secret
-    if not request.headers.get("webhook-signature"):
-        raise Refused(401, "missing webhook-signature")
-    headers = {k.lower(): v for k, v in request.headers.items()}
-    if secret is None or not verify_standard_webhook(secret, headers, body, now=time.time()):
-        raise Refused(403, "invalid webhook signature or timestamp")
-
-
-ENDPOINTS: Final = {
-    "/webhooks/twilio/status": Endpoint(
-        TWILIO_STATUS, _twilio, lambda: Response(status_code=204), _kept_json
-    ),
-    "/webhooks/twilio/messages": Endpoint(TWILIO_MESSAGES, _twilio, _twiml, lambda _: _twiml()),
-    "/webhooks/sendgrid/events": Endpoint(
-        SENDGRID_EVENTS, _sendgrid_events, lambda: Response(status_code=204), _kept_json
-    ),
-    "/webhooks/sendgrid/inbound": Endpoint(
-        SENDGRID_INBOUND,
-        _sendgrid_inbound,
-        lambda: Response(status_code=200),
-        _kept_json,
-        MAX_INBOUND_EMAIL_BODY,
-    ),
-    "/api/webhooks/sms": Endpoint(
-        GENERIC_SMS, _generic, lambda: JSONResponse({"status": "ok"}), _kept_json
-    ),
-    "/api/webhooks/email": Endpoint(
-        GENERIC_EMAIL, _generic, lambda: JSONResponse({"status": "ok"}), _kept_json
-    ),
+#: The webhook paths and the adapter (by route name) each one routes to.
+PATHS: Final = {
+    "/webhooks/twilio/status": STATUS_ROUTE,
+    "/webhooks/twilio/messages": MESSAGES_ROUTE,
+    "/webhooks/sendgrid/events": EVENTS_ROUTE,
+    "/webhooks/sendgrid/inbound": INBOUND_ROUTE,
+    "/api/webhooks/sms": SMS_ROUTE,
+    "/api/webhooks/email": EMAIL_ROUTE,
 }
 
 
-def _endpoint(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
+def _endpoint(route: str) -> Callable[[Request], Awaitable[Response]]:
     async def handle(request: Request) -> Response:
-        return await _handle(request, endpoint)
+        return await _handle(request, route)
 
-    handle.__name__ = endpoint.route
+    handle.__name__ = route
     return handle
 
 
 def webhook_routes() -> list[Route]:
-    return [
-        Route(path, _endpoint(endpoint), methods=["POST"]) for path, endpoint in ENDPOINTS.items()
-    ]
+    return [Route(path, _endpoint(route), methods=["POST"]) for path, route in PATHS.items()]

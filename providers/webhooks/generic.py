@@ -1,17 +1,22 @@
 """The generic JSON provider format of the original assignment.
 
 ``POST /api/webhooks/sms`` carries ``messaging_provider_id`` and ``POST /api/webhooks/email``
-carries ``xillio_id``; both are HMAC-signed, which the route checks before parsing. Unknown
-keys are ignored so the sender can add fields without breaking us.
+carries ``xillio_id``; both are signed as Standard Webhooks prescribe (``webhook-id``,
+``webhook-timestamp``, ``webhook-signature``: HMAC-SHA256 with a ``whsec_`` secret), which the
+adapter checks before parsing. Unknown keys are ignored so the sender can add fields without
+breaking us.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any, Final
 
 from gateway.domain.channels import Channel
 from gateway.domain.messages import DEFAULT_LIMITS
 from gateway.domain.reports import InboundMessage
+from providers.signatures import verify_standard_webhook
 
 from ._fields import (
     first_mailbox,
@@ -24,9 +29,13 @@ from ._fields import (
     text,
     timestamp,
 )
-from .records import PayloadError
+from .adapter import MAX_BODY, Answer, Refused, WebhookRequest
+from .forms import Form
+from .records import PayloadError, ReceivedWebhook
 
 PROVIDER: Final = "generic"
+SMS_ROUTE: Final = "generic_sms"
+EMAIL_ROUTE: Final = "generic_email"
 
 # Same reasoning as Twilio's: inbound text is what somebody else sent, bounded only for safety.
 SMS_BODY_MAX: Final = 10_000
@@ -99,3 +108,31 @@ def _body(data: dict[str, Any], max_chars: int) -> str | None:
     # is still a message the sender sent.
     raw = get_str(data, "body")
     return text(raw, "body", max_chars) if raw else None
+
+
+class GenericWebhook:
+    """One endpoint of the generic format: ``parser`` reads its payload."""
+
+    source: str = PROVIDER
+    limit: int = MAX_BODY
+    ok: Answer = Answer(200, b'{"status":"ok"}', "application/json")
+    kept: Answer | None = None
+
+    def __init__(
+        self, route: str, parser: Callable[[bytes], InboundMessage], secret: str | None
+    ) -> None:
+        self.route = route
+        self._parser = parser
+        # None: no secret is configured, so every request is refused.
+        self._secret = secret
+
+    def verify(self, request: WebhookRequest) -> None:
+        if not request.headers.get("webhook-signature"):
+            raise Refused(401, "missing webhook-signature")
+        if self._secret is None or not verify_standard_webhook(
+            self._secret, request.headers, request.body, now=time.time()
+        ):
+            raise Refused(403, "invalid webhook signature or timestamp")
+
+    async def parse(self, received: ReceivedWebhook, form: Form | None = None) -> InboundMessage:
+        return self._parser(received.body)

@@ -1,4 +1,4 @@
-"""The webhook parsers' own records: the error they raise, and a verified request as it came.
+"""The webhook adapters' own records: the error they raise, and a verified request as it came.
 
 What they produce (``InboundMessage``, ``StatusReport``) belongs to the domain
 (``gateway.domain.reports``).
@@ -19,8 +19,8 @@ class ReceivedWebhook:
     """A webhook request whose signature was verified, as it arrived: all it takes to parse
     and apply it again, later or in another process (the spool while the database is down).
 
-    ``route`` names the endpoint (see ``gateway.web.webhook_payloads.ROUTES``); ``query`` is the
-    raw query string (a Twilio status callback carries our message id there).
+    ``route`` names the endpoint's adapter (``WebhookAdapter.route``); ``query`` is the raw
+    query string (a Twilio status callback carries our message id there).
     """
 
     route: str

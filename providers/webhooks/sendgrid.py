@@ -1,13 +1,18 @@
 """SendGrid webhooks: the Event Webhook (delivery and engagement events) and Inbound Parse.
 
-The route verifies the Event Webhook's ECDSA signature over the raw body and reads the Inbound
-Parse multipart form; these parsers get the bytes and the decoded text fields.
+The Event Webhook is signed (ECDSA P-256 over its timestamp header and the raw body); Inbound
+Parse carries no signature, so its URL carries a token (``?token=`` or the password of HTTP
+basic auth). The adapters check those and read the Inbound Parse multipart form; the parsers
+get the bytes and the decoded text fields.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import json
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -27,6 +32,11 @@ from gateway.domain.reports import (
     StatusReport,
 )
 from gateway.domain.statuses import MessageStatus
+from providers.signatures import (
+    SENDGRID_SIGNATURE_HEADER,
+    SENDGRID_TIMESTAMP_HEADER,
+    verify_sendgrid,
+)
 
 from ._fields import (
     ID_MAX,
@@ -42,9 +52,17 @@ from ._fields import (
     text,
     without_query,
 )
-from .records import PayloadError
+from .adapter import MAX_BODY, Answer, Refused, WebhookRequest
+from .forms import Form, form_pairs, multipart_fields
+from .records import PayloadError, ReceivedWebhook
 
 PROVIDER: Final = "sendgrid"
+EVENTS_ROUTE: Final = "sendgrid_events"
+INBOUND_ROUTE: Final = "sendgrid_inbound"
+# Inbound Parse posts the attachments too.
+INBOUND_MAX_BODY: Final = 30 << 20
+_SIGNATURE_HEADER: Final = SENDGRID_SIGNATURE_HEADER.lower()
+_TIMESTAMP_HEADER: Final = SENDGRID_TIMESTAMP_HEADER.lower()
 
 # SendGrid posts batches of a few hundred kilobytes; the bound is several times that so no
 # real batch is refused, while a runaway body cannot make us build millions of objects.
@@ -294,3 +312,68 @@ def _date(value: str | None) -> datetime | None:
         return parsed.astimezone(UTC)
     except (OverflowError, ValueError):
         return None
+
+
+class _SendGridWebhook:
+    source: str = PROVIDER
+    limit: int = MAX_BODY
+    kept: Answer | None = None
+
+    def __init__(self, credential: str | None) -> None:
+        # What requests are checked against; None: nothing is configured, so every request
+        # is refused.
+        self._credential = credential
+
+
+class SendGridEventsWebhook(_SendGridWebhook):
+    """The Event Webhook; the credential is SendGrid's verification (public) key."""
+
+    route: str = EVENTS_ROUTE
+    ok: Answer = Answer(204)
+
+    def verify(self, request: WebhookRequest) -> None:
+        signature = request.headers.get(_SIGNATURE_HEADER)
+        timestamp = request.headers.get(_TIMESTAMP_HEADER)
+        if not signature or not timestamp:
+            raise Refused(401, "missing SendGrid event webhook signature headers")
+        key = self._credential
+        if key is None or not verify_sendgrid(
+            key, timestamp, request.body, signature, now=time.time()
+        ):
+            raise Refused(403, "invalid SendGrid event webhook signature")
+
+    async def parse(
+        self, received: ReceivedWebhook, form: Form | None = None
+    ) -> list[StatusReport]:
+        return parse_sendgrid_events(received.body)
+
+
+class SendGridInboundWebhook(_SendGridWebhook):
+    """Inbound Parse; the credential is the token its URL carries."""
+
+    route: str = INBOUND_ROUTE
+    ok: Answer = Answer(200)
+    limit: int = INBOUND_MAX_BODY
+
+    def verify(self, request: WebhookRequest) -> None:
+        given = dict(form_pairs(request.query)).get("token") or _basic_password(request.headers)
+        if not given:
+            raise Refused(401, "missing inbound parse credentials")
+        token = self._credential
+        if token is None or not hmac.compare_digest(given.encode(), token.encode()):
+            raise Refused(403, "invalid inbound parse credentials")
+
+    async def parse(self, received: ReceivedWebhook, form: Form | None = None) -> InboundMessage:
+        fields = await multipart_fields(received.content_type, received.body)
+        return parse_sendgrid_inbound(fields)
+
+
+def _basic_password(headers: Mapping[str, str]) -> str | None:
+    scheme, _, value = headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        _, _, password = base64.b64decode(value).decode().partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return password or None

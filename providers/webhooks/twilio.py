@@ -1,7 +1,8 @@
 """Twilio Programmable Messaging webhooks: status callbacks and inbound SMS/MMS.
 
-Both arrive form-encoded; the route checks ``X-Twilio-Signature`` and decodes the form before
-these parsers see it, so they only deal with field values.
+Both arrive form-encoded and signed (``X-Twilio-Signature``, HMAC-SHA1 over the URL Twilio
+posted to and the form's fields); the adapters check the signature over the decoded form, and
+the parsers only deal with field values.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from gateway.domain.reports import (
     StatusReport,
 )
 from gateway.domain.statuses import MessageStatus
+from providers.signatures import TWILIO_SIGNATURE_HEADER, verify_twilio
 
 from ._fields import (
     ATTACHMENTS_MAX,
@@ -32,9 +34,18 @@ from ._fields import (
     require_str,
     text,
 )
-from .records import PayloadError
+from .adapter import MAX_BODY, Answer, Refused, WebhookRequest
+from .forms import Form, decode_form, form_pairs
+from .records import PayloadError, ReceivedWebhook
 
 PROVIDER: Final = "twilio"
+STATUS_ROUTE: Final = "twilio_status"
+MESSAGES_ROUTE: Final = "twilio_messages"
+_SIGNATURE_HEADER: Final = TWILIO_SIGNATURE_HEADER.lower()
+# Twilio reads the answer to an inbound message as TwiML: anything else is an error there.
+TWIML_EMPTY: Final = Answer(
+    200, b'<?xml version="1.0" encoding="UTF-8"?><Response></Response>', "text/xml"
+)
 
 # Carriers concatenate long texts into many segments; Twilio's own outbound cap is 1600
 # characters, but an inbound message is what somebody else sent, so the bound only protects
@@ -184,3 +195,51 @@ def _media_url(form: Mapping[str, str], index: int) -> str:
     if not is_http_url(url):
         raise PayloadError(f"{name} is not a valid http(s) URL")
     return url
+
+
+class _TwilioWebhook:
+    source: str = PROVIDER
+    limit: int = MAX_BODY
+
+    def __init__(self, auth_token: str, public_base_url: str) -> None:
+        self._auth_token = auth_token
+        self._base = public_base_url.rstrip("/")
+
+    def signed_url(self, path: str, query: str) -> str:
+        """The URL Twilio signed: our public base URL, not whatever host we see. The path is
+        escaped as Starlette's ``Request.url`` escapes it."""
+        path = path.replace("?", "%3F").replace("#", "%23").replace("\\", "%5C")
+        return self._base + path + (f"?{query}" if query else "")
+
+    def verify(self, request: WebhookRequest) -> Form:
+        form = decode_form(request.body)
+        signature = request.headers.get(_SIGNATURE_HEADER)
+        if not signature:
+            raise Refused(401, f"missing {TWILIO_SIGNATURE_HEADER}")
+        url = self.signed_url(request.path, request.query)
+        if not verify_twilio(self._auth_token, url, form[1], signature):
+            raise Refused(403, f"invalid {TWILIO_SIGNATURE_HEADER}")
+        return form
+
+
+class TwilioStatusWebhook(_TwilioWebhook):
+    route: str = STATUS_ROUTE
+    ok: Answer = Answer(204)
+    kept: Answer | None = None
+
+    async def parse(
+        self, received: ReceivedWebhook, form: Form | None = None
+    ) -> list[StatusReport]:
+        single, _ = form or decode_form(received.body)
+        return [parse_twilio_status(single, dict(form_pairs(received.query)))]
+
+
+class TwilioMessagesWebhook(_TwilioWebhook):
+    route: str = MESSAGES_ROUTE
+    ok: Answer = TWIML_EMPTY
+    # Kept or applied, Twilio must get TwiML.
+    kept: Answer | None = TWIML_EMPTY
+
+    async def parse(self, received: ReceivedWebhook, form: Form | None = None) -> InboundMessage:
+        single, _ = form or decode_form(received.body)
+        return parse_twilio_inbound(single)

@@ -19,10 +19,10 @@ from sqlalchemy import select
 from gateway.entry.container import Container
 from gateway.entry.migrations import upgrade_to_head
 from gateway.settings import Settings
-from gateway.web.webhook_payloads import TWILIO_STATUS
 from gateway.web.webhook_replay import WebhookReplay
 from persistence.models import WebhookReceiptRow
 from providers.webhooks import ReceivedWebhook
+from providers.webhooks.twilio import STATUS_ROUTE as TWILIO_STATUS
 from tests.conftest import fresh_postgres_url
 from tests.servers import PostgresServer, RedisServer
 from workers.webhook_spool import RedisWebhookSpool, SpoolFull
@@ -74,7 +74,9 @@ async def test_nothing_is_tried_while_the_database_is_down(
     async def reachable() -> bool:
         return not down
 
-    replay = WebhookReplay(spool, container.webhooks, reachable, max_attempts=1)
+    replay = WebhookReplay(
+        spool, container.webhooks, container.webhook_adapters, reachable, max_attempts=1
+    )
     down = True
     assert await replay.run_once() == 0
     assert await spool.length() == 1
@@ -91,7 +93,9 @@ async def test_spooled_payloads_apply_through_the_routes_path_and_repeats_are_ha
     callback = status_callback("SM" + "2" * 32)
     for _ in range(3):  # a provider that delivered it three times during the outage
         await spool.keep(callback)
-    replay = WebhookReplay(spool, container.webhooks, container.webhook_repo.reachable)
+    replay = WebhookReplay(
+        spool, container.webhooks, container.webhook_adapters, container.webhook_repo.reachable
+    )
     assert await replay.run_once() == 3
     assert await spool.length() == 0
     # An unknown message: recorded as unmatched once, whatever the number of deliveries.
@@ -109,7 +113,9 @@ async def test_a_payload_that_keeps_failing_is_kept_raw_and_leaves_the_spool(
 ) -> None:
     poison = ReceivedWebhook(TWILIO_STATUS, FORM, "", b"MessageSid=SM1&MessageStatus=unheard-of")
     await spool.keep(poison)
-    replay = WebhookReplay(spool, container.webhooks, container.webhook_repo.reachable)
+    replay = WebhookReplay(
+        spool, container.webhooks, container.webhook_adapters, container.webhook_repo.reachable
+    )
     replay_attempts = 10
     for _ in range(replay_attempts - 1):
         assert await replay.run_once() == 0

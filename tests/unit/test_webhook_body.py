@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from starlette.requests import ClientDisconnect, Request
 
-from gateway.web.webhooks import Refused, _body
+from gateway.web.webhooks import _body
+from providers.webhooks import Refused
 
 
 def request(messages: list[dict[str, Any]], headers: list[tuple[bytes, bytes]]) -> Request:

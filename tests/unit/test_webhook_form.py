@@ -1,4 +1,4 @@
-"""gateway.web.webhooks.form_pairs: the same pairs as parse_qsl(keep_blank_values=True)."""
+"""providers.webhooks.forms.form_pairs: the same pairs as parse_qsl(keep_blank_values=True)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from urllib.parse import parse_qsl
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.web.webhooks import form_pairs
+from providers.webhooks.forms import form_pairs
 
 PIECES = st.sampled_from(
     ["a", "B", "=", "&", "+", "%", "%2", "%41", "%zz", "%E2%82%AC", "%FF", " ", "é", "€", ";", "_"]
