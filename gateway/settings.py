@@ -210,6 +210,12 @@ class Settings(BaseSettings):
         description="Most operations in flight on one websocket (TOO_MANY_OPERATIONS beyond).",
     )
 
+    fast_paths: bool = Field(
+        default=True,
+        description="Take the fast paths built on uvicorn's and Strawberry's internals; "
+        "off: public APIs only (see gateway.fastpaths).",
+    )
+
     graphiql: bool = True
     introspection: bool = True
     db_pool_size: int = Field(default=20, ge=1)

@@ -13,7 +13,7 @@ from gateway.domain.results import Accepted
 from gateway.services.operator import Changed, OperatorOutcome, Refused
 from gateway.services.sending import Invalid, SendOutcome
 from resolvers.errors import bad_input
-from resolvers.inputs import send_request_from_coerced, to_send_request
+from resolvers.inputs import send_request, to_send_request
 from schema.context import context_of
 from schema.ids import decode_uuid
 from schema.results import (
@@ -57,10 +57,9 @@ def _check_batch_size(info: Info | GraphQLResolveInfo[Any], size: int) -> None:
         raise bad_input(f"sendMessages takes at most {limit} inputs, got {size}")
 
 
-# The typed resolvers define the schema. schema/build.py executes the send mutations with the
-# `_coerced` pair below instead: Strawberry turns every input object into its Python class with
-# per-field type introspection before calling a resolver, which was ~17% of a 100-input
-# sendMessages and ~6% of a sendMessage; graphql-core has already coerced the arguments.
+# The typed resolvers define the schema, and run when the `coerced_sends` fast path is off.
+# With it on, schema/coerced_sends.py executes the send mutations with the `_coerced` pair
+# below instead, on graphql-core's coerced arguments (see there why).
 
 
 async def send_message(info: strawberry.Info, input: SendMessageInput) -> SendMessageResult:
@@ -78,7 +77,7 @@ async def send_messages(
 async def send_message_coerced(
     _root: object, info: GraphQLResolveInfo[Any], input: dict[str, Any]
 ) -> SendMessageResult:
-    [outcome] = await _send(info, [send_request_from_coerced(input)])
+    [outcome] = await _send(info, [send_request(input)])
     return _result(outcome)
 
 
@@ -86,7 +85,7 @@ async def send_messages_coerced(
     _root: object, info: GraphQLResolveInfo[Any], inputs: list[dict[str, Any]]
 ) -> list[SendMessageResult]:
     _check_batch_size(info, len(inputs))
-    return [_result(o) for o in await _send(info, [send_request_from_coerced(i) for i in inputs])]
+    return [_result(o) for o in await _send(info, [send_request(i) for i in inputs])]
 
 
 def _operator_result(id: strawberry.ID, outcome: OperatorOutcome) -> CancelMessageResult:

@@ -15,9 +15,11 @@ from strawberry.extensions import (
 )
 from strawberry.types import ExecutionContext
 
+from gateway.fastpaths import FastPaths
 from gateway.observability import GraphQLMetricsExtension
 from gateway.outages import describe, is_unavailable
 from resolvers import mutations, pages, queries, subscriptions
+from schema.coerced_sends import resolve_sends_on_coerced_inputs
 from schema.extension_group import ExtensionGroup
 from schema.extensions import MaskInternalErrors, RequireAccount, SubscriptionsOverWebsockets
 from schema.guards import RateLimit, tag_complexity_errors
@@ -108,6 +110,7 @@ class GatewaySchema(strawberry.Schema):
 
 def create_schema(
     *,
+    fast_paths: FastPaths | None = None,
     introspection: bool = True,
     max_depth: int = 12,
     max_aliases: int = 30,
@@ -133,16 +136,6 @@ def create_schema(
     schema = GatewaySchema(
         query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions
     )
-    _resolve_on_coerced_inputs(schema)
+    fast = fast_paths if fast_paths is not None else FastPaths()
+    resolve_sends_on_coerced_inputs(schema, fast.coerced_sends)
     return schema
-
-
-def _resolve_on_coerced_inputs(schema: strawberry.Schema) -> None:
-    """Run the send mutations on graphql-core's coerced arguments (see resolvers.mutations).
-
-    Only execution changes: the schema, its validation and argument coercion stay Strawberry's.
-    """
-    mutation = schema._schema.mutation_type
-    assert mutation is not None
-    mutation.fields["sendMessage"].resolve = mutations.send_message_coerced
-    mutation.fields["sendMessages"].resolve = mutations.send_messages_coerced

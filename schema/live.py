@@ -14,6 +14,11 @@ operations of one connection share their context object): the sink sends an alre
 ``next`` payload for that operation. Without a sink (other transports, ``schema.subscribe``)
 nothing changes.
 
+Sharing needs Strawberry's private execution details (the graphql-core ``info`` behind its
+``Info``, its extensions' ``resolve`` hooks, its executor class), so it is a fast path
+(``gateway.fastpaths``): with it off, the transport offers no sink and every subscriber's
+events are executed by graphql-core through Strawberry, as for any subscription.
+
 Rendering happens exactly as graphql-core's per-event execution does it (same executor class,
 document, variables and context), and its result is encoded like the transport encodes a
 ``next`` payload. A result with errors is never shared: each subscriber then executes the
@@ -48,6 +53,7 @@ from graphql.execution.middleware import MiddlewareManager
 from graphql.language.visitor import SKIP
 
 from gateway.domain import records
+from gateway.fastpaths import FastPath
 from gateway.services.fanout import SharedRendering
 from schema.types import MessageEvent
 
@@ -62,13 +68,14 @@ class LiveSink:
     declines, and is only used while nothing else of the operation is in flight.
     """
 
-    __slots__ = ("operation_name", "send", "send_now", "variables")
+    __slots__ = ("operation_name", "path", "send", "send_now", "variables")
 
     def __init__(
         self,
         send: SendPayload,
         variables: Mapping[str, Any] | None,
         operation_name: str | None,
+        path: FastPath,
         *,
         send_now: SendPayloadNow | None = None,
     ) -> None:
@@ -76,6 +83,8 @@ class LiveSink:
         self.send_now = send_now
         self.variables = dict(variables or {})
         self.operation_name = operation_name
+        #: Counts the events rendered in common for this operation's feed.
+        self.path = path
 
 
 current_sink: ContextVar[LiveSink | None] = ContextVar("current_sink", default=None)
@@ -102,7 +111,7 @@ def shared_rendering(info: strawberry.Info, sink: LiveSink) -> SharedRendering |
     document = DocumentNode(definitions=(raw.operation, *raw.fragments.values()))
     return SharedRendering(
         key=key,
-        render=_Renderer(info, document, sink.variables, raw.operation).render,
+        render=_Renderer(info, document, sink.variables, raw.operation, sink.path).render,
         send_now=sink.send_now,
     )
 
@@ -116,8 +125,10 @@ class _Renderer:
         document: DocumentNode,
         variables: dict[str, Any],
         operation: OperationDefinitionNode,
+        path: FastPath,
     ) -> None:
         self._info = info
+        self._path = path
         self._document = document
         self._variables = variables
         self._operation_name = operation.name.value if operation.name else None
@@ -144,6 +155,12 @@ class _Renderer:
         return None if isinstance(built, list) else built
 
     async def render(self, event: records.MessageEvent) -> bytes | None:
+        rendered = await self._render(event)
+        if rendered is not None:
+            self._path.engaged += 1
+        return rendered
+
+    async def _render(self, event: records.MessageEvent) -> bytes | None:
         if self._executor is None:
             if not self._shareable:
                 return None

@@ -26,6 +26,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from gateway.entry.container import SANDBOX_PATH, Container
 from gateway.entry.devkey import ensure_dev_key
 from gateway.entry.migrations import upgrade_to_head
+from gateway.fastpaths import FastPaths
 from gateway.heap import freeze_startup_heap
 from gateway.loopback import is_local_request
 from gateway.observability import (
@@ -36,13 +37,14 @@ from gateway.observability import (
 )
 from gateway.services.auth import bearer_token
 from gateway.settings import Settings
+from gateway.web.frames import direct_frames
 from gateway.web.graphiql import PAGE_HEADERS, graphiql_html, graphiql_routes
 from gateway.web.graphql_http import GraphQLHttp, GraphQLOverHttpView
-from gateway.web.responses import OneWriteResponses
+from gateway.web.responses import one_write_responses
 from gateway.web.socket_keys import SocketKeyWatch
 from gateway.web.timeouts import ExecutionTimeout
 from gateway.web.webhooks import webhook_routes
-from gateway.web.websocket import DirectFrames, LiveTransportWSHandler, TextFrameAdapter
+from gateway.web.websocket import LiveTransportWSHandler, TextFrameAdapter
 from schema.build import create_schema
 from schema.context import Context
 
@@ -53,11 +55,19 @@ class GatewayGraphQL(GraphQLOverHttpView):
     websocket_adapter_class = TextFrameAdapter
     graphql_transport_ws_handler_class = LiveTransportWSHandler
 
-    def __init__(self, settings: Settings, key_watch: SocketKeyWatch | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        key_watch: SocketKeyWatch | None = None,
+        fast_paths: FastPaths | None = None,
+    ) -> None:
         #: Where acknowledged sockets have their key checked again (see gateway.web.socket_keys).
         self.key_watch = key_watch
+        #: Which fast paths this view takes (the websocket handler reads it).
+        self.fast_paths = fast_paths if fast_paths is not None else FastPaths(settings.fast_paths)
         super().__init__(
             create_schema(
+                fast_paths=self.fast_paths,
                 introspection=settings.introspection,
                 max_depth=settings.max_query_depth,
                 max_aliases=settings.max_aliases,
@@ -119,10 +129,15 @@ class GatewayGraphQL(GraphQLOverHttpView):
 
 
 class GatewayApp(Starlette):
+    def __init__(self, *args: Any, fast_paths: FastPaths, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.state.fast_paths = fast_paths
+
     def build_middleware_stack(self) -> ASGIApp:
         # Outside Starlette's ServerErrorMiddleware, whose `send` wrapper hides the server's
         # own `send` for HTTP (see gateway.web.responses).
-        return OneWriteResponses(super().build_middleware_stack())
+        paths: FastPaths = self.state.fast_paths
+        return one_write_responses(super().build_middleware_stack(), paths.one_write_responses)
 
 
 def _origins(setting: str) -> list[str]:
@@ -160,6 +175,7 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     settings = settings or Settings()
 
     container = Container.build(settings)
+    fast_paths = FastPaths(settings.fast_paths)
     key_watch = SocketKeyWatch(container.api_keys.still_live, settings.api_key_cache_seconds)
 
     @asynccontextmanager
@@ -180,6 +196,7 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
             database="sqlite" if settings.is_sqlite else "postgresql",
             broker="memory" if settings.redis_url is None else "redis",
             embedded_worker=container.worker is not None,
+            fast_paths=fast_paths.taken(),
         )
         try:
             yield {}
@@ -187,7 +204,7 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
             await key_watch.stop()
             await container.close()
 
-    graphql = GatewayGraphQL(settings, key_watch)
+    graphql = GatewayGraphQL(settings, key_watch, fast_paths)
     routes: list[BaseRoute] = [
         Route(
             "/graphql",
@@ -206,8 +223,8 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
     return GatewayApp(
         routes=routes,
         middleware=[
-            # First: it needs the server's own `send` (websockets only; see gateway.web.websocket).
-            Middleware(DirectFrames),
+            # First: it needs the server's own `send` (websockets only; see gateway.web.frames).
+            Middleware(direct_frames, path=fast_paths.direct_frames),
             Middleware(RequestIdMiddleware),
             Middleware(MetricsMiddleware),
             *(
@@ -227,4 +244,5 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
             Middleware(ExecutionTimeout, seconds=settings.execution_timeout_seconds),
         ],
         lifespan=lifespan,
+        fast_paths=fast_paths,
     )

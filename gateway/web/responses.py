@@ -6,6 +6,10 @@ GraphQL answer, and on loopback a write costs more than building the whole respo
 the body comes in one message (as every response of this app does), ``OneWriteResponses``
 lets uvicorn build both parts as usual but collects its writes and hands them to the socket
 at once. Streamed responses (``more_body``) and other servers go the ordinary way.
+
+It relies on uvicorn's internals (the request-response cycle behind its ``send`` and that
+cycle's ``transport`` attribute), so it is a fast path (``gateway.fastpaths``): with it off,
+``one_write_responses`` leaves the app as it is and uvicorn writes as it always does.
 """
 
 from __future__ import annotations
@@ -14,6 +18,13 @@ import contextlib
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.fastpaths import FastPath
+
+
+def one_write_responses(app: ASGIApp, path: FastPath) -> ASGIApp:
+    """``app`` answering in one write when the fast path is on; ``app`` itself otherwise."""
+    return OneWriteResponses(app, path) if path.enabled else app
 
 
 class _Collect:
@@ -58,8 +69,9 @@ def _cycle_of(send: Send) -> Any:
 class OneWriteResponses:
     """Pure ASGI; must sit where ``send`` is still the server's own (first in the stack)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, path: FastPath) -> None:
         self.app = app
+        self.path = path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         cycle = _cycle_of(send) if scope["type"] == "http" else None
@@ -76,6 +88,7 @@ class OneWriteResponses:
             if held is not None:
                 start, held = held, None
                 if message["type"] == "http.response.body" and not message.get("more_body"):
+                    self.path.engaged += 1
                     await _in_one_write(cycle, send, start, message)
                     return
                 await send(start)

@@ -3,12 +3,11 @@
 - Every protocol message goes out as a *text* frame, as the protocol specifies (JSON text);
   the view's JSON encoder yields bytes, which Strawberry would otherwise send as binary frames,
   and browsers hand binary frames to the client library as a Blob, not a string.
-- Each operation runs with a ``LiveSink``: subscription events rendered in common for many
-  subscribers (``schema.live``) are sent through it as ready-made ``next`` frames.
-- Under uvicorn's websockets (sans-I/O) protocol, ``DirectFrames`` lets a sink write such a
-  frame synchronously when the socket can take it: a feed then delivers to a thousand idle
-  subscribers in one loop, without waking a thousand tasks and without the ASGI send chain
-  (which, for a websocket past its handshake, only forwards ``websocket.send`` anyway).
+- While the ``shared_rendering`` fast path is on (``gateway.fastpaths``), each operation runs
+  with a ``LiveSink``: subscription events rendered in common for many subscribers
+  (``schema.live``) are sent through it as ready-made ``next`` frames, written at once when
+  the ``direct_frames`` fast path gave the socket a writer (``gateway.web.frames``). Without a
+  sink, graphql-core executes every event for every operation, as Strawberry does.
 - A ``connection_init`` whose API-key lookup finds the database down closes the socket with
   1013 (try again later) instead of failing the connection with an error.
 - Once acknowledged, a socket's API key is checked again periodically (``SocketKeyWatch``);
@@ -19,7 +18,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -27,7 +25,6 @@ from typing import Any
 import orjson
 import structlog
 from graphql import GraphQLError
-from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.http.exceptions import WebSocketDisconnected
@@ -41,14 +38,14 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     SubscribeMessage,
 )
 
+from gateway.fastpaths import FastPaths
 from gateway.outages import UNAVAILABLE_MESSAGE, describe, is_unavailable
+from gateway.web.frames import frame_writer
 from gateway.web.socket_keys import KEY_REVOKED_CODE, KEY_REVOKED_REASON, SocketKeyWatch
 from schema.context import Context
 from schema.live import LiveSink, SendPayload, SendPayloadNow, current_sink
 
 log = structlog.get_logger(__name__)
-
-FRAMES_EXTENSION = "gateway.websocket.frames"
 
 
 class TextFrameAdapter(ASGIWebSocketAdapter):
@@ -59,90 +56,6 @@ class TextFrameAdapter(ASGIWebSocketAdapter):
             await self.ws.send_text(text)
         except WebSocketDisconnect as exc:
             raise WebSocketDisconnected from exc
-
-
-class FrameWriter:
-    """Writes a text frame now, if the server's websocket protocol can take it without waiting.
-
-    Mirrors what uvicorn's websockets (sans-I/O) protocol does for ``websocket.send`` once the
-    handshake is done; declines (False) whenever that would wait or fail, and the caller then
-    goes the ordinary, awaited way.
-
-    The frame is framed at once but reaches the socket at the end of the event-loop pass, in
-    one write with every other frame written meanwhile: events arrive in bursts, and a write
-    to a socket costs more than framing. Order is kept: the server's own sends flush the same
-    connection buffer (``data_to_send``) before anything they write.
-    """
-
-    __slots__ = ("_flush_scheduled", "_loop", "_protocol")
-
-    def __init__(self, protocol: Any) -> None:
-        self._protocol = protocol
-        self._loop = asyncio.get_running_loop()
-        self._flush_scheduled = False
-
-    @classmethod
-    def of(cls, send: Send) -> FrameWriter | None:
-        protocol = getattr(send, "__self__", None)
-        if all(hasattr(protocol, a) for a in _PROTOCOL_STATE) and callable(
-            getattr(getattr(protocol, "conn", None), "send_text", None)
-        ):
-            return cls(protocol)
-        return None
-
-    def send_text(self, data: bytes) -> bool:
-        p = self._protocol
-        if (
-            not p.handshake_complete
-            or p.close_sent
-            or p.disconnected
-            or p.initial_response is not None
-            or not p.writable.is_set()
-            or p.transport.is_closing()
-        ):
-            return False
-        try:
-            p.conn.send_text(data)
-        except Exception:  # the protocol's state refused it: let the awaited path report it
-            return False
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
-        return True
-
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        p = self._protocol
-        output = p.conn.data_to_send()  # empty when a send of the server's took it already
-        if output and not p.transport.is_closing():
-            p.transport.write(b"".join(output))
-
-
-_PROTOCOL_STATE = (
-    "handshake_complete",
-    "close_sent",
-    "disconnected",
-    "initial_response",
-    "writable",
-    "transport",
-)
-
-
-class DirectFrames:
-    """Pure ASGI: hands the server's websocket protocol to the app as a ``FrameWriter``.
-
-    Must sit first in the middleware stack, where ``send`` is still the server's own.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket":
-            writer = FrameWriter.of(send)
-            if writer is not None:
-                scope.setdefault("extensions", {})[FRAMES_EXTENSION] = writer
-        await self.app(scope, receive, send)
 
 
 #: "Try Again Later": graphql-ws clients reconnect (with backoff) after it, where they give up
@@ -216,15 +129,18 @@ class LiveTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         await super().shutdown()
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
-        # The operation's own task: the sink is seen by its resolvers only.
-        current_sink.set(
-            LiveSink(
-                _next_sender(self, operation),
-                operation.variables,
-                operation.operation_name,
-                send_now=_next_writer(self, operation),
+        paths: FastPaths | None = getattr(self.view, "fast_paths", None)
+        if paths is not None and paths.shared_rendering.enabled:
+            # The operation's own task: the sink is seen by its resolvers only.
+            current_sink.set(
+                LiveSink(
+                    _next_sender(self, operation),
+                    operation.variables,
+                    operation.operation_name,
+                    paths.shared_rendering,
+                    send_now=_next_writer(self, operation),
+                )
             )
-        )
         await super().run_operation(operation)
 
 
@@ -256,10 +172,9 @@ def _next_sender(
 def _next_writer(
     handler: LiveTransportWSHandler, operation: Operation[Context, None]
 ) -> SendPayloadNow | None:
-    """Writes an encoded ``next`` payload now if the socket takes it (see ``FrameWriter``)."""
+    """Writes an encoded ``next`` payload now if the socket takes it (``gateway.web.frames``)."""
     adapter: Any = handler.websocket
-    extensions = adapter.ws.scope.get("extensions") or {}
-    writer: FrameWriter | None = extensions.get(FRAMES_EXTENSION)
+    writer = frame_writer(adapter.ws.scope)
     if writer is None:
         return None
     head = _head(operation)

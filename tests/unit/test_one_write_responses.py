@@ -10,7 +10,10 @@ import pytest
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
+from gateway.fastpaths import FastPath, FastPaths
 from gateway.web.responses import OneWriteResponses
+
+PATH = FastPath("one_write_responses", enabled=True)
 
 
 class FakeTransport:
@@ -54,7 +57,7 @@ async def respond(messages: list[dict[str, Any]], transport: FakeTransport, **kw
             await send(message)
 
     server = cycle(transport, **kw)
-    await OneWriteResponses(app)(server.scope, server.receive, server.send)
+    await OneWriteResponses(app, PATH)(server.scope, server.receive, server.send)
 
 
 START = {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]}
@@ -104,7 +107,7 @@ async def test_a_start_without_body_is_still_sent_when_the_app_fails() -> None:
             raise ZeroDivisionError
 
         server = cycle(transport)
-        await OneWriteResponses(failing)(server.scope, server.receive, server.send)
+        await OneWriteResponses(failing, PATH)(server.scope, server.receive, server.send)
     assert transport.written and transport.written[-1].startswith(b"HTTP/1.1 200 OK")
 
 
@@ -118,7 +121,7 @@ async def test_other_servers_pass_through() -> None:
         await send(START)
         await send(BODY)
 
-    await OneWriteResponses(app)({"type": "http"}, plain_send, plain_send)
+    await OneWriteResponses(app, PATH)({"type": "http"}, plain_send, plain_send)
     assert sent == [START, BODY]
 
 
@@ -137,6 +140,7 @@ async def test_the_gateway_app_answers_in_one_write_through_its_whole_stack() ->
     app = GatewayApp(
         routes=[Route("/graphql", endpoint, methods=["POST"])],
         middleware=[Middleware(RequestIdMiddleware), Middleware(MetricsMiddleware)],
+        fast_paths=FastPaths(),
     )
     transport = FakeTransport()
     server = cycle(transport)

@@ -1,4 +1,4 @@
-"""gateway.web.websocket.FrameWriter: write a frame at once only when the server would not wait."""
+"""gateway.web.frames.FrameWriter: write a frame at once only when the server would not wait."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ from websockets.frames import Opcode
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-from gateway.web.websocket import FrameWriter
+from gateway.fastpaths import FastPath
+from gateway.web.frames import FrameWriter
+
+PATH = FastPath("direct_frames", enabled=True)
 
 
 class FakeTransport:
@@ -63,7 +66,7 @@ async def next_pass() -> None:
 
 async def test_writes_a_text_frame_when_the_socket_takes_it() -> None:
     protocol = FakeServerProtocol()
-    writer = FrameWriter.of(protocol.send)
+    writer = FrameWriter.of(protocol.send, PATH)
     assert writer is not None
     assert writer.send_text(b'{"id":"1"}')
     await next_pass()
@@ -75,7 +78,7 @@ async def test_writes_a_text_frame_when_the_socket_takes_it() -> None:
 
 async def test_frames_of_one_loop_pass_go_out_in_one_write() -> None:
     protocol = FakeServerProtocol()
-    writer = FrameWriter.of(protocol.send)
+    writer = FrameWriter.of(protocol.send, PATH)
     assert writer is not None
     for n in range(5):
         assert writer.send_text(b'{"n":%d}' % n)
@@ -89,7 +92,7 @@ async def test_frames_of_one_loop_pass_go_out_in_one_write() -> None:
 
 async def test_a_send_of_the_server_in_between_keeps_the_order() -> None:
     protocol = FakeServerProtocol()
-    writer = FrameWriter.of(protocol.send)
+    writer = FrameWriter.of(protocol.send, PATH)
     assert writer is not None
     assert writer.send_text(b"first")
     # What uvicorn does for an awaited websocket.send: frame, then write the whole buffer.
@@ -102,7 +105,7 @@ async def test_a_send_of_the_server_in_between_keeps_the_order() -> None:
 
 async def test_nothing_is_written_once_the_transport_closes() -> None:
     protocol = FakeServerProtocol()
-    writer = FrameWriter.of(protocol.send)
+    writer = FrameWriter.of(protocol.send, PATH)
     assert writer is not None
     assert writer.send_text(b"late")
     protocol.transport.closing = True
@@ -128,7 +131,7 @@ async def test_declines_whenever_the_server_would_wait_or_refuse(state: str) -> 
         protocol.handshake_complete = False
     else:
         protocol.initial_response = (403, [], b"")
-    writer = FrameWriter.of(protocol.send)
+    writer = FrameWriter.of(protocol.send, PATH)
     assert writer is not None
     assert not writer.send_text(b"{}")
     await next_pass()
@@ -138,7 +141,7 @@ async def test_declines_whenever_the_server_would_wait_or_refuse(state: str) -> 
 async def test_declines_when_the_protocol_state_refuses_the_frame() -> None:
     protocol = FakeServerProtocol()
     protocol.conn = ServerProtocol(state=State.CLOSED)
-    writer = FrameWriter.of(protocol.send)
+    writer = FrameWriter.of(protocol.send, PATH)
     assert writer is not None
     assert not writer.send_text(b"{}")
     await next_pass()
@@ -149,5 +152,5 @@ async def test_only_a_server_protocol_send_is_recognised() -> None:
     async def plain_send(message: Any) -> None:
         return None
 
-    assert FrameWriter.of(plain_send) is None
-    assert FrameWriter.of(FakeTransport().write) is None  # type: ignore[arg-type]
+    assert FrameWriter.of(plain_send, PATH) is None
+    assert FrameWriter.of(FakeTransport().write, PATH) is None  # type: ignore[arg-type]
