@@ -44,9 +44,13 @@ class AcceptRepository(Repository):
         Outcomes are in input order. Within the items, a repeated (account, key) behaves as if
         the requests had raced: the first claims the key, the others replay or conflict.
         """
-        if self.dialect == "postgresql" and all(d.idempotency_key is None for _, d in items):
+        if (
+            self.dialect == "postgresql"
+            and self.may_commit_alone
+            and all(d.idempotency_key is None for _, d in items)
+        ):
             return await self._accept_in_one_statement(items, now)
-        async with self.engine.begin() as conn:
+        async with self.transaction() as conn:
             conversation_ids, new_conversations = await resolve_conversations(
                 self, conn, {(a, *d.participants) for a, d in items}, now
             )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from gateway.domain.records import Message, MessageEvent
 from gateway.domain.statuses import MessageStatus
 from persistence.rows import EVENTS
+from persistence.unit_of_work import current_unit
 
 
 class Repository:
@@ -23,11 +24,27 @@ class Repository:
         self.engine = engine
         self.dialect = engine.dialect.name
 
+    def transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """The transaction to write in: the running unit of work's, else one of its own."""
+        unit = current_unit(self.engine)
+        return self.engine.begin() if unit is None else unit.joined()
+
+    @property
+    def may_commit_alone(self) -> bool:
+        """Whether one self-contained statement may run on :meth:`driver` now: outside a
+        unit of work, or as the first and whole work of one."""
+        unit = current_unit(self.engine)
+        return unit is None or unit.may_commit_alone
+
     @asynccontextmanager
     async def driver(self) -> AsyncIterator[Any]:
         """The pool's asyncpg connection itself, with no transaction open on it: for hot,
         fixed statements, where SQLAlchemy's statement and row machinery cost more than the
-        round trip. A statement run on it alone commits by itself."""
+        round trip. A statement run on it alone commits by itself; in a unit of work, that
+        statement is the unit's whole work (see ``persistence/unit_of_work.py``)."""
+        unit = current_unit(self.engine)
+        if unit is not None:
+            unit.commit_alone()
         async with self.engine.connect() as conn:
             raw = await conn.get_raw_connection()
             driver: Any = raw.driver_connection

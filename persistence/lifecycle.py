@@ -117,14 +117,14 @@ class LifecycleRepository(Repository):
         if not message_ids:
             return {}
         m = MESSAGES.c
-        if self.dialect == "postgresql":
+        if self.dialect == "postgresql" and self.may_commit_alone:
             # One statement, no BEGIN and COMMIT round trips: it fails as a whole, claiming
             # nothing, when a row it would claim could not be read back (a poison row), so
             # the claims of a batch are never committed with one of them stranded.
             params = {"ids": list(message_ids), "now": now, "worker": worker}
             changes = await self._autocommit(claim_statement(), params, now)
             return {c.message.id: c for c in changes}
-        async with self.engine.begin() as conn:
+        async with self.transaction() as conn:
             changes = await self._change(
                 conn,
                 [self._among(message_ids), _from([S.QUEUED]), m.next_attempt_at <= now],
@@ -146,12 +146,16 @@ class LifecycleRepository(Repository):
         """
         results: list[Change | None] = [None] * len(outcomes)
         only_sent = [o for o in outcomes if isinstance(o, Sent)]
-        if self.dialect == "postgresql" and len(only_sent) == len(outcomes):
+        if (
+            self.dialect == "postgresql"
+            and self.may_commit_alone
+            and len(only_sent) == len(outcomes)
+        ):
             # The common case, and one statement: no transaction around it needed.
             recorded = await self._autocommit(sent_statement(), _sent_params(only_sent, now), now)
             by_id = {c.message.id: c for c in recorded}
             return [by_id.get(o.message_id) for o in only_sent]
-        async with self.engine.begin() as conn:
+        async with self.transaction() as conn:
             sent = [(i, o) for i, o in enumerate(outcomes) if isinstance(o, Sent)]
             if sent:
                 by_sent = await self._record_sent(conn, [o for _, o in sent], now)
@@ -310,7 +314,7 @@ class LifecycleRepository(Repository):
     ) -> None:
         """FAILED without reading the row back (it may be what cannot be decoded)."""
         m = MESSAGES.c
-        async with self.engine.begin() as conn:
+        async with self.transaction() as conn:
             rows = await conn.execute(
                 update(MESSAGES)
                 .where(m.id == message_id, _from([S.SENDING, S.QUEUED]))
@@ -370,7 +374,7 @@ class LifecycleRepository(Repository):
     ) -> tuple[Change | None, Message | None]:
         m = MESSAGES.c
         scope = [m.id == message_id, m.account_id == account_id]
-        async with self.engine.begin() as conn:
+        async with self.transaction() as conn:
             changes = await self._change(conn, [*scope, _from(allowed)], values, kind, None, now)
             if changes:
                 return changes[0], None
@@ -387,7 +391,7 @@ class LifecycleRepository(Repository):
             .limit(limit)
             .scalar_subquery()
         )
-        async with self.engine.begin() as conn:
+        async with self.transaction() as conn:
             return await self._change(
                 conn,
                 [m.id.in_(due), _from([S.SCHEDULED])],
@@ -422,7 +426,7 @@ class LifecycleRepository(Repository):
         if keep:
             stale.append(m.id.not_in(list(keep)))
         error = DeliveryError("ABANDONED", "the worker handling it stopped", permanent=False)
-        async with self.engine.begin() as conn:
+        async with self.transaction() as conn:
             failed = await self._change(
                 conn,
                 [*stale, m.attempts >= max_attempts],
@@ -485,6 +489,7 @@ class LifecycleRepository(Repository):
             .where(c.id == bindparam("cid"), c.last_message_at < bindparam("at"))
             .values(last_message_at=bindparam("at"))
         )
+        # Never a unit of work's: its relaxed commit below must not cover anybody's messages.
         async with self.engine.begin() as conn:
             if self.dialect == "postgresql":
                 # Derived data: losing it in a crash costs an ordering nudge, not a message,

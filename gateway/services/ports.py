@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from types import TracebackType
+from typing import Protocol, Self
 from uuid import UUID
 
 from gateway.domain.channels import Channel
@@ -133,8 +134,39 @@ class ProviderRegistry(Protocol):
         ...
 
 
-# Storage: what each use case needs of the database. ``persistence/`` implements them; every
-# method is one transaction of its own.
+#: The database side of one unit of work (``persistence/`` implements it). Entered before the
+#: use case's store calls, which join it; a clean exit commits (raising if the commit fails),
+#: an exit by an exception rolls back.
+Transaction = AbstractAsyncContextManager[object]
+
+
+class UnitOfWork(Protocol):
+    """One use case: one transaction, plus what to hand to the broker once it committed.
+
+    ``publish`` and ``enqueue`` only collect; see ``gateway.services.unit_of_work`` for when
+    and how the collected work is handed over.
+    """
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def publish(self, events: Iterable[MessageEvent]) -> None: ...
+
+    def enqueue(self, message_ids: Iterable[UUID]) -> None: ...
+
+
+#: A fresh unit of work per use case.
+UnitsOfWork = Callable[[], UnitOfWork]
+
+
+# Storage: what each use case needs of the database. ``persistence/`` implements them; a
+# method called inside a unit of work joins its transaction, otherwise it is one of its own.
 
 
 class AccountStore(Protocol):
