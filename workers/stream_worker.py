@@ -4,11 +4,12 @@ At-least-once from Redis, exactly-once to the provider by our own doing: an entr
 after its outcome is committed, and the conditional claim in the database makes a second
 delivery of the same entry (after a crash, a reclaim or a sweep) a no-op.
 
-The entries of one read are claimed together (one transaction); each claimed message then goes
-to its provider on its own, so a slow call holds up nobody else; the outcomes that come in while
-a batch is being recorded are recorded together next, and their events are published in the
-same Redis round trip that acknowledges their entries. Per message that leaves the HTTP call as
-the only round trip of its own.
+The entries of one read are claimed together (one unit of work); each claimed message then
+goes to its provider on its own, so a slow call holds up nobody else; the outcomes that come in
+while a batch is being recorded are recorded together next. The delivery service's units of
+work publish the events of claims and outcomes through the broker once they are committed;
+the entries are acknowledged after that, one XACK per batch. Per message that leaves the HTTP
+call as the only round trip of its own.
 
 A worker never takes more entries than it has free slots, neither reading nor reclaiming, so
 that what it holds it can start at once: nothing it takes waits behind its own work. An
@@ -32,17 +33,15 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from gateway.domain.records import DeliveryError, MessageEvent
-from gateway.domain.results import Change, Outcome
-from gateway.observability.metrics import EVENTS_PUBLISHED
+from gateway.domain.records import DeliveryError
+from gateway.domain.results import Change, Failure, Outcome
 from gateway.outages import describe, is_unavailable
 from gateway.services.clock import utcnow
 from gateway.services.delivery import DeliveryService
 from persistence.lifecycle import LifecycleRepository
 from workers.chores import Chore
-from workers.codec import encode_event, redis_text
+from workers.codec import redis_text
 from workers.liveness import RedisLiveness
-from workers.redis_broker import channel_of
 from workers.sweeper import Sweeper
 
 log = structlog.get_logger(__name__)
@@ -200,7 +199,6 @@ class StreamWorker:
         except BaseException:
             self._release(len(jobs))
             raise
-        events: list[MessageEvent] = []
         for entry_id, message_id in jobs:
             # pop: the same id twice in one read (two stream entries): only one may send it.
             change = claimed.pop(message_id, None)
@@ -211,11 +209,10 @@ class StreamWorker:
                     # acknowledged: the entry stays pending and is reclaimed after min-idle.
                     settled.append(entry_id)
                 continue
-            events.append(change.event)
             task = asyncio.create_task(self._send(entry_id, change))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
-        await self._publish_and_ack(events, settled)
+        await self._acknowledge(settled)
 
     async def _claim(self, message_ids: list[UUID]) -> tuple[dict[UUID, Change], set[UUID]]:
         """(claimed, failed). A combined claim that fails is retried message by message, so
@@ -264,11 +261,10 @@ class StreamWorker:
                     self._release()
 
     async def _record(self, batch: list[tuple[Any, Outcome]]) -> None:
-        changes: list[Change | None] = []
         recorded: list[Any] = []
         unwritten: list[tuple[Any, Outcome]] = []
         try:
-            changes = await self._delivery.record([outcome for _, outcome in batch])
+            await self._delivery.record([outcome for _, outcome in batch])
             recorded = [entry_id for entry_id, _ in batch]
         except Exception as exc:
             if len(batch) == 1 or is_unavailable(exc):
@@ -278,7 +274,7 @@ class StreamWorker:
                 # One by one, so that one outcome that cannot be written fails alone.
                 for entry_id, outcome in batch:
                     try:
-                        changes.extend(await self._delivery.record([outcome]))
+                        await self._delivery.record([outcome])
                     except Exception:
                         log.exception("record_failed", message_id=str(outcome.message_id))
                         unwritten.append((entry_id, outcome))
@@ -287,7 +283,7 @@ class StreamWorker:
         if unwritten:
             recorded += await self._hand_over(unwritten)
         # Only now: the outcomes are committed (or held where the sweeper records them).
-        await self._publish_and_ack([c.event for c in changes if c is not None], recorded)
+        await self._acknowledge(recorded)
 
     async def _hand_over(self, unwritten: list[tuple[Any, Outcome]]) -> list[Any]:
         """Hand outcomes that could not be written to the held outcomes; the entries of
@@ -305,31 +301,18 @@ class StreamWorker:
         if self._unkept:
             batch, self._unkept = self._unkept, []
             done = await self._hand_over(batch)
-            if done:
-                await self._publish_and_ack([], done)
+            await self._acknowledge(done)
 
-    async def _publish_and_ack(self, events: list[MessageEvent], entry_ids: list[Any]) -> None:
-        """One round trip: publish the events of committed changes and acknowledge entries.
-
-        Live events are best effort (the audit trail has them); an entry whose XACK is lost
-        stays pending and is reclaimed, and its second delivery is a no-op.
-        """
-        if not events and not entry_ids:
+    async def _acknowledge(self, entry_ids: list[Any]) -> None:
+        """XACK entries whose work is committed (their events are published by then). An
+        entry whose XACK is lost stays pending and is reclaimed; its second delivery is a
+        no-op."""
+        if not entry_ids:
             return
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for event in events:
-                    pipe.publish(channel_of(event.account_id), encode_event(event))
-                if entry_ids:
-                    pipe.xack(self.stream, self.group, *entry_ids)
-                await pipe.execute()
+            await self.redis.xack(self.stream, self.group, *entry_ids)
         except Exception:
-            log.warning(
-                "publish_or_ack_failed", events=len(events), entries=len(entry_ids), exc_info=True
-            )
-            return
-        if events:
-            EVENTS_PUBLISHED.inc(len(events))
+            log.warning("ack_failed", entries=len(entry_ids), exc_info=True)
 
     def _reserve(self, wanted: int) -> int:
         """Take up to ``wanted`` free slots at once, never waiting; how many were taken."""
@@ -414,9 +397,7 @@ class StreamWorker:
         if message_id is not None:
             error = DeliveryError("POISON", "delivery crashed too often", permanent=False)
             try:
-                change = await self._lifecycle.record_failure(message_id, error, utcnow())
-                if change is not None:
-                    await self._delivery.publish(change)
+                await self._delivery.record([Failure(message_id, error, None)])
             except Exception:
                 # The row itself may be what cannot be read: fail it without reading it.
                 log.exception("poison_record_failed", message_id=str(message_id))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
-from functools import cached_property
+from functools import cached_property, partial
 from uuid import UUID
 
 import httpx
@@ -23,6 +23,7 @@ from gateway.services.rate_limits import RateLimitConfigError, RateLimiter, pars
 from gateway.services.reconcile import Reconciler
 from gateway.services.retry_policy import RetryPolicy
 from gateway.services.sending import SendService
+from gateway.services.unit_of_work import Units
 from gateway.services.webhooks import WebhookService
 from gateway.settings import Settings
 from gateway.web.webhook_replay import WebhookReplay
@@ -32,6 +33,7 @@ from persistence.db import create_engine
 from persistence.lifecycle import LifecycleRepository
 from persistence.queries import QueryRepository
 from persistence.reconcile import ReconcileRepository
+from persistence.unit_of_work import SqlTransaction
 from persistence.webhooks import WebhookRepository
 from providers.http import ProviderSession, create_provider_client
 from providers.registry import FailoverRegistry
@@ -123,6 +125,7 @@ class Container:
             settings.max_attempts, settings.retry_base_delay, settings.retry_max_delay
         )
         worker = worker_name()
+        units = Units(broker, partial(SqlTransaction, engine))
         held: MemoryHeldOutcomes | RedisHeldOutcomes
         liveness: LocalLiveness | RedisLiveness
         if isinstance(broker, RedisBroker):
@@ -148,8 +151,11 @@ class Container:
                 owned_addresses=(
                     webhook_repo.addresses_of if settings.require_sender_ownership else None
                 ),
+                units=units,
             ),
-            delivery=DeliveryService(lifecycle, registry, broker, policy, held, worker=worker),
+            delivery=DeliveryService(
+                lifecycle, registry, broker, policy, held, worker=worker, units=units
+            ),
             operator=OperatorService(lifecycle, broker),
             events=EventStream(queries, broker),
             webhook_repo=webhook_repo,

@@ -7,7 +7,8 @@ database and the sweeper hands the message back when it is due.
 
 Each message goes its own way (a slow provider call holds up nobody else), but the database
 work of messages in flight at the same time is group-committed: concurrent claims become one
-UPDATE in one transaction, concurrent outcomes one transaction, and their events one publish.
+UPDATE in one unit of work, concurrent outcomes one unit of work, and their events one publish,
+handed to the broker after the commit.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from uuid import UUID
 
 import structlog
 
-from gateway.domain.records import DeliveryError, Message, MessageEvent
+from gateway.domain.records import DeliveryError, Message
 from gateway.domain.results import Change, Failure, Outcome, Release, Retry, Sent
 from gateway.observability.metrics import DELIVERY_ATTEMPTS
 from gateway.services.clock import utcnow
@@ -33,8 +34,10 @@ from gateway.services.ports import (
     Provider,
     ProviderRegistry,
     TransientProviderError,
+    UnitsOfWork,
 )
 from gateway.services.retry_policy import RetryPolicy
+from gateway.services.unit_of_work import Units
 
 log = structlog.get_logger(__name__)
 
@@ -50,13 +53,15 @@ class DeliveryService:
         *,
         worker: str,
         max_batch: int = 500,
+        units: UnitsOfWork | None = None,
     ) -> None:
         self._lifecycle = lifecycle
         self._held = held
         #: The name this process's claims are recorded under (its heartbeat's name).
         self.worker = worker
         self._providers = providers
-        self._broker = broker
+        # Claims and outcomes publish their events through these, after their commit.
+        self._units = units or Units(broker)
         self._policy = policy
         self._claims: Coalescer[UUID, Change | None] = Coalescer(
             self._claim_batch, max_items=max_batch
@@ -94,14 +99,20 @@ class DeliveryService:
         return self._transient(message, error, None, {"ambiguous": True})
 
     async def claim(self, message_ids: Sequence[UUID]) -> dict[UUID, Change]:
-        """Claim many messages in one transaction; those not returned were not ours to send.
-        Their events are the caller's to publish."""
-        return await self._lifecycle.claim_many(message_ids, utcnow(), worker=self.worker)
+        """Claim many messages in one unit of work; those not returned were not ours to send.
+        Their events are published after the commit."""
+        async with self._units() as work:
+            claimed = await self._lifecycle.claim_many(message_ids, utcnow(), worker=self.worker)
+            work.publish(c.event for c in claimed.values())
+        return claimed
 
     async def record(self, outcomes: Sequence[Outcome]) -> list[Change | None]:
-        """Record many outcomes in one transaction, each change in input order (None: the
-        message had moved on). Their events are the caller's to publish."""
-        return await self._lifecycle.record_outcomes(outcomes, utcnow())
+        """Record many outcomes in one unit of work, each change in input order (None: the
+        message had moved on). Their events are published after the commit."""
+        async with self._units() as work:
+            changes = await self._lifecycle.record_outcomes(outcomes, utcnow())
+            work.publish(c.event for c in changes if c is not None)
+        return changes
 
     async def hold(self, outcomes: Sequence[Outcome]) -> None:
         """Keep outcomes that could not be recorded until the sweeper can record them."""
@@ -109,7 +120,6 @@ class DeliveryService:
 
     async def _claim_batch(self, message_ids: list[UUID]) -> list[Change | None]:
         claimed = await self.claim(message_ids)
-        await self._publish_quietly([c.event for c in claimed.values()])
         results: list[Change | None] = []
         for message_id in message_ids:
             # The same id twice in one batch (two stream entries): only one may send it.
@@ -117,17 +127,7 @@ class DeliveryService:
         return results
 
     async def _record_batch(self, outcomes: list[Outcome]) -> list[Change | None]:
-        changes = await self.record(outcomes)
-        await self._publish_quietly([c.event for c in changes if c is not None])
-        return changes
-
-    async def _publish_quietly(self, events: Sequence[MessageEvent]) -> None:
-        # Runs after the commit: raising here would make the coalescer run the batch's
-        # database work again. Live events are best effort; the audit trail has them.
-        try:
-            await self._broker.publish(events)
-        except Exception:
-            log.warning("publish_failed", events=len(events), exc_info=True)
+        return await self.record(outcomes)
 
     def _choose(self, message: Message) -> tuple[Provider, Breaker] | None:
         for provider, breaker in self._providers.candidates(message.channel):
@@ -184,7 +184,3 @@ class DeliveryService:
             return Failure(message.id, error, detail)
         delay = self._policy.delay(message.attempts, retry_after)
         return Retry(message.id, error, utcnow() + timedelta(seconds=delay), detail)
-
-    async def publish(self, change: Change | None) -> None:
-        if change is not None:
-            await self._broker.publish([change.event])

@@ -1,9 +1,10 @@
 """Use case: accept messages for delivery (``sendMessage`` / ``sendMessages``).
 
-Validation happens before any I/O; everything accepted is written in ONE transaction; only after
-commit are the messages enqueued and their events published. If the process dies in between,
-the sweeper finds the due QUEUED messages in the database and enqueues them: nothing accepted
-is lost, and the conditional claim makes a double enqueue harmless.
+Validation happens before any I/O; everything accepted is written in ONE unit of work; only
+after its commit are the events published and the messages enqueued. If the process dies in
+between (or the enqueue fails), the sweeper finds the due QUEUED messages in the database and
+enqueues them: nothing accepted is lost, and the conditional claim makes a double enqueue
+harmless.
 """
 
 from __future__ import annotations
@@ -11,18 +12,19 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from uuid import UUID
 
 import structlog
 
 from gateway.domain.messages import FieldProblem, Limits, SendRequest, validate_send
-from gateway.domain.results import Accepted, AcceptResult, Conflict, Item
+from gateway.domain.results import Accepted, Conflict, Item
 from gateway.domain.statuses import MessageStatus
 from gateway.observability.metrics import MESSAGES_ACCEPTED
 from gateway.services.clock import utcnow
 from gateway.services.coalescer import Coalescer
-from gateway.services.ports import AcceptStore, Broker, LifecycleStore
+from gateway.services.ports import AcceptStore, Broker, LifecycleStore, UnitsOfWork
+from gateway.services.unit_of_work import Units
 
 log = structlog.get_logger(__name__)
 
@@ -46,6 +48,7 @@ class SendService:
         retention: timedelta,
         limits: Limits | None = None,
         owned_addresses: Callable[[UUID], Awaitable[set[str]]] | None = None,
+        units: UnitsOfWork | None = None,
     ) -> None:
         # Set when senders must own their `from` address (REQUIRE_SENDER_OWNERSHIP).
         self._owned = owned_addresses
@@ -53,7 +56,7 @@ class SendService:
         self._batches: Coalescer[Item, Accepted | Conflict] = Coalescer(self._accept_batch)
         self._accept = accept
         self._lifecycle = lifecycle
-        self._broker = broker
+        self._units = units or Units(broker)
         self._region = default_region
         self._retention = retention
         self._limits = limits or Limits()
@@ -84,26 +87,19 @@ class SendService:
 
     async def _accept_batch(self, items: list[Item]) -> list[Accepted | Conflict]:
         now = utcnow()
-        result = await self._accept.accept(items, now=now, retention=self._retention)
-        await self._after_commit(result, now)
-        return result.outcomes
-
-    async def _after_commit(self, result: AcceptResult, now: datetime) -> None:
-        created = result.created
-        if not created:
-            return
-        for channel, count in Counter(m.channel.value for m in created).items():
+        async with self._units() as work:
+            result = await self._accept.accept(items, now=now, retention=self._retention)
+            work.publish(result.events)
+            work.enqueue(m.id for m in result.created if m.status == MessageStatus.QUEUED)
+        for channel, count in Counter(m.channel.value for m in result.created).items():
             MESSAGES_ACCEPTED.labels(channel).inc(count)
-        try:
-            await self._broker.publish(result.events)
-            await self._broker.enqueue([m.id for m in created if m.status == MessageStatus.QUEUED])
-        except Exception:
-            # Accepted is accepted: the sweeper enqueues what the broker did not take.
-            log.exception("enqueue_after_commit_failed", messages=len(created))
         if result.existing_conversations:
+            # Its own short transaction after the accept's, so that no conversation row is
+            # locked for the length of an accept.
             try:
                 await self._lifecycle.touch_conversations(
                     dict.fromkeys(result.existing_conversations, now)
                 )
             except Exception:
                 log.exception("conversation_activity_update_failed")
+        return result.outcomes
