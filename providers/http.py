@@ -1,31 +1,23 @@
-"""The outbound HTTP clients of the provider adapters, and what they share around them.
+"""The one outbound HTTP stack: provider API calls, attachment fetches, sandbox callbacks.
 
-Two clients, each bounded and keep-alive (a TLS handshake saved per message):
+:class:`ProviderSession` is a bounded keep-alive aiohttp client (a TLS handshake saved per
+message). aiohttp rather than httpx: on the delivery hot path a request costs it a fraction of
+the CPU httpx spends, whose pool bookkeeping also grows with the requests in flight (figures in
+``bench/RESULTS.md``). Nothing outside this module imports aiohttp: adapters see
+:class:`ProviderResponse`, :class:`StreamedResponse` and :class:`TransportError`.
 
-- :class:`ProviderSession` (aiohttp) for the vendor API calls on the delivery hot path. It costs
-  ~0.1 ms of CPU per request where ``httpx`` costs 0.8 ms, and 1.8 ms with 32 requests in
-  flight (its pool bookkeeping grows with the number of waiting requests), measured against
-  a loopback server on this machine class.
-- One ``httpx.AsyncClient`` per process for everything else: attachment fetches (with their
-  SSRF checks per hop) and the sandbox's callbacks.
+Credentials are passed per request, never set on a session, because a session may also fetch
+URLs chosen by API callers; for the same reason it keeps no cookies and reads no proxy or
+netrc from the environment.
 
-Credentials are passed per request, never set on a client, because a client may also fetch
-URLs chosen by API callers.
-
-Exception trees the adapters map from::
-
-    httpx.TransportError
-    +-- ConnectError, ConnectTimeout, PoolTimeout,  request never left: safe to retry
-        UnsupportedProtocol
-    +-- ReadTimeout, WriteTimeout, ReadError,       request may have been received:
-        RemoteProtocolError, WriteError             retrying may send the message twice
+Transport failures, as :class:`TransportError` (``unsent`` tells which side of the line)::
 
     aiohttp.ClientError
     +-- ClientConnectorError, ConnectionTimeoutError  request never left (the connect timeout
         (waiting for a pooled connection too),        also bounds waiting for a free pooled
         InvalidURL                                    connection): safe to retry
-    +-- SocketTimeoutError, ServerDisconnectedError,  request may have been received
-        ClientOSError, ClientPayloadError, ...
+    +-- SocketTimeoutError, ServerDisconnectedError,  request may have been received:
+        ClientOSError, ClientPayloadError, ...        retrying may send the message twice
     and TimeoutError for the whole call's backstop deadline: may have been received.
 """
 
@@ -33,15 +25,17 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import re
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import aiohttp
-import httpx
 import orjson
+import yarl
 
 from gateway.observability.redaction import REDACTED, is_sensitive_key
 from gateway.services.ports import TransientProviderError
@@ -51,8 +45,9 @@ __all__ = [
     "USER_AGENT",
     "ProviderResponse",
     "ProviderSession",
+    "StreamedResponse",
+    "TransportError",
     "basic_auth",
-    "create_provider_client",
     "loggable_headers",
     "loggable_url",
     "parse_retry_after",
@@ -62,23 +57,49 @@ __all__ = [
 
 USER_AGENT: Final = "messaging-gateway/0.1"
 
-# The request never reached the provider: retrying cannot duplicate the message.
+# The request never reached the server: retrying cannot duplicate the message.
 _UNSENT: Final = (
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
-    httpx.PoolTimeout,
-    httpx.UnsupportedProtocol,
-)
-_UNSENT_AIOHTTP: Final = (
     aiohttp.ClientConnectorError,
     aiohttp.ConnectionTimeoutError,
     aiohttp.InvalidURL,
 )
+# Failures under the names audit trails have always shown for them.
+_CODES: Final[dict[type[BaseException], str]] = {
+    aiohttp.ClientConnectorError: "ConnectError",
+    aiohttp.ClientConnectorDNSError: "ConnectError",
+    aiohttp.ConnectionTimeoutError: "ConnectTimeout",
+    aiohttp.SocketTimeoutError: "ReadTimeout",
+    aiohttp.ServerDisconnectedError: "RemoteProtocolError",
+    TimeoutError: "Timeout",
+}
+_REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
+# Characters a URL may not carry unquoted (besides spaces, controls and non-ASCII ones), and a
+# percent sign that starts no escape.
+_UNSAFE: Final = frozenset(' "<>\\^`{|}')
+_BARE_PERCENT: Final = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _SENSITIVE_HEADERS: Final = frozenset({"authorization", "proxy-authorization", "cookie"})
 # Shorter than the idle timeouts of common servers (uvicorn and node: 5 s): a pooled connection
 # is dropped by us before the server can close it under a request that is being sent, a race
 # that would make the attempt ambiguous.
 _KEEPALIVE_SECONDS: Final = 4.0
+
+
+class TransportError(Exception):
+    """No HTTP answer (refused, reset, timed out, garbled).
+
+    ``code`` names the failure; ``unsent`` is True only when the request surely never reached
+    the server. Its text names the failure, never headers or credentials.
+    """
+
+    def __init__(self, code: str, detail: str, *, unsent: bool) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.unsent = unsent
+
+
+def _transport_failure(exc: aiohttp.ClientError | TimeoutError) -> TransportError:
+    code = _CODES.get(type(exc), type(exc).__name__)
+    return TransportError(code, str(exc), unsent=isinstance(exc, _UNSENT))
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,25 +123,61 @@ class ProviderResponse:
         return orjson.loads(self.content)
 
 
-class ProviderSession:
-    """Bounded keep-alive aiohttp client for provider API calls; close it on shutdown.
+class StreamedResponse:
+    """An answer whose body is read piece by piece (a fetched file of unknown size)."""
 
-    The aiohttp session is created on first use, inside the running event loop it belongs to.
+    __slots__ = ("_response", "headers", "status_code")
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+        self.status_code = response.status
+        # Case-insensitive, as HTTP header names are.
+        self.headers: Mapping[str, str] = response.headers
+
+    @property
+    def redirect_location(self) -> str | None:
+        """Where a redirect points; None for any other answer."""
+        if self.status_code in _REDIRECTS:
+            return self.headers.get("Location")
+        return None
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body (decoded from its Content-Encoding) as it arrives."""
+        async for chunk in self._response.content.iter_chunked(64 * 1024):
+            yield chunk
+
+
+class ProviderSession:
+    """Bounded keep-alive HTTP client; close it on shutdown.
+
+    Waiting for a free pooled connection is bounded like a connect, unless
+    ``wait_for_connections`` (then only the connect itself and each read are bounded, with no
+    deadline for the whole call). The aiohttp session is created on first use, inside the
+    running event loop it belongs to.
     """
 
     def __init__(
-        self, *, max_connections: int, connect_timeout: float, read_timeout: float
+        self,
+        *,
+        max_connections: int,
+        connect_timeout: float,
+        read_timeout: float,
+        wait_for_connections: bool = False,
     ) -> None:
         self._max_connections = max_connections
+        # Waiting for a free pooled connection is a sign of overload, not of a slow provider:
+        # bounded like a connect, so the worker backs off instead of piling up.
+        pool_wait = None if wait_for_connections else connect_timeout
         self._timeout = aiohttp.ClientTimeout(
-            # Waiting for a free pooled connection is a sign of overload, not of a slow
-            # provider: it is bounded like a connect, so the worker backs off instead of
-            # piling up.
-            connect=connect_timeout,
+            connect=pool_wait,
             sock_connect=connect_timeout,
             sock_read=read_timeout,
             # Backstop for a peer that trickles its answer or never reads the request.
-            total=connect_timeout + 2 * read_timeout,
+            total=None if wait_for_connections else connect_timeout + 2 * read_timeout,
+        )
+        # Fetched files may be large: only the gaps between their pieces are bounded.
+        self._stream_timeout = aiohttp.ClientTimeout(
+            connect=pool_wait, sock_connect=connect_timeout, sock_read=read_timeout
         )
         self._session: aiohttp.ClientSession | None = None
 
@@ -143,43 +200,80 @@ class ProviderSession:
                 connector=connector,
                 timeout=self._timeout,
                 headers={"User-Agent": USER_AGENT},
-                # Never implicit: no proxy or netrc from the environment for provider calls.
+                # Never implicit: no proxy or netrc from the environment.
                 trust_env=False,
+                # A fetched URL's cookies must not follow any later request.
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session
 
     async def post(self, url: str, *, body: bytes, headers: Mapping[str, str]) -> ProviderResponse:
-        """POST ``body``; raises ``aiohttp.ClientError`` / ``TimeoutError`` on transport
-        failures (see :func:`transport_error`), never for an HTTP error status."""
-        return await self._request("POST", url, body, headers)
+        """POST ``body``; raises :class:`TransportError` without an answer, never for an HTTP
+        error status."""
+        return await self._request("POST", url, body, headers, None)
 
-    async def get(self, url: str, *, headers: Mapping[str, str]) -> ProviderResponse:
-        """GET ``url``; raises like :meth:`post`."""
-        return await self._request("GET", url, None, headers)
+    async def get(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        params: Mapping[str, str] | None = None,
+    ) -> ProviderResponse:
+        """GET ``url`` (with ``params`` as its query); raises like :meth:`post`."""
+        return await self._request("GET", url, None, headers, params)
 
     async def _request(
-        self, method: str, url: str, body: bytes | None, headers: Mapping[str, str]
+        self,
+        method: str,
+        url: str,
+        body: bytes | None,
+        headers: Mapping[str, str],
+        params: Mapping[str, str] | None,
     ) -> ProviderResponse:
         started = time.monotonic()
-        # A provider API does not redirect: a redirect is answered as it is.
-        async with self._open().request(
-            method, url, data=body, headers=headers, allow_redirects=False
-        ) as response:
-            content = await response.read()
-            return ProviderResponse(
-                method=method,
-                url=url,
-                status_code=response.status,
-                reason_phrase=response.reason or "",
-                headers=response.headers,
-                content=content,
-                elapsed_ms=round((time.monotonic() - started) * 1000, 1),
-            )
+        try:
+            # A provider API does not redirect: a redirect is answered as it is.
+            async with self._open().request(
+                method, url, data=body, headers=headers, params=params, allow_redirects=False
+            ) as response:
+                content = await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _transport_failure(exc) from exc
+        return ProviderResponse(
+            method=method,
+            url=str(response.url),
+            status_code=response.status,
+            reason_phrase=response.reason or "",
+            headers=response.headers,
+            content=content,
+            elapsed_ms=round((time.monotonic() - started) * 1000, 1),
+        )
+
+    @asynccontextmanager
+    async def stream(self, url: str) -> AsyncIterator[StreamedResponse]:
+        """GET ``url`` without following redirects, its body left to read; raises
+        :class:`TransportError` without an answer or when the body breaks off."""
+        try:
+            async with self._open().get(
+                _as_given(url), allow_redirects=False, timeout=self._stream_timeout
+            ) as response:
+                yield StreamedResponse(response)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _transport_failure(exc) from exc
 
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _as_given(url: str) -> yarl.URL:
+    """The URL exactly as written when it needs no quoting. Re-quoted, ``%2F`` in a query would
+    go out as ``/`` and ``%7E`` as ``~``: not the URL that was signed, for a pre-signed one."""
+    written = url.isascii() and url.isprintable() and not _BARE_PERCENT.search(url)
+    if written and not any(char in _UNSAFE for char in url):
+        return yarl.URL(url, encoded=True)
+    return yarl.URL(url)
 
 
 def basic_auth(username: str, password: str) -> str:
@@ -188,32 +282,7 @@ def basic_auth(username: str, password: str) -> str:
     return f"Basic {token}"
 
 
-def create_provider_client(settings: Settings) -> httpx.AsyncClient:
-    """A bounded, keep-alive client with the provider timeouts; close it on shutdown."""
-    limits = httpx.Limits(
-        max_connections=settings.provider_max_connections,
-        max_keepalive_connections=settings.provider_max_connections,
-        keepalive_expiry=30.0,
-    )
-    timeout = httpx.Timeout(
-        connect=settings.provider_connect_timeout,
-        read=settings.provider_read_timeout,
-        write=settings.provider_read_timeout,
-        # Waiting for a free pooled connection is a sign of overload, not of a slow provider:
-        # give up as quickly as on a connect so the worker backs off instead of piling up.
-        pool=settings.provider_connect_timeout,
-    )
-    return httpx.AsyncClient(
-        limits=limits,
-        timeout=timeout,
-        # Redirects are never followed implicitly: a provider API does not redirect a POST, and
-        # attachment fetches re-check every hop against the SSRF guard themselves.
-        follow_redirects=False,
-        headers={"User-Agent": USER_AGENT},
-    )
-
-
-def loggable_url(url: str | httpx.URL) -> str:
+def loggable_url(url: str) -> str:
     """The URL without user-info, fragment or query values; query keys are kept.
 
     Every query value goes, not only secret-looking ones: attachment URLs are often pre-signed
@@ -236,31 +305,14 @@ def loggable_headers(headers: Mapping[str, str]) -> dict[str, str]:
     }
 
 
-def response_summary(response: httpx.Response | ProviderResponse) -> dict[str, Any]:
+def response_summary(response: ProviderResponse) -> dict[str, Any]:
     """Fields safe to log about a provider response (no request headers, no body)."""
-    if isinstance(response, ProviderResponse):
-        return {
-            "method": response.method,
-            "url": loggable_url(response.url),
-            "status_code": response.status_code,
-            "elapsed_ms": response.elapsed_ms,
-        }
     return {
-        "method": response.request.method,
-        "url": loggable_url(response.request.url),
+        "method": response.method,
+        "url": loggable_url(response.url),
         "status_code": response.status_code,
-        "elapsed_ms": round(response.elapsed.total_seconds() * 1000, 1)
-        if _has_elapsed(response)
-        else None,
+        "elapsed_ms": response.elapsed_ms,
     }
-
-
-def _has_elapsed(response: httpx.Response) -> bool:
-    try:
-        response.elapsed  # noqa: B018 - raises until the body is read
-    except RuntimeError:
-        return False
-    return True
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -280,24 +332,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, moment.timestamp() - current)
 
 
-def transport_error(
-    provider: str, exc: httpx.TransportError | aiohttp.ClientError | TimeoutError
-) -> TransientProviderError:
-    """Map a transport failure to a transient error, ambiguous unless it surely never left."""
-    name = _AIOHTTP_CODES.get(type(exc), type(exc).__name__)
-    # str(exc) of a transport error names the failure, never headers or credentials.
-    description = f"{provider} {name}: {exc}" if str(exc) else f"{provider} {name}"
-    if isinstance(exc, (*_UNSENT, *_UNSENT_AIOHTTP)):
-        return TransientProviderError(name.upper(), description)
-    return TransientProviderError(name.upper(), description, ambiguous=True)
-
-
-# aiohttp failures under the codes the httpx ones of the same meaning have in audit trails.
-_AIOHTTP_CODES: Final[dict[type[BaseException], str]] = {
-    aiohttp.ClientConnectorError: "ConnectError",
-    aiohttp.ClientConnectorDNSError: "ConnectError",
-    aiohttp.ConnectionTimeoutError: "ConnectTimeout",
-    aiohttp.SocketTimeoutError: "ReadTimeout",
-    aiohttp.ServerDisconnectedError: "RemoteProtocolError",
-    TimeoutError: "Timeout",
-}
+def transport_error(provider: str, exc: TransportError) -> TransientProviderError:
+    """A transport failure as a transient error, ambiguous unless it surely never left."""
+    description = f"{provider} {exc.code}: {exc}" if str(exc) else f"{provider} {exc.code}"
+    return TransientProviderError(exc.code.upper(), description, ambiguous=not exc.unsent)

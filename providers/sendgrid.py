@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import PurePosixPath
 from typing import Any, Final
-from urllib.parse import unquote
+from urllib.parse import SplitResult, unquote, urljoin, urlsplit
 
-import httpx
 import orjson
 import structlog
 
@@ -31,7 +30,16 @@ from gateway.services.ports import (
     ProviderReceipt,
     TransientProviderError,
 )
-from providers.http import loggable_url, parse_retry_after, response_summary, transport_error
+from providers.http import (
+    ProviderResponse,
+    ProviderSession,
+    StreamedResponse,
+    TransportError,
+    loggable_url,
+    parse_retry_after,
+    response_summary,
+    transport_error,
+)
 
 __all__ = [
     "ATTACHMENT_REFUSED",
@@ -74,7 +82,7 @@ class SendGridProvider:
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        client: ProviderSession,
         *,
         base_url: str,
         api_key: str,
@@ -98,14 +106,14 @@ class SendGridProvider:
         try:
             response = await self._client.post(
                 self._send_url,
-                content=body,
+                body=body,
                 headers={
                     "Authorization": f"Bearer {self._api_key}",
                     "Content-Type": "application/json",
                     "Accept": "application/json",
                 },
             )
-        except httpx.TransportError as exc:
+        except TransportError as exc:
             error = transport_error(self.name, exc)
             log.warning(
                 "provider_transport_error",
@@ -139,7 +147,7 @@ class SendGridProvider:
                 },
                 headers={"Authorization": f"Bearer {self._api_key}", "Accept": "application/json"},
             )
-        except httpx.TransportError as exc:
+        except TransportError as exc:
             error = transport_error(self.name, exc)
             log.warning(
                 "provider_lookup_failed",
@@ -197,7 +205,7 @@ class SendGridProvider:
             ]
         return payload
 
-    def _receipt(self, message: Message, response: httpx.Response) -> ProviderReceipt:
+    def _receipt(self, message: Message, response: ProviderResponse) -> ProviderReceipt:
         x_message_id = response.headers.get("X-Message-Id")
         if not x_message_id:
             log.warning("provider_bad_response", provider=self.name, **response_summary(response))
@@ -214,10 +222,10 @@ class SendGridProvider:
         )
         return ProviderReceipt(self.name, x_message_id)
 
-    def _failure(self, message: Message, response: httpx.Response) -> Exception:
+    def _failure(self, message: Message, response: ProviderResponse) -> Exception:
         return self._refusal(response, "provider_refused", message_id=str(message.id))
 
-    def _refusal(self, response: httpx.Response, event: str, **context: str) -> Exception:
+    def _refusal(self, response: ProviderResponse, event: str, **context: str) -> Exception:
         """The error a non-success answer stands for, logged as ``event``."""
         status = response.status_code
         text = _first_error(response) or response.reason_phrase or f"HTTP {status}"
@@ -248,19 +256,17 @@ class SendGridProvider:
         return fetched
 
     async def _fetch(self, url: str, budget: int) -> _Attachment:
-        try:
-            current = httpx.URL(url)
-        except httpx.InvalidURL as exc:
-            raise PermanentProviderError(ATTACHMENT_REFUSED, "attachment URL is invalid") from exc
-        shown = loggable_url(current)
+        current = _parse_url(url)
+        shown = loggable_url(url)
         for _ in range(MAX_REDIRECTS + 1):
             await self._guard(current)
             try:
-                async with self._client.stream("GET", current) as response:
-                    if response.is_redirect and "Location" in response.headers:
+                async with self._client.stream(current.geturl()) as response:
+                    location = response.redirect_location
+                    if location is not None:
                         # Each hop goes through the guard: a public URL redirecting to an
                         # internal one is the classic way around an SSRF check.
-                        current = current.join(response.headers["Location"])
+                        current = _parse_url(urljoin(current.geturl(), location))
                         continue
                     if response.status_code != 200:
                         raise PermanentProviderError(
@@ -273,30 +279,30 @@ class SendGridProvider:
                         content_type=_content_type(response),
                         content=content,
                     )
-            except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            except TransportError as exc:
                 raise PermanentProviderError(
                     ATTACHMENT_UNAVAILABLE,
-                    f"attachment {shown} could not be fetched: {type(exc).__name__}",
+                    f"attachment {shown} could not be fetched: {exc.code}",
                 ) from exc
         raise PermanentProviderError(
             ATTACHMENT_UNAVAILABLE, f"attachment {shown} redirects too often"
         )
 
-    async def _read_limited(self, response: httpx.Response, budget: int, shown: str) -> bytes:
+    async def _read_limited(self, response: StreamedResponse, budget: int, shown: str) -> bytes:
         declared = response.headers.get("Content-Length")
         if declared is not None and declared.isdigit() and int(declared) > budget:
             raise _too_large(shown, self._max_attachment_bytes)
         chunks: list[bytes] = []
         size = 0
         # Counted while streaming: Content-Length may be absent or lie.
-        async for chunk in response.aiter_bytes():
+        async for chunk in response.chunks():
             size += len(chunk)
             if size > budget:
                 raise _too_large(shown, self._max_attachment_bytes)
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def _guard(self, url: httpx.URL) -> None:
+    async def _guard(self, url: SplitResult) -> None:
         """Refuse non-HTTP schemes, and hosts resolving to non-public addresses.
 
         The connection resolves the name again, so a DNS answer that changes in between (DNS
@@ -306,7 +312,7 @@ class SendGridProvider:
             raise PermanentProviderError(
                 ATTACHMENT_REFUSED, f"attachment scheme {url.scheme!r} is not http(s)"
             )
-        host = url.host
+        host = url.hostname
         if not host:
             raise PermanentProviderError(ATTACHMENT_REFUSED, "attachment URL has no host")
         if self._allow_private:
@@ -344,18 +350,30 @@ def _too_large(shown: str, limit: int) -> PermanentProviderError:
     )
 
 
-def _filename(url: httpx.URL) -> str:
+def _parse_url(url: str) -> SplitResult:
+    """An attachment URL taken apart; refused when it cannot be."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is not one
+    except ValueError as exc:
+        raise PermanentProviderError(ATTACHMENT_REFUSED, "attachment URL is invalid") from exc
+    if any(ord(char) <= 0x20 or ord(char) == 0x7F for char in url):
+        raise PermanentProviderError(ATTACHMENT_REFUSED, "attachment URL is invalid")
+    return parts
+
+
+def _filename(url: SplitResult) -> str:
     name = PurePosixPath(unquote(url.path)).name
     return name or "attachment"
 
 
-def _content_type(response: httpx.Response) -> str:
+def _content_type(response: StreamedResponse) -> str:
     value = response.headers.get("Content-Type", "")
     main = value.split(";", 1)[0].strip().lower()
     return main or "application/octet-stream"
 
 
-def _activity(response: httpx.Response) -> list[dict[str, Any]]:
+def _activity(response: ProviderResponse) -> list[dict[str, Any]]:
     """The messages of an Email Activity answer; an answer of another shape has none."""
     try:
         payload = response.json()
@@ -401,7 +419,7 @@ def _lookup(x_message_id: str, messages: list[dict[str, Any]]) -> ProviderLookup
     )
 
 
-def _first_error(response: httpx.Response) -> str | None:
+def _first_error(response: ProviderResponse) -> str | None:
     try:
         payload = response.json()
     except ValueError:
@@ -416,7 +434,7 @@ def _first_error(response: httpx.Response) -> str | None:
     return f"{message} ({field})" if isinstance(field, str) and field else message
 
 
-def _rate_limit_wait(response: httpx.Response) -> float | None:
+def _rate_limit_wait(response: ProviderResponse) -> float | None:
     retry_after = parse_retry_after(response.headers.get("Retry-After"))
     if retry_after is not None:
         return retry_after

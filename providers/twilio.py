@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any, Final
 from urllib.parse import quote, urlencode
 
-import aiohttp
 import structlog
 
 from gateway.domain.records import Message
@@ -22,6 +21,7 @@ from gateway.services.ports import (
 from providers.http import (
     ProviderResponse,
     ProviderSession,
+    TransportError,
     basic_auth,
     loggable_url,
     parse_retry_after,
@@ -90,7 +90,7 @@ class TwilioProvider:
             response = await self._client.post(
                 self._messages_url, body=urlencode(form).encode(), headers=self._headers
             )
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except TransportError as exc:
             error = transport_error(self.name, exc)
             log.warning(
                 "provider_transport_error",
@@ -109,7 +109,7 @@ class TwilioProvider:
         url = f"{self._messages}/{quote(provider_message_id, safe='')}.json"
         try:
             response = await self._client.get(url, headers=self._lookup_headers)
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except TransportError as exc:
             error = transport_error(self.name, exc)
             log.warning(
                 "provider_lookup_failed",

@@ -7,7 +7,6 @@ from datetime import timedelta
 from functools import cached_property, partial
 from uuid import UUID
 
-import httpx
 import redis.asyncio
 from limits.aio.storage import MemoryStorage, RedisStorage
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -35,7 +34,7 @@ from persistence.queries import QueryRepository
 from persistence.reconcile import ReconcileRepository
 from persistence.unit_of_work import SqlTransaction
 from persistence.webhooks import WebhookRepository
-from providers.http import ProviderSession, create_provider_client
+from providers.http import ProviderSession
 from providers.registry import FailoverRegistry
 from providers.sandbox_app import Sandbox, SandboxConfig, create_sandbox_app
 from providers.sendgrid import SendGridProvider
@@ -69,7 +68,7 @@ class Container:
     settings: Settings
     engine: AsyncEngine
     broker: MemoryBroker | RedisBroker
-    http: httpx.AsyncClient
+    http: ProviderSession
     queries: QueryRepository
     accounts: AccountRepository
     lifecycle: LifecycleRepository
@@ -111,7 +110,7 @@ class Container:
         broker: MemoryBroker | RedisBroker = (
             MemoryBroker() if settings.redis_url is None else RedisBroker(settings.redis_url)
         )
-        http = create_provider_client(settings)
+        http = ProviderSession.from_settings(settings)
         sandbox_config = sandbox_app = None
         if uses_mounted_sandbox(settings):
             sandbox_config = SandboxConfig.from_settings(settings)
@@ -300,7 +299,7 @@ def _base_url(settings: Settings, configured: str | None, vendor: str) -> str:
     return vendor
 
 
-def build_registry(settings: Settings, http: httpx.AsyncClient) -> FailoverRegistry:
+def build_registry(settings: Settings, http: ProviderSession) -> FailoverRegistry:
     public = settings.public_base_url.rstrip("/")
     session = ProviderSession.from_settings(settings)
     available: dict[str, Provider] = {

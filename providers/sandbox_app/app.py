@@ -11,7 +11,6 @@ import contextlib
 import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-import httpx
 import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -20,6 +19,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from gateway.loopback import is_local_request
+from providers.http import ProviderSession
 from providers.sandbox_app.config import SandboxConfig
 from providers.sandbox_app.core import Sandbox
 from providers.sandbox_app.sendgrid_api import SendGridApi
@@ -60,7 +60,7 @@ def _guarded(endpoint: Endpoint, sandbox: Sandbox) -> Endpoint:
     return guarded
 
 
-def create_sandbox_app(config: SandboxConfig, client: httpx.AsyncClient | None = None) -> Starlette:
+def create_sandbox_app(config: SandboxConfig, client: ProviderSession | None = None) -> Starlette:
     """Routes are relative: serve the app alone, or mount it (the gateway uses ``/sandbox``).
 
     ``client`` sends the callbacks; without one the sandbox makes its own. The app's lifespan

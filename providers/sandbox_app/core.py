@@ -10,17 +10,11 @@ from collections import deque
 from collections.abc import Coroutine, Mapping
 from typing import Any, Final
 
-import httpx
 import structlog
 from starlette.requests import Request
 
-from providers.http import loggable_url
-from providers.sandbox_app.callbacks import (
-    CallbackClient,
-    CallbackError,
-    HttpxCallbacks,
-    KeepAliveCallbacks,
-)
+from providers.http import ProviderSession, loggable_url
+from providers.sandbox_app.callbacks import CallbackError, Callbacks
 from providers.sandbox_app.config import INJECTABLE_FIELDS, SandboxConfig
 
 __all__ = ["Fault", "Sandbox"]
@@ -51,15 +45,13 @@ class Sandbox:
     the messages move along.
     """
 
-    def __init__(self, config: SandboxConfig, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, config: SandboxConfig, client: ProviderSession | None = None) -> None:
         self.config = config
         self._initial = config.snapshot()
         self.requests: deque[dict[str, Any]] = deque(maxlen=MAX_RECORDS)
         self.callbacks: deque[dict[str, Any]] = deque(maxlen=MAX_RECORDS)
         self.messages: dict[str, dict[str, dict[str, Any]]] = {"twilio": {}, "sendgrid": {}}
-        self._client: CallbackClient = (
-            KeepAliveCallbacks() if client is None else HttpxCallbacks(client)
-        )
+        self._client = Callbacks(client)
         self._rng = random.Random(config.seed)
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = asyncio.Event()

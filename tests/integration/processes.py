@@ -7,13 +7,9 @@ and sends its callbacks to the API processes. Everything listens on loopback; ev
 writes its own log file, whose tail is attached to assertion messages
 (``Pipeline.diagnostics()``).
 
-The sandbox runs in the test process rather than as ``messaging-gateway sandbox`` for one
-reason: its callbacks then go through a client we configure. The sandbox's own client has the
-default pool (100 connections, 10 s pool timeout). Run as a subprocess, after a burst of
-callbacks (a few thousand queued within seconds) it failed every later callback with
-PoolTimeout while the APIs were idle and it held a single TCP connection: pool slots leaked,
-as described for httpcore 1.0.9 in encode/httpcore#1093. Every later test then failed with it.
-Without a connection limit there is no pool timeout, hence no leak.
+The sandbox runs in the test process rather than as ``messaging-gateway sandbox`` so that the
+tests read what it received and sent (``Pipeline.sandbox``) directly. Its callbacks go through
+its own client, which lets them wait for a free connection rather than fail after a burst.
 
 Only processes started here are ever signalled, always by their own PID.
 """
@@ -637,14 +633,6 @@ async def start_pipeline(
                 timeout=30, trust_env=False, limits=httpx.Limits(keepalive_expiry=2.0)
             )
         )
-        # The sandbox's callbacks: no connection limit, hence no pool timeout (see the top).
-        callbacks = await stack.enter_async_context(
-            httpx.AsyncClient(
-                timeout=10.0,
-                limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
-                trust_env=False,
-            )
-        )
         pipeline = Pipeline(
             tmp=tmp,
             database_url=database_url,
@@ -663,7 +651,7 @@ async def start_pipeline(
         finally:
             await redis.aclose()
         await pipeline.cli("migrate")
-        app = create_sandbox_app(pipeline.sandbox_config(), callbacks)
+        app = create_sandbox_app(pipeline.sandbox_config())
         pipeline.sandbox = app.state.sandbox
         await stack.enter_async_context(run_uvicorn(app, pipeline.sandbox_port))
         stack.push_async_callback(pipeline.close)  # processes stop before the sandbox does

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+import structlog
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -36,7 +37,7 @@ from gateway.services.ports import (
     TransientProviderError,
 )
 from gateway.settings import Settings
-from providers.http import ProviderSession, create_provider_client
+from providers.http import ProviderSession
 from providers.sandbox_app import Sandbox, SandboxConfig, create_sandbox_app
 from providers.sendgrid import SendGridProvider
 from providers.signatures import (
@@ -83,10 +84,13 @@ class Receiver:
     twilio: list[Callback] = field(default_factory=list)
     sendgrid: list[Callback] = field(default_factory=list)
     files: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    #: The request targets of file fetches, as they arrived on the wire.
+    fetched: list[bytes] = field(default_factory=list)
 
     def clear(self) -> None:
         self.twilio.clear()
         self.sendgrid.clear()
+        self.fetched.clear()
 
     def app(self) -> Starlette:
         async def twilio_status(request: Request) -> Response:
@@ -108,10 +112,18 @@ class Receiver:
             return Response(status_code=200)
 
         async def file(request: Request) -> Response:
+            self.fetched.append(request.scope["raw_path"] + b"?" + request.scope["query_string"])
             found = self.files.get(request.path_params["name"])
             if found is None:
                 return PlainTextResponse("no such file", status_code=404)
             return Response(found[0], media_type=found[1])
+
+        async def hop(request: Request) -> Response:
+            # /hops/{n}/{name}: n more redirects (relative ones) before the file itself.
+            left = int(request.path_params["n"])
+            name = request.path_params["name"]
+            target = f"../{left - 1}/{name}" if left > 1 else f"/files/{name}"
+            return Response(status_code=302, headers={"Location": target})
 
         async def broken_twilio(request: Request) -> Response:
             # A 2xx that is not Twilio's JSON: a proxy answering for it, say.
@@ -122,6 +134,7 @@ class Receiver:
                 Route("/twilio/status", twilio_status, methods=["POST"]),
                 Route("/sendgrid/events", sendgrid_events, methods=["POST"]),
                 Route("/files/{name}", file, methods=["GET"]),
+                Route("/hops/{n:int}/{name}", hop, methods=["GET"]),
                 Route(
                     "/broken/2010-04-01/Accounts/{sid}/Messages.json",
                     broken_twilio,
@@ -156,11 +169,16 @@ class World:
         )
 
     def sendgrid(
-        self, *, api_key: str = API_KEY, allow_private: bool = True, **kwargs: Any
+        self,
+        *,
+        api_key: str = API_KEY,
+        allow_private: bool = True,
+        base_url: str | None = None,
+        **kwargs: Any,
     ) -> SendGridProvider:
         return SendGridProvider(
-            self.client,
-            base_url=self.sandbox_url,
+            self.session,
+            base_url=base_url or self.sandbox_url,
             api_key=api_key,
             allow_private_attachment_hosts=allow_private,
             **kwargs,
@@ -192,7 +210,7 @@ async def world() -> AsyncIterator[World]:
         app = create_sandbox_app(config)
         session = ProviderSession.from_settings(settings)
         try:
-            async with running(app) as sandbox_url, create_provider_client(settings) as client:
+            async with running(app) as sandbox_url, httpx.AsyncClient(trust_env=False) as client:
                 yield World(receiver, receiver_url, app.state.sandbox, sandbox_url, client, session)
         finally:
             await session.aclose()
@@ -519,12 +537,35 @@ async def test_sendgrid_wrong_credentials_are_permanent(env: World) -> None:
     assert env.sandbox.requests[-1]["outcome"] == "unauthorized"
 
 
-async def test_unreachable_provider_is_transient_not_ambiguous(env: World) -> None:
+@pytest.mark.parametrize("vendor", ["twilio", "sendgrid"])
+async def test_unreachable_provider_is_transient_not_ambiguous(env: World, vendor: str) -> None:
     nobody = f"http://127.0.0.1:{free_port()}"
+    provider = env.twilio(base_url=nobody) if vendor == "twilio" else env.sendgrid(base_url=nobody)
     with pytest.raises(TransientProviderError) as caught:
-        await env.twilio(base_url=nobody).send(sms())
+        await provider.send(sms() if vendor == "twilio" else email())
     assert caught.value.code == "CONNECTERROR"
     assert not caught.value.ambiguous
+
+
+@VENDORS
+async def test_credentials_stay_out_of_logs_errors_and_reprs(env: World, send: Send) -> None:
+    secrets = (AUTH_TOKEN, API_KEY, base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()))
+    shown: list[str] = [repr(env.twilio()), repr(env.sendgrid()), repr(env.session)]
+    with structlog.testing.capture_logs() as logs:
+        for fault in ("rate_429", "rate_500", "rate_timeout"):
+            setattr(env.config, fault, 1.0)
+            with pytest.raises(TransientProviderError) as caught:
+                await send(env)
+            setattr(env.config, fault, 0.0)
+            error: BaseException | None = caught.value
+            while error is not None:  # the whole chain, as a traceback would show it
+                shown.append(f"{error!s} {error!r}")
+                error = error.__cause__
+    assert {e["event"] for e in logs} >= {"provider_refused", "provider_transport_error"}
+    shown.extend(repr(e) for e in logs)
+    for secret in secrets:
+        text = secret.decode() if isinstance(secret, bytes) else secret
+        assert not [line for line in shown if text in line]
 
 
 async def test_twilio_2xx_without_json_is_transient_and_ambiguous(env: World) -> None:
@@ -564,6 +605,38 @@ async def test_missing_attachment_is_permanent(env: World) -> None:
     with pytest.raises(PermanentProviderError) as caught:
         await env.sendgrid().send(email(attachments=(f"{env.receiver_url}/files/nope.pdf",)))
     assert caught.value.code == "ATTACHMENT_UNAVAILABLE"
+    assert list(env.sandbox.requests) == []
+
+
+async def test_an_attachment_url_is_fetched_exactly_as_written(env: World) -> None:
+    # A pre-signed URL is only valid byte for byte: nothing may be re-quoted on the way.
+    env.receiver.files["report~1.pdf"] = (PDF, "application/pdf")
+    target = "/files/report%7E1.pdf?X-Amz-Credential=AK%2F2026%2Fs3&X-Amz-Signature=ab%3D"
+    await env.sendgrid().send(email(attachments=(env.receiver_url + target,)))
+    assert env.receiver.fetched == [target.encode()]
+    [record] = env.sandbox.requests
+    assert record["attachments"][0]["filename"] == "report~1.pdf"
+
+
+async def test_attachment_redirects_are_followed_a_few_hops_and_no_further(env: World) -> None:
+    env.receiver.files["report.pdf"] = (PDF, "application/pdf")
+    provider = env.sendgrid()
+    await provider.send(email(attachments=(f"{env.receiver_url}/hops/3/report.pdf",)))
+    [record] = env.sandbox.requests
+    assert record["attachments"][0]["sha256"] == hashlib.sha256(PDF).hexdigest()
+    assert record["attachments"][0]["filename"] == "report.pdf"
+    with pytest.raises(PermanentProviderError) as caught:
+        await provider.send(email(attachments=(f"{env.receiver_url}/hops/4/report.pdf",)))
+    assert caught.value.code == "ATTACHMENT_UNAVAILABLE"
+    assert "redirects too often" in caught.value.description
+
+
+async def test_an_attachment_host_that_is_not_there_is_unavailable(env: World) -> None:
+    url = f"http://127.0.0.1:{free_port()}/files/report.pdf"
+    with pytest.raises(PermanentProviderError) as caught:
+        await env.sendgrid().send(email(attachments=(url,)))
+    assert caught.value.code == "ATTACHMENT_UNAVAILABLE"
+    assert "ConnectError" in caught.value.description
     assert list(env.sandbox.requests) == []
 
 

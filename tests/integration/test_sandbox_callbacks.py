@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.settings import Settings
+from providers.http import ProviderSession
 from providers.sandbox_app import Sandbox, SandboxConfig, create_sandbox_app
 from tests.conftest import run_uvicorn
 from tests.servers import free_port
@@ -62,10 +63,13 @@ async def sandbox(request: pytest.FixtureRequest) -> AsyncIterator[Sandbox]:
         yield box
         await box.aclose()
         return
-    async with httpx.AsyncClient(timeout=5, trust_env=False) as client:
+    client = ProviderSession(max_connections=8, connect_timeout=5, read_timeout=5)
+    try:
         box = Sandbox(config, client)
         yield box
         await box.aclose()
+    finally:
+        await client.aclose()
 
 
 async def deliver(sandbox: Sandbox, url: str, body: bytes = b"a=1&b=2") -> bool:
