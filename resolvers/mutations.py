@@ -12,9 +12,9 @@ from gateway.domain.messages import SendRequest
 from gateway.domain.results import Accepted
 from gateway.services.operator import Changed, OperatorOutcome, Refused
 from gateway.services.sending import Invalid, SendOutcome
-from resolvers.errors import bad_input
 from resolvers.inputs import send_request, to_send_request
 from schema.context import context_of
+from schema.errors import bad_input
 from schema.ids import decode_uuid
 from schema.results import (
     CancelMessageResult,
@@ -48,18 +48,18 @@ async def _send(
     info: Info | GraphQLResolveInfo[Any], requests: list[SendRequest]
 ) -> list[SendOutcome]:
     context, account, _ = context_of(info)
-    return await context.container.sending.send(account.id, requests)
+    return await context.services.sending.send(account.id, requests)
 
 
 def _check_batch_size(info: Info | GraphQLResolveInfo[Any], size: int) -> None:
-    limit = context_of(info)[0].container.settings.max_batch_size
+    limit = context_of(info)[0].services.max_batch_size
     if size > limit:
         raise bad_input(f"sendMessages takes at most {limit} inputs, got {size}")
 
 
 # The typed resolvers define the schema, and run when the `coerced_sends` fast path is off.
 # With it on, schema/coerced_sends.py executes the send mutations with the `_coerced` pair
-# below instead, on graphql-core's coerced arguments (see there why).
+# below (named in resolvers/root.py) instead, on graphql-core's coerced arguments (see there why).
 
 
 async def send_message(info: strawberry.Info, input: SendMessageInput) -> SendMessageResult:
@@ -101,7 +101,7 @@ async def cancel_message(info: strawberry.Info, id: strawberry.ID) -> CancelMess
     message_id = decode_uuid(id, "Message")
     if message_id is None:
         return NotFound(id=id)
-    return _operator_result(id, await context.container.operator.cancel(account.id, message_id))
+    return _operator_result(id, await context.services.operator.cancel(account.id, message_id))
 
 
 async def retry_message(info: strawberry.Info, id: strawberry.ID) -> RetryMessageResult:
@@ -109,4 +109,4 @@ async def retry_message(info: strawberry.Info, id: strawberry.ID) -> RetryMessag
     message_id = decode_uuid(id, "Message")
     if message_id is None:
         return NotFound(id=id)
-    return _operator_result(id, await context.container.operator.retry(account.id, message_id))
+    return _operator_result(id, await context.services.operator.retry(account.id, message_id))

@@ -7,14 +7,14 @@ from typing import Any
 import strawberry
 
 from gateway.domain.addresses import AddressError, normalize_email, normalize_phone
-from resolvers.errors import bad_input, check_page_size
-from resolvers.message_pages import DEFAULT_PAGE
 from schema.context import context_of
+from schema.errors import bad_input, check_page_size
 from schema.ids import (
     InvalidCursor,
     decode_time_cursor,
     encode_time_cursor,
 )
+from schema.message_pages import DEFAULT_PAGE
 from schema.types import (
     Conversation,
     ConversationConnection,
@@ -46,12 +46,10 @@ async def conversations(
     size = DEFAULT_PAGE if first is None else first
     normalized = None
     if participant is not None:
-        normalized = normalize_participant(
-            participant, context.container.settings.default_phone_region
-        )
+        normalized = normalize_participant(participant, context.services.default_phone_region)
         if normalized is None:
             return ConversationConnection(edges=[], page_info=PageInfo.of([], False, False))
-    page = await context.container.queries.conversations_page(
+    page = await context.services.queries.conversations_page(
         account.id, first=size, after=_time_cursor("c", after), participant=normalized
     )
     edges = [
@@ -73,7 +71,7 @@ async def dead_letters(
     context, account, _ = context_of(info)
     check_page_size("first", first)
     size = DEFAULT_PAGE if first is None else first
-    page = await context.container.queries.dead_letters_page(
+    page = await context.services.queries.dead_letters_page(
         account.id, first=size, after=_time_cursor("d", after)
     )
     edges = [

@@ -46,7 +46,7 @@ def preview_message(info: strawberry.Info, input: SendMessageInput) -> MessagePr
     context, _, _ = context_of(info)
     request = to_send_request(input)
     checked = validate_send(
-        request, now=utcnow(), default_region=context.container.settings.default_phone_region
+        request, now=utcnow(), default_region=context.services.default_phone_region
     )
     body = request.body or ""
     non_gsm = list(count_segments(body).non_gsm_characters) if body else []

@@ -12,8 +12,8 @@ from graphql import GraphQLError
 from gateway.observability.metrics import SUBSCRIPTIONS_ACTIVE
 from gateway.services.fanout import LiveItem, Rendered
 from gateway.services.hub import CutOff, LiveEventsInterrupted, SubscriberTooSlow
-from resolvers.errors import bad_input
 from schema.context import context_of
+from schema.errors import bad_input
 from schema.ids import InvalidCursor, decode_event_cursor, decode_id
 from schema.live import LiveSink, current_sink, shared_rendering
 from schema.types import MessageEvent
@@ -43,7 +43,7 @@ async def message_events(
     except InvalidCursor as exc:
         raise bad_input(f"invalid cursor: {exc}") from exc
     sink = current_sink.get()
-    stream = context.container.events.stream(
+    stream = context.services.events.stream(
         account.id,
         after=cursor,
         conversation_id=_filter(conversation_id, "Conversation"),

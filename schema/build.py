@@ -1,13 +1,14 @@
-"""The root types and the Schema object."""
+"""The Schema object: the extensions every operation runs through, around the root types."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import strawberry
 import structlog
-from graphql import GraphQLError
+from graphql import GraphQLError, GraphQLFieldResolver
 from strawberry.extensions import (
     DisableIntrospection,
     MaxTokensLimiter,
@@ -18,71 +19,24 @@ from strawberry.types import ExecutionContext
 from gateway.fastpaths import FastPaths
 from gateway.observability import GraphQLMetricsExtension
 from gateway.outages import describe, is_unavailable
-from resolvers import mutations, pages, queries, subscriptions
-from schema.coerced_sends import resolve_sends_on_coerced_inputs
+from schema.coerced_sends import resolve_on_coerced_inputs
 from schema.extension_group import ExtensionGroup
 from schema.extensions import MaskInternalErrors, RequireAccount, SubscriptionsOverWebsockets
 from schema.guards import RateLimit, tag_complexity_errors
-from schema.results import (
-    CancelMessageResult,
-    MessagePreview,
-    RetryMessageResult,
-    SendMessageResult,
-)
-from schema.types import (
-    Conversation,
-    ConversationConnection,
-    Message,
-    MessageConnection,
-    MessageEvent,
-    Node,
-)
 from schema.validation import CachedValidation, ValidationCacheStore
 
 log = structlog.get_logger(__name__)
 
 
-@strawberry.type
-class Query:
-    node: Node | None = strawberry.field(resolver=queries.node)
-    message: Message | None = strawberry.field(resolver=queries.message)
-    conversation: Conversation | None = strawberry.field(resolver=queries.conversation)
-    conversations: ConversationConnection = strawberry.field(
-        resolver=pages.conversations, description="Most recently active first."
-    )
-    preview_message: MessagePreview = strawberry.field(resolver=queries.preview_message)
-    dead_letters: MessageConnection = strawberry.field(
-        resolver=pages.dead_letters,
-        description="FAILED messages whose retries are exhausted, newest first.",
-    )
+@dataclass(frozen=True)
+class Roots:
+    """The root types, whose fields name their resolvers (``resolvers.root`` builds them)."""
 
-
-@strawberry.type
-class Mutation:
-    send_message: SendMessageResult = strawberry.mutation(resolver=mutations.send_message)
-    send_messages: list[SendMessageResult] = strawberry.mutation(
-        resolver=mutations.send_messages,
-        description="Up to 1000 inputs in one call; results in input order.",
-    )
-    cancel_message: CancelMessageResult = strawberry.mutation(
-        resolver=mutations.cancel_message, description="Cancel a SCHEDULED or QUEUED message."
-    )
-    retry_message: RetryMessageResult = strawberry.mutation(
-        resolver=mutations.retry_message,
-        description="Send a FAILED (dead-lettered) message again.",
-    )
-
-
-@strawberry.type
-class Subscription:
-    message_events: AsyncGenerator[MessageEvent, None] = strawberry.subscription(
-        resolver=subscriptions.message_events,
-        description=(
-            "Live audit-trail events of the caller's account, filtered by conversation or "
-            "message.\nWith `after` (an event cursor), events after it are replayed from storage "
-            "first, then live\nevents follow with no gap and no duplicate."
-        ),
-    )
+    query: type
+    mutation: type
+    subscription: type
+    #: Mutation fields (by GraphQL name) to run on graphql-core's coerced arguments instead.
+    on_coerced_inputs: Mapping[str, GraphQLFieldResolver] = field(default_factory=dict)
 
 
 class GatewaySchema(strawberry.Schema):
@@ -109,6 +63,7 @@ class GatewaySchema(strawberry.Schema):
 
 
 def create_schema(
+    roots: Roots,
     *,
     fast_paths: FastPaths | None = None,
     introspection: bool = True,
@@ -134,8 +89,11 @@ def create_schema(
     # One registered extension running all of them: see schema/extension_group.py.
     extensions = [lambda: ExtensionGroup(members)]
     schema = GatewaySchema(
-        query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions
+        query=roots.query,
+        mutation=roots.mutation,
+        subscription=roots.subscription,
+        extensions=extensions,
     )
     fast = fast_paths if fast_paths is not None else FastPaths()
-    resolve_sends_on_coerced_inputs(schema, fast.coerced_sends)
+    resolve_on_coerced_inputs(schema, roots.on_coerced_inputs, fast.coerced_sends)
     return schema

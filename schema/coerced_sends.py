@@ -4,7 +4,8 @@ Strawberry turns every input object into its Python class, with per-field type i
 before it calls a resolver; for ``sendMessages`` that is a large share of the operation, and
 graphql-core has already checked and coerced the arguments. This fast path
 (``gateway.fastpaths``) points the two send fields of the graphql-core schema behind
-Strawberry's (a private attribute) at resolvers that take the coerced values as they are.
+Strawberry's (a private attribute) at resolvers that take the coerced values as they are
+(``resolvers.root`` names them, in ``schema.build.Roots``).
 Only execution changes: the schema, its validation and argument coercion stay Strawberry's,
 and both ways map the input with the one ``resolvers.inputs.send_request``.
 
@@ -13,25 +14,27 @@ With the fast path off the schema is left alone and Strawberry calls the typed r
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import strawberry
+from graphql import GraphQLFieldResolver
 
 from gateway.fastpaths import FastPath
-from resolvers import mutations
 
 T = TypeVar("T")
 
 
-def resolve_sends_on_coerced_inputs(schema: strawberry.Schema, path: FastPath) -> None:
+def resolve_on_coerced_inputs(
+    schema: strawberry.Schema, resolvers: Mapping[str, GraphQLFieldResolver], path: FastPath
+) -> None:
+    """Run these mutation fields (by GraphQL name) with these resolvers, when the path is on."""
     if not path.enabled:
         return
     mutation = schema._schema.mutation_type
     assert mutation is not None
-    fields = mutation.fields
-    fields["sendMessage"].resolve = _counted(mutations.send_message_coerced, path)
-    fields["sendMessages"].resolve = _counted(mutations.send_messages_coerced, path)
+    for name, resolve in resolvers.items():
+        mutation.fields[name].resolve = _counted(resolve, path)
 
 
 def _counted(resolve: Callable[..., Awaitable[T]], path: FastPath) -> Callable[..., Awaitable[T]]:

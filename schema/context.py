@@ -12,15 +12,33 @@ from starlette.websockets import WebSocket
 from strawberry.types import Info
 
 from gateway.domain.records import Account
-from gateway.entry.container import Container
-from resolvers.loaders import Loaders
+from gateway.services.events import EventStream
+from gateway.services.operator import OperatorService
+from gateway.services.rate_limits import RateLimiter
+from gateway.services.sending import SendService
+from persistence.queries import QueryRepository
+from schema.loaders import Loaders
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What the resolvers use, handed over by the API's bootstrap: the same for every request."""
+
+    sending: SendService
+    operator: OperatorService
+    events: EventStream
+    queries: QueryRepository
+    rate_limiter: RateLimiter
+    #: Region assumed for phone numbers written without +country.
+    default_phone_region: str
+    max_batch_size: int
 
 
 @dataclass
 class Context:
     request: Request | WebSocket
     response: Response | WebSocket | None
-    container: Container
+    services: Services
     account: Account | None = None
     loaders: Loaders | None = None
     #: A stable id of the API key (for per-key limits), a prefix of its hash.
@@ -34,7 +52,7 @@ class Context:
         self.account = account
         self.key_hash = key_hash
         self.key_id = key_hash[:24]
-        self.loaders = Loaders(self.container.queries, account.id, cache=cache)
+        self.loaders = Loaders(self.services.queries, account.id, cache=cache)
 
 
 def context_of(info: Info[Any, Any] | GraphQLResolveInfo[Any]) -> tuple[Context, Account, Loaders]:

@@ -103,7 +103,7 @@ class RateLimit(SchemaExtension):
     async def on_validate(self) -> AsyncIterator[None]:
         ec = self.execution_context
         context = ec.context
-        limiter = context.container.rate_limiter
+        limiter = context.services.rate_limiter
         if not ec.pre_execution_errors and limiter.enabled and ec.graphql_document is not None:
             costs = operation_costs(ec.graphql_document, ec.operation_name, ec.variables)
             if costs:

@@ -14,9 +14,9 @@ from strawberry.types.field import StrawberryField
 from gateway.domain import records
 from gateway.domain.channels import Channel, Direction
 from gateway.domain.statuses import MessageStatus
-from resolvers.message_pages import conversation_messages
 from schema.context import context_of
 from schema.ids import encode_event_cursor, encode_id, encode_id_cursor
+from schema.message_pages import conversation_messages
 
 _R = TypeVar("_R")
 

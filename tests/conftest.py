@@ -23,7 +23,7 @@ import uvicorn
 import websockets
 
 from gateway.entry.app import create_app
-from gateway.entry.container import Container
+from gateway.entry.bootstrap.api import Api
 from gateway.entry.migrations import upgrade_to_head
 from gateway.settings import Settings
 from tests.servers import PostgresServer, RedisServer, free_port
@@ -129,11 +129,39 @@ class Subscription:
         raise AssertionError(f"unexpected message: {message}")
 
 
+class GatewayParts:
+    """Test-only: what an API process was built with, by the names tests reach it by (the
+    bootstrap groups them by who uses them)."""
+
+    #: Where each part the tests use by a short name sits in the bootstrap's ``Api``.
+    WHERE = {
+        "engine": "storage.engine",
+        "lifecycle": "storage.lifecycle",
+        "webhook_repo": "storage.webhooks",
+        "broker": "queue.broker",
+        "sending": "graphql.sending",
+        "events": "graphql.events",
+        "queries": "graphql.queries",
+        "rate_limiter": "graphql.rate_limiter",
+        "sweeper": "deliveries.sweeper",
+    }
+
+    def __init__(self, api: Api) -> None:
+        self.api = api
+
+    def __getattr__(self, name: str) -> Any:
+        found: Any = self.api
+        for step in self.WHERE.get(name, name).split("."):
+            found = getattr(found, step)
+        return found
+
+
 @dataclass
 class RunningGateway:
     backend: str
     base_url: str
-    container: Container
+    #: The API process's parts, for tests that reach past the API.
+    container: GatewayParts
     http: httpx.AsyncClient
     clients: list[GraphQLClient] = field(default_factory=list)
 
@@ -187,7 +215,7 @@ async def run_uvicorn(app: Any, port: int | None = None, **options: Any) -> Asyn
 
 
 @contextlib.asynccontextmanager
-async def serve_on(settings: Settings, port: int) -> AsyncIterator[tuple[str, Container]]:
+async def serve_on(settings: Settings, port: int) -> AsyncIterator[tuple[str, GatewayParts]]:
     """Run the real gateway app under uvicorn on ``port`` (loopback)."""
     if not settings.is_sqlite:
         await upgrade_to_head(settings)
@@ -195,10 +223,12 @@ async def serve_on(settings: Settings, port: int) -> AsyncIterator[tuple[str, Co
     settings.public_base_url = f"http://127.0.0.1:{port}"
     app = create_app(settings)
     async with run_uvicorn(app, port) as url:
-        yield url, app.state.container
+        yield url, GatewayParts(app.state.api)
 
 
-def serve(settings: Settings) -> contextlib.AbstractAsyncContextManager[tuple[str, Container]]:
+def serve(
+    settings: Settings,
+) -> contextlib.AbstractAsyncContextManager[tuple[str, GatewayParts]]:
     return serve_on(settings, free_port())
 
 

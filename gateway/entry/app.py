@@ -23,7 +23,8 @@ from starlette.websockets import WebSocket
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
-from gateway.entry.container import SANDBOX_PATH, Container
+from gateway.entry.bootstrap.api import Api, bootstrap_api
+from gateway.entry.bootstrap.shared import SANDBOX_PATH
 from gateway.entry.devkey import ensure_dev_key
 from gateway.entry.migrations import upgrade_to_head
 from gateway.fastpaths import FastPaths
@@ -35,7 +36,7 @@ from gateway.observability import (
     metrics_endpoint,
     set_status_counts_provider,
 )
-from gateway.services.auth import bearer_token
+from gateway.services.auth import ApiKeys, bearer_token
 from gateway.settings import Settings
 from gateway.web.frames import direct_frames
 from gateway.web.graphiql import PAGE_HEADERS, graphiql_html, graphiql_routes
@@ -45,8 +46,9 @@ from gateway.web.socket_keys import SocketKeyWatch
 from gateway.web.timeouts import ExecutionTimeout
 from gateway.web.webhooks import webhook_routes
 from gateway.web.websocket import LiveTransportWSHandler, TextFrameAdapter
+from resolvers.root import ROOTS
 from schema.build import create_schema
-from schema.context import Context
+from schema.context import Context, Services
 
 log = structlog.get_logger(__name__)
 
@@ -58,15 +60,20 @@ class GatewayGraphQL(GraphQLOverHttpView):
     def __init__(
         self,
         settings: Settings,
+        services: Services,
+        api_keys: ApiKeys,
         key_watch: SocketKeyWatch | None = None,
         fast_paths: FastPaths | None = None,
     ) -> None:
+        self.services = services
+        self.api_keys = api_keys
         #: Where acknowledged sockets have their key checked again (see gateway.web.socket_keys).
         self.key_watch = key_watch
         #: Which fast paths this view takes (the websocket handler reads it).
         self.fast_paths = fast_paths if fast_paths is not None else FastPaths(settings.fast_paths)
         super().__init__(
             create_schema(
+                ROOTS,
                 fast_paths=self.fast_paths,
                 introspection=settings.introspection,
                 max_depth=settings.max_query_depth,
@@ -85,11 +92,10 @@ class GatewayGraphQL(GraphQLOverHttpView):
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Context:
-        container: Container = request.app.state.container
-        context = Context(request=request, response=response, container=container)
+        context = Context(request=request, response=response, services=self.services)
         if isinstance(request, Request):
             token = bearer_token(request.headers.get("authorization"))
-            found = await container.api_keys.identify(token)
+            found = await self.api_keys.identify(token)
             if found is not None:
                 context.authenticate(*found, cache=True)
         return context
@@ -98,7 +104,7 @@ class GatewayGraphQL(GraphQLOverHttpView):
         params = context.connection_params or {}
         raw = params.get("authorization") or params.get("Authorization")
         token = bearer_token(raw) if isinstance(raw, str) else None
-        found = await context.container.api_keys.identify(token)
+        found = await self.api_keys.identify(token)
         if found is None:
             raise ConnectionRejectionError({"code": "UNAUTHENTICATED"})
         # The context lives as long as the socket: loaders batch but must not cache.
@@ -149,18 +155,18 @@ async def health(_: Request) -> Response:
 
 
 async def ready(request: Request) -> Response:
-    container: Container = request.app.state.container
+    api: Api = request.app.state.api
     checks: dict[str, str] = {}
     try:
         async with asyncio.timeout(2):
-            async with container.engine.connect() as conn:
+            async with api.storage.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
         checks["database"] = "ok"
     except Exception as exc:
         checks["database"] = f"unavailable: {type(exc).__name__}"
     try:
         async with asyncio.timeout(2):
-            ok = await container.broker.ping()
+            ok = await api.queue.broker.ping()
         checks["broker"] = "ok" if ok else "unavailable"
     except Exception as exc:
         checks["broker"] = f"unavailable: {type(exc).__name__}"
@@ -174,37 +180,40 @@ async def ready(request: Request) -> Response:
 def create_app(settings: Settings | None = None) -> GatewayApp:
     settings = settings or Settings()
 
-    container = Container.build(settings)
+    api = bootstrap_api(settings)
     fast_paths = FastPaths(settings.fast_paths)
-    key_watch = SocketKeyWatch(container.api_keys.still_live, settings.api_key_cache_seconds)
+    key_watch = SocketKeyWatch(api.api_keys.still_live, settings.api_key_cache_seconds)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         if settings.is_sqlite:
             # Embedded default: the newcomer never runs `migrate` by hand.
             await upgrade_to_head(settings)
-        app.state.container = container
+        app.state.api = api
+        app.state.webhook_services = api.webhook_services
         app.state.dev_key = None
         if settings.embedded:
-            app.state.dev_key, container.default_owner = await ensure_dev_key(container)
-        set_status_counts_provider(container.queries.status_counts)
-        await container.start()
+            app.state.dev_key, api.default_owner = await ensure_dev_key(
+                settings.data_dir, api.api_keys
+            )
+        set_status_counts_provider(api.graphql.queries.status_counts)
+        await api.start()
         key_watch.start()
         freeze_startup_heap()
         log.info(
             "gateway_started",
             database="sqlite" if settings.is_sqlite else "postgresql",
             broker="memory" if settings.redis_url is None else "redis",
-            embedded_worker=container.worker is not None,
+            embedded_worker=api.worker is not None,
             fast_paths=fast_paths.taken(),
         )
         try:
             yield {}
         finally:
             await key_watch.stop()
-            await container.close()
+            await api.close()
 
-    graphql = GatewayGraphQL(settings, key_watch, fast_paths)
+    graphql = GatewayGraphQL(settings, api.graphql, api.api_keys, key_watch, fast_paths)
     routes: list[BaseRoute] = [
         Route(
             "/graphql",
@@ -218,8 +227,8 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
         *webhook_routes(),
         *(graphiql_routes() if settings.graphiql else []),
     ]
-    if container.sandbox_app is not None:
-        routes.append(Mount(SANDBOX_PATH, app=container.sandbox_app))
+    if api.sandbox_app is not None:
+        routes.append(Mount(SANDBOX_PATH, app=api.sandbox_app))
     return GatewayApp(
         routes=routes,
         middleware=[

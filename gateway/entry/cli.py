@@ -8,10 +8,13 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from gateway.settings import Settings
+
+if TYPE_CHECKING:
+    from gateway.entry.bootstrap.cli import Cli
 
 
 def _local_url(host: str, port: int) -> str:
@@ -69,7 +72,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from gateway.entry.app import create_app
-    from gateway.entry.container import ConfigurationError, verify_providers
+    from gateway.entry.bootstrap.shared import ConfigurationError, verify_providers
 
     refused = _embedded_on_network(args, settings)
     if refused is not None:
@@ -127,7 +130,7 @@ def _worker(_: argparse.Namespace, settings: Settings) -> int:
         return 2
     import uvloop
 
-    from gateway.entry.container import ConfigurationError, verify_providers
+    from gateway.entry.bootstrap.shared import ConfigurationError, verify_providers
     from gateway.entry.worker import run_worker
 
     try:
@@ -160,40 +163,40 @@ def _migrate(_: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def _with_container(settings: Settings, action: str, args: argparse.Namespace) -> int:
-    from gateway.entry.container import Container
+async def _account_command(settings: Settings, action: str, args: argparse.Namespace) -> int:
+    from gateway.entry.bootstrap.cli import bootstrap_cli
     from gateway.entry.migrations import upgrade_to_head
     from gateway.services.clock import utcnow
 
     if settings.is_sqlite:
         await upgrade_to_head(settings)
-    container = Container.build(settings)
+    cli = bootstrap_cli(settings)
     try:
         if action == "create":
-            account, key = await container.api_keys.create(args.account)
+            account, key = await cli.api_keys.create(args.account)
             print(f"API key for account '{account.name}' (shown once, store it now):")
             print(key)
         elif action == "list":
-            keys = await container.accounts.list_keys()
+            keys = await cli.accounts.list_keys()
             print(f"{'PREFIX':<14} {'ACCOUNT':<24} {'CREATED':<26} REVOKED")
             for k in keys:
                 revoked = k.revoked_at.isoformat() if k.revoked_at else "-"
                 print(f"{k.prefix:<14} {k.account:<24} {k.created_at.isoformat():<26} {revoked}")
         elif action == "add-address":
-            owner = await _add_address(container, args.account, args.address)
+            owner = await _add_address(cli, args.account, args.address)
             if owner is None:
                 return 1
         elif action == "revoke":
-            if not await container.accounts.revoke_key(args.prefix, utcnow()):
+            if not await cli.accounts.revoke_key(args.prefix, utcnow()):
                 print(f"no active key with prefix {args.prefix!r}", file=sys.stderr)
                 return 1
             print(f"revoked {args.prefix}")
     finally:
-        await container.engine.dispose()
+        await cli.close()
     return 0
 
 
-async def _add_address(container: Any, account_name: str, raw: str) -> UUID | None:
+async def _add_address(cli: Cli, account_name: str, raw: str) -> UUID | None:
     from gateway.domain.addresses import AddressError, normalize_email, normalize_phone
     from gateway.services.clock import utcnow
 
@@ -201,13 +204,13 @@ async def _add_address(container: Any, account_name: str, raw: str) -> UUID | No
         address = (
             normalize_email(raw)
             if "@" in raw
-            else normalize_phone(raw, container.settings.default_phone_region)
+            else normalize_phone(raw, cli.settings.default_phone_region)
         )
     except AddressError as exc:
         print(f"not an address: {exc}", file=sys.stderr)
         return None
-    account = await container.accounts.ensure_account(account_name, utcnow())
-    owner: UUID = await container.webhook_repo.add_address(account.id, address, utcnow())
+    account = await cli.accounts.ensure_account(account_name, utcnow())
+    owner: UUID = await cli.addresses.add_address(account.id, address, utcnow())
     if owner != account.id:
         print(f"{address} already belongs to another account", file=sys.stderr)
         return None
@@ -268,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "revoke-api-key": "revoke",
         "add-address": "add-address",
     }
-    return asyncio.run(_with_container(settings, action[args.command], args))
+    return asyncio.run(_account_command(settings, action[args.command], args))
 
 
 if __name__ == "__main__":

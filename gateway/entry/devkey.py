@@ -8,11 +8,12 @@ from ``messaging-gateway create-api-key`` and are shown once.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from uuid import UUID
 
 import structlog
 
-from gateway.entry.container import Container
+from gateway.services.auth import ApiKeys
 
 log = structlog.get_logger(__name__)
 
@@ -20,15 +21,15 @@ DEV_ACCOUNT = "development"
 KEY_FILE = "dev-api-key"
 
 
-async def ensure_dev_key(container: Container) -> tuple[str, UUID]:
+async def ensure_dev_key(data_dir: Path, api_keys: ApiKeys) -> tuple[str, UUID]:
     """The development key (created and printed on first start) and its account."""
-    path = container.settings.data_dir / KEY_FILE
+    path = data_dir / KEY_FILE
     if path.exists():
         key = path.read_text().strip()
-        account = await container.api_keys.authenticate(key)
+        account = await api_keys.authenticate(key)
         if account is not None:
             return key, account.id
-    account, key = await container.api_keys.create(DEV_ACCOUNT)
+    account, key = await api_keys.create(DEV_ACCOUNT)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:

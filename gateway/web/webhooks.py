@@ -15,7 +15,8 @@ with Retry-After and delivers it again.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 import structlog
@@ -24,9 +25,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.entry.container import Container
 from gateway.observability.metrics import NAMESPACE, REGISTRY
 from gateway.outages import RETRY_AFTER_SECONDS, describe, is_unavailable
+from gateway.services.webhooks import WebhookService
 from gateway.web.bodies import BodyTooLarge, read_body
 from gateway.web.webhook_payloads import apply_received, raw_text
 from providers.webhooks import (
@@ -41,6 +42,7 @@ from providers.webhooks import (
 from providers.webhooks.generic import EMAIL_ROUTE, SMS_ROUTE
 from providers.webhooks.sendgrid import EVENTS_ROUTE, INBOUND_ROUTE
 from providers.webhooks.twilio import MESSAGES_ROUTE, STATUS_ROUTE
+from workers.webhook_spool import RedisWebhookSpool
 
 log = structlog.get_logger(__name__)
 
@@ -65,9 +67,20 @@ def _count(source: str, outcome: str) -> None:
     child.inc()
 
 
-def _container(request: Request) -> Container:
-    container: Container = request.app.state.container
-    return container
+@dataclass(frozen=True, slots=True)
+class WebhookServices:
+    """What the webhook routes use, handed over by the API's bootstrap (``app.state``)."""
+
+    webhooks: WebhookService
+    #: Each route's vendor adapter, by route name.
+    adapters: Mapping[str, WebhookAdapter]
+    #: Where verified payloads wait while the database is down (Redis mode only).
+    spool: RedisWebhookSpool | None
+
+
+def _services(request: Request) -> WebhookServices:
+    services: WebhookServices = request.app.state.webhook_services
+    return services
 
 
 async def _body(request: Request, limit: int = MAX_BODY) -> bytes:
@@ -84,8 +97,8 @@ def _answer(answer: Answer) -> Response:
 
 
 async def _handle(request: Request, route: str) -> Response:
-    container = _container(request)
-    adapter = container.webhook_adapters[route]
+    services = _services(request)
+    adapter = services.adapters[route]
     body = b""
     received: ReceivedWebhook | None = None
     try:
@@ -96,7 +109,7 @@ async def _handle(request: Request, route: str) -> Response:
         form = adapter.verify(WebhookRequest(request.scope["path"], query, request.headers, body))
         # Only now, verified, may the payload be kept anywhere.
         received = ReceivedWebhook(route, request.headers.get("content-type"), query, body)
-        outcomes = await apply_received(container.webhooks, adapter, received, form)
+        outcomes = await apply_received(services.webhooks, adapter, received, form)
     except Refused as exc:
         WEBHOOKS.labels(adapter.source, f"refused_{exc.status}").inc()
         return JSONResponse({"error": str(exc)}, status_code=exc.status)
@@ -127,14 +140,14 @@ async def _keep(
     """Somewhere that survives for a payload we could not apply: the database, else (Redis
     mode, verified payloads only) the spool; else the provider is told to deliver again."""
     source = adapter.source
-    container = _container(request)
+    services = _services(request)
     if is_unavailable(error):
         # An outage is worth a line, not a traceback for every callback that meets it.
         log.warning("webhook_failed", source=source, error=describe(error))
     else:
         log.exception("webhook_failed", source=source)
     try:
-        receipt = await container.webhooks.keep_raw(
+        receipt = await services.webhooks.keep_raw(
             source, "failed", request.headers.get("content-type"), raw_text(body), repr(error)
         )
     except Exception as exc:
@@ -142,7 +155,7 @@ async def _keep(
     else:
         WEBHOOKS.labels(source, "kept_for_replay").inc()
         return _kept(adapter, {"receipt": receipt})
-    spool = container.webhook_spool
+    spool = services.spool
     if received is not None and spool is not None:
         try:
             entry = await spool.keep(received)

@@ -22,7 +22,7 @@ from gateway.domain.channels import Channel
 from gateway.domain.messages import SendRequest
 from gateway.domain.records import DeliveryError, Message, MessageEvent
 from gateway.domain.results import Accepted, Failure, Release, Retry, Sent
-from gateway.entry.container import Container
+from gateway.entry.bootstrap.api import bootstrap_api
 from gateway.entry.migrations import upgrade_to_head
 from gateway.services.clock import utcnow
 from gateway.services.delivery import DeliveryService
@@ -31,7 +31,7 @@ from gateway.services.retry_policy import RetryPolicy
 from gateway.settings import Settings
 from persistence.rows import EVENTS, MESSAGES
 from providers.registry import FailoverRegistry
-from tests.conftest import fresh_postgres_url
+from tests.conftest import GatewayParts, fresh_postgres_url
 from tests.servers import PostgresServer
 from workers.held_outcomes import MemoryHeldOutcomes
 from workers.liveness import LocalLiveness
@@ -55,7 +55,7 @@ class Collect:
 
 @dataclass
 class Db:
-    container: Container
+    container: GatewayParts
     account_id: UUID
 
     async def queued(self, recipients: list[str]) -> list[UUID]:
@@ -91,7 +91,7 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Db
         settings = Settings(data_dir=tmp_path)
     await upgrade_to_head(settings)
     # Built, never started: no embedded worker or sweeper competes for the messages.
-    container = Container.build(settings)
+    container = GatewayParts(bootstrap_api(settings))
     try:
         account, _ = await container.api_keys.create("batches")
         yield Db(container, account.id)

@@ -79,9 +79,7 @@ class Pair:
     plain: Served
 
     async def new_key(self) -> str:
-        _, key = await self.fast.app.state.container.api_keys.create(
-            "fast-" + uuid.uuid4().hex[:10]
-        )
+        _, key = await self.fast.app.state.api.api_keys.create("fast-" + uuid.uuid4().hex[:10])
         assert isinstance(key, str)
         return key
 
@@ -417,7 +415,7 @@ async def test_outside_the_proven_versions_the_fast_paths_switch_themselves_off(
     monkeypatch.setattr(fastpaths, "_reported", set())
     monkeypatch.setattr(fastpaths, "installed_version", lambda _: "999.0")
     key = await pair.new_key()
-    database_url = pair.fast.app.state.container.settings.effective_database_url
+    database_url = pair.fast.app.state.api.settings.effective_database_url
     async with served(settings_for(database_url, redis_server.url, tmp_path, fast=True)) as old:
         assert old.paths.taken() == []
         with server_writes(old.port) as writes:

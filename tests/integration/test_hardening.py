@@ -25,10 +25,9 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import InvalidStatus
 from websockets.typing import Origin, Subprotocol
 
-from gateway.entry.container import Container
 from persistence.accounts import ACCOUNTS
 from persistence.rows import MESSAGES
-from tests.conftest import GraphQLClient, RunningGateway, gateway_settings, serve
+from tests.conftest import GatewayParts, GraphQLClient, RunningGateway, gateway_settings, serve
 
 PROTOCOL = Subprotocol("graphql-transport-ws")
 APP_ORIGIN = "https://app.example"
@@ -51,7 +50,7 @@ def sms(body: str = "hello") -> dict[str, str]:
     return {"channel": "SMS", "from": "+14155550100", "to": "+14155550199", "body": body}
 
 
-async def stored_messages(container: Container, account: str) -> int:
+async def stored_messages(container: GatewayParts, account: str) -> int:
     async with container.engine.connect() as conn:
         count = await conn.scalar(
             select(func.count())

@@ -23,9 +23,8 @@ import websockets
 
 from gateway.domain.records import MessageEvent
 from gateway.domain.statuses import MessageStatus
-from gateway.entry.container import Container
 from gateway.settings import Settings
-from tests.conftest import RunningGateway, fresh_postgres_url, serve
+from tests.conftest import GatewayParts, RunningGateway, fresh_postgres_url, serve
 from tests.servers import PostgresServer, RedisServer
 
 EVENTS = "subscription { messageEvents { cursor kind status } }"
@@ -60,7 +59,7 @@ async def until_error(ws: Any) -> tuple[int, list[dict[str, Any]]]:
         events += 1
 
 
-async def wait_for_member(container: Container, account: uuid.UUID) -> None:
+async def wait_for_member(container: GatewayParts, account: uuid.UUID) -> None:
     # White-box: graphql-transport-ws never acknowledges a subscribe.
     for _ in range(500):
         if container.events.feeds.members(account) >= 1:

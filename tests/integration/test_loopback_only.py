@@ -27,7 +27,7 @@ import httpx
 import pytest
 
 from gateway.entry.app import GatewayApp, create_app
-from gateway.entry.container import uses_mounted_sandbox
+from gateway.entry.bootstrap.shared import uses_mounted_sandbox
 from gateway.settings import Settings
 from tests.integration.test_cli import (
     CLI,
@@ -130,7 +130,7 @@ async def test_mounted_sandbox_control_needs_loopback_or_the_token(tmp_path: Pat
         assert allowed.status_code == 200, allowed.text
         assert (await gw.local.get("/sandbox/control/config")).json()["rate_500"] == 0.5
         # The vendor APIs are not the control API: they check the vendor credentials.
-        sid = gw.app.state.container.settings.twilio_account_sid
+        sid = gw.app.state.api.settings.twilio_account_sid
         vendor = await gw.remote.get(f"/sandbox/2010-04-01/Accounts/{sid}/Messages.json")
         assert vendor.status_code == 401, vendor.text
 
@@ -165,7 +165,7 @@ async def test_sandbox_is_mounted_only_while_a_provider_points_at_it(
     async with in_process(settings) as gw:
         response = await gw.local.get("/sandbox/control/config")
         assert response.status_code == (200 if mounted else 404), response.text
-        assert (gw.app.state.container.sandbox is not None) is mounted
+        assert (gw.app.state.api.sandbox is not None) is mounted
 
 
 # ------------------------------------------------------------ real `messaging-gateway serve`

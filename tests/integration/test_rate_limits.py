@@ -29,11 +29,11 @@ from sqlalchemy import func, select
 from websockets.asyncio.client import ClientConnection
 from websockets.typing import Subprotocol
 
-from gateway.entry.container import Container
 from gateway.settings import Settings
 from persistence.accounts import ACCOUNTS
 from persistence.rows import MESSAGES
 from tests.conftest import (
+    GatewayParts,
     GraphQLClient,
     RunningGateway,
     fresh_postgres_url,
@@ -76,7 +76,7 @@ def literal_sms(body: str) -> str:
     return f'{{channel: SMS, from: "+14155550100", to: "+14155550199", body: "{body}"}}'
 
 
-async def stored_messages(container: Container, account: str) -> int:
+async def stored_messages(container: GatewayParts, account: str) -> int:
     """Messages of the account in the database (whatever the API says)."""
     async with container.engine.connect() as conn:
         count = await conn.scalar(
@@ -336,8 +336,8 @@ def redis_down(server: RedisServer) -> Iterator[None]:
         server.restart()
 
 
-async def close_leaked_limiter_client(container: Container) -> None:
-    """Close the limiter's own Redis client, which ``Container.close()`` leaves open.
+async def close_leaked_limiter_client(container: GatewayParts) -> None:
+    """Close the limiter's own Redis client, which ``Api.close()`` leaves open.
 
     Workaround for the bug shown by ``test_limiter_redis_connections_are_closed_on_shutdown``:
     without it, the open sockets surface as ResourceWarnings (errors in this suite) whenever
@@ -350,8 +350,8 @@ async def close_leaked_limiter_client(container: Container) -> None:
 
 
 @contextlib.asynccontextmanager
-async def serve_redis_mode(settings: Settings) -> AsyncIterator[tuple[str, Container]]:
-    container: Container | None = None
+async def serve_redis_mode(settings: Settings) -> AsyncIterator[tuple[str, GatewayParts]]:
+    container: GatewayParts | None = None
     try:
         async with serve(settings) as (base_url, container):
             yield base_url, container

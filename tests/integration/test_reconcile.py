@@ -20,10 +20,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from gateway.entry.container import Container
 from gateway.observability.metrics import REGISTRY
 from persistence.models import MessageRow
-from tests.conftest import GraphQLClient, gateway_settings, serve
+from tests.conftest import GatewayParts, GraphQLClient, gateway_settings, serve
 from tests.servers import PostgresServer
 
 SEND = """
@@ -42,7 +41,7 @@ AFTER = 0.5
 @pytest.fixture(scope="module", params=["postgresql", "sqlite"])
 async def gateway(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[tuple[Container, GraphQLClient]]:
+) -> AsyncIterator[tuple[GatewayParts, GraphQLClient]]:
     backend: str = request.param
     postgres: PostgresServer | None = (
         request.getfixturevalue("postgres") if backend == "postgresql" else None
@@ -73,7 +72,7 @@ async def wait_for(
         await asyncio.sleep(0.05)
 
 
-async def reconcile_at(container: Container, message_id: str) -> datetime | None:
+async def reconcile_at(container: GatewayParts, message_id: str) -> datetime | None:
     async with container.engine.connect() as conn:
         value: datetime | None = (
             await conn.execute(
@@ -86,7 +85,7 @@ async def reconcile_at(container: Container, message_id: str) -> datetime | None
 
 
 async def test_messages_whose_callbacks_are_lost_are_settled_by_looking_them_up(
-    gateway: tuple[Container, GraphQLClient],
+    gateway: tuple[GatewayParts, GraphQLClient],
 ) -> None:
     container, client = gateway
     sms = await send(
@@ -115,7 +114,7 @@ async def test_messages_whose_callbacks_are_lost_are_settled_by_looking_them_up(
 
 
 async def test_a_message_the_provider_does_not_know_keeps_its_status(
-    gateway: tuple[Container, GraphQLClient],
+    gateway: tuple[GatewayParts, GraphQLClient],
 ) -> None:
     container, client = gateway
     sandbox = container.sandbox

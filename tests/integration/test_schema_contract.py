@@ -30,6 +30,7 @@ from graphql import (
 )
 from graphql.pyutils import Undefined
 
+from resolvers.root import ROOTS
 from schema.build import create_schema
 
 
@@ -193,7 +194,7 @@ def contract_sdl() -> str:
 
 @pytest.fixture(scope="module")
 def ours() -> GraphQLSchema:
-    return create_schema()._schema
+    return create_schema(ROOTS)._schema
 
 
 # ------------------------------------------------------------------------------ the contract
@@ -206,7 +207,7 @@ def test_schema_satisfies_the_contract(contract_sdl: str, ours: GraphQLSchema) -
 
 def test_printed_schema_round_trips_and_satisfies_the_contract(contract_sdl: str) -> None:
     # What clients see through introspection / codegen: the printed SDL, rebuilt from text.
-    printed = build_schema(str(create_schema()))
+    printed = build_schema(str(create_schema(ROOTS)))
     problems = contract_mismatches(build_schema(contract_sdl), printed)
     assert not problems, _report(problems)
 
@@ -219,7 +220,7 @@ def test_custom_scalars_exist(ours: GraphQLSchema) -> None:
 
 def test_schema_without_introspection_has_the_same_types(ours: GraphQLSchema) -> None:
     # Production may switch introspection off; the executable schema must not change.
-    closed = create_schema(introspection=False)._schema
+    closed = create_schema(ROOTS, introspection=False)._schema
     assert sorted(closed.type_map) == sorted(ours.type_map)
 
 

@@ -17,20 +17,20 @@ from sqlalchemy import event, func, select
 from gateway.domain.channels import Channel
 from gateway.domain.messages import NormalizedMessage, SendRequest, validate_send
 from gateway.domain.results import Accepted, Item
-from gateway.entry.container import Container
+from gateway.entry.bootstrap.api import bootstrap_api
 from gateway.entry.migrations import upgrade_to_head
 from gateway.services.clock import utcnow
 from persistence.accept import AcceptRepository
 from persistence.rows import EVENTS, MESSAGES
 from persistence.unit_of_work import SqlTransaction
-from tests.conftest import gateway_settings
+from tests.conftest import GatewayParts, gateway_settings
 
 RETENTION = timedelta(hours=1)
 
 
 @dataclass
 class Db:
-    container: Container
+    container: GatewayParts
     account_id: UUID
 
     @property
@@ -69,7 +69,7 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Db
     postgres = request.getfixturevalue("postgres") if request.param == "postgresql" else None
     settings = gateway_settings(request.param, tmp_path, postgres)
     await upgrade_to_head(settings)
-    container = Container.build(settings)  # never started: no worker takes the messages
+    container = GatewayParts(bootstrap_api(settings))  # never started: no worker takes the messages
     try:
         account, _ = await container.api_keys.create("units")
         yield Db(container, account.id)

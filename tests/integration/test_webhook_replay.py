@@ -16,14 +16,14 @@ import pytest
 from redis.asyncio import Redis
 from sqlalchemy import select
 
-from gateway.entry.container import Container
+from gateway.entry.bootstrap.api import bootstrap_api
 from gateway.entry.migrations import upgrade_to_head
 from gateway.settings import Settings
 from gateway.web.webhook_replay import WebhookReplay
 from persistence.models import WebhookReceiptRow
 from providers.webhooks import ReceivedWebhook
 from providers.webhooks.twilio import STATUS_ROUTE as TWILIO_STATUS
-from tests.conftest import fresh_postgres_url
+from tests.conftest import GatewayParts, fresh_postgres_url
 from tests.servers import PostgresServer, RedisServer
 from workers.webhook_spool import RedisWebhookSpool, SpoolFull
 
@@ -31,10 +31,10 @@ FORM = "application/x-www-form-urlencoded"
 
 
 @pytest.fixture(scope="module")
-async def container(postgres: PostgresServer) -> AsyncIterator[Container]:
+async def container(postgres: PostgresServer) -> AsyncIterator[GatewayParts]:
     settings = Settings(database_url=fresh_postgres_url(postgres))
     await upgrade_to_head(settings)
-    built = Container.build(settings)
+    built = GatewayParts(bootstrap_api(settings))
     try:
         yield built
     finally:
@@ -57,7 +57,7 @@ def status_callback(sid: str, status: str = "delivered") -> ReceivedWebhook:
     return ReceivedWebhook(TWILIO_STATUS, FORM, f"mid={uuid.uuid4().hex}", body)
 
 
-async def failed_receipts(container: Container) -> list[str | None]:
+async def failed_receipts(container: GatewayParts) -> list[str | None]:
     async with container.engine.connect() as conn:
         rows = await conn.execute(
             select(WebhookReceiptRow.payload).where(WebhookReceiptRow.outcome == "failed")
@@ -66,7 +66,7 @@ async def failed_receipts(container: Container) -> list[str | None]:
 
 
 async def test_nothing_is_tried_while_the_database_is_down(
-    container: Container, spool: RedisWebhookSpool
+    container: GatewayParts, spool: RedisWebhookSpool
 ) -> None:
     await spool.keep(status_callback("SM" + "1" * 32))
     down = False
@@ -88,7 +88,7 @@ async def test_nothing_is_tried_while_the_database_is_down(
 
 
 async def test_spooled_payloads_apply_through_the_routes_path_and_repeats_are_harmless(
-    container: Container, spool: RedisWebhookSpool
+    container: GatewayParts, spool: RedisWebhookSpool
 ) -> None:
     callback = status_callback("SM" + "2" * 32)
     for _ in range(3):  # a provider that delivered it three times during the outage
@@ -109,7 +109,7 @@ async def test_spooled_payloads_apply_through_the_routes_path_and_repeats_are_ha
 
 
 async def test_a_payload_that_keeps_failing_is_kept_raw_and_leaves_the_spool(
-    container: Container, spool: RedisWebhookSpool
+    container: GatewayParts, spool: RedisWebhookSpool
 ) -> None:
     poison = ReceivedWebhook(TWILIO_STATUS, FORM, "", b"MessageSid=SM1&MessageStatus=unheard-of")
     await spool.keep(poison)

@@ -38,7 +38,6 @@ from sqlalchemy import select
 from gateway.domain.records import DeliveryError
 from gateway.domain.reports import StatusReport
 from gateway.domain.statuses import MessageStatus
-from gateway.entry.container import Container
 from gateway.settings import Settings
 from persistence.models import MessageRow, WebhookReceiptRow
 from providers.signatures import (
@@ -51,6 +50,7 @@ from providers.signatures import (
     twilio_signature,
 )
 from tests.conftest import (
+    GatewayParts,
     GraphQLClient,
     RunningGateway,
     Subscription,
@@ -121,7 +121,7 @@ class Hooks:
 
     backend: str
     base_url: str
-    container: Container
+    container: GatewayParts
     http: httpx.AsyncClient
     sendgrid_private_key: str
 
@@ -168,7 +168,7 @@ class Tenant:
     client: GraphQLClient
 
 
-async def new_tenant(base_url: str, container: Container, http: httpx.AsyncClient) -> Tenant:
+async def new_tenant(base_url: str, container: GatewayParts, http: httpx.AsyncClient) -> Tenant:
     name = "wh-" + uuid.uuid4().hex[:10]
     account, key = await container.api_keys.create(name)
     return Tenant(account.id, GraphQLClient(base_url, key, name, http))
@@ -310,14 +310,14 @@ async def next_event(subscription: Subscription) -> dict[str, Any]:
 # --- raw database views (white-box) ---------------------------------------------------------
 
 
-async def receipts(container: Container, outcome: str) -> list[dict[str, Any]]:
+async def receipts(container: GatewayParts, outcome: str) -> list[dict[str, Any]]:
     table = WebhookReceiptRow.__table__
     async with container.engine.connect() as conn:
         rows = await conn.execute(select(*table.c).where(WebhookReceiptRow.outcome == outcome))
         return [dict(row) for row in rows.mappings()]
 
 
-async def stored_with_provider_id(container: Container, provider_message_id: str) -> int:
+async def stored_with_provider_id(container: GatewayParts, provider_message_id: str) -> int:
     async with container.engine.connect() as conn:
         rows = await conn.execute(
             select(MessageRow.id).where(MessageRow.provider_message_id == provider_message_id)
@@ -828,7 +828,7 @@ async def test_twilio_inbound_to_unowned_address_is_kept_raw(
 ) -> None:
     # The embedded default gives every address to the development account; this test is about
     # a deployment without one (see the test after it for the embedded rule).
-    monkeypatch.setattr(hooks.container, "default_owner", None)
+    monkeypatch.setattr(hooks.container.api, "default_owner", None)
     tenant = await hooks_tenant(hooks)
     nobodys, theirs = new_number(), new_number()
     params = inbound_params(theirs, nobodys, "is anybody there?")

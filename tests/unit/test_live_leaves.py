@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 from graphql import OperationDefinitionNode, parse
 
+from resolvers.root import ROOTS
 from schema.build import create_schema
 from schema.live import _leaf_plan
 
-SCHEMA = create_schema(introspection=True, max_depth=12, max_aliases=15, max_tokens=2000)
+SCHEMA = create_schema(ROOTS, introspection=True, max_depth=12, max_aliases=15, max_tokens=2000)
 
 
 def plan_of(query: str) -> object:

@@ -11,10 +11,11 @@ from graphql import GraphQLInputObjectType, GraphQLNonNull
 
 from gateway.domain.channels import Channel
 from resolvers.inputs import by_graphql_name, send_request, to_send_request
+from resolvers.root import ROOTS
 from schema.build import create_schema
 from schema.results import SendMessageInput
 
-INPUT = create_schema()._schema.get_type("SendMessageInput")
+INPUT = create_schema(ROOTS)._schema.get_type("SendMessageInput")
 assert isinstance(INPUT, GraphQLInputObjectType)
 
 

@@ -1,4 +1,4 @@
-"""GraphQL errors the resolvers raise on purpose (never masked as INTERNAL)."""
+"""GraphQL errors raised on purpose for bad input (never masked as INTERNAL)."""
 
 from __future__ import annotations
 

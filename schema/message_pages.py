@@ -1,8 +1,7 @@
-"""A conversation's messages, one keyset page at a time.
+"""A conversation's messages, one keyset page at a time: the ``Conversation.messages`` field.
 
-Kept apart from ``resolvers.pages`` because ``schema.types`` calls it for the
-``Conversation.messages`` field: this module hands back domain records and builds no GraphQL
-object, so it never needs the types that call it.
+Apart from ``schema.types``, which calls it: this module hands back domain records and builds
+no GraphQL object, so it never needs the types that call it.
 """
 
 from __future__ import annotations
@@ -11,8 +10,8 @@ import strawberry
 
 from gateway.domain.records import Conversation, Message
 from persistence.queries import Page
-from resolvers.errors import bad_input, check_page_size
 from schema.context import context_of
+from schema.errors import bad_input, check_page_size
 from schema.ids import InvalidCursor, decode_id_cursor
 
 DEFAULT_PAGE = 50
@@ -38,6 +37,6 @@ async def conversation_messages(
         raise bad_input(f"invalid cursor: {exc}") from exc
     if first is None and last is None:
         first = DEFAULT_PAGE
-    return await context.container.queries.messages_page(
+    return await context.services.queries.messages_page(
         account.id, conversation.id, first=first, after=after_id, last=last, before=before_id
     )

@@ -1,0 +1,211 @@
+"""The API role: what ``create_app`` serves, and in embedded mode what runs beside it in the
+same process (the delivery worker, the sandbox standing in for the providers)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from uuid import UUID
+
+import redis.asyncio
+from limits.aio.storage import MemoryStorage, RedisStorage
+from starlette.applications import Starlette
+
+from gateway.entry.bootstrap.shared import (
+    Closer,
+    ConfigurationError,
+    Deliveries,
+    Queue,
+    Storage,
+    build_deliveries,
+    build_registry,
+    in_process_queue,
+    redis_queue,
+    uses_mounted_sandbox,
+)
+from gateway.services.auth import ApiKeys
+from gateway.services.events import EventStream
+from gateway.services.operator import OperatorService
+from gateway.services.rate_limits import RateLimitConfigError, RateLimiter, parse_rate_limits
+from gateway.services.sending import SendService
+from gateway.services.unit_of_work import Units
+from gateway.services.webhooks import WebhookService
+from gateway.settings import Settings
+from gateway.web.webhooks import WebhookServices
+from persistence.accept import AcceptRepository
+from persistence.accounts import AccountRepository
+from persistence.queries import QueryRepository
+from providers.http import ProviderSession
+from providers.sandbox_app import Sandbox, SandboxConfig, create_sandbox_app
+from providers.webhooks import WebhookAdapter, webhook_adapters
+from schema.context import Services
+from workers.embedded import EmbeddedWorker
+from workers.liveness import RedisLiveness, worker_name
+from workers.memory import MemoryBroker
+from workers.redis_broker import RedisBroker
+
+
+@dataclass
+class Api:
+    """What an API process runs. GraphQL gets ``graphql`` and the webhook routes get
+    ``webhook_services``; the rest is for the app's own routes and lifespan."""
+
+    settings: Settings
+    storage: Storage
+    queue: Queue
+    accounts: AccountRepository
+    api_keys: ApiKeys
+    graphql: Services
+    webhooks: WebhookService
+    #: Shared by sending and (embedded mode) the delivery worker in this process.
+    units: Units
+    #: Each webhook route's vendor adapter, by route name.
+    webhook_adapters: dict[str, WebhookAdapter] = field(default_factory=dict)
+    #: Embedded mode: the sandbox mounted in the app, standing in for the providers.
+    sandbox_app: Starlette | None = None
+    sandbox_config: SandboxConfig | None = None
+    #: Embedded mode: the delivery worker in this process (unless EMBEDDED_WORKER=false).
+    worker: EmbeddedWorker | None = None
+    deliveries: Deliveries | None = None
+    #: Embedded mode: the development account, which owns inbound traffic to any address;
+    #: known once the app has started.
+    default_owner: UUID | None = None
+    #: Run in this order on close: the later ones close what the earlier ones still use.
+    closers: list[Closer] = field(default_factory=list)
+
+    @property
+    def sandbox(self) -> Sandbox | None:
+        if self.sandbox_app is None:
+            return None
+        sandbox: Sandbox = self.sandbox_app.state.sandbox
+        return sandbox
+
+    @property
+    def sendgrid_public_key(self) -> str | None:
+        if self.settings.sendgrid_webhook_public_key:
+            return self.settings.sendgrid_webhook_public_key
+        return self.sandbox_config.public_key if self.sandbox_config else None
+
+    @property
+    def webhook_services(self) -> WebhookServices:
+        return WebhookServices(self.webhooks, self.webhook_adapters, self.queue.spool)
+
+    async def start(self) -> None:
+        if self.worker is not None and self.deliveries is not None:
+            self.worker.start()
+            self.deliveries.registry.report_states()
+
+    async def close(self) -> None:
+        for close in self.closers:
+            await close()
+
+
+def bootstrap_api(settings: Settings) -> Api:
+    if settings.redis_url is None:
+        return _embedded(settings)
+    broker = RedisBroker(settings.redis_url)
+    liveness = RedisLiveness(broker.redis, dead_after=settings.worker_dead_after_seconds)
+    return _api(settings, redis_queue(settings, broker, liveness))
+
+
+def _embedded(settings: Settings) -> Api:
+    """The queue in this process; the sandbox standing in for any provider without a base URL
+    of its own; and, unless switched off, the delivery worker in this process too."""
+    broker = MemoryBroker()
+    # One name for the claims of the worker in this process and for the liveness that
+    # vouches for them, or the sweeper would take its messages back.
+    worker = worker_name()
+    http = ProviderSession.from_settings(settings)
+    sandbox = SandboxConfig.from_settings(settings) if uses_mounted_sandbox(settings) else None
+    api = _api(settings, in_process_queue(broker, worker), sandbox)
+    if sandbox is not None:
+        api.sandbox_app = create_sandbox_app(sandbox, http)
+    first: list[Closer] = []
+    if settings.run_embedded_worker:
+        deliveries = build_deliveries(
+            settings,
+            api.storage,
+            api.queue,
+            api.units,
+            build_registry(settings, http),
+            api.webhooks,
+            api.webhook_adapters,
+            worker=worker,
+        )
+        api.deliveries = deliveries
+        api.worker = EmbeddedWorker(
+            broker,
+            deliveries.delivery,
+            deliveries.sweeper,
+            concurrency=settings.worker_concurrency,
+            sweep_interval=settings.sweep_interval,
+            chores=deliveries.chores,
+        )
+        first += [api.worker.stop, deliveries.close]
+    if api.sandbox is not None:
+        first.append(api.sandbox.aclose)
+    api.closers[:0] = [*first, http.aclose]
+    return api
+
+
+def _api(settings: Settings, queue: Queue, sandbox: SandboxConfig | None = None) -> Api:
+    storage = Storage.open(settings)
+    accounts = AccountRepository(storage.engine)
+    queries = QueryRepository(storage.engine)
+    rate_limiter = build_rate_limiter(settings)
+    units = queue.units(storage)
+    sending = SendService(
+        AcceptRepository(storage.engine),
+        storage.lifecycle,
+        queue.broker,
+        default_region=settings.default_phone_region,
+        retention=timedelta(hours=settings.idempotency_retention_hours),
+        owned_addresses=(
+            storage.webhooks.addresses_of if settings.require_sender_ownership else None
+        ),
+        units=units,
+    )
+    api = Api(
+        settings=settings,
+        storage=storage,
+        queue=queue,
+        accounts=accounts,
+        api_keys=ApiKeys(accounts, settings.api_key_cache_seconds),
+        graphql=Services(
+            sending=sending,
+            operator=OperatorService(storage.lifecycle, queue.broker),
+            events=EventStream(queries, queue.broker),
+            queries=queries,
+            rate_limiter=rate_limiter,
+            default_phone_region=settings.default_phone_region,
+            max_batch_size=settings.max_batch_size,
+        ),
+        # Read at call time: the development account exists only once the app has started.
+        webhooks=WebhookService(
+            storage.webhooks, queue.broker, default_owner=lambda: api.default_owner
+        ),
+        units=units,
+        sandbox_config=sandbox,
+        closers=[rate_limiter.close, queue.close, storage.engine.dispose],
+    )
+    api.webhook_adapters = webhook_adapters(settings, sendgrid_public_key=api.sendgrid_public_key)
+    return api
+
+
+def build_rate_limiter(settings: Settings) -> RateLimiter:
+    try:
+        rules = parse_rate_limits(settings.rate_limits)
+    except RateLimitConfigError as exc:
+        raise ConfigurationError(str(exc)) from exc
+    if settings.redis_url is None:
+        return RateLimiter(rules, MemoryStorage(), fail_open=settings.rate_limit_fail_open)
+    # All API processes share the windows through Redis; our own pool, so close() can end it.
+    pool = redis.asyncio.ConnectionPool.from_url(settings.redis_url)
+    storage = RedisStorage(
+        "async+" + settings.redis_url,
+        implementation="redispy",
+        connection_pool=pool,  # type: ignore[arg-type]  # passed through to redis-py
+    )
+    return RateLimiter(
+        rules, storage, fail_open=settings.rate_limit_fail_open, on_close=pool.aclose
+    )

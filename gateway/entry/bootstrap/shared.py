@@ -1,0 +1,285 @@
+"""What the roles share: the choice of queue backend, the provider registry, and the delivery
+half that a worker runs (in its own process, or inside the API in embedded mode)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.domain.channels import Channel
+from gateway.services.delivery import DeliveryService
+from gateway.services.ports import Broker, HeldOutcomes, Provider, WorkerLiveness
+from gateway.services.reconcile import Reconciler
+from gateway.services.retry_policy import RetryPolicy
+from gateway.services.unit_of_work import Units
+from gateway.services.webhooks import WebhookService
+from gateway.settings import Settings
+from gateway.web.webhook_replay import WebhookReplay
+from persistence.db import create_engine
+from persistence.lifecycle import LifecycleRepository
+from persistence.reconcile import ReconcileRepository
+from persistence.unit_of_work import SqlTransaction
+from persistence.webhooks import WebhookRepository
+from providers.http import ProviderSession
+from providers.registry import FailoverRegistry
+from providers.sendgrid import SendGridProvider
+from providers.twilio import TwilioProvider
+from providers.webhooks import WebhookAdapter
+from workers.background import BackgroundChore
+from workers.chores import Chore
+from workers.held_outcomes import MemoryHeldOutcomes, RedisHeldOutcomes
+from workers.lease import RedisLease, leased
+from workers.liveness import LocalLiveness, RedisLiveness
+from workers.memory import MemoryBroker
+from workers.redis_broker import RedisBroker
+from workers.sweeper import Sweeper
+from workers.webhook_spool import RedisWebhookSpool
+
+TWILIO_API = "https://api.twilio.com"
+SENDGRID_API = "https://api.sendgrid.com"
+SANDBOX_PATH = "/sandbox"
+#: How long a worker may hold a chore's lease: a run takes a few round trips, and a worker that
+#: died holding it keeps the others from the chore this long at most.
+CHORE_LEASE_SECONDS = 60.0
+
+Closer = Callable[[], Awaitable[None]]
+
+
+class ConfigurationError(RuntimeError):
+    """The settings cannot run a gateway; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Storage:
+    """The database and the repositories both the API and the worker write through."""
+
+    engine: AsyncEngine
+    lifecycle: LifecycleRepository
+    webhooks: WebhookRepository
+
+    @classmethod
+    def open(cls, settings: Settings) -> Storage:
+        engine = create_engine(settings)
+        return cls(engine, LifecycleRepository(engine), WebhookRepository(engine))
+
+
+@dataclass(frozen=True)
+class Queue:
+    """The broker and what keeps a worker's state beside it: all in this process (embedded) or
+    all in Redis (production). Built by ``in_process_queue`` or ``redis_queue``."""
+
+    broker: Broker
+    held: HeldOutcomes
+    liveness: WorkerLiveness
+    #: How long the sweeper leaves a due message to the queue before offering it again.
+    sweep_grace: float
+    #: Makes a periodic chore run in one worker at a time.
+    exclusive: Callable[[Chore, str], Chore]
+    close: Closer
+    #: Where webhook payloads wait while the database is down (Redis only).
+    spool: RedisWebhookSpool | None = None
+
+    def units(self, storage: Storage) -> Units:
+        """Units of work: one transaction each, what it publishes and enqueues handed to
+        this queue after the commit."""
+        return Units(self.broker, partial(SqlTransaction, storage.engine))
+
+
+def in_process_queue(broker: MemoryBroker, worker: str) -> Queue:
+    # The in-process queue drops duplicates itself, and there is one worker: no lease needed.
+    return Queue(
+        broker,
+        MemoryHeldOutcomes(),
+        LocalLiveness(worker),
+        sweep_grace=0.0,
+        exclusive=lambda chore, _: chore,
+        close=broker.close,
+    )
+
+
+def redis_queue(settings: Settings, broker: RedisBroker, liveness: RedisLiveness) -> Queue:
+    def exclusive(chore: Chore, name: str) -> Chore:
+        lease = RedisLease(broker.redis, f"mgw:lease:{name}", ttl=CHORE_LEASE_SECONDS)
+        return leased(lease, chore)
+
+    return Queue(
+        broker,
+        RedisHeldOutcomes(broker.redis),
+        liveness,
+        sweep_grace=settings.sweep_grace_seconds,
+        exclusive=exclusive,
+        close=broker.close,
+        spool=RedisWebhookSpool(broker.redis, max_entries=settings.webhook_spool_max_entries),
+    )
+
+
+@dataclass
+class Deliveries:
+    """The delivery half of a worker: what claims, sends and settles messages, the sweeper
+    that keeps them moving, and the chores that run beside them."""
+
+    delivery: DeliveryService
+    sweeper: Sweeper
+    registry: FailoverRegistry
+    chores: list[BackgroundChore] = field(default_factory=list)
+
+    async def close(self) -> None:
+        for chore in self.chores:
+            await chore.stop()
+        await self.registry.aclose()
+
+
+def build_deliveries(
+    settings: Settings,
+    storage: Storage,
+    queue: Queue,
+    units: Units,
+    registry: FailoverRegistry,
+    webhooks: WebhookService,
+    adapters: Mapping[str, WebhookAdapter],
+    *,
+    worker: str,
+) -> Deliveries:
+    lifecycle = storage.lifecycle
+    policy = RetryPolicy(settings.max_attempts, settings.retry_base_delay, settings.retry_max_delay)
+    deliveries = Deliveries(
+        delivery=DeliveryService(
+            lifecycle, registry, queue.broker, policy, queue.held, worker=worker, units=units
+        ),
+        sweeper=Sweeper(
+            lifecycle,
+            queue.broker,
+            queue.held,
+            queue.liveness,
+            grace=queue.sweep_grace,
+            stale_after=settings.stale_sending_seconds,
+            max_attempts=settings.max_attempts,
+        ),
+        registry=registry,
+    )
+    # Periodic work every delivery worker runs beside the sweeper, each in the background and
+    # in one worker at a time: reconciliation of messages whose final status never came back,
+    # and (Redis) the replay of webhook payloads spooled while the database was down. Workers,
+    # not API processes, replay them: any worker can (the spool is shared), they already take
+    # turns by lease, and an API process that spooled a payload may be gone by the time the
+    # database is back.
+    providers = {
+        provider.name: provider
+        for channel in Channel
+        for provider, _ in registry.candidates(channel)
+    }
+    reconciler = Reconciler(
+        ReconcileRepository(storage.engine),
+        providers,
+        webhooks,
+        after=settings.reconcile_after_seconds,
+        batch=settings.reconcile_batch_size,
+    )
+    chores: list[tuple[Chore, str]] = [(reconciler.run_once, "reconcile")]
+    if queue.spool is not None:
+        replay = WebhookReplay(queue.spool, webhooks, adapters, storage.webhooks.reachable)
+        chores.append((replay.run_once, "webhook-replay"))
+    deliveries.chores = [BackgroundChore(queue.exclusive(run, name), name) for run, name in chores]
+    return deliveries
+
+
+def uses_mounted_sandbox(settings: Settings) -> bool:
+    """Single-process mode where a channel's provider has no base URL of its own: the sandbox
+    stands in for it, mounted here. Without such a provider nothing is mounted (the sandbox's
+    routes and control API do not exist)."""
+    if settings.redis_url is not None:
+        return False
+    base_urls = {"twilio": settings.twilio_base_url, "sendgrid": settings.sendgrid_base_url}
+    chosen = {
+        name.strip()
+        for names in (settings.sms_providers, settings.mms_providers, settings.email_providers)
+        for name in names.split(",")
+    }
+    return any(name in base_urls and base_urls[name] is None for name in chosen)
+
+
+def _base_url(settings: Settings, configured: str | None, vendor: str) -> str:
+    if configured:
+        return configured.rstrip("/")
+    if uses_mounted_sandbox(settings):
+        return settings.public_base_url.rstrip("/") + SANDBOX_PATH
+    return vendor
+
+
+def build_registry(settings: Settings, http: ProviderSession) -> FailoverRegistry:
+    public = settings.public_base_url.rstrip("/")
+    session = ProviderSession.from_settings(settings)
+    available: dict[str, Provider] = {
+        "twilio": TwilioProvider(
+            session,
+            base_url=_base_url(settings, settings.twilio_base_url, TWILIO_API),
+            account_sid=settings.twilio_account_sid,
+            auth_token=settings.twilio_auth_token,
+            status_callback_url=f"{public}/webhooks/twilio/status",
+        ),
+        "sendgrid": SendGridProvider(
+            http,
+            base_url=_base_url(settings, settings.sendgrid_base_url, SENDGRID_API),
+            api_key=settings.sendgrid_api_key,
+            # Only the local stand-in serves attachments from loopback addresses.
+            allow_private_attachment_hosts=settings.redis_url is None,
+        ),
+    }
+    order = {
+        Channel.SMS: settings.sms_providers,
+        Channel.MMS: settings.mms_providers,
+        Channel.EMAIL: settings.email_providers,
+    }
+    by_channel: dict[Channel, list[Provider]] = {}
+    for channel, names in order.items():
+        chosen = [n.strip() for n in names.split(",") if n.strip()]
+        unknown = [n for n in chosen if n not in available]
+        if unknown or not chosen:
+            raise ConfigurationError(
+                f"{channel.value}_PROVIDERS={names!r}: choose from {', '.join(available)}"
+            )
+        by_channel[channel] = [available[n] for n in chosen]
+    return FailoverRegistry(
+        by_channel,
+        threshold=settings.breaker_threshold,
+        cooldown=settings.breaker_cooldown_seconds,
+        on_close=[session.aclose],
+    )
+
+
+def verify_providers(settings: Settings) -> None:
+    """Production (Redis mode) refuses to start with a channel whose provider cannot work."""
+    if settings.redis_url is None:
+        return
+    for names in (settings.sms_providers, settings.mms_providers, settings.email_providers):
+        for name in (n.strip() for n in names.split(",")):
+            _require_credentials(settings, name)
+
+
+def _require_credentials(settings: Settings, name: str) -> None:
+    defaults = Settings.model_fields
+    if (
+        name == "twilio"
+        and settings.twilio_base_url is None
+        and (
+            settings.twilio_auth_token == defaults["twilio_auth_token"].default
+            or settings.twilio_account_sid == defaults["twilio_account_sid"].default
+        )
+    ):
+        raise ConfigurationError(
+            "twilio is a configured provider but TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN are "
+            "not set (or set TWILIO_BASE_URL to a sandbox started with `messaging-gateway "
+            "sandbox`)"
+        )
+    if (
+        name == "sendgrid"
+        and settings.sendgrid_base_url is None
+        and (settings.sendgrid_api_key == defaults["sendgrid_api_key"].default)
+    ):
+        raise ConfigurationError(
+            "sendgrid is a configured provider but SENDGRID_API_KEY is not set (or set "
+            "SENDGRID_BASE_URL to a sandbox started with `messaging-gateway sandbox`)"
+        )

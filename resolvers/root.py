@@ -1,0 +1,78 @@
+"""The root types: which resolver answers each query, mutation and subscription field."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+import strawberry
+
+from resolvers import mutations, pages, queries, subscriptions
+from schema.build import Roots
+from schema.results import (
+    CancelMessageResult,
+    MessagePreview,
+    RetryMessageResult,
+    SendMessageResult,
+)
+from schema.types import (
+    Conversation,
+    ConversationConnection,
+    Message,
+    MessageConnection,
+    MessageEvent,
+    Node,
+)
+
+
+@strawberry.type
+class Query:
+    node: Node | None = strawberry.field(resolver=queries.node)
+    message: Message | None = strawberry.field(resolver=queries.message)
+    conversation: Conversation | None = strawberry.field(resolver=queries.conversation)
+    conversations: ConversationConnection = strawberry.field(
+        resolver=pages.conversations, description="Most recently active first."
+    )
+    preview_message: MessagePreview = strawberry.field(resolver=queries.preview_message)
+    dead_letters: MessageConnection = strawberry.field(
+        resolver=pages.dead_letters,
+        description="FAILED messages whose retries are exhausted, newest first.",
+    )
+
+
+@strawberry.type
+class Mutation:
+    send_message: SendMessageResult = strawberry.mutation(resolver=mutations.send_message)
+    send_messages: list[SendMessageResult] = strawberry.mutation(
+        resolver=mutations.send_messages,
+        description="Up to 1000 inputs in one call; results in input order.",
+    )
+    cancel_message: CancelMessageResult = strawberry.mutation(
+        resolver=mutations.cancel_message, description="Cancel a SCHEDULED or QUEUED message."
+    )
+    retry_message: RetryMessageResult = strawberry.mutation(
+        resolver=mutations.retry_message,
+        description="Send a FAILED (dead-lettered) message again.",
+    )
+
+
+@strawberry.type
+class Subscription:
+    message_events: AsyncGenerator[MessageEvent, None] = strawberry.subscription(
+        resolver=subscriptions.message_events,
+        description=(
+            "Live audit-trail events of the caller's account, filtered by conversation or "
+            "message.\nWith `after` (an event cursor), events after it are replayed from storage "
+            "first, then live\nevents follow with no gap and no duplicate."
+        ),
+    )
+
+
+ROOTS = Roots(
+    Query,
+    Mutation,
+    Subscription,
+    on_coerced_inputs={
+        "sendMessage": mutations.send_message_coerced,
+        "sendMessages": mutations.send_messages_coerced,
+    },
+)
