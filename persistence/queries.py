@@ -8,14 +8,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Generic, TypeVar
 from uuid import UUID
 
 from sqlalchemy import func, literal_column, or_, select, tuple_
 
-from gateway.domain.records import Conversation, Message, MessageEvent
+from gateway.domain.records import Conversation, Message, MessageEvent, Page
 from gateway.domain.statuses import MessageStatus
 from persistence.base import Repository
 from persistence.rows import (
@@ -26,15 +24,6 @@ from persistence.rows import (
     event_from_row,
     message_from_row,
 )
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class Page(Generic[T]):
-    items: list[T]
-    has_next: bool
-    has_previous: bool
 
 
 class QueryRepository(Repository):

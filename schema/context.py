@@ -14,9 +14,9 @@ from strawberry.types import Info
 from gateway.domain.records import Account
 from gateway.services.events import EventStream
 from gateway.services.operator import OperatorService
+from gateway.services.ports import MessageQueries
 from gateway.services.rate_limits import RateLimiter
 from gateway.services.sending import SendService
-from persistence.queries import QueryRepository
 from schema.loaders import Loaders
 
 
@@ -27,7 +27,7 @@ class Services:
     sending: SendService
     operator: OperatorService
     events: EventStream
-    queries: QueryRepository
+    queries: MessageQueries
     rate_limiter: RateLimiter
     #: Region assumed for phone numbers written without +country.
     default_phone_region: str

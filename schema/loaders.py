@@ -9,7 +9,7 @@ from uuid import UUID
 from strawberry.dataloader import DataLoader
 
 from gateway.domain.records import Conversation, Message, MessageEvent
-from persistence.queries import QueryRepository
+from gateway.services.ports import MessageQueries
 
 
 class Loaders:
@@ -19,7 +19,7 @@ class Loaders:
     but do not cache: a subscription must see each message as it is now, not as first loaded.
     """
 
-    def __init__(self, queries: QueryRepository, account_id: UUID, *, cache: bool = True) -> None:
+    def __init__(self, queries: MessageQueries, account_id: UUID, *, cache: bool = True) -> None:
         self._queries = queries
         self._account_id = account_id
         self._cache = cache

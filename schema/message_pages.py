@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import strawberry
 
-from gateway.domain.records import Conversation, Message
-from persistence.queries import Page
+from gateway.domain.records import Conversation, Message, Page
 from schema.context import context_of
 from schema.errors import bad_input, check_page_size
 from schema.ids import InvalidCursor, decode_id_cursor

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 from gateway.domain.channels import Channel, Direction
@@ -70,3 +70,15 @@ class MessageEvent:
 class Account:
     id: UUID
     name: str
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One keyset page of records, and whether more lie beyond it either way."""
+
+    items: list[T]
+    has_next: bool
+    has_previous: bool

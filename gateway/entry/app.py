@@ -196,7 +196,7 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
             app.state.dev_key, api.default_owner = await ensure_dev_key(
                 settings.data_dir, api.api_keys
             )
-        set_status_counts_provider(api.graphql.queries.status_counts)
+        set_status_counts_provider(api.status_counts)
         await api.start()
         key_watch.start()
         freeze_startup_heap()

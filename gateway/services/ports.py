@@ -11,7 +11,14 @@ from typing import Protocol, Self
 from uuid import UUID
 
 from gateway.domain.channels import Channel
-from gateway.domain.records import Account, DeliveryError, Message, MessageEvent
+from gateway.domain.records import (
+    Account,
+    Conversation,
+    DeliveryError,
+    Message,
+    MessageEvent,
+    Page,
+)
 from gateway.domain.reports import InboundMessage, StatusReport
 from gateway.domain.results import (
     AcceptResult,
@@ -251,6 +258,47 @@ class EventLog(Protocol):
         message_id: UUID | None = None,
         limit: int = 500,
     ) -> list[MessageEvent]: ...
+
+
+class MessageQueries(Protocol):
+    """What the API reads outside any use case: records by id, batched (for DataLoaders), and
+    keyset pages. Every lookup from a client-supplied id is scoped to the caller's account."""
+
+    async def messages(self, account_id: UUID, ids: Sequence[UUID]) -> dict[UUID, Message]: ...
+
+    async def conversations(
+        self, account_id: UUID, ids: Sequence[UUID]
+    ) -> dict[UUID, Conversation]: ...
+
+    async def message_counts(self, conversation_ids: Sequence[UUID]) -> dict[UUID, int]: ...
+
+    async def events_of_messages(
+        self, message_ids: Sequence[UUID]
+    ) -> dict[UUID, list[MessageEvent]]: ...
+
+    async def conversations_page(
+        self,
+        account_id: UUID,
+        *,
+        first: int,
+        after: tuple[datetime, UUID] | None,
+        participant: str | None,
+    ) -> Page[Conversation]: ...
+
+    async def messages_page(
+        self,
+        account_id: UUID,
+        conversation_id: UUID,
+        *,
+        first: int | None,
+        after: UUID | None,
+        last: int | None,
+        before: UUID | None,
+    ) -> Page[Message]: ...
+
+    async def dead_letters_page(
+        self, account_id: UUID, *, first: int, after: tuple[datetime, UUID] | None
+    ) -> Page[Message]: ...
 
 
 class ReconcileStore(Protocol):

@@ -67,6 +67,11 @@ def test_the_web_shell_does_not_import_the_entry_points() -> None:
     assert _importers((WEB,), (ENTRY,)) == []
 
 
+def test_graphql_reaches_storage_brokers_and_providers_only_through_the_core() -> None:
+    # The resolvers and the schema's own fields get services and read ports in their context.
+    assert _importers(("schema", "resolvers"), ("persistence", "providers", "workers")) == []
+
+
 def test_schema_does_not_import_the_resolvers() -> None:
     # One way: resolvers implement the root fields with the schema's types; the schema knows
     # its root types only as what it is handed (schema.build.Roots).

@@ -23,6 +23,7 @@ from gateway.entry.bootstrap.shared import (
     redis_queue,
     uses_mounted_sandbox,
 )
+from gateway.observability import StatusCountsProvider
 from gateway.services.auth import ApiKeys
 from gateway.services.events import EventStream
 from gateway.services.operator import OperatorService
@@ -59,6 +60,8 @@ class Api:
     webhooks: WebhookService
     #: Shared by sending and (embedded mode) the delivery worker in this process.
     units: Units
+    #: The messages by status, for the metrics.
+    status_counts: StatusCountsProvider
     #: Each webhook route's vendor adapter, by route name.
     webhook_adapters: dict[str, WebhookAdapter] = field(default_factory=dict)
     #: Embedded mode: the sandbox mounted in the app, standing in for the providers.
@@ -185,6 +188,7 @@ def _api(settings: Settings, queue: Queue, sandbox: SandboxConfig | None = None)
             storage.webhooks, queue.broker, default_owner=lambda: api.default_owner
         ),
         units=units,
+        status_counts=queries.status_counts,
         sandbox_config=sandbox,
         closers=[rate_limiter.close, queue.close, storage.engine.dispose],
     )
