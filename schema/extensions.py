@@ -80,8 +80,8 @@ class MaskInternalErrors(MaskErrors):
         super().__init__(should_mask_error=_unexpected, error_message="Internal error")
 
     def _process_result(self, result: object) -> None:
-        # The base class tests the result against a runtime-checkable Protocol, which cost
-        # ~2% of a sendMessage; reading the attribute is the same test.
+        # The base class tests the result against a runtime-checkable Protocol, which is slow
+        # on the hot path; reading the attribute is the same test.
         errors = getattr(result, "errors", None)
         if errors:
             result.errors = self._process_errors(errors)  # type: ignore[attr-defined]

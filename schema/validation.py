@@ -2,7 +2,7 @@
 
 Strawberry's ValidationCache keys its cache on the parsed document and the rule classes. The
 depth and alias limiters build a new rule class for every operation, and hashing a document
-walks all of it, so that cache never hit here and validation cost ~40% of a small mutation.
+walks all of it, so that cache never hit here and validation dominated a small mutation.
 This one builds the limiter rules once per schema and keys on the query text.
 """
 

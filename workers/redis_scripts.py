@@ -1,8 +1,8 @@
 """Batch writes to Redis as one command each.
 
 A ``sendMessages`` of 100 inputs enqueues 100 stream entries and publishes 100 live events.
-Pipelined, that is still 200 commands for redis-py to pack and 200 replies to parse in Python
-(~15% of the API's CPU for such a call). As one script call each it is one command and one
+Pipelined, that is still 200 commands for redis-py to pack and 200 replies to parse in Python,
+a large share of the API's CPU for such a call. As one script call each it is one command and one
 reply; Redis does the loop. Scripts run atomically and are replicated by their effects.
 """
 

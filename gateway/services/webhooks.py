@@ -40,7 +40,7 @@ class WebhookService:
         # Group commit: the reports of concurrent webhook requests share one transaction and
         # one publish; each request is still answered only once its own reports committed.
         # One batch in flight: callbacks are answered a few milliseconds later, but batches
-        # are larger, and under load a callback costs ~25% less CPU (API and PostgreSQL).
+        # are larger, and under load a callback costs less CPU (API and PostgreSQL).
         self._batches: Coalescer[tuple[str, StatusReport], ReportResult] = Coalescer(
             self._apply_batch, max_inflight=1
         )

@@ -17,9 +17,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Final
 
 import structlog
-from prometheus_client import Counter
 
-from gateway.observability.metrics import NAMESPACE, REGISTRY
+from gateway.observability.metrics import counter
 from gateway.services.webhooks import WebhookService
 from gateway.web.webhook_payloads import apply_received, raw_text
 from providers.webhooks import PayloadError, ReceivedWebhook, WebhookAdapter
@@ -27,12 +26,10 @@ from workers.webhook_spool import RedisWebhookSpool
 
 log = structlog.get_logger(__name__)
 
-REPLAYS: Final = Counter(
+REPLAYS: Final = counter(
     "webhook_replays",
     "Spooled webhook payloads replayed, by source and outcome (applied, failed, kept_raw).",
     ["source", "outcome"],
-    namespace=NAMESPACE,
-    registry=REGISTRY,
 )
 
 BATCH: Final = 200

@@ -20,12 +20,11 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import structlog
-from prometheus_client import Counter
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.observability.metrics import NAMESPACE, REGISTRY
+from gateway.observability.metrics import counter
 from gateway.outages import RETRY_AFTER_SECONDS, describe, is_unavailable
 from gateway.services.webhooks import WebhookService
 from gateway.web.bodies import BodyTooLarge, read_body
@@ -46,12 +45,10 @@ from workers.webhook_spool import RedisWebhookSpool
 
 log = structlog.get_logger(__name__)
 
-WEBHOOKS = Counter(
+WEBHOOKS = counter(
     "webhooks",
     "Webhook deliveries by source and outcome.",
     ["source", "outcome"],
-    namespace=NAMESPACE,
-    registry=REGISTRY,
 )
 
 
