@@ -197,3 +197,18 @@ async def test_reports_are_counted_and_only_applied_ones_published() -> None:
     assert (len(outcome.applied), outcome.unmatched, outcome.duplicates) == (1, 1, 1)
     assert [e.message_id for e in broker.published] == [known]
     assert [source for source, _ in store.reports] == ["twilio", "twilio"]
+
+
+class DownQueue(MemoryBroker):
+    async def enqueue(self, message_ids: Sequence[UUID]) -> None:
+        raise ConnectionError("redis is down")
+
+
+async def test_a_retry_whose_enqueue_fails_is_still_done_and_published() -> None:
+    """The retry committed: the sweeper enqueues it later, so the caller is told it happened."""
+    account = uuid4()
+    failed = message(account, S.FAILED)
+    broker = DownQueue()
+    outcome = await OperatorService(MemoryLifecycle(failed), broker).retry(account, failed.id)
+    assert isinstance(outcome, Changed) and outcome.message.status == S.QUEUED
+    assert [e.message_id for e in broker.published] == [failed.id]

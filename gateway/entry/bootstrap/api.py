@@ -176,7 +176,7 @@ def _api(settings: Settings, queue: Queue, sandbox: SandboxConfig | None = None)
         api_keys=ApiKeys(accounts, settings.api_key_cache_seconds),
         graphql=Services(
             sending=sending,
-            operator=OperatorService(storage.lifecycle, queue.broker),
+            operator=OperatorService(storage.lifecycle, queue.broker, units=units),
             events=EventStream(queries, queue.broker),
             queries=queries,
             rate_limiter=rate_limiter,
