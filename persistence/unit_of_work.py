@@ -15,6 +15,10 @@ path inside the unit's transaction instead.
 
 Only the task that opened the unit joins it: a task started inside the unit (which inherits
 its context) runs its store calls in transactions of its own, as it would outside.
+
+A store method called inside a unit must take its connection from ``Repository.transaction``:
+one that opens a connection of its own (``engine.connect()``) would, on SQLite's pool of one
+connection, wait for the connection the unit itself holds until the pool times out.
 """
 
 from __future__ import annotations

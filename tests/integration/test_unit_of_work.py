@@ -16,7 +16,7 @@ from sqlalchemy import event, func, select
 
 from gateway.domain.channels import Channel
 from gateway.domain.messages import NormalizedMessage, SendRequest, validate_send
-from gateway.domain.results import Accepted, Item
+from gateway.domain.results import Accepted, Item, Sent
 from gateway.entry.bootstrap.api import bootstrap_api
 from gateway.entry.migrations import upgrade_to_head
 from gateway.services.clock import utcnow
@@ -156,3 +156,25 @@ async def test_no_work_is_taken_after_a_units_one_statement(db: Db) -> None:
                 db.items(["+14155550501"], keyed=False), now=now, retention=RETENTION
             )
             await db.container.lifecycle.cancel(db.account_id, result.created[0].id, now)
+
+
+async def test_a_claim_and_a_sent_record_stay_one_statement_each_on_postgresql(db: Db) -> None:
+    """The worker's hot writes keep their speed inside their units of work too."""
+    if db.dialect != "postgresql":
+        pytest.skip("only PostgreSQL runs writes as self-committing statements")
+    requests = [
+        SendRequest(Channel.SMS, from_="+14155550100", to=f"+1415555060{i}", body="hi")
+        for i in range(3)
+    ]
+    outcomes = await db.container.sending.send(db.account_id, requests)
+    ids = [o.message.id for o in outcomes if isinstance(o, Accepted)]
+    assert len(ids) == 3, outcomes
+    deliveries = db.container.api.deliveries
+    assert deliveries is not None
+    with sqlalchemy_activity(db) as seen:
+        claimed = await deliveries.delivery.claim(ids)
+        changes = await deliveries.delivery.record([Sent(i, "test", f"SM{i.hex}") for i in ids])
+    assert seen == [], seen
+    assert sorted(claimed) == sorted(ids)
+    assert [c.message.status.value if c else None for c in changes] == ["SENT"] * 3
+    assert await db.count(ids) == (3, 9)  # accepted, attempt, provider_accepted each
