@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.servers import BenchError
+from bench.deploy import BenchError
 
 WRK_SCRIPT = Path(__file__).resolve().parent / "wrk" / "send.lua"
 #: Area codes for the generated recipients; each wrk run of a stack takes the next one, so all

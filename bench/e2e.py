@@ -32,8 +32,9 @@ from bench.clients import (
     recipient,
     sms,
 )
+from bench.cpu import CpuMeter
+from bench.deploy import BenchError
 from bench.report import percentile
-from bench.servers import BenchError, CpuMeter
 
 QUERY = "subscription { messageEvents { messageId status } }"
 

@@ -24,9 +24,9 @@ import asyncpg
 from redis.asyncio import Redis
 
 from bench.accept import run_wrk
+from bench.deploy import PlainApp
 from bench.report import percentile
-from bench.servers import PlainApp
-from tests.servers import PostgresServer
+from harness.servers import PostgresServer
 
 FLOOR_TABLE = """
 CREATE TABLE floor_messages (

@@ -28,19 +28,13 @@ from typing import Any, TypeVar
 
 from bench import report
 from bench.accept import Recipients, WrkResult, run_wrk
+from bench.cpu import CpuMeter, per_message
+from bench.deploy import BenchError, Infra, Stack, gateway_settings
 from bench.e2e import run_e2e
 from bench.fanout import run_fanout
 from bench.floors import pg_floor, redis_floor, starlette_floor
-from bench.servers import (
-    LOOPBACK,
-    BenchError,
-    CpuMeter,
-    Infra,
-    Proc,
-    Stack,
-    gateway_settings,
-    per_message,
-)
+from harness.processes import Process
+from harness.servers import LOOPBACK, HarnessError
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -195,7 +189,7 @@ class Profiler:
         if enabled and not self.enabled:
             print("  --profile: py-spy not found (.venv/bin/pip install py-spy); skipping")
 
-    def around(self, name: str, procs: list[Proc], seconds: float, work: Callable[[], T]) -> T:
+    def around(self, name: str, procs: list[Process], seconds: float, work: Callable[[], T]) -> T:
         if not self.enabled:
             return work()
         self.outdir.mkdir(parents=True, exist_ok=True)
@@ -630,7 +624,7 @@ def main(argv: list[str] | None = None) -> int:
     failed: BaseException | None = None
     try:
         suite.run()
-    except BenchError as exc:
+    except HarnessError as exc:  # BenchError, or a server or process that failed
         failed = exc
     except KeyboardInterrupt as exc:
         failed = exc

@@ -6,7 +6,7 @@
 #   3. ruff check, ruff format --check, mypy, then pytest "$@".
 # Stops at the first failure; exits with pytest's status and pytest's summary line is the
 # last thing printed (pytest is exec'd last). The tests start their own throwaway servers on
-# free random ports (tests/servers.py), so no system service or default port is used.
+# free random ports (harness/servers.py), so no system service or default port is used.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -12,21 +12,21 @@ import contextlib
 import gc
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 import websockets
 
 from gateway.entry.app import create_app
 from gateway.entry.bootstrap.api import Api
 from gateway.entry.migrations import upgrade_to_head
 from gateway.settings import Settings
-from tests.servers import PostgresServer, RedisServer, free_port
+from harness.asgi import run_uvicorn
+from harness.servers import PostgresServer, RedisServer, free_port
 
 
 @pytest.fixture(scope="session")
@@ -186,35 +186,6 @@ def gateway_settings(backend: str, tmp: Path, postgres: PostgresServer | None) -
 
 
 @contextlib.asynccontextmanager
-async def run_uvicorn(app: Any, port: int | None = None, **options: Any) -> AsyncIterator[str]:
-    """Serve an ASGI app with uvicorn on a loopback port, in this event loop."""
-    port = port or free_port()
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        log_config=None,
-        lifespan="on",
-        ws_ping_interval=None,
-        **options,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    for _ in range(500):
-        if server.started or task.done():
-            break
-        await asyncio.sleep(0.01)
-    if not server.started:
-        task.result()  # surface the start-up error
-        raise RuntimeError("server did not start")
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
-
-
-@contextlib.asynccontextmanager
 async def serve_on(settings: Settings, port: int) -> AsyncIterator[tuple[str, GatewayParts]]:
     """Run the real gateway app under uvicorn on ``port`` (loopback)."""
     if not settings.is_sqlite:
@@ -249,6 +220,52 @@ async def gateway(
 @pytest.fixture
 async def client(gateway: RunningGateway) -> GraphQLClient:
     return await gateway.new_client()
+
+
+SandboxRequests = Callable[..., list[Any]]
+SandboxRefuses = Callable[[str], contextlib.AbstractContextManager[None]]
+
+
+@pytest.fixture
+def sandbox_requests(gateway: RunningGateway) -> SandboxRequests:
+    """``sandbox_requests(recipient, accepted_only=False)``: what the gateway's sandbox
+    provider received for ``recipient``.
+
+    Reads both shapes of the sandbox: the in-process provider (``sent``: accepted sends only)
+    and the HTTP stand-in (``requests``: every request, each with its ``outcome``).
+    """
+
+    def received(recipient: str, *, accepted_only: bool = False) -> list[Any]:
+        sandbox: Any = gateway.container.sandbox
+        assert sandbox is not None
+        if hasattr(sandbox, "sent"):
+            return [r for r in sandbox.sent if r.recipient == recipient]
+        return [
+            r
+            for r in sandbox.requests
+            if r.get("to") == recipient and (not accepted_only or r.get("outcome") == "accepted")
+        ]
+
+    return received
+
+
+@pytest.fixture
+def sandbox_refuses(gateway: RunningGateway) -> SandboxRefuses:
+    """``with sandbox_refuses(recipient):`` the gateway's sandbox provider refuses every
+    send to ``recipient`` as an invalid number (a permanent failure)."""
+
+    @contextlib.contextmanager
+    def refusing(recipient: str) -> Iterator[None]:
+        sandbox: Any = gateway.container.sandbox
+        assert sandbox is not None
+        rules = sandbox.rules if hasattr(sandbox, "rules") else sandbox.config
+        rules.invalid_recipients.add(recipient)
+        try:
+            yield
+        finally:
+            rules.invalid_recipients.discard(recipient)
+
+    return refusing
 
 
 @pytest.fixture(autouse=True, scope="module")

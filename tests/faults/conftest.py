@@ -10,7 +10,10 @@ from typing import Any
 
 import pytest
 
-from tests.faults.harness import (
+from harness.pipeline import start_pipeline
+from harness.processes import dedicated_postgres
+from harness.servers import RedisServer
+from tests.faults.scenario import (
     RESULTS_PATH,
     RUN_ID,
     SESSION_RESULTS,
@@ -19,9 +22,6 @@ from tests.faults.harness import (
     record_result,
     summary_table,
 )
-from tests.faults.servers import KillableRedis
-from tests.integration.processes import start_pipeline
-from tests.servers import PostgresServer
 
 #: The outcome of a scenario's call phase, for its report (written at teardown).
 _OUTCOME = pytest.StashKey[str]()
@@ -32,18 +32,14 @@ _OUTCOME = pytest.StashKey[str]()
 @pytest.fixture(scope="package")
 async def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[FaultStack]:
     base = tmp_path_factory.mktemp("faults")
-    postgres = await asyncio.to_thread(PostgresServer.start, base / "postgres")
-    try:
-        redis = await asyncio.to_thread(KillableRedis.start, base / "redis")
+    async with dedicated_postgres(base / "postgres", "faults") as postgres:
+        redis = await asyncio.to_thread(RedisServer.start, base / "redis")
         try:
-            await asyncio.to_thread(postgres.create_database, "faults")
             (base / "pipeline").mkdir()
             async with start_pipeline(base / "pipeline", postgres.url("faults"), redis) as pipe:
                 yield FaultStack(postgres, redis, pipe)
         finally:
             await asyncio.to_thread(redis.stop)
-    finally:
-        await asyncio.to_thread(postgres.stop)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -21,7 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from gateway.domain.statuses import TERMINAL, MessageStatus
-from tests.integration.processes import Pipeline, ambiguous_marker, trail_problems
+from harness.pipeline import Pipeline
+from tests.integration.traffic import ambiguous_marker, trail_problems
 
 
 @dataclass

@@ -17,18 +17,17 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from tests.faults.harness import (
+from harness.pipeline import Pipeline
+from tests.faults.invariants import check
+from tests.faults.scenario import (
     FaultReport,
     FaultStack,
     Load,
     percentile,
     prepare,
-    restart_apis,
     rss_mb,
     settle,
 )
-from tests.faults.invariants import check
-from tests.integration.processes import Pipeline
 
 pytestmark = [pytest.mark.fault]
 
@@ -174,4 +173,4 @@ async def test_oversized_bodies_are_refused_while_others_are_served(
         sampling = False
         await sampler
         # Memory an API process took in is not given back: the next scenario gets fresh ones.
-        await restart_apis(pipe)
+        await pipe.restart_apis()

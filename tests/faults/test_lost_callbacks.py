@@ -13,7 +13,9 @@ import time
 
 import pytest
 
-from tests.faults.harness import (
+from harness.servers import free_port
+from tests.faults.invariants import check
+from tests.faults.scenario import (
     FAST_RECONCILIATION,
     FaultReport,
     FaultStack,
@@ -21,9 +23,7 @@ from tests.faults.harness import (
     settle,
     statuses_or_none,
 )
-from tests.faults.invariants import check
-from tests.integration.processes import mixed
-from tests.servers import free_port
+from tests.integration.traffic import mixed
 
 pytestmark = [pytest.mark.fault]
 

@@ -15,7 +15,8 @@ import time
 
 import pytest
 
-from tests.faults.harness import (
+from tests.faults.invariants import check
+from tests.faults.scenario import (
     FAST_RECONCILIATION,
     VENDOR_CALLBACK_ATTEMPTS,
     Answer,
@@ -27,7 +28,6 @@ from tests.faults.harness import (
     prepare,
     settle,
 )
-from tests.faults.invariants import check
 
 pytestmark = [pytest.mark.fault]
 

@@ -18,20 +18,19 @@ from typing import Any
 
 import pytest
 
-from tests.faults.harness import (
+from harness.pipeline import Pipeline, Sent
+from tests.faults.invariants import check
+from tests.faults.scenario import (
     FaultReport,
     FaultStack,
     first_call_after,
     percentile,
     prepare,
     product_defaults,
-    provider_calls,
     settle,
-    timed_trails,
     wall,
 )
-from tests.faults.invariants import check
-from tests.integration.processes import Pipeline, Sent, mixed, sms
+from tests.integration.traffic import mixed, sms
 
 pytestmark = [pytest.mark.fault]
 
@@ -53,8 +52,8 @@ async def lateness(pipe: Pipeline, ids: Sequence[uuid.UUID]) -> tuple[dict[str, 
     """Seconds between a retry's due time and the provider call that followed it, by what the
     call before it got (rate_limited, server_error, timeout, outage); and how many calls came
     before their due time."""
-    trails = await timed_trails(pipe, ids)
-    calls = provider_calls(pipe, ids)
+    trails = await pipe.trails(ids, timed=True)
+    calls = pipe.provider_calls(ids)
     late: dict[str, list[float]] = {}
     early = 0
     for message_id in ids:
@@ -126,7 +125,7 @@ async def test_provider_faults_then_outage_and_recovery(
     fault_report.took("all_terminal_after_outage", back, held_settled)
 
     late, early = await lateness(pipe, [s.id for s in faulty])
-    calls = provider_calls(pipe, [s.id for s in [*faulty, *scheduled, *held]])
+    calls = pipe.provider_calls([s.id for s in [*faulty, *scheduled, *held]])
     scheduled_late = [
         calls[s.id][0]["received_at"] - send_at.timestamp() for s in scheduled if calls[s.id]
     ]

@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from tests.faults.harness import (
+from tests.faults.invariants import check
+from tests.faults.scenario import (
     FaultReport,
     FaultStack,
     HealthWatch,
@@ -22,7 +23,6 @@ from tests.faults.harness import (
     prepare,
     settle,
 )
-from tests.faults.invariants import check
 
 pytestmark = [pytest.mark.fault]
 

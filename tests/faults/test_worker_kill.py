@@ -17,18 +17,18 @@ import time
 
 import pytest
 
-from tests.faults.harness import (
+from harness.pipeline import Sent
+from harness.servers import free_port
+from tests.faults.invariants import check
+from tests.faults.scenario import (
     FaultReport,
     FaultStack,
     HealthWatch,
     prepare,
     product_defaults,
     settle,
-    timed_trails,
 )
-from tests.faults.invariants import check
-from tests.integration.processes import REQUEUE_KINDS, Sent, mixed, sms
-from tests.servers import free_port
+from tests.integration.traffic import REQUEUE_KINDS, mixed, sms
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow_fault]
 
@@ -74,8 +74,7 @@ async def test_worker_killed_while_provider_is_slow(
     await asyncio.sleep(0.5)  # its claims are committed, its calls under way
     await victim.kill()
     killed, killed_wall = time.monotonic(), time.time()
-    pipe.workers.remove(victim)
-    pipe.retired.append(victim)
+    pipe.retire(victim)
     sending_at_kill = {i for i, s in (await pipe.statuses(ids)).items() if s == "SENDING"}
 
     targets = {f"api{i + 1}": pipe.api_url(i) + "/health" for i in range(2)}
@@ -95,7 +94,7 @@ async def test_worker_killed_while_provider_is_slow(
         batch_terminal = await batch_settled
 
     # Taken back: the dead worker's messages whose next event after the kill is a requeue.
-    trails = await timed_trails(pipe, [*ids, *probe_ids])
+    trails = await pipe.trails([*ids, *probe_ids], timed=True)
     taken_back: list[float] = []
     for message_id in sending_at_kill:
         later = [e for e in trails[message_id] if e["at"] >= killed_wall]

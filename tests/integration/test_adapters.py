@@ -37,6 +37,8 @@ from gateway.services.ports import (
     TransientProviderError,
 )
 from gateway.settings import Settings
+from harness.asgi import run_uvicorn
+from harness.servers import free_port
 from providers.http import ProviderSession
 from providers.sandbox_app import Sandbox, SandboxConfig, create_sandbox_app
 from providers.sendgrid import SendGridProvider
@@ -49,8 +51,6 @@ from providers.signatures import (
     verify_twilio,
 )
 from providers.twilio import TwilioProvider
-from tests.conftest import run_uvicorn
-from tests.servers import free_port
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "integration-auth-token"

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,7 +18,7 @@ from gateway.domain.statuses import MessageStatus
 from persistence.rows import CONVERSATIONS as CONVERSATION_ROWS
 from persistence.rows import MESSAGES as MESSAGE_ROWS
 from schema.ids import decode_uuid
-from tests.conftest import GraphQLClient, RunningGateway
+from tests.conftest import GraphQLClient, RunningGateway, SandboxRefuses, SandboxRequests
 
 SENDER = "+14155550100"
 
@@ -173,37 +171,6 @@ async def account_rows(gateway: RunningGateway, client: GraphQLClient) -> tuple[
 
 def in_an_hour() -> str:
     return (datetime.now(UTC) + timedelta(hours=1)).isoformat()
-
-
-@contextmanager
-def sandbox_refuses(gateway: RunningGateway, recipient: str) -> Iterator[None]:
-    sandbox: Any = gateway.container.sandbox
-    assert sandbox is not None
-    rules = sandbox.rules if hasattr(sandbox, "rules") else sandbox.config
-    rules.invalid_recipients.add(recipient)
-    try:
-        yield
-    finally:
-        rules.invalid_recipients.discard(recipient)
-
-
-def sandbox_requests(
-    gateway: RunningGateway, recipient: str, *, accepted_only: bool = False
-) -> list[Any]:
-    """What the sandbox provider received for ``recipient``.
-
-    Reads both shapes of the sandbox: the in-process provider (``sent``: accepted sends only)
-    and the HTTP stand-in (``requests``: every request, each with its ``outcome``).
-    """
-    sandbox: Any = gateway.container.sandbox
-    assert sandbox is not None
-    if hasattr(sandbox, "sent"):
-        return [r for r in sandbox.sent if r.recipient == recipient]
-    return [
-        r
-        for r in sandbox.requests
-        if r.get("to") == recipient and (not accepted_only or r.get("outcome") == "accepted")
-    ]
 
 
 def message_uuid(public_id: str) -> uuid.UUID:
@@ -536,7 +503,7 @@ async def test_concurrent_first_messages_create_one_conversation(
 
 
 async def test_scheduled_message_can_be_canceled_once(
-    gateway: RunningGateway, client: GraphQLClient
+    gateway: RunningGateway, client: GraphQLClient, sandbox_requests: SandboxRequests
 ) -> None:
     send_at = in_an_hour()
     message = accepted(await send(client, sms("later", to="+14155550176", sendAt=send_at)))
@@ -559,7 +526,7 @@ async def test_scheduled_message_can_be_canceled_once(
         ("accepted", "SCHEDULED"),
         ("canceled", "CANCELED"),
     ]
-    assert sandbox_requests(gateway, "+14155550176") == []
+    assert sandbox_requests("+14155550176") == []
 
 
 async def test_scheduled_message_is_sent_when_due(client: GraphQLClient) -> None:
@@ -607,10 +574,10 @@ async def test_retry_of_a_message_that_did_not_fail_is_not_cancelable(
 
 
 async def test_dead_letters_list_failed_messages_newest_first(
-    gateway: RunningGateway, client: GraphQLClient
+    gateway: RunningGateway, client: GraphQLClient, sandbox_refuses: SandboxRefuses
 ) -> None:
     recipient = "+14155550175"
-    with sandbox_refuses(gateway, recipient):
+    with sandbox_refuses(recipient):
         first = accepted(await send(client, sms("doomed 1", to=recipient)))
         await wait_for_status(client, first["id"], "FAILED")
         second = accepted(await send(client, sms("doomed 2", to=recipient)))
@@ -638,10 +605,13 @@ async def test_dead_letters_list_failed_messages_newest_first(
 
 
 async def test_retry_of_a_dead_letter_sends_it_again(
-    gateway: RunningGateway, client: GraphQLClient
+    gateway: RunningGateway,
+    client: GraphQLClient,
+    sandbox_refuses: SandboxRefuses,
+    sandbox_requests: SandboxRequests,
 ) -> None:
     recipient = "+14155550174"
-    with sandbox_refuses(gateway, recipient):
+    with sandbox_refuses(recipient):
         message = accepted(await send(client, sms("second chance", to=recipient)))
         await wait_for_status(client, message["id"], "FAILED")
         dead = (await client.execute(DEAD_LETTERS, {"first": 50}))["deadLetters"]
@@ -669,7 +639,7 @@ async def test_retry_of_a_dead_letter_sends_it_again(
     cursors = [int(e["cursor"]) for e in found["events"]]
     assert cursors == sorted(cursors)
     # Refused the first time, accepted once on the retry.
-    assert len(sandbox_requests(gateway, recipient, accepted_only=True)) == 1
+    assert len(sandbox_requests(recipient, accepted_only=True)) == 1
 
     # No longer a dead letter, and a second retry is refused.
     dead = (await client.execute(DEAD_LETTERS, {"first": 50}))["deadLetters"]

@@ -16,8 +16,8 @@ from gateway.entry.bootstrap.api import bootstrap_api
 from gateway.entry.bootstrap.shared import ConfigurationError
 from gateway.entry.bootstrap.worker import bootstrap_worker
 from gateway.settings import Settings
+from harness.servers import PostgresServer, RedisServer
 from tests.conftest import fresh_postgres_url
-from tests.servers import PostgresServer, RedisServer
 
 
 def chore_names(chores: list[object]) -> set[str]:

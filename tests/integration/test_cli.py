@@ -30,7 +30,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.entry.migrations import alembic_config
 from gateway.settings import Settings
-from tests.servers import PostgresServer, free_port
+from harness.processes import scrubbed_env
+from harness.servers import PostgresServer, free_port
 
 CLI = Path(sys.executable).parent / "messaging-gateway"
 KEY_PATTERN = re.compile(r"mgw_[A-Za-z0-9_-]{20,}")
@@ -55,19 +56,10 @@ query Conversations($participant: String) {
 }
 """
 
-# Environment variables the gateway reads: never inherited from the developer's shell.
-_SETTINGS_VARIABLES = {name.upper() for name in Settings.model_fields}
-
 
 def cli_env(data_dir: Path, database_url: str | None = None, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k.upper() not in _SETTINGS_VARIABLES}
-    env.update(
-        DATA_DIR=str(data_dir),
-        PYTHONUNBUFFERED="1",
-        LOG_JSON="true",
-        SWEEP_INTERVAL="0.1",
-        **extra,
-    )
+    """No setting is inherited from the developer's shell."""
+    env = scrubbed_env(DATA_DIR=str(data_dir), LOG_JSON="true", SWEEP_INTERVAL="0.1", **extra)
     for fast in ("sandbox_callback_delay", "sandbox_delivery_delay"):
         if fast in Settings.model_fields:
             env[fast.upper()] = "0.05"

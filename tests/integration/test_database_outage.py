@@ -13,12 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import re
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +26,8 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from gateway.settings import Settings
-from tests.integration.processes import CLI, Process
-from tests.servers import PostgresServer, free_port
+from harness.processes import CLI, Process, scrubbed_env, serve_process
+from harness.servers import PostgresServer
 
 KEY = re.compile(r"mgw_[A-Za-z0-9_-]{20,}")
 SEND = """
@@ -57,20 +55,16 @@ def own_postgres(tmp_path: Path) -> Iterator[PostgresServer]:
 
 
 def gateway_env(tmp_path: Path, database_url: str) -> dict[str, str]:
-    settings = {name.upper() for name in Settings.model_fields}
-    env = {k: v for k, v in os.environ.items() if k.upper() not in settings}
-    env.update(
+    return scrubbed_env(
         DATABASE_URL=database_url,
         DATA_DIR=str(tmp_path),
         LOG_JSON="true",
-        PYTHONUNBUFFERED="1",
         # Nothing delivers: only the API's own use of the database is under test.
         EMBEDDED_WORKER="false",
         # A key, once checked, is trusted throughout the outage: its requests then fail in
         # the resolvers, the others in the key lookup.
         API_KEY_CACHE_SECONDS="3600",
     )
-    return env
 
 
 def cli(env: dict[str, str], *args: str) -> str:
@@ -85,26 +79,6 @@ def new_key(env: dict[str, str]) -> str:
     out = cli(env, "create-api-key", "--account", "acct-" + uuid.uuid4().hex[:8])
     [key] = KEY.findall(out)
     return key
-
-
-@contextlib.asynccontextmanager
-async def serving(env: dict[str, str], log: Path) -> AsyncIterator[tuple[Process, str]]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = Process("api", [CLI, "serve", "--host", "127.0.0.1", "--port", str(port)], env, log)
-    try:
-        deadline = time.monotonic() + 60
-        async with httpx.AsyncClient(trust_env=False) as http:
-            while True:
-                assert proc.alive, proc.tail()
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await http.get(f"{url}/ready", timeout=2)).status_code == 200:
-                        break
-                assert time.monotonic() < deadline, proc.tail()
-                await asyncio.sleep(0.1)
-        yield proc, url
-    finally:
-        await proc.stop()
 
 
 async def post(
@@ -177,7 +151,7 @@ async def test_requests_during_a_database_outage_answer_503_unavailable_and_reco
     warm, cold = new_key(env), new_key(env)
 
     async with (
-        serving(env, tmp_path / "api.log") as (proc, url),
+        serve_process(env, tmp_path / "api.log") as (proc, url),
         httpx.AsyncClient(timeout=30, trust_env=False) as http,
     ):
         response, _ = await post(http, url, warm, SEND, {"input": sms("before")})

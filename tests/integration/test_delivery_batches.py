@@ -29,10 +29,10 @@ from gateway.services.delivery import DeliveryService
 from gateway.services.ports import PermanentProviderError, ProviderReceipt
 from gateway.services.retry_policy import RetryPolicy
 from gateway.settings import Settings
+from harness.servers import PostgresServer
 from persistence.rows import EVENTS, MESSAGES
 from providers.registry import FailoverRegistry
 from tests.conftest import GatewayParts, fresh_postgres_url
-from tests.servers import PostgresServer
 from workers.held_outcomes import MemoryHeldOutcomes
 from workers.liveness import LocalLiveness
 from workers.sweeper import Sweeper

@@ -34,8 +34,9 @@ from gateway.entry.app import GatewayApp, create_app
 from gateway.entry.migrations import upgrade_to_head
 from gateway.fastpaths import FastPaths
 from gateway.settings import Settings
-from tests.conftest import fresh_postgres_url, run_uvicorn
-from tests.servers import PostgresServer, RedisServer, free_port
+from harness.asgi import run_uvicorn
+from harness.servers import PostgresServer, RedisServer, free_port
+from tests.conftest import fresh_postgres_url
 
 
 @dataclass

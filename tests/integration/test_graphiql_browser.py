@@ -22,8 +22,8 @@ from playwright.sync_api import Browser, BrowserContext, Page, Playwright, Route
 from playwright.sync_api import expect as pw_expect
 
 from gateway.web.graphiql import PAGE_HEADERS, graphiql_html
+from harness.servers import free_port
 from tests.integration.test_cli import ServeProcess, cli_env, dev_key_of, serving
-from tests.servers import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 LOOPBACK = "127.0.0.1"

@@ -24,8 +24,8 @@ import websockets
 from websockets.exceptions import ConnectionClosed
 
 from gateway.settings import Settings
+from harness.processes import Process, embedded_serve
 from tests.conftest import serve
-from tests.integration.processes import Process, embedded_serve
 
 LIMIT = 64 << 10
 QUERY = "query Pad($pad: String) { __typename }"

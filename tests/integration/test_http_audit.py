@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.processes import embedded_serve
+from harness.processes import embedded_serve
 
 AUDIT_DIR = Path(__file__).resolve().parents[1] / "http_audit"
 #: Guards against a hung audit, not a performance assertion.

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,7 +13,7 @@ import httpx
 import pytest
 
 from gateway.services.auth import PREFIX_LENGTH
-from tests.conftest import GraphQLClient, RunningGateway
+from tests.conftest import GraphQLClient, RunningGateway, SandboxRefuses, SandboxRequests
 
 SENDER = "+14155550100"
 
@@ -107,37 +105,6 @@ async def conversation_ids(client: GraphQLClient, participant: str | None = None
     return [e["node"]["id"] for e in data["conversations"]["edges"]]
 
 
-@contextmanager
-def sandbox_refuses(gateway: RunningGateway, recipient: str) -> Iterator[None]:
-    sandbox: Any = gateway.container.sandbox
-    assert sandbox is not None
-    rules = sandbox.rules if hasattr(sandbox, "rules") else sandbox.config
-    rules.invalid_recipients.add(recipient)
-    try:
-        yield
-    finally:
-        rules.invalid_recipients.discard(recipient)
-
-
-def sandbox_requests(
-    gateway: RunningGateway, recipient: str, *, accepted_only: bool = False
-) -> list[Any]:
-    """What the sandbox provider received for ``recipient``.
-
-    Reads both shapes of the sandbox: the in-process provider (``sent``: accepted sends only)
-    and the HTTP stand-in (``requests``: every request, each with its ``outcome``).
-    """
-    sandbox: Any = gateway.container.sandbox
-    assert sandbox is not None
-    if hasattr(sandbox, "sent"):
-        return [r for r in sandbox.sent if r.recipient == recipient]
-    return [
-        r
-        for r in sandbox.requests
-        if r.get("to") == recipient and (not accepted_only or r.get("outcome") == "accepted")
-    ]
-
-
 async def raw_post(
     gateway: RunningGateway,
     query: str,
@@ -169,20 +136,22 @@ class AccountA:
     dead: dict[str, Any]
 
 
-async def _account_a(gateway: RunningGateway, a: GraphQLClient, recipient: str) -> AccountA:
+async def _account_a(a: GraphQLClient, recipient: str, refuses: SandboxRefuses) -> AccountA:
     delivered = await send(a, sms("a's secret"))
     await wait_for_status(a, delivered["id"], "DELIVERED")
     send_at = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     scheduled = await send(a, sms("a's plan", sendAt=send_at))
-    with sandbox_refuses(gateway, recipient):
+    with refuses(recipient):
         dead = await send(a, sms("a's failure", to=recipient))
         await wait_for_status(a, dead["id"], "FAILED")
     return AccountA(delivered, scheduled, dead)
 
 
-async def test_other_account_cannot_read(gateway: RunningGateway) -> None:
+async def test_other_account_cannot_read(
+    gateway: RunningGateway, sandbox_refuses: SandboxRefuses
+) -> None:
     a, b = await gateway.new_client(), await gateway.new_client()
-    mine = await _account_a(gateway, a, "+14155550165")
+    mine = await _account_a(a, "+14155550165", sandbox_refuses)
     messages = [mine.delivered, mine.scheduled, mine.dead]
     conversations = {m["conversation"]["id"] for m in messages}
     random_message = "msg_" + uuid.uuid4().hex
@@ -214,9 +183,11 @@ async def test_other_account_cannot_read(gateway: RunningGateway) -> None:
     assert (await b.execute(DEAD_LETTERS))["deadLetters"]["edges"] == []
 
 
-async def test_other_account_cannot_cancel_or_retry(gateway: RunningGateway) -> None:
+async def test_other_account_cannot_cancel_or_retry(
+    gateway: RunningGateway, sandbox_refuses: SandboxRefuses
+) -> None:
     a, b = await gateway.new_client(), await gateway.new_client()
-    mine = await _account_a(gateway, a, "+14155550164")
+    mine = await _account_a(a, "+14155550164", sandbox_refuses)
 
     for mutation, field, target in (
         (CANCEL, "cancelMessage", mine.scheduled["id"]),
@@ -288,13 +259,15 @@ async def test_idempotency_keys_belong_to_their_account(gateway: RunningGateway)
 # --- authentication ----------------------------------------------------------------------------
 
 
-async def test_no_authorization_header_is_unauthenticated(gateway: RunningGateway) -> None:
+async def test_no_authorization_header_is_unauthenticated(
+    gateway: RunningGateway, sandbox_requests: SandboxRequests
+) -> None:
     assert_unauthenticated(await raw_post(gateway, "{ conversations { edges { cursor } } }"))
     response = await raw_post(gateway, SEND, {"input": sms("no key", to="+14155550163")})
     assert_unauthenticated(response)
     assert response.headers.get("www-authenticate", "").lower().startswith("bearer")
     await asyncio.sleep(0.2)
-    assert sandbox_requests(gateway, "+14155550163") == []
+    assert sandbox_requests("+14155550163") == []
 
 
 async def test_wrong_keys_are_unauthenticated(
@@ -374,7 +347,7 @@ async def test_queries_over_get_work(gateway: RunningGateway, client: GraphQLCli
 
 
 async def test_mutations_over_get_are_refused_and_write_nothing(
-    gateway: RunningGateway, client: GraphQLClient
+    gateway: RunningGateway, client: GraphQLClient, sandbox_requests: SandboxRequests
 ) -> None:
     recipient = "+14155550162"
     send_at = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
@@ -396,7 +369,7 @@ async def test_mutations_over_get_are_refused_and_write_nothing(
     still = await read(client, scheduled["id"])
     assert still is not None and still["status"] == "SCHEDULED"
     await asyncio.sleep(0.2)
-    assert sandbox_requests(gateway, recipient) == []
+    assert sandbox_requests(recipient) == []
 
 
 # --- masking of unexpected errors --------------------------------------------------------------

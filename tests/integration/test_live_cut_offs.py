@@ -24,8 +24,8 @@ import websockets
 from gateway.domain.records import MessageEvent
 from gateway.domain.statuses import MessageStatus
 from gateway.settings import Settings
+from harness.servers import PostgresServer, RedisServer
 from tests.conftest import GatewayParts, RunningGateway, fresh_postgres_url, serve
-from tests.servers import PostgresServer, RedisServer
 
 EVENTS = "subscription { messageEvents { cursor kind status } }"
 

@@ -29,6 +29,7 @@ import pytest
 from gateway.entry.app import GatewayApp, create_app
 from gateway.entry.bootstrap.shared import uses_mounted_sandbox
 from gateway.settings import Settings
+from harness.servers import free_port
 from tests.integration.test_cli import (
     CLI,
     KEY_PATTERN,
@@ -37,7 +38,6 @@ from tests.integration.test_cli import (
     run_cli,
     serving,
 )
-from tests.servers import free_port
 
 REMOTE = ("203.0.113.9", 40000)  # TEST-NET-3: never routed, only written into a scope
 LOCAL = ("127.0.0.1", 40000)

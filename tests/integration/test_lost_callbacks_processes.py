@@ -29,21 +29,11 @@ from urllib.parse import urlencode
 import pytest
 from redis.asyncio import Redis
 
+from harness.pipeline import SEND_MANY, Account, Pipeline, Sent, start_pipeline, uuid_of
+from harness.processes import dedicated_postgres
+from harness.servers import PostgresServer, RedisServer
 from providers.signatures import TWILIO_SIGNATURE_HEADER
-from tests.integration.processes import (
-    SEND_MANY,
-    Account,
-    Pipeline,
-    Sent,
-    dedicated_postgres,
-    email,
-    log_events,
-    sms,
-    start_pipeline,
-    trail_problems,
-    uuid_of,
-)
-from tests.servers import PostgresServer, RedisServer
+from tests.integration.traffic import email, log_events, sms, trail_problems
 from workers.webhook_spool import SPOOL
 
 DATABASE = "gateway_lost_callbacks"

@@ -23,9 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.entry.migrations import alembic_config, upgrade_to_head
 from gateway.settings import Settings
+from harness.servers import PostgresServer
 from persistence.db import create_engine
 from persistence.models import NAMING, Base
-from tests.servers import PostgresServer
 
 MODEL_TABLES = set(Base.metadata.tables)
 

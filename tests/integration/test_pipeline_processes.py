@@ -29,23 +29,20 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 
 from gateway.domain.statuses import TERMINAL, MessageStatus
+from harness.pipeline import Account, Pipeline, Sent, start_pipeline
+from harness.processes import Process
+from harness.servers import PostgresServer, RedisServer
 from schema.ids import encode_event_cursor
 from tests.conftest import fresh_postgres_url
-from tests.integration.processes import (
-    Account,
+from tests.integration.traffic import (
     EventCollector,
-    Pipeline,
-    Process,
-    Sent,
     ambiguous_marker,
     email,
     log_events,
     mixed,
     sms,
-    start_pipeline,
     trail_problems,
 )
-from tests.servers import PostgresServer, RedisServer
 from workers.redis_broker import GROUP, STREAM
 
 #: Workers for the poison tests: an entry delivered more than twice is poison.

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import uvloop
 
+from harness.servers import free_port
 from providers.http import ProviderSession, TransportError, transport_error
-from tests.servers import free_port
 
 LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
     "asyncio": asyncio.new_event_loop,

@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 from gateway.domain.records import MessageEvent
 from gateway.domain.statuses import MessageStatus
 from gateway.services.hub import LiveEventsInterrupted
-from tests.servers import LOOPBACK, RedisServer, free_port
+from harness.servers import LOOPBACK, RedisServer, free_port
 from workers.pubsub import Subscriber
 from workers.redis_broker import RedisBroker
 

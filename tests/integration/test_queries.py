@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from persistence.rows import MESSAGES
-from tests.conftest import GraphQLClient, RunningGateway
+from tests.conftest import GraphQLClient, RunningGateway, SandboxRequests
 
 SENDER = "+14155550100"
 
@@ -134,25 +134,6 @@ async def error_codes(
     body = response.json()
     assert body.get("errors"), body
     return [(e.get("extensions") or {}).get("code") for e in body["errors"]]
-
-
-def sandbox_requests(
-    gateway: RunningGateway, recipient: str, *, accepted_only: bool = False
-) -> list[Any]:
-    """What the sandbox provider received for ``recipient``.
-
-    Reads both shapes of the sandbox: the in-process provider (``sent``: accepted sends only)
-    and the HTTP stand-in (``requests``: every request, each with its ``outcome``).
-    """
-    sandbox: Any = gateway.container.sandbox
-    assert sandbox is not None
-    if hasattr(sandbox, "sent"):
-        return [r for r in sandbox.sent if r.recipient == recipient]
-    return [
-        r
-        for r in sandbox.requests
-        if r.get("to") == recipient and (not accepted_only or r.get("outcome") == "accepted")
-    ]
 
 
 def stamp(value: str) -> datetime:
@@ -658,7 +639,7 @@ async def test_preview_email_has_no_segments(client: GraphQLClient) -> None:
 
 
 async def test_preview_invalid_lists_problems_and_sends_nothing(
-    gateway: RunningGateway, client: GraphQLClient
+    gateway: RunningGateway, client: GraphQLClient, sandbox_requests: SandboxRequests
 ) -> None:
     recipient = "+14155550141"
     preview = await _preview(
@@ -676,4 +657,4 @@ async def test_preview_invalid_lists_problems_and_sends_nothing(
     assert await _account_message_count(gateway, client) == 0
     assert await conversation_ids(client) == []
     await asyncio.sleep(0.2)  # give a wrongly enqueued message time to reach the sandbox
-    assert sandbox_requests(gateway, recipient) == []
+    assert sandbox_requests(recipient) == []

@@ -17,13 +17,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.entry.migrations import upgrade_to_head
 from gateway.settings import Settings
+from harness.servers import PostgresServer
 from persistence.conversations import _select
 from persistence.db import create_engine
 from persistence.lifecycle import LifecycleRepository
 from persistence.queries import QueryRepository
 from persistence.reconcile import ReconcileRepository
 from tests.conftest import fresh_postgres_url
-from tests.servers import PostgresServer
 
 SENDER = "+14155550100"
 EXISTING = 3000

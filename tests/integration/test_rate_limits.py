@@ -30,6 +30,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.typing import Subprotocol
 
 from gateway.settings import Settings
+from harness.servers import PostgresServer, RedisServer
 from persistence.accounts import ACCOUNTS
 from persistence.rows import MESSAGES
 from tests.conftest import (
@@ -40,7 +41,6 @@ from tests.conftest import (
     gateway_settings,
     serve,
 )
-from tests.servers import PostgresServer, RedisServer
 
 PROTOCOL = Subprotocol("graphql-transport-ws")
 

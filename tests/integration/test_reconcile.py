@@ -21,9 +21,9 @@ import pytest
 from sqlalchemy import select
 
 from gateway.observability.metrics import REGISTRY
+from harness.servers import PostgresServer
 from persistence.models import MessageRow
 from tests.conftest import GatewayParts, GraphQLClient, gateway_settings, serve
-from tests.servers import PostgresServer
 
 SEND = """
 mutation Send($input: SendMessageInput!) {

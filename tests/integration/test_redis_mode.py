@@ -20,15 +20,10 @@ import pytest
 from redis.asyncio import Redis
 
 from gateway.settings import Settings
+from harness.asgi import run_uvicorn
+from harness.servers import PostgresServer, RedisServer, free_port
 from providers.sandbox_app import SandboxConfig, create_sandbox_app
-from tests.conftest import (
-    GraphQLClient,
-    RunningGateway,
-    fresh_postgres_url,
-    run_uvicorn,
-    serve_on,
-)
-from tests.servers import PostgresServer, RedisServer, free_port
+from tests.conftest import GraphQLClient, RunningGateway, fresh_postgres_url, serve_on
 from workers.redis_broker import GROUP, STREAM
 
 SEND = """

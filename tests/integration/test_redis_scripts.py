@@ -7,7 +7,7 @@ import uuid
 
 from redis.asyncio import Redis
 
-from tests.servers import RedisServer
+from harness.servers import RedisServer
 from workers.redis_scripts import BatchWriter
 
 

@@ -19,10 +19,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.settings import Settings
+from harness.asgi import run_uvicorn
+from harness.servers import free_port
 from providers.http import ProviderSession
 from providers.sandbox_app import Sandbox, SandboxConfig, create_sandbox_app
-from tests.conftest import run_uvicorn
-from tests.servers import free_port
 
 FORM = "application/x-www-form-urlencoded"
 

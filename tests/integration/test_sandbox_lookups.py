@@ -21,8 +21,8 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from gateway.settings import Settings
+from harness.asgi import run_uvicorn
 from providers.sandbox_app import Sandbox, SandboxConfig, create_sandbox_app
-from tests.conftest import run_uvicorn
 
 ACCOUNT_SID = "AC" + "5" * 32
 AUTH_TOKEN = "sdk-auth-token"

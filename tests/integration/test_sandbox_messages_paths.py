@@ -14,9 +14,9 @@ import orjson
 import pytest
 
 from gateway.settings import Settings
+from harness.asgi import run_uvicorn
 from providers.sandbox_app import Sandbox, SandboxConfig, create_sandbox_app
 from providers.sandbox_app.app import serving_app
-from tests.conftest import run_uvicorn
 
 FORM = "application/x-www-form-urlencoded"
 #: Values that differ per request by design: the sid, the dates, the server's Date header.

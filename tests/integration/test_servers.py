@@ -1,4 +1,4 @@
-"""Smoke test for the throwaway PostgreSQL/Redis servers in tests/servers.py."""
+"""Smoke test for the throwaway PostgreSQL/Redis servers in harness/servers.py."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from tests.servers import PostgresServer, RedisServer, free_port, redis_ping
+from harness.servers import PostgresServer, RedisServer, free_port, redis_ping
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +105,30 @@ def test_stop_is_idempotent_and_frees_resources(tmp_path: Path) -> None:
     rs.stop()
     assert not rs.running
     assert not redis_ping("127.0.0.1", port)
+
+
+def test_pids_are_the_servers_own(postgres: PostgresServer, redis_server: RedisServer) -> None:
+    """What the bench's CPU accounting reads: the postmaster (not a privilege-dropping
+    wrapper) and redis-server, by the PID files and /proc they leave."""
+    pg_pid = postgres.pid
+    assert pg_pid is not None
+    first_line = (postgres.data_dir / "postmaster.pid").read_text().split("\n", 1)[0]
+    assert pg_pid == int(first_line)
+    assert redis_server.pid is not None
+    assert Path(f"/proc/{redis_server.pid}/exe").resolve().name.startswith("redis")
+
+
+def test_redis_kill_then_restart_brings_an_empty_server_back(tmp_path: Path) -> None:
+    server = RedisServer.start(tmp_path / "redis")
+    try:
+        pid, port = server.pid, server.port
+        assert pid is not None and redis_ping("127.0.0.1", port)
+        server.kill()
+        assert not server.running and server.pid is None
+        assert not Path(f"/proc/{pid}").exists()  # killed and reaped
+        assert not redis_ping("127.0.0.1", port)
+        server.kill()  # idempotent
+        server.restart()
+        assert server.port == port and redis_ping("127.0.0.1", port)
+    finally:
+        server.stop()

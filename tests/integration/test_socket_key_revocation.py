@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import re
 import time
 import uuid
@@ -33,10 +32,10 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
-from gateway.settings import Settings
+from harness.pipeline import Pipeline, start_pipeline
+from harness.processes import CLI, scrubbed_env, serve_process
+from harness.servers import PostgresServer, RedisServer
 from tests.conftest import fresh_postgres_url
-from tests.integration.processes import CLI, Pipeline, Process, start_pipeline
-from tests.servers import PostgresServer, RedisServer, free_port
 
 PROTOCOL = Subprotocol("graphql-transport-ws")
 KEY = re.compile(r"mgw_[A-Za-z0-9_-]{20,}")
@@ -255,50 +254,33 @@ async def test_revoked_key_closes_its_socket_on_every_api_process(apis: Pipeline
 
 
 def embedded_env(data_dir: Path) -> dict[str, str]:
-    settings = {name.upper() for name in Settings.model_fields}
-    env = {k: v for k, v in os.environ.items() if k.upper() not in settings}
-    env.update(
+    return scrubbed_env(
         DATA_DIR=str(data_dir),
-        PYTHONUNBUFFERED="1",
         LOG_JSON="true",
         API_KEY_CACHE_SECONDS="1",
         SANDBOX_CALLBACK_DELAY="0.05",
     )
-    return env
 
 
 async def test_revoked_key_closes_its_socket_in_the_embedded_mode(tmp_path: Path) -> None:
     env = embedded_env(tmp_path)
-    port = free_port()
-    server = Process(
-        "embedded",
-        [CLI, "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env,
-        tmp_path / "serve.log",
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient(timeout=30, trust_env=False) as http:
-            deadline = time.monotonic() + DEADLINE
-            while True:
-                assert server.alive, server.tail(40)
-                with contextlib.suppress(httpx.TransportError):
-                    if (await http.get(base_url + "/ready")).status_code == 200:
-                        break
-                assert time.monotonic() < deadline, server.tail(40)
-                await asyncio.sleep(0.1)
+    async with (
+        serve_process(env, tmp_path / "serve.log", name="embedded", within=DEADLINE, lines=40) as (
+            server,
+            base_url,
+        ),
+        httpx.AsyncClient(timeout=30, trust_env=False) as http,
+    ):
 
-            async def cli(*args: str) -> str:
-                return await run_cli(env | {"LOG_JSON": "false"}, tmp_path, *args)
+        async def cli(*args: str) -> str:
+            return await run_cli(env | {"LOG_JSON": "false"}, tmp_path, *args)
 
-            await revoked_key_closes_its_socket(
-                Gateway(
-                    http=http,
-                    http_url=base_url,
-                    socket_url=base_url,
-                    cli=cli,
-                    socket_log=server.log_text,
-                )
+        await revoked_key_closes_its_socket(
+            Gateway(
+                http=http,
+                http_url=base_url,
+                socket_url=base_url,
+                cli=cli,
+                socket_log=server.log_text,
             )
-    finally:
-        await server.stop()
+        )

@@ -6,7 +6,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from tests.servers import RedisServer
+from harness.servers import RedisServer
 from workers.stream_worker import StreamWorker
 
 

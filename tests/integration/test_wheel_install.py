@@ -28,6 +28,7 @@ import pytest
 from alembic.script import ScriptDirectory
 
 from gateway.entry.migrations import alembic_config
+from harness.servers import PostgresServer, RedisServer, free_port
 from tests.conftest import fresh_postgres_url
 from tests.integration.test_cli import (
     cli_env,
@@ -35,7 +36,6 @@ from tests.integration.test_cli import (
     send_and_deliver,
     serving,
 )
-from tests.servers import PostgresServer, RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PIP_TIMEOUT = 540  # a guard against hanging, not a performance assertion

@@ -10,8 +10,6 @@ loopback; states are polled with a deadline, never timed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import re
 import time
 from collections.abc import AsyncIterator
@@ -22,11 +20,12 @@ import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.settings import Settings
+from harness.pipeline import Pipeline, start_pipeline
+from harness.processes import Process, scrubbed_env, serve_process
+from harness.servers import PostgresServer, RedisServer, free_port
 from providers.breaker import State
 from tests.conftest import fresh_postgres_url
-from tests.integration.processes import CLI, Pipeline, Process, sms, start_pipeline
-from tests.servers import PostgresServer, RedisServer, free_port
+from tests.integration.traffic import sms
 
 CIRCUIT = "gateway_provider_circuit_state"
 #: A guard against hanging, not a performance assertion.
@@ -88,9 +87,7 @@ async def test_a_worker_shows_its_open_circuit_and_the_api_processes_claim_none(
     pipe = pipeline
     # One worker, whose health port is the one scraped, does all the delivering.
     for worker in list(pipe.workers):
-        pipe.workers.remove(worker)
-        pipe.retired.append(worker)
-        await worker.stop()
+        await pipe.retire(worker).stop()
     port = free_port()
     worker = pipe.start_worker(
         WORKER_HEALTH_HOST="127.0.0.1", WORKER_HEALTH_PORT=str(port), **BREAKER
@@ -140,12 +137,9 @@ async def test_a_worker_shows_its_open_circuit_and_the_api_processes_claim_none(
 
 def embedded_env(data_dir: Path, port: int) -> dict[str, str]:
     """No inherited gateway settings: the embedded default, with the sandbox in outage."""
-    settings_variables = {name.upper() for name in Settings.model_fields}
-    env = {k: v for k, v in os.environ.items() if k.upper() not in settings_variables}
-    env.update(
+    return scrubbed_env(
         DATA_DIR=str(data_dir),
         PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
-        PYTHONUNBUFFERED="1",
         LOG_JSON="true",
         LOG_LEVEL="WARNING",
         SWEEP_INTERVAL="0.2",
@@ -154,45 +148,34 @@ def embedded_env(data_dir: Path, port: int) -> dict[str, str]:
         SANDBOX_OUTAGE="true",
         **BREAKER,
     )
-    return env
 
 
 async def test_the_embedded_api_shows_the_circuit_of_its_own_worker(tmp_path: Path) -> None:
     port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    server = Process(
-        "embedded",
-        [CLI, "serve", "--host", "127.0.0.1", "--port", str(port)],
-        embedded_env(tmp_path, port),
-        tmp_path / "embedded.log",
-    )
-    try:
-        async with httpx.AsyncClient(timeout=30, trust_env=False) as http:
-            deadline = time.monotonic() + WITHIN
-            while True:
-                assert server.alive, server.tail()
-                with contextlib.suppress(httpx.TransportError):
-                    if (await http.get(base + "/health", timeout=2)).status_code == 200:
-                        break
-                assert time.monotonic() < deadline, server.tail()
-                await asyncio.sleep(0.1)
-            keys = KEY_PATTERN.findall(server.log_text())
-            assert keys, server.tail()
+    async with (
+        serve_process(
+            embedded_env(tmp_path, port),
+            tmp_path / "embedded.log",
+            name="embedded",
+            ready="/health",
+            within=WITHIN,
+            port=port,
+        ) as (server, base),
+        httpx.AsyncClient(timeout=30, trust_env=False) as http,
+    ):
+        keys = KEY_PATTERN.findall(server.log_text())
+        assert keys, server.tail()
 
-            before = await scrape(http, base + "/metrics")
-            assert circuit_states(before.text) == {
-                "twilio": State.CLOSED,
-                "sendgrid": State.CLOSED,
-            }
-            for i in range(4):
-                response = await http.post(
-                    base + "/graphql",
-                    json={"query": SEND, "variables": {"input": sms(i, "embedded outage")}},
-                    headers={"Authorization": f"Bearer {keys[0]}"},
-                )
-                assert response.json() == {
-                    "data": {"sendMessage": {"__typename": "MessageAccepted"}}
-                }
-            await wait_open(http, base + "/metrics", server)
-    finally:
-        await server.stop()
+        before = await scrape(http, base + "/metrics")
+        assert circuit_states(before.text) == {
+            "twilio": State.CLOSED,
+            "sendgrid": State.CLOSED,
+        }
+        for i in range(4):
+            response = await http.post(
+                base + "/graphql",
+                json={"query": SEND, "variables": {"input": sms(i, "embedded outage")}},
+                headers={"Authorization": f"Bearer {keys[0]}"},
+            )
+            assert response.json() == {"data": {"sendMessage": {"__typename": "MessageAccepted"}}}
+        await wait_open(http, base + "/metrics", server)

@@ -28,15 +28,9 @@ from redis.asyncio import Redis
 from gateway.domain.records import MessageEvent
 from gateway.domain.results import Change, Sent
 from gateway.domain.statuses import MessageStatus
-from tests.integration.processes import (
-    Pipeline,
-    ambiguous_marker,
-    dedicated_postgres,
-    mixed,
-    sms,
-    start_pipeline,
-    trail_problems,
-)
+from harness.pipeline import Pipeline, start_pipeline
+from harness.processes import dedicated_postgres
+from harness.servers import PostgresServer, RedisServer, free_port
 from tests.integration.test_cli import (
     MESSAGE,
     SEND,
@@ -47,7 +41,7 @@ from tests.integration.test_cli import (
     wait_delivered,
 )
 from tests.integration.test_cli import sms as cli_sms
-from tests.servers import PostgresServer, RedisServer, free_port
+from tests.integration.traffic import ambiguous_marker, mixed, sms, trail_problems
 from workers.held_outcomes import HELD
 from workers.stream_worker import StreamWorker
 
@@ -211,9 +205,7 @@ async def test_a_killed_workers_messages_are_taken_back_by_its_heartbeat(
         assert time.monotonic() < deadline, f"the victim never held a message{pipe.diagnostics()}"
         await asyncio.sleep(0.05)
     held = [m for m, w in (await claimed_by(pipe, ids)).items() if w == victim]
-    proc = pipe.workers.pop(0)
-    pipe.retired.append(proc)
-    await proc.kill()
+    await pipe.retire(pipe.workers[0]).kill()
     killed_at = time.monotonic()
     await pipe.sandbox_configure(rate_timeout=0.0)
     later = await pipe.send_many(1, account, [sms(i, "after-kill") for i in range(5)])
@@ -348,9 +340,7 @@ async def test_a_survivor_reclaiming_a_dead_workers_entries_stays_healthy(
         WORKER_HEALTH_PORT=str(port),
         WORKER_HEALTH_HOST="127.0.0.1",
     )
-    pipe.workers.remove(survivor)
-    pipe.retired.append(survivor)
-    await survivor.stop()
+    await pipe.retire(survivor).stop()
     await pipe.wait_workers_ready([replacement])
     await pipe.sandbox_configure(rate_timeout=1.0, timeout_seconds=SLOW_CALL)
     account = await pipe.new_account()
@@ -361,9 +351,7 @@ async def test_a_survivor_reclaiming_a_dead_workers_entries_stays_healthy(
     while (await pipe.pending_by_consumer()).get(victim_name, 0) < 4:
         assert time.monotonic() < deadline, pipe.diagnostics()
         await asyncio.sleep(0.05)
-    victim = pipe.workers.pop(0)
-    pipe.retired.append(victim)
-    await victim.kill()
+    await pipe.retire(pipe.workers[0]).kill()
     async with httpx.AsyncClient(trust_env=False, timeout=10) as http:
         later: list[uuid.UUID] = []
         deadline = time.monotonic() + 120

@@ -7,7 +7,7 @@ import time
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from tests.servers import free_port
+from harness.servers import free_port
 from workers.health import HealthServer
 
 

@@ -1,8 +1,8 @@
 """What every fault scenario shares: the stack it breaks, the load it keeps up meanwhile, the
 watch on health endpoints, and the report of how long recovery took.
 
-The stack is the production shape of ``tests.integration.processes`` (two API processes, two
-workers, the sandbox), on a PostgreSQL and a Redis of its own: scenarios stop and kill those,
+The stack is the production shape of ``harness.pipeline`` (two API processes, two workers,
+the sandbox), on a PostgreSQL and a Redis of its own: scenarios stop and kill those,
 and no other test may lose its database to them. Scenarios run one after the other on the same
 stack; each starts with fresh workers (settings of its own), both servers up, a clean sandbox
 and a new account, so that what one scenario broke cannot be blamed on the next, and its
@@ -32,25 +32,22 @@ from pathlib import Path
 from typing import Any, Final
 
 import httpx
-from sqlalchemy import text
 
 from gateway.domain.statuses import TERMINAL
 from gateway.settings import Settings
-from providers.sandbox_app.config import SandboxConfig
-from tests.faults.servers import KillableRedis
-from tests.integration.processes import (
+from harness.pipeline import (
     FAST_SETTINGS,
     SANDBOX_CALLBACK_ATTEMPTS,
     SEND_MANY,
     SEND_ONE,
     Account,
     Pipeline,
-    Process,
     Sent,
-    mixed,
     uuid_of,
 )
-from tests.servers import PostgresServer
+from harness.servers import PostgresServer, RedisServer
+from providers.sandbox_app.config import SandboxConfig
+from tests.integration.traffic import mixed
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 #: Where every scenario appends its result as one JSON line (``FAULTS_RESULTS`` overrides).
@@ -93,7 +90,7 @@ FAST_RECONCILIATION: Final = {"RECONCILE_AFTER_SECONDS": "3"}
 @dataclass
 class FaultStack:
     postgres: PostgresServer
-    redis: KillableRedis
+    redis: RedisServer
     pipe: Pipeline
 
     async def stop_postgres(self) -> None:
@@ -111,28 +108,6 @@ class FaultStack:
         await asyncio.to_thread(self.redis.restart)
 
 
-async def restart_apis(pipe: Pipeline) -> None:
-    old = list(pipe.apis)
-    pipe.apis.clear()
-    pipe.retired.extend(old)
-    await asyncio.gather(*(p.stop(within=10) for p in old))
-    for index in range(len(pipe.api_ports)):
-        pipe.start_api(index)
-    for index, api in enumerate(pipe.apis):
-        await pipe.wait_http(api, pipe.api_url(index) + "/ready")
-
-
-async def restart_workers(pipe: Pipeline, envs: Sequence[Mapping[str, str]]) -> list[Process]:
-    """Stop every worker (a jammed one is killed after a few seconds) and start one per env."""
-    old = list(pipe.workers)
-    pipe.workers.clear()
-    pipe.retired.extend(old)
-    await asyncio.gather(*(p.stop(within=5) for p in old))
-    started = [pipe.start_worker(**dict(env)) for env in envs]
-    await pipe.wait_workers_ready(started)
-    return started
-
-
 async def prepare(stack: FaultStack, workers: Sequence[Mapping[str, str]] = ({}, {})) -> Account:
     """Everything up and clean for one scenario; returns the scenario's own account."""
     pipe = stack.pipe
@@ -141,8 +116,8 @@ async def prepare(stack: FaultStack, workers: Sequence[Mapping[str, str]] = ({},
     if not stack.redis.running:
         await stack.start_redis()
     if not all(api.alive for api in pipe.apis):
-        await restart_apis(pipe)
-    await restart_workers(pipe, workers)
+        await pipe.restart_apis()
+    await pipe.restart_workers(workers)
     await pipe.sandbox_reset()
     assert pipe.sandbox is not None
     pipe.sandbox.config.callback_attempts = SANDBOX_CALLBACK_ATTEMPTS
@@ -397,52 +372,8 @@ async def settle(pipe: Pipeline, ids: Sequence[uuid.UUID], within: float) -> flo
         await asyncio.sleep(0.25)
 
 
-async def timed_trails(
-    pipe: Pipeline, ids: Iterable[uuid.UUID]
-) -> dict[uuid.UUID, list[dict[str, Any]]]:
-    """Audit trails, oldest first, with each event's time (wall clock, seconds)."""
-    out: dict[uuid.UUID, list[dict[str, Any]]] = {i: [] for i in ids}
-    async with pipe.engine.connect() as conn:
-        rows = await conn.execute(
-            text(
-                "SELECT message_id, id, status, kind, detail, occurred_at FROM message_events "
-                "WHERE message_id = ANY(:ids) ORDER BY message_id, id"
-            ),
-            {"ids": list(out)},
-        )
-    for message_id, event_id, status, kind, detail, occurred_at in rows:
-        if isinstance(detail, str):
-            detail = json.loads(detail)
-        out[message_id].append(
-            {
-                "id": event_id,
-                "status": status,
-                "kind": kind,
-                "detail": detail or {},
-                "at": occurred_at.timestamp(),
-            }
-        )
-    return out
-
-
 def wall(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
-
-
-def provider_calls(
-    pipe: Pipeline, ids: Iterable[uuid.UUID]
-) -> dict[uuid.UUID, list[dict[str, Any]]]:
-    """Every request the sandbox received for these messages, oldest first."""
-    wanted = set(ids)
-    calls: dict[uuid.UUID, list[dict[str, Any]]] = {i: [] for i in wanted}
-    assert pipe.sandbox is not None
-    for request in list(pipe.sandbox.requests):
-        mid = request.get("message_id")
-        if mid and (message_id := uuid_of(mid)) in wanted:
-            calls[message_id].append(request)
-    for found in calls.values():
-        found.sort(key=lambda r: r["received_at"])
-    return calls
 
 
 def first_call_after(pipe: Pipeline, moment: float, outcome: str = "accepted") -> float | None:

@@ -1,13 +1,13 @@
-"""A production-shaped pipeline of REAL processes for the integration tests.
+"""A production-shaped pipeline of REAL processes, for the integration and fault tests.
 
 Two API processes (``messaging-gateway serve``) and two delivery workers (``messaging-gateway
 worker``) share one fresh PostgreSQL database and one Redis database; a standalone sandbox
-(``create_sandbox_app`` under uvicorn, in the test process) stands in for Twilio and SendGrid
+(``create_sandbox_app`` under uvicorn, in the caller's process) stands in for Twilio and SendGrid
 and sends its callbacks to the API processes. Everything listens on loopback; every process
 writes its own log file, whose tail is attached to assertion messages
 (``Pipeline.diagnostics()``).
 
-The sandbox runs in the test process rather than as ``messaging-gateway sandbox`` so that the
+The sandbox runs in the caller's process rather than as ``messaging-gateway sandbox`` so that the
 tests read what it received and sent (``Pipeline.sandbox``) directly. Its callbacks go through
 its own client, which lets them wait for a free connection rather than fail after a burst.
 
@@ -18,41 +18,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 import os
-import re
-import signal
-import socket
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-import websockets
 from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from gateway.domain.statuses import TERMINAL, MessageStatus, rank
+from gateway.domain.statuses import TERMINAL
 from gateway.settings import Settings
+from harness.asgi import run_uvicorn
+from harness.processes import CLI, Process, wait_heartbeats, wait_http
+from harness.servers import RedisServer, free_port
 from providers.sandbox_app import Sandbox, SandboxConfig, create_sandbox_app
 from providers.signatures import generate_sendgrid_keypair
-from tests.conftest import run_uvicorn
-from tests.servers import PostgresServer, RedisServer, free_port
-from workers.liveness import WORKERS
 from workers.redis_broker import GROUP, STREAM
 
-CLI = str(Path(sys.executable).parent / "messaging-gateway")
 #: Redis database of the pipeline: the stream and group names are fixed, other tests use 0.
 REDIS_DB = 5
-STOP_TIMEOUT = 20.0
-START_TIMEOUT = 60.0
 
 #: Settings from the brief: everything fast, but every mechanism (retries, reclaim, stale
 #: recovery, sweeper grace) still in play.
@@ -95,92 +85,11 @@ mutation Many($inputs: [SendMessageInput!]!) {
   }
 }
 """
-EVENTS_SUBSCRIPTION = """
-subscription Events($after: String) {
-  messageEvents(after: $after) { cursor kind status messageId }
-}
-"""
-
-AMBIGUOUS_KINDS = frozenset({"retry_scheduled", "dead_lettered"})
-#: The only ways back from SENDING to QUEUED.
-REQUEUE_KINDS = frozenset({"retry_scheduled", "attempt_abandoned", "deferred"})
 
 
 def uuid_of(public_id: str) -> uuid.UUID:
     """``msg_<hex>`` (GraphQL) or ``<hex>`` (sandbox records) -> UUID."""
     return uuid.UUID(hex=public_id.removeprefix("msg_"))
-
-
-def tail(path: Path, lines: int = 12, width: int = 400) -> str:
-    """The last lines of a log, each cut to ``width`` characters (tracebacks are long)."""
-    try:
-        content = path.read_text(errors="replace").splitlines()
-    except OSError as exc:
-        return f"<cannot read {path}: {exc}>"
-    cut = [line if len(line) <= width else line[:width] + " [...]" for line in content[-lines:]]
-    return "\n".join(cut) or "<empty>"
-
-
-class Process:
-    """One child process with its own log file; signalled only by its own PID."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_path: Path) -> None:
-        self.name = name
-        self.argv = argv
-        self.env = env
-        self.log_path = log_path
-        with log_path.open("ab") as log:
-            log.write(f"=== {name}: {' '.join(argv)}\n".encode())
-            log.flush()
-            self.proc = subprocess.Popen(
-                argv,
-                env=env,
-                cwd=env.get("DATA_DIR"),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    @property
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def tail(self, lines: int = 12) -> str:
-        state = "running" if self.alive else f"exited {self.proc.returncode}"
-        head = f"--- {self.name} (pid {self.pid}, {state}) {self.log_path}"
-        return f"{head}\n{tail(self.log_path, lines)}"
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    async def wait_exit(self, within: float) -> bool:
-        deadline = time.monotonic() + within
-        while self.proc.poll() is None:
-            if time.monotonic() > deadline:
-                return False
-            await asyncio.sleep(0.05)
-        return True
-
-    async def stop(self, within: float = STOP_TIMEOUT) -> None:
-        """SIGTERM, then SIGKILL after ``within`` seconds; reaped either way."""
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGTERM)
-            if not await self.wait_exit(within):
-                await self.kill()
-        self.proc.wait()
-
-    async def kill(self) -> None:
-        """SIGKILL: no cleanup, no acknowledgement, no graceful drain."""
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
-        await self.wait_exit(10)
-        self.proc.wait()
 
 
 @dataclass
@@ -297,42 +206,42 @@ class Pipeline:
 
     async def wait_workers_ready(self, workers: Iterable[Process]) -> None:
         """A worker is ready once its heartbeat is in Redis (it beats before it reads)."""
-        host = socket.gethostname()
-        pending = list(workers)
-        deadline = time.monotonic() + START_TIMEOUT
-        redis = self.redis()
-        try:
-            while pending:
-                for proc in list(pending):
-                    assert proc.alive, f"worker died on start\n{proc.tail()}"
-                    with contextlib.suppress(Exception):
-                        if await redis.zscore(WORKERS, f"{host}-{proc.pid}") is not None:
-                            pending.remove(proc)
-                if pending:
-                    assert time.monotonic() < deadline, "workers not ready\n" + "\n".join(
-                        p.tail() for p in pending
-                    )
-                    await asyncio.sleep(0.1)
-        finally:
-            await redis.aclose()
+        await wait_heartbeats(self.redis_url, workers)
 
     async def wait_http(self, proc: Process, url: str) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            assert proc.alive, f"{proc.name} died on start\n{proc.tail()}"
-            with contextlib.suppress(httpx.HTTPError):
-                if (await self.http.get(url, timeout=2)).status_code == 200:
-                    return
-            assert time.monotonic() < deadline, f"{proc.name} not ready\n{proc.tail()}"
-            await asyncio.sleep(0.1)
+        await wait_http(proc, url, http=self.http)
+
+    def retire(self, proc: Process) -> Process:
+        """Take a process out of the running set; its log stays in the diagnostics."""
+        for running in (self.apis, self.workers):
+            if proc in running:
+                running.remove(proc)
+        self.retired.append(proc)
+        return proc
+
+    async def restart_apis(self) -> None:
+        """Stop both API processes and start them again on the same ports, ready."""
+        old = [self.retire(p) for p in list(self.apis)]
+        await asyncio.gather(*(p.stop(within=10) for p in old))
+        for index in range(len(self.api_ports)):
+            self.start_api(index)
+        for index, api in enumerate(self.apis):
+            await self.wait_http(api, self.api_url(index) + "/ready")
+
+    async def restart_workers(self, envs: Sequence[Mapping[str, str]]) -> list[Process]:
+        """Stop every worker (a jammed one is killed after a few seconds) and start one per
+        env, ready."""
+        old = [self.retire(p) for p in list(self.workers)]
+        await asyncio.gather(*(p.stop(within=5) for p in old))
+        started = [self.start_worker(**dict(env)) for env in envs]
+        await self.wait_workers_ready(started)
+        return started
 
     def supervise(self) -> list[Process]:
         """Replace workers that exited on their own, as a process supervisor would (without
         waiting for the new ones); returns the ones that had exited."""
-        dead = [w for w in self.workers if not w.alive]
+        dead = [self.retire(w) for w in list(self.workers) if not w.alive]
         for worker in dead:
-            self.workers.remove(worker)
-            self.retired.append(worker)
             overrides = {k: v for k, v in worker.env.items() if k == "MAX_DELIVERIES"}
             self.start_worker(**overrides)
         return dead
@@ -350,10 +259,7 @@ class Pipeline:
         def fits(worker: Process) -> bool:
             return worker.alive and all(worker.env.get(k) == overrides.get(k) for k in keys)
 
-        misfits = [w for w in self.workers if not fits(w)]
-        for worker in misfits:
-            self.workers.remove(worker)
-            self.retired.append(worker)
+        misfits = [self.retire(w) for w in list(self.workers) if not fits(w)]
         await asyncio.gather(*(w.stop() for w in misfits))
         started = [self.start_worker(**overrides) for _ in range(2 - len(self.workers))]
         await self.wait_workers_ready(started)
@@ -458,20 +364,26 @@ class Pipeline:
         response = await self.http.post(self.sandbox_url + "/control/config", json=changes)
         assert response.status_code == 200, response.text
 
-    async def accepted_calls(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, int]:
-        """Provider calls the sandbox accepted, per message (by StatusCallback mid or
-        SendGrid custom_args message_id)."""
+    def provider_calls(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[dict[str, Any]]]:
+        """Every request the sandbox received for these messages (by StatusCallback mid or
+        SendGrid custom_args message_id), oldest first."""
         wanted = set(ids)
-        counts: dict[uuid.UUID, int] = dict.fromkeys(wanted, 0)
+        calls: dict[uuid.UUID, list[dict[str, Any]]] = {i: [] for i in wanted}
         assert self.sandbox is not None
         for request in list(self.sandbox.requests):
             mid = request.get("message_id")
-            if not mid or request.get("outcome") != "accepted":
-                continue
-            message_id = uuid_of(mid)
-            if message_id in wanted:
-                counts[message_id] += 1
-        return counts
+            if mid and (message_id := uuid_of(mid)) in wanted:
+                calls[message_id].append(request)
+        for found in calls.values():
+            found.sort(key=lambda r: r["received_at"])
+        return calls
+
+    async def accepted_calls(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, int]:
+        """Provider calls the sandbox accepted, per message."""
+        return {
+            message_id: sum(1 for r in calls if r.get("outcome") == "accepted")
+            for message_id, calls in self.provider_calls(ids).items()
+        }
 
     # --- database ------------------------------------------------------------------------
 
@@ -482,23 +394,27 @@ class Pipeline:
             )
         return {r[0]: r[1] for r in rows}
 
-    async def trails(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[dict[str, Any]]]:
-        """Every audit trail, oldest first."""
+    async def trails(
+        self, ids: Iterable[uuid.UUID], *, timed: bool = False
+    ) -> dict[uuid.UUID, list[dict[str, Any]]]:
+        """Every audit trail, oldest first; ``timed`` adds each event's time as ``at`` (wall
+        clock, seconds)."""
         out: dict[uuid.UUID, list[dict[str, Any]]] = {i: [] for i in ids}
         async with self.engine.connect() as conn:
             rows = await conn.execute(
                 text(
-                    "SELECT message_id, id, status, kind, detail FROM message_events "
+                    "SELECT message_id, id, status, kind, detail, occurred_at FROM message_events "
                     "WHERE message_id = ANY(:ids) ORDER BY message_id, id"
                 ),
                 {"ids": list(out)},
             )
-        for message_id, event_id, status, kind, detail in rows:
+        for message_id, event_id, status, kind, detail, occurred_at in rows:
             if isinstance(detail, str):
                 detail = json.loads(detail)
-            out[message_id].append(
-                {"id": event_id, "status": status, "kind": kind, "detail": detail or {}}
-            )
+            event = {"id": event_id, "status": status, "kind": kind, "detail": detail or {}}
+            if timed:
+                event["at"] = occurred_at.timestamp()
+            out[message_id].append(event)
         return out
 
     async def wait_until(
@@ -580,45 +496,6 @@ class Pipeline:
 
 
 @contextlib.asynccontextmanager
-async def embedded_serve(tmp: Path, **settings: str) -> AsyncIterator[tuple[Process, str, str]]:
-    """A real embedded ``messaging-gateway serve`` (no DATABASE_URL, no REDIS_URL) on a free
-    loopback port, ready: the process, its base URL and its development key. ``settings`` are
-    environment variables; none is inherited from the caller's environment."""
-    names = {name.upper() for name in Settings.model_fields}
-    env = {k: v for k, v in os.environ.items() if k.upper() not in names}
-    env.update(DATA_DIR=str(tmp), LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1", **settings)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = Process(
-        "api", [CLI, "serve", "--host", "127.0.0.1", "--port", str(port)], env, tmp / "api.log"
-    )
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        async with httpx.AsyncClient(trust_env=False) as http:
-            while True:
-                assert proc.alive, proc.tail()
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await http.get(f"{url}/ready", timeout=2)).status_code == 200:
-                        break
-                assert time.monotonic() < deadline, f"serve did not become ready\n{proc.tail()}"
-                await asyncio.sleep(0.1)
-        yield proc, url, (tmp / "dev-api-key").read_text().strip()
-    finally:
-        await proc.stop()
-
-
-@contextlib.asynccontextmanager
-async def dedicated_postgres(base: Path, database: str) -> AsyncIterator[PostgresServer]:
-    """A PostgreSQL server of one's own, with ``database`` created: for tests that stop it."""
-    server = await asyncio.to_thread(PostgresServer.start, base)
-    try:
-        await asyncio.to_thread(server.create_database, database)
-        yield server
-    finally:
-        await asyncio.to_thread(server.stop)
-
-
-@contextlib.asynccontextmanager
 async def start_pipeline(
     tmp: Path, database_url: str, redis_server: RedisServer, *, workers: int = 2
 ) -> AsyncIterator[Pipeline]:
@@ -662,177 +539,3 @@ async def start_pipeline(
             await pipeline.wait_http(api, pipeline.api_url(index) + "/ready")
         await pipeline.wait_workers_ready(started)
         yield pipeline
-
-
-class EventCollector:
-    """A websocket subscriber (``messageEvents`` of one account) on one API process.
-
-    Collects every event it is sent. When the server ends the subscription (an error, e.g.
-    a subscriber that fell behind, or a closed socket) it resubscribes with ``after`` set to
-    the last cursor seen, as the contract tells clients to; each restart is recorded.
-    """
-
-    def __init__(self, url: str, key: str) -> None:
-        self.url = url.replace("http://", "ws://") + "/graphql"
-        self.key = key
-        self.events: list[dict[str, Any]] = []
-        self.restarts: list[str] = []
-        self.connected = asyncio.Event()
-        self.last_cursor: str | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._changed = asyncio.Event()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"collector {self.url}")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self._session()
-                reason = "completed by server"
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                reason = f"{type(exc).__name__}: {exc}"[:300]
-            self.restarts.append(reason)
-            self.connected.clear()
-            await asyncio.sleep(0.2)
-
-    async def _session(self) -> None:
-        async with websockets.connect(
-            self.url,
-            subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
-            open_timeout=10,
-            ping_interval=None,
-            max_size=None,
-        ) as ws:
-            await ws.send(
-                json.dumps(
-                    {"type": "connection_init", "payload": {"authorization": f"Bearer {self.key}"}}
-                )
-            )
-            ack = json.loads(await asyncio.wait_for(ws.recv(), 10))
-            if ack.get("type") != "connection_ack":
-                raise RuntimeError(f"no connection_ack: {ack}")
-            variables = {"after": self.last_cursor} if self.last_cursor else {}
-            await ws.send(
-                json.dumps(
-                    {
-                        "id": "1",
-                        "type": "subscribe",
-                        "payload": {"query": EVENTS_SUBSCRIPTION, "variables": variables},
-                    }
-                )
-            )
-            self.connected.set()
-            async for raw in ws:
-                message = json.loads(raw)
-                kind = message.get("type")
-                if kind == "ping":
-                    await ws.send(json.dumps({"type": "pong"}))
-                elif kind == "next":
-                    payload = message["payload"]
-                    if payload.get("errors"):
-                        raise RuntimeError(f"subscription errors: {payload['errors']}")
-                    event = payload["data"]["messageEvents"]
-                    self.events.append(event)
-                    self.last_cursor = event["cursor"]
-                    self._changed.set()
-                elif kind == "error":
-                    raise RuntimeError(f"subscription error: {message.get('payload')}")
-                elif kind == "complete":
-                    return
-
-    def message_ids(self) -> set[uuid.UUID]:
-        return {uuid_of(e["messageId"]) for e in self.events}
-
-    def cursors(self) -> set[str]:
-        return {e["cursor"] for e in self.events}
-
-    def delivered(self) -> set[uuid.UUID]:
-        return {uuid_of(e["messageId"]) for e in self.events if e["status"] == "DELIVERED"}
-
-    async def wait_for(
-        self, predicate: Callable[[], bool], within: float, describe: Callable[[], str]
-    ) -> None:
-        deadline = time.monotonic() + within
-        while not predicate():
-            remaining = deadline - time.monotonic()
-            assert remaining > 0, describe()
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.5))
-
-
-# --- invariants over audit trails ----------------------------------------------------------
-
-
-def ambiguous_marker(trail: list[dict[str, Any]]) -> bool:
-    """Did an attempt of this message end without knowing whether the provider took it?"""
-    return any(
-        e["kind"] == "attempt_abandoned"
-        or (e["kind"] in AMBIGUOUS_KINDS and e["detail"].get("ambiguous") is True)
-        for e in trail
-    )
-
-
-def trail_problems(trail: list[dict[str, Any]]) -> list[str]:
-    """Everything wrong with one audit trail: statuses go forward in rank (SENDING -> QUEUED
-    only through a requeue event) and a message reaches at most one terminal status."""
-    problems: list[str] = []
-    if not trail:
-        return ["no events"]
-    first = trail[0]
-    if (first["kind"], first["status"]) != ("accepted", "QUEUED"):
-        problems.append(f"first event {first['kind']}/{first['status']}")
-    terminal = {e["status"] for e in trail if MessageStatus(e["status"]) in TERMINAL}
-    if len(terminal) > 1:
-        problems.append(f"several terminal statuses {sorted(terminal)}")
-    for before, after in itertools.pairwise(trail):
-        old, new = MessageStatus(before["status"]), MessageStatus(after["status"])
-        if old in TERMINAL and new != old:
-            problems.append(f"left terminal {old} -> {new} ({after['kind']})")
-        elif rank(new) < rank(old) and not (
-            old is MessageStatus.SENDING
-            and new is MessageStatus.QUEUED
-            and after["kind"] in REQUEUE_KINDS
-        ):
-            problems.append(f"backwards {old} -> {new} ({after['kind']})")
-    return problems
-
-
-def sms(i: int, tag: str = "load") -> dict[str, Any]:
-    return {
-        "channel": "SMS",
-        "from": "+14155550100",
-        "to": f"+1415555{1000 + i % 9000:04d}",
-        "body": f"{tag} {i}",
-    }
-
-
-def email(i: int, tag: str = "load") -> dict[str, Any]:
-    return {
-        "channel": "EMAIL",
-        "from": "noreply@example.com",
-        "to": f"user{i}@example.com",
-        "body": f"{tag} {i}",
-        "metadata": {"subject": f"{tag} {i}"},
-    }
-
-
-def mixed(i: int, tag: str = "load") -> dict[str, Any]:
-    return sms(i, tag) if i % 3 else email(i, tag)
-
-
-_LOG_EVENT = re.compile(r'"event":\s*"([a-z_]+)"')
-
-
-def log_events(text_: str) -> list[str]:
-    """The ``event`` names of JSON log lines."""
-    return _LOG_EVENT.findall(text_)

@@ -1,6 +1,6 @@
-"""Throwaway real PostgreSQL and Redis servers for the test suite.
+"""Throwaway real PostgreSQL and Redis servers, for the tests and the benchmarks.
 
-Plain classes (no pytest dependency) meant to be driven from session-scoped fixtures::
+Plain classes (no pytest dependency), driven from session-scoped fixtures or a benchmark run::
 
     pg = PostgresServer.start(tmp_path_factory.mktemp("pg"))
     pg.create_database("gateway_test")
@@ -37,7 +37,15 @@ from types import TracebackType
 from typing import Self
 from urllib.parse import quote
 
-__all__ = ["PostgresServer", "RedisServer", "ServerStartError", "free_port"]
+__all__ = [
+    "LOOPBACK",
+    "HarnessError",
+    "PostgresServer",
+    "RedisServer",
+    "ServerStartError",
+    "free_port",
+    "redis_ping",
+]
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT = 60.0
@@ -45,7 +53,11 @@ STOP_TIMEOUT = 15.0
 _START_ATTEMPTS = 3  # retried with a new port if another process grabbed ours meanwhile
 
 
-class ServerStartError(RuntimeError):
+class HarnessError(RuntimeError):
+    """Something the harness started failed: a server, a gateway process, a readiness wait."""
+
+
+class ServerStartError(HarnessError):
     """A throwaway server could not be started."""
 
 
@@ -88,6 +100,33 @@ def _terminate(proc: subprocess.Popen[bytes], sig: int, pid: int | None = None) 
 def _port_in_use(log: Path) -> bool:
     text = _log_tail(log, 200)
     return "Address already in use" in text or "could not bind" in text
+
+
+class _Throwaway:
+    """What both servers share: a private directory, removed by ``stop()``."""
+
+    workdir: Path | None
+
+    def _stop_process(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop the server and delete its data. Safe to call more than once."""
+        self._stop_process()
+        workdir, self.workdir = self.workdir, None
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
 
 
 # --------------------------------------------------------------------------------------
@@ -159,7 +198,7 @@ def _clean_env() -> dict[str, str]:
     return env
 
 
-class PostgresServer:
+class PostgresServer(_Throwaway):
     """A private PostgreSQL cluster (superuser ``gateway``) on 127.0.0.1:``port``.
 
     TCP connections authenticate with ``user``/``password`` (scram-sha-256); connections
@@ -221,6 +260,13 @@ class PostgresServer:
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        """The postmaster's PID while it runs (for CPU accounting), else None."""
+        if self._proc is None:
+            return None
+        return self._postmaster_pid() or self._proc.pid
 
     def url(self, dbname: str, driver: str = "postgresql+asyncpg") -> str:
         user, password = quote(self.user, safe=""), quote(self.password, safe="")
@@ -289,23 +335,8 @@ class PostgresServer:
         sig = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}[mode]
         _terminate(proc, sig, self._postmaster_pid() or proc.pid)
 
-    def stop(self) -> None:
-        """Stop the server and delete its data. Safe to call more than once."""
+    def _stop_process(self) -> None:
         self.stop_process(mode="immediate")
-        workdir, self.workdir = self.workdir, None
-        if workdir is not None:
-            shutil.rmtree(workdir, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"<PostgresServer {self.host}:{self.port} running={self.running}>"
@@ -474,7 +505,7 @@ def redis_ping(host: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
-class RedisServer:
+class RedisServer(_Throwaway):
     """A private, non-persistent ``redis-server`` on 127.0.0.1:``port``."""
 
     host: str = LOOPBACK
@@ -513,29 +544,27 @@ class RedisServer:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """The server's PID while it runs, else None."""
+        return self._proc.pid if self._proc is not None else None
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: the data is gone (it never was on disk), and
+        ``restart()`` starts an empty server on the same port, as a supervisor would."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+
     def restart(self) -> None:
         """Stop the server (if running) and start an empty one on the same port.
         Also works after ``stop()``, e.g. to end a simulated outage."""
         self._stop_process()
         self._launch()
-
-    def stop(self) -> None:
-        """Stop the server and delete its directory. Safe to call more than once."""
-        self._stop_process()
-        workdir, self.workdir = self.workdir, None
-        if workdir is not None:
-            shutil.rmtree(workdir, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"<RedisServer {self.url} running={self.running}>"

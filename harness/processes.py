@@ -1,0 +1,266 @@
+"""Gateway processes (``messaging-gateway serve`` / ``worker`` / ``sandbox``) as children.
+
+Each child writes its output to a log file of its own, whose tail goes into every error about
+it; it is signalled only by its own PID. Readiness is what the product offers for it: a 200
+from a health endpoint (``/ready``, ``/health``, the sandbox's ``/control/config``) or, for a
+worker, its heartbeat in Redis. Every wait has a deadline; a child that dies or never becomes
+ready raises :class:`ProcessError` with the tail of its log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from pathlib import Path
+
+import httpx
+from redis.asyncio import Redis
+
+from gateway.settings import Settings
+from harness.servers import LOOPBACK, HarnessError, PostgresServer, free_port
+from workers.liveness import WORKERS
+
+__all__ = [
+    "CLI",
+    "SETTINGS_VARIABLES",
+    "Process",
+    "ProcessError",
+    "dedicated_postgres",
+    "embedded_serve",
+    "scrubbed_env",
+    "serve_process",
+    "tail",
+    "wait_heartbeats",
+    "wait_http",
+]
+
+#: The console script of the environment running us (the one the tests and the bench install).
+CLI = str(Path(sys.executable).parent / "messaging-gateway")
+START_TIMEOUT = 60.0  # a guard against hanging, not a performance bound
+STOP_TIMEOUT = 20.0
+#: Environment variables the gateway reads as settings.
+SETTINGS_VARIABLES = frozenset(name.upper() for name in Settings.model_fields)
+
+
+class ProcessError(HarnessError):
+    """A child process exited, or did not become ready in time."""
+
+
+def tail(path: Path, lines: int = 12, width: int = 400) -> str:
+    """The last lines of a log, each cut to ``width`` characters (tracebacks are long)."""
+    try:
+        content = path.read_text(errors="replace").splitlines()
+    except OSError as exc:
+        return f"<cannot read {path}: {exc}>"
+    cut = [line if len(line) <= width else line[:width] + " [...]" for line in content[-lines:]]
+    return "\n".join(cut) or "<empty>"
+
+
+def scrubbed_env(**settings: str) -> dict[str, str]:
+    """This process's environment without any gateway setting, plus ``settings``: nothing
+    from a developer's shell may redirect a child."""
+    env = {k: v for k, v in os.environ.items() if k.upper() not in SETTINGS_VARIABLES}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(settings)
+    return env
+
+
+class Process:
+    """One child process with its own log file; signalled only by its own PID.
+
+    ``cwd`` defaults to the child's ``DATA_DIR``. ``new_session`` puts the child in a session
+    of its own, so that a Ctrl-C reaches only the parent, which then stops its children in
+    order.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        log_path: Path,
+        *,
+        cwd: Path | str | None = None,
+        new_session: bool = False,
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.env = dict(env)
+        self.log_path = log_path
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("ab") as log:
+            log.write(f"=== {name}: {' '.join(self.argv)}\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(
+                self.argv,
+                env=self.env,
+                cwd=cwd if cwd is not None else self.env.get("DATA_DIR"),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=new_session,
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def tail(self, lines: int = 12) -> str:
+        state = "running" if self.alive else f"exited {self.proc.returncode}"
+        head = f"--- {self.name} (pid {self.pid}, {state}) {self.log_path}"
+        return f"{head}\n{tail(self.log_path, lines)}"
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def check(self) -> None:
+        """Raise :class:`ProcessError` if the process has exited."""
+        if not self.alive:
+            raise ProcessError(f"{self.name} exited\n{self.tail(40)}")
+
+    def terminate(self, within: float = STOP_TIMEOUT) -> None:
+        """SIGTERM, then SIGKILL after ``within`` seconds; reaped either way."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=within)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    async def wait_exit(self, within: float) -> bool:
+        deadline = time.monotonic() + within
+        while self.proc.poll() is None:
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
+    async def stop(self, within: float = STOP_TIMEOUT) -> None:
+        """:meth:`terminate` without blocking the event loop."""
+        await asyncio.to_thread(self.terminate, within)
+
+    async def kill(self) -> None:
+        """SIGKILL: no cleanup, no acknowledgement, no graceful drain."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+        await self.wait_exit(10)
+        self.proc.wait()
+
+
+async def wait_http(
+    proc: Process,
+    url: str,
+    *,
+    within: float = START_TIMEOUT,
+    http: httpx.AsyncClient | None = None,
+    lines: int = 12,
+) -> None:
+    """Until ``url`` answers 200 while ``proc`` stays alive."""
+    async with contextlib.AsyncExitStack() as stack:
+        if http is None:
+            http = await stack.enter_async_context(httpx.AsyncClient(trust_env=False))
+        deadline = time.monotonic() + within
+        last = "no answer"
+        while True:
+            if not proc.alive:
+                raise ProcessError(f"{proc.name} died on start\n{proc.tail(lines)}")
+            try:
+                response = await http.get(url, timeout=2)
+                if response.status_code == 200:
+                    return
+                last = f"HTTP {response.status_code}: {response.text[:300]}"
+            except httpx.HTTPError as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            if time.monotonic() > deadline:
+                raise ProcessError(
+                    f"{proc.name} not ready at {url} within {within:.0f}s ({last})\n"
+                    f"{proc.tail(lines)}"
+                )
+            await asyncio.sleep(0.1)
+
+
+async def wait_heartbeats(
+    redis_url: str, workers: Iterable[Process], *, within: float = START_TIMEOUT
+) -> None:
+    """Until every worker's heartbeat is in Redis: a worker beats once its consumer group
+    exists, before it reads (see workers/liveness.py)."""
+    host = socket.gethostname()
+    pending = list(workers)
+    deadline = time.monotonic() + within
+    redis = Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5)
+    try:
+        while pending:
+            for proc in list(pending):
+                if not proc.alive:
+                    raise ProcessError(f"{proc.name} died on start\n{proc.tail()}")
+                with contextlib.suppress(Exception):
+                    if await redis.zscore(WORKERS, f"{host}-{proc.pid}") is not None:
+                        pending.remove(proc)
+            if pending:
+                if time.monotonic() > deadline:
+                    raise ProcessError(
+                        f"workers not ready within {within:.0f}s\n"
+                        + "\n".join(p.tail() for p in pending)
+                    )
+                await asyncio.sleep(0.1)
+    finally:
+        await redis.aclose()
+
+
+@contextlib.asynccontextmanager
+async def serve_process(
+    env: Mapping[str, str],
+    log_path: Path,
+    *,
+    name: str = "api",
+    ready: str = "/ready",
+    within: float = START_TIMEOUT,
+    lines: int = 12,
+    port: int | None = None,
+) -> AsyncIterator[tuple[Process, str]]:
+    """``messaging-gateway serve`` on a loopback port (a free one unless given), ready
+    (``ready`` answers 200): the process and its base URL. Stopped (SIGTERM) on the way out."""
+    port = port or free_port()
+    url = f"http://{LOOPBACK}:{port}"
+    proc = Process(name, [CLI, "serve", "--host", LOOPBACK, "--port", str(port)], env, log_path)
+    try:
+        await wait_http(proc, url + ready, within=within, lines=lines)
+        yield proc, url
+    finally:
+        await proc.stop()
+
+
+@contextlib.asynccontextmanager
+async def embedded_serve(tmp: Path, **settings: str) -> AsyncIterator[tuple[Process, str, str]]:
+    """A real embedded ``messaging-gateway serve`` (no DATABASE_URL, no REDIS_URL) on a free
+    loopback port, ready: the process, its base URL and its development key. ``settings`` are
+    environment variables; none is inherited from the caller's environment."""
+    env = scrubbed_env(DATA_DIR=str(tmp), LOG_LEVEL="WARNING", **settings)
+    async with serve_process(env, tmp / "api.log") as (proc, url):
+        yield proc, url, (tmp / "dev-api-key").read_text().strip()
+
+
+@contextlib.asynccontextmanager
+async def dedicated_postgres(base: Path, database: str) -> AsyncIterator[PostgresServer]:
+    """A PostgreSQL server of one's own, with ``database`` created: for tests that stop it."""
+    server = await asyncio.to_thread(PostgresServer.start, base)
+    try:
+        await asyncio.to_thread(server.create_database, database)
+        yield server
+    finally:
+        await asyncio.to_thread(server.stop)
