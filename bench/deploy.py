@@ -26,7 +26,15 @@ from typing import Any
 
 import redis
 
-from harness.processes import CLI, Process, wait_heartbeats, wait_http
+from harness.processes import (
+    CLI,
+    Process,
+    sandbox_command,
+    serve_command,
+    wait_heartbeats,
+    wait_http,
+    worker_command,
+)
 from harness.servers import LOOPBACK, HarnessError, PostgresServer, RedisServer, free_port
 from providers.signatures import generate_sendgrid_keypair
 
@@ -168,7 +176,7 @@ class Infra:
         env = self.base_env() | {"SANDBOX_SENDGRID_SIGNING_KEY": self.signing_key}
         self.sandbox = start(
             "sandbox",
-            [CLI, "sandbox", "--host", LOOPBACK, "--port", str(self.sandbox_port)],
+            sandbox_command(self.sandbox_port),
             env,
             self.workdir / "logs" / "sandbox.log",
         )
@@ -288,21 +296,20 @@ class Stack:
             if self.shared_port:
                 port = self.api_ports[0]
                 self.api_ports = [port]
-                command = [CLI, "serve", "--host", LOOPBACK, "--port", str(port)]
-                command += ["--workers", str(self.api_process_count)]
+                command = serve_command(port, "--workers", str(self.api_process_count))
                 self.apis.append(start("api", command, env, self.logdir / "api.log"))
             for index, port in enumerate([] if self.shared_port else self.api_ports):
                 self.apis.append(
                     start(
                         f"api{index}",
-                        [CLI, "serve", "--host", LOOPBACK, "--port", str(port)],
+                        serve_command(port),
                         env,
                         self.logdir / f"api{index}.log",
                     )
                 )
             for index in range(self.worker_count):
                 self.workers.append(
-                    start(f"worker{index}", [CLI, "worker"], env, self.logdir / f"w{index}.log")
+                    start(f"worker{index}", worker_command(), env, self.logdir / f"w{index}.log")
                 )
             for proc, port in zip(self.apis, self.api_ports, strict=True):
                 wait_ready(proc, port, "/ready")

@@ -35,7 +35,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from gateway.domain.statuses import TERMINAL
 from gateway.settings import Settings
 from harness.asgi import run_uvicorn
-from harness.processes import CLI, Process, wait_heartbeats, wait_http
+from harness.processes import (
+    CLI,
+    Process,
+    serve_command,
+    wait_heartbeats,
+    wait_http,
+    worker_command,
+)
 from harness.servers import RedisServer, free_port
 from providers.sandbox_app import Sandbox, SandboxConfig, create_sandbox_app
 from providers.signatures import generate_sendgrid_keypair
@@ -186,7 +193,7 @@ class Pipeline:
         env = self.base_env() | {"PUBLIC_BASE_URL": self.api_url(index)}
         proc = Process(
             f"api{index + 1}",
-            [CLI, "serve", "--host", "127.0.0.1", "--port", str(self.api_ports[index])],
+            serve_command(self.api_ports[index]),
             env,
             self._log(f"api{index + 1}"),
         )
@@ -199,7 +206,7 @@ class Pipeline:
         env = self.base_env() | {"PUBLIC_BASE_URL": self.api_url(self._counter % 2)}
         env |= overrides
         proc = Process(
-            f"worker{self._counter}", [CLI, "worker"], env, self._log(f"worker{self._counter}")
+            f"worker{self._counter}", worker_command(), env, self._log(f"worker{self._counter}")
         )
         self.workers.append(proc)
         return proc

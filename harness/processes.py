@@ -34,11 +34,14 @@ __all__ = [
     "ProcessError",
     "dedicated_postgres",
     "embedded_serve",
+    "sandbox_command",
     "scrubbed_env",
+    "serve_command",
     "serve_process",
     "tail",
     "wait_heartbeats",
     "wait_http",
+    "worker_command",
 ]
 
 #: The console script of the environment running us (the one the tests and the bench install).
@@ -47,6 +50,20 @@ START_TIMEOUT = 60.0  # a guard against hanging, not a performance bound
 STOP_TIMEOUT = 20.0
 #: Environment variables the gateway reads as settings.
 SETTINGS_VARIABLES = frozenset(name.upper() for name in Settings.model_fields)
+
+
+def serve_command(port: int, *options: str) -> list[str]:
+    """``messaging-gateway serve`` on loopback ``port``."""
+    return [CLI, "serve", "--host", LOOPBACK, "--port", str(port), *options]
+
+
+def worker_command() -> list[str]:
+    return [CLI, "worker"]
+
+
+def sandbox_command(port: int) -> list[str]:
+    """The standalone sandbox on loopback ``port``."""
+    return [CLI, "sandbox", "--host", LOOPBACK, "--port", str(port)]
 
 
 class ProcessError(HarnessError):
@@ -237,7 +254,7 @@ async def serve_process(
     (``ready`` answers 200): the process and its base URL. Stopped (SIGTERM) on the way out."""
     port = port or free_port()
     url = f"http://{LOOPBACK}:{port}"
-    proc = Process(name, [CLI, "serve", "--host", LOOPBACK, "--port", str(port)], env, log_path)
+    proc = Process(name, serve_command(port), env, log_path)
     try:
         await wait_http(proc, url + ready, within=within, lines=lines)
         yield proc, url
