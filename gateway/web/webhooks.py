@@ -3,7 +3,7 @@
 The routes only route: each path has its vendor's adapter (``providers.webhooks``), which
 verifies the request (401 when credentials are missing, 403 when wrong: no state change),
 parses it (400 with a clear message) and says what the vendor is answered. Parsing and applying
-is ``gateway.web.webhook_payloads``, shared with the replay; duplicates are answered 2xx and
+is ``providers.webhooks.apply``, shared with the replay; duplicates are answered 2xx and
 have no second effect.
 
 A payload we fail to apply is kept raw in webhook_receipts. When the database cannot take it
@@ -28,7 +28,6 @@ from gateway.observability.metrics import counter
 from gateway.outages import RETRY_AFTER_SECONDS, describe, is_unavailable
 from gateway.services.webhooks import WebhookService
 from gateway.web.bodies import BodyTooLarge, read_body
-from gateway.web.webhook_payloads import apply_received, raw_text
 from providers.webhooks import (
     MAX_BODY,
     Answer,
@@ -38,6 +37,7 @@ from providers.webhooks import (
     WebhookAdapter,
     WebhookRequest,
 )
+from providers.webhooks.apply import apply_received, raw_text
 from providers.webhooks.generic import EMAIL_ROUTE, SMS_ROUTE
 from providers.webhooks.sendgrid import EVENTS_ROUTE, INBOUND_ROUTE
 from providers.webhooks.twilio import MESSAGES_ROUTE, STATUS_ROUTE

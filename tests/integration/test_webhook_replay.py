@@ -19,12 +19,12 @@ from sqlalchemy import select
 from gateway.entry.bootstrap.api import bootstrap_api
 from gateway.entry.migrations import upgrade_to_head
 from gateway.settings import Settings
-from gateway.web.webhook_replay import WebhookReplay
 from harness.servers import PostgresServer, RedisServer
 from persistence.models import WebhookReceiptRow
 from providers.webhooks import ReceivedWebhook
 from providers.webhooks.twilio import STATUS_ROUTE as TWILIO_STATUS
 from tests.conftest import GatewayParts, fresh_postgres_url
+from workers.webhook_replay import WebhookReplay
 from workers.webhook_spool import RedisWebhookSpool, SpoolFull
 
 FORM = "application/x-www-form-urlencoded"

@@ -17,7 +17,6 @@ from gateway.services.retry_policy import RetryPolicy
 from gateway.services.unit_of_work import Units
 from gateway.services.webhooks import WebhookService
 from gateway.settings import Settings
-from gateway.web.webhook_replay import WebhookReplay
 from persistence.db import create_engine
 from persistence.lifecycle import LifecycleRepository
 from persistence.reconcile import ReconcileRepository
@@ -36,6 +35,7 @@ from workers.liveness import LocalLiveness, RedisLiveness
 from workers.memory import MemoryBroker
 from workers.redis_broker import RedisBroker
 from workers.sweeper import Sweeper
+from workers.webhook_replay import WebhookReplay
 from workers.webhook_spool import RedisWebhookSpool
 
 TWILIO_API = "https://api.twilio.com"

@@ -20,8 +20,8 @@ import structlog
 
 from gateway.observability.metrics import counter
 from gateway.services.webhooks import WebhookService
-from gateway.web.webhook_payloads import apply_received, raw_text
 from providers.webhooks import PayloadError, ReceivedWebhook, WebhookAdapter
+from providers.webhooks.apply import apply_received, raw_text
 from workers.webhook_spool import RedisWebhookSpool
 
 log = structlog.get_logger(__name__)
