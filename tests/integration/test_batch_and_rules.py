@@ -19,6 +19,7 @@ from persistence.rows import CONVERSATIONS as CONVERSATION_ROWS
 from persistence.rows import MESSAGES as MESSAGE_ROWS
 from schema.ids import decode_uuid
 from tests.conftest import GraphQLClient, RunningGateway, SandboxRefuses, SandboxRequests
+from tests.integration.operations import CANCEL, message_action
 
 SENDER = "+14155550100"
 
@@ -63,27 +64,7 @@ CONVERSATIONS = """
 query { conversations(first: 100) { edges { node { id participants messageCount } } } }
 """
 
-CANCEL = """
-mutation Cancel($id: ID!) {
-  cancelMessage(id: $id) {
-    __typename
-    ... on MessageAccepted { message { id status } }
-    ... on NotFound { id }
-    ... on NotCancelable { current { id status } }
-  }
-}
-"""
-
-RETRY = """
-mutation Retry($id: ID!) {
-  retryMessage(id: $id) {
-    __typename
-    ... on MessageAccepted { message { id status attempts error { code } } }
-    ... on NotFound { id }
-    ... on NotCancelable { current { id status } }
-  }
-}
-"""
+RETRY = message_action("retryMessage", accepted="id status attempts error { code }")
 
 DEAD_LETTERS = """
 query Dead($first: Int, $after: String) {

@@ -14,6 +14,7 @@ import pytest
 
 from gateway.services.auth import PREFIX_LENGTH
 from tests.conftest import GraphQLClient, RunningGateway, SandboxRefuses, SandboxRequests
+from tests.integration.operations import CANCEL, RETRY
 
 SENDER = "+14155550100"
 
@@ -49,28 +50,6 @@ query Convs($participant: String) {
 
 DEAD_LETTERS = """
 query { deadLetters(first: 100) { edges { node { id } } } }
-"""
-
-CANCEL = """
-mutation Cancel($id: ID!) {
-  cancelMessage(id: $id) {
-    __typename
-    ... on MessageAccepted { message { id status } }
-    ... on NotFound { id }
-    ... on NotCancelable { current { id status } }
-  }
-}
-"""
-
-RETRY = """
-mutation Retry($id: ID!) {
-  retryMessage(id: $id) {
-    __typename
-    ... on MessageAccepted { message { id status } }
-    ... on NotFound { id }
-    ... on NotCancelable { current { id status } }
-  }
-}
 """
 
 

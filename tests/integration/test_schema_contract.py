@@ -9,7 +9,9 @@ each kind of violation.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from graphql import (
@@ -74,21 +76,34 @@ def _is_optional(arg: GraphQLArgument | GraphQLInputField) -> bool:
     return has_default or not is_non_null_type(arg.type)
 
 
-def _compare_arguments(
-    where: str, expected: dict[str, GraphQLArgument], actual: dict[str, GraphQLArgument]
+def _compare_inputs(
+    owner: str,
+    kind: Literal["argument", "input field"],
+    expected: Mapping[str, GraphQLArgument | GraphQLInputField],
+    actual: Mapping[str, GraphQLArgument | GraphQLInputField],
 ) -> list[str]:
+    """The arguments of the field ``owner`` or the fields of the input type ``owner``: both obey
+    the same rules."""
+
+    def locate(name: str) -> tuple[str, str]:
+        if kind == "argument":
+            return owner, f"argument {name!r}"
+        return f"{owner}.{name}", kind
+
     problems: list[str] = []
-    for name, arg in expected.items():
+    for name, wanted in expected.items():
+        where, what = locate(name)
         if name not in actual:
-            problems.append(f"{where}: argument {name!r} is missing")
-        elif str(actual[name].type) != str(arg.type):
+            problems.append(f"{where}: {what} is missing")
+        elif str(actual[name].type) != str(wanted.type):
             problems.append(
-                f"{where}: argument {name!r} has type {actual[name].type}, contract says {arg.type}"
+                f"{where}: {what} has type {actual[name].type}, contract says {wanted.type}"
             )
     for name in actual.keys() - expected.keys():
-        # An added argument is allowed only if existing operations keep working without it.
+        # An added one is allowed only if existing operations keep working without it.
         if not _is_optional(actual[name]):
-            problems.append(f"{where}: extra argument {name!r} is required ({actual[name].type})")
+            where, what = locate(name)
+            problems.append(f"{where}: extra {what} is required ({actual[name].type})")
     return problems
 
 
@@ -107,29 +122,7 @@ def _compare_fields(
             problems.append(
                 f"{where}: field has type {actual[name].type}, contract says {field.type}"
             )
-        problems += _compare_arguments(where, field.args, actual[name].args)
-    return problems
-
-
-def _compare_input_fields(
-    type_name: str,
-    expected: dict[str, GraphQLInputField],
-    actual: dict[str, GraphQLInputField],
-) -> list[str]:
-    problems: list[str] = []
-    for name, field in expected.items():
-        where = f"{type_name}.{name}"
-        if name not in actual:
-            problems.append(f"{where}: input field is missing")
-        elif str(actual[name].type) != str(field.type):
-            problems.append(
-                f"{where}: input field has type {actual[name].type}, contract says {field.type}"
-            )
-    for name in actual.keys() - expected.keys():
-        if not _is_optional(actual[name]):
-            problems.append(
-                f"{type_name}.{name}: extra input field is required ({actual[name].type})"
-            )
+        problems += _compare_inputs(where, "argument", field.args, actual[name].args)
     return problems
 
 
@@ -145,7 +138,7 @@ def _compare_type(expected: GraphQLNamedType, actual: GraphQLNamedType) -> list[
             problems.append(f"{name}: implements {sorted(have)}, contract says {sorted(wanted)}")
     elif isinstance(expected, GraphQLInputObjectType):
         assert isinstance(actual, GraphQLInputObjectType)
-        problems += _compare_input_fields(name, expected.fields, actual.fields)
+        problems += _compare_inputs(name, "input field", expected.fields, actual.fields)
     elif isinstance(expected, GraphQLEnumType):
         assert isinstance(actual, GraphQLEnumType)
         missing = sorted(expected.values.keys() - actual.values.keys())
