@@ -30,7 +30,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import aiohttp
@@ -41,6 +41,9 @@ from gateway.observability.redaction import REDACTED, is_sensitive_key
 from gateway.services.ports import TransientProviderError
 from gateway.settings import Settings
 
+if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
+
 __all__ = [
     "USER_AGENT",
     "ProviderResponse",
@@ -50,6 +53,7 @@ __all__ = [
     "basic_auth",
     "loggable_headers",
     "loggable_url",
+    "logged_transport_error",
     "parse_retry_after",
     "response_summary",
     "transport_error",
@@ -336,3 +340,12 @@ def transport_error(provider: str, exc: TransportError) -> TransientProviderErro
     """A transport failure as a transient error, ambiguous unless it surely never left."""
     description = f"{provider} {exc.code}: {exc}" if str(exc) else f"{provider} {exc.code}"
     return TransientProviderError(exc.code.upper(), description, ambiguous=not exc.unsent)
+
+
+def logged_transport_error(
+    log: FilteringBoundLogger, event: str, provider: str, exc: TransportError, **context: str
+) -> TransientProviderError:
+    """:func:`transport_error`, logged as ``event`` by the adapter's own logger."""
+    error = transport_error(provider, exc)
+    log.warning(event, provider=provider, **context, error=error.code, ambiguous=error.ambiguous)
+    return error

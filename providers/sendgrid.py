@@ -36,9 +36,9 @@ from providers.http import (
     StreamedResponse,
     TransportError,
     loggable_url,
+    logged_transport_error,
     parse_retry_after,
     response_summary,
-    transport_error,
 )
 
 __all__ = [
@@ -114,15 +114,9 @@ class SendGridProvider:
                 },
             )
         except TransportError as exc:
-            error = transport_error(self.name, exc)
-            log.warning(
-                "provider_transport_error",
-                provider=self.name,
-                message_id=str(message.id),
-                error=error.code,
-                ambiguous=error.ambiguous,
-            )
-            raise error from exc
+            raise logged_transport_error(
+                log, "provider_transport_error", self.name, exc, message_id=str(message.id)
+            ) from exc
         if response.is_success:
             return self._receipt(message, response)
         raise self._failure(message, response)
@@ -148,14 +142,13 @@ class SendGridProvider:
                 headers={"Authorization": f"Bearer {self._api_key}", "Accept": "application/json"},
             )
         except TransportError as exc:
-            error = transport_error(self.name, exc)
-            log.warning(
+            raise logged_transport_error(
+                log,
                 "provider_lookup_failed",
-                provider=self.name,
+                self.name,
+                exc,
                 provider_message_id=provider_message_id,
-                error=error.code,
-            )
-            raise error from exc
+            ) from exc
         if response.is_success:
             return _lookup(provider_message_id, _activity(response))
         if response.status_code == 404:

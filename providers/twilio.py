@@ -24,9 +24,9 @@ from providers.http import (
     TransportError,
     basic_auth,
     loggable_url,
+    logged_transport_error,
     parse_retry_after,
     response_summary,
-    transport_error,
 )
 from providers.webhooks.twilio import status_report_key, twilio_failure, twilio_status
 
@@ -91,15 +91,9 @@ class TwilioProvider:
                 self._messages_url, body=urlencode(form).encode(), headers=self._headers
             )
         except TransportError as exc:
-            error = transport_error(self.name, exc)
-            log.warning(
-                "provider_transport_error",
-                provider=self.name,
-                message_id=str(message.id),
-                error=error.code,
-                ambiguous=error.ambiguous,
-            )
-            raise error from exc
+            raise logged_transport_error(
+                log, "provider_transport_error", self.name, exc, message_id=str(message.id)
+            ) from exc
         if response.is_success:
             return self._receipt(message, response)
         raise self._failure(message, response)
@@ -110,14 +104,13 @@ class TwilioProvider:
         try:
             response = await self._client.get(url, headers=self._lookup_headers)
         except TransportError as exc:
-            error = transport_error(self.name, exc)
-            log.warning(
+            raise logged_transport_error(
+                log,
                 "provider_lookup_failed",
-                provider=self.name,
+                self.name,
+                exc,
                 provider_message_id=provider_message_id,
-                error=error.code,
-            )
-            raise error from exc
+            ) from exc
         payload = _json_object(response)
         if response.is_success and payload is not None:
             return _lookup(provider_message_id, payload)
