@@ -13,32 +13,14 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/venv.sh
 source scripts/venv.sh
 
-have_postgres() {
-    compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null
-}
-
-have_redis() {
-    command -v redis-server >/dev/null 2>&1 || [[ -x /usr/bin/redis-server ]]
-}
-
 have_wrk() {
     command -v wrk >/dev/null 2>&1
 }
 
 packages=()
 have_wrk || packages+=(wrk)
-if ! have_postgres || ! have_redis; then
-    packages+=(postgresql redis-server)
-fi
-# shellcheck disable=SC2207
-packages+=($(venv_apt_packages))
-if ((${#packages[@]} > 0)); then
-    echo "installing system packages: ${packages[*]}" >&2
-    apt_install "${packages[@]}"
-fi
+install_with_servers "${packages[@]}"
 have_wrk || venv_die "wrk still missing"
-have_postgres || venv_die "PostgreSQL server binaries still missing (/usr/lib/postgresql/*/bin)"
-have_redis || venv_die "redis-server still missing"
 
 ensure_venv
 

@@ -14,14 +14,6 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/venv.sh
 source scripts/venv.sh
 
-have_postgres() {
-    compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null
-}
-
-have_redis() {
-    command -v redis-server >/dev/null 2>&1 || [[ -x /usr/bin/redis-server ]]
-}
-
 # Debian's Chromium, for the GraphiQL browser test (driven by Playwright, which is told to use
 # this binary and never downloads a browser of its own).
 have_chromium() {
@@ -34,23 +26,9 @@ have_node() {
 }
 
 packages=()
-if ! have_postgres || ! have_redis; then
-    packages+=(postgresql redis-server)
-fi
-if ! have_chromium; then
-    packages+=(chromium)
-fi
-if ! have_node; then
-    packages+=(nodejs npm)
-fi
-# shellcheck disable=SC2207
-packages+=($(venv_apt_packages))
-if ((${#packages[@]} > 0)); then
-    echo "installing system packages: ${packages[*]}" >&2
-    apt_install "${packages[@]}"
-fi
-have_postgres || venv_die "PostgreSQL server binaries still missing (/usr/lib/postgresql/*/bin)"
-have_redis || venv_die "redis-server still missing"
+have_chromium || packages+=(chromium)
+have_node || packages+=(nodejs npm)
+install_with_servers "${packages[@]}"
 have_chromium || venv_die "Chromium still missing (/usr/bin/chromium)"
 have_node || venv_die "node and npm still missing"
 

@@ -2,7 +2,8 @@
 # Create/refresh the project virtualenv (.venv) and provide small apt helpers.
 #
 #   bash scripts/venv.sh      -> make sure .venv exists and `pip install -e '.[dev]'` is current
-#   source scripts/venv.sh    -> only define the helpers (used by scripts/test.sh)
+#   source scripts/venv.sh    -> only define the helpers (used by scripts/test.sh and
+#                                bench/run.sh)
 #
 # The editable install is redone only when pyproject.toml is newer than the stamp file
 # inside .venv, so repeated runs are fast.
@@ -104,6 +105,33 @@ apt_install() {
             service_stop "$svc" || true
         fi
     done
+}
+
+# The PostgreSQL and Redis server binaries the tests and the benchmarks start throwaway
+# servers from.
+have_postgres() {
+    compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null
+}
+
+have_redis() {
+    command -v redis-server >/dev/null 2>&1 || [[ -x /usr/bin/redis-server ]]
+}
+
+# install_with_servers PKG... : apt-install PKG..., the PostgreSQL and Redis servers if
+# either is missing, and what ensure_venv needs; then make sure both servers are there.
+install_with_servers() {
+    local -a packages=("$@")
+    if ! have_postgres || ! have_redis; then
+        packages+=(postgresql redis-server)
+    fi
+    # shellcheck disable=SC2207
+    packages+=($(venv_apt_packages))
+    if ((${#packages[@]} > 0)); then
+        echo "installing system packages: ${packages[*]}" >&2
+        apt_install "${packages[@]}"
+    fi
+    have_postgres || venv_die "PostgreSQL server binaries still missing (/usr/lib/postgresql/*/bin)"
+    have_redis || venv_die "redis-server still missing"
 }
 
 # Print a python (>= 3.11, with a working venv/ensurepip) to build .venv with, or nothing.
