@@ -44,32 +44,36 @@ def _recipient(n: int) -> str:
     return f"+1415{2000000 + n:07d}"
 
 
+async def _account_with_conversations(
+    conn: AsyncConnection, account: uuid.UUID, now: datetime, pairs: list[tuple[str, str]]
+) -> list[uuid.UUID]:
+    """One account with a conversation between each pair of participants; their ids."""
+    ids = [uuid.uuid4() for _ in pairs]
+    await conn.execute(
+        text("INSERT INTO accounts (id, name, created_at) VALUES (:id, 'a', :now)"),
+        {"id": account, "now": now},
+    )
+    await conn.execute(
+        text(
+            "INSERT INTO conversations"
+            " (id, account_id, participant_a, participant_b, created_at, last_message_at)"
+            " VALUES (:id, :account, :a, :b, :now, :now)"
+        ),
+        [
+            {"id": id_, "account": account, "a": a, "b": b, "now": now}
+            for id_, (a, b) in zip(ids, pairs, strict=True)
+        ],
+    )
+    return ids
+
+
 async def test_pair_lookup_fetches_only_the_pairs_asked_for(engine: AsyncEngine) -> None:
     account = uuid.uuid4()
     now = datetime.now(UTC)
     async with engine.begin() as conn:
-        await conn.execute(
-            text("INSERT INTO accounts (id, name, created_at) VALUES (:id, 'a', :now)"),
-            {"id": account, "now": now},
-        )
         # One account, one sender, many recipients: every row shares account and sender.
-        await conn.execute(
-            text(
-                "INSERT INTO conversations"
-                " (id, account_id, participant_a, participant_b, created_at, last_message_at)"
-                " VALUES (:id, :account, :a, :b, :now, :now)"
-            ),
-            [
-                {
-                    "id": uuid.uuid4(),
-                    "account": account,
-                    "a": _recipient(n),
-                    "b": SENDER,
-                    "now": now,
-                }
-                for n in range(EXISTING)
-            ],
-        )
+        pairs = [(_recipient(n), SENDER) for n in range(EXISTING)]
+        await _account_with_conversations(conn, account, now, pairs)
     asked = [(account, _recipient(n), SENDER) for n in range(0, EXISTING, 30)]
     missing = [(account, _recipient(EXISTING + n), SENDER) for n in range(10)]
     async with engine.begin() as conn:
@@ -92,22 +96,28 @@ async def test_pair_lookup_fetches_only_the_pairs_asked_for(engine: AsyncEngine)
     assert int(fetched) <= 2 * len(asked + missing), f"{fetched} tuples fetched"
 
 
-async def _account_and_conversation(
-    conn: AsyncConnection, account: uuid.UUID, conversation: uuid.UUID, now: datetime
+async def _bulk_messages(
+    engine: AsyncEngine,
+    account: uuid.UUID,
+    now: datetime,
+    columns: str,
+    values: str,
+    source: str = "generate_series(1, 20000) g",
+    **params: object,
 ) -> None:
-    """One account with one conversation, for messages generated in bulk."""
-    await conn.execute(
-        text("INSERT INTO accounts (id, name, created_at) VALUES (:id, 'a', :now)"),
-        {"id": account, "now": now},
+    """One account with one conversation, outbound SMS messages in bulk for them (one a row of
+    ``source``, its ``columns`` set to ``values``, which see ``:now`` besides ``params``), and
+    fresh statistics."""
+    insert = (
+        "INSERT INTO messages (id, account_id, conversation_id, channel, direction, sender,"
+        f" recipient, attachments, {columns}) SELECT gen_random_uuid(), :account, :conversation,"
+        f" 'SMS', 'OUTBOUND', 'a', 'b', '[]', {values} FROM {source}"
     )
-    await conn.execute(
-        text(
-            "INSERT INTO conversations"
-            " (id, account_id, participant_a, participant_b, created_at, last_message_at)"
-            " VALUES (:id, :account, 'a', 'b', :now, :now)"
-        ),
-        {"id": conversation, "account": account, "now": now},
-    )
+    async with engine.begin() as conn:
+        [conversation] = await _account_with_conversations(conn, account, now, [("a", "b")])
+        bound = {"account": account, "conversation": conversation, "now": now, **params}
+        await conn.execute(text(insert), bound)
+        await conn.execute(text("ANALYZE messages"))
 
 
 async def _plans_of(engine: AsyncEngine, run: Callable[[], Awaitable[object]]) -> list[str]:
@@ -132,23 +142,16 @@ async def _plans_of(engine: AsyncEngine, run: Callable[[], Awaitable[object]]) -
 
 
 async def test_work_and_dead_letter_lookups_use_their_partial_indexes(engine: AsyncEngine) -> None:
-    account, conversation = uuid.uuid4(), uuid.uuid4()
-    now = datetime.now(UTC)
-    async with engine.begin() as conn:
-        await _account_and_conversation(conn, account, conversation, now)
-        # Mostly finished messages, a few of each status the lookups look for.
-        await conn.execute(
-            text(
-                "INSERT INTO messages (id, account_id, conversation_id, channel, direction,"
-                " sender, recipient, attachments, status, attempts, next_attempt_at,"
-                " created_at, updated_at)"
-                " SELECT gen_random_uuid(), :account, :conversation, 'SMS', 'OUTBOUND', 'a', 'b',"
-                " '[]', CASE WHEN g % 1000 = 0 THEN 'QUEUED' WHEN g % 1000 = 1 THEN 'FAILED'"
-                " ELSE 'DELIVERED' END, 1, :now, :now, :now FROM generate_series(1, 20000) g"
-            ),
-            {"account": account, "conversation": conversation, "now": now},
-        )
-        await conn.execute(text("ANALYZE messages"))
+    account, now = uuid.uuid4(), datetime.now(UTC)
+    # Mostly finished messages, a few of each status the lookups look for.
+    await _bulk_messages(
+        engine,
+        account,
+        now,
+        "status, attempts, next_attempt_at, created_at, updated_at",
+        "CASE WHEN g % 1000 = 0 THEN 'QUEUED' WHEN g % 1000 = 1 THEN 'FAILED'"
+        " ELSE 'DELIVERED' END, 1, :now, :now, :now",
+    )
     lifecycle, queries = LifecycleRepository(engine), QueryRepository(engine)
     plans = await _plans_of(engine, lambda: lifecycle.due_ids(now))
     plans += await _plans_of(
@@ -163,25 +166,19 @@ RECONCILE_INDEX = "ix_messages_reconcile_at_updated_at"
 
 
 async def test_both_lookups_of_reconciliation_use_its_partial_index(engine: AsyncEngine) -> None:
-    account, conversation = uuid.uuid4(), uuid.uuid4()
-    now = datetime.now(UTC)
-    async with engine.begin() as conn:
-        await _account_and_conversation(conn, account, conversation, now)
-        # Mostly settled messages; a few SENT ones, some never looked up, some looked up.
-        await conn.execute(
-            text(
-                "INSERT INTO messages (id, account_id, conversation_id, channel, direction,"
-                " sender, recipient, attachments, status, provider, provider_message_id,"
-                " attempts, next_attempt_at, created_at, updated_at, reconcile_at)"
-                " SELECT gen_random_uuid(), :account, :conversation, 'SMS', 'OUTBOUND', 'a', 'b',"
-                " '[]', CASE WHEN g % 500 = 0 THEN 'SENT' ELSE 'DELIVERED' END, 'twilio',"
-                " 'SM' || g, 1, o.at, o.at, o.at - g * interval '1 second',"
-                " CASE WHEN g % 1000 = 0 THEN o.at END"
-                " FROM generate_series(1, 20000) g, (SELECT CAST(:old AS timestamptz) AS at) o"
-            ),
-            {"account": account, "conversation": conversation, "old": now - timedelta(hours=1)},
-        )
-        await conn.execute(text("ANALYZE messages"))
+    account, now = uuid.uuid4(), datetime.now(UTC)
+    # Mostly settled messages; a few SENT ones, some never looked up, some looked up.
+    await _bulk_messages(
+        engine,
+        account,
+        now,
+        "status, provider, provider_message_id, attempts, next_attempt_at, created_at,"
+        " updated_at, reconcile_at",
+        "CASE WHEN g % 500 = 0 THEN 'SENT' ELSE 'DELIVERED' END, 'twilio', 'SM' || g, 1, o.at,"
+        " o.at, o.at - g * interval '1 second', CASE WHEN g % 1000 = 0 THEN o.at END",
+        "generate_series(1, 20000) g, (SELECT CAST(:old AS timestamptz) AS at) o",
+        old=now - timedelta(hours=1),
+    )
     repo = ReconcileRepository(engine)
     found: list[object] = []
 
