@@ -95,35 +95,40 @@ async def small_limit(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator
         yield url
 
 
+async def answer_to(port: int, *parts: bytes) -> Answer:
+    """Sends ``parts`` on a fresh connection and reads the answer, whether or not they make a
+    whole request."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.writelines(parts)
+        await writer.drain()
+        return await asyncio.wait_for(read_answer(reader), ANSWER_WITHIN)
+    finally:
+        writer.close()
+
+
 async def test_a_chunked_body_is_refused_once_it_passes_the_limit_before_it_ends(
     small_limit: str,
 ) -> None:
     port, request_id = port_of(small_limit), "chunked-" + uuid.uuid4().hex
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(head(port, {"Transfer-Encoding": "chunked", "X-Request-ID": request_id}))
-        writer.write(chunked(body_start()))
-        for _ in range(LIMIT // 8192 + 1):
-            writer.write(chunked(b"x" * 8192))
-        await writer.drain()
-        # No last chunk: the body never ends, so only a limit enforced while reading answers.
-        answer = await asyncio.wait_for(read_answer(reader), ANSWER_WITHIN)
-    finally:
-        writer.close()
+    # No last chunk: the body never ends, so only a limit enforced while reading answers.
+    answer = await answer_to(
+        port,
+        head(port, {"Transfer-Encoding": "chunked", "X-Request-ID": request_id}),
+        chunked(body_start()),
+        *[chunked(b"x" * 8192)] * (LIMIT // 8192 + 1),
+    )
     assert_too_large(answer, request_id, LIMIT)
 
 
 async def test_a_declared_length_over_the_limit_is_refused_unread(small_limit: str) -> None:
     port, request_id = port_of(small_limit), "declared-" + uuid.uuid4().hex
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        # Claims a terabyte and sends a few bytes of it.
-        writer.write(head(port, {"Content-Length": str(10**12), "X-Request-ID": request_id}))
-        writer.write(body_start())
-        await writer.drain()
-        answer = await asyncio.wait_for(read_answer(reader), ANSWER_WITHIN)
-    finally:
-        writer.close()
+    # Claims a terabyte and sends a few bytes of it.
+    answer = await answer_to(
+        port,
+        head(port, {"Content-Length": str(10**12), "X-Request-ID": request_id}),
+        body_start(),
+    )
     assert_too_large(answer, request_id, LIMIT)
 
 

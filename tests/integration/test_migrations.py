@@ -55,20 +55,13 @@ def _state(connection: Connection) -> tuple[str | None, set[str]]:
     return revision, set(inspect(connection).get_table_names())
 
 
-def _downgrade(revision: str) -> Callable[[Connection], None]:
+def _migrate(step: Callable[[Any, str], None], revision: str) -> Callable[[Connection], None]:
+    """``command.upgrade`` or ``command.downgrade`` to ``revision`` on the connection given."""
+
     def run(connection: Connection) -> None:
         config = alembic_config()
         config.attributes["connection"] = connection
-        command.downgrade(config, revision)
-
-    return run
-
-
-def _upgrade(revision: str) -> Callable[[Connection], None]:
-    def run(connection: Connection) -> None:
-        config = alembic_config()
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+        step(config, revision)
 
     return run
 
@@ -106,6 +99,16 @@ async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
         await engine.dispose()
 
 
+async def _assert_at_head(engine: AsyncEngine, diverged: str) -> None:
+    """The database is at the head revision, with the models' tables and nothing else."""
+    async with engine.connect() as connection:
+        revision, tables = await connection.run_sync(_state)
+        diff = await connection.run_sync(_diff, Base.metadata)
+    assert revision == _head()
+    assert tables == MODEL_TABLES | {"alembic_version"}
+    assert diff == [], f"{diverged}:\n" + "\n".join(map(repr, diff))
+
+
 async def test_fresh_database_starts_empty(engine: AsyncEngine) -> None:
     async with engine.connect() as connection:
         revision, tables = await connection.run_sync(_state)
@@ -114,12 +117,7 @@ async def test_fresh_database_starts_empty(engine: AsyncEngine) -> None:
 
 async def test_upgrade_to_head_matches_the_models(settings: Settings, engine: AsyncEngine) -> None:
     await upgrade_to_head(settings)
-    async with engine.connect() as connection:
-        revision, tables = await connection.run_sync(_state)
-        diff = await connection.run_sync(_diff, Base.metadata)
-    assert revision == _head()
-    assert tables == MODEL_TABLES | {"alembic_version"}
-    assert diff == [], "models and migrations have diverged:\n" + "\n".join(map(repr, diff))
+    await _assert_at_head(engine, "models and migrations have diverged")
 
 
 async def test_upgrade_to_head_is_idempotent(settings: Settings, engine: AsyncEngine) -> None:
@@ -135,20 +133,15 @@ async def test_downgrade_to_base_and_upgrade_again(settings: Settings, engine: A
     await upgrade_to_head(settings)
 
     async with engine.begin() as connection:
-        await connection.run_sync(_downgrade("base"))
+        await connection.run_sync(_migrate(command.downgrade, "base"))
     async with engine.connect() as connection:
         revision, tables = await connection.run_sync(_state)
     assert revision is None
     assert tables <= {"alembic_version"}, f"left behind by the downgrade: {tables}"
 
     async with engine.begin() as connection:
-        await connection.run_sync(_upgrade("head"))
-    async with engine.connect() as connection:
-        revision, tables = await connection.run_sync(_state)
-        diff = await connection.run_sync(_diff, Base.metadata)
-    assert revision == _head()
-    assert tables == MODEL_TABLES | {"alembic_version"}
-    assert diff == [], "after downgrade + upgrade:\n" + "\n".join(map(repr, diff))
+        await connection.run_sync(_migrate(command.upgrade, "head"))
+    await _assert_at_head(engine, "after downgrade + upgrade")
 
 
 async def test_drift_check_detects_diverging_models(
