@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
+from uuid import UUID
 
 import strawberry
 from graphql import GraphQLResolveInfo
@@ -10,7 +12,7 @@ from strawberry.types import Info
 
 from gateway.domain.messages import SendRequest
 from gateway.domain.results import Accepted
-from gateway.services.operator import Changed, OperatorOutcome, Refused
+from gateway.services.operator import Changed, OperatorOutcome, OperatorService, Refused
 from gateway.services.sending import Invalid, SendOutcome
 from resolvers.inputs import send_request, to_send_request
 from schema.context import context_of
@@ -88,7 +90,18 @@ async def send_messages_coerced(
     return [_result(o) for o in await _send(info, [send_request(i) for i in inputs])]
 
 
-def _operator_result(id: strawberry.ID, outcome: OperatorOutcome) -> CancelMessageResult:
+#: An operator action: ``OperatorService.cancel`` or ``OperatorService.retry``.
+OperatorAction = Callable[[OperatorService, UUID, UUID], Awaitable[OperatorOutcome]]
+
+
+async def _operate(
+    info: strawberry.Info, id: strawberry.ID, action: OperatorAction
+) -> CancelMessageResult | RetryMessageResult:
+    context, account, _ = context_of(info)
+    message_id = decode_uuid(id, "Message")
+    if message_id is None:
+        return NotFound(id=id)
+    outcome = await action(context.services.operator, account.id, message_id)
     if isinstance(outcome, Changed):
         return MessageAccepted(message=Message.from_record(outcome.message), replayed=False)
     if isinstance(outcome, Refused):
@@ -97,16 +110,8 @@ def _operator_result(id: strawberry.ID, outcome: OperatorOutcome) -> CancelMessa
 
 
 async def cancel_message(info: strawberry.Info, id: strawberry.ID) -> CancelMessageResult:
-    context, account, _ = context_of(info)
-    message_id = decode_uuid(id, "Message")
-    if message_id is None:
-        return NotFound(id=id)
-    return _operator_result(id, await context.services.operator.cancel(account.id, message_id))
+    return await _operate(info, id, OperatorService.cancel)
 
 
 async def retry_message(info: strawberry.Info, id: strawberry.ID) -> RetryMessageResult:
-    context, account, _ = context_of(info)
-    message_id = decode_uuid(id, "Message")
-    if message_id is None:
-        return NotFound(id=id)
-    return _operator_result(id, await context.services.operator.retry(account.id, message_id))
+    return await _operate(info, id, OperatorService.retry)
