@@ -15,6 +15,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import orjson
 from websockets.client import ClientProtocol
@@ -45,6 +46,13 @@ def recipient(area: str, n: int) -> str:
 
 class HttpError(RuntimeError):
     pass
+
+
+def endpoints(api_url: str) -> tuple[str, int, str]:
+    """The host and port of the gateway at ``api_url``, and its GraphQL websocket URL."""
+    parts = urlsplit(api_url)
+    ws_url = api_url.replace("http://", "ws://") + "/graphql"
+    return parts.hostname or "127.0.0.1", parts.port or 80, ws_url
 
 
 class HttpConnection:

@@ -17,7 +17,6 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 
@@ -28,6 +27,7 @@ from bench.clients import (
     LoopLag,
     Subscription,
     accepted_ids,
+    endpoints,
     event_of,
     recipient,
     sms,
@@ -160,16 +160,9 @@ async def run_e2e(
     compression: str | None,
     meter: CpuMeter | None = None,
 ) -> dict[str, Any]:
-    parts = urlsplit(api_url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    host, port, ws_url = endpoints(api_url)
     tracker = Tracker()
-    subscription = Subscription(
-        api_url.replace("http://", "ws://") + "/graphql",
-        key,
-        QUERY,
-        tracker.on_next,
-        compression=compression,
-    )
+    subscription = Subscription(ws_url, key, QUERY, tracker.on_next, compression=compression)
     auth = {"Authorization": f"Bearer {key}"}
     conns = [HttpConnection(host, port, auth) for _ in range(connections)]
     offset = 0

@@ -16,7 +16,6 @@ import asyncio
 import time
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 
@@ -26,6 +25,7 @@ from bench.clients import (
     LoopLag,
     Subscription,
     accepted_ids,
+    endpoints,
     event_of,
     recipient,
     sms,
@@ -107,9 +107,7 @@ async def run_fanout(
     compression: str | None,
     meter: CpuMeter | None = None,
 ) -> dict[str, Any]:
-    parts = urlsplit(api_url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    ws_url = api_url.replace("http://", "ws://") + "/graphql"
+    host, port, ws_url = endpoints(api_url)
     recorders = [Recorder() for _ in range(subscribers)]
     subs = [Subscription(ws_url, key, QUERY, r.on_next, compression=compression) for r in recorders]
     conn = HttpConnection(host, port, {"Authorization": f"Bearer {key}"})
