@@ -13,7 +13,6 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +20,10 @@ import pytest
 import structlog
 import websockets
 
-from gateway.domain.records import MessageEvent
-from gateway.domain.statuses import MessageStatus
 from gateway.settings import Settings
 from harness.servers import PostgresServer, RedisServer
 from tests.conftest import GatewayParts, RunningGateway, fresh_postgres_url, serve
+from tests.events import accepted_event
 
 EVENTS = "subscription { messageEvents { cursor kind status } }"
 
@@ -68,19 +66,6 @@ async def wait_for_member(container: GatewayParts, account: uuid.UUID) -> None:
     raise AssertionError("the subscription never registered")
 
 
-def event(account: uuid.UUID, event_id: int) -> MessageEvent:
-    return MessageEvent(
-        id=event_id,
-        account_id=account,
-        message_id=uuid.uuid4(),
-        conversation_id=uuid.uuid4(),
-        status=MessageStatus.QUEUED,
-        kind="accepted",
-        detail=None,
-        occurred_at=datetime.now(UTC),
-    )
-
-
 def cut_off_notes(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [entry for entry in logs if entry["event"] == "subscription_cut_off"]
 
@@ -101,7 +86,7 @@ async def test_a_subscriber_that_falls_behind_gets_subscriber_too_slow(
             # A burst larger than the subscription's queue, published at once: more than it
             # (or its shared feed) can take before reading any of it.
             base = 1 << 40
-            burst = [event(account.id, base + i) for i in range(1500)]
+            burst = [accepted_event(account.id, base + i) for i in range(1500)]
             await gateway.container.broker.publish(burst)
             received, errors = await until_error(ws)
 

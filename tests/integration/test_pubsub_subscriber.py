@@ -17,10 +17,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from redis.asyncio import Redis
 
-from gateway.domain.records import MessageEvent
-from gateway.domain.statuses import MessageStatus
 from gateway.services.hub import LiveEventsInterrupted
 from harness.servers import LOOPBACK, RedisServer, free_port
+from tests.events import accepted_event
 from workers.pubsub import Subscriber
 from workers.redis_broker import RedisBroker
 
@@ -145,25 +144,12 @@ def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RedisS
         server.stop()
 
 
-def accepted(account: uuid.UUID, event_id: int) -> MessageEvent:
-    return MessageEvent(
-        id=event_id,
-        account_id=account,
-        message_id=uuid.uuid4(),
-        conversation_id=uuid.uuid4(),
-        status=MessageStatus.QUEUED,
-        kind="accepted",
-        detail=None,
-        occurred_at=datetime.now(UTC),
-    )
-
-
 async def cut_off_and_resume(broker: RedisBroker, admin: Redis) -> None:
     """A dropped pub/sub connection cuts the live subscriber off with LiveEventsInterrupted
     (what was published meanwhile never arrives), and a new subscription gets events again."""
     account = uuid.uuid4()
     async with broker.subscribe(account) as events:
-        await broker.publish([accepted(account, 1)])
+        await broker.publish([accepted_event(account, 1)])
         async with asyncio.timeout(5):
             assert (await anext(events)).id == 1
         # Whatever is published while the connection is down never arrives: the
@@ -175,14 +161,14 @@ async def cut_off_and_resume(broker: RedisBroker, admin: Redis) -> None:
     # Resubscribed with ``after``: live events flow again once the reader has reconnected.
     async with broker.subscribe(account) as events:
         published = 2
-        await broker.publish([accepted(account, published)])
+        await broker.publish([accepted_event(account, published)])
         async with asyncio.timeout(10):
             while True:
                 try:
                     received = await asyncio.wait_for(anext(events), 0.2)
                 except TimeoutError:
                     published += 1
-                    await broker.publish([accepted(account, published)])
+                    await broker.publish([accepted_event(account, published)])
                     continue
                 assert received.id >= 2
                 break

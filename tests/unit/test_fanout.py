@@ -5,33 +5,21 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
-from datetime import UTC, datetime
-from itertools import count
 from uuid import UUID, uuid4
 
 import pytest
 
 from gateway.domain.records import MessageEvent
-from gateway.domain.statuses import MessageStatus
 from gateway.services.fanout import LiveItem, Rendered, SharedFeeds, SharedRendering
 from gateway.services.hub import EventHub, SubscriberTooSlow
+from tests.events import accepted_event
 from workers.memory import MemoryBroker
 
-_ids = count(1)
 CONVERSATION = uuid4()
 
 
 def event(account: UUID, *, conversation: UUID = CONVERSATION) -> MessageEvent:
-    return MessageEvent(
-        id=next(_ids),
-        account_id=account,
-        message_id=uuid4(),
-        conversation_id=conversation,
-        status=MessageStatus.QUEUED,
-        kind="accepted",
-        detail=None,
-        occurred_at=datetime(2026, 11, 27, 10, 0, tzinfo=UTC),
-    )
+    return accepted_event(account, conversation=conversation)
 
 
 class Renderer:

@@ -4,31 +4,14 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
-from itertools import count
-from uuid import UUID, uuid4
+from uuid import uuid4
 
 import pytest
 
 from gateway.domain.records import MessageEvent
-from gateway.domain.statuses import MessageStatus
 from gateway.services.hub import EventHub, SubscriberTooSlow
+from tests.events import accepted_event as event
 from workers.memory import MemoryBroker
-
-_ids = count(1)
-
-
-def event(account: UUID, *, message: UUID | None = None) -> MessageEvent:
-    return MessageEvent(
-        id=next(_ids),
-        account_id=account,
-        message_id=message or uuid4(),
-        conversation_id=uuid4(),
-        status=MessageStatus.QUEUED,
-        kind="accepted",
-        detail=None,
-        occurred_at=datetime(2026, 11, 27, 10, 0, tzinfo=UTC),
-    )
 
 
 async def take(events: AsyncIterator[MessageEvent], n: int) -> list[MessageEvent]:
