@@ -11,6 +11,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
+import pytest
+
 from gateway.domain.channels import Channel, Direction
 from gateway.domain.records import Message, MessageEvent
 from gateway.domain.reports import KIND_DELIVERY_RECEIPT, InboundMessage, StatusReport
@@ -134,14 +136,26 @@ def report(message_id: UUID | None, key: str) -> StatusReport:
     )  # fmt: skip
 
 
-async def test_retry_of_a_failed_message_requeues_publishes_and_enqueues() -> None:
+@pytest.mark.parametrize(
+    ("action", "before", "after", "enqueues"),
+    [
+        # A retried message is work again: it goes to the workers.
+        ("retry", S.FAILED, S.QUEUED, True),
+        # A canceled one only tells the subscribers.
+        ("cancel", S.QUEUED, S.CANCELED, False),
+    ],
+)
+async def test_a_change_is_published_and_enqueued_only_when_it_is_work(
+    action: str, before: S, after: S, enqueues: bool
+) -> None:
     account = uuid4()
-    failed = message(account, S.FAILED)
+    changing = message(account, before)
     broker = MemoryBroker()
-    outcome = await OperatorService(MemoryLifecycle(failed), broker).retry(account, failed.id)
-    assert isinstance(outcome, Changed) and outcome.message.status == S.QUEUED
-    assert broker.enqueued == [failed.id]
-    assert [e.message_id for e in broker.published] == [failed.id]
+    operator = OperatorService(MemoryLifecycle(changing), broker)
+    outcome = await getattr(operator, action)(account, changing.id)
+    assert isinstance(outcome, Changed) and outcome.message.status == after
+    assert broker.enqueued == ([changing.id] if enqueues else [])
+    assert [e.message_id for e in broker.published] == [changing.id]
 
 
 async def test_cancel_changes_nothing_it_may_not_and_enqueues_nothing() -> None:
@@ -152,15 +166,6 @@ async def test_cancel_changes_nothing_it_may_not_and_enqueues_nothing() -> None:
     assert await operator.cancel(account, delivered.id) == Refused(delivered)
     assert await operator.cancel(uuid4(), delivered.id) == Unknown(), "another account's"
     assert broker.enqueued == [] and broker.published == []
-
-
-async def test_canceling_a_queued_message_publishes_without_enqueueing() -> None:
-    account = uuid4()
-    queued = message(account, S.QUEUED)
-    broker = MemoryBroker()
-    outcome = await OperatorService(MemoryLifecycle(queued), broker).cancel(account, queued.id)
-    assert isinstance(outcome, Changed) and outcome.message.status == S.CANCELED
-    assert broker.enqueued == [] and len(broker.published) == 1
 
 
 async def test_inbound_goes_to_the_address_owner_else_the_default_else_nowhere() -> None:
