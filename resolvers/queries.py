@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+from uuid import UUID
+
 import strawberry
+from strawberry.dataloader import DataLoader
 
 from gateway.domain.channels import Channel as DomainChannel
 from gateway.domain.messages import validate_send
@@ -14,22 +18,24 @@ from schema.ids import decode_id, decode_uuid
 from schema.results import FieldProblem, MessagePreview, SendMessageInput
 from schema.types import Conversation, Message, Node
 
+R = TypeVar("R")
+
+
+async def _load(loader: DataLoader[UUID, R | None], id: strawberry.ID, type_name: str) -> R | None:
+    """The record behind a global ``id``; None when it is not an id of ``type_name``."""
+    key = decode_uuid(id, type_name)
+    return None if key is None else await loader.load(key)
+
 
 async def message(info: strawberry.Info, id: strawberry.ID) -> Message | None:
     _, _, loaders = context_of(info)
-    message_id = decode_uuid(id, "Message")
-    if message_id is None:
-        return None
-    found = await loaders.message.load(message_id)
+    found = await _load(loaders.message, id, "Message")
     return Message.from_record(found) if found else None
 
 
 async def conversation(info: strawberry.Info, id: strawberry.ID) -> Conversation | None:
     _, _, loaders = context_of(info)
-    conversation_id = decode_uuid(id, "Conversation")
-    if conversation_id is None:
-        return None
-    found = await loaders.conversation.load(conversation_id)
+    found = await _load(loaders.conversation, id, "Conversation")
     return Conversation.from_record(found) if found else None
 
 
