@@ -20,7 +20,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -277,19 +277,7 @@ class Suite:
         with self.stack(f"single-r{r}", workers=0) as stack:
             wrk = self._wrk(stack, plan.connections)
             areas = Recipients()
-            wrk(plan.warmup_seconds, {"key": stack.key, "area": areas.next_area()}, True)
-            meter = self._meter(stack)
-            full = self.profiler.around(
-                f"single-r{r}",
-                stack.apis,
-                plan.accept_seconds,
-                lambda: meter.run(
-                    lambda: wrk(
-                        plan.accept_seconds, {"key": stack.key, "area": areas.next_area()}, False
-                    )
-                ),
-            )
-            stack.check()
+            full, meter = self._accept(f"single-r{r}", stack, wrk, areas, {})
             rate = max(1.0, full.accepted_per_s / 2)
             paced = {"key": stack.key, "area": areas.next_area(), "rate": round(rate, 1)}
             fixed = wrk(plan.accept_seconds, paced, False)
@@ -312,24 +300,8 @@ class Suite:
         plan = self.plan
         with self.stack(f"batched-r{r}", workers=0) as stack:
             wrk = self._wrk(stack, plan.batch_connections)
-            areas = Recipients()
-            size = plan.batch_size
-            warm = {"key": stack.key, "area": areas.next_area(), "batch": size}
-            wrk(plan.warmup_seconds, warm, True)
-            meter = self._meter(stack)
-            result = self.profiler.around(
-                f"batched-r{r}",
-                stack.apis,
-                plan.accept_seconds,
-                lambda: meter.run(
-                    lambda: wrk(
-                        plan.accept_seconds,
-                        {"key": stack.key, "area": areas.next_area(), "batch": size},
-                        False,
-                    )
-                ),
-            )
-            stack.check()
+            batch = {"batch": plan.batch_size}
+            result, meter = self._accept(f"batched-r{r}", stack, wrk, Recipients(), batch)
         self.record("batched.msgs_per_s", result.accepted_per_s)
         self.record("batched.p99_ms", result.latency_ms("p99"))
         summary = {
@@ -483,6 +455,34 @@ class Suite:
         return out
 
     # --- plumbing -----------------------------------------------------------------------
+
+    def _accept(
+        self,
+        name: str,
+        stack: Stack,
+        wrk: Callable[[float, dict[str, object], bool], WrkResult],
+        areas: Recipients,
+        args: Mapping[str, object],
+    ) -> tuple[WrkResult, CpuMeter]:
+        """Warm the accept path up, then measure it (profiled, its CPU metered); each wrk run
+        sends ``args`` to a fresh area code."""
+        plan = self.plan
+        wrk(plan.warmup_seconds, {"key": stack.key, "area": areas.next_area(), **args}, True)
+        meter = self._meter(stack)
+        result = self.profiler.around(
+            name,
+            stack.apis,
+            plan.accept_seconds,
+            lambda: meter.run(
+                lambda: wrk(
+                    plan.accept_seconds,
+                    {"key": stack.key, "area": areas.next_area(), **args},
+                    False,
+                )
+            ),
+        )
+        stack.check()
+        return result, meter
 
     def _meter(self, stack: Stack) -> CpuMeter:
         infra = self.infra
