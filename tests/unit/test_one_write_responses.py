@@ -12,26 +12,9 @@ from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 from gateway.fastpaths import FastPath, FastPaths
 from gateway.web.responses import OneWriteResponses
+from tests.unit.fakes import FakeTransport
 
 PATH = FastPath("one_write_responses", enabled=True)
-
-
-class FakeTransport:
-    def __init__(self) -> None:
-        self.written: list[bytes] = []
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.written.append(data)
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def close(self) -> None:
-        self.closed = True
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return default
 
 
 def cycle(transport: FakeTransport, *, keep_alive: bool = True) -> RequestResponseCycle:

@@ -5,21 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from tests.unit.fakes import FakeTransport
 from workers.pubsub import Subscriber, _Protocol, command
-
-
-class FakeTransport:
-    def __init__(self) -> None:
-        self.closed = False
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def close(self) -> None:
-        self.closed = True
-
-    def write(self, data: bytes) -> None:
-        pass
 
 
 def push(channel: bytes, payload: bytes) -> bytes:

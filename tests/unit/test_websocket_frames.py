@@ -12,20 +12,9 @@ from websockets.server import ServerProtocol
 
 from gateway.fastpaths import FastPath
 from gateway.web.frames import FrameWriter
+from tests.unit.fakes import FakeTransport
 
 PATH = FastPath("direct_frames", enabled=True)
-
-
-class FakeTransport:
-    def __init__(self) -> None:
-        self.written: list[bytes] = []
-        self.closing = False
-
-    def write(self, data: bytes) -> None:
-        self.written.append(data)
-
-    def is_closing(self) -> bool:
-        return self.closing
 
 
 class FakeServerProtocol:
@@ -60,14 +49,19 @@ def frames(protocol: FakeServerProtocol) -> list[bytes]:
     return out
 
 
+def writer_of(protocol: FakeServerProtocol) -> FrameWriter:
+    writer = FrameWriter.of(protocol.send, PATH)
+    assert writer is not None, "the server protocol's send was not recognised"
+    return writer
+
+
 async def next_pass() -> None:
     await asyncio.sleep(0)
 
 
 async def test_writes_a_text_frame_when_the_socket_takes_it() -> None:
     protocol = FakeServerProtocol()
-    writer = FrameWriter.of(protocol.send, PATH)
-    assert writer is not None
+    writer = writer_of(protocol)
     assert writer.send_text(b'{"id":"1"}')
     await next_pass()
     assert writer.send_text(b"x" * 300)
@@ -78,8 +72,7 @@ async def test_writes_a_text_frame_when_the_socket_takes_it() -> None:
 
 async def test_frames_of_one_loop_pass_go_out_in_one_write() -> None:
     protocol = FakeServerProtocol()
-    writer = FrameWriter.of(protocol.send, PATH)
-    assert writer is not None
+    writer = writer_of(protocol)
     for n in range(5):
         assert writer.send_text(b'{"n":%d}' % n)
     assert protocol.transport.written == []  # framed, not yet written
@@ -92,8 +85,7 @@ async def test_frames_of_one_loop_pass_go_out_in_one_write() -> None:
 
 async def test_a_send_of_the_server_in_between_keeps_the_order() -> None:
     protocol = FakeServerProtocol()
-    writer = FrameWriter.of(protocol.send, PATH)
-    assert writer is not None
+    writer = writer_of(protocol)
     assert writer.send_text(b"first")
     # What uvicorn does for an awaited websocket.send: frame, then write the whole buffer.
     protocol.conn.send_text(b"second")
@@ -105,44 +97,42 @@ async def test_a_send_of_the_server_in_between_keeps_the_order() -> None:
 
 async def test_nothing_is_written_once_the_transport_closes() -> None:
     protocol = FakeServerProtocol()
-    writer = FrameWriter.of(protocol.send, PATH)
-    assert writer is not None
+    writer = writer_of(protocol)
     assert writer.send_text(b"late")
-    protocol.transport.closing = True
+    protocol.transport.closed = True
     await next_pass()
     assert protocol.transport.written == []
 
 
 @pytest.mark.parametrize(
     "state",
-    ["paused", "closing_transport", "close_sent", "disconnected", "no_handshake", "http_reply"],
+    [
+        "paused",
+        "closing_transport",
+        "close_sent",
+        "disconnected",
+        "no_handshake",
+        "http_reply",
+        "protocol_closed",
+    ],
 )
 async def test_declines_whenever_the_server_would_wait_or_refuse(state: str) -> None:
     protocol = FakeServerProtocol()
     if state == "paused":
         protocol.writable.clear()
     elif state == "closing_transport":
-        protocol.transport.closing = True
+        protocol.transport.closed = True
     elif state == "close_sent":
         protocol.close_sent = True
     elif state == "disconnected":
         protocol.disconnected = True
     elif state == "no_handshake":
         protocol.handshake_complete = False
-    else:
+    elif state == "http_reply":
         protocol.initial_response = (403, [], b"")
-    writer = FrameWriter.of(protocol.send, PATH)
-    assert writer is not None
-    assert not writer.send_text(b"{}")
-    await next_pass()
-    assert protocol.transport.written == []
-
-
-async def test_declines_when_the_protocol_state_refuses_the_frame() -> None:
-    protocol = FakeServerProtocol()
-    protocol.conn = ServerProtocol(state=State.CLOSED)
-    writer = FrameWriter.of(protocol.send, PATH)
-    assert writer is not None
+    else:  # the protocol's own state refuses the frame
+        protocol.conn = ServerProtocol(state=State.CLOSED)
+    writer = writer_of(protocol)
     assert not writer.send_text(b"{}")
     await next_pass()
     assert protocol.transport.written == []
