@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 import websockets
+from sqlalchemy import func, select
 
 from gateway.entry.app import create_app
 from gateway.entry.bootstrap.api import Api
@@ -27,24 +28,20 @@ from gateway.entry.migrations import upgrade_to_head
 from gateway.settings import Settings
 from harness.asgi import run_uvicorn
 from harness.servers import PostgresServer, RedisServer, free_port
+from persistence.accounts import ACCOUNTS
+from persistence.rows import MESSAGES
 
 
 @pytest.fixture(scope="session")
 def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    server = PostgresServer.start(tmp_path_factory.mktemp("postgres"))
-    try:
+    with PostgresServer.start(tmp_path_factory.mktemp("postgres")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer.start(tmp_path_factory.mktemp("redis"))
-    try:
+    with RedisServer.start(tmp_path_factory.mktemp("redis")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def fresh_postgres_url(postgres: PostgresServer) -> str:
@@ -154,6 +151,17 @@ class GatewayParts:
         for step in self.WHERE.get(name, name).split("."):
             found = getattr(found, step)
         return found
+
+
+async def stored_messages(container: GatewayParts, account: str) -> int:
+    """Messages of the account in the database (whatever the API says)."""
+    async with container.engine.connect() as conn:
+        count = await conn.scalar(
+            select(func.count())
+            .select_from(MESSAGES.join(ACCOUNTS, ACCOUNTS.c.id == MESSAGES.c.account_id))
+            .where(ACCOUNTS.c.name == account)
+        )
+    return int(count or 0)
 
 
 @dataclass

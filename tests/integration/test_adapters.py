@@ -521,19 +521,18 @@ async def test_outage_is_transient(env: World, send: Send) -> None:
     assert env.sandbox.requests[-1]["outcome"] == "outage"
 
 
-async def test_twilio_wrong_credentials_are_permanent(env: World) -> None:
+@pytest.mark.parametrize(
+    ("vendor", "secret", "code"),
+    [("twilio", "not-the-token", "20003"), ("sendgrid", "SG.wrong", "401")],
+)
+async def test_wrong_credentials_are_permanent(
+    env: World, vendor: str, secret: str, code: str
+) -> None:
+    provider = env.twilio(auth_token=secret) if vendor == "twilio" else env.sendgrid(api_key=secret)
     with pytest.raises(PermanentProviderError) as caught:
-        await env.twilio(auth_token="not-the-token").send(sms())
-    assert caught.value.code == "20003"
-    assert "not-the-token" not in str(caught.value)
-    assert env.sandbox.requests[-1]["outcome"] == "unauthorized"
-
-
-async def test_sendgrid_wrong_credentials_are_permanent(env: World) -> None:
-    with pytest.raises(PermanentProviderError) as caught:
-        await env.sendgrid(api_key="SG.wrong").send(email())
-    assert caught.value.code == "401"
-    assert "SG.wrong" not in str(caught.value)
+        await provider.send(sms() if vendor == "twilio" else email())
+    assert caught.value.code == code
+    assert secret not in str(caught.value)
     assert env.sandbox.requests[-1]["outcome"] == "unauthorized"
 
 

@@ -160,15 +160,22 @@ class ServeProcess:
 
     def terminate(self) -> int:
         """SIGTERM by PID; the exit code (escalates to SIGKILL and fails if it hangs)."""
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                pytest.fail(f"serve ignored SIGTERM for {STOP_TIMEOUT}s\n{self.output()}")
+        if not stop_by_pid(self.proc):
+            pytest.fail(f"serve ignored SIGTERM for {STOP_TIMEOUT}s\n{self.output()}")
         return self.proc.returncode
+
+
+def stop_by_pid(proc: subprocess.Popen[bytes]) -> bool:
+    """SIGTERM by PID and wait; False when it had to be killed (it ignored SIGTERM)."""
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            return False
+    return True
 
 
 @contextlib.contextmanager
@@ -202,13 +209,35 @@ def serving(
             time.sleep(0.1)
         yield server
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_by_pid(proc)
+
+
+@contextlib.contextmanager
+def standalone_sandbox(cwd: Path, env: dict[str, str]) -> Iterator[str]:
+    """``messaging-gateway sandbox`` on a free loopback port, answering HTTP; its base URL."""
+    port = free_port()
+    log_path = cwd / "sandbox.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [str(CLI), "sandbox", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            cwd=cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            assert proc.poll() is None, log_path.read_text()
+            with contextlib.suppress(httpx.TransportError):
+                httpx.get(base_url, timeout=2)
+                break
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.1)
+        yield base_url
+    finally:
+        stop_by_pid(proc)
 
 
 def dev_key_of(server: ServeProcess) -> str:
@@ -643,34 +672,11 @@ def test_restart_reuses_the_key_and_keeps_the_data(tmp_path: Path, http: httpx.C
 
 def test_sandbox_runs_alone_and_answers_like_twilio(tmp_path: Path, http: httpx.Client) -> None:
     """`messaging-gateway sandbox` serves the Twilio API on its own (wire format, auth)."""
-    port = free_port()
-    env = cli_env(tmp_path / "data")
-    with (tmp_path / "sandbox.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [str(CLI), "sandbox", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            cwd=tmp_path,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        base = f"http://127.0.0.1:{port}"
+    with standalone_sandbox(tmp_path, cli_env(tmp_path / "data")) as base:
         sid, token = Settings().twilio_account_sid, Settings().twilio_auth_token
         url = f"{base}/2010-04-01/Accounts/{sid}/Messages.json"
         form = {"To": "+14155550123", "From": "+14155550100", "Body": "hi"}
-        for _ in range(200):
-            try:
-                response = http.post(url, data=form, auth=(sid, token))
-                break
-            except httpx.TransportError:
-                time.sleep(0.05)
+        response = http.post(url, data=form, auth=(sid, token))
         assert response.status_code == 201, response.text
         assert response.json()["sid"].startswith("SM")
         assert http.post(url, data=form, auth=(sid, "wrong")).status_code == 401
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()

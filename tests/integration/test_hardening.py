@@ -20,14 +20,11 @@ from typing import Any
 import httpx
 import pytest
 import websockets
-from sqlalchemy import func, select
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import InvalidStatus
 from websockets.typing import Origin, Subprotocol
 
-from persistence.accounts import ACCOUNTS
-from persistence.rows import MESSAGES
-from tests.conftest import GatewayParts, GraphQLClient, RunningGateway, gateway_settings, serve
+from tests.conftest import GraphQLClient, RunningGateway, gateway_settings, serve, stored_messages
 
 PROTOCOL = Subprotocol("graphql-transport-ws")
 APP_ORIGIN = "https://app.example"
@@ -48,16 +45,6 @@ CONVERSATIONS = "query Convs { conversations(first: 5) { edges { node { id messa
 
 def sms(body: str = "hello") -> dict[str, str]:
     return {"channel": "SMS", "from": "+14155550100", "to": "+14155550199", "body": body}
-
-
-async def stored_messages(container: GatewayParts, account: str) -> int:
-    async with container.engine.connect() as conn:
-        count = await conn.scalar(
-            select(func.count())
-            .select_from(MESSAGES.join(ACCOUNTS, ACCOUNTS.c.id == MESSAGES.c.account_id))
-            .where(ACCOUNTS.c.name == account)
-        )
-    return int(count or 0)
 
 
 async def send_ok(client: GraphQLClient, body: str = "hello") -> str:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,14 +28,13 @@ import pytest
 from gateway.entry.app import GatewayApp, create_app
 from gateway.entry.bootstrap.shared import uses_mounted_sandbox
 from gateway.settings import Settings
-from harness.servers import free_port
 from tests.integration.test_cli import (
-    CLI,
     KEY_PATTERN,
     cli_env,
     dev_key_of,
     run_cli,
     serving,
+    standalone_sandbox,
 )
 
 REMOTE = ("203.0.113.9", 40000)  # TEST-NET-3: never routed, only written into a scope
@@ -213,47 +211,21 @@ def test_real_serve_sandbox_control_loopback_or_token(token_serve: tuple[str, st
 
 def test_real_sandbox_command_control_loopback_or_token(tmp_path: Path) -> None:
     """``messaging-gateway sandbox`` (standalone): the same rule on ``/control/*``."""
-    port = free_port()
     token = "alone-token-" + "z" * 20
     env = cli_env(tmp_path / "data", SANDBOX_CONTROL_TOKEN=token)
-    with (tmp_path / "sandbox.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [str(CLI), "sandbox", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            cwd=tmp_path,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        url = f"http://127.0.0.1:{port}/control/config"
+    with standalone_sandbox(tmp_path, env) as base_url:
+        url = f"{base_url}/control/config"
         relayed = {"X-Forwarded-For": "203.0.113.9"}
         with httpx.Client(timeout=30) as http:
-            deadline = time.monotonic() + 60
-            while True:
-                assert proc.poll() is None, (tmp_path / "sandbox.log").read_text()
-                with contextlib.suppress(httpx.TransportError):
-                    if http.get(url).status_code == 200:
-                        break
-                assert time.monotonic() < deadline, (tmp_path / "sandbox.log").read_text()
-                time.sleep(0.1)
+            assert http.get(url).status_code == 200
             assert http.post(url, json={"outage": True}, headers=relayed).status_code == 403
-            assert (
-                http.post(f"http://127.0.0.1:{port}/control/reset", headers=relayed).status_code
-                == 403
-            )
+            assert http.post(f"{base_url}/control/reset", headers=relayed).status_code == 403
             assert http.get(url).json()["outage"] is False
             changed = http.post(
                 url, json={"outage": True}, headers={**relayed, TOKEN_HEADER: token}
             )
             assert changed.status_code == 200, changed.text
             assert http.get(url).json()["outage"] is True
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_embedded_serve_refuses_a_network_address_without_the_opt_in(tmp_path: Path) -> None:

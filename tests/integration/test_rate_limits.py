@@ -25,14 +25,11 @@ import httpx
 import pytest
 import websockets
 from redis.asyncio import Redis
-from sqlalchemy import func, select
 from websockets.asyncio.client import ClientConnection
 from websockets.typing import Subprotocol
 
 from gateway.settings import Settings
 from harness.servers import PostgresServer, RedisServer
-from persistence.accounts import ACCOUNTS
-from persistence.rows import MESSAGES
 from tests.conftest import (
     GatewayParts,
     GraphQLClient,
@@ -40,6 +37,7 @@ from tests.conftest import (
     fresh_postgres_url,
     gateway_settings,
     serve,
+    stored_messages,
 )
 
 PROTOCOL = Subprotocol("graphql-transport-ws")
@@ -74,17 +72,6 @@ def sms(body: str = "hello", to: str = "+14155550199") -> dict[str, str]:
 
 def literal_sms(body: str) -> str:
     return f'{{channel: SMS, from: "+14155550100", to: "+14155550199", body: "{body}"}}'
-
-
-async def stored_messages(container: GatewayParts, account: str) -> int:
-    """Messages of the account in the database (whatever the API says)."""
-    async with container.engine.connect() as conn:
-        count = await conn.scalar(
-            select(func.count())
-            .select_from(MESSAGES.join(ACCOUNTS, ACCOUNTS.c.id == MESSAGES.c.account_id))
-            .where(ACCOUNTS.c.name == account)
-        )
-    return int(count or 0)
 
 
 def assert_rate_limited(response: httpx.Response) -> dict[str, Any]:
@@ -320,11 +307,8 @@ async def test_refused_subscription_gets_an_error_and_the_socket_stays_open(
 @pytest.fixture(scope="module")
 def limiter_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A Redis of this module's own: stopping it disturbs no other test."""
-    server = RedisServer.start(tmp_path_factory.mktemp("rl-redis"))
-    try:
+    with RedisServer.start(tmp_path_factory.mktemp("rl-redis")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @contextlib.contextmanager

@@ -14,22 +14,16 @@ from harness.servers import PostgresServer, RedisServer, free_port, redis_ping
 
 @pytest.fixture(scope="module")
 def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    server = PostgresServer.start(tmp_path_factory.mktemp("postgres"))
-    try:
+    with PostgresServer.start(tmp_path_factory.mktemp("postgres")) as server:
         server.create_database("servers_check")
         server.create_database("servers_check")  # idempotent
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer.start(tmp_path_factory.mktemp("redis"))
-    try:
+    with RedisServer.start(tmp_path_factory.mktemp("redis")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_free_port_is_bindable() -> None:
