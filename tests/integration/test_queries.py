@@ -8,9 +8,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from persistence.rows import MESSAGES
@@ -147,6 +150,34 @@ def b64(text: str) -> str:
 async def conversation_ids(client: GraphQLClient, participant: str | None = None) -> list[str]:
     data = await client.execute(CONVERSATIONS, {"first": 100, "participant": participant})
     return [e["node"]["id"] for e in data["conversations"]["edges"]]
+
+
+async def conversations_page(client: GraphQLClient, **variables: Any) -> dict[str, Any]:
+    page: dict[str, Any] = (await client.execute(CONVERSATIONS, variables))["conversations"]
+    return page
+
+
+Page = tuple[int, list[dict[str, Any]], dict[str, Any], list[str]]
+
+
+async def walk_pages(
+    fetch: Callable[..., Awaitable[dict[str, Any]]], *, backward: bool = False
+) -> AsyncIterator[Page]:
+    """Every page ``fetch(after=cursor)`` gives (``before=`` when walking ``backward``), from the
+    first to the one that says there are no more: (page number, edges, pageInfo, every id seen so
+    far in order). Walking backward, pages come newest first, each itself oldest first."""
+    seen: list[str] = []
+    cursor: str | None = None
+    for page_number in range(20):
+        page = await fetch(**{"before" if backward else "after": cursor})
+        edges, info = page["edges"], page["pageInfo"]
+        ids = [e["node"]["id"] for e in edges]
+        seen = ids + seen if backward else seen + ids
+        yield page_number, edges, info, seen
+        if not info["hasPreviousPage" if backward else "hasNextPage"]:
+            return
+        cursor = info["startCursor" if backward else "endCursor"]
+    raise AssertionError("pagination never ended")
 
 
 # --- message / node / conversation by id -------------------------------------------------------
@@ -287,13 +318,8 @@ async def test_conversations_keyset_pages_walk_every_conversation_once(
     assert full[0] == (await conversation_ids(client, "+14155550121"))[0]
 
     for size in (1, 2, 3, 4, 8, 9, 10):
-        seen: list[str] = []
-        after: str | None = None
-        for page_number in range(20):
-            data = await client.execute(CONVERSATIONS, {"first": size, "after": after})
-            page = data["conversations"]
-            edges, info = page["edges"], page["pageInfo"]
-            seen += [e["node"]["id"] for e in edges]
+        fetch = partial(conversations_page, client, first=size)
+        async for page_number, edges, info, seen in walk_pages(fetch):
             assert len(edges) <= size
             if edges:
                 assert info["startCursor"] == edges[0]["cursor"]
@@ -301,11 +327,6 @@ async def test_conversations_keyset_pages_walk_every_conversation_once(
             if page_number == 0:
                 assert info["hasPreviousPage"] is False
             assert info["hasNextPage"] is (len(seen) < len(full)), (size, page_number, info)
-            if not info["hasNextPage"]:
-                break
-            after = info["endCursor"]
-        else:
-            raise AssertionError("pagination never ended")
         assert seen == full, size
 
 
@@ -411,47 +432,26 @@ async def test_messages_oldest_first(client: GraphQLClient) -> None:
     assert info["endCursor"] == page["edges"][-1]["cursor"]
 
 
-async def test_messages_forward_pages_walk_all_once_in_order(client: GraphQLClient) -> None:
+@pytest.mark.parametrize(
+    ("backward", "size_argument", "more_this_way", "more_behind"),
+    [
+        (False, "first", "hasNextPage", "hasPreviousPage"),
+        (True, "last", "hasPreviousPage", "hasNextPage"),
+    ],
+    ids=["forward", "backward"],
+)
+async def test_messages_pages_walk_all_once_in_order(
+    client: GraphQLClient, backward: bool, size_argument: str, more_this_way: str, more_behind: str
+) -> None:
     conversation_id, ids = await _conversation_with_messages(client, 7)
     for size in (1, 2, 3, 6, 7, 8):
-        seen: list[str] = []
-        after: str | None = None
-        for page_number in range(20):
-            page = await _messages_page(client, id=conversation_id, first=size, after=after)
-            edges, info = page["edges"], page["pageInfo"]
-            seen += [e["node"]["id"] for e in edges]
+        fetch = partial(_messages_page, client, id=conversation_id, **{size_argument: size})
+        async for page_number, edges, info, seen in walk_pages(fetch, backward=backward):
             assert len(edges) == min(size, len(ids) - len(seen) + len(edges))
             assert info["startCursor"] == (edges[0]["cursor"] if edges else None)
             assert info["endCursor"] == (edges[-1]["cursor"] if edges else None)
-            assert info["hasPreviousPage"] is (page_number > 0), (size, page_number, info)
-            assert info["hasNextPage"] is (len(seen) < len(ids)), (size, page_number, info)
-            if not info["hasNextPage"]:
-                break
-            after = info["endCursor"]
-        else:
-            raise AssertionError("pagination never ended")
-        assert seen == ids, size
-
-
-async def test_messages_backward_pages_walk_all_once_in_order(client: GraphQLClient) -> None:
-    conversation_id, ids = await _conversation_with_messages(client, 7)
-    for size in (1, 2, 3, 6, 7, 8):
-        seen: list[str] = []
-        before: str | None = None
-        for page_number in range(20):
-            page = await _messages_page(client, id=conversation_id, last=size, before=before)
-            edges, info = page["edges"], page["pageInfo"]
-            # Each page is itself oldest first; pages come newest first.
-            seen = [e["node"]["id"] for e in edges] + seen
-            assert info["startCursor"] == (edges[0]["cursor"] if edges else None)
-            assert info["endCursor"] == (edges[-1]["cursor"] if edges else None)
-            assert info["hasNextPage"] is (page_number > 0), (size, page_number, info)
-            assert info["hasPreviousPage"] is (len(seen) < len(ids)), (size, page_number, info)
-            if not info["hasPreviousPage"]:
-                break
-            before = info["startCursor"]
-        else:
-            raise AssertionError("pagination never ended")
+            assert info[more_behind] is (page_number > 0), (size, page_number, info)
+            assert info[more_this_way] is (len(seen) < len(ids)), (size, page_number, info)
         assert seen == ids, size
 
 
