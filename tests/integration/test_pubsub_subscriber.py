@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -144,6 +145,20 @@ def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RedisS
         server.stop()
 
 
+@asynccontextmanager
+async def broker_and_admin(
+    broker_url: str, admin_url: str
+) -> AsyncIterator[tuple[RedisBroker, Redis]]:
+    """A broker on ``broker_url``, and a plain client of the same server to look and cut with."""
+    broker = RedisBroker(broker_url)
+    admin = Redis.from_url(admin_url)
+    try:
+        yield broker, admin
+    finally:
+        await admin.aclose()
+        await broker.close()
+
+
 async def cut_off_and_resume(broker: RedisBroker, admin: Redis) -> None:
     """A dropped pub/sub connection cuts the live subscriber off with LiveEventsInterrupted
     (what was published meanwhile never arrives), and a new subscription gets events again."""
@@ -177,31 +192,21 @@ async def cut_off_and_resume(broker: RedisBroker, admin: Redis) -> None:
 async def test_a_lost_connection_cuts_subscribers_off_so_they_resume_from_their_cursor(
     redis_server: RedisServer,
 ) -> None:
-    broker = RedisBroker(redis_server.url)
-    admin = Redis.from_url(redis_server.url)
-    try:
+    async with broker_and_admin(redis_server.url, redis_server.url) as (broker, admin):
         await cut_off_and_resume(broker, admin)
-    finally:
-        await admin.aclose()
-        await broker.close()
 
 
 async def test_live_events_over_tls_with_a_lost_connection(
     tls_redis: tuple[RedisServer, str],
 ) -> None:
     server, url = tls_redis
-    broker = RedisBroker(url)
-    admin = Redis.from_url(server.url)
-    try:
+    async with broker_and_admin(url, server.url) as (broker, admin):
         await cut_off_and_resume(broker, admin)
         # The reader's connection is the TLS one, as the URL asked.
         async with broker.subscribe(uuid.uuid4()):
             (client,) = [c for c in await admin.client_list() if c["flags"] == "P"]
-        tls_port = url.split(":")[2].split("/")[0]
-        assert client["laddr"] == f"{LOOPBACK}:{tls_port}"
-    finally:
-        await admin.aclose()
-        await broker.close()
+    tls_port = url.split(":")[2].split("/")[0]
+    assert client["laddr"] == f"{LOOPBACK}:{tls_port}"
 
 
 async def test_a_tls_reader_refuses_a_certificate_it_cannot_verify(
@@ -210,12 +215,7 @@ async def test_a_tls_reader_refuses_a_certificate_it_cannot_verify(
     server, url = tls_redis
     # Without the CA the server's certificate is not trusted: nothing is subscribed, no event
     # is read as if it came from that server.
-    broker = RedisBroker(url.split("?")[0])
-    admin = Redis.from_url(server.url)
-    try:
+    async with broker_and_admin(url.split("?")[0], server.url) as (broker, admin):
         await broker._subscriber.subscribe("test:" + uuid.uuid4().hex)
         assert not broker._subscriber.connected
         assert [c for c in await admin.client_list() if c["flags"] == "P"] == []
-    finally:
-        await admin.aclose()
-        await broker.close()
