@@ -54,8 +54,10 @@ __all__ = [
     "loggable_headers",
     "loggable_url",
     "logged_transport_error",
+    "missing_id_error",
     "parse_retry_after",
     "response_summary",
+    "server_error",
     "transport_error",
 ]
 
@@ -349,3 +351,30 @@ def logged_transport_error(
     error = transport_error(provider, exc)
     log.warning(event, provider=provider, **context, error=error.code, ambiguous=error.ambiguous)
     return error
+
+
+# Behind these statuses a proxy or the vendor itself may have accepted the message before failing.
+_AMBIGUOUS_5XX: Final = frozenset({502, 504})
+
+
+def server_error(code: str, text: str, response: ProviderResponse) -> TransientProviderError:
+    """A 5xx answer: transient, not before the Retry-After the vendor may give."""
+    return TransientProviderError(
+        code,
+        text,
+        retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        ambiguous=response.status_code in _AMBIGUOUS_5XX,
+    )
+
+
+def missing_id_error(
+    log: FilteringBoundLogger, provider: str, response: ProviderResponse, missing: str
+) -> TransientProviderError:
+    """A success answer without the vendor's id for the message (``missing``): we cannot tell
+    what it accepted, and the message may well exist."""
+    log.warning("provider_bad_response", provider=provider, **response_summary(response))
+    return TransientProviderError(
+        "INVALID_RESPONSE",
+        f"{provider} answered {response.status_code} without {missing}",
+        ambiguous=True,
+    )

@@ -37,8 +37,10 @@ from providers.http import (
     TransportError,
     loggable_url,
     logged_transport_error,
+    missing_id_error,
     parse_retry_after,
     response_summary,
+    server_error,
 )
 
 __all__ = [
@@ -60,7 +62,6 @@ MAX_REDIRECTS: Final = 3
 NO_SUBJECT: Final = "(no subject)"
 # SendGrid rejects an empty content value; a lone space is the smallest body it accepts.
 EMPTY_BODY: Final = " "
-_AMBIGUOUS_5XX: Final = frozenset({502, 504})
 # What an X-Message-Id is made of; anything else could break out of an activity query.
 _X_MESSAGE_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
 #: Messages asked for per lookup: one per recipient of the send, and we send to one.
@@ -201,12 +202,7 @@ class SendGridProvider:
     def _receipt(self, message: Message, response: ProviderResponse) -> ProviderReceipt:
         x_message_id = response.headers.get("X-Message-Id")
         if not x_message_id:
-            log.warning("provider_bad_response", provider=self.name, **response_summary(response))
-            raise TransientProviderError(
-                "INVALID_RESPONSE",
-                f"sendgrid answered {response.status_code} without X-Message-Id",
-                ambiguous=True,
-            )
+            raise missing_id_error(log, self.name, response, "X-Message-Id")
         log.info(
             "provider_accepted",
             provider=self.name,
@@ -229,12 +225,7 @@ class SendGridProvider:
                 code, text, retry_after=_rate_limit_wait(response), rate_limited=True
             )
         if status >= 500:
-            return TransientProviderError(
-                code,
-                text,
-                retry_after=parse_retry_after(response.headers.get("Retry-After")),
-                ambiguous=status in _AMBIGUOUS_5XX,
-            )
+            return server_error(code, text, response)
         return PermanentProviderError(code, text)
 
     # --- attachments ----------------------------------------------------------------------

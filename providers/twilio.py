@@ -25,8 +25,10 @@ from providers.http import (
     basic_auth,
     loggable_url,
     logged_transport_error,
+    missing_id_error,
     parse_retry_after,
     response_summary,
+    server_error,
 )
 from providers.webhooks.twilio import status_report_key, twilio_failure, twilio_status
 
@@ -39,8 +41,6 @@ NOT_FOUND: Final = 20404
 RATE_LIMITED: Final = 20429
 INVALID_TO_NUMBER: Final = 21211
 UNSUBSCRIBED_RECIPIENT: Final = 21610
-# Behind these statuses a proxy or Twilio itself may have accepted the message before failing.
-_AMBIGUOUS_5XX: Final = frozenset({502, 504})
 
 
 class TwilioProvider:
@@ -124,13 +124,7 @@ class TwilioProvider:
         payload = _json_object(response)
         sid = payload.get("sid") if payload is not None else None
         if not isinstance(sid, str) or not sid:
-            # Twilio said yes but we cannot tell to what: the message may well exist.
-            log.warning("provider_bad_response", provider=self.name, **response_summary(response))
-            raise TransientProviderError(
-                "INVALID_RESPONSE",
-                f"twilio answered {response.status_code} without a message sid",
-                ambiguous=True,
-            )
+            raise missing_id_error(log, self.name, response, "a message sid")
         log.info(
             "provider_accepted",
             provider=self.name,
@@ -168,12 +162,7 @@ class TwilioProvider:
                 rate_limited=True,
             )
         if status >= 500:
-            return TransientProviderError(
-                code,
-                text,
-                retry_after=parse_retry_after(response.headers.get("Retry-After")),
-                ambiguous=status in _AMBIGUOUS_5XX,
-            )
+            return server_error(code, text, response)
         # 21211 (invalid 'To'), 21610 (recipient replied STOP), auth and validation errors:
         # the same request can never succeed.
         return PermanentProviderError(code, text)
