@@ -7,11 +7,12 @@ id of another account answers exactly like an id that does not exist.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Any, TypeVar
 from uuid import UUID
 
-from sqlalchemy import func, literal_column, or_, select, tuple_
+from sqlalchemy import ColumnElement, Row, Select, func, literal_column, or_, select, tuple_
 
 from gateway.domain.records import Conversation, Message, MessageEvent, Page
 from gateway.domain.statuses import MessageStatus
@@ -24,6 +25,8 @@ from persistence.rows import (
     event_from_row,
     message_from_row,
 )
+
+T = TypeVar("T")
 
 
 class QueryRepository(Repository):
@@ -87,12 +90,9 @@ class QueryRepository(Repository):
         query = select(CONVERSATIONS).where(c.account_id == account_id)
         if participant is not None:
             query = query.where(or_(c.participant_a == participant, c.participant_b == participant))
-        if after is not None:
-            query = query.where(tuple_(c.last_message_at, c.id) < tuple_(*after))
-        query = query.order_by(c.last_message_at.desc(), c.id.desc()).limit(first + 1)
-        async with self.engine.connect() as conn:
-            items = [conversation_from_row(r) for r in await conn.execute(query)]
-        return Page(items[:first], len(items) > first, after is not None)
+        return await self._newest_first(
+            query, (c.last_message_at, c.id), conversation_from_row, first, after
+        )
 
     async def messages_page(
         self,
@@ -136,11 +136,24 @@ class QueryRepository(Repository):
         query = select(MESSAGES).where(
             m.account_id == account_id, m.status == literal_column(f"'{MessageStatus.FAILED}'")
         )
+        return await self._newest_first(query, (m.updated_at, m.id), message_from_row, first, after)
+
+    async def _newest_first(
+        self,
+        query: Select[Any],
+        key: tuple[ColumnElement[datetime], ColumnElement[UUID]],
+        from_row: Callable[[Row[Any]], T],
+        first: int,
+        after: tuple[datetime, UUID] | None,
+    ) -> Page[T]:
+        """A keyset page of ``query``, newest first by ``key`` (a time, then the id that
+        breaks ties), beginning after the cursor ``after``."""
+        moment, id_ = key
         if after is not None:
-            query = query.where(tuple_(m.updated_at, m.id) < tuple_(*after))
-        query = query.order_by(m.updated_at.desc(), m.id.desc()).limit(first + 1)
+            query = query.where(tuple_(moment, id_) < tuple_(*after))
+        query = query.order_by(moment.desc(), id_.desc()).limit(first + 1)
         async with self.engine.connect() as conn:
-            items = [message_from_row(r) for r in await conn.execute(query)]
+            items = [from_row(r) for r in await conn.execute(query)]
         return Page(items[:first], len(items) > first, after is not None)
 
     async def events_after(
