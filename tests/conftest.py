@@ -31,6 +31,17 @@ from harness.servers import PostgresServer, RedisServer, free_port
 from persistence.accounts import ACCOUNTS
 from persistence.rows import MESSAGES
 
+#: The one-message send, answering with the message's id and status or the input's problems.
+SEND = """
+mutation Send($input: SendMessageInput!) {
+  sendMessage(input: $input) {
+    __typename
+    ... on MessageAccepted { message { id status } }
+    ... on InvalidInput { problems { field problem } }
+  }
+}
+"""
+
 
 @pytest.fixture(scope="session")
 def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
@@ -193,6 +204,17 @@ def gateway_settings(backend: str, tmp: Path, postgres: PostgresServer | None) -
     )
 
 
+def backend_settings(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, name: str
+) -> tuple[str, Settings]:
+    """The storage backend a fixture is parametrized with, and fresh gateway settings on it."""
+    backend: str = request.param
+    postgres = request.getfixturevalue("postgres") if backend == "postgresql" else None
+    return backend, gateway_settings(
+        backend, tmp_path_factory.mktemp(f"{name}-{backend}"), postgres
+    )
+
+
 @contextlib.asynccontextmanager
 async def serve_on(settings: Settings, port: int) -> AsyncIterator[tuple[str, GatewayParts]]:
     """Run the real gateway app under uvicorn on ``port`` (loopback)."""
@@ -215,9 +237,7 @@ def serve(
 async def gateway(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[RunningGateway]:
-    backend: str = request.param
-    postgres = request.getfixturevalue("postgres") if backend == "postgresql" else None
-    settings = gateway_settings(backend, tmp_path_factory.mktemp(f"gw-{backend}"), postgres)
+    backend, settings = backend_settings(request, tmp_path_factory, "gw")
     async with (
         serve(settings) as (base_url, container),
         httpx.AsyncClient(timeout=30) as http,

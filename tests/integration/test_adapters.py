@@ -476,12 +476,22 @@ async def test_rate_limited_is_transient_with_retry_after(env: World, send: Send
 
 
 @VENDORS
-async def test_server_error_is_transient(env: World, send: Send) -> None:
-    env.config.rate_500 = 1.0
+@pytest.mark.parametrize(
+    ("fault", "value", "codes", "outcome"),
+    [
+        ("rate_500", 1.0, {"20500", "500"}, "server_error"),
+        ("outage", True, {"20503", "503"}, "outage"),
+    ],
+    ids=["server_error", "outage"],
+)
+async def test_server_errors_and_outages_are_transient(
+    env: World, send: Send, fault: str, value: float, codes: set[str], outcome: str
+) -> None:
+    setattr(env.config, fault, value)
     with pytest.raises(TransientProviderError) as caught:
         await send(env)
-    assert caught.value.code in {"20500", "500"}
-    assert env.sandbox.requests[-1]["outcome"] == "server_error"
+    assert caught.value.code in codes
+    assert env.sandbox.requests[-1]["outcome"] == outcome
 
 
 @VENDORS
@@ -510,15 +520,6 @@ async def test_a_slow_answer_within_the_read_timeout_is_a_success(env: World, se
     assert record["outcome"] == "accepted"
     assert record["delayed"] is True
     assert record["provider_id"] == receipt.provider_message_id
-
-
-@VENDORS
-async def test_outage_is_transient(env: World, send: Send) -> None:
-    env.config.outage = True
-    with pytest.raises(TransientProviderError) as caught:
-        await send(env)
-    assert caught.value.code in {"20503", "503"}
-    assert env.sandbox.requests[-1]["outcome"] == "outage"
 
 
 @pytest.mark.parametrize(

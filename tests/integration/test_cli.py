@@ -32,6 +32,7 @@ from gateway.entry.migrations import alembic_config
 from gateway.settings import Settings
 from harness.processes import scrubbed_env
 from harness.servers import PostgresServer, free_port
+from tests.conftest import SEND
 
 CLI = Path(sys.executable).parent / "messaging-gateway"
 KEY_PATTERN = re.compile(r"mgw_[A-Za-z0-9_-]{20,}")
@@ -40,15 +41,6 @@ START_TIMEOUT = 60.0  # a guard against hanging, not a performance assertion
 STOP_TIMEOUT = 15.0
 DELIVERY_TIMEOUT = 30.0
 
-SEND = """
-mutation Send($input: SendMessageInput!) {
-  sendMessage(input: $input) {
-    __typename
-    ... on MessageAccepted { message { id status } }
-    ... on InvalidInput { problems { field problem } }
-  }
-}
-"""
 MESSAGE = "query One($id: ID!) { message(id: $id) { id status to body } }"
 CONVERSATIONS = """
 query Conversations($participant: String) {

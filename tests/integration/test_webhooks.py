@@ -23,7 +23,7 @@ import json
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -50,11 +50,12 @@ from providers.signatures import (
     twilio_signature,
 )
 from tests.conftest import (
+    SEND,
     GatewayParts,
     GraphQLClient,
     RunningGateway,
     Subscription,
-    gateway_settings,
+    backend_settings,
     serve,
 )
 
@@ -62,15 +63,6 @@ FORM = "application/x-www-form-urlencoded"
 POLL_ATTEMPTS = 400
 POLL_DELAY = 0.05
 
-SEND = """
-mutation Send($input: SendMessageInput!) {
-  sendMessage(input: $input) {
-    __typename
-    ... on MessageAccepted { message { id status } }
-    ... on InvalidInput { problems { field problem } }
-  }
-}
-"""
 
 MESSAGE = """
 query One($id: ID!) {
@@ -146,9 +138,7 @@ class Hooks:
 async def hooks(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Hooks]:
-    backend: str = request.param
-    postgres = request.getfixturevalue("postgres") if backend == "postgresql" else None
-    settings = gateway_settings(backend, tmp_path_factory.mktemp(f"hooks-{backend}"), postgres)
+    backend, settings = backend_settings(request, tmp_path_factory, "hooks")
     private_key, public_key = generate_sendgrid_keypair()
     settings.generic_webhook_secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
     settings.sendgrid_inbound_token = secrets.token_urlsafe(24)
@@ -1423,19 +1413,23 @@ async def _broken(*args: object, **kwargs: object) -> Any:
     raise RuntimeError("storage exploded")
 
 
-async def test_a_report_we_fail_to_apply_is_kept_raw_for_replay(
-    hooks: Hooks, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@contextlib.contextmanager
+def storage_broken(hooks: Hooks, *methods: str) -> Iterator[None]:
+    """The webhook repository's ``methods`` raise while the block runs."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in methods:
+            patch.setattr(hooks.container.webhook_repo, name, _broken)
+        yield
+
+
+async def test_a_report_we_fail_to_apply_is_kept_raw_for_replay(hooks: Hooks) -> None:
     tenant = await hooks_tenant(hooks)
     message = await sent_sms(tenant)
     params = status_params(hooks, message, "delivered")
     query = f"mid={raw_id(message['id'])}"
 
-    monkeypatch.setattr(hooks.container.webhook_repo, "apply_reports", _broken)
-    try:
+    with storage_broken(hooks, "apply_reports"):
         response = await post_twilio(hooks, "/webhooks/twilio/status", params, query=query)
-    finally:
-        monkeypatch.undo()
     assert response.status_code == 202, response.text
     answer = response.json()
     assert answer["status"] == "kept for replay"
@@ -1453,19 +1447,14 @@ async def test_a_report_we_fail_to_apply_is_kept_raw_for_replay(
     assert (await fetch(tenant, message["id"]))["status"] == "DELIVERED"
 
 
-async def test_an_inbound_message_we_fail_to_store_is_kept_raw(
-    hooks: Hooks, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_an_inbound_message_we_fail_to_store_is_kept_raw(hooks: Hooks) -> None:
     tenant = await hooks_tenant(hooks)
     ours, theirs = new_number(), new_number()
     await own(hooks, tenant, ours)
     body = encoded(generic_sms(theirs, ours))
 
-    monkeypatch.setattr(hooks.container.webhook_repo, "receive", _broken)
-    try:
+    with storage_broken(hooks, "receive"):
         response = await post_generic(hooks, "sms", body)
-    finally:
-        monkeypatch.undo()
     assert response.status_code == 202, response.text
     receipt = response.json()["receipt"]
     [row] = [r for r in await receipts(hooks.container, "failed") if r["id"] == receipt]
@@ -1478,7 +1467,7 @@ async def test_an_inbound_message_we_fail_to_store_is_kept_raw(
 
 
 async def test_with_nowhere_to_keep_a_payload_the_provider_is_asked_to_deliver_it_again(
-    hooks: Hooks, monkeypatch: pytest.MonkeyPatch
+    hooks: Hooks,
 ) -> None:
     """The database takes neither the report nor the raw payload, and there is no spool
     (no Redis): 503 with Retry-After, so that the provider delivers it again."""
@@ -1487,12 +1476,8 @@ async def test_with_nowhere_to_keep_a_payload_the_provider_is_asked_to_deliver_i
     params = status_params(hooks, message, "delivered")
     query = f"mid={raw_id(message['id'])}"
 
-    monkeypatch.setattr(hooks.container.webhook_repo, "apply_reports", _broken)
-    monkeypatch.setattr(hooks.container.webhook_repo, "keep_raw", _broken)
-    try:
+    with storage_broken(hooks, "apply_reports", "keep_raw"):
         response = await post_twilio(hooks, "/webhooks/twilio/status", params, query=query)
-    finally:
-        monkeypatch.undo()
     assert response.status_code == 503, response.text
     assert response.headers["Retry-After"] == "5"
     assert "deliver it again" in response.json()["error"]
@@ -1504,18 +1489,15 @@ async def test_with_nowhere_to_keep_a_payload_the_provider_is_asked_to_deliver_i
 
 
 async def test_a_twilio_inbound_message_kept_for_replay_is_answered_with_twiml(
-    hooks: Hooks, monkeypatch: pytest.MonkeyPatch
+    hooks: Hooks,
 ) -> None:
     tenant = await hooks_tenant(hooks)
     ours, theirs = new_number(), new_number()
     await own(hooks, tenant, ours)
-    monkeypatch.setattr(hooks.container.webhook_repo, "receive", _broken)
-    try:
+    with storage_broken(hooks, "receive"):
         response = await post_twilio(
             hooks, "/webhooks/twilio/messages", inbound_params(theirs, ours, "Hello?")
         )
-    finally:
-        monkeypatch.undo()
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/xml")
     assert "<Response>" in response.text

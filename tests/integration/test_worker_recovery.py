@@ -31,9 +31,9 @@ from gateway.domain.statuses import MessageStatus
 from harness.pipeline import Pipeline, start_pipeline
 from harness.processes import dedicated_postgres
 from harness.servers import PostgresServer, RedisServer, free_port
+from tests.conftest import SEND
 from tests.integration.test_cli import (
     MESSAGE,
-    SEND,
     cli_env,
     dev_key_of,
     gql,
