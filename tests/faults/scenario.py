@@ -25,7 +25,7 @@ import statistics
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -47,6 +47,7 @@ from harness.pipeline import (
 )
 from harness.servers import PostgresServer, RedisServer
 from providers.sandbox_app.config import SandboxConfig
+from tests.faults.invariants import check
 from tests.integration.traffic import mixed
 
 ROOT: Final = Path(__file__).resolve().parents[2]
@@ -387,6 +388,57 @@ def first_call_after(pipe: Pipeline, moment: float, outcome: str = "accepted") -
     return min(times) if times else None
 
 
+@dataclass
+class Outage:
+    """A server taken down under load and brought back: the load, the health watch kept
+    meanwhile, and when it all happened (monotonic, but for ``back_wall``)."""
+
+    load: Load
+    watch: HealthWatch
+    down: float
+    back: float = 0.0
+    back_wall: float = 0.0
+    settled: float | None = None
+
+    def report(self, report: FaultReport, pipe: Pipeline, after: str, **notes: Any) -> None:
+        """Note how long recovery took after the server came back (``after`` names that, as
+        the recovery times do), and what the load saw."""
+        report.took(
+            f"first_accept_after_{after}", self.back, self.load.first_accept_after(self.back)
+        )
+        report.took(
+            f"first_provider_call_after_{after}",
+            self.back_wall,
+            first_call_after(pipe, self.back_wall),
+        )
+        report.took(f"all_terminal_after_{after}", self.back, self.settled)
+        report.note(
+            down_s=round(self.back - self.down, 1),
+            accepted=len(self.load.ids),
+            refused=len(self.load.refused()),
+            **notes,
+            api_health_failures=len(self.watch.failures),
+        )
+
+
+@contextlib.asynccontextmanager
+async def outage_under_load(
+    stack: FaultStack, account: Account, tag: str, *, settle_within: float
+) -> AsyncIterator[Outage]:
+    """Keep the load and a health watch up while the body takes a server down and brings it
+    back; then wait for the load's messages to settle."""
+    pipe = stack.pipe
+    health = {f"api{i + 1}": pipe.api_url(i) + "/health" for i in range(2)}
+    async with HealthWatch(pipe.http, health) as watch:
+        async with Load(pipe, account, tag) as load:
+            await asyncio.sleep(2.0)
+            outage = Outage(load, watch, down=time.monotonic())
+            yield outage
+            outage.back, outage.back_wall = time.monotonic(), time.time()
+            await asyncio.sleep(3.0)
+        outage.settled = await settle(pipe, load.ids, within=settle_within)
+
+
 # --- reporting ------------------------------------------------------------------------------------
 
 
@@ -410,6 +462,14 @@ class FaultReport:
 
     def problem(self, text_: str) -> None:
         self.problems.append(text_)
+
+    async def judge(
+        self, pipe: Pipeline, ids: Iterable[uuid.UUID], *, answers_may_be_lost: bool
+    ) -> None:
+        """Check the invariants on ``ids``: what they counted is noted, each breach a problem."""
+        verdict = await check(pipe, ids, answers_may_be_lost=answers_may_be_lost)
+        self.note(statuses=dict(verdict.statuses), **verdict.counts)
+        self.problems.extend(verdict.lines())
 
     def check(self, pipe: Pipeline) -> None:
         """Fail with every problem found (a scenario reports all of them, not the first)."""

@@ -18,7 +18,6 @@ import httpx
 import pytest
 
 from harness.pipeline import Pipeline
-from tests.faults.invariants import check
 from tests.faults.scenario import (
     FaultReport,
     FaultStack,
@@ -165,9 +164,7 @@ async def test_oversized_bodies_are_refused_while_others_are_served(
                 f"{len(others_failed)} request(s) of other clients failed during the abuse: "
                 f"{[(a.status, a.detail[:80]) for a in others_failed[:3]]}"
             )
-        verdict = await check(pipe, load.ids, answers_may_be_lost=False)
-        fault_report.note(statuses=dict(verdict.statuses), **verdict.counts)
-        fault_report.problems.extend(verdict.lines())
+        await fault_report.judge(pipe, load.ids, answers_may_be_lost=False)
         fault_report.check(pipe)
     finally:
         sampling = False

@@ -14,7 +14,6 @@ import time
 import pytest
 
 from harness.servers import free_port
-from tests.faults.invariants import check
 from tests.faults.scenario import (
     FAST_RECONCILIATION,
     FaultReport,
@@ -121,7 +120,5 @@ async def test_lost_callbacks_are_reconciled(
         refused_posts=refuser.hits,
         statuses_when_lost={s: list(before.values()).count(s) for s in set(before.values())},
     )
-    verdict = await check(pipe, ids, answers_may_be_lost=False)
-    fault_report.note(statuses=dict(verdict.statuses), **verdict.counts)
-    fault_report.problems.extend(verdict.lines())
+    await fault_report.judge(pipe, ids, answers_may_be_lost=False)
     fault_report.check(pipe)

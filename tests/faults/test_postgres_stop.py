@@ -11,22 +11,17 @@ GraphQL JSON answer with a code and a request id even while the database is down
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
-from tests.faults.invariants import check
 from tests.faults.scenario import (
     FAST_RECONCILIATION,
     VENDOR_CALLBACK_ATTEMPTS,
     Answer,
     FaultReport,
     FaultStack,
-    HealthWatch,
-    Load,
-    first_call_after,
+    outage_under_load,
     prepare,
-    settle,
 )
 
 pytestmark = [pytest.mark.fault]
@@ -62,39 +57,24 @@ async def test_postgres_stopped_under_load(
     # A provider that takes a moment to answer, as real ones do: when the database goes away,
     # calls are under way whose answers the workers will not be able to write.
     await pipe.sandbox_configure(rate_timeout=1.0, timeout_seconds=PROVIDER_LATENCY)
-    health = {f"api{i + 1}": pipe.api_url(i) + "/health" for i in range(2)}
-    async with HealthWatch(pipe.http, health) as watch:
-        async with Load(pipe, account, "pg-stop") as load:
-            await asyncio.sleep(2.0)
-            stopped = time.monotonic()
-            await fault_stack.stop_postgres()
-            await asyncio.sleep(DOWN_FOR)
-            await fault_stack.start_postgres()
-            back, back_wall = time.monotonic(), time.time()
-            await asyncio.sleep(3.0)
-        settled = await settle(pipe, load.ids, within=120)
-
-    fault_report.took("first_accept_after_start", back, load.first_accept_after(back))
-    fault_report.took(
-        "first_provider_call_after_start", back_wall, first_call_after(pipe, back_wall)
-    )
-    fault_report.took("all_terminal_after_start", back, settled)
-    during = [a for a in load.answers if stopped <= a.started <= back]
+    async with outage_under_load(fault_stack, account, "pg-stop", settle_within=120) as outage:
+        await fault_stack.stop_postgres()
+        await asyncio.sleep(DOWN_FOR)
+        await fault_stack.start_postgres()
+    load = outage.load
+    during = [a for a in load.answers if outage.down <= a.started <= outage.back]
     refused = load.refused()
     lost_callbacks = [c for c in pipe.sandbox.callbacks if c.get("error")]
-    fault_report.note(
-        down_s=round(back - stopped, 1),
-        accepted=len(load.ids),
-        refused=len(refused),
+    outage.report(
+        fault_report,
+        pipe,
+        "start",
         answers_during_outage=len(during),
         callbacks_given_up=len(lost_callbacks),
-        api_health_failures=len(watch.failures),
     )
     assert load.ids, f"nothing was accepted: {refused[:3]}"
 
-    verdict = await check(pipe, load.ids, answers_may_be_lost=False)
-    fault_report.note(statuses=dict(verdict.statuses), **verdict.counts)
-    fault_report.problems.extend(verdict.lines())
+    await fault_report.judge(pipe, load.ids, answers_may_be_lost=False)
 
     shapes: dict[str, int] = {}
     for answer in refused:

@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 
 from harness.pipeline import Pipeline, Sent
-from tests.faults.invariants import check
 from tests.faults.scenario import (
     FaultReport,
     FaultStack,
@@ -143,9 +142,7 @@ async def test_provider_faults_then_outage_and_recovery(
         outage_s=round(back_wall - down_wall, 1),
     )
 
-    verdict = await check(pipe, [*first_ids, *[s.id for s in held]], answers_may_be_lost=True)
-    fault_report.note(statuses=dict(verdict.statuses), **verdict.counts)
-    fault_report.problems.extend(verdict.lines())
+    await fault_report.judge(pipe, [*first_ids, *[s.id for s in held]], answers_may_be_lost=True)
     for worker in pipe.workers:
         if not worker.alive:
             fault_report.problem(f"{worker.name} exited")

@@ -19,7 +19,6 @@ import pytest
 
 from harness.pipeline import Sent
 from harness.servers import free_port
-from tests.faults.invariants import check
 from tests.faults.scenario import (
     FaultReport,
     FaultStack,
@@ -119,9 +118,7 @@ async def test_worker_killed_while_provider_is_slow(
         health_failures={name: len(watch.failed(name)) for name in targets},
     )
 
-    verdict = await check(pipe, [*ids, *probe_ids], answers_may_be_lost=True)
-    fault_report.note(statuses=dict(verdict.statuses), **verdict.counts)
-    fault_report.problems.extend(verdict.lines())
+    await fault_report.judge(pipe, [*ids, *probe_ids], answers_may_be_lost=True)
     if not survivor.alive:
         fault_report.problem("the surviving worker exited")
     for name in targets:
