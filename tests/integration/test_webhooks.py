@@ -191,6 +191,14 @@ async def own(hooks: Hooks, tenant: Tenant, address: str) -> None:
     assert owner == tenant.account_id
 
 
+async def tenant_with_a_number(hooks: Hooks) -> tuple[Tenant, str, str]:
+    """A new tenant, a number it owns, and a number nobody owns (the other party)."""
+    tenant = await hooks_tenant(hooks)
+    ours, theirs = new_number(), new_number()
+    await own(hooks, tenant, ours)
+    return tenant, ours, theirs
+
+
 def raw_id(public_id: str) -> str:
     """Our message id as providers echo it back (``mid``, ``message_id``): 32 hex digits."""
     assert public_id.startswith("msg_"), public_id
@@ -670,9 +678,7 @@ async def test_concurrent_callbacks_for_many_messages_apply_once_each(hooks: Hoo
 
 
 async def test_twilio_inbound_sms_and_mms_join_the_outbound_conversation(hooks: Hooks) -> None:
-    tenant = await hooks_tenant(hooks)
-    ours, theirs = new_number(), new_number()
-    await own(hooks, tenant, ours)
+    tenant, ours, theirs = await tenant_with_a_number(hooks)
     outbound_id = await send(
         tenant, {"channel": "SMS", "from": ours, "to": theirs, "body": "Your order shipped"}
     )
@@ -760,9 +766,7 @@ async def fetch_created(tenant: Tenant, message_id: str) -> str:
 
 
 async def test_concurrent_inbound_from_a_new_sender_share_one_conversation(hooks: Hooks) -> None:
-    tenant = await hooks_tenant(hooks)
-    ours, theirs = new_number(), new_number()
-    await own(hooks, tenant, ours)
+    tenant, ours, theirs = await tenant_with_a_number(hooks)
     distinct = [inbound_params(theirs, ours, f"part {n}") for n in range(4)]
     # Every message twice at once: the first ones race to create the conversation, the
     # second ones race their own first delivery.
@@ -779,9 +783,7 @@ async def test_concurrent_inbound_from_a_new_sender_share_one_conversation(hooks
 
 
 async def test_an_inbound_message_is_published_live(hooks: Hooks) -> None:
-    tenant = await hooks_tenant(hooks)
-    ours, theirs = new_number(), new_number()
-    await own(hooks, tenant, ours)
+    tenant, ours, theirs = await tenant_with_a_number(hooks)
     outbound = await sent_sms(tenant, sender=ours, to=theirs)
     conversation_id = outbound["conversation"]["id"]
     variables = {"conversationId": conversation_id, "after": outbound["events"][-1]["cursor"]}
@@ -797,9 +799,7 @@ async def test_an_inbound_message_is_published_live(hooks: Hooks) -> None:
 
 
 async def test_twilio_inbound_refuses_missing_and_wrong_signatures(hooks: Hooks) -> None:
-    tenant = await hooks_tenant(hooks)
-    ours, theirs = new_number(), new_number()
-    await own(hooks, tenant, ours)
+    tenant, ours, theirs = await tenant_with_a_number(hooks)
     params = inbound_params(theirs, ours, "let me in")
     url = hooks.settings.public_base_url + "/webhooks/twilio/messages"
 
@@ -1257,9 +1257,7 @@ def encoded(payload: Mapping[str, Any]) -> bytes:
 
 
 async def test_generic_sms_and_mms_are_stored_with_the_sender_timestamp(hooks: Hooks) -> None:
-    tenant = await hooks_tenant(hooks)
-    ours, theirs = new_number(), new_number()
-    await own(hooks, tenant, ours)
+    tenant, ours, theirs = await tenant_with_a_number(hooks)
     sms = generic_sms(theirs, ours)
     media = ["https://media.example.com/cat.png"]
     mms = generic_sms(
@@ -1321,9 +1319,7 @@ async def test_generic_email_is_stored_with_the_sender_timestamp(hooks: Hooks) -
 async def test_generic_refuses_replays_wrong_secrets_and_missing_signatures(
     hooks: Hooks,
 ) -> None:
-    tenant = await hooks_tenant(hooks)
-    ours, theirs = new_number(), new_number()
-    await own(hooks, tenant, ours)
+    tenant, ours, theirs = await tenant_with_a_number(hooks)
     payload = generic_sms(theirs, ours)
     body = encoded(payload)
 
@@ -1361,9 +1357,7 @@ async def test_generic_refuses_replays_wrong_secrets_and_missing_signatures(
 
 
 async def test_generic_malformed_payload_is_400_naming_the_problem(hooks: Hooks) -> None:
-    tenant = await hooks_tenant(hooks)
-    ours, theirs = new_number(), new_number()
-    await own(hooks, tenant, ours)
+    tenant, ours, theirs = await tenant_with_a_number(hooks)
     valid = generic_sms(theirs, ours)
     cases: list[tuple[str, bytes, str]] = [
         ("sms", b'{"from": "+14155550100", ', "not valid JSON"),
@@ -1388,9 +1382,7 @@ async def test_generic_malformed_payload_is_400_naming_the_problem(hooks: Hooks)
 
 
 async def test_generic_duplicate_provider_id_is_stored_once(hooks: Hooks) -> None:
-    tenant = await hooks_tenant(hooks)
-    ours, theirs = new_number(), new_number()
-    await own(hooks, tenant, ours)
+    tenant, ours, theirs = await tenant_with_a_number(hooks)
     payload = generic_sms(theirs, ours)
     first = await post_generic(hooks, "sms", encoded(payload))
     assert first.status_code == 200, first.text
@@ -1448,9 +1440,7 @@ async def test_a_report_we_fail_to_apply_is_kept_raw_for_replay(hooks: Hooks) ->
 
 
 async def test_an_inbound_message_we_fail_to_store_is_kept_raw(hooks: Hooks) -> None:
-    tenant = await hooks_tenant(hooks)
-    ours, theirs = new_number(), new_number()
-    await own(hooks, tenant, ours)
+    tenant, ours, theirs = await tenant_with_a_number(hooks)
     body = encoded(generic_sms(theirs, ours))
 
     with storage_broken(hooks, "receive"):
@@ -1491,9 +1481,7 @@ async def test_with_nowhere_to_keep_a_payload_the_provider_is_asked_to_deliver_i
 async def test_a_twilio_inbound_message_kept_for_replay_is_answered_with_twiml(
     hooks: Hooks,
 ) -> None:
-    tenant = await hooks_tenant(hooks)
-    ours, theirs = new_number(), new_number()
-    await own(hooks, tenant, ours)
+    _, ours, theirs = await tenant_with_a_number(hooks)
     with storage_broken(hooks, "receive"):
         response = await post_twilio(
             hooks, "/webhooks/twilio/messages", inbound_params(theirs, ours, "Hello?")
