@@ -27,6 +27,8 @@ from gateway.entry.bootstrap.api import Api
 from gateway.entry.migrations import upgrade_to_head
 from gateway.settings import Settings
 from harness.asgi import run_uvicorn
+from harness.pipeline import Pipeline, start_pipeline
+from harness.processes import dedicated_postgres
 from harness.servers import PostgresServer, RedisServer, free_port
 from persistence.accounts import ACCOUNTS
 from persistence.rows import MESSAGES
@@ -53,6 +55,31 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServe
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     with RedisServer.start(tmp_path_factory.mktemp("redis")) as server:
         yield server
+
+
+#: The database on a module's own PostgreSQL server (the only one there).
+OWN_DATABASE = "gateway"
+
+
+@pytest.fixture(scope="module")
+async def own_postgres(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[PostgresServer]:
+    """A PostgreSQL server of the module's own, for tests that stop it (the shared one must
+    stay up for the others)."""
+    async with dedicated_postgres(tmp_path_factory.mktemp("own-pg"), OWN_DATABASE) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+async def own_pipeline(
+    own_postgres: PostgresServer,
+    redis_server: RedisServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[Pipeline]:
+    """The production shape (two API processes, two workers, the sandbox) on the module's own
+    PostgreSQL."""
+    tmp = tmp_path_factory.mktemp("own-pipeline")
+    async with start_pipeline(tmp, own_postgres.url(OWN_DATABASE), redis_server) as running:
+        yield running
 
 
 def fresh_postgres_url(postgres: PostgresServer) -> str:

@@ -29,32 +29,13 @@ from urllib.parse import urlencode
 import pytest
 from redis.asyncio import Redis
 
-from harness.pipeline import SEND_MANY, Account, Pipeline, Sent, start_pipeline, uuid_of
-from harness.processes import dedicated_postgres
-from harness.servers import PostgresServer, RedisServer
+from harness.pipeline import SEND_MANY, Account, Pipeline, Sent, uuid_of
+from harness.servers import PostgresServer
 from providers.signatures import TWILIO_SIGNATURE_HEADER
 from tests.integration.traffic import email, log_events, sms, trail_problems
 from workers.webhook_spool import SPOOL
 
-DATABASE = "gateway_lost_callbacks"
 UNKNOWN_RECIPIENT = "+14155559876"
-
-
-@pytest.fixture(scope="module")
-async def own_postgres(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[PostgresServer]:
-    async with dedicated_postgres(tmp_path_factory.mktemp("pg-lost"), DATABASE) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-async def pipeline(
-    own_postgres: PostgresServer,
-    redis_server: RedisServer,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[Pipeline]:
-    tmp = tmp_path_factory.mktemp("lost-callbacks")
-    async with start_pipeline(tmp, own_postgres.url(DATABASE), redis_server) as running:
-        yield running
 
 
 @contextlib.asynccontextmanager
@@ -147,9 +128,9 @@ async def check_trails(pipe: Pipeline, sent: list[Sent]) -> dict[uuid.UUID, list
 
 @pytest.mark.timeout(240)
 async def test_callbacks_during_a_database_outage_are_kept_and_applied_when_it_is_back(
-    pipeline: Pipeline, own_postgres: PostgresServer
+    own_pipeline: Pipeline, own_postgres: PostgresServer
 ) -> None:
-    pipe = pipeline
+    pipe = own_pipeline
     await pipe.ensure()
     await pipe.sandbox_reset()
     account = await pipe.new_account()
@@ -202,8 +183,10 @@ async def test_callbacks_during_a_database_outage_are_kept_and_applied_when_it_i
 
 
 @pytest.mark.timeout(180)
-async def test_lost_callbacks_are_settled_by_looking_the_messages_up(pipeline: Pipeline) -> None:
-    pipe = pipeline
+async def test_lost_callbacks_are_settled_by_looking_the_messages_up(
+    own_pipeline: Pipeline,
+) -> None:
+    pipe = own_pipeline
     # Connections of ours that a database restart before this test broke: drop them.
     await pipe.engine.dispose()
     await pipe.ensure(RECONCILE_AFTER_SECONDS="1", LOG_LEVEL="INFO")

@@ -15,21 +15,18 @@ import asyncio
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import httpx
-import pytest
 from redis.asyncio import Redis
 
 from gateway.domain.records import MessageEvent
 from gateway.domain.results import Change, Sent
 from gateway.domain.statuses import MessageStatus
-from harness.pipeline import Pipeline, start_pipeline
-from harness.processes import dedicated_postgres
+from harness.pipeline import Pipeline
 from harness.servers import PostgresServer, RedisServer, free_port
 from tests.conftest import SEND
 from tests.integration.test_cli import (
@@ -49,23 +46,6 @@ EVENTS = "query Events($id: ID!) { message(id: $id) { events { kind } } }"
 #: Provider calls hang this long, then succeed; the read timeout waits for them.
 SLOW_CALL = 4.0
 SLOW = {"PROVIDER_READ_TIMEOUT": "15"}
-
-
-@pytest.fixture(scope="module")
-async def own_postgres(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[PostgresServer]:
-    async with dedicated_postgres(tmp_path_factory.mktemp("pg-recovery"), "recovery") as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-async def pipeline(
-    own_postgres: PostgresServer,
-    redis_server: RedisServer,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[Pipeline]:
-    tmp = tmp_path_factory.mktemp("recovery")
-    async with start_pipeline(tmp, own_postgres.url("recovery"), redis_server) as running:
-        yield running
 
 
 async def prepared(pipeline: Pipeline, own_postgres: PostgresServer, **settings: str) -> Pipeline:
@@ -182,13 +162,13 @@ async def test_a_reclaim_takes_no_more_entries_than_the_worker_has_room_for(
 
 
 async def test_a_killed_workers_messages_are_taken_back_by_its_heartbeat(
-    pipeline: Pipeline, own_postgres: PostgresServer
+    own_pipeline: Pipeline, own_postgres: PostgresServer
 ) -> None:
     """Neither the age rule (STALE_SENDING_SECONDS) nor a reclaim (RECLAIM_IDLE_MS) can act
     within this test: only the lapsed heartbeat can bring the victim's messages back. The
     survivor keeps delivering what it holds and what comes after."""
     pipe = await prepared(
-        pipeline,
+        own_pipeline,
         own_postgres,
         **SLOW,
         STALE_SENDING_SECONDS="3600",
@@ -223,12 +203,12 @@ async def test_a_killed_workers_messages_are_taken_back_by_its_heartbeat(
 
 
 async def test_a_live_workers_slow_calls_are_never_taken_back(
-    pipeline: Pipeline, own_postgres: PostgresServer
+    own_pipeline: Pipeline, own_postgres: PostgresServer
 ) -> None:
     """Every call takes longer than STALE_SENDING_SECONDS and than a heartbeat's lifetime:
     nothing is taken back, nothing is sent twice."""
     pipe = await prepared(
-        pipeline,
+        own_pipeline,
         own_postgres,
         **SLOW,
         STALE_SENDING_SECONDS="1",
@@ -250,13 +230,13 @@ async def test_a_live_workers_slow_calls_are_never_taken_back(
 
 
 async def test_outcomes_held_through_a_database_outage_are_recorded_and_never_resent(
-    pipeline: Pipeline, own_postgres: PostgresServer
+    own_pipeline: Pipeline, own_postgres: PostgresServer
 ) -> None:
     """PostgreSQL stops while the provider holds the calls; the provider's answers (with its
     message ids) come back to a worker that cannot write them. They wait in Redis, are
     recorded when PostgreSQL is back, and no message reaches the provider twice."""
     pipe = await prepared(
-        pipeline, own_postgres, **SLOW, STALE_SENDING_SECONDS="3", WORKER_DEAD_AFTER_SECONDS="2"
+        own_pipeline, own_postgres, **SLOW, STALE_SENDING_SECONDS="3", WORKER_DEAD_AFTER_SECONDS="2"
     )
     await pipe.sandbox_configure(rate_timeout=1.0, timeout_seconds=SLOW_CALL)
     account = await pipe.new_account()
@@ -296,10 +276,10 @@ async def test_outcomes_held_through_a_database_outage_are_recorded_and_never_re
 
 
 async def test_due_retries_and_scheduled_messages_do_not_wait_for_the_grace(
-    pipeline: Pipeline, own_postgres: PostgresServer
+    own_pipeline: Pipeline, own_postgres: PostgresServer
 ) -> None:
     """With a grace of an hour, a 429's retry and a scheduled message still go out once due."""
-    pipe = await prepared(pipeline, own_postgres, SWEEP_GRACE_SECONDS="3600")
+    pipe = await prepared(own_pipeline, own_postgres, SWEEP_GRACE_SECONDS="3600")
     account = await pipe.new_account()
     await pipe.sandbox_configure(rate_429=1.0, retry_after=1.0)
     throttled = await pipe.send_one(0, account, sms(1, "throttled"))
@@ -317,13 +297,13 @@ async def test_due_retries_and_scheduled_messages_do_not_wait_for_the_grace(
 
 
 async def test_a_survivor_reclaiming_a_dead_workers_entries_stays_healthy(
-    pipeline: Pipeline, own_postgres: PostgresServer
+    own_pipeline: Pipeline, own_postgres: PostgresServer
 ) -> None:
     """The shape that jammed workers for good: a slow provider, a worker killed with its
     slots full, and its entries reclaimed by a survivor whose slots are full too. The
     survivor's /health stays 200 and everything, also what is sent afterwards, is delivered."""
     pipe = await prepared(
-        pipeline,
+        own_pipeline,
         own_postgres,
         **SLOW,
         WORKER_CONCURRENCY="4",
