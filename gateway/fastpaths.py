@@ -20,6 +20,15 @@ The fast paths, and the module that holds each:
 - ``coerced_sends`` (``schema.coerced_sends``): the send mutations run on graphql-core's
   coerced arguments instead of Strawberry's input objects.
 
+Two uses of Strawberry's private attributes stay outside the switch, because they have no
+public twin: ``schema.validation`` validates on the graphql-core schema behind the Strawberry one
+(``Schema._schema``: Strawberry's own validation does the same, and no public accessor exists),
+and reads the operation name the request gave (``ExecutionContext._provided_operation_name``)
+to apply GraphQL's GetOperation rule, a correctness fix rather than a speed one. Both are
+covered by the pinned ranges in ``pyproject.toml`` and by tests that fail if either moves
+(tests/integration/test_graphql_over_http.py for GetOperation, test_hardening.py and
+test_rate_limits.py for the depth and alias limits the cached validation applies).
+
 Each app builds its own ``FastPaths``; a path's ``engaged`` count says how often it was taken
 (what tests and operators look at to know which way a request went).
 """
