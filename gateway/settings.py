@@ -225,6 +225,12 @@ class Settings(BaseSettings):
         description="How long a verified API key is trusted before re-checking; also how often "
         "the keys of open websockets are checked again.",
     )
+    quiet_hours_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long a process trusts an account's quiet hours before reading them "
+        "again (a change reaches every process within it).",
+    )
 
     @property
     def embedded(self) -> bool:

@@ -69,6 +69,7 @@ class AcceptRepository(Repository):
 
             outcomes: list[Accepted | Conflict] = []
             created: list[Message] = []
+            details: list[dict[str, Any] | None] = []
             fresh_by_key: dict[AccountKey, tuple[str, Message]] = {}
             for index, (account_id, draft) in enumerate(items):
                 key = (account_id, draft.idempotency_key) if draft.idempotency_key else None
@@ -76,6 +77,7 @@ class AcceptRepository(Repository):
                     conversation_id = conversation_ids[(account_id, *draft.participants)]
                     message = _new_message(ids[index], account_id, conversation_id, draft, now)
                     created.append(message)
+                    details.append(accepted_detail(draft))
                     outcomes.append(Accepted(message, replayed=False))
                     if key is not None:
                         fresh_by_key[key] = (draft.fingerprint(), message)
@@ -89,7 +91,11 @@ class AcceptRepository(Repository):
             if created:
                 await conn.execute(MESSAGES.insert(), [message_to_row(m) for m in created])
             events = await insert_events(
-                conn, [event_row(m, m.status, "accepted", None, now) for m in created]
+                conn,
+                [
+                    event_row(m, m.status, "accepted", detail, now)
+                    for m, detail in zip(created, details, strict=True)
+                ],
             )
         existing = {m.conversation_id for m in created} - new_conversations
         return AcceptResult(outcomes, created, events, existing)
@@ -104,8 +110,11 @@ class AcceptRepository(Repository):
             _new_message(new_id(), a, n, d, now)
             for (a, d), n in zip(items, new_conversations, strict=True)
         ]
+        details = [accepted_detail(d) for _, d in items]
         async with self.driver() as driver:
-            created, events = await accept_new(driver, drafts, participants, new_conversations, now)
+            created, events = await accept_new(
+                driver, drafts, details, participants, new_conversations, now
+            )
         outcomes: list[Accepted | Conflict] = [Accepted(m, replayed=False) for m in created]
         # Existing conversations already had their last activity moved by the statement.
         return AcceptResult(outcomes, created, events, set())
@@ -176,6 +185,8 @@ def _new_message(
     draft: NormalizedMessage,
     now: datetime,
 ) -> Message:
+    # Held for quiet hours: scheduled for their end, as a message sent for later is.
+    due = draft.deferral.until if draft.deferral is not None else draft.send_at
     return Message(
         id=message_id,
         account_id=account_id,
@@ -186,7 +197,7 @@ def _new_message(
         recipient=draft.recipient,
         body=draft.body,
         attachments=draft.attachments,
-        status=MessageStatus.SCHEDULED if draft.send_at else MessageStatus.QUEUED,
+        status=MessageStatus.SCHEDULED if due else MessageStatus.QUEUED,
         provider=None,
         provider_message_id=None,
         attempts=0,
@@ -195,8 +206,15 @@ def _new_message(
         error=None,
         idempotency_key=draft.idempotency_key,
         send_at=draft.send_at,
-        next_attempt_at=draft.send_at or now,
+        next_attempt_at=due or now,
         metadata=draft.metadata,
         created_at=now,
         updated_at=now,
+        bypass_quiet_hours=draft.bypass_quiet_hours,
     )
+
+
+def accepted_detail(draft: NormalizedMessage) -> dict[str, Any] | None:
+    """What the ``accepted`` event says beyond the status: why and until when a message due
+    inside its recipient's quiet hours waits."""
+    return draft.deferral.detail() if draft.deferral is not None else None

@@ -34,11 +34,11 @@ WITH input AS (
         CAST($10 AS text[]), CAST($11 AS varchar[]),
         CAST($12 AS integer[]), CAST($13 AS varchar[]),
         CAST($14 AS timestamptz[]), CAST($15 AS timestamptz[]),
-        CAST($16 AS text[])
+        CAST($16 AS text[]), CAST($19 AS text[]), CAST($20 AS boolean[])
     ) WITH ORDINALITY AS t(
         id, account_id, participant_a, participant_b, new_conversation_id, channel, sender,
         recipient, body, attachments, status, segments, encoding, send_at, next_attempt_at,
-        metadata, n
+        metadata, detail, bypass_quiet_hours, n
     )
 ),
 pairs AS (
@@ -57,12 +57,12 @@ messages_in AS (
     INSERT INTO messages (
         id, account_id, conversation_id, channel, direction, sender, recipient, body,
         attachments, status, attempts, segments, encoding, send_at, next_attempt_at,
-        metadata, created_at, updated_at
+        metadata, created_at, updated_at, bypass_quiet_hours
     )
     SELECT i.id, i.account_id, p.id, i.channel, $18, i.sender, i.recipient, i.body,
         CAST(i.attachments AS jsonb), i.status, 0, i.segments, i.encoding, i.send_at,
         i.next_attempt_at, CAST(i.metadata AS jsonb), CAST($17 AS timestamptz),
-        CAST($17 AS timestamptz)
+        CAST($17 AS timestamptz), i.bypass_quiet_hours
     FROM input AS i
     JOIN pairs AS p USING (account_id, participant_a, participant_b)
     RETURNING id, conversation_id
@@ -70,8 +70,8 @@ messages_in AS (
 events_in AS (
     INSERT INTO message_events
         (account_id, message_id, conversation_id, status, kind, detail, occurred_at)
-    SELECT i.account_id, m.id, m.conversation_id, i.status, 'accepted', NULL,
-        CAST($17 AS timestamptz)
+    SELECT i.account_id, m.id, m.conversation_id, i.status, 'accepted',
+        CAST(i.detail AS jsonb), CAST($17 AS timestamptz)
     FROM messages_in AS m
     JOIN input AS i ON i.id = m.id
     ORDER BY i.n
@@ -84,15 +84,17 @@ SELECT id, message_id, conversation_id FROM events_in
 async def accept_new(
     conn: Any,
     messages: list[Message],
+    details: list[dict[str, Any] | None],
     participants: list[tuple[str, str]],
     new_conversation_ids: list[UUID],
     now: datetime,
 ) -> tuple[list[Message], list[MessageEvent]]:
     """Write ``messages`` (conversation ids still to be resolved) with their events.
 
-    ``participants`` and ``new_conversation_ids`` go with each message: its sorted pair and
-    the id its conversation gets if it is new. Returns the messages with their conversation
-    ids, and their events with cursor ids, in input order.
+    ``details``, ``participants`` and ``new_conversation_ids`` go with each message: what its
+    ``accepted`` event says (None: nothing more), its sorted pair and the id its conversation
+    gets if it is new. Returns the messages with their conversation ids, and their events
+    with cursor ids, in input order.
     """
     # On the driver's connection (Repository.driver): the statement commits by itself.
     rows = await conn.fetch(
@@ -115,13 +117,15 @@ async def accept_new(
         [json_text(m.metadata) for m in messages],
         now,
         Direction.OUTBOUND.value,
+        [json_text(d) if d is not None else None for d in details],
+        [m.bypass_quiet_hours or None for m in messages],
     )
     by_message = {r["message_id"]: (r["id"], r["conversation_id"]) for r in rows}
     if len(by_message) != len(messages):
         raise RuntimeError(f"accept wrote {len(by_message)} of {len(messages)} messages")
     stored = [replace(m, conversation_id=by_message[m.id][1]) for m in messages]
     events = [
-        stored_event(by_message[m.id][0], event_row(m, m.status, "accepted", None, now))
-        for m in stored
+        stored_event(by_message[m.id][0], event_row(m, m.status, "accepted", detail, now))
+        for m, detail in zip(stored, details, strict=True)
     ]
     return stored, events

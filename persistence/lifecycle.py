@@ -28,7 +28,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.domain.records import DeliveryError, Message
-from gateway.domain.results import Change, Failure, Outcome, Release, Retry, Sent
+from gateway.domain.results import Change, Failure, Hold, Outcome, Release, Retry, Sent
 from gateway.domain.statuses import MessageStatus, can_cancel, can_retry
 from persistence.base import Repository, event_row, insert_events
 from persistence.delivery_sql import (
@@ -279,6 +279,17 @@ class LifecycleRepository(Repository):
                 "reason": outcome.reason,
                 "nextAttemptAt": outcome.next_attempt_at.isoformat(),
             }
+        elif isinstance(outcome, Hold):
+            # Untried, like a release, but waiting as a scheduled message does: until the
+            # recipient's quiet hours end, and cancelable meanwhile.
+            values = {
+                "status": S.SCHEDULED.value,
+                "next_attempt_at": outcome.until,
+                "attempts": m.attempts - 1,
+                "claimed_by": None,
+            }
+            kind = "deferred"
+            detail = outcome.detail
         elif isinstance(outcome, Failure):
             error = outcome.error
             # QUEUED too: a poison entry is dead-lettered without having been claimed.

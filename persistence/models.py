@@ -122,6 +122,8 @@ class MessageRow(Base):
     # When reconciliation next looks the message up at its provider; unset until the first
     # lookup, which comes RECONCILE_AFTER_SECONDS after the message's last change.
     reconcile_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Sent inside its recipient's quiet hours too (a transactional message); NULL is false.
+    bypass_quiet_hours: Mapped[bool | None] = mapped_column(Boolean)
 
     __table_args__ = (
         # Conversation timeline; ids are time-ordered UUIDv7, so (conversation_id, id) is the
@@ -186,6 +188,22 @@ class MessageEventRow(Base):
         Index(None, "message_id", "id"),
         Index(None, "conversation_id", "id"),
     )
+
+
+class QuietHoursRow(Base):
+    """An account's quiet hours: the daily window (minutes after local midnight) in which
+    nothing is sent to a recipient, and the zone of recipients whose own is not known. No
+    row, or no window: quiet hours off."""
+
+    __tablename__ = "quiet_hours"
+
+    account_id: Mapped[UUID] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    start_minute: Mapped[int | None] = mapped_column(Integer)
+    end_minute: Mapped[int | None] = mapped_column(Integer)
+    default_time_zone: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class AddressRow(Base):

@@ -49,6 +49,7 @@ def message_from_row(row: Row[Any]) -> Message:
         created_at=m["created_at"],
         updated_at=m["updated_at"],
         sent_at=m["sent_at"],
+        bypass_quiet_hours=bool(m["bypass_quiet_hours"]),
     )
 
 
@@ -81,6 +82,7 @@ def message_to_row(message: Message) -> dict[str, Any]:
         "created_at": message.created_at,
         "updated_at": message.updated_at,
         "sent_at": message.sent_at,
+        "bypass_quiet_hours": message.bypass_quiet_hours or None,
     }
 
 

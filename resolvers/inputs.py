@@ -34,6 +34,7 @@ def send_request(data: Mapping[str, Any]) -> SendRequest:
         idempotency_key=data.get("idempotencyKey"),
         send_at=data.get("sendAt"),
         metadata=data.get("metadata"),
+        bypass_quiet_hours=bool(data.get("bypassQuietHours")),
     )
 
 

@@ -10,6 +10,7 @@ import strawberry
 from graphql import GraphQLResolveInfo
 from strawberry.types import Info
 
+from gateway.domain.messages import FieldProblem as DomainProblem
 from gateway.domain.messages import SendRequest
 from gateway.domain.results import Accepted
 from gateway.services.operator import Changed, OperatorOutcome, OperatorService, Refused
@@ -18,6 +19,7 @@ from resolvers.inputs import send_request, to_send_request
 from schema.context import context_of
 from schema.errors import bad_input
 from schema.ids import decode_uuid
+from schema.quiet_hours import QuietHours, QuietHoursInput, QuietHoursSet, SetQuietHoursResult
 from schema.results import (
     CancelMessageResult,
     FieldProblem,
@@ -33,15 +35,17 @@ from schema.results import (
 from schema.types import Message
 
 
+def _invalid(problems: list[DomainProblem]) -> InvalidInput:
+    return InvalidInput(problems=[FieldProblem(field=p.field, problem=p.problem) for p in problems])
+
+
 def _result(outcome: SendOutcome) -> SendMessageResult:
     if isinstance(outcome, Accepted):
         return MessageAccepted(
             message=Message.from_record(outcome.message), replayed=outcome.replayed
         )
     if isinstance(outcome, Invalid):
-        return InvalidInput(
-            problems=[FieldProblem(field=p.field, problem=p.problem) for p in outcome.problems]
-        )
+        return _invalid(outcome.problems)
     original = Message.from_record(outcome.original) if outcome.original else None
     return IdempotencyConflict(reason=outcome.reason, original=original)
 
@@ -115,3 +119,13 @@ async def cancel_message(info: strawberry.Info, id: strawberry.ID) -> CancelMess
 
 async def retry_message(info: strawberry.Info, id: strawberry.ID) -> RetryMessageResult:
     return await _operate(info, id, OperatorService.retry)
+
+
+async def set_quiet_hours(info: strawberry.Info, input: QuietHoursInput) -> SetQuietHoursResult:
+    context, account, _ = context_of(info)
+    outcome = await context.services.quiet_hours.set(
+        account.id, input.start, input.end, input.default_time_zone
+    )
+    if isinstance(outcome, list):
+        return _invalid(outcome)
+    return QuietHoursSet(quiet_hours=QuietHours.from_domain(outcome))

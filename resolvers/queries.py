@@ -15,6 +15,7 @@ from gateway.services.clock import utcnow
 from resolvers.inputs import to_send_request
 from schema.context import context_of
 from schema.ids import decode_id, decode_uuid
+from schema.quiet_hours import QuietHours
 from schema.results import FieldProblem, MessagePreview, SendMessageInput
 from schema.types import Conversation, Message, Node
 
@@ -75,3 +76,8 @@ def preview_message(info: strawberry.Info, input: SendMessageInput) -> MessagePr
         encoding=checked.encoding,
         non_gsm_characters=non_gsm if checked.channel != DomainChannel.EMAIL else [],
     )
+
+
+async def quiet_hours(info: strawberry.Info) -> QuietHours:
+    context, account, _ = context_of(info)
+    return QuietHours.from_domain(await context.services.quiet_hours.of(account.id))

@@ -8,6 +8,7 @@ import strawberry
 
 from resolvers import mutations, pages, queries, subscriptions
 from schema.build import Roots
+from schema.quiet_hours import QuietHours, SetQuietHoursResult
 from schema.results import (
     CancelMessageResult,
     MessagePreview,
@@ -37,6 +38,9 @@ class Query:
         resolver=pages.dead_letters,
         description="FAILED messages whose retries are exhausted, newest first.",
     )
+    quiet_hours: QuietHours = strawberry.field(
+        resolver=queries.quiet_hours, description="The account's quiet hours."
+    )
 
 
 @strawberry.type
@@ -52,6 +56,10 @@ class Mutation:
     retry_message: RetryMessageResult = strawberry.mutation(
         resolver=mutations.retry_message,
         description="Send a FAILED (dead-lettered) message again.",
+    )
+    set_quiet_hours: SetQuietHoursResult = strawberry.mutation(
+        resolver=mutations.set_quiet_hours,
+        description="Replace the account's quiet hours; messages already held keep their time.",
     )
 
 

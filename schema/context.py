@@ -15,6 +15,7 @@ from gateway.domain.records import Account
 from gateway.services.events import EventStream
 from gateway.services.operator import OperatorService
 from gateway.services.ports import MessageQueries
+from gateway.services.quiet_hours import QuietHoursService
 from gateway.services.rate_limits import RateLimiter
 from gateway.services.sending import SendService
 from schema.loaders import Loaders
@@ -28,6 +29,7 @@ class Services:
     operator: OperatorService
     events: EventStream
     queries: MessageQueries
+    quiet_hours: QuietHoursService
     rate_limiter: RateLimiter
     #: Region assumed for phone numbers written without +country.
     default_phone_region: str

@@ -30,6 +30,13 @@ class SendMessageInput:
         default=None, description="Deliver at this time instead of now (SCHEDULED until then)."
     )
     metadata: JSON | None = None
+    bypass_quiet_hours: bool | None = strawberry.field(
+        default=False,
+        description=(
+            "A transactional message (e.g. a one-time code): sent inside the recipient's quiet "
+            "hours too."
+        ),
+    )
 
 
 @strawberry.type

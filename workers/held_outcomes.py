@@ -19,7 +19,7 @@ import orjson
 from redis.asyncio import Redis
 
 from gateway.domain.records import DeliveryError
-from gateway.domain.results import Failure, Outcome, Release, Retry, Sent
+from gateway.domain.results import Failure, Hold, Outcome, Release, Retry, Sent
 from workers.codec import redis_text
 
 HELD: Final = "mgw:outcomes"
@@ -38,6 +38,8 @@ def encode_outcome(outcome: Outcome) -> bytes:
         }
     elif isinstance(outcome, Failure):
         data |= {"t": "failure", "e": _error(outcome.error), "d": outcome.detail}
+    elif isinstance(outcome, Hold):
+        data |= {"t": "hold", "at": outcome.until.isoformat(), "d": outcome.detail}
     else:
         data |= {"t": "release", "at": outcome.next_attempt_at.isoformat(), "r": outcome.reason}
     return orjson.dumps(data)
@@ -54,6 +56,8 @@ def decode_outcome(raw: bytes | str) -> Outcome:
         return Retry(message_id, DeliveryError(*data["e"]), at, data["d"])
     if kind == "failure":
         return Failure(message_id, DeliveryError(*data["e"]), data["d"])
+    if kind == "hold":
+        return Hold(message_id, datetime.fromisoformat(data["at"]), data["d"])
     if kind == "release":
         return Release(message_id, datetime.fromisoformat(data["at"]), data["r"])
     raise ValueError(f"unknown outcome kind {kind!r}")

@@ -12,11 +12,14 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .addresses import AddressError, conversation_key, is_http_url, normalize_email, normalize_phone
 from .channels import Channel
 from .segments import count_segments
+
+if TYPE_CHECKING:
+    from .quiet_hours import QuietDeferral
 
 _T = TypeVar("_T")
 
@@ -37,6 +40,8 @@ class SendRequest:
     idempotency_key: str | None = None
     send_at: datetime | None = None
     metadata: dict[str, Any] | None = None
+    #: A transactional message (a one-time code): sent inside the recipient's quiet hours too.
+    bypass_quiet_hours: bool = False
 
 
 @dataclass(frozen=True)
@@ -51,10 +56,14 @@ class NormalizedMessage:
     metadata: dict[str, Any] | None
     segments: int | None
     encoding: str | None
+    bypass_quiet_hours: bool = False
+    #: Set at accept when the message is due inside its recipient's quiet hours: not part of
+    #: the input (the same input is held or not depending on the hour it comes in).
+    deferral: QuietDeferral | None = None
 
     def fingerprint(self) -> str:
         # The idempotency key is what a fingerprint is compared under, so it cannot be part of it.
-        canonical = {
+        canonical: dict[str, Any] = {
             "channel": str(self.channel),
             "sender": self.sender,
             "recipient": self.recipient,
@@ -65,6 +74,9 @@ class NormalizedMessage:
             "segments": self.segments,
             "encoding": self.encoding,
         }
+        if self.bypass_quiet_hours:
+            # Only when set: the fingerprints of keys claimed before the flag existed still match.
+            canonical["bypass_quiet_hours"] = True
         text = json.dumps(
             canonical,
             sort_keys=True,
@@ -148,6 +160,7 @@ def validate_send(
         metadata=metadata,
         segments=segments,
         encoding=encoding,
+        bypass_quiet_hours=bool(req.bypass_quiet_hours),
     )
 
 

@@ -52,6 +52,8 @@ class Message:
     created_at: datetime
     updated_at: datetime
     sent_at: datetime | None = None
+    #: Sent inside its recipient's quiet hours too (a transactional message).
+    bypass_quiet_hours: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,7 +60,17 @@ class Release:
     reason: str
 
 
-Outcome = Sent | Retry | Failure | Release
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """Claimed inside its recipient's quiet hours: SCHEDULED again until they end, untried
+    (the attempt not counted). ``detail`` says why and until when, for its audit trail."""
+
+    message_id: UUID
+    until: datetime
+    detail: dict[str, Any]
+
+
+Outcome = Sent | Retry | Failure | Release | Hold
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from uuid import UUID
 import structlog
 
 from gateway.domain.records import DeliveryError, Message
-from gateway.domain.results import Change, Failure, Outcome, Release, Retry, Sent
+from gateway.domain.results import Change, Failure, Hold, Outcome, Release, Retry, Sent
 from gateway.observability.metrics import DELIVERY_ATTEMPTS
 from gateway.services.clock import utcnow
 from gateway.services.coalescer import Coalescer
@@ -36,6 +36,7 @@ from gateway.services.ports import (
     TransientProviderError,
     UnitsOfWork,
 )
+from gateway.services.quiet_hours import QuietHoursService
 from gateway.services.retry_policy import RetryPolicy
 from gateway.services.unit_of_work import Units
 
@@ -54,8 +55,12 @@ class DeliveryService:
         worker: str,
         max_batch: int = 500,
         units: UnitsOfWork | None = None,
+        quiet_hours: QuietHoursService | None = None,
     ) -> None:
         self._lifecycle = lifecycle
+        # Asked again at every claim: a scheduled or retried message, or one that waited in
+        # the queue, may come due inside its recipient's quiet hours.
+        self._quiet = quiet_hours
         self._held = held
         #: The name this process's claims are recorded under (its heartbeat's name).
         self.worker = worker
@@ -86,6 +91,9 @@ class DeliveryService:
 
     async def attempt(self, message: Message) -> Outcome:
         """One provider call for a claimed message, and what it means; nothing is written."""
+        held = await self._quiet_hold(message)
+        if held is not None:
+            return held
         chosen = self._choose(message)
         if chosen is None:
             return self._no_provider(message)
@@ -128,6 +136,25 @@ class DeliveryService:
 
     async def _record_batch(self, outcomes: list[Outcome]) -> list[Change | None]:
         return await self.record(outcomes)
+
+    async def _quiet_hold(self, message: Message) -> Outcome | None:
+        """The message's way back to SCHEDULED when it is inside its recipient's quiet hours
+        now; None when it may go."""
+        if self._quiet is None or message.bypass_quiet_hours:
+            return None
+        now = utcnow()
+        try:
+            deferral = await self._quiet.deferral(
+                message.account_id, message.channel, message.recipient, now
+            )
+        except Exception:
+            # Unknown whether it may go now: give it back untried rather than risk it.
+            log.warning("quiet_hours_unknown", message_id=str(message.id), exc_info=True)
+            later = now + timedelta(seconds=self._policy.base_delay)
+            return Release(message.id, later, "the account's quiet hours could not be read")
+        if deferral is None:
+            return None
+        return Hold(message.id, deferral.until, deferral.detail())
 
     def _choose(self, message: Message) -> tuple[Provider, Breaker] | None:
         for provider, breaker in self._providers.candidates(message.channel):

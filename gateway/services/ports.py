@@ -11,6 +11,7 @@ from typing import Protocol, Self
 from uuid import UUID
 
 from gateway.domain.channels import Channel
+from gateway.domain.quiet_hours import QuietHours
 from gateway.domain.records import (
     Account,
     Conversation,
@@ -194,6 +195,14 @@ class AcceptStore(Protocol):
     ) -> AcceptResult:
         """Store the messages, their conversations, idempotency keys and events, all at once."""
         ...
+
+
+class QuietHoursStore(Protocol):
+    async def quiet_hours(self, account_id: UUID) -> QuietHours:
+        """The account's setting; quiet hours off when it never set any."""
+        ...
+
+    async def set_quiet_hours(self, account_id: UUID, hours: QuietHours, now: datetime) -> None: ...
 
 
 class LifecycleStore(Protocol):

@@ -11,19 +11,27 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from uuid import UUID
 
 import structlog
 
-from gateway.domain.messages import FieldProblem, Limits, SendRequest, validate_send
+from gateway.domain.messages import (
+    FieldProblem,
+    Limits,
+    NormalizedMessage,
+    SendRequest,
+    validate_send,
+)
+from gateway.domain.quiet_hours import QuietHours, quiet_deferral
 from gateway.domain.results import Accepted, Conflict, Item
 from gateway.domain.statuses import MessageStatus
 from gateway.observability.metrics import MESSAGES_ACCEPTED
 from gateway.services.clock import utcnow
 from gateway.services.coalescer import Coalescer
 from gateway.services.ports import AcceptStore, Broker, LifecycleStore, UnitsOfWork
+from gateway.services.quiet_hours import QuietHoursService
 from gateway.services.unit_of_work import Units
 
 log = structlog.get_logger(__name__)
@@ -49,9 +57,11 @@ class SendService:
         limits: Limits | None = None,
         owned_addresses: Callable[[UUID], Awaitable[set[str]]] | None = None,
         units: UnitsOfWork | None = None,
+        quiet_hours: QuietHoursService | None = None,
     ) -> None:
         # Set when senders must own their `from` address (REQUIRE_SENDER_OWNERSHIP).
         self._owned = owned_addresses
+        self._quiet = quiet_hours
         # Concurrent calls share one accept transaction (each call stays atomic).
         self._batches: Coalescer[Item, Accepted | Conflict] = Coalescer(self._accept_batch)
         self._accept = accept
@@ -80,6 +90,11 @@ class SendService:
             else:
                 outcomes.append(None)
                 drafts.append(checked)
+        if drafts and self._quiet is not None:
+            # Once per call, whatever the number of inputs (and cached across calls).
+            hours = await self._quiet.of(account_id)
+            if hours.enabled:
+                drafts = [_held(draft, hours, now) for draft in drafts]
         if drafts:
             stored = iter(await self._batches.submit([(account_id, d) for d in drafts]))
             outcomes = [o if o is not None else next(stored) for o in outcomes]
@@ -103,3 +118,11 @@ class SendService:
             except Exception:
                 log.exception("conversation_activity_update_failed")
         return result.outcomes
+
+
+def _held(draft: NormalizedMessage, hours: QuietHours, now: datetime) -> NormalizedMessage:
+    """The draft, held until the end of its recipient's quiet hours if it is due inside them."""
+    if draft.bypass_quiet_hours:
+        return draft
+    deferral = quiet_deferral(hours, draft.channel, draft.recipient, draft.send_at or now)
+    return draft if deferral is None else replace(draft, deferral=deferral)

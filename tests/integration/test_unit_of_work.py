@@ -134,6 +134,8 @@ async def test_a_send_through_the_container_is_one_statement_on_postgresql(db: D
     """The accept path keeps its speed inside the unit of work: on PostgreSQL no BEGIN, no
     COMMIT, no statement but the one accept (run on the driver, outside SQLAlchemy)."""
     requests = [SendRequest(Channel.SMS, from_="+14155550100", to="+14155550401", body="hi")]
+    # The account's quiet hours are read once per QUIET_HOURS_CACHE_SECONDS, not per send.
+    await db.container.api.storage.quiet_hours.of(db.account_id)
     with sqlalchemy_activity(db) as seen:
         outcomes = await db.container.sending.send(db.account_id, requests)
     [accepted] = outcomes

@@ -28,6 +28,7 @@ BACKENDS = {
     "persistence.accounts": {"AccountRepository"},
     "persistence.lifecycle": {"LifecycleRepository"},
     "persistence.queries": {"QueryRepository"},
+    "persistence.quiet_hours": {"QuietHoursRepository"},
     "persistence.reconcile": {"ReconcileRepository"},
     "persistence.webhooks": {"WebhookRepository"},
     "workers.memory": {"MemoryBroker"},

@@ -46,6 +46,7 @@ def test_the_typed_input_is_laid_out_under_the_schemas_field_names() -> None:
         idempotency_key="k-1",
         send_at=datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC),
         metadata={"order": 7},
+        bypass_quiet_hours=True,
     )
     laid_out = by_graphql_name(typed)
     assert set(laid_out) == set(INPUT.fields)
@@ -59,8 +60,10 @@ def test_the_typed_input_is_laid_out_under_the_schemas_field_names() -> None:
             "idempotencyKey": "k-1",
             "sendAt": datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC),
             "metadata": {"order": 7},
+            "bypassQuietHours": True,
         }
     )
+    assert to_send_request(typed).bypass_quiet_hours
 
 
 def test_omitted_optional_fields_map_to_none_either_way() -> None:
@@ -68,3 +71,6 @@ def test_omitted_optional_fields_map_to_none_either_way() -> None:
     coerced = {"channel": Channel.EMAIL, "from": "a@example.com", "to": "b@example.com"}
     assert to_send_request(typed) == send_request(coerced)
     assert send_request(coerced).attachments is None
+    assert not send_request(coerced).bypass_quiet_hours
+    # A client may send null for the flag too: it means the default, no bypass.
+    assert not send_request({**coerced, "bypassQuietHours": None}).bypass_quiet_hours

@@ -167,6 +167,7 @@ def _api(settings: Settings, queue: Queue, sandbox: SandboxConfig | None = None)
             storage.webhooks.addresses_of if settings.require_sender_ownership else None
         ),
         units=units,
+        quiet_hours=storage.quiet_hours,
     )
     api = Api(
         settings=settings,
@@ -179,6 +180,7 @@ def _api(settings: Settings, queue: Queue, sandbox: SandboxConfig | None = None)
             operator=OperatorService(storage.lifecycle, queue.broker, units=units),
             events=EventStream(queries, queue.broker),
             queries=queries,
+            quiet_hours=storage.quiet_hours,
             rate_limiter=rate_limiter,
             default_phone_region=settings.default_phone_region,
             max_batch_size=settings.max_batch_size,

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.domain.channels import Channel
 from gateway.services.delivery import DeliveryService
 from gateway.services.ports import Broker, HeldOutcomes, Provider, WorkerLiveness
+from gateway.services.quiet_hours import QuietHoursService
 from gateway.services.reconcile import Reconciler
 from gateway.services.retry_policy import RetryPolicy
 from gateway.services.unit_of_work import Units
@@ -19,6 +20,7 @@ from gateway.services.webhooks import WebhookService
 from gateway.settings import Settings
 from persistence.db import create_engine
 from persistence.lifecycle import LifecycleRepository
+from persistence.quiet_hours import QuietHoursRepository
 from persistence.reconcile import ReconcileRepository
 from persistence.unit_of_work import SqlTransaction
 from persistence.webhooks import WebhookRepository
@@ -59,11 +61,17 @@ class Storage:
     engine: AsyncEngine
     lifecycle: LifecycleRepository
     webhooks: WebhookRepository
+    #: Read by sending and delivery alike; one cache, so that in the embedded mode a change
+    #: made through the API holds for the worker in the same process at once.
+    quiet_hours: QuietHoursService
 
     @classmethod
     def open(cls, settings: Settings) -> Storage:
         engine = create_engine(settings)
-        return cls(engine, LifecycleRepository(engine), WebhookRepository(engine))
+        quiet_hours = QuietHoursService(
+            QuietHoursRepository(engine), ttl=settings.quiet_hours_cache_seconds
+        )
+        return cls(engine, LifecycleRepository(engine), WebhookRepository(engine), quiet_hours)
 
 
 @dataclass(frozen=True)
@@ -147,7 +155,14 @@ def build_deliveries(
     policy = RetryPolicy(settings.max_attempts, settings.retry_base_delay, settings.retry_max_delay)
     deliveries = Deliveries(
         delivery=DeliveryService(
-            lifecycle, registry, queue.broker, policy, queue.held, worker=worker, units=units
+            lifecycle,
+            registry,
+            queue.broker,
+            policy,
+            queue.held,
+            worker=worker,
+            units=units,
+            quiet_hours=storage.quiet_hours,
         ),
         sweeper=Sweeper(
             lifecycle,
