@@ -1,24 +1,31 @@
 """Gateway processes (``messaging-gateway serve`` / ``worker`` / ``sandbox``) as children.
 
-Each child writes its output to a log file of its own, whose tail goes into every error about
-it; it is signalled only by its own PID. Readiness is what the product offers for it: a 200
-from a health endpoint (``/ready``, ``/health``, the sandbox's ``/control/config``) or, for a
-worker, its heartbeat in Redis. Every wait has a deadline; a child that dies or never becomes
-ready raises :class:`ProcessError` with the tail of its log.
+Each child writes its output to a log file of its own (its stderr to a second one when a test
+reads the two apart), whose tail goes into every error about it; it is signalled only by its
+own PID. Readiness is what the product offers for it: a 200 from a health endpoint
+(``/ready``, ``/health``, the sandbox's ``/control/config``) or, for a worker, its heartbeat in
+Redis. Every wait has a deadline; a child that dies or never becomes ready raises
+:class:`ProcessError` with the tail of its log.
+
+The waits are coroutines, for the tests and the bench that run an event loop; synchronous
+tests use the blocking forms (:func:`wait_http_blocking`, :func:`started`, :func:`serving`,
+:func:`sandbox_serving`), which run the same waits.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import IO, Any, NamedTuple
 
 import httpx
 from redis.asyncio import Redis
@@ -32,15 +39,20 @@ __all__ = [
     "SETTINGS_VARIABLES",
     "Process",
     "ProcessError",
+    "Served",
     "dedicated_postgres",
     "embedded_serve",
     "sandbox_command",
+    "sandbox_serving",
     "scrubbed_env",
     "serve_command",
     "serve_process",
+    "serving",
+    "started",
     "tail",
     "wait_heartbeats",
     "wait_http",
+    "wait_http_blocking",
     "worker_command",
 ]
 
@@ -52,18 +64,21 @@ STOP_TIMEOUT = 20.0
 SETTINGS_VARIABLES = frozenset(name.upper() for name in Settings.model_fields)
 
 
-def serve_command(port: int, *options: str) -> list[str]:
-    """``messaging-gateway serve`` on loopback ``port``."""
-    return [CLI, "serve", "--host", LOOPBACK, "--port", str(port), *options]
+def serve_command(
+    port: int, *options: str, host: str = LOOPBACK, cli: Path | str = CLI
+) -> list[str]:
+    """``messaging-gateway serve`` on ``port`` of ``host`` (loopback unless a test says
+    otherwise); ``cli`` is another installation's console script."""
+    return [str(cli), "serve", "--host", host, "--port", str(port), *options]
 
 
-def worker_command() -> list[str]:
-    return [CLI, "worker"]
+def worker_command(cli: Path | str = CLI) -> list[str]:
+    return [str(cli), "worker"]
 
 
-def sandbox_command(port: int) -> list[str]:
+def sandbox_command(port: int, cli: Path | str = CLI) -> list[str]:
     """The standalone sandbox on loopback ``port``."""
-    return [CLI, "sandbox", "--host", LOOPBACK, "--port", str(port)]
+    return [str(cli), "sandbox", "--host", LOOPBACK, "--port", str(port)]
 
 
 class ProcessError(HarnessError):
@@ -94,7 +109,9 @@ class Process:
 
     ``cwd`` defaults to the child's ``DATA_DIR``. ``new_session`` puts the child in a session
     of its own, so that a Ctrl-C reaches only the parent, which then stops its children in
-    order.
+    order. ``stderr_path`` keeps the child's stderr apart from its stdout (``log_path``), for a
+    test that reads the two apart; both files then hold the child's output alone (no header
+    line of ours).
     """
 
     def __init__(
@@ -106,22 +123,30 @@ class Process:
         *,
         cwd: Path | str | None = None,
         new_session: bool = False,
+        stderr_path: Path | None = None,
     ) -> None:
         self.name = name
         self.argv = list(argv)
         self.env = dict(env)
         self.log_path = log_path
+        self.stderr_path = stderr_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        with log_path.open("ab") as log:
-            log.write(f"=== {name}: {' '.join(self.argv)}\n".encode())
-            log.flush()
+        with contextlib.ExitStack() as files:
+            if stderr_path is None:
+                log = files.enter_context(log_path.open("ab"))
+                log.write(f"=== {name}: {' '.join(self.argv)}\n".encode())
+                log.flush()
+                errors: int | IO[bytes] = subprocess.STDOUT
+            else:
+                log = files.enter_context(log_path.open("wb"))
+                errors = files.enter_context(stderr_path.open("wb"))
             self.proc = subprocess.Popen(
                 self.argv,
                 env=self.env,
                 cwd=cwd if cwd is not None else self.env.get("DATA_DIR"),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
-                stderr=subprocess.STDOUT,
+                stderr=errors,
                 start_new_session=new_session,
             )
 
@@ -133,30 +158,64 @@ class Process:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    @property
+    def returncode(self) -> int | None:
+        """The exit code once reaped (negative: killed by that signal); None while running."""
+        return self.proc.returncode
+
     def tail(self, lines: int = 12) -> str:
         state = "running" if self.alive else f"exited {self.proc.returncode}"
         head = f"--- {self.name} (pid {self.pid}, {state}) {self.log_path}"
-        return f"{head}\n{tail(self.log_path, lines)}"
+        text = f"{head}\n{tail(self.log_path, lines)}"
+        if self.stderr_path is not None:
+            text += f"\n--- stderr {self.stderr_path}\n{tail(self.stderr_path, lines)}"
+        return text
 
     def log_text(self) -> str:
+        """The log: the child's stdout, and its stderr too unless kept apart."""
         return self.log_path.read_text(errors="replace")
+
+    def stderr_text(self) -> str:
+        """The child's stderr when kept apart (``stderr_path``), else empty (it is in the log)."""
+        if self.stderr_path is None:
+            return ""
+        return self.stderr_path.read_text(errors="replace")
+
+    def all_text(self) -> str:
+        """Everything the child wrote: its stdout, then its stderr if kept apart."""
+        return self.log_text() + self.stderr_text()
+
+    def output(self) -> str:
+        """Everything the child wrote, for a failure message."""
+        if self.stderr_path is None:
+            return self.log_text()
+        return f"stdout:\n{self.log_text()}\nstderr:\n{self.stderr_text()}"
+
+    def log_records(self) -> list[dict[str, Any]]:
+        """The JSON log lines (``LOG_JSON``) the child wrote so far, from both streams."""
+        lines = self.all_text().splitlines()
+        return [json.loads(line) for line in lines if line.startswith("{")]
 
     def check(self) -> None:
         """Raise :class:`ProcessError` if the process has exited."""
         if not self.alive:
             raise ProcessError(f"{self.name} exited\n{self.tail(40)}")
 
-    def terminate(self, within: float = STOP_TIMEOUT) -> None:
-        """SIGTERM, then SIGKILL after ``within`` seconds; reaped either way."""
+    def terminate(self, within: float = STOP_TIMEOUT) -> bool:
+        """SIGTERM, then SIGKILL after ``within`` seconds; reaped either way. False when it
+        had to be killed (it ignored SIGTERM)."""
+        graceful = True
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGTERM)
             try:
                 self.proc.wait(timeout=within)
             except subprocess.TimeoutExpired:
+                graceful = False
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(self.pid, signal.SIGKILL)
         self.proc.wait()
+        return graceful
 
     async def wait_exit(self, within: float) -> bool:
         deadline = time.monotonic() + within
@@ -166,17 +225,20 @@ class Process:
             await asyncio.sleep(0.05)
         return True
 
-    async def stop(self, within: float = STOP_TIMEOUT) -> None:
+    async def stop(self, within: float = STOP_TIMEOUT) -> bool:
         """:meth:`terminate` without blocking the event loop."""
-        await asyncio.to_thread(self.terminate, within)
+        return await asyncio.to_thread(self.terminate, within)
 
-    async def kill(self) -> None:
-        """SIGKILL: no cleanup, no acknowledgement, no graceful drain."""
+    def kill_blocking(self) -> None:
+        """SIGKILL, and reaped: no cleanup, no acknowledgement, no graceful drain."""
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
-        await self.wait_exit(10)
         self.proc.wait()
+
+    async def kill(self) -> None:
+        """:meth:`kill_blocking` without blocking the event loop."""
+        await asyncio.to_thread(self.kill_blocking)
 
 
 async def wait_http(
@@ -209,6 +271,81 @@ async def wait_http(
                     f"{proc.tail(lines)}"
                 )
             await asyncio.sleep(0.1)
+
+
+def wait_http_blocking(
+    proc: Process, url: str, *, within: float = START_TIMEOUT, lines: int = 12
+) -> None:
+    """:func:`wait_http` for code that runs no event loop (synchronous tests and fixtures).
+
+    The wait runs in a private event loop that is never made the thread's current one, so a
+    test framework's own loop is left as it was."""
+    with asyncio.Runner(loop_factory=asyncio.new_event_loop) as runner:
+        runner.run(wait_http(proc, url, within=within, lines=lines))
+
+
+@contextlib.contextmanager
+def started(
+    name: str,
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    log_path: Path,
+    *,
+    ready: str | None = None,
+    cwd: Path | str | None = None,
+    stderr_path: Path | None = None,
+) -> Iterator[Process]:
+    """A child (see :class:`Process`), ready once ``ready`` (a URL) answers 200 if given;
+    stopped on the way out (SIGTERM, then SIGKILL). Its exit code is read after the block."""
+    proc = Process(name, argv, env, log_path, cwd=cwd, stderr_path=stderr_path)
+    try:
+        if ready is not None:
+            wait_http_blocking(proc, ready, lines=40)
+        yield proc
+    finally:
+        proc.terminate()
+
+
+class Served(NamedTuple):
+    """A child answering HTTP (``serve``, ``sandbox``), and its base URL."""
+
+    process: Process
+    url: str
+
+
+@contextlib.contextmanager
+def serving(
+    env: Mapping[str, str],
+    cwd: Path,
+    name: str = "serve",
+    *,
+    host: str = LOOPBACK,
+    ready: str = "/health",
+    cli: Path | str = CLI,
+) -> Iterator[Served]:
+    """``messaging-gateway serve`` on a free port bound to ``host`` (loopback unless a test
+    says otherwise; it is always reached through loopback), ready (``ready`` answers 200).
+    Its stdout and stderr are kept apart, in ``cwd``, as ``name.stdout`` and ``name.stderr``."""
+    port = free_port()
+    url = f"http://{LOOPBACK}:{port}"
+    argv = serve_command(port, host=host, cli=cli)
+    stdout, stderr = cwd / f"{name}.stdout", cwd / f"{name}.stderr"
+    with started(name, argv, env, stdout, ready=url + ready, cwd=cwd, stderr_path=stderr) as proc:
+        yield Served(proc, url)
+
+
+@contextlib.contextmanager
+def sandbox_serving(
+    env: Mapping[str, str], cwd: Path, *, port: int | None = None, cli: Path | str = CLI
+) -> Iterator[Served]:
+    """The standalone ``messaging-gateway sandbox`` on a loopback port (a free one unless
+    given), ready (its control API answers 200); its log is ``sandbox.log`` in ``cwd``."""
+    port = port or free_port()
+    url = f"http://{LOOPBACK}:{port}"
+    argv = sandbox_command(port, cli)
+    ready = url + "/control/config"
+    with started("sandbox", argv, env, cwd / "sandbox.log", ready=ready, cwd=cwd) as proc:
+        yield Served(proc, url)
 
 
 async def wait_heartbeats(
@@ -249,7 +386,7 @@ async def serve_process(
     within: float = START_TIMEOUT,
     lines: int = 12,
     port: int | None = None,
-) -> AsyncIterator[tuple[Process, str]]:
+) -> AsyncIterator[Served]:
     """``messaging-gateway serve`` on a loopback port (a free one unless given), ready
     (``ready`` answers 200): the process and its base URL. Stopped (SIGTERM) on the way out."""
     port = port or free_port()
@@ -257,7 +394,7 @@ async def serve_process(
     proc = Process(name, serve_command(port), env, log_path)
     try:
         await wait_http(proc, url + ready, within=within, lines=lines)
-        yield proc, url
+        yield Served(proc, url)
     finally:
         await proc.stop()
 

@@ -8,14 +8,10 @@ PID with SIGTERM; the tests check it then exits 0 (graceful shutdown).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
 import os
 import re
-import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -30,15 +26,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.entry.migrations import alembic_config
 from gateway.settings import Settings
-from harness.processes import scrubbed_env
-from harness.servers import PostgresServer, free_port
+from harness.processes import CLI, STOP_TIMEOUT, Served, sandbox_serving, scrubbed_env, serving
+from harness.servers import PostgresServer
 from tests.conftest import SEND
 
-CLI = Path(sys.executable).parent / "messaging-gateway"
 KEY_PATTERN = re.compile(r"mgw_[A-Za-z0-9_-]{20,}")
 PREFIX_LENGTH = 12  # gateway.services.auth.PREFIX_LENGTH: what is stored and listed
-START_TIMEOUT = 60.0  # a guard against hanging, not a performance assertion
-STOP_TIMEOUT = 15.0
 DELIVERY_TIMEOUT = 30.0
 
 MESSAGE = "query One($id: ID!) { message(id: $id) { id status to body } }"
@@ -61,9 +54,9 @@ def cli_env(data_dir: Path, database_url: str | None = None, **extra: str) -> di
 
 
 def run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    assert CLI.exists(), f"console script not installed at {CLI}"
+    assert Path(CLI).exists(), f"console script not installed at {CLI}"
     return subprocess.run(
-        [str(CLI), *args],
+        [CLI, *args],
         env=env,
         cwd=cwd,
         capture_output=True,
@@ -125,116 +118,19 @@ def send_and_deliver(http: httpx.Client, base_url: str, key: str, **fields: str)
 # ---------------------------------------------------------------------------------- serve
 
 
-@dataclass
-class ServeProcess:
-    proc: subprocess.Popen[bytes]
-    base_url: str
-    stdout_path: Path
-    stderr_path: Path
-
-    @property
-    def stdout(self) -> str:
-        return self.stdout_path.read_text(errors="replace")
-
-    @property
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
-
-    def output(self) -> str:
-        return f"stdout:\n{self.stdout}\nstderr:\n{self.stderr}"
-
-    def log_records(self) -> list[dict[str, Any]]:
-        records: list[dict[str, Any]] = []
-        for line in (self.stdout + self.stderr).splitlines():
-            if line.startswith("{"):
-                records.append(json.loads(line))
-        return records
-
-    def terminate(self) -> int:
-        """SIGTERM by PID; the exit code (escalates to SIGKILL and fails if it hangs)."""
-        if not stop_by_pid(self.proc):
-            pytest.fail(f"serve ignored SIGTERM for {STOP_TIMEOUT}s\n{self.output()}")
-        return self.proc.returncode
+def stop_gracefully(server: Served) -> int:
+    """SIGTERM by PID; the exit code (fails the test if serve had to be killed)."""
+    proc = server.process
+    assert proc.terminate(STOP_TIMEOUT), (
+        f"serve ignored SIGTERM for {STOP_TIMEOUT}s\n{proc.output()}"
+    )
+    assert proc.returncode is not None
+    return proc.returncode
 
 
-def stop_by_pid(proc: subprocess.Popen[bytes]) -> bool:
-    """SIGTERM by PID and wait; False when it had to be killed (it ignored SIGTERM)."""
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            return False
-    return True
-
-
-@contextlib.contextmanager
-def serving(
-    env: dict[str, str], cwd: Path, name: str, host: str = "127.0.0.1", cli: Path = CLI
-) -> Iterator[ServeProcess]:
-    """``messaging-gateway serve`` on a free port bound to ``host`` (loopback unless a test
-    says otherwise; it is always reached through 127.0.0.1), ready (GET /health is 200)."""
-    port = free_port()
-    stdout_path, stderr_path = cwd / f"{name}.stdout", cwd / f"{name}.stderr"
-    with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
-        proc = subprocess.Popen(
-            [str(cli), "serve", "--host", host, "--port", str(port)],
-            env=env,
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-        )
-    server = ServeProcess(proc, f"http://127.0.0.1:{port}", stdout_path, stderr_path)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"serve exited with {proc.returncode} at start-up\n{server.output()}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{server.base_url}/health", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"serve did not answer /health\n{server.output()}")
-            time.sleep(0.1)
-        yield server
-    finally:
-        stop_by_pid(proc)
-
-
-@contextlib.contextmanager
-def standalone_sandbox(cwd: Path, env: dict[str, str]) -> Iterator[str]:
-    """``messaging-gateway sandbox`` on a free loopback port, answering HTTP; its base URL."""
-    port = free_port()
-    log_path = cwd / "sandbox.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [str(CLI), "sandbox", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            cwd=cwd,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            assert proc.poll() is None, log_path.read_text()
-            with contextlib.suppress(httpx.TransportError):
-                httpx.get(base_url, timeout=2)
-                break
-            assert time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.1)
-        yield base_url
-    finally:
-        stop_by_pid(proc)
-
-
-def dev_key_of(server: ServeProcess) -> str:
-    keys = KEY_PATTERN.findall(server.stdout)
-    assert len(keys) == 1, f"expected the development key printed once\n{server.output()}"
+def dev_key_of(server: Served) -> str:
+    keys = KEY_PATTERN.findall(server.process.log_text())
+    assert len(keys) == 1, f"expected the development key printed once\n{server.process.output()}"
     return keys[0]
 
 
@@ -347,10 +243,10 @@ def test_cli_key_works_against_serve_then_list_and_revoke(
 
     with serving(env, tmp_path, "serve-pg") as server:
         # Not embedded (DATABASE_URL is set): no development key is made or printed.
-        assert "mgw_" not in server.stdout + server.stderr, server.output()
-        data = gql(http, server.base_url, key, CONVERSATIONS, {"participant": None})
+        assert "mgw_" not in server.process.all_text(), server.process.output()
+        data = gql(http, server.url, key, CONVERSATIONS, {"participant": None})
         assert data == {"conversations": {"edges": []}}
-        send_and_deliver(http, server.base_url, key)
+        send_and_deliver(http, server.url, key)
 
         listed = run_cli("list-api-keys", env=env, cwd=tmp_path)
         assert listed.returncode == 0, _describe(listed)
@@ -363,7 +259,7 @@ def test_cli_key_works_against_serve_then_list_and_revoke(
         revoked = run_cli("revoke-api-key", prefix, env=env, cwd=tmp_path)
         assert revoked.returncode == 0, _describe(revoked)
         response = http.post(
-            f"{server.base_url}/graphql",
+            f"{server.url}/graphql",
             json={"query": "{ conversations { edges { cursor } } }"},
             headers=bearer(key),
         )
@@ -445,7 +341,7 @@ def test_unknown_provider_name_is_refused(tmp_path: Path) -> None:
 
 @dataclass
 class Embedded:
-    server: ServeProcess
+    server: Served
     key: str
     data_dir: Path
 
@@ -464,13 +360,13 @@ def test_embedded_serve_prints_the_development_key_once(embedded: Embedded) -> N
     assert key_file.stat().st_mode & 0o777 == 0o600
     # Requests made with the key never echo it into the logs.
     with httpx.Client(timeout=30) as http:
-        gql(http, embedded.server.base_url, embedded.key, CONVERSATIONS)
-    output = embedded.server.stdout + embedded.server.stderr
-    assert output.count(embedded.key) == 1, embedded.server.output()
+        gql(http, embedded.server.url, embedded.key, CONVERSATIONS)
+    output = embedded.server.process.all_text()
+    assert output.count(embedded.key) == 1, embedded.server.process.output()
 
 
 def test_graphiql_page_is_prefilled_with_the_key(embedded: Embedded, http: httpx.Client) -> None:
-    response = http.get(f"{embedded.server.base_url}/graphql", headers={"Accept": "text/html"})
+    response = http.get(f"{embedded.server.url}/graphql", headers={"Accept": "text/html"})
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     assert "graphiql" in response.text.lower()
@@ -478,11 +374,11 @@ def test_graphiql_page_is_prefilled_with_the_key(embedded: Embedded, http: httpx
 
 
 def test_send_message_reaches_delivered(embedded: Embedded, http: httpx.Client) -> None:
-    send_and_deliver(http, embedded.server.base_url, embedded.key, body="embedded hello")
+    send_and_deliver(http, embedded.server.url, embedded.key, body="embedded hello")
 
 
 def test_ready_reports_database_and_broker_ok(embedded: Embedded, http: httpx.Client) -> None:
-    response = http.get(f"{embedded.server.base_url}/ready")
+    response = http.get(f"{embedded.server.url}/ready")
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["checks"]["database"] == "ok", body
@@ -503,7 +399,7 @@ def _scrape(http: httpx.Client, base_url: str) -> dict[tuple[str, frozenset[Any]
 def test_metrics_count_requests_and_messages_by_status(
     embedded: Embedded, http: httpx.Client
 ) -> None:
-    base_url = embedded.server.base_url
+    base_url = embedded.server.url
     posts = (
         "gateway_http_requests_total",
         frozenset({("method", "POST"), ("route", "/graphql"), ("status", "200")}),
@@ -530,31 +426,31 @@ def test_log_lines_are_json_and_carry_the_request_id(
 ) -> None:
     request_id = "cli-test-" + uuid.uuid4().hex
     response = http.post(
-        f"{embedded.server.base_url}/graphql",
+        f"{embedded.server.url}/graphql",
         json={"query": "{ conversations { edges { cursor } } }"},
         headers={**bearer(embedded.key), "X-Request-ID": request_id},
     )
     assert response.status_code == 200
     assert response.headers["X-Request-ID"] == request_id
-    generated = http.get(f"{embedded.server.base_url}/health").headers["X-Request-ID"]
+    generated = http.get(f"{embedded.server.url}/health").headers["X-Request-ID"]
 
     deadline = time.monotonic() + 10
     while True:
-        records = embedded.server.log_records()
+        records = embedded.server.process.log_records()
         ids = {r.get("request_id") for r in records}
         if {request_id, generated} <= ids or time.monotonic() > deadline:
             break
         time.sleep(0.05)
     mine = [r for r in records if r.get("request_id") == request_id]
-    assert mine, embedded.server.output()
+    assert mine, embedded.server.process.output()
     assert any("POST /graphql" in str(r.get("event")) for r in mine), mine
-    assert generated in ids, embedded.server.output()
+    assert generated in ids, embedded.server.process.output()
     access = [r for r in records if r.get("logger") == "uvicorn.access"]
     assert access and all(r.get("request_id") for r in access), access
 
     # Everything on stdout/stderr is a JSON line, except the development key banner.
     banner = ("Development API key", embedded.key, "GraphiQL at /graphql")
-    for line in (embedded.server.stdout + embedded.server.stderr).splitlines():
+    for line in embedded.server.process.all_text().splitlines():
         if line.strip() and not line.startswith("{"):
             assert line.strip().startswith(banner), f"not a JSON log line: {line!r}"
 
@@ -562,7 +458,7 @@ def test_log_lines_are_json_and_carry_the_request_id(
 def test_missing_or_invalid_key_is_401_unauthenticated(
     embedded: Embedded, http: httpx.Client
 ) -> None:
-    url = f"{embedded.server.base_url}/graphql"
+    url = f"{embedded.server.url}/graphql"
     query = {"query": "{ conversations { edges { cursor } } }"}
     for headers in (
         {},
@@ -581,7 +477,7 @@ def test_missing_or_invalid_key_is_401_unauthenticated(
 
 def test_query_over_get_works(embedded: Embedded, http: httpx.Client) -> None:
     response = http.get(
-        f"{embedded.server.base_url}/graphql",
+        f"{embedded.server.url}/graphql",
         params={"query": "{ conversations { edges { node { id } } } }"},
         headers={**bearer(embedded.key), "Accept": "application/json"},
     )
@@ -599,37 +495,33 @@ def test_mutation_over_get_is_refused_and_not_executed(
         f'to: "{recipient}", body: "via GET"}}) {{ __typename }} }}'
     )
     response = http.get(
-        f"{embedded.server.base_url}/graphql",
+        f"{embedded.server.url}/graphql",
         params={"query": mutation},
         headers={**bearer(embedded.key), "Accept": "application/json"},
     )
     assert 400 <= response.status_code < 500, response.text
     assert "MessageAccepted" not in response.text
 
-    data = gql(
-        http, embedded.server.base_url, embedded.key, CONVERSATIONS, {"participant": recipient}
-    )
+    data = gql(http, embedded.server.url, embedded.key, CONVERSATIONS, {"participant": recipient})
     assert data["conversations"]["edges"] == [], "the GET mutation was executed"
     # The same mutation over POST does create the conversation (the check above can fail).
-    posted = gql(http, embedded.server.base_url, embedded.key, mutation)
+    posted = gql(http, embedded.server.url, embedded.key, mutation)
     assert posted["sendMessage"]["__typename"] == "MessageAccepted"
-    data = gql(
-        http, embedded.server.base_url, embedded.key, CONVERSATIONS, {"participant": recipient}
-    )
+    data = gql(http, embedded.server.url, embedded.key, CONVERSATIONS, {"participant": recipient})
     assert len(data["conversations"]["edges"]) == 1
 
 
 def test_serve_shuts_down_gracefully_on_sigterm(tmp_path: Path, http: httpx.Client) -> None:
     with serving(cli_env(tmp_path / "data"), tmp_path, "serve") as server:
         key = dev_key_of(server)
-        send_and_deliver(http, server.base_url, key, body="before shutdown")
-        code = server.terminate()
-    output = server.stdout + server.stderr
-    assert "Application shutdown complete" in output, server.output()
+        send_and_deliver(http, server.url, key, body="before shutdown")
+        code = stop_gracefully(server)
+    output = server.process.all_text()
+    assert "Application shutdown complete" in output, server.process.output()
     assert code == 0, (
         f"serve exited with {code} after SIGTERM"
         + (f" (killed by signal {-code} after its shutdown)" if code < 0 else "")
-        + f"\n{server.output()}"
+        + f"\n{server.process.output()}"
     )
 
 
@@ -637,24 +529,24 @@ def test_restart_reuses_the_key_and_keeps_the_data(tmp_path: Path, http: httpx.C
     env = cli_env(tmp_path / "data")
     with serving(env, tmp_path, "first") as first:
         key = dev_key_of(first)
-        message_id = send_and_deliver(http, first.base_url, key, body="survives a restart")
-        first.terminate()  # exit code: see test_serve_shuts_down_gracefully_on_sigterm
+        message_id = send_and_deliver(http, first.url, key, body="survives a restart")
+        stop_gracefully(first)  # exit code: see test_serve_shuts_down_gracefully_on_sigterm
 
     with serving(env, tmp_path, "second") as second:
-        output = second.stdout + second.stderr
+        output = second.process.all_text()
         assert key not in output, "the development key was printed again"
         assert "Development API key" not in output
         assert KEY_PATTERN.findall(output) == [], "a new development key was made"
-        found = gql(http, second.base_url, key, MESSAGE, {"id": message_id})["message"]
+        found = gql(http, second.url, key, MESSAGE, {"id": message_id})["message"]
         assert found == {
             "id": message_id,
             "status": "DELIVERED",
             "to": "+14155550199",
             "body": "survives a restart",
         }
-        page = http.get(f"{second.base_url}/graphql", headers={"Accept": "text/html"})
+        page = http.get(f"{second.url}/graphql", headers={"Accept": "text/html"})
         assert f"Bearer {key}" in page.text
-        second.terminate()
+        stop_gracefully(second)
 
     listed = run_cli("list-api-keys", env=env, cwd=tmp_path)
     assert listed.returncode == 0, _describe(listed)
@@ -664,7 +556,7 @@ def test_restart_reuses_the_key_and_keeps_the_data(tmp_path: Path, http: httpx.C
 
 def test_sandbox_runs_alone_and_answers_like_twilio(tmp_path: Path, http: httpx.Client) -> None:
     """`messaging-gateway sandbox` serves the Twilio API on its own (wire format, auth)."""
-    with standalone_sandbox(tmp_path, cli_env(tmp_path / "data")) as base:
+    with sandbox_serving(cli_env(tmp_path / "data"), tmp_path) as (_, base):
         sid, token = Settings().twilio_account_sid, Settings().twilio_auth_token
         url = f"{base}/2010-04-01/Accounts/{sid}/Messages.json"
         form = {"To": "+14155550123", "From": "+14155550100", "Body": "hi"}

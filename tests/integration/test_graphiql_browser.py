@@ -22,8 +22,9 @@ from playwright.sync_api import Browser, BrowserContext, Page, Playwright, Route
 from playwright.sync_api import expect as pw_expect
 
 from gateway.web.graphiql import PAGE_HEADERS, graphiql_html
+from harness.processes import Served, serving
 from harness.servers import free_port
-from tests.integration.test_cli import ServeProcess, cli_env, dev_key_of, serving
+from tests.integration.test_cli import cli_env, dev_key_of
 
 CHROMIUM = Path("/usr/bin/chromium")
 LOOPBACK = "127.0.0.1"
@@ -33,12 +34,12 @@ MESSAGE_ID = re.compile(r"msg_[0-9a-f]+")
 
 @dataclass
 class Gateway:
-    server: ServeProcess
+    server: Served
     key: str
 
     @property
     def graphql_url(self) -> str:
-        return f"{self.server.base_url}/graphql"
+        return f"{self.server.url}/graphql"
 
 
 @pytest.fixture(scope="module")

@@ -28,14 +28,8 @@ import pytest
 from gateway.entry.app import GatewayApp, create_app
 from gateway.entry.bootstrap.shared import uses_mounted_sandbox
 from gateway.settings import Settings
-from tests.integration.test_cli import (
-    KEY_PATTERN,
-    cli_env,
-    dev_key_of,
-    run_cli,
-    serving,
-    standalone_sandbox,
-)
+from harness.processes import sandbox_serving, serving
+from tests.integration.test_cli import KEY_PATTERN, cli_env, dev_key_of, run_cli
 
 REMOTE = ("203.0.113.9", 40000)  # TEST-NET-3: never routed, only written into a scope
 LOCAL = ("127.0.0.1", 40000)
@@ -176,7 +170,7 @@ def token_serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     token = "serve-token-" + "y" * 20
     env = cli_env(base / "data", SANDBOX_CONTROL_TOKEN=token)
     with serving(env, base, "serve") as server:
-        yield server.base_url, dev_key_of(server), token
+        yield server.url, dev_key_of(server), token
 
 
 def test_real_serve_gives_the_key_to_loopback_only(token_serve: tuple[str, str, str]) -> None:
@@ -213,7 +207,7 @@ def test_real_sandbox_command_control_loopback_or_token(tmp_path: Path) -> None:
     """``messaging-gateway sandbox`` (standalone): the same rule on ``/control/*``."""
     token = "alone-token-" + "z" * 20
     env = cli_env(tmp_path / "data", SANDBOX_CONTROL_TOKEN=token)
-    with standalone_sandbox(tmp_path, env) as base_url:
+    with sandbox_serving(env, tmp_path) as (_, base_url):
         url = f"{base_url}/control/config"
         relayed = {"X-Forwarded-For": "203.0.113.9"}
         with httpx.Client(timeout=30) as http:
@@ -246,10 +240,11 @@ def test_embedded_serve_on_the_network_with_the_opt_in_warns(tmp_path: Path) -> 
     with serving(env, tmp_path, "serve-any", host="0.0.0.0") as server:
         key = dev_key_of(server)
         with httpx.Client(timeout=30) as http:
-            page = http.get(f"{server.base_url}/graphql", headers=HTML)
+            page = http.get(f"{server.url}/graphql", headers=HTML)
             assert f"Bearer {key}" in page.text
-        warnings = [r for r in server.log_records() if r.get("event") == "embedded_mode_on_network"]
-        assert len(warnings) == 1, server.output()
+        records = server.process.log_records()
+        warnings = [r for r in records if r.get("event") == "embedded_mode_on_network"]
+        assert len(warnings) == 1, server.process.output()
         assert warnings[0]["level"] == "warning"
         assert warnings[0]["host"] == "0.0.0.0"
         assert "not exposed to non-loopback clients" in warnings[0]["detail"]

@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -21,6 +17,7 @@ from redis.asyncio import Redis
 
 from gateway.settings import Settings
 from harness.asgi import run_uvicorn
+from harness.processes import Process, worker_command
 from harness.servers import PostgresServer, RedisServer, free_port
 from providers.sandbox_app import SandboxConfig, create_sandbox_app
 from tests.conftest import GraphQLClient, RunningGateway, fresh_postgres_url, serve_on
@@ -37,7 +34,7 @@ STATUS = "query One($id: ID!) { message(id: $id) { status } }"
 @pytest.fixture(scope="module")
 async def redis_gateway(
     postgres: PostgresServer, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[tuple[RunningGateway, asyncio.subprocess.Process]]:
+) -> AsyncIterator[tuple[RunningGateway, Process]]:
     tmp = tmp_path_factory.mktemp("redis-mode")
     api_port = free_port()
     api_url = f"http://127.0.0.1:{api_port}"
@@ -68,24 +65,12 @@ async def redis_gateway(
             api_key_cache_seconds=0.5,
         )
         async with serve_on(settings, api_port) as (base_url, container):
-            with (tmp / "worker.log").open("wb") as log:
-                worker = await asyncio.create_subprocess_exec(
-                    str(Path(sys.executable).parent / "messaging-gateway"),
-                    "worker",
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
+            worker = Process("worker", worker_command(), env, tmp / "worker.log")
             try:
                 async with httpx.AsyncClient(timeout=30) as http:
                     yield RunningGateway("redis", base_url, container, http), worker
             finally:
-                worker.send_signal(signal.SIGTERM)
-                try:
-                    await asyncio.wait_for(worker.wait(), 20)
-                except TimeoutError:
-                    worker.kill()
-                    await worker.wait()
+                await worker.stop()
 
 
 async def wait_for_status(client: GraphQLClient, message_id: str, status: str) -> str:
@@ -99,7 +84,7 @@ async def wait_for_status(client: GraphQLClient, message_id: str, status: str) -
 
 
 async def test_worker_process_delivers_and_api_subscribers_see_it(
-    redis_gateway: tuple[RunningGateway, asyncio.subprocess.Process], redis_server: RedisServer
+    redis_gateway: tuple[RunningGateway, Process], redis_server: RedisServer
 ) -> None:
     gateway, worker = redis_gateway
     client = await gateway.new_client()
@@ -123,7 +108,7 @@ async def test_worker_process_delivers_and_api_subscribers_see_it(
             assert event["message"]["id"] == message_id
             statuses.append(event["status"])
     assert statuses == ["QUEUED", "SENDING", "SENT", "DELIVERED"]
-    assert worker.returncode is None
+    assert worker.alive
 
     redis = Redis.from_url(redis_server.url)
     try:
@@ -134,7 +119,7 @@ async def test_worker_process_delivers_and_api_subscribers_see_it(
 
 
 async def test_many_messages_each_delivered_once(
-    redis_gateway: tuple[RunningGateway, asyncio.subprocess.Process],
+    redis_gateway: tuple[RunningGateway, Process],
 ) -> None:
     gateway, _ = redis_gateway
     client = await gateway.new_client()

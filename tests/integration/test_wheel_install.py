@@ -13,13 +13,10 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 import tomllib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,18 +25,13 @@ import pytest
 from alembic.script import ScriptDirectory
 
 from gateway.entry.migrations import alembic_config
-from harness.servers import PostgresServer, RedisServer, free_port
+from harness.processes import sandbox_serving, serving, started, worker_command
+from harness.servers import LOOPBACK, PostgresServer, RedisServer, free_port
 from tests.conftest import fresh_postgres_url
-from tests.integration.test_cli import (
-    cli_env,
-    dev_key_of,
-    send_and_deliver,
-    serving,
-)
+from tests.integration.test_cli import cli_env, dev_key_of, send_and_deliver
 
 ROOT = Path(__file__).resolve().parents[2]
 PIP_TIMEOUT = 540  # a guard against hanging, not a performance assertion
-START_TIMEOUT = 60.0
 
 pytestmark = [pytest.mark.wheel, pytest.mark.timeout(600)]
 
@@ -179,51 +171,20 @@ def test_embedded_serve_is_ready_and_delivers(installed: Installed, workdir: Pat
         serving(wheel_env(), workdir, "serve", cli=installed.cli) as server,
         httpx.Client(timeout=30) as http,
     ):
-        ready = http.get(f"{server.base_url}/ready")
+        ready = http.get(f"{server.url}/ready")
         assert ready.status_code == 200, ready.text
         assert ready.json()["checks"] == {"database": "ok", "broker": "ok"}
         key = dev_key_of(server)
-        send_and_deliver(http, server.base_url, key, body="from the wheel")
+        send_and_deliver(http, server.url, key, body="from the wheel")
         # GraphiQL's files are package data too: the page and everything it loads.
-        page = http.get(f"{server.base_url}/graphql", headers={"Accept": "text/html"})
+        page = http.get(f"{server.url}/graphql", headers={"Accept": "text/html"})
         assert page.status_code == 200 and f"Bearer {key}" in page.text
         files = re.findall(r'(?:src|href)="(graphiql/assets/[^"]+)"', page.text)
         assert files, page.text
         for path in files:
-            response = http.get(f"{server.base_url}/{path}")
+            response = http.get(f"{server.url}/{path}")
             assert response.status_code == 200, (path, response.status_code)
     assert (workdir / "var" / "gateway.sqlite3").is_file()
-
-
-@contextlib.contextmanager
-def process(args: list[str], cwd: Path, env: dict[str, str], name: str) -> Iterator[Path]:
-    """A long-running command, stopped by its PID with SIGTERM; yields its log file."""
-    log_path = cwd / f"{name}.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        yield log_path
-        assert proc.poll() is None, log_path.read_text()
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-    assert proc.returncode == 0, f"{name} exited with {proc.returncode}\n{log_path.read_text()}"
-
-
-def wait_ok(http: httpx.Client, url: str, log: Path) -> httpx.Response:
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        with contextlib.suppress(httpx.TransportError):
-            response = http.get(url)
-            if response.status_code == 200:
-                return response
-        assert time.monotonic() < deadline, f"{url} never answered 200\n{log.read_text()}"
-        time.sleep(0.1)
 
 
 def test_sandbox_and_worker(
@@ -234,25 +195,33 @@ def test_sandbox_and_worker(
     database = fresh_postgres_url(postgres)
     redis = RedisServer.start(tmp_path / "redis")
     sandbox_port, health_port = free_port(), free_port()
-    sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+    sandbox_url = f"http://{LOOPBACK}:{sandbox_port}"
+    health_url = f"http://{LOOPBACK}:{health_port}/health"
     env = wheel_env(
         DATABASE_URL=database,
         REDIS_URL=redis.url,
         TWILIO_BASE_URL=sandbox_url,
         SENDGRID_BASE_URL=sandbox_url,
-        WORKER_HEALTH_HOST="127.0.0.1",
+        WORKER_HEALTH_HOST=LOOPBACK,
         WORKER_HEALTH_PORT=str(health_port),
     )
     try:
         run([installed.cli, "migrate"], cwd=workdir, env=env)
-        sandbox = [str(installed.cli), "sandbox", "--host", "127.0.0.1", "--port"]
+        worker_argv = worker_command(installed.cli)
         with (
-            process([*sandbox, str(sandbox_port)], workdir, env, "sandbox") as sandbox_log,
-            process([str(installed.cli), "worker"], workdir, env, "worker") as worker_log,
+            sandbox_serving(env, workdir, port=sandbox_port, cli=installed.cli) as (sandbox, _),
+            started(
+                "worker", worker_argv, env, workdir / "worker.log", ready=health_url, cwd=workdir
+            ) as worker_process,
             httpx.Client(timeout=10) as http,
         ):
-            config = wait_ok(http, f"{sandbox_url}/control/config", sandbox_log).json()
+            config = http.get(f"{sandbox_url}/control/config").json()
             assert config["outage"] is False
-            wait_ok(http, f"http://127.0.0.1:{health_port}/health", worker_log)
+            for proc in (sandbox, worker_process):
+                assert proc.alive, proc.output()
+        for proc in (sandbox, worker_process):
+            assert proc.returncode == 0, (
+                f"{proc.name} exited with {proc.returncode}\n{proc.output()}"
+            )
     finally:
         redis.stop()

@@ -27,16 +27,10 @@ from gateway.domain.records import MessageEvent
 from gateway.domain.results import Change, Sent
 from gateway.domain.statuses import MessageStatus
 from harness.pipeline import Pipeline
+from harness.processes import serving
 from harness.servers import PostgresServer, RedisServer, free_port
 from tests.conftest import SEND
-from tests.integration.test_cli import (
-    MESSAGE,
-    cli_env,
-    dev_key_of,
-    gql,
-    serving,
-    wait_delivered,
-)
+from tests.integration.test_cli import MESSAGE, cli_env, dev_key_of, gql, wait_delivered
 from tests.integration.test_cli import sms as cli_sms
 from tests.integration.traffic import ambiguous_marker, mixed, sms, trail_problems
 from workers.held_outcomes import HELD
@@ -370,19 +364,18 @@ def test_embedded_takes_back_what_its_previous_run_held_at_once(tmp_path: Path) 
         with serving(slow, tmp_path, "first") as first:
             key = dev_key_of(first)
             for i in range(3):
-                sent = gql(http, first.base_url, key, SEND, {"input": cli_sms(f"+1415555{i:04d}")})
+                sent = gql(http, first.url, key, SEND, {"input": cli_sms(f"+1415555{i:04d}")})
                 ids.append(sent["sendMessage"]["message"]["id"])
             deadline = time.monotonic() + 30
-            while {status(http, first.base_url, key, m) for m in ids} != {"SENDING"}:
-                assert time.monotonic() < deadline, first.output()
+            while {status(http, first.url, key, m) for m in ids} != {"SENDING"}:
+                assert time.monotonic() < deadline, first.process.output()
                 time.sleep(0.05)
-            first.proc.kill()
-            first.proc.wait()
+            first.process.kill_blocking()
         fast = slow | {"SANDBOX_RATE_TIMEOUT": "0"}
         with serving(fast, tmp_path, "second") as second:
             for message_id in ids:
-                assert wait_delivered(http, second.base_url, key, message_id) == "DELIVERED"
-            events = gql(http, second.base_url, key, EVENTS, {"id": ids[0]})["message"]["events"]
+                assert wait_delivered(http, second.url, key, message_id) == "DELIVERED"
+            events = gql(http, second.url, key, EVENTS, {"id": ids[0]})["message"]["events"]
             assert "attempt_abandoned" in [e["kind"] for e in events], events
 
 
