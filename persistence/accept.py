@@ -17,14 +17,22 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gateway.domain.channels import Direction
 from gateway.domain.ids import new_id
 from gateway.domain.messages import NormalizedMessage
-from gateway.domain.records import Message
-from gateway.domain.results import Accepted, AcceptResult, Conflict, Item
+from gateway.domain.records import Message, MessageEvent
+from gateway.domain.results import (
+    Accepted,
+    AcceptOutcome,
+    AcceptResult,
+    Conflict,
+    Item,
+    Suppressed,
+)
 from gateway.domain.statuses import MessageStatus
 from persistence.accept_sql import accept_new
 from persistence.base import Repository, event_row, insert_events
 from persistence.conversations import resolve_conversations
 from persistence.models import IdempotencyKeyRow
 from persistence.rows import MESSAGES, message_from_row, message_to_row
+from persistence.suppressions import suppressed_items
 
 KEYS = cast(Table, IdempotencyKeyRow.__table__)
 
@@ -42,7 +50,8 @@ class AcceptRepository(Repository):
         """Accept ``items`` (of one or several calls and accounts) in ONE transaction.
 
         Outcomes are in input order. Within the items, a repeated (account, key) behaves as if
-        the requests had raced: the first claims the key, the others replay or conflict.
+        the requests had raced: the first claims the key, the others replay or conflict. An
+        item whose recipient is suppressed is refused before anything else, its key unclaimed.
         """
         if (
             self.dialect == "postgresql"
@@ -51,54 +60,67 @@ class AcceptRepository(Repository):
         ):
             return await self._accept_in_one_statement(items, now)
         async with self.transaction() as conn:
-            conversation_ids, new_conversations = await resolve_conversations(
-                self, conn, {(a, *d.participants) for a, d in items}, now
-            )
-            first_of_key: dict[AccountKey, int] = {}
-            for index, (account_id, draft) in enumerate(items):
-                if draft.idempotency_key is not None:
-                    first_of_key.setdefault((account_id, draft.idempotency_key), index)
-            ids = [new_id() for _ in items]
-            claimed = await self._claim_keys(
-                conn,
-                {k: (items[i][1], ids[i]) for k, i in first_of_key.items()},
-                now,
-                now - retention,
-            )
-            earlier = await self._earlier(conn, set(first_of_key) - claimed)
-
-            outcomes: list[Accepted | Conflict] = []
-            created: list[Message] = []
-            details: list[dict[str, Any] | None] = []
-            fresh_by_key: dict[AccountKey, tuple[str, Message]] = {}
-            for index, (account_id, draft) in enumerate(items):
-                key = (account_id, draft.idempotency_key) if draft.idempotency_key else None
-                if key is None or (key in claimed and first_of_key[key] == index):
-                    conversation_id = conversation_ids[(account_id, *draft.participants)]
-                    message = _new_message(ids[index], account_id, conversation_id, draft, now)
-                    created.append(message)
-                    details.append(accepted_detail(draft))
-                    outcomes.append(Accepted(message, replayed=False))
-                    if key is not None:
-                        fresh_by_key[key] = (draft.fingerprint(), message)
-                    continue
-                fingerprint, original = fresh_by_key.get(key) or earlier.get(key, ("", None))
-                if original is not None and fingerprint == draft.fingerprint():
-                    outcomes.append(Accepted(original, replayed=True))
-                else:
-                    outcomes.append(Conflict(CONFLICT_REASON, original))
-
-            if created:
-                await conn.execute(MESSAGES.insert(), [message_to_row(m) for m in created])
-            events = await insert_events(
-                conn,
-                [
-                    event_row(m, m.status, "accepted", detail, now)
-                    for m, detail in zip(created, details, strict=True)
-                ],
+            refused = await suppressed_items(conn, items)
+            admitted = [item for i, item in enumerate(items) if i not in refused]
+            outcomes, created, events, new_conversations = await self._write(
+                conn, admitted, now, retention
             )
         existing = {m.conversation_id for m in created} - new_conversations
-        return AcceptResult(outcomes, created, events, existing)
+        return AcceptResult(_merged(len(items), refused, outcomes), created, events, existing)
+
+    async def _write(
+        self, conn: AsyncConnection, items: list[Item], now: datetime, retention: timedelta
+    ) -> tuple[list[Accepted | Conflict], list[Message], list[MessageEvent], set[UUID]]:
+        """Conversations, key claims, messages and events of ``items``, in the accept's
+        transaction: (outcomes in input order, created messages, their events, the
+        conversations created)."""
+        conversation_ids, new_conversations = await resolve_conversations(
+            self, conn, {(a, *d.participants) for a, d in items}, now
+        )
+        first_of_key: dict[AccountKey, int] = {}
+        for index, (account_id, draft) in enumerate(items):
+            if draft.idempotency_key is not None:
+                first_of_key.setdefault((account_id, draft.idempotency_key), index)
+        ids = [new_id() for _ in items]
+        claimed = await self._claim_keys(
+            conn,
+            {k: (items[i][1], ids[i]) for k, i in first_of_key.items()},
+            now,
+            now - retention,
+        )
+        earlier = await self._earlier(conn, set(first_of_key) - claimed)
+
+        outcomes: list[Accepted | Conflict] = []
+        created: list[Message] = []
+        details: list[dict[str, Any] | None] = []
+        fresh_by_key: dict[AccountKey, tuple[str, Message]] = {}
+        for index, (account_id, draft) in enumerate(items):
+            key = (account_id, draft.idempotency_key) if draft.idempotency_key else None
+            if key is None or (key in claimed and first_of_key[key] == index):
+                conversation_id = conversation_ids[(account_id, *draft.participants)]
+                message = _new_message(ids[index], account_id, conversation_id, draft, now)
+                created.append(message)
+                details.append(accepted_detail(draft))
+                outcomes.append(Accepted(message, replayed=False))
+                if key is not None:
+                    fresh_by_key[key] = (draft.fingerprint(), message)
+                continue
+            fingerprint, original = fresh_by_key.get(key) or earlier.get(key, ("", None))
+            if original is not None and fingerprint == draft.fingerprint():
+                outcomes.append(Accepted(original, replayed=True))
+            else:
+                outcomes.append(Conflict(CONFLICT_REASON, original))
+
+        if created:
+            await conn.execute(MESSAGES.insert(), [message_to_row(m) for m in created])
+        events = await insert_events(
+            conn,
+            [
+                event_row(m, m.status, "accepted", detail, now)
+                for m, detail in zip(created, details, strict=True)
+            ],
+        )
+        return outcomes, created, events, new_conversations
 
     async def _accept_in_one_statement(self, items: list[Item], now: datetime) -> AcceptResult:
         """Items without idempotency keys on PostgreSQL: see persistence/accept_sql.py."""
@@ -112,12 +134,12 @@ class AcceptRepository(Repository):
         ]
         details = [accepted_detail(d) for _, d in items]
         async with self.driver() as driver:
-            created, events = await accept_new(
+            created, events, refused = await accept_new(
                 driver, drafts, details, participants, new_conversations, now
             )
-        outcomes: list[Accepted | Conflict] = [Accepted(m, replayed=False) for m in created]
+        accepted: list[Accepted | Conflict] = [Accepted(m, replayed=False) for m in created]
         # Existing conversations already had their last activity moved by the statement.
-        return AcceptResult(outcomes, created, events, set())
+        return AcceptResult(_merged(len(items), refused, accepted), created, events, set())
 
     async def _claim_keys(
         self,
@@ -176,6 +198,15 @@ class AcceptRepository(Repository):
             )
             messages = {m.id: m for m in map(message_from_row, rows)}
         return {key: (h, messages.get(mid)) for key, (h, mid) in hashes.items()}
+
+
+def _merged(
+    size: int, refused: dict[int, Suppressed], admitted: list[Accepted | Conflict]
+) -> list[AcceptOutcome]:
+    """The outcomes of all ``size`` inputs in order: the refused ones by index, the admitted
+    ones (in order) in the places left."""
+    rest = iter(admitted)
+    return [refused[i] if i in refused else next(rest) for i in range(size)]
 
 
 def _new_message(

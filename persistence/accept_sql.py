@@ -11,6 +11,10 @@ Conversations are upserted: a new pair is inserted, an existing one gets its las
 moved forward in the same statement (``ON CONFLICT DO UPDATE`` also sees pairs a concurrent
 accept just committed, so there is no lost race to retry). Pairs are taken in sorted order so
 concurrent accepts lock them in the same order.
+
+Inputs whose recipient is suppressed (``blocked``) are left out of everything the statement
+writes and come back as rows of their own, with the suppression's reason and time: the check
+is one index probe per input inside the same statement, not a round trip of its own.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from uuid import UUID
 
 from gateway.domain.channels import Direction
 from gateway.domain.records import Message, MessageEvent
+from gateway.domain.results import Suppressed
+from gateway.domain.suppressions import SuppressionReason
 from persistence.base import event_row, json_text, stored_event
 
 ACCEPT = """
@@ -41,13 +47,24 @@ WITH input AS (
         metadata, detail, bypass_quiet_hours, n
     )
 ),
+blocked AS (
+    SELECT DISTINCT ON (i.n) i.n, s.reason, s.created_at
+    FROM input AS i
+    JOIN suppressions AS s
+        ON s.account_id = i.account_id AND s.address = i.recipient
+        AND s.channel IN (i.channel, '*') AND s.sender IN (i.sender, '*')
+    ORDER BY i.n, s.created_at
+),
+admitted AS (
+    SELECT * FROM input AS i WHERE NOT EXISTS (SELECT FROM blocked AS b WHERE b.n = i.n)
+),
 pairs AS (
     INSERT INTO conversations AS c
         (id, account_id, participant_a, participant_b, created_at, last_message_at)
     SELECT DISTINCT ON (account_id, participant_a, participant_b)
         new_conversation_id, account_id, participant_a, participant_b,
         CAST($17 AS timestamptz), CAST($17 AS timestamptz)
-    FROM input
+    FROM admitted
     ORDER BY account_id, participant_a, participant_b
     ON CONFLICT (account_id, participant_a, participant_b)
     DO UPDATE SET last_message_at = GREATEST(c.last_message_at, EXCLUDED.last_message_at)
@@ -63,7 +80,7 @@ messages_in AS (
         CAST(i.attachments AS jsonb), i.status, 0, i.segments, i.encoding, i.send_at,
         i.next_attempt_at, CAST(i.metadata AS jsonb), CAST($17 AS timestamptz),
         CAST($17 AS timestamptz), i.bypass_quiet_hours
-    FROM input AS i
+    FROM admitted AS i
     JOIN pairs AS p USING (account_id, participant_a, participant_b)
     RETURNING id, conversation_id
 ),
@@ -73,11 +90,16 @@ events_in AS (
     SELECT i.account_id, m.id, m.conversation_id, i.status, 'accepted',
         CAST(i.detail AS jsonb), CAST($17 AS timestamptz)
     FROM messages_in AS m
-    JOIN input AS i ON i.id = m.id
+    JOIN admitted AS i ON i.id = m.id
     ORDER BY i.n
     RETURNING id, message_id, conversation_id
 )
-SELECT id, message_id, conversation_id FROM events_in
+SELECT id, message_id, conversation_id,
+    CAST(NULL AS bigint) AS n, CAST(NULL AS varchar) AS reason,
+    CAST(NULL AS timestamptz) AS since
+FROM events_in
+UNION ALL
+SELECT NULL, NULL, NULL, n, reason, created_at FROM blocked
 """
 
 
@@ -88,13 +110,14 @@ async def accept_new(
     participants: list[tuple[str, str]],
     new_conversation_ids: list[UUID],
     now: datetime,
-) -> tuple[list[Message], list[MessageEvent]]:
+) -> tuple[list[Message], list[MessageEvent], dict[int, Suppressed]]:
     """Write ``messages`` (conversation ids still to be resolved) with their events.
 
     ``details``, ``participants`` and ``new_conversation_ids`` go with each message: what its
     ``accepted`` event says (None: nothing more), its sorted pair and the id its conversation
-    gets if it is new. Returns the messages with their conversation ids, and their events
-    with cursor ids, in input order.
+    gets if it is new. Returns the messages written with their conversation ids, and their
+    events with cursor ids, in input order; and the messages refused because their recipient
+    is suppressed, by input index.
     """
     # On the driver's connection (Repository.driver): the statement commits by itself.
     rows = await conn.fetch(
@@ -120,12 +143,19 @@ async def accept_new(
         [json_text(d) if d is not None else None for d in details],
         [m.bypass_quiet_hours or None for m in messages],
     )
-    by_message = {r["message_id"]: (r["id"], r["conversation_id"]) for r in rows}
-    if len(by_message) != len(messages):
-        raise RuntimeError(f"accept wrote {len(by_message)} of {len(messages)} messages")
-    stored = [replace(m, conversation_id=by_message[m.id][1]) for m in messages]
+    refused = {
+        r["n"] - 1: Suppressed(SuppressionReason(r["reason"]), r["since"])
+        for r in rows
+        if r["n"] is not None
+    }
+    by_message = {r["message_id"]: (r["id"], r["conversation_id"]) for r in rows if r["n"] is None}
+    admitted = [m for i, m in enumerate(messages) if i not in refused]
+    if len(by_message) != len(admitted):
+        raise RuntimeError(f"accept wrote {len(by_message)} of {len(admitted)} messages")
+    stored = [replace(m, conversation_id=by_message[m.id][1]) for m in admitted]
+    admitted_details = [d for i, d in enumerate(details) if i not in refused]
     events = [
         stored_event(by_message[m.id][0], event_row(m, m.status, "accepted", detail, now))
-        for m, detail in zip(stored, details, strict=True)
+        for m, detail in zip(stored, admitted_details, strict=True)
     ]
-    return stored, events
+    return stored, events, refused

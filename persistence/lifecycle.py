@@ -7,7 +7,7 @@ order callbacks arrive in. Each change writes its audit-trail event in the same 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -37,8 +37,10 @@ from persistence.delivery_sql import (
     change_from_row,
     claim_statement,
     sent_statement,
+    suppressed_values,
 )
 from persistence.rows import CONVERSATIONS, MESSAGES, message_from_row
+from persistence.suppressions import suppressed
 
 S = MessageStatus
 log = structlog.get_logger(__name__)
@@ -63,18 +65,30 @@ async def change_status(
     where: list[ColumnElement[bool]],
     values: dict[str, Any],
     kind: str,
-    detail: dict[str, Any] | None,
+    detail: dict[str, Any] | Callable[[Message], dict[str, Any]] | None,
     now: datetime,
 ) -> list[Change]:
-    """Conditional UPDATE of messages plus one audit-trail event per changed message."""
+    """Conditional UPDATE of messages plus one audit-trail event per changed message
+    (``detail``: the events' detail, or what makes it of each changed message)."""
     rows = await conn.execute(
         update(MESSAGES).where(*where).values(updated_at=now, **values).returning(MESSAGES)
     )
     messages = [message_from_row(r) for r in rows]
     events = await insert_events(
-        conn, [event_row(m, m.status, kind, detail, now) for m in messages]
+        conn,
+        [
+            event_row(m, m.status, kind, detail(m) if callable(detail) else detail, now)
+            for m in messages
+        ],
     )
     return [Change(m, e) for m, e in zip(messages, events, strict=True)]
+
+
+def _suppressed_detail(message: Message) -> dict[str, Any]:
+    """The event detail of a message canceled for a suppressed recipient, as the
+    one-statement claim writes it."""
+    error = message.error
+    return {"code": error.code if error else None, "reason": error.description if error else None}
 
 
 def _change_from(row: Any, now: datetime) -> Change:
@@ -113,7 +127,10 @@ class LifecycleRepository(Repository):
     ) -> dict[UUID, Change]:
         """Claim many messages in one statement and one transaction; only those that are
         QUEUED and due are taken, each by exactly one of the claimers racing for it.
-        ``worker`` is recorded as their holder: its heartbeat tells when to take them back."""
+        ``worker`` is recorded as their holder: its heartbeat tells when to take them back.
+
+        Those whose recipient has been suppressed meanwhile are CANCELED instead of claimed:
+        their changes are returned too, with that status."""
         if not message_ids:
             return {}
         m = MESSAGES.c
@@ -124,16 +141,34 @@ class LifecycleRepository(Repository):
             params = {"ids": list(message_ids), "now": now, "worker": worker}
             changes = await self._autocommit(claim_statement(), params, now)
             return {c.message.id: c for c in changes}
+        due = [self._among(message_ids), _from([S.QUEUED]), m.next_attempt_at <= now]
         async with self.transaction() as conn:
+            canceled = await self._cancel_suppressed(conn, due, now)
             changes = await self._change(
                 conn,
-                [self._among(message_ids), _from([S.QUEUED]), m.next_attempt_at <= now],
+                due,
                 {"status": S.SENDING.value, "attempts": m.attempts + 1, "claimed_by": worker},
                 "attempt",
                 None,
                 now,
             )
-        return {c.message.id: c for c in changes}
+        return {c.message.id: c for c in [*canceled, *changes]}
+
+    async def _cancel_suppressed(
+        self, conn: AsyncConnection, due: list[ColumnElement[bool]], now: datetime
+    ) -> list[Change]:
+        """Of the messages ``due`` selects, cancel those whose recipient is suppressed; the
+        one-statement claim does the same (persistence/delivery_sql.py)."""
+        m = MESSAGES.c
+        scope = (m.account_id, m.recipient, m.channel, m.sender)
+        return await self._change(
+            conn,
+            [*due, suppressed(*scope)],
+            suppressed_values(scope),
+            "canceled",
+            _suppressed_detail,
+            now,
+        )
 
     async def record_outcomes(
         self, outcomes: Sequence[Outcome], now: datetime

@@ -235,3 +235,46 @@ class WebhookReceiptRow(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     __table_args__ = (Index(None, "outcome", "received_at"),)
+
+
+class SuppressionRow(Base):
+    """A recipient an account must not send to (see gateway/domain/suppressions.py)."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[UUID] = mapped_column(primary_key=True)
+    account_id: Mapped[UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    address: Mapped[str] = mapped_column(String(ADDRESS))
+    # '*': every channel / every sender of the account.
+    channel: Mapped[str] = mapped_column(String(8))
+    sender: Mapped[str] = mapped_column(String(ADDRESS))
+    reason: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        # One entry per scope; its prefix (account_id, address) is the lookup of every accept
+        # and every claim.
+        UniqueConstraint("account_id", "address", "channel", "sender"),
+        # The listing, newest first, keyset on (created_at, id).
+        Index(None, "account_id", "created_at", "id"),
+    )
+
+
+class SuppressionRemovalRow(Base):
+    """A suppression lifted, who it was for and why: the record a lifted opt-out leaves."""
+
+    __tablename__ = "suppression_removals"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    account_id: Mapped[UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    suppression_id: Mapped[UUID]
+    address: Mapped[str] = mapped_column(String(ADDRESS))
+    channel: Mapped[str] = mapped_column(String(8))
+    sender: Mapped[str] = mapped_column(String(ADDRESS))
+    reason: Mapped[str] = mapped_column(String(32))
+    suppressed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    removal_reason: Mapped[str | None] = mapped_column(Text)
+    removed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index(None, "account_id", "address"),)

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from sqlalchemy import ColumnElement, Row, Select, func, literal_column, or_, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.domain.records import Conversation, Message, MessageEvent, Page
 from gateway.domain.statuses import MessageStatus
@@ -90,8 +91,8 @@ class QueryRepository(Repository):
         query = select(CONVERSATIONS).where(c.account_id == account_id)
         if participant is not None:
             query = query.where(or_(c.participant_a == participant, c.participant_b == participant))
-        return await self._newest_first(
-            query, (c.last_message_at, c.id), conversation_from_row, first, after
+        return await newest_first(
+            self.engine, query, (c.last_message_at, c.id), conversation_from_row, first, after
         )
 
     async def messages_page(
@@ -136,25 +137,9 @@ class QueryRepository(Repository):
         query = select(MESSAGES).where(
             m.account_id == account_id, m.status == literal_column(f"'{MessageStatus.FAILED}'")
         )
-        return await self._newest_first(query, (m.updated_at, m.id), message_from_row, first, after)
-
-    async def _newest_first(
-        self,
-        query: Select[Any],
-        key: tuple[ColumnElement[datetime], ColumnElement[UUID]],
-        from_row: Callable[[Row[Any]], T],
-        first: int,
-        after: tuple[datetime, UUID] | None,
-    ) -> Page[T]:
-        """A keyset page of ``query``, newest first by ``key`` (a time, then the id that
-        breaks ties), beginning after the cursor ``after``."""
-        moment, id_ = key
-        if after is not None:
-            query = query.where(tuple_(moment, id_) < tuple_(*after))
-        query = query.order_by(moment.desc(), id_.desc()).limit(first + 1)
-        async with self.engine.connect() as conn:
-            items = [from_row(r) for r in await conn.execute(query)]
-        return Page(items[:first], len(items) > first, after is not None)
+        return await newest_first(
+            self.engine, query, (m.updated_at, m.id), message_from_row, first, after
+        )
 
     async def events_after(
         self,
@@ -181,3 +166,22 @@ class QueryRepository(Repository):
                 select(MESSAGES.c.status, func.count()).group_by(MESSAGES.c.status)
             )
         return {r[0]: r[1] for r in rows}
+
+
+async def newest_first(
+    engine: AsyncEngine,
+    query: Select[Any],
+    key: tuple[ColumnElement[datetime], ColumnElement[UUID]],
+    from_row: Callable[[Row[Any]], T],
+    first: int,
+    after: tuple[datetime, UUID] | None,
+) -> Page[T]:
+    """A keyset page of ``query``, newest first by ``key`` (a time, then the id that breaks
+    ties), beginning after the cursor ``after``."""
+    moment, id_ = key
+    if after is not None:
+        query = query.where(tuple_(moment, id_) < tuple_(*after))
+    query = query.order_by(moment.desc(), id_.desc()).limit(first + 1)
+    async with engine.connect() as conn:
+        items = [from_row(r) for r in await conn.execute(query)]
+    return Page(items[:first], len(items) > first, after is not None)

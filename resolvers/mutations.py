@@ -12,7 +12,7 @@ from strawberry.types import Info
 
 from gateway.domain.messages import FieldProblem as DomainProblem
 from gateway.domain.messages import SendRequest
-from gateway.domain.results import Accepted
+from gateway.domain.results import Accepted, Suppressed
 from gateway.services.operator import Changed, OperatorOutcome, OperatorService, Refused
 from gateway.services.sending import Invalid, SendOutcome
 from resolvers.inputs import send_request, to_send_request
@@ -28,6 +28,7 @@ from schema.results import (
     MessageAccepted,
     NotCancelable,
     NotFound,
+    RecipientSuppressed,
     RetryMessageResult,
     SendMessageInput,
     SendMessageResult,
@@ -35,7 +36,7 @@ from schema.results import (
 from schema.types import Message
 
 
-def _invalid(problems: list[DomainProblem]) -> InvalidInput:
+def invalid_input(problems: list[DomainProblem]) -> InvalidInput:
     return InvalidInput(problems=[FieldProblem(field=p.field, problem=p.problem) for p in problems])
 
 
@@ -45,7 +46,9 @@ def _result(outcome: SendOutcome) -> SendMessageResult:
             message=Message.from_record(outcome.message), replayed=outcome.replayed
         )
     if isinstance(outcome, Invalid):
-        return _invalid(outcome.problems)
+        return invalid_input(outcome.problems)
+    if isinstance(outcome, Suppressed):
+        return RecipientSuppressed(reason=outcome.reason.value, since=outcome.since)
     original = Message.from_record(outcome.original) if outcome.original else None
     return IdempotencyConflict(reason=outcome.reason, original=original)
 
@@ -127,5 +130,5 @@ async def set_quiet_hours(info: strawberry.Info, input: QuietHoursInput) -> SetQ
         account.id, input.start, input.end, input.default_time_zone
     )
     if isinstance(outcome, list):
-        return _invalid(outcome)
+        return invalid_input(outcome)
     return QuietHoursSet(quiet_hours=QuietHours.from_domain(outcome))

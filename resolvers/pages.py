@@ -26,7 +26,7 @@ from schema.types import (
 )
 
 
-def _time_cursor(tag: str, cursor: str | None) -> Any:
+def time_cursor(tag: str, cursor: str | None) -> Any:
     if cursor is None:
         return None
     try:
@@ -50,7 +50,7 @@ async def conversations(
         if normalized is None:
             return ConversationConnection(edges=[], page_info=PageInfo.of([], False, False))
     page = await context.services.queries.conversations_page(
-        account.id, first=size, after=_time_cursor("c", after), participant=normalized
+        account.id, first=size, after=time_cursor("c", after), participant=normalized
     )
     edges = [
         ConversationEdge(
@@ -72,7 +72,7 @@ async def dead_letters(
     check_page_size("first", first)
     size = DEFAULT_PAGE if first is None else first
     page = await context.services.queries.dead_letters_page(
-        account.id, first=size, after=_time_cursor("d", after)
+        account.id, first=size, after=time_cursor("d", after)
     )
     edges = [
         MessageEdge(cursor=encode_time_cursor("d", m.updated_at, m.id), node=Message.from_record(m))

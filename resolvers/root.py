@@ -6,7 +6,7 @@ from collections.abc import AsyncGenerator
 
 import strawberry
 
-from resolvers import mutations, pages, queries, subscriptions
+from resolvers import mutations, pages, queries, subscriptions, suppressions
 from schema.build import Roots
 from schema.quiet_hours import QuietHours, SetQuietHoursResult
 from schema.results import (
@@ -14,6 +14,11 @@ from schema.results import (
     MessagePreview,
     RetryMessageResult,
     SendMessageResult,
+)
+from schema.suppressions import (
+    AddSuppressionResult,
+    RemoveSuppressionResult,
+    SuppressionConnection,
 )
 from schema.types import (
     Conversation,
@@ -41,6 +46,12 @@ class Query:
     quiet_hours: QuietHours = strawberry.field(
         resolver=queries.quiet_hours, description="The account's quiet hours."
     )
+    suppressions: SuppressionConnection = strawberry.field(
+        resolver=suppressions.suppressions,
+        description=(
+            "Recipients this account does not send to, newest first; `address` filters by one."
+        ),
+    )
 
 
 @strawberry.type
@@ -60,6 +71,17 @@ class Mutation:
     set_quiet_hours: SetQuietHoursResult = strawberry.mutation(
         resolver=mutations.set_quiet_hours,
         description="Replace the account's quiet hours; messages already held keep their time.",
+    )
+    add_suppression: AddSuppressionResult = strawberry.mutation(
+        resolver=suppressions.add_suppression,
+        description="Stop sending to an address (for one channel or sender, or all of them).",
+    )
+    remove_suppression: RemoveSuppressionResult = strawberry.mutation(
+        resolver=suppressions.remove_suppression,
+        description=(
+            "Send to an address again. One the recipient asked for (STOP_KEYWORD) needs a\n"
+            "`reason`; every removal is recorded."
+        ),
     )
 
 

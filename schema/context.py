@@ -18,6 +18,7 @@ from gateway.services.ports import MessageQueries
 from gateway.services.quiet_hours import QuietHoursService
 from gateway.services.rate_limits import RateLimiter
 from gateway.services.sending import SendService
+from gateway.services.suppressions import SuppressionService
 from schema.loaders import Loaders
 
 
@@ -30,6 +31,7 @@ class Services:
     events: EventStream
     queries: MessageQueries
     quiet_hours: QuietHoursService
+    suppressions: SuppressionService
     rate_limiter: RateLimiter
     #: Region assumed for phone numbers written without +country.
     default_phone_region: str

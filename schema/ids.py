@@ -12,7 +12,7 @@ import binascii
 from datetime import UTC, datetime
 from uuid import UUID
 
-PREFIXES = {"Message": "msg_", "Conversation": "conv_"}
+PREFIXES = {"Message": "msg_", "Conversation": "conv_", "Suppression": "sup_"}
 
 
 def encode_id(kind: str, value: UUID) -> str:

@@ -66,6 +66,19 @@ class IdempotencyConflict:
     original: Message | None
 
 
+@strawberry.type(
+    description=(
+        "Refused: the recipient is suppressed for this sender and channel (see `suppressions`);\n"
+        "nothing was stored or sent."
+    )
+)
+class RecipientSuppressed:
+    reason: str = strawberry.field(
+        description="A SuppressionReason value, e.g. STOP_KEYWORD or HARD_BOUNCE."
+    )
+    since: datetime
+
+
 @strawberry.type
 class NotFound:
     id: strawberry.ID
@@ -77,7 +90,8 @@ class NotCancelable:
 
 
 SendMessageResult = Annotated[
-    MessageAccepted | InvalidInput | IdempotencyConflict, strawberry.union("SendMessageResult")
+    MessageAccepted | InvalidInput | IdempotencyConflict | RecipientSuppressed,
+    strawberry.union("SendMessageResult"),
 ]
 CancelMessageResult = Annotated[
     MessageAccepted | NotFound | NotCancelable, strawberry.union("CancelMessageResult")

@@ -14,6 +14,7 @@ from strawberry.types.field import StrawberryField
 from gateway.domain import records
 from gateway.domain.channels import Channel, Direction
 from gateway.domain.statuses import MessageStatus
+from gateway.domain.suppressions import SuppressionReason
 from schema.context import context_of
 from schema.ids import encode_event_cursor, encode_id, encode_id_cursor
 from schema.message_pages import conversation_messages
@@ -46,6 +47,17 @@ strawberry.enum(
         "Lifecycle of a message. Outbound: SCHEDULED? -> QUEUED -> SENDING -> SENT -> DELIVERED,\n"
         "with UNDELIVERED, FAILED and CANCELED as the other terminal states. Inbound: RECEIVED.\n"
         "A status never moves backwards (a late SENT callback after DELIVERED changes nothing)."
+    ),
+)
+
+
+strawberry.enum(
+    SuppressionReason,
+    name="SuppressionReason",
+    description=(
+        "Why a recipient is suppressed: their opt-out keyword (STOP_KEYWORD), a hard bounce,\n"
+        "a spam report or unsubscribe (e-mail), the provider saying they unsubscribed, or the\n"
+        "account adding them (API)."
     ),
 )
 

@@ -187,11 +187,9 @@ def _body(channel: Channel, raw: object, limits: Limits) -> str | None:
         raise _Invalid(f"is required for {channel}")
     if not isinstance(raw, str):
         raise _Invalid("must be a string")
-    # NUL and lone surrogates cannot be stored as text in PostgreSQL or encoded as UTF-8.
-    if "\x00" in raw:
-        raise _Invalid("must not contain NUL characters")
-    if _has_lone_surrogate(raw):
-        raise _Invalid("must be valid Unicode text")
+    problem = text_problem(raw)
+    if problem is not None:
+        raise _Invalid(problem)
     if channel is not Channel.MMS and not raw.strip():
         raise _Invalid(f"must not be blank for {channel}")
     maximum = limits.email_body_max if channel is Channel.EMAIL else limits.sms_body_max
@@ -320,6 +318,16 @@ def _keys_are_strings(value: object) -> bool:
         elif isinstance(item, list | tuple):
             pending.extend(item)
     return True
+
+
+def text_problem(text: str) -> str | None:
+    """What keeps ``text`` from being stored as text, if anything."""
+    # NUL and lone surrogates cannot be stored as text in PostgreSQL or encoded as UTF-8.
+    if "\x00" in text:
+        return "must not contain NUL characters"
+    if _has_lone_surrogate(text):
+        return "must be valid Unicode text"
+    return None
 
 
 def _has_lone_surrogate(text: str) -> bool:

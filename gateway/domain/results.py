@@ -13,6 +13,7 @@ from uuid import UUID
 
 from gateway.domain.messages import NormalizedMessage
 from gateway.domain.records import DeliveryError, Message, MessageEvent
+from gateway.domain.suppressions import SuppressionReason
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +87,19 @@ class Conflict:
 
 
 @dataclass(frozen=True, slots=True)
+class Suppressed:
+    """Refused at accept: the recipient is suppressed (since ``since``, for ``reason``)."""
+
+    reason: SuppressionReason
+    since: datetime
+
+
+AcceptOutcome = Accepted | Conflict | Suppressed
+
+
+@dataclass(frozen=True, slots=True)
 class AcceptResult:
-    outcomes: list[Accepted | Conflict]
+    outcomes: list[AcceptOutcome]
     """New messages only (replays excluded): what must be enqueued after commit."""
     created: list[Message]
     events: list[MessageEvent]

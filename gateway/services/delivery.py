@@ -22,6 +22,7 @@ import structlog
 
 from gateway.domain.records import DeliveryError, Message
 from gateway.domain.results import Change, Failure, Hold, Outcome, Release, Retry, Sent
+from gateway.domain.statuses import MessageStatus
 from gateway.observability.metrics import DELIVERY_ATTEMPTS
 from gateway.services.clock import utcnow
 from gateway.services.coalescer import Coalescer
@@ -107,12 +108,13 @@ class DeliveryService:
         return self._transient(message, error, None, {"ambiguous": True})
 
     async def claim(self, message_ids: Sequence[UUID]) -> dict[UUID, Change]:
-        """Claim many messages in one unit of work; those not returned were not ours to send.
-        Their events are published after the commit."""
+        """Claim many messages in one unit of work; those not returned were not ours to send
+        (a message whose recipient was suppressed since its accept is canceled by the claim,
+        and not returned either). Their events are published after the commit."""
         async with self._units() as work:
-            claimed = await self._lifecycle.claim_many(message_ids, utcnow(), worker=self.worker)
-            work.publish(c.event for c in claimed.values())
-        return claimed
+            changed = await self._lifecycle.claim_many(message_ids, utcnow(), worker=self.worker)
+            work.publish(c.event for c in changed.values())
+        return {i: c for i, c in changed.items() if c.message.status == MessageStatus.SENDING}
 
     async def record(self, outcomes: Sequence[Outcome]) -> list[Change | None]:
         """Record many outcomes in one unit of work, each change in input order (None: the

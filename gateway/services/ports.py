@@ -30,6 +30,7 @@ from gateway.domain.results import (
     Unsettled,
 )
 from gateway.domain.statuses import MessageStatus
+from gateway.domain.suppressions import NewSuppression, Suppression
 
 EventSubscription = AbstractAsyncContextManager[AsyncIterator[MessageEvent]]
 
@@ -308,6 +309,28 @@ class MessageQueries(Protocol):
     async def dead_letters_page(
         self, account_id: UUID, *, first: int, after: tuple[datetime, UUID] | None
     ) -> Page[Message]: ...
+
+
+class SuppressionStore(Protocol):
+    """Suppressed recipients of each account. The accept and the claim consult them inside
+    their own statements (``AcceptStore``, ``LifecycleStore.claim_many``), never through this."""
+
+    async def add(self, new: NewSuppression, now: datetime) -> tuple[Suppression, bool]: ...
+
+    async def get(self, account_id: UUID, suppression_id: UUID) -> Suppression | None: ...
+
+    async def remove(
+        self, suppression: Suppression, removal_reason: str | None, now: datetime
+    ) -> bool: ...
+
+    async def page(
+        self,
+        account_id: UUID,
+        *,
+        first: int,
+        after: tuple[datetime, UUID] | None,
+        address: str | None,
+    ) -> Page[Suppression]: ...
 
 
 class ReconcileStore(Protocol):

@@ -25,7 +25,7 @@ from gateway.domain.messages import (
     validate_send,
 )
 from gateway.domain.quiet_hours import QuietHours, quiet_deferral
-from gateway.domain.results import Accepted, Conflict, Item
+from gateway.domain.results import Accepted, AcceptOutcome, Conflict, Item, Suppressed
 from gateway.domain.statuses import MessageStatus
 from gateway.observability.metrics import MESSAGES_ACCEPTED
 from gateway.services.clock import utcnow
@@ -42,7 +42,7 @@ class Invalid:
     problems: list[FieldProblem]
 
 
-SendOutcome = Accepted | Conflict | Invalid
+SendOutcome = Accepted | Conflict | Suppressed | Invalid
 
 
 class SendService:
@@ -63,7 +63,7 @@ class SendService:
         self._owned = owned_addresses
         self._quiet = quiet_hours
         # Concurrent calls share one accept transaction (each call stays atomic).
-        self._batches: Coalescer[Item, Accepted | Conflict] = Coalescer(self._accept_batch)
+        self._batches: Coalescer[Item, AcceptOutcome] = Coalescer(self._accept_batch)
         self._accept = accept
         self._lifecycle = lifecycle
         self._units = units or Units(broker)
@@ -100,7 +100,7 @@ class SendService:
             outcomes = [o if o is not None else next(stored) for o in outcomes]
         return [o for o in outcomes if o is not None]
 
-    async def _accept_batch(self, items: list[Item]) -> list[Accepted | Conflict]:
+    async def _accept_batch(self, items: list[Item]) -> list[AcceptOutcome]:
         now = utcnow()
         async with self._units() as work:
             result = await self._accept.accept(items, now=now, retention=self._retention)

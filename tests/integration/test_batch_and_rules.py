@@ -29,6 +29,7 @@ RESULT_FIELDS = """
         segments encoding idempotencyKey sendAt conversation { id participants } } }
     ... on InvalidInput { problems { field problem } }
     ... on IdempotencyConflict { reason original { id body } }
+    ... on RecipientSuppressed { reason since }
 """
 
 SEND = f"""

@@ -30,6 +30,7 @@ BACKENDS = {
     "persistence.queries": {"QueryRepository"},
     "persistence.quiet_hours": {"QuietHoursRepository"},
     "persistence.reconcile": {"ReconcileRepository"},
+    "persistence.suppressions": {"SuppressionRepository"},
     "persistence.webhooks": {"WebhookRepository"},
     "workers.memory": {"MemoryBroker"},
     "workers.redis_broker": {"RedisBroker"},

@@ -14,11 +14,15 @@ from uuid import UUID, uuid4
 import pytest
 
 from gateway.domain.channels import Channel, Direction
-from gateway.domain.records import Message, MessageEvent
+from gateway.domain.records import Message, MessageEvent, Page
 from gateway.domain.reports import KIND_DELIVERY_RECEIPT, InboundMessage, StatusReport
 from gateway.domain.results import Change, ReportResult
 from gateway.domain.statuses import MessageStatus, can_cancel, can_retry
+from gateway.domain.suppressions import NewSuppression, Suppression, SuppressionReason
+from gateway.services import suppressions
 from gateway.services.operator import Changed, OperatorService, Refused, Unknown
+from gateway.services.suppressions import SuppressionService
+from gateway.services.unit_of_work import Units
 from gateway.services.webhooks import WebhookService
 
 S = MessageStatus
@@ -217,3 +221,97 @@ async def test_a_retry_whose_enqueue_fails_is_still_done_and_published() -> None
     outcome = await OperatorService(MemoryLifecycle(failed), broker).retry(account, failed.id)
     assert isinstance(outcome, Changed) and outcome.message.status == S.QUEUED
     assert [e.message_id for e in broker.published] == [failed.id]
+
+
+class MemorySuppressions:
+    def __init__(self) -> None:
+        self.entries: dict[UUID, Suppression] = {}
+        self.removals: list[tuple[UUID, str | None]] = []
+
+    async def add(self, new: NewSuppression, now: datetime) -> tuple[Suppression, bool]:
+        for entry in self.entries.values():
+            same = (entry.account_id, entry.address, entry.channel, entry.sender)
+            if same == (new.account_id, new.address, new.channel, new.sender):
+                return entry, False
+        entry = Suppression(
+            uuid4(), new.account_id, new.address, new.channel, new.sender, new.reason,
+            new.detail, now,
+        )  # fmt: skip
+        self.entries[entry.id] = entry
+        return entry, True
+
+    async def get(self, account_id: UUID, suppression_id: UUID) -> Suppression | None:
+        found = self.entries.get(suppression_id)
+        return found if found is not None and found.account_id == account_id else None
+
+    async def remove(
+        self, suppression: Suppression, removal_reason: str | None, now: datetime
+    ) -> bool:
+        if self.entries.pop(suppression.id, None) is None:
+            return False
+        self.removals.append((suppression.id, removal_reason))
+        return True
+
+    async def page(
+        self,
+        account_id: UUID,
+        *,
+        first: int,
+        after: tuple[datetime, UUID] | None,
+        address: str | None,
+    ) -> Page[Suppression]:
+        found = [e for e in self.entries.values() if address in (None, e.address)]
+        return Page(found[:first], len(found) > first, after is not None)
+
+
+def suppression_service() -> tuple[SuppressionService, MemorySuppressions]:
+    store = MemorySuppressions()
+    return SuppressionService(store, Units(MemoryBroker()), region="US"), store
+
+
+async def test_an_added_suppression_is_normalized_and_kept_once_per_scope() -> None:
+    service, _ = suppression_service()
+    account = uuid4()
+    first = await service.add(account, "(415) 555-0101", channel=None, sender=None, note="n")
+    assert isinstance(first, suppressions.Added) and first.created
+    assert first.suppression.address == "+14155550101"
+    assert first.suppression.reason is SuppressionReason.API
+    assert first.suppression.detail == {"note": "n"}
+    again = await service.add(account, "+1 415 555 0101", channel=None, sender=None, note=None)
+    assert again == suppressions.Added(first.suppression, created=False)
+    refused = await service.add(account, "x", channel=Channel.EMAIL, sender="y", note=None)
+    assert isinstance(refused, suppressions.Refused)
+    assert [p.field for p in refused.problems] == ["address", "from"]
+    for note in ("a\x00b", "\ud800", "n" * 1001):
+        unstorable = await service.add(
+            account, "+14155550102", channel=None, sender=None, note=note
+        )
+        assert isinstance(unstorable, suppressions.Refused), note
+        assert [p.field for p in unstorable.problems] == ["note"]
+    assert await service.page(account, first=10, after=None, address="not one") is None
+    page = await service.page(account, first=10, after=None, address="415-555-0101")
+    assert page is not None and page.items == [first.suppression]
+
+
+async def test_a_recipients_own_stop_is_removed_only_with_a_reason() -> None:
+    service, store = suppression_service()
+    account = uuid4()
+    stop, _ = await store.add(
+        NewSuppression(account, "+14155550101", None, None, SuppressionReason.STOP_KEYWORD),
+        datetime.now(UTC),
+    )
+    assert await service.remove(account, stop.id, "  ") == suppressions.ReasonRequired(stop)
+    unstorable = await service.remove(account, stop.id, "why\x00")
+    assert isinstance(unstorable, suppressions.Refused)
+    assert [p.field for p in unstorable.problems] == ["reason"]
+    assert await service.remove(uuid4(), stop.id, "why") == suppressions.Unknown()
+    assert await service.remove(account, stop.id, " asked us ") == suppressions.Removed(stop)
+    assert store.removals == [(stop.id, "asked us")]
+    assert await service.remove(account, stop.id, "again") == suppressions.Unknown()
+
+    mine, _ = await store.add(
+        NewSuppression(account, "a@example.com", None, None, SuppressionReason.API),
+        datetime.now(UTC),
+    )
+    assert await service.remove(account, mine.id, None) == suppressions.Removed(mine)
+    assert store.removals[-1] == (mine.id, None)

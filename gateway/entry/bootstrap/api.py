@@ -29,6 +29,7 @@ from gateway.services.events import EventStream
 from gateway.services.operator import OperatorService
 from gateway.services.rate_limits import RateLimitConfigError, RateLimiter, parse_rate_limits
 from gateway.services.sending import SendService
+from gateway.services.suppressions import SuppressionService
 from gateway.services.unit_of_work import Units
 from gateway.services.webhooks import WebhookService
 from gateway.settings import Settings
@@ -36,6 +37,7 @@ from gateway.web.webhooks import WebhookServices
 from persistence.accept import AcceptRepository
 from persistence.accounts import AccountRepository
 from persistence.queries import QueryRepository
+from persistence.suppressions import SuppressionRepository
 from providers.http import ProviderSession
 from providers.sandbox_app import Sandbox, SandboxConfig, create_sandbox_app
 from providers.webhooks import WebhookAdapter, webhook_adapters
@@ -181,6 +183,11 @@ def _api(settings: Settings, queue: Queue, sandbox: SandboxConfig | None = None)
             events=EventStream(queries, queue.broker),
             queries=queries,
             quiet_hours=storage.quiet_hours,
+            suppressions=SuppressionService(
+                SuppressionRepository(storage.engine),
+                units,
+                region=settings.default_phone_region,
+            ),
             rate_limiter=rate_limiter,
             default_phone_region=settings.default_phone_region,
             max_batch_size=settings.max_batch_size,

@@ -1,0 +1,217 @@
+"""Suppressions: the entries, their listing, and the lookups the accept and the claim make.
+
+The accept and the claim never ask one message at a time: the accept's statement (or its
+transaction) looks up every recipient of the batch at once, and the claim's statement leaves
+suppressed recipients out and cancels them in the same statement (persistence/delivery_sql.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, cast
+from uuid import UUID
+
+from sqlalchemy import ColumnElement, Row, Table, delete, exists, insert, or_, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.domain.ids import new_id
+from gateway.domain.records import Page
+from gateway.domain.results import Item, Suppressed
+from gateway.domain.suppressions import (
+    EVERY,
+    NewSuppression,
+    Suppression,
+    SuppressionReason,
+    scope_of,
+    stored_scope,
+)
+from persistence.base import Repository
+from persistence.models import SuppressionRemovalRow, SuppressionRow
+from persistence.queries import newest_first
+
+SUPPRESSIONS = cast(Table, SuppressionRow.__table__)
+REMOVALS = cast(Table, SuppressionRemovalRow.__table__)
+
+
+def suppression_from_row(row: Row[Any]) -> Suppression:
+    s = row._mapping
+    channel, sender = scope_of(s["channel"], s["sender"])
+    return Suppression(
+        id=s["id"],
+        account_id=s["account_id"],
+        address=s["address"],
+        channel=channel,
+        sender=sender,
+        reason=SuppressionReason(s["reason"]),
+        detail=s["detail"],
+        created_at=s["created_at"],
+    )
+
+
+def covering(
+    account_id: ColumnElement[Any],
+    recipient: ColumnElement[Any],
+    channel: ColumnElement[Any],
+    sender: ColumnElement[Any],
+) -> ColumnElement[bool]:
+    """The suppressions (of the table) that cover a message with these columns."""
+    s = SUPPRESSIONS.c
+    return (
+        (s.account_id == account_id)
+        & (s.address == recipient)
+        & or_(s.channel == channel, s.channel == EVERY)
+        & or_(s.sender == sender, s.sender == EVERY)
+    )
+
+
+def suppressed(
+    account_id: ColumnElement[Any],
+    recipient: ColumnElement[Any],
+    channel: ColumnElement[Any],
+    sender: ColumnElement[Any],
+) -> ColumnElement[bool]:
+    """Whether some suppression covers a message with these columns (correlated EXISTS)."""
+    return exists().where(covering(account_id, recipient, channel, sender))
+
+
+def first_reason(
+    account_id: ColumnElement[Any],
+    recipient: ColumnElement[Any],
+    channel: ColumnElement[Any],
+    sender: ColumnElement[Any],
+) -> Any:
+    """The reason of the oldest suppression covering such a message (a scalar subquery)."""
+    s = SUPPRESSIONS.c
+    return (
+        select(s.reason)
+        .where(covering(account_id, recipient, channel, sender))
+        .order_by(s.created_at)
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+async def suppressed_items(conn: AsyncConnection, items: Sequence[Item]) -> dict[int, Suppressed]:
+    """The items (by index) whose recipient is suppressed, with the oldest suppression's reason
+    and time: one query for the whole batch."""
+    if not items:
+        return {}
+    s = SUPPRESSIONS.c
+    pairs = sorted({(a, d.recipient) for a, d in items}, key=lambda p: (p[0].bytes, p[1]))
+    rows = await conn.execute(
+        select(s.account_id, s.address, s.channel, s.sender, s.reason, s.created_at)
+        .where(tuple_(s.account_id, s.address).in_(pairs))
+        .order_by(s.created_at)
+    )
+    found = rows.all()
+    if not found:
+        return {}
+    refused: dict[int, Suppressed] = {}
+    for index, (account_id, draft) in enumerate(items):
+        for row in found:
+            if (
+                row.account_id == account_id
+                and row.address == draft.recipient
+                and row.channel in (draft.channel.value, EVERY)
+                and row.sender in (draft.sender, EVERY)
+            ):
+                refused[index] = Suppressed(SuppressionReason(row.reason), row.created_at)
+                break
+    return refused
+
+
+class SuppressionRepository(Repository):
+    async def add(self, new: NewSuppression, now: datetime) -> tuple[Suppression, bool]:
+        """Record ``new``; (the entry, True), or (the entry already there, False): an existing
+        entry of the same scope keeps its reason and time."""
+        channel, sender = stored_scope(new.channel, new.sender)
+        row = {
+            "id": new_id(),
+            "account_id": new.account_id,
+            "address": new.address,
+            "channel": channel,
+            "sender": sender,
+            "reason": new.reason.value,
+            "detail": new.detail,
+            "created_at": now,
+        }
+        s = SUPPRESSIONS.c
+        statement = (
+            self.upsert(SUPPRESSIONS)
+            .values(row)
+            .on_conflict_do_nothing(index_elements=[s.account_id, s.address, s.channel, s.sender])
+            .returning(SUPPRESSIONS)
+        )
+        async with self.transaction() as conn:
+            created = (await conn.execute(statement)).first()
+            if created is not None:
+                return suppression_from_row(created), True
+            existing = (
+                await conn.execute(
+                    select(SUPPRESSIONS).where(
+                        s.account_id == new.account_id,
+                        s.address == new.address,
+                        s.channel == channel,
+                        s.sender == sender,
+                    )
+                )
+            ).one()
+        return suppression_from_row(existing), False
+
+    async def get(self, account_id: UUID, suppression_id: UUID) -> Suppression | None:
+        s = SUPPRESSIONS.c
+        async with self.transaction() as conn:
+            row = (
+                await conn.execute(
+                    select(SUPPRESSIONS).where(s.account_id == account_id, s.id == suppression_id)
+                )
+            ).first()
+        return suppression_from_row(row) if row else None
+
+    async def remove(
+        self, suppression: Suppression, removal_reason: str | None, now: datetime
+    ) -> bool:
+        """Delete the entry and record its removal in the same transaction; False when it was
+        already gone."""
+        s = SUPPRESSIONS.c
+        async with self.transaction() as conn:
+            deleted = await conn.execute(
+                delete(SUPPRESSIONS)
+                .where(s.account_id == suppression.account_id, s.id == suppression.id)
+                .returning(s.channel, s.sender)
+            )
+            scope = deleted.first()
+            if scope is None:
+                return False
+            await conn.execute(
+                insert(REMOVALS).values(
+                    account_id=suppression.account_id,
+                    suppression_id=suppression.id,
+                    address=suppression.address,
+                    channel=scope.channel,
+                    sender=scope.sender,
+                    reason=suppression.reason.value,
+                    suppressed_at=suppression.created_at,
+                    removal_reason=removal_reason,
+                    removed_at=now,
+                )
+            )
+        return True
+
+    async def page(
+        self,
+        account_id: UUID,
+        *,
+        first: int,
+        after: tuple[datetime, UUID] | None,
+        address: str | None,
+    ) -> Page[Suppression]:
+        """Newest first."""
+        s = SUPPRESSIONS.c
+        query = select(SUPPRESSIONS).where(s.account_id == account_id)
+        if address is not None:
+            query = query.where(s.address == address)
+        return await newest_first(
+            self.engine, query, (s.created_at, s.id), suppression_from_row, first, after
+        )

@@ -1,0 +1,83 @@
+"""Root fields of suppressions: the list, add one, remove one."""
+
+from __future__ import annotations
+
+import strawberry
+
+from gateway.services.suppressions import Added, ReasonRequired, Refused, Removed
+from resolvers.mutations import invalid_input
+from resolvers.pages import time_cursor
+from schema.context import context_of
+from schema.errors import check_page_size
+from schema.ids import decode_uuid, encode_time_cursor
+from schema.message_pages import DEFAULT_PAGE
+from schema.results import NotFound
+from schema.suppressions import (
+    AddSuppressionInput,
+    AddSuppressionResult,
+    RemovalReasonRequired,
+    RemoveSuppressionResult,
+    Suppression,
+    SuppressionAdded,
+    SuppressionConnection,
+    SuppressionEdge,
+    SuppressionRemoved,
+)
+from schema.types import PageInfo
+
+
+async def suppressions(
+    info: strawberry.Info,
+    first: int | None = None,
+    after: str | None = None,
+    address: str | None = None,
+) -> SuppressionConnection:
+    context, account, _ = context_of(info)
+    check_page_size("first", first)
+    page = await context.services.suppressions.page(
+        account.id,
+        first=DEFAULT_PAGE if first is None else first,
+        after=time_cursor("s", after),
+        address=address,
+    )
+    edges = [
+        SuppressionEdge(
+            cursor=encode_time_cursor("s", s.created_at, s.id), node=Suppression.from_record(s)
+        )
+        for s in (page.items if page is not None else [])
+    ]
+    has_next, has_previous = (page.has_next, page.has_previous) if page else (False, False)
+    return SuppressionConnection(
+        edges=edges, page_info=PageInfo.of([e.cursor for e in edges], has_next, has_previous)
+    )
+
+
+async def add_suppression(
+    info: strawberry.Info, input: AddSuppressionInput
+) -> AddSuppressionResult:
+    context, account, _ = context_of(info)
+    outcome = await context.services.suppressions.add(
+        account.id, input.address, channel=input.channel, sender=input.from_, note=input.note
+    )
+    if isinstance(outcome, Added):
+        return SuppressionAdded(
+            suppression=Suppression.from_record(outcome.suppression), created=outcome.created
+        )
+    return invalid_input(outcome.problems)
+
+
+async def remove_suppression(
+    info: strawberry.Info, id: strawberry.ID, reason: str | None = None
+) -> RemoveSuppressionResult:
+    context, account, _ = context_of(info)
+    suppression_id = decode_uuid(id, "Suppression")
+    if suppression_id is None:
+        return NotFound(id=id)
+    outcome = await context.services.suppressions.remove(account.id, suppression_id, reason)
+    if isinstance(outcome, Removed):
+        return SuppressionRemoved(suppression=Suppression.from_record(outcome.suppression))
+    if isinstance(outcome, ReasonRequired):
+        return RemovalReasonRequired(suppression=Suppression.from_record(outcome.suppression))
+    if isinstance(outcome, Refused):
+        return invalid_input(outcome.problems)
+    return NotFound(id=id)
