@@ -37,7 +37,7 @@ import aiohttp
 import orjson
 import yarl
 
-from gateway.observability.redaction import REDACTED, is_sensitive_key
+from gateway.observability.redaction import REDACTED
 from gateway.services.ports import TransientProviderError
 from gateway.settings import Settings
 
@@ -51,7 +51,6 @@ __all__ = [
     "StreamedResponse",
     "TransportError",
     "basic_auth",
-    "loggable_headers",
     "loggable_url",
     "logged_transport_error",
     "missing_id_error",
@@ -83,7 +82,6 @@ _REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 # percent sign that starts no escape.
 _UNSAFE: Final = frozenset(' "<>\\^`{|}')
 _BARE_PERCENT: Final = re.compile(r"%(?![0-9A-Fa-f]{2})")
-_SENSITIVE_HEADERS: Final = frozenset({"authorization", "proxy-authorization", "cookie"})
 # Shorter than the idle timeouts of common servers (uvicorn and node: 5 s): a pooled connection
 # is dropped by us before the server can close it under a request that is being sent, a race
 # that would make the attempt ambiguous.
@@ -302,13 +300,6 @@ def loggable_url(url: str) -> str:
         f"{key}={REDACTED}" for key, _ in parse_qsl(parts.query, keep_blank_values=True)
     )
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
-
-
-def loggable_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    return {
-        key: REDACTED if key.lower() in _SENSITIVE_HEADERS or is_sensitive_key(key) else value
-        for key, value in headers.items()
-    }
 
 
 def response_summary(response: ProviderResponse) -> dict[str, Any]:
