@@ -87,26 +87,27 @@ def refused(result: dict[str, Any], reason: str) -> datetime:
     return datetime.fromisoformat(result["since"])
 
 
+# A number no other test sends to: the sandbox is shared by the whole session.
 async def test_a_suppressed_recipient_is_refused_at_accept_per_input(
     gateway: RunningGateway, client: GraphQLClient, sandbox_requests: SandboxRequests
 ) -> None:
-    entry = await added(client, address="(415) 555-0142", note="asked by phone")
-    assert entry["address"] == "+14155550142"
+    entry = await added(client, address="(415) 555-0871", note="asked by phone")
+    assert entry["address"] == "+14155550871"
     assert entry["channel"] is None and entry["from"] is None
     assert entry["reason"] == "API" and entry["detail"] == {"note": "asked by phone"}
 
-    since = refused(await send(client, sms("one", to="+14155550142")), "API")
+    since = refused(await send(client, sms("one", to="+14155550871")), "API")
     assert since == datetime.fromisoformat(entry["since"])
     results = await send_many(
         client,
         [
             sms("two", to="+14155550143"),
-            sms("three", to="415-555-0142"),
-            sms("four", to="+14155550142", idempotencyKey="sup-key"),
+            sms("three", to="415-555-0871"),
+            sms("four", to="+14155550871", idempotencyKey="sup-key"),
             {
                 "channel": "MMS",
                 "from": SENDER,
-                "to": "+14155550142",
+                "to": "+14155550871",
                 "attachments": ["https://example.com/a.png"],
             },
         ],
@@ -120,13 +121,13 @@ async def test_a_suppressed_recipient_is_refused_at_accept_per_input(
     assert accepted(results[0])["body"] == "two"
     # Nothing of the refused inputs was stored, nor sent.
     assert await account_rows(gateway, client) == (1, 1)
-    assert sandbox_requests("+14155550142") == []
+    assert sandbox_requests("+14155550871") == []
     # Another account's sends to the same number are not its business.
     other = await gateway.new_client()
-    accepted(await send(other, sms("elsewhere", to="+14155550142")))
+    accepted(await send(other, sms("elsewhere", to="+14155550871")))
     # The key of a refused input was never claimed: once lifted, the same request goes through.
     assert (await remove(client, entry["id"]))["__typename"] == "SuppressionRemoved"
-    [again] = await send_many(client, [sms("four", to="+14155550142", idempotencyKey="sup-key")])
+    [again] = await send_many(client, [sms("four", to="+14155550871", idempotencyKey="sup-key")])
     assert accepted(again)["idempotencyKey"] == "sup-key" and again["replayed"] is False
 
 
