@@ -87,7 +87,8 @@ def refused(result: dict[str, Any], reason: str) -> datetime:
     return datetime.fromisoformat(result["since"])
 
 
-# A number no other test sends to: the sandbox is shared by the whole session.
+# The tests that look at what the sandbox received send to numbers (+1 415 555 087x) no other
+# test uses: one sandbox sees the whole session's sends.
 async def test_a_suppressed_recipient_is_refused_at_accept_per_input(
     gateway: RunningGateway, client: GraphQLClient, sandbox_requests: SandboxRequests
 ) -> None:
@@ -153,9 +154,9 @@ async def test_a_message_waiting_for_its_time_is_canceled_once_its_recipient_is_
     client: GraphQLClient, sandbox_requests: SandboxRequests
 ) -> None:
     send_at = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
-    message = accepted(await send(client, sms("later", to="+14155550145", sendAt=send_at)))
+    message = accepted(await send(client, sms("later", to="+14155550872", sendAt=send_at)))
     assert message["status"] == "SCHEDULED"
-    await added(client, address="+14155550145")
+    await added(client, address="+14155550872")
 
     found = await wait_for_status(client, message["id"], "CANCELED")
     assert found["attempts"] == 0
@@ -169,7 +170,7 @@ async def test_a_message_waiting_for_its_time_is_canceled_once_its_recipient_is_
         ("enqueued", "QUEUED"),
         ("canceled", "CANCELED"),
     ]
-    assert sandbox_requests("+14155550145") == []
+    assert sandbox_requests("+14155550872") == []
     # It stays canceled: nothing sends it later.
     assert (await read(client, message["id"]))["status"] == "CANCELED"
 
