@@ -10,7 +10,7 @@ from typing import Any, Final
 from gateway.settings import Settings
 from providers.signatures import generate_sendgrid_keypair, sendgrid_public_key
 
-__all__ = ["INJECTABLE_FIELDS", "SandboxConfig", "normalize_recipients"]
+__all__ = ["INJECTABLE_FIELDS", "VENDORS", "VENDOR_FIELDS", "SandboxConfig", "normalize_recipients"]
 
 EVENT_WEBHOOK_PATH: Final = "/webhooks/sendgrid/events"
 
@@ -33,6 +33,11 @@ INJECTABLE_FIELDS: Final = frozenset(
         "event_webhook_url",
     }
 )
+#: The vendors the sandbox stands in for.
+VENDORS: Final = ("twilio", "sendgrid")
+#: The fields one vendor may have its own values of (``POST /control/config`` with ``vendor``):
+#: one vendor in an outage while the others answer, say. The seed is one sequence for all.
+VENDOR_FIELDS: Final = INJECTABLE_FIELDS - {"seed", "event_webhook_url"}
 _RATES: Final = frozenset({"rate_429", "rate_500", "rate_timeout"})
 _DURATIONS: Final = frozenset({"callback_delay", "retry_after", "timeout_seconds"})
 _RECIPIENT_SETS: Final = frozenset(
@@ -76,6 +81,9 @@ class SandboxConfig:
     callback_backoff: float = 0.2
     #: Opens the control API to non-loopback clients that send it (X-Sandbox-Control-Token).
     control_token: str | None = field(default=None, repr=False)
+    #: Per vendor, the failure injection where it differs from the fields above, which hold
+    #: for every vendor without a value of its own.
+    vendors: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SandboxConfig:
@@ -113,18 +121,24 @@ class SandboxConfig:
             control_token=settings.sandbox_control_token or None,
         )
 
+    def of(self, vendor: str) -> SandboxConfig:
+        """What ``vendor``'s stand-in answers by: this configuration with the vendor's own
+        values in place (itself when the vendor has none, as on every hot path)."""
+        own = self.vendors.get(vendor)
+        return dataclasses.replace(self, **own) if own else self
+
     def injectable(self) -> dict[str, Any]:
         """The failure-injection fields, JSON-ready (sets as sorted lists)."""
-        view: dict[str, Any] = {}
-        for name in sorted(INJECTABLE_FIELDS):
-            value = getattr(self, name)
-            view[name] = sorted(value) if isinstance(value, set) else value
-        return view
+        return {name: _shown(getattr(self, name)) for name in sorted(INJECTABLE_FIELDS)}
 
     def public_view(self) -> dict[str, Any]:
         """What ``GET /control/config`` shows: never the secrets, but the verification key."""
         return {
             **self.injectable(),
+            "vendors": {
+                vendor: {name: _shown(value) for name, value in sorted(own.items())}
+                for vendor, own in sorted(self.vendors.items())
+            },
             "twilio_account_sid": self.twilio_account_sid,
             "public_key": self.public_key,
         }
@@ -135,16 +149,56 @@ class SandboxConfig:
             invalid_recipients=set(self.invalid_recipients),
             undeliverable_recipients=set(self.undeliverable_recipients),
             bounce_recipients=set(self.bounce_recipients),
+            vendors={
+                vendor: {name: _copied(value) for name, value in own.items()}
+                for vendor, own in self.vendors.items()
+            },
         )
 
     def apply(self, changes: Mapping[str, Any]) -> None:
-        """Validate every change first, then apply all of them (or none, on ValueError)."""
+        """Validate every change first, then apply all of them (or none, on ValueError).
+
+        With ``"vendor": name`` the changes are that vendor's own values (``null`` drops
+        one, so that the vendor follows the shared value again); without, the shared ones.
+        """
+        if "vendor" in changes:
+            self._apply_to_vendor(changes)
+            return
         unknown = set(changes) - INJECTABLE_FIELDS
         if unknown:
             raise ValueError(f"not configurable: {', '.join(sorted(unknown))}")
         validated = {name: _validate(name, value) for name, value in changes.items()}
         for name, value in validated.items():
             setattr(self, name, value)
+
+    def _apply_to_vendor(self, changes: Mapping[str, Any]) -> None:
+        vendor = changes["vendor"]
+        if vendor not in VENDORS:
+            raise ValueError(f"vendor must be one of {', '.join(VENDORS)}")
+        fields = {name: value for name, value in changes.items() if name != "vendor"}
+        unknown = set(fields) - VENDOR_FIELDS
+        if unknown:
+            raise ValueError(f"not configurable per vendor: {', '.join(sorted(unknown))}")
+        validated = {
+            name: None if value is None else _validate(name, value)
+            for name, value in fields.items()
+        }
+        own = self.vendors.setdefault(vendor, {})
+        for name, value in validated.items():
+            if value is None:
+                own.pop(name, None)
+            else:
+                own[name] = value
+        if not own:
+            del self.vendors[vendor]
+
+
+def _shown(value: Any) -> Any:
+    return sorted(value) if isinstance(value, set) else value
+
+
+def _copied(value: Any) -> Any:
+    return set(value) if isinstance(value, set) else value
 
 
 def _validate(name: str, value: Any) -> Any:

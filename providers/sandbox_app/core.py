@@ -9,15 +9,16 @@ import time
 from collections import deque
 from collections.abc import Coroutine, Mapping
 from typing import Any, Final
+from urllib.parse import parse_qs, urlsplit
 
 import structlog
 from starlette.requests import Request
 
 from providers.http import ProviderSession, loggable_url
 from providers.sandbox_app.callbacks import CallbackError, Callbacks
-from providers.sandbox_app.config import INJECTABLE_FIELDS, SandboxConfig
+from providers.sandbox_app.config import INJECTABLE_FIELDS, VENDORS, SandboxConfig
 
-__all__ = ["Fault", "Sandbox"]
+__all__ = ["Fault", "Sandbox", "mid_in"]
 
 log = structlog.get_logger("providers.sandbox")
 
@@ -28,6 +29,15 @@ MAX_MESSAGES: Final = 20_000
 _DISCONNECT_POLL: Final = 0.05
 
 
+def mid_in(url: str | None) -> str | None:
+    """Our message id, carried as ``mid`` in the query string of the callback URL a message
+    came with."""
+    if not url or "?" not in url:
+        return None
+    values = parse_qs(urlsplit(url).query).get("mid")
+    return values[0] if values else None
+
+
 class Fault(enum.StrEnum):
     OUTAGE = "outage"
     RATE_LIMITED = "rate_limited"
@@ -36,7 +46,7 @@ class Fault(enum.StrEnum):
 
 
 class Sandbox:
-    """Shared by the Twilio and SendGrid stand-ins and the control API.
+    """Shared by the vendors' stand-ins and the control API.
 
     ``requests`` holds one dict per API request received (vendor, to, from, body, media or
     attachments, message_id, provider_id, outcome, ...); ``callbacks`` one per callback POST.
@@ -50,7 +60,7 @@ class Sandbox:
         self._initial = config.snapshot()
         self.requests: deque[dict[str, Any]] = deque(maxlen=MAX_RECORDS)
         self.callbacks: deque[dict[str, Any]] = deque(maxlen=MAX_RECORDS)
-        self.messages: dict[str, dict[str, dict[str, Any]]] = {"twilio": {}, "sendgrid": {}}
+        self.messages: dict[str, dict[str, dict[str, Any]]] = {vendor: {} for vendor in VENDORS}
         self._client = Callbacks(client)
         self._rng = random.Random(config.seed)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -78,6 +88,7 @@ class Sandbox:
         start = self._initial.snapshot()  # a copy: later changes must not edit the original
         for name in INJECTABLE_FIELDS:
             setattr(self.config, name, getattr(start, name))
+        self.config.vendors = start.vendors
         self.reseed()
 
     # --- requests -------------------------------------------------------------------------
@@ -104,9 +115,9 @@ class Sandbox:
         if len(kept) > MAX_MESSAGES:
             del kept[next(iter(kept))]  # the oldest: dicts keep their order
 
-    def draw_fault(self) -> Fault | None:
-        """One random draw split among the configured rates (outage is checked before)."""
-        config = self.config
+    def draw_fault(self, config: SandboxConfig) -> Fault | None:
+        """One random draw split among ``config``'s rates (the configuration a vendor answers
+        by, :meth:`SandboxConfig.of`; outage is checked before)."""
         draw = self._rng.random()
         threshold = config.rate_429
         if draw < threshold:
@@ -119,14 +130,14 @@ class Sandbox:
             return Fault.TIMEOUT
         return None
 
-    async def stall(self, request: Request) -> bool:
-        """Hold the request ``timeout_seconds``; False when the client gave up meanwhile.
+    async def stall(self, request: Request, config: SandboxConfig) -> bool:
+        """Hold the request ``config.timeout_seconds``; False when the client gave up meanwhile.
 
         A client that timed out has hung up: the stand-in then drops the request as if it had
         never been processed, and frees the server task instead of sleeping on for nothing.
         """
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.config.timeout_seconds
+        deadline = loop.time() + config.timeout_seconds
         while (remaining := deadline - loop.time()) > 0:
             if self._closed.is_set() or await request.is_disconnected():
                 return False
@@ -165,7 +176,7 @@ class Sandbox:
             "error": None,
         }
         self.callbacks.append(entry)
-        if self.config.lose_callbacks:
+        if self.config.of(vendor).lose_callbacks:
             entry["error"] = "lost"
             return False
         attempts = max(1, self.config.callback_attempts)

@@ -139,7 +139,7 @@ class EmailActivity:
         return JSONResponse(record)
 
     def _refusal(self, request: Request) -> Response | None:
-        config = self.sandbox.config
+        config = self.sandbox.config.of("sendgrid")
         if config.outage:
             return _errors(503, "Service Unavailable")
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")

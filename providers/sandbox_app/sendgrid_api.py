@@ -26,6 +26,7 @@ from providers.signatures import (
 
 __all__ = ["SendGridApi"]
 
+VENDOR: Final = "sendgrid"
 _HELP: Final = "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html"
 _BOUNCE_REASON: Final = "550 5.1.1 The email account that you tried to reach does not exist."
 
@@ -54,7 +55,7 @@ class SendGridApi:
 
     async def mail_send(self, request: Request) -> Response:
         sandbox = self.sandbox
-        config = sandbox.config
+        config = sandbox.config.of(VENDOR)
         raw = await request.body()
         try:
             payload: Any = orjson.loads(raw)
@@ -71,7 +72,7 @@ class SendGridApi:
                 [_error("The provided authorization grant is invalid, expired, or revoked")],
             )
 
-        fault = sandbox.draw_fault()
+        fault = sandbox.draw_fault(config)
         if fault is Fault.RATE_LIMITED:
             record["outcome"] = fault.value
             reset = math.ceil(time.time() + config.retry_after)
@@ -90,7 +91,7 @@ class SendGridApi:
             return sendgrid_error(500, [_error("Internal Server Error")])
         if fault is Fault.TIMEOUT:
             record["outcome"] = fault.value
-            if not await sandbox.stall(request):
+            if not await sandbox.stall(request, config):
                 return Response(status_code=504)  # nobody is listening any more
             record["delayed"] = True
 
@@ -137,7 +138,7 @@ class SendGridApi:
                 )
             )
             personalizations = []
-        invalid = self.sandbox.config.invalid_recipients
+        invalid = self.sandbox.config.of(VENDOR).invalid_recipients
         for p_index, personalization in enumerate(personalizations):
             to = personalization.get("to") if isinstance(personalization, dict) else None
             if not isinstance(to, list) or not to:
@@ -186,7 +187,7 @@ class SendGridApi:
         self, payload: dict[str, Any], x_message_id: str, activities: list[dict[str, Any]]
     ) -> None:
         sandbox = self.sandbox
-        config = sandbox.config
+        config = sandbox.config.of(VENDOR)
         await asyncio.sleep(config.callback_delay)
         events: list[dict[str, Any]] = []
         now = int(time.time())

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from functools import lru_cache
 from typing import Any, Final
-from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode
 
 import orjson
 from starlette.datastructures import FormData, UploadFile
@@ -24,11 +24,12 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.domain.segments import count_segments
-from providers.sandbox_app.core import Fault, Sandbox
+from providers.sandbox_app.core import Fault, Sandbox, mid_in
 from providers.signatures import TWILIO_SIGNATURE_HEADER, twilio_signature
 
 __all__ = ["Answer", "TwilioApi"]
 
+VENDOR: Final = "twilio"
 API_VERSION: Final = "2010-04-01"
 _ERRORS_URL: Final = "https://www.twilio.com/docs/errors/"
 _FORM: Final = "application/x-www-form-urlencoded"
@@ -106,8 +107,8 @@ class TwilioApi:
     async def answer(self, request: Request, account_sid: str, form: FormData) -> Answer:
         """Create a message from a decoded form: Twilio's answer, callbacks scheduled."""
         sandbox = self.sandbox
-        config = sandbox.config
-        record = sandbox.record("twilio", **_describe(form))
+        config = sandbox.config.of(VENDOR)
+        record = sandbox.record(VENDOR, **_describe(form))
         # A provider that is down answers nothing else, not even an authentication error.
         if config.outage:
             record["outcome"] = Fault.OUTAGE.value
@@ -121,7 +122,7 @@ class TwilioApi:
                 404, 20404, f"The requested resource /Accounts/{account_sid} was not found"
             )
 
-        fault = sandbox.draw_fault()
+        fault = sandbox.draw_fault(config)
         if fault is Fault.RATE_LIMITED:
             record["outcome"] = fault.value
             return twilio_error(
@@ -135,7 +136,7 @@ class TwilioApi:
             return twilio_error(500, 20500, "Internal Server Error")
         if fault is Fault.TIMEOUT:
             record["outcome"] = fault.value
-            if not await sandbox.stall(request):
+            if not await sandbox.stall(request, config):
                 return Answer(504, json=False)  # nobody is listening any more
             record["delayed"] = True
 
@@ -225,7 +226,7 @@ class TwilioApi:
     def _refusal(self, request: Request, account_sid: str) -> Answer | None:
         """What a read of the Messages resource is refused with, as Twilio would; None if
         it may go ahead."""
-        config = self.sandbox.config
+        config = self.sandbox.config.of(VENDOR)
         if config.outage:
             return twilio_error(503, 20503, "Service Unavailable")
         if not self._authorized(request):
@@ -289,7 +290,7 @@ class TwilioApi:
         """Move the message along after the callback delay, as a lookup then shows it, and
         report each step to its StatusCallback, if it has one."""
         sandbox = self.sandbox
-        config = sandbox.config
+        config = sandbox.config.of(VENDOR)
         await asyncio.sleep(config.callback_delay)
         sid, to, sender = resource["sid"], resource["to"], resource["from"]
         undeliverable = to.strip().lower() in config.undeliverable_recipients
@@ -358,13 +359,5 @@ def _describe(form: FormData) -> dict[str, Any]:
         "body": text("Body"),
         "media": [item for item in form.getlist("MediaUrl") if isinstance(item, str)],
         "status_callback": callback,
-        "message_id": _mid(callback),
+        "message_id": mid_in(callback),
     }
-
-
-def _mid(callback: str | None) -> str | None:
-    """Our message id, carried in the StatusCallback query string as ``mid``."""
-    if not callback or "?" not in callback:
-        return None
-    values = parse_qs(urlsplit(callback).query).get("mid")
-    return values[0] if values else None

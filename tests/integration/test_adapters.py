@@ -716,6 +716,48 @@ async def test_control_api_configures_lists_and_resets(env: World) -> None:
     await env.twilio().send(sms())
 
 
+async def test_failure_injection_per_vendor(env: World) -> None:
+    http = env.client
+    control = f"{env.sandbox_url}/control/config"
+    down = await http.post(control, json={"vendor": "twilio", "outage": True, "rate_429": 1})
+    assert down.status_code == 200, down.text
+    assert down.json()["vendors"] == {"twilio": {"outage": True, "rate_429": 1.0}}
+    assert down.json()["outage"] is False
+    with pytest.raises(TransientProviderError) as caught:
+        await env.twilio().send(sms())
+    assert caught.value.code == "20503"
+    # The other vendor follows the shared values: it answers.
+    await env.sendgrid().send(email())
+    assert [r["outcome"] for r in env.sandbox.requests] == ["outage", "accepted"]
+
+    # A shared value holds wherever a vendor has none of its own.
+    env.sandbox.configure({"rate_500": 1.0})
+    with pytest.raises(TransientProviderError) as shared:
+        await env.sendgrid().send(email())
+    assert shared.value.code == "500"
+    env.sandbox.configure({"rate_500": 0.0})
+
+    # null drops the vendor's own value: the shared one holds again.
+    back = await http.post(control, json={"vendor": "twilio", "outage": None})
+    assert back.json()["vendors"] == {"twilio": {"rate_429": 1.0}}
+    with pytest.raises(TransientProviderError) as limited:
+        await env.twilio().send(sms())
+    assert limited.value.code == "20429"
+
+    for refused in (
+        {"vendor": "carrier-pigeon", "outage": True},
+        {"vendor": "twilio", "seed": 3},
+        {"vendor": "twilio", "rate_500": 2},
+    ):
+        bad = await http.post(control, json=refused)
+        assert bad.status_code == 400, refused
+    assert (await http.get(control)).json()["vendors"] == {"twilio": {"rate_429": 1.0}}
+
+    reset = await http.post(f"{env.sandbox_url}/control/reset")
+    assert reset.json()["vendors"] == {}
+    await env.twilio().send(sms())
+
+
 async def test_seeded_fault_rates_repeat_exactly(env: World) -> None:
     async def outcomes() -> list[str]:
         env.sandbox.reset()
