@@ -56,7 +56,9 @@ class AcceptRepository(Repository):
         if (
             self.dialect == "postgresql"
             and self.may_commit_alone
-            and all(d.idempotency_key is None for _, d in items)
+            # An auto-reply (exempt from suppressions) always has a key; the statement does not
+            # know the exemption.
+            and all(d.idempotency_key is None and not d.suppression_exempt for _, d in items)
         ):
             return await self._accept_in_one_statement(items, now)
         async with self.transaction() as conn:
@@ -242,10 +244,16 @@ def _new_message(
         created_at=now,
         updated_at=now,
         bypass_quiet_hours=draft.bypass_quiet_hours,
+        suppression_exempt=draft.suppression_exempt,
     )
 
 
 def accepted_detail(draft: NormalizedMessage) -> dict[str, Any] | None:
     """What the ``accepted`` event says beyond the status: why and until when a message due
-    inside its recipient's quiet hours waits."""
-    return draft.deferral.detail() if draft.deferral is not None else None
+    inside its recipient's quiet hours waits; which inbound keyword an auto-reply answers."""
+    detail: dict[str, Any] = {}
+    if draft.deferral is not None:
+        detail |= draft.deferral.detail()
+    if draft.auto_reply is not None:
+        detail |= draft.auto_reply.detail()
+    return detail or None

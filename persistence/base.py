@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 import orjson
 from sqlalchemy import Table
@@ -57,6 +58,17 @@ class Repository:
                 if driver.is_closed():
                     await conn.invalidate()
                 raise
+
+    async def put_account_row(self, table: Table, account_id: UUID, values: dict[str, Any]) -> None:
+        """Write an account's one row of ``table`` (keyed by ``account_id``): inserted, or its
+        values replaced."""
+        insert: Any = self.upsert(table)
+        async with self.transaction() as conn:
+            await conn.execute(
+                insert.values(account_id=account_id, **values).on_conflict_do_update(
+                    index_elements=[table.c.account_id], set_=values
+                )
+            )
 
     def upsert(self, table: Table) -> Any:
         """An INSERT that understands ON CONFLICT on both supported databases."""

@@ -39,7 +39,7 @@ from gateway.domain.records import MessageEvent
 from gateway.domain.statuses import MessageStatus
 from gateway.domain.suppressions import SUPPRESSED_CODE
 from persistence.rows import EVENTS, MESSAGES, message_from_row
-from persistence.suppressions import first_reason, suppressed
+from persistence.suppressions import first_reason, holds_back
 
 S = MessageStatus
 
@@ -124,7 +124,7 @@ def claim_statement() -> Select[Any]:
     scope = (m.account_id, m.recipient, m.channel, m.sender)
     claimed = (
         update(MESSAGES)
-        .where(*due, ~suppressed(*scope))
+        .where(*due, ~holds_back(m))
         .values(
             status=S.SENDING.value,
             attempts=_readable_or_fail(),
@@ -136,7 +136,7 @@ def claim_statement() -> Select[Any]:
     )
     canceled = (
         update(MESSAGES)
-        .where(*due, suppressed(*scope))
+        .where(*due, holds_back(m))
         .values(updated_at=_now(), **suppressed_values(scope))
         .returning(*MESSAGES.c)
         .cte("canceled")

@@ -40,7 +40,7 @@ from persistence.delivery_sql import (
     suppressed_values,
 )
 from persistence.rows import CONVERSATIONS, MESSAGES, message_from_row
-from persistence.suppressions import suppressed
+from persistence.suppressions import holds_back
 
 S = MessageStatus
 log = structlog.get_logger(__name__)
@@ -163,7 +163,7 @@ class LifecycleRepository(Repository):
         scope = (m.account_id, m.recipient, m.channel, m.sender)
         return await self._change(
             conn,
-            [*due, suppressed(*scope)],
+            [*due, holds_back(m)],
             suppressed_values(scope),
             "canceled",
             _suppressed_detail,

@@ -124,6 +124,9 @@ class MessageRow(Base):
     reconcile_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # Sent inside its recipient's quiet hours too (a transactional message); NULL is false.
     bypass_quiet_hours: Mapped[bool | None] = mapped_column(Boolean)
+    # An automatic answer to a recipient's keyword: sent even to a suppressed recipient (it
+    # confirms their opt-out). Set by that answer only, never through the API; NULL is false.
+    suppression_exempt: Mapped[bool | None] = mapped_column(Boolean)
 
     __table_args__ = (
         # Conversation timeline; ids are time-ordered UUIDv7, so (conversation_id, id) is the
@@ -259,6 +262,25 @@ class SuppressionRow(Base):
         # The listing, newest first, keyset on (created_at, id).
         Index(None, "account_id", "created_at", "id"),
     )
+
+
+class OptOutSettingsRow(Base):
+    """An account's opt-out keywords, their scope and auto-replies (see
+    gateway/domain/opt_outs.py). No row: the defaults. A reply of NULL is turned off."""
+
+    __tablename__ = "opt_out_settings"
+
+    account_id: Mapped[UUID] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    stop_keywords: Mapped[list[str]] = mapped_column(JSONType)
+    start_keywords: Mapped[list[str]] = mapped_column(JSONType)
+    help_keywords: Mapped[list[str]] = mapped_column(JSONType)
+    scope: Mapped[str] = mapped_column(String(16))
+    stop_reply: Mapped[str | None] = mapped_column(Text)
+    start_reply: Mapped[str | None] = mapped_column(Text)
+    help_reply: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class SuppressionRemovalRow(Base):

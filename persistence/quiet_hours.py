@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, time
-from typing import Any, cast
+from typing import cast
 from uuid import UUID
 
 from sqlalchemy import Table, select
@@ -37,13 +37,7 @@ class QuietHoursRepository(Repository):
             "default_time_zone": hours.default_zone,
             "updated_at": now,
         }
-        insert: Any = self.upsert(QUIET_HOURS)
-        async with self.transaction() as conn:
-            await conn.execute(
-                insert.values(account_id=account_id, **values).on_conflict_do_update(
-                    index_elements=[QUIET_HOURS.c.account_id], set_=values
-                )
-            )
+        await self.put_account_row(QUIET_HOURS, account_id, values)
 
 
 def _minutes(value: time | None) -> int | None:

@@ -50,6 +50,7 @@ def message_from_row(row: Row[Any]) -> Message:
         updated_at=m["updated_at"],
         sent_at=m["sent_at"],
         bypass_quiet_hours=bool(m["bypass_quiet_hours"]),
+        suppression_exempt=bool(m["suppression_exempt"]),
     )
 
 
@@ -83,6 +84,7 @@ def message_to_row(message: Message) -> dict[str, Any]:
         "updated_at": message.updated_at,
         "sent_at": message.sent_at,
         "bypass_quiet_hours": message.bypass_quiet_hours or None,
+        "suppression_exempt": message.suppression_exempt or None,
     }
 
 

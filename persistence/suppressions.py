@@ -75,6 +75,15 @@ def suppressed(
     return exists().where(covering(account_id, recipient, channel, sender))
 
 
+def holds_back(messages: Any) -> ColumnElement[bool]:
+    """Whether a suppression keeps a message (``messages``: the columns of its table) from
+    being sent: one covers it, and it is not an auto-reply (which is exempt, see
+    ``gateway/domain/opt_outs.py``)."""
+    m = messages
+    exempt: ColumnElement[bool] = m.suppression_exempt.is_(True)
+    return suppressed(m.account_id, m.recipient, m.channel, m.sender) & ~exempt
+
+
 def first_reason(
     account_id: ColumnElement[Any],
     recipient: ColumnElement[Any],
@@ -94,11 +103,15 @@ def first_reason(
 
 async def suppressed_items(conn: AsyncConnection, items: Sequence[Item]) -> dict[int, Suppressed]:
     """The items (by index) whose recipient is suppressed, with the oldest suppression's reason
-    and time: one query for the whole batch."""
-    if not items:
+    and time: one query for the whole batch. An auto-reply is exempt (it may confirm the
+    very opt-out that suppressed its recipient)."""
+    pairs = sorted(
+        {(a, d.recipient) for a, d in items if not d.suppression_exempt},
+        key=lambda p: (p[0].bytes, p[1]),
+    )
+    if not pairs:
         return {}
     s = SUPPRESSIONS.c
-    pairs = sorted({(a, d.recipient) for a, d in items}, key=lambda p: (p[0].bytes, p[1]))
     rows = await conn.execute(
         select(s.account_id, s.address, s.channel, s.sender, s.reason, s.created_at)
         .where(tuple_(s.account_id, s.address).in_(pairs))
@@ -109,6 +122,8 @@ async def suppressed_items(conn: AsyncConnection, items: Sequence[Item]) -> dict
         return {}
     refused: dict[int, Suppressed] = {}
     for index, (account_id, draft) in enumerate(items):
+        if draft.suppression_exempt:
+            continue
         for row in found:
             if (
                 row.account_id == account_id

@@ -366,8 +366,9 @@ class WebhookRepository(Repository):
     async def receive(
         self, account_id: UUID, inbound: InboundMessage, now: datetime
     ) -> Change | None:
-        """Store an inbound message (RECEIVED) in its conversation; None for a duplicate."""
-        async with self.engine.begin() as conn:
+        """Store an inbound message (RECEIVED) in its conversation; None for a duplicate.
+        In the running unit of work, if any (an inbound keyword is acted on in it too)."""
+        async with self.transaction() as conn:
             if not await self._claim(conn, inbound.provider, inbound.dedupe_key, now):
                 return None
             triple = (account_id, *conversation_key(inbound.sender, inbound.recipient))

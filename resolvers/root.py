@@ -6,8 +6,9 @@ from collections.abc import AsyncGenerator
 
 import strawberry
 
-from resolvers import mutations, pages, queries, subscriptions, suppressions
+from resolvers import mutations, opt_outs, pages, queries, subscriptions, suppressions
 from schema.build import Roots
+from schema.opt_outs import OptOutSettings, SetOptOutSettingsResult
 from schema.quiet_hours import QuietHours, SetQuietHoursResult
 from schema.results import (
     CancelMessageResult,
@@ -46,6 +47,10 @@ class Query:
     quiet_hours: QuietHours = strawberry.field(
         resolver=queries.quiet_hours, description="The account's quiet hours."
     )
+    opt_out_settings: OptOutSettings = strawberry.field(
+        resolver=opt_outs.opt_out_settings,
+        description="The account's opt-out keywords (STOP, START, HELP), scope and auto-replies.",
+    )
     suppressions: SuppressionConnection = strawberry.field(
         resolver=suppressions.suppressions,
         description=(
@@ -71,6 +76,10 @@ class Mutation:
     set_quiet_hours: SetQuietHoursResult = strawberry.mutation(
         resolver=mutations.set_quiet_hours,
         description="Replace the account's quiet hours; messages already held keep their time.",
+    )
+    set_opt_out_settings: SetOptOutSettingsResult = strawberry.mutation(
+        resolver=opt_outs.set_opt_out_settings,
+        description="Replace the account's opt-out keywords, scope and auto-replies.",
     )
     add_suppression: AddSuppressionResult = strawberry.mutation(
         resolver=suppressions.add_suppression,

@@ -14,6 +14,7 @@ from strawberry.types import Info
 from gateway.domain.records import Account
 from gateway.services.events import EventStream
 from gateway.services.operator import OperatorService
+from gateway.services.opt_outs import OptOutService
 from gateway.services.ports import MessageQueries
 from gateway.services.quiet_hours import QuietHoursService
 from gateway.services.rate_limits import RateLimiter
@@ -31,6 +32,7 @@ class Services:
     events: EventStream
     queries: MessageQueries
     quiet_hours: QuietHoursService
+    opt_outs: OptOutService
     suppressions: SuppressionService
     rate_limiter: RateLimiter
     #: Region assumed for phone numbers written without +country.

@@ -19,6 +19,7 @@ from .channels import Channel
 from .segments import count_segments
 
 if TYPE_CHECKING:
+    from .opt_outs import AutoReply
     from .quiet_hours import QuietDeferral
 
 _T = TypeVar("_T")
@@ -42,6 +43,8 @@ class SendRequest:
     metadata: dict[str, Any] | None = None
     #: A transactional message (a one-time code): sent inside the recipient's quiet hours too.
     bypass_quiet_hours: bool = False
+    #: Set only by the automatic answer to a recipient's keyword, never from API input.
+    auto_reply: AutoReply | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,12 @@ class NormalizedMessage:
     #: Set at accept when the message is due inside its recipient's quiet hours: not part of
     #: the input (the same input is held or not depending on the hour it comes in).
     deferral: QuietDeferral | None = None
+    auto_reply: AutoReply | None = None
+
+    @property
+    def suppression_exempt(self) -> bool:
+        """Sent even to a suppressed recipient: only the answer to their own keyword is."""
+        return self.auto_reply is not None
 
     def fingerprint(self) -> str:
         # The idempotency key is what a fingerprint is compared under, so it cannot be part of it.
@@ -77,6 +86,8 @@ class NormalizedMessage:
         if self.bypass_quiet_hours:
             # Only when set: the fingerprints of keys claimed before the flag existed still match.
             canonical["bypass_quiet_hours"] = True
+        if self.auto_reply is not None:
+            canonical["auto_reply"] = self.auto_reply.detail()
         text = json.dumps(
             canonical,
             sort_keys=True,
@@ -161,6 +172,7 @@ def validate_send(
         segments=segments,
         encoding=encoding,
         bypass_quiet_hours=bool(req.bypass_quiet_hours),
+        auto_reply=req.auto_reply,
     )
 
 

@@ -54,6 +54,9 @@ class Message:
     sent_at: datetime | None = None
     #: Sent inside its recipient's quiet hours too (a transactional message).
     bypass_quiet_hours: bool = False
+    #: An automatic answer to a recipient's keyword: sent although the recipient is
+    #: suppressed (it confirms their opt-out). Never set through the API.
+    suppression_exempt: bool = False
 
 
 @dataclass(frozen=True, slots=True)

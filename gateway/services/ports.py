@@ -7,10 +7,11 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Any, Protocol, Self
 from uuid import UUID
 
 from gateway.domain.channels import Channel
+from gateway.domain.opt_outs import OptOutSettings
 from gateway.domain.quiet_hours import QuietHours
 from gateway.domain.records import (
     Account,
@@ -204,6 +205,31 @@ class QuietHoursStore(Protocol):
         ...
 
     async def set_quiet_hours(self, account_id: UUID, hours: QuietHours, now: datetime) -> None: ...
+
+
+class OptOutStore(Protocol):
+    """Opt-out keywords; called inside the unit of work that stores the inbound message."""
+
+    async def opt_out_settings(self, account_id: UUID) -> OptOutSettings:
+        """The account's setting; the defaults when it never set any."""
+        ...
+
+    async def set_opt_out_settings(
+        self, account_id: UUID, settings: OptOutSettings, now: datetime
+    ) -> None: ...
+
+    async def keyword_suppressions(
+        self, account_id: UUID, address: str, sender: str | None
+    ) -> list[Suppression]:
+        """The suppressions of ``address`` made by its own keyword, covering ``sender``
+        (None: all of them)."""
+        ...
+
+    async def note(
+        self, inbound: Message, entries: Sequence[tuple[str, dict[str, Any] | None]], now: datetime
+    ) -> list[MessageEvent]:
+        """Write audit-trail entries (kind, detail) of ``inbound``."""
+        ...
 
 
 class LifecycleStore(Protocol):

@@ -13,7 +13,9 @@ from gateway.domain.reports import InboundMessage, StatusReport
 from gateway.domain.results import ReportResult
 from gateway.services.clock import utcnow
 from gateway.services.coalescer import Coalescer
-from gateway.services.ports import Broker, WebhookStore
+from gateway.services.opt_outs import Handled, OptOutService
+from gateway.services.ports import Broker, UnitsOfWork, WebhookStore
+from gateway.services.unit_of_work import Units
 
 log = structlog.get_logger(__name__)
 
@@ -32,9 +34,14 @@ class WebhookService:
         broker: Broker,
         *,
         default_owner: Callable[[], UUID | None] = lambda: None,
+        units: UnitsOfWork | None = None,
+        opt_outs: OptOutService | None = None,
     ) -> None:
         self._repo = repo
         self._broker = broker
+        self._units = units or Units(broker)
+        # Inbound keywords (STOP, START, HELP) acted on in the unit that stores the message.
+        self._opt_outs = opt_outs
         # Embedded mode: every address belongs to the development account.
         self._default_owner = default_owner
         # Group commit: the reports of concurrent webhook requests share one transaction and
@@ -66,10 +73,19 @@ class WebhookService:
         owner = await self._repo.owner_of(message.recipient) or self._default_owner()
         if owner is None:
             return "unowned"
-        change = await self._repo.receive(owner, message, utcnow())
-        if change is None:
-            return "duplicate"
-        await self._broker.publish([change.event])
+        now = utcnow()
+        handled: Handled | None = None
+        async with self._units() as unit:
+            change = await self._repo.receive(owner, message, now)
+            if change is None:
+                return "duplicate"
+            unit.publish([change.event])
+            if self._opt_outs is not None:
+                handled = await self._opt_outs.handle(change.message, now)
+                if handled is not None:
+                    unit.publish(handled.events)
+        if handled is not None and self._opt_outs is not None:
+            await self._opt_outs.answer(handled)
         return "stored"
 
     async def keep_raw(

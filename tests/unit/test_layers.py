@@ -27,6 +27,7 @@ BACKENDS = {
     "persistence.accept": {"AcceptRepository"},
     "persistence.accounts": {"AccountRepository"},
     "persistence.lifecycle": {"LifecycleRepository"},
+    "persistence.opt_outs": {"OptOutRepository"},
     "persistence.queries": {"QueryRepository"},
     "persistence.quiet_hours": {"QuietHoursRepository"},
     "persistence.reconcile": {"ReconcileRepository"},

@@ -4,7 +4,6 @@ same process (the delivery worker, the sandbox standing in for the providers).""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
 from uuid import UUID
 
 import redis.asyncio
@@ -18,7 +17,10 @@ from gateway.entry.bootstrap.shared import (
     Queue,
     Storage,
     build_deliveries,
+    build_opt_outs,
     build_registry,
+    build_sending,
+    build_webhooks,
     in_process_queue,
     redis_queue,
     uses_mounted_sandbox,
@@ -28,13 +30,11 @@ from gateway.services.auth import ApiKeys
 from gateway.services.events import EventStream
 from gateway.services.operator import OperatorService
 from gateway.services.rate_limits import RateLimitConfigError, RateLimiter, parse_rate_limits
-from gateway.services.sending import SendService
 from gateway.services.suppressions import SuppressionService
 from gateway.services.unit_of_work import Units
 from gateway.services.webhooks import WebhookService
 from gateway.settings import Settings
 from gateway.web.webhooks import WebhookServices
-from persistence.accept import AcceptRepository
 from persistence.accounts import AccountRepository
 from persistence.queries import QueryRepository
 from persistence.suppressions import SuppressionRepository
@@ -159,18 +159,8 @@ def _api(settings: Settings, queue: Queue, sandbox: SandboxConfig | None = None)
     queries = QueryRepository(storage.engine)
     rate_limiter = build_rate_limiter(settings)
     units = queue.units(storage)
-    sending = SendService(
-        AcceptRepository(storage.engine),
-        storage.lifecycle,
-        queue.broker,
-        default_region=settings.default_phone_region,
-        retention=timedelta(hours=settings.idempotency_retention_hours),
-        owned_addresses=(
-            storage.webhooks.addresses_of if settings.require_sender_ownership else None
-        ),
-        units=units,
-        quiet_hours=storage.quiet_hours,
-    )
+    sending = build_sending(settings, storage, queue, units)
+    opt_outs = build_opt_outs(storage, sending)
     api = Api(
         settings=settings,
         storage=storage,
@@ -183,6 +173,7 @@ def _api(settings: Settings, queue: Queue, sandbox: SandboxConfig | None = None)
             events=EventStream(queries, queue.broker),
             queries=queries,
             quiet_hours=storage.quiet_hours,
+            opt_outs=opt_outs,
             suppressions=SuppressionService(
                 SuppressionRepository(storage.engine),
                 units,
@@ -193,8 +184,8 @@ def _api(settings: Settings, queue: Queue, sandbox: SandboxConfig | None = None)
             max_batch_size=settings.max_batch_size,
         ),
         # Read at call time: the development account exists only once the app has started.
-        webhooks=WebhookService(
-            storage.webhooks, queue.broker, default_owner=lambda: api.default_owner
+        webhooks=build_webhooks(
+            storage, queue, units, opt_outs, default_owner=lambda: api.default_owner
         ),
         units=units,
         status_counts=queries.status_counts,

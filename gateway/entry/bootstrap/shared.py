@@ -5,23 +5,30 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import partial
+from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.domain.channels import Channel
 from gateway.services.delivery import DeliveryService
+from gateway.services.opt_outs import OptOutService
 from gateway.services.ports import Broker, HeldOutcomes, Provider, WorkerLiveness
 from gateway.services.quiet_hours import QuietHoursService
 from gateway.services.reconcile import Reconciler
 from gateway.services.retry_policy import RetryPolicy
+from gateway.services.sending import SendService
 from gateway.services.unit_of_work import Units
 from gateway.services.webhooks import WebhookService
 from gateway.settings import Settings
+from persistence.accept import AcceptRepository
 from persistence.db import create_engine
 from persistence.lifecycle import LifecycleRepository
+from persistence.opt_outs import OptOutRepository
 from persistence.quiet_hours import QuietHoursRepository
 from persistence.reconcile import ReconcileRepository
+from persistence.suppressions import SuppressionRepository
 from persistence.unit_of_work import SqlTransaction
 from persistence.webhooks import WebhookRepository
 from providers.http import ProviderSession
@@ -121,6 +128,41 @@ def redis_queue(settings: Settings, broker: RedisBroker, liveness: RedisLiveness
         exclusive=exclusive,
         close=broker.close,
         spool=RedisWebhookSpool(broker.redis, max_entries=settings.webhook_spool_max_entries),
+    )
+
+
+def build_sending(settings: Settings, storage: Storage, queue: Queue, units: Units) -> SendService:
+    return SendService(
+        AcceptRepository(storage.engine),
+        storage.lifecycle,
+        queue.broker,
+        default_region=settings.default_phone_region,
+        retention=timedelta(hours=settings.idempotency_retention_hours),
+        owned_addresses=(
+            storage.webhooks.addresses_of if settings.require_sender_ownership else None
+        ),
+        units=units,
+        quiet_hours=storage.quiet_hours,
+    )
+
+
+def build_webhooks(
+    storage: Storage,
+    queue: Queue,
+    units: Units,
+    opt_outs: OptOutService,
+    default_owner: Callable[[], UUID | None] = lambda: None,
+) -> WebhookService:
+    """The webhooks' use cases: inbound messages (the keywords among them acted on and
+    answered) and provider reports. Workers need them too: they replay spooled payloads."""
+    return WebhookService(
+        storage.webhooks, queue.broker, default_owner=default_owner, units=units, opt_outs=opt_outs
+    )
+
+
+def build_opt_outs(storage: Storage, sending: SendService) -> OptOutService:
+    return OptOutService(
+        OptOutRepository(storage.engine), SuppressionRepository(storage.engine), sending
     )
 
 

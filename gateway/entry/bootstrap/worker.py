@@ -11,10 +11,12 @@ from gateway.entry.bootstrap.shared import (
     Queue,
     Storage,
     build_deliveries,
+    build_opt_outs,
     build_registry,
+    build_sending,
+    build_webhooks,
     redis_queue,
 )
-from gateway.services.webhooks import WebhookService
 from gateway.settings import Settings
 from providers.http import ProviderSession
 from providers.webhooks import webhook_adapters
@@ -49,13 +51,16 @@ def bootstrap_worker(settings: Settings) -> Worker:
     liveness = RedisLiveness(broker.redis, dead_after=settings.worker_dead_after_seconds)
     queue = redis_queue(settings, broker, liveness)
     http = ProviderSession.from_settings(settings)
+    units = queue.units(storage)
+    # Spooled inbound keywords are acted on and answered when replayed here.
+    opt_outs = build_opt_outs(storage, build_sending(settings, storage, queue, units))
     deliveries = build_deliveries(
         settings,
         storage,
         queue,
-        queue.units(storage),
+        units,
         build_registry(settings, http),
-        WebhookService(storage.webhooks, queue.broker),
+        build_webhooks(storage, queue, units, opt_outs),
         webhook_adapters(settings, sendgrid_public_key=settings.sendgrid_webhook_public_key),
         worker=worker_name(),
     )
