@@ -12,6 +12,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.domain.pacing import DefaultRates
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
@@ -232,6 +234,35 @@ class Settings(BaseSettings):
         "again (a change reaches every process within it).",
     )
 
+    # Per-sender pacing (gateway/domain/pacing.py): segments per second of a sender without a
+    # rate of its own, by kind.
+    sender_rate_long_code: float = Field(
+        default=1.0, gt=0, le=10_000, description="Segments per second of a long code."
+    )
+    sender_rate_toll_free: float = Field(
+        default=3.0, gt=0, le=10_000, description="Segments per second of a toll-free number."
+    )
+    sender_rate_short_code: float = Field(
+        default=100.0, gt=0, le=10_000, description="Segments per second of a short code."
+    )
+    email_domain_rate: float = Field(
+        default=100.0,
+        gt=0,
+        le=10_000,
+        description="Messages per second of an e-mail sending domain without a rate of its own.",
+    )
+    sender_rate_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long a process trusts a sender's rate before reading it again.",
+    )
+    provider_slowdown_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="How long a sender pauses after its provider's throughput error, when the "
+        "provider gives no Retry-After.",
+    )
+
     @property
     def embedded(self) -> bool:
         """True when neither an external database nor an external broker is configured."""
@@ -242,6 +273,15 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'gateway.sqlite3').resolve()}"
+
+    @property
+    def default_rates(self) -> DefaultRates:
+        return DefaultRates(
+            long_code=self.sender_rate_long_code,
+            toll_free=self.sender_rate_toll_free,
+            short_code=self.sender_rate_short_code,
+            email_domain=self.email_domain_rate,
+        )
 
     @property
     def is_sqlite(self) -> bool:

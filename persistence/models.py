@@ -8,6 +8,7 @@ from uuid import UUID
 
 from sqlalchemy import (
     Boolean,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -220,6 +221,17 @@ class AddressRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     __table_args__ = (Index(None, "account_id"),)
+
+
+class SenderRateRow(Base):
+    """A sender's own pacing rate: a phone number, or an e-mail domain as ``@domain``
+    (gateway/domain/pacing.py). Senders without a row get their kind's default."""
+
+    __tablename__ = "sender_rates"
+
+    sender: Mapped[str] = mapped_column(String(ADDRESS), primary_key=True)
+    segments_per_second: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class WebhookReceiptRow(Base):

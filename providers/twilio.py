@@ -39,6 +39,8 @@ log = structlog.get_logger(__name__)
 API_VERSION: Final = "2010-04-01"
 NOT_FOUND: Final = 20404
 RATE_LIMITED: Final = 20429
+#: "Queue overflow": more messages for this sender than Twilio will queue.
+QUEUE_OVERFLOW: Final = 30001
 INVALID_TO_NUMBER: Final = 21211
 UNSUBSCRIBED_RECIPIENT: Final = 21610
 
@@ -154,7 +156,8 @@ class TwilioProvider:
         text = raw_text if isinstance(raw_text, str) and raw_text else response.reason_phrase
         code = str(twilio_code if twilio_code is not None else status)
         log.warning(event, provider=self.name, code=code, **context, **response_summary(response))
-        if status == 429 or twilio_code == RATE_LIMITED:
+        if status == 429 or twilio_code in (RATE_LIMITED, QUEUE_OVERFLOW):
+            # Throughput errors: the sender was sent faster than Twilio takes from it.
             return TransientProviderError(
                 code,
                 text,

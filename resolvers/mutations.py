@@ -19,6 +19,7 @@ from resolvers.inputs import send_request, to_send_request
 from schema.context import context_of
 from schema.errors import bad_input
 from schema.ids import decode_uuid
+from schema.pacing import SenderAddress, SenderRateSet, SetSenderRateInput, SetSenderRateResult
 from schema.quiet_hours import QuietHours, QuietHoursInput, QuietHoursSet, SetQuietHoursResult
 from schema.results import (
     CancelMessageResult,
@@ -132,3 +133,13 @@ async def set_quiet_hours(info: strawberry.Info, input: QuietHoursInput) -> SetQ
     if isinstance(outcome, list):
         return invalid_input(outcome)
     return QuietHoursSet(quiet_hours=QuietHours.from_domain(outcome))
+
+
+async def set_sender_rate(info: strawberry.Info, input: SetSenderRateInput) -> SetSenderRateResult:
+    context, account, _ = context_of(info)
+    outcome = await context.services.sender_rates.set_rate(
+        account.id, input.address, input.segments_per_second
+    )
+    if isinstance(outcome, list):
+        return invalid_input(outcome)
+    return SenderRateSet(sender_address=SenderAddress.from_domain(outcome))

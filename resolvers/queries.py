@@ -15,6 +15,7 @@ from gateway.services.clock import utcnow
 from resolvers.inputs import to_send_request
 from schema.context import context_of
 from schema.ids import decode_id, decode_uuid
+from schema.pacing import SenderAddress
 from schema.quiet_hours import QuietHours
 from schema.results import FieldProblem, MessagePreview, SendMessageInput
 from schema.types import Conversation, Message, Node
@@ -81,3 +82,9 @@ def preview_message(info: strawberry.Info, input: SendMessageInput) -> MessagePr
 async def quiet_hours(info: strawberry.Info) -> QuietHours:
     context, account, _ = context_of(info)
     return QuietHours.from_domain(await context.services.quiet_hours.of(account.id))
+
+
+async def sender_addresses(info: strawberry.Info) -> list[SenderAddress]:
+    context, account, _ = context_of(info)
+    rates = await context.services.sender_rates.senders(account.id)
+    return [SenderAddress.from_domain(rate) for rate in rates]

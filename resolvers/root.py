@@ -9,6 +9,7 @@ import strawberry
 from resolvers import mutations, opt_outs, pages, queries, subscriptions, suppressions
 from schema.build import Roots
 from schema.opt_outs import OptOutSettings, SetOptOutSettingsResult
+from schema.pacing import SenderAddress, SetSenderRateResult
 from schema.quiet_hours import QuietHours, SetQuietHoursResult
 from schema.results import (
     CancelMessageResult,
@@ -51,6 +52,10 @@ class Query:
         resolver=opt_outs.opt_out_settings,
         description="The account's opt-out keywords (STOP, START, HELP), scope and auto-replies.",
     )
+    sender_addresses: list[SenderAddress] = strawberry.field(
+        resolver=queries.sender_addresses,
+        description="The account's sender numbers and e-mail addresses, with their rates.",
+    )
     suppressions: SuppressionConnection = strawberry.field(
         resolver=suppressions.suppressions,
         description=(
@@ -80,6 +85,13 @@ class Mutation:
     set_opt_out_settings: SetOptOutSettingsResult = strawberry.mutation(
         resolver=opt_outs.set_opt_out_settings,
         description="Replace the account's opt-out keywords, scope and auto-replies.",
+    )
+    set_sender_rate: SetSenderRateResult = strawberry.mutation(
+        resolver=mutations.set_sender_rate,
+        description=(
+            "Set the rate one of the account's sender addresses is paced at (an e-mail\n"
+            "address: its domain's rate)."
+        ),
     )
     add_suppression: AddSuppressionResult = strawberry.mutation(
         resolver=suppressions.add_suppression,

@@ -15,6 +15,7 @@ from gateway.domain.records import Account
 from gateway.services.events import EventStream
 from gateway.services.operator import OperatorService
 from gateway.services.opt_outs import OptOutService
+from gateway.services.pacing import SenderRates
 from gateway.services.ports import MessageQueries
 from gateway.services.quiet_hours import QuietHoursService
 from gateway.services.rate_limits import RateLimiter
@@ -34,6 +35,7 @@ class Services:
     quiet_hours: QuietHoursService
     opt_outs: OptOutService
     suppressions: SuppressionService
+    sender_rates: SenderRates
     rate_limiter: RateLimiter
     #: Region assumed for phone numbers written without +country.
     default_phone_region: str

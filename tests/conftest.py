@@ -179,6 +179,7 @@ class GatewayParts:
         "queries": "graphql.queries",
         "rate_limiter": "graphql.rate_limiter",
         "sweeper": "deliveries.sweeper",
+        "sender_rates": "storage.sender_rates",
     }
 
     def __init__(self, api: Api) -> None:

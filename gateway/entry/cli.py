@@ -183,7 +183,7 @@ async def _account_command(settings: Settings, action: str, args: argparse.Names
                 revoked = k.revoked_at.isoformat() if k.revoked_at else "-"
                 print(f"{k.prefix:<14} {k.account:<24} {k.created_at.isoformat():<26} {revoked}")
         elif action == "add-address":
-            owner = await _add_address(cli, args.account, args.address)
+            owner = await _add_address(cli, args.account, args.address, args.rate)
             if owner is None:
                 return 1
         elif action == "revoke":
@@ -196,18 +196,18 @@ async def _account_command(settings: Settings, action: str, args: argparse.Names
     return 0
 
 
-async def _add_address(cli: Cli, account_name: str, raw: str) -> UUID | None:
-    from gateway.domain.addresses import AddressError, normalize_email, normalize_phone
+async def _add_address(cli: Cli, account_name: str, raw: str, rate: float | None) -> UUID | None:
+    from gateway.domain.addresses import AddressError
+    from gateway.domain.pacing import check_rate, pacing_key
     from gateway.services.clock import utcnow
 
     try:
-        address = (
-            normalize_email(raw)
-            if "@" in raw
-            else normalize_phone(raw, cli.settings.default_phone_region)
-        )
+        address = cli.rates.normalize(raw)
     except AddressError as exc:
         print(f"not an address: {exc}", file=sys.stderr)
+        return None
+    for problem in check_rate(rate, "--rate"):
+        print(f"{problem.field} {problem.problem}", file=sys.stderr)
         return None
     account = await cli.accounts.ensure_account(account_name, utcnow())
     owner: UUID = await cli.addresses.add_address(account.id, address, utcnow())
@@ -215,6 +215,9 @@ async def _add_address(cli: Cli, account_name: str, raw: str) -> UUID | None:
         print(f"{address} already belongs to another account", file=sys.stderr)
         return None
     print(f"{address} belongs to account '{account.name}'")
+    if rate is not None:
+        await cli.rates.store_rate(address, rate)
+        print(f"{pacing_key(address)} is paced at {rate:g} segments per second")
     return owner
 
 
@@ -240,6 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
         "add-address", help="give a sender number or e-mail address to an account"
     )
     address.add_argument("--account", required=True, help="account name (created if new)")
+    address.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="segments per second this sender may send (an e-mail address: its domain's rate); "
+        "unset: the default of its kind",
+    )
     address.add_argument("address")
     sandbox = sub.add_parser("sandbox", help="run the Twilio/SendGrid stand-in alone")
     sandbox.add_argument("--host", default="127.0.0.1")

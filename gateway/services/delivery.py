@@ -5,6 +5,11 @@ only one calls a provider. Providers are tried in the channel's failover order, 
 whose circuit is open. Failures never sleep here: the next attempt time is written to the
 database and the sweeper hands the message back when it is due.
 
+A provider's throughput error (it was sent faster than it takes from this sender) pauses the
+sender in the shared limiter, for the provider's Retry-After or ``slowdown`` seconds, and gives
+the message back untried: it is retried once the pause is over, and the attempt is not counted
+toward dead-lettering, as nothing was wrong with the message.
+
 Each message goes its own way (a slow provider call holds up nobody else), but the database
 work of messages in flight at the same time is group-committed: concurrent claims become one
 UPDATE in one unit of work, concurrent outcomes one unit of work, and their events one publish,
@@ -20,6 +25,7 @@ from uuid import UUID
 
 import structlog
 
+from gateway.domain.pacing import pacing_key
 from gateway.domain.records import DeliveryError, Message
 from gateway.domain.results import Change, Failure, Hold, Outcome, Release, Retry, Sent
 from gateway.domain.statuses import MessageStatus
@@ -34,6 +40,7 @@ from gateway.services.ports import (
     PermanentProviderError,
     Provider,
     ProviderRegistry,
+    SenderPacer,
     TransientProviderError,
     UnitsOfWork,
 )
@@ -57,8 +64,12 @@ class DeliveryService:
         max_batch: int = 500,
         units: UnitsOfWork | None = None,
         quiet_hours: QuietHoursService | None = None,
+        pacer: SenderPacer | None = None,
+        slowdown: float = 1.0,
     ) -> None:
         self._lifecycle = lifecycle
+        self._pacer = pacer
+        self._slowdown = slowdown
         # Asked again at every claim: a scheduled or retried message, or one that waited in
         # the queue, may come due inside its recipient's quiet hours.
         self._quiet = quiet_hours
@@ -180,8 +191,8 @@ class DeliveryService:
             DELIVERY_ATTEMPTS.labels(provider.name, "transient_error").inc()
             if exc.rate_limited:
                 breaker.record_neutral()
-            else:
-                breaker.record_failure()
+                return await self._slowed(message, provider.name, exc)
+            breaker.record_failure()
             error = DeliveryError(exc.code, exc.description, permanent=False)
             if exc.ambiguous:
                 # The provider may have taken it: say so in the audit trail.
@@ -201,6 +212,22 @@ class DeliveryService:
         DELIVERY_ATTEMPTS.labels(provider.name, "sent").inc()
         breaker.record_success()
         return Sent(message.id, receipt.provider, receipt.provider_message_id)
+
+    async def _slowed(
+        self, message: Message, provider: str, exc: TransientProviderError
+    ) -> Outcome:
+        """The provider takes this sender's messages more slowly than they came: the sender
+        pauses for every worker, and the message goes back untried until the pause is over."""
+        wait = exc.retry_after if exc.retry_after is not None else self._slowdown
+        wait = min(max(wait, 0.0), self._policy.max_delay)
+        if self._pacer is not None:
+            try:
+                await self._pacer.slow_down(pacing_key(message.sender), wait)
+            except Exception:
+                # The message still waits; only the sender's other messages may not.
+                log.warning("sender_slowdown_failed", sender=message.sender, exc_info=True)
+        reason = f"{provider} asked to slow down ({exc.code}: {exc.description})"
+        return Release(message.id, utcnow() + timedelta(seconds=wait), reason[:500])
 
     def _transient(
         self,

@@ -359,6 +359,32 @@ class SuppressionStore(Protocol):
     ) -> Page[Suppression]: ...
 
 
+class SenderRateStore(Protocol):
+    """The rates senders were given, by pacing key (``gateway.domain.pacing.pacing_key``)."""
+
+    async def rates(self, senders: Collection[str]) -> dict[str, float]: ...
+
+    async def set_rate(self, sender: str, rate: float | None, now: datetime) -> None: ...
+
+
+class SenderPacer(Protocol):
+    """The per-sender limiter every worker shares (Redis; in process in the embedded mode).
+
+    Keys are pacing keys; times are the limiter's own clock, handed out as seconds from now,
+    so that the processes sharing it need no common clock. See ``gateway.domain.pacing``."""
+
+    async def reserve(self, sender: str, rate: float, cost: int, *, within: float) -> float | None:
+        """Take the sender's next slot for ``cost`` segments if it comes within ``within``
+        seconds: seconds until that slot (0: now). None: nothing taken, the sender's next
+        slot is further away than that."""
+        ...
+
+    async def slow_down(self, sender: str, seconds: float) -> None:
+        """No slot of this sender starts before ``seconds`` from now (its provider asked us
+        to slow down)."""
+        ...
+
+
 class ReconcileStore(Protocol):
     async def due(self, now: datetime, after: timedelta, limit: int) -> list[Unsettled]: ...
 

@@ -8,9 +8,11 @@ PID with SIGTERM; the tests check it then exits 0 (graceful shutdown).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
+import sqlite3
 import subprocess
 import time
 import uuid
@@ -304,6 +306,27 @@ def test_embedded_key_admin_without_database_url(tmp_path: Path) -> None:
     assert run_cli("revoke-api-key", prefix, env=env, cwd=tmp_path).returncode == 0
     unknown = run_cli("revoke-api-key", "mgw_unknown1", env=env, cwd=tmp_path)
     assert unknown.returncode != 0, _describe(unknown)
+
+
+def test_add_address_sets_the_senders_rate_and_refuses_a_bad_one(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    env = cli_env(data_dir)
+    bad = run_cli(
+        "add-address", "--account", "acme", "--rate", "0", "+18005550100", env=env, cwd=tmp_path
+    )
+    assert bad.returncode == 1 and "--rate" in bad.stderr, _describe(bad)
+    done = run_cli(
+        "add-address", "--account", "acme", "--rate", "25", "(800) 555-0100", env=env, cwd=tmp_path
+    )
+    assert done.returncode == 0, _describe(done)
+    assert "+18005550100 is paced at 25 segments per second" in done.stdout
+    mailbox = run_cli(
+        "add-address", "--account", "acme", "--rate", "4", "News@Example.com", env=env, cwd=tmp_path
+    )
+    assert "@example.com is paced at 4 segments per second" in mailbox.stdout, _describe(mailbox)
+    with contextlib.closing(sqlite3.connect(data_dir / "gateway.sqlite3")) as db:
+        rows = db.execute("SELECT sender, segments_per_second FROM sender_rates ORDER BY sender")
+        assert rows.fetchall() == [("+18005550100", 25.0), ("@example.com", 4.0)]
 
 
 def test_worker_without_redis_url_exits_2_with_a_clear_message(tmp_path: Path) -> None:

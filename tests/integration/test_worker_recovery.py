@@ -272,13 +272,15 @@ async def test_outcomes_held_through_a_database_outage_are_recorded_and_never_re
 async def test_due_retries_and_scheduled_messages_do_not_wait_for_the_grace(
     own_pipeline: Pipeline, own_postgres: PostgresServer
 ) -> None:
-    """With a grace of an hour, a 429's retry and a scheduled message still go out once due."""
+    """With a grace of an hour, a message given back after a 429 and a scheduled message
+    still go out once due."""
     pipe = await prepared(own_pipeline, own_postgres, SWEEP_GRACE_SECONDS="3600")
     account = await pipe.new_account()
     await pipe.sandbox_configure(rate_429=1.0, retry_after=1.0)
     throttled = await pipe.send_one(0, account, sms(1, "throttled"))
     deadline = time.monotonic() + 30
-    while "retry_scheduled" not in kinds((await pipe.trails([throttled.id]))[throttled.id]):
+    # A throughput error gives the message back untried (``deferred``), due after Retry-After.
+    while "deferred" not in kinds((await pipe.trails([throttled.id]))[throttled.id]):
         assert time.monotonic() < deadline, pipe.diagnostics()
         await asyncio.sleep(0.1)
     await pipe.sandbox_configure(rate_429=0.0)

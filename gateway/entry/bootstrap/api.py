@@ -179,6 +179,7 @@ def _api(settings: Settings, queue: Queue, sandbox: SandboxConfig | None = None)
                 units,
                 region=settings.default_phone_region,
             ),
+            sender_rates=storage.sender_rates,
             rate_limiter=rate_limiter,
             default_phone_region=settings.default_phone_region,
             max_batch_size=settings.max_batch_size,

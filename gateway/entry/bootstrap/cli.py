@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.services.auth import ApiKeys
+from gateway.services.pacing import SenderRates
 from gateway.settings import Settings
 from persistence.accounts import AccountRepository
 from persistence.db import create_engine
+from persistence.pacing import SenderRateRepository
 from persistence.webhooks import WebhookRepository
 
 
@@ -21,6 +23,8 @@ class Cli:
     api_keys: ApiKeys
     #: Where an account's sender addresses are kept (``add-address``).
     addresses: WebhookRepository
+    #: Sender rates (``add-address --rate``).
+    rates: SenderRates
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -29,10 +33,18 @@ class Cli:
 def bootstrap_cli(settings: Settings) -> Cli:
     engine = create_engine(settings)
     accounts = AccountRepository(engine)
+    addresses = WebhookRepository(engine)
     return Cli(
         settings,
         engine,
         accounts,
         ApiKeys(accounts, settings.api_key_cache_seconds),
-        WebhookRepository(engine),
+        addresses,
+        SenderRates(
+            SenderRateRepository(engine),
+            settings.default_rates,
+            ttl=0.0,
+            owned_addresses=addresses.addresses_of,
+            region=settings.default_phone_region,
+        ),
     )

@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.domain.channels import Channel
 from gateway.services.delivery import DeliveryService
 from gateway.services.opt_outs import OptOutService
-from gateway.services.ports import Broker, HeldOutcomes, Provider, WorkerLiveness
+from gateway.services.pacing import SenderRates
+from gateway.services.ports import Broker, HeldOutcomes, Provider, SenderPacer, WorkerLiveness
 from gateway.services.quiet_hours import QuietHoursService
 from gateway.services.reconcile import Reconciler
 from gateway.services.retry_policy import RetryPolicy
@@ -26,6 +27,7 @@ from persistence.accept import AcceptRepository
 from persistence.db import create_engine
 from persistence.lifecycle import LifecycleRepository
 from persistence.opt_outs import OptOutRepository
+from persistence.pacing import SenderRateRepository
 from persistence.quiet_hours import QuietHoursRepository
 from persistence.reconcile import ReconcileRepository
 from persistence.suppressions import SuppressionRepository
@@ -42,6 +44,7 @@ from workers.held_outcomes import MemoryHeldOutcomes, RedisHeldOutcomes
 from workers.lease import RedisLease, leased
 from workers.liveness import LocalLiveness, RedisLiveness
 from workers.memory import MemoryBroker
+from workers.pacing import MemoryPacer, RedisPacer
 from workers.redis_broker import RedisBroker
 from workers.sweeper import Sweeper
 from workers.webhook_replay import WebhookReplay
@@ -71,6 +74,8 @@ class Storage:
     #: Read by sending and delivery alike; one cache, so that in the embedded mode a change
     #: made through the API holds for the worker in the same process at once.
     quiet_hours: QuietHoursService
+    #: Each sender's pacing rate: set through the API, read by the workers (one cache too).
+    sender_rates: SenderRates
 
     @classmethod
     def open(cls, settings: Settings) -> Storage:
@@ -78,7 +83,15 @@ class Storage:
         quiet_hours = QuietHoursService(
             QuietHoursRepository(engine), ttl=settings.quiet_hours_cache_seconds
         )
-        return cls(engine, LifecycleRepository(engine), WebhookRepository(engine), quiet_hours)
+        webhooks = WebhookRepository(engine)
+        sender_rates = SenderRates(
+            SenderRateRepository(engine),
+            settings.default_rates,
+            ttl=settings.sender_rate_cache_seconds,
+            owned_addresses=webhooks.addresses_of,
+            region=settings.default_phone_region,
+        )
+        return cls(engine, LifecycleRepository(engine), webhooks, quiet_hours, sender_rates)
 
 
 @dataclass(frozen=True)
@@ -94,6 +107,8 @@ class Queue:
     #: Makes a periodic chore run in one worker at a time.
     exclusive: Callable[[Chore, str], Chore]
     close: Closer
+    #: The per-sender limiter every worker of this queue shares.
+    pacer: SenderPacer
     #: Where webhook payloads wait while the database is down (Redis only).
     spool: RedisWebhookSpool | None = None
 
@@ -112,6 +127,7 @@ def in_process_queue(broker: MemoryBroker, worker: str) -> Queue:
         sweep_grace=0.0,
         exclusive=lambda chore, _: chore,
         close=broker.close,
+        pacer=MemoryPacer(),
     )
 
 
@@ -127,6 +143,7 @@ def redis_queue(settings: Settings, broker: RedisBroker, liveness: RedisLiveness
         sweep_grace=settings.sweep_grace_seconds,
         exclusive=exclusive,
         close=broker.close,
+        pacer=RedisPacer(broker.redis),
         spool=RedisWebhookSpool(broker.redis, max_entries=settings.webhook_spool_max_entries),
     )
 
@@ -205,6 +222,8 @@ def build_deliveries(
             worker=worker,
             units=units,
             quiet_hours=storage.quiet_hours,
+            pacer=queue.pacer,
+            slowdown=settings.provider_slowdown_seconds,
         ),
         sweeper=Sweeper(
             lifecycle,
