@@ -14,6 +14,8 @@ An inbound message is handled in two steps, both called by the webhook service:
   from suppressions (it confirms the opt-out that suppressed its recipient) and from quiet
   hours (it answers the recipient's own message). A failure to send it is logged, not raised:
   the opt-out itself is committed and the webhook must not be refused for the answer.
+  ``answer_again`` is asked when the webhook comes again (a duplicate): should the process have
+  stopped between the commit and the answer, the provider's redelivery gets it sent.
 """
 
 from __future__ import annotations
@@ -94,12 +96,10 @@ class OptOutService:
 
     async def handle(self, inbound: Message, now: datetime) -> Handled | None:
         """Act on ``inbound`` (just stored, in the same unit of work) if it is a keyword."""
-        if inbound.channel is Channel.EMAIL or not could_be_keyword(inbound.body):
+        found = await self._keyword(inbound)
+        if found is None:
             return None
-        settings = await self._store.opt_out_settings(inbound.account_id)
-        match = match_keyword(settings, inbound.body)
-        if match is None:
-            return None
+        settings, match = found
         # SENDER: the one number written to; ACCOUNT: every number of the account.
         sender = inbound.recipient if settings.scope is OptOutScope.SENDER else None
         reply = settings.replies.get(match.kind)
@@ -112,6 +112,24 @@ class OptOutService:
             inbound, [(KIND_KEYWORD, match.detail()), (KIND_CHANGE[match.kind], change)], now
         )
         return Handled(inbound, match, reply, events)
+
+    async def answer_again(self, inbound: Message) -> Message | None:
+        """The answer to a keyword whose webhook came again: sent now if the first delivery's
+        answer never was (the process stopped right after the commit), else only found again
+        by its idempotency key. Nothing else is done again."""
+        found = await self._keyword(inbound)
+        if found is None:
+            return None
+        settings, match = found
+        return await self.answer(Handled(inbound, match, settings.replies.get(match.kind), []))
+
+    async def _keyword(self, inbound: Message) -> tuple[OptOutSettings, KeywordMatch] | None:
+        """The account's setting and the keyword ``inbound`` is, if it is one."""
+        if inbound.channel is Channel.EMAIL or not could_be_keyword(inbound.body):
+            return None
+        settings = await self._store.opt_out_settings(inbound.account_id)
+        match = match_keyword(settings, inbound.body)
+        return None if match is None else (settings, match)
 
     async def answer(self, handled: Handled) -> Message | None:
         """Send the auto-reply of a handled keyword; the reply sent (or sent before), if any."""

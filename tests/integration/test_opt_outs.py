@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlencode
 from uuid import UUID
 
+import pytest
 from sqlalchemy import select, update
 from twilio.request_validator import RequestValidator
 
@@ -219,6 +220,38 @@ async def test_stop_answers_suppresses_and_start_lifts_once_however_often_delive
     again = accepted(await send(tenant.client, sms(ours, theirs, "Welcome back")))
     # Quiet hours hold the account's own message, not the answers.
     assert again["status"] == "SCHEDULED"
+
+
+async def test_an_answer_lost_after_the_commit_is_sent_when_the_webhook_comes_again(
+    gateway: RunningGateway, sandbox_requests: SandboxRequests, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ours, theirs = "+14155550961", "+14155550962"
+    tenant = await Tenant.new(gateway, ours)
+    opt_outs = gateway.container.api.graphql.opt_outs
+
+    async def stopped(handled: object) -> None:
+        """As if the process stopped right after the opt-out committed."""
+
+    with monkeypatch.context() as patch:
+        patch.setattr(opt_outs, "answer", stopped)
+        stop = await tenant.inbound(theirs, ours, "STOP")
+    assert len(await tenant.suppressions(theirs)) == 1
+    assert sandbox_requests(theirs) == []
+
+    # The provider, unanswered, delivers it again: now it is answered, and only that is done.
+    await tenant.deliver(stop)
+    [answer] = await answers(sandbox_requests, theirs, 1)
+    assert answer["body"] == DEFAULT_REPLIES[KeywordKind.STOP]
+    await tenant.deliver(stop)
+    # The sentinel: HELP is answered (a suppressed recipient too), and nothing came between.
+    await tenant.inbound(theirs, ours, "help")
+    received = await answers(sandbox_requests, theirs, 2)
+    assert [r["body"] for r in received] == [
+        DEFAULT_REPLIES[KeywordKind.STOP],
+        DEFAULT_REPLIES[KeywordKind.HELP],
+    ]
+    inbound = next(m for m in messages_of(await tenant.conversation(theirs)) if m["body"] == "STOP")
+    assert [e["kind"] for e in inbound["events"]] == ["received", "keyword_received", "opted_out"]
 
 
 async def test_the_keyword_events_reach_live_subscribers_of_the_conversation(
