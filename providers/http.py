@@ -51,6 +51,7 @@ __all__ = [
     "StreamedResponse",
     "TransportError",
     "basic_auth",
+    "json_object",
     "loggable_url",
     "logged_transport_error",
     "missing_id_error",
@@ -278,6 +279,15 @@ def _as_given(url: str) -> yarl.URL:
     if written and not any(char in _UNSAFE for char in url):
         return yarl.URL(url, encoded=True)
     return yarl.URL(url)
+
+
+def json_object(response: ProviderResponse) -> dict[str, Any] | None:
+    """The body as a JSON object; None when it is not one (a proxy's HTML page, say)."""
+    try:
+        payload = response.json()
+    except ValueError:
+        return None
+    return payload if isinstance(payload, dict) else None
 
 
 def basic_auth(username: str, password: str) -> str:

@@ -1,23 +1,16 @@
-"""SendGrid v3 Mail Send adapter (e-mail), attachments fetched from their URLs.
+"""SendGrid v3 Mail Send adapter (e-mail).
 
-Messages carry attachments as URLs; SendGrid wants the bytes inline (base64). Fetching a URL an
-API caller chose is a server-side request forgery risk, so every host is resolved and refused
-when it points inside our network, unless explicitly allowed (development and tests).
+Messages carry attachments as URLs; SendGrid wants the bytes inline (base64), fetched through
+:mod:`providers.attachments` (which guards against server-side request forgery).
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import ipaddress
 import re
-import socket
 import time
-from dataclasses import dataclass
 from html.parser import HTMLParser
-from pathlib import PurePosixPath
 from typing import Any, Final
-from urllib.parse import SplitResult, unquote, urljoin, urlsplit
 
 import orjson
 import structlog
@@ -30,10 +23,10 @@ from gateway.services.ports import (
     ProviderReceipt,
     TransientProviderError,
 )
+from providers.attachments import MAX_ATTACHMENT_BYTES, Attachment, AttachmentFetcher
 from providers.http import (
     ProviderResponse,
     ProviderSession,
-    StreamedResponse,
     TransportError,
     loggable_url,
     logged_transport_error,
@@ -44,9 +37,6 @@ from providers.http import (
 )
 
 __all__ = [
-    "ATTACHMENT_REFUSED",
-    "ATTACHMENT_TOO_LARGE",
-    "ATTACHMENT_UNAVAILABLE",
     "SendGridProvider",
     "html_to_text",
     "looks_like_html",
@@ -54,11 +44,6 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-ATTACHMENT_UNAVAILABLE: Final = "ATTACHMENT_UNAVAILABLE"
-ATTACHMENT_REFUSED: Final = "ATTACHMENT_REFUSED"
-ATTACHMENT_TOO_LARGE: Final = "ATTACHMENT_TOO_LARGE"
-MAX_ATTACHMENT_BYTES: Final = 10 * 1024 * 1024
-MAX_REDIRECTS: Final = 3
 NO_SUBJECT: Final = "(no subject)"
 # SendGrid rejects an empty content value; a lone space is the smallest body it accepts.
 EMPTY_BODY: Final = " "
@@ -69,13 +54,6 @@ LOOKUP_LIMIT: Final = 10
 
 # A tag starts right after "<" (optionally "/"): "a < b > c" in plain text is not HTML.
 _HTML_TAG: Final = re.compile(r"</?[a-zA-Z][a-zA-Z0-9-]*(\s[^<>]*)?/?>")
-
-
-@dataclass(frozen=True, slots=True)
-class _Attachment:
-    filename: str
-    content_type: str
-    content: bytes
 
 
 class SendGridProvider:
@@ -94,15 +72,18 @@ class SendGridProvider:
         self._send_url = f"{base_url.rstrip('/')}/v3/mail/send"
         self._activity_url = f"{base_url.rstrip('/')}/v3/messages"
         self._api_key = api_key
-        self._allow_private = allow_private_attachment_hosts
-        self._max_attachment_bytes = max_attachment_bytes
+        self._attachments = AttachmentFetcher(
+            client,
+            allow_private_hosts=allow_private_attachment_hosts,
+            max_bytes=max_attachment_bytes,
+        )
 
     def __repr__(self) -> str:
         # Explicit, so that no attribute added later drags the API key into a log line.
         return f"SendGridProvider(url={loggable_url(self._send_url)!r})"
 
     async def send(self, message: Message) -> ProviderReceipt:
-        attachments = await self._fetch_attachments(message)
+        attachments = await self._attachments.fetch_all(message)
         body = orjson.dumps(self.payload(message, attachments))
         try:
             response = await self._client.post(
@@ -159,7 +140,7 @@ class SendGridProvider:
         )
 
     def payload(
-        self, message: Message, attachments: list[_Attachment] | None = None
+        self, message: Message, attachments: list[Attachment] | None = None
     ) -> dict[str, Any]:
         """The Mail Send JSON for ``message`` (attachments already fetched)."""
         subject = (message.metadata or {}).get("subject")
@@ -227,134 +208,6 @@ class SendGridProvider:
         if status >= 500:
             return server_error(code, text, response)
         return PermanentProviderError(code, text)
-
-    # --- attachments ----------------------------------------------------------------------
-
-    async def _fetch_attachments(self, message: Message) -> list[_Attachment]:
-        fetched: list[_Attachment] = []
-        budget = self._max_attachment_bytes
-        for url in message.attachments:
-            item = await self._fetch(url, budget)
-            budget -= len(item.content)
-            fetched.append(item)
-        return fetched
-
-    async def _fetch(self, url: str, budget: int) -> _Attachment:
-        current = _parse_url(url)
-        shown = loggable_url(url)
-        for _ in range(MAX_REDIRECTS + 1):
-            await self._guard(current)
-            try:
-                async with self._client.stream(current.geturl()) as response:
-                    location = response.redirect_location
-                    if location is not None:
-                        # Each hop goes through the guard: a public URL redirecting to an
-                        # internal one is the classic way around an SSRF check.
-                        current = _parse_url(urljoin(current.geturl(), location))
-                        continue
-                    if response.status_code != 200:
-                        raise PermanentProviderError(
-                            ATTACHMENT_UNAVAILABLE,
-                            f"attachment {shown} answered HTTP {response.status_code}",
-                        )
-                    content = await self._read_limited(response, budget, shown)
-                    return _Attachment(
-                        filename=_filename(current),
-                        content_type=_content_type(response),
-                        content=content,
-                    )
-            except TransportError as exc:
-                raise PermanentProviderError(
-                    ATTACHMENT_UNAVAILABLE,
-                    f"attachment {shown} could not be fetched: {exc.code}",
-                ) from exc
-        raise PermanentProviderError(
-            ATTACHMENT_UNAVAILABLE, f"attachment {shown} redirects too often"
-        )
-
-    async def _read_limited(self, response: StreamedResponse, budget: int, shown: str) -> bytes:
-        declared = response.headers.get("Content-Length")
-        if declared is not None and declared.isdigit() and int(declared) > budget:
-            raise _too_large(shown, self._max_attachment_bytes)
-        chunks: list[bytes] = []
-        size = 0
-        # Counted while streaming: Content-Length may be absent or lie.
-        async for chunk in response.chunks():
-            size += len(chunk)
-            if size > budget:
-                raise _too_large(shown, self._max_attachment_bytes)
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    async def _guard(self, url: SplitResult) -> None:
-        """Refuse non-HTTP schemes, and hosts resolving to non-public addresses.
-
-        The connection resolves the name again, so a DNS answer that changes in between (DNS
-        rebinding) is not caught here; a network-level egress policy is the complete answer.
-        """
-        if url.scheme not in ("http", "https"):
-            raise PermanentProviderError(
-                ATTACHMENT_REFUSED, f"attachment scheme {url.scheme!r} is not http(s)"
-            )
-        host = url.hostname
-        if not host:
-            raise PermanentProviderError(ATTACHMENT_REFUSED, "attachment URL has no host")
-        if self._allow_private:
-            return
-        port = url.port or (443 if url.scheme == "https" else 80)
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(
-                host, port, type=socket.SOCK_STREAM
-            )
-        except OSError as exc:
-            raise PermanentProviderError(
-                ATTACHMENT_UNAVAILABLE, f"attachment host {host!r} does not resolve"
-            ) from exc
-        for *_, sockaddr in infos:
-            address = str(sockaddr[0]).split("%", 1)[0]  # drop an IPv6 zone id
-            if not _is_public(ipaddress.ip_address(address)):
-                log.warning("attachment_refused", host=host, reason="non-public address")
-                raise PermanentProviderError(
-                    ATTACHMENT_REFUSED,
-                    f"attachment host {host!r} resolves to a non-public address",
-                )
-
-
-def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    # is_global excludes private, loopback, link-local, shared (CGNAT), reserved, unspecified.
-    return address.is_global and not address.is_multicast
-
-
-def _too_large(shown: str, limit: int) -> PermanentProviderError:
-    return PermanentProviderError(
-        ATTACHMENT_TOO_LARGE,
-        f"attachments exceed {limit // (1024 * 1024)} MB in total (at {shown})",
-    )
-
-
-def _parse_url(url: str) -> SplitResult:
-    """An attachment URL taken apart; refused when it cannot be."""
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises on a port that is not one
-    except ValueError as exc:
-        raise PermanentProviderError(ATTACHMENT_REFUSED, "attachment URL is invalid") from exc
-    if any(ord(char) <= 0x20 or ord(char) == 0x7F for char in url):
-        raise PermanentProviderError(ATTACHMENT_REFUSED, "attachment URL is invalid")
-    return parts
-
-
-def _filename(url: SplitResult) -> str:
-    name = PurePosixPath(unquote(url.path)).name
-    return name or "attachment"
-
-
-def _content_type(response: StreamedResponse) -> str:
-    value = response.headers.get("Content-Type", "")
-    main = value.split(";", 1)[0].strip().lower()
-    return main or "application/octet-stream"
 
 
 def _activity(response: ProviderResponse) -> list[dict[str, Any]]:

@@ -23,6 +23,7 @@ from providers.http import (
     ProviderSession,
     TransportError,
     basic_auth,
+    json_object,
     loggable_url,
     logged_transport_error,
     missing_id_error,
@@ -113,7 +114,7 @@ class TwilioProvider:
                 exc,
                 provider_message_id=provider_message_id,
             ) from exc
-        payload = _json_object(response)
+        payload = json_object(response)
         if response.is_success and payload is not None:
             return _lookup(provider_message_id, payload)
         if response.status_code == 404 and payload is not None and payload.get("code") == NOT_FOUND:
@@ -123,7 +124,7 @@ class TwilioProvider:
         )
 
     def _receipt(self, message: Message, response: ProviderResponse) -> ProviderReceipt:
-        payload = _json_object(response)
+        payload = json_object(response)
         sid = payload.get("sid") if payload is not None else None
         if not isinstance(sid, str) or not sid:
             raise missing_id_error(log, self.name, response, "a message sid")
@@ -138,7 +139,7 @@ class TwilioProvider:
 
     def _failure(self, message: Message, response: ProviderResponse) -> Exception:
         return self._refusal(
-            response, _json_object(response), "provider_refused", message_id=str(message.id)
+            response, json_object(response), "provider_refused", message_id=str(message.id)
         )
 
     def _refusal(
@@ -192,11 +193,3 @@ def _lookup(sid: str, resource: dict[str, Any]) -> ProviderLookup:
         error=twilio_failure(provider_status, error_code, error_message),
         report_key=status_report_key(sid, provider_status),
     )
-
-
-def _json_object(response: ProviderResponse) -> dict[str, Any] | None:
-    try:
-        payload = response.json()
-    except ValueError:
-        return None
-    return payload if isinstance(payload, dict) else None

@@ -6,10 +6,12 @@ value: values can be personal data, or megabytes long, and the message ends up i
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from email.utils import getaddresses
+from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any, Final
 from urllib.parse import urlsplit
 from uuid import UUID
@@ -17,6 +19,7 @@ from uuid import UUID
 import orjson
 
 from gateway.domain.addresses import is_http_url, normalize_email, normalize_phone
+from gateway.domain.messages import DEFAULT_LIMITS
 
 from .records import PayloadError
 
@@ -28,6 +31,10 @@ ATTACHMENTS_MAX: Final = 20
 # Descriptions and detail values are for people reading an audit trail, not for storage of
 # the provider's full text: bounded so one chatty event cannot bloat a row.
 DETAIL_TEXT_MAX: Final = 1000
+# The outbound e-mail limit: a body we could not send we do not promise to store either.
+EMAIL_BODY_MAX: Final = DEFAULT_LIMITS.email_body_max
+# Subjects are metadata, not content: an overlong one is cut rather than costing the message.
+SUBJECT_MAX: Final = 1000
 
 # Printable ASCII without spaces: every provider id we know fits, and such an id can be put in
 # a dedupe key or a log line without quoting.
@@ -177,6 +184,67 @@ def load_json(body: object, max_bytes: int) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise PayloadError(f"body is not valid JSON: {exc.msg}") from None
+
+
+def mail_body(form: Mapping[str, str], text_field: str, html_field: str) -> str | None:
+    """An inbound e-mail's content from the vendor's parsed fields: the text part, else the
+    HTML part. Mailers that write HTML often add a text part holding only a line break; the
+    HTML is then the real content."""
+    text_part = get_str(form, text_field)
+    html_part = get_str(form, html_field)
+    if text_part and (text_part.strip() or not html_part):
+        return text(text_part, text_field, EMAIL_BODY_MAX)
+    if html_part:
+        return text(html_part, html_field, EMAIL_BODY_MAX)
+    return None
+
+
+def mail_subject(form: Mapping[str, str]) -> str | None:
+    raw_subject = get_str(form, "subject")
+    return detail_text(raw_subject, SUBJECT_MAX) if raw_subject else None
+
+
+def mail_message_id(value: str | None, form: Mapping[str, str]) -> str:
+    """The id an inbound e-mail is known by: its Message-ID header ``value``, else a digest of
+    every field the vendor posted (some automated senders omit the header), which is equal for
+    a redelivery of the same post and differs for any other mail."""
+    if value:
+        # Angle brackets are syntax, not part of the id (RFC 5322 msg-id).
+        stripped = value.strip()
+        if stripped.startswith("<") and stripped.endswith(">"):
+            stripped = stripped[1:-1].strip()
+        try:
+            return identifier(stripped, "Message-ID")
+        except PayloadError:
+            # Too long for our column, or not plain ASCII: a digest is stable and still unique.
+            return "sha256:" + _digest(stripped)
+    fields = sorted(
+        (key, value)
+        for key, value in form.items()
+        if isinstance(key, str) and isinstance(value, str)
+    )
+    return "sha256:" + _digest(json.dumps(fields, ensure_ascii=True, separators=(",", ":")))
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def mail_date(value: str | None) -> datetime | None:
+    """The Date header of an inbound e-mail, in UTC. Only informative (when the sender says it
+    sent the mail), so an unreadable one is dropped."""
+    if not value:
+        return None
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if parsed.utcoffset() is None:
+        return parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except (OverflowError, ValueError):
+        return None
 
 
 def detail_text(value: object, max_chars: int = DETAIL_TEXT_MAX) -> str | None:

@@ -9,19 +9,14 @@ get the bytes and the decoded text fields.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
-import json
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, Final
 
 import orjson
 
 from gateway.domain.channels import Channel
-from gateway.domain.messages import DEFAULT_LIMITS
 from gateway.domain.records import DeliveryError
 from gateway.domain.reports import (
     KIND_DEFERRED,
@@ -47,9 +42,12 @@ from ._fields import (
     get_str,
     identifier,
     load_json,
+    mail_body,
+    mail_date,
+    mail_message_id,
+    mail_subject,
     our_message_id,
     require_str,
-    text,
     without_query,
 )
 from .adapter import MAX_BODY, Answer, Refused, WebhookRequest
@@ -68,10 +66,6 @@ _TIMESTAMP_HEADER: Final = SENDGRID_TIMESTAMP_HEADER.lower()
 # real batch is refused, while a runaway body cannot make us build millions of objects.
 EVENTS_MAX_BYTES: Final = 4 * 1024 * 1024
 EVENTS_MAX: Final = 10_000
-# The outbound e-mail limit: a body we could not send we do not promise to store either.
-EMAIL_BODY_MAX: Final = DEFAULT_LIMITS.email_body_max
-# Subjects are metadata, not content: an overlong one is cut rather than costing the message.
-SUBJECT_MAX: Final = 1000
 _HEADERS_MAX: Final = 1024 * 1024
 _ENVELOPE_MAX: Final = 64 * 1024
 _EVENT_NAME_MAX: Final = 64
@@ -194,25 +188,13 @@ def parse_sendgrid_inbound(form: Mapping[str, str]) -> InboundMessage:
     sender = first_mailbox(require_str(form, "from"), "from")
     recipient = _recipient(form)
 
-    text_part = get_str(form, "text")
-    html_part = get_str(form, "html")
-    # Mailers that write HTML often add a text part holding only a line break; the HTML is
-    # then the real content.
-    if text_part and (text_part.strip() or not html_part):
-        body: str | None = text(text_part, "text", EMAIL_BODY_MAX)
-    elif html_part:
-        body = text(html_part, "html", EMAIL_BODY_MAX)
-    elif form.get("email"):
+    body = mail_body(form, "text", "html")
+    if body is None and form.get("email"):
         # "POST the raw, full MIME message" mode: the content is in one MIME blob we do not
         # parse, and accepting it as an empty e-mail would silently lose the content.
         raise PayloadError(
             "raw MIME posts are not supported; turn off 'POST the raw, full MIME message'"
         )
-    else:
-        body = None
-
-    raw_subject = get_str(form, "subject")
-    subject = detail_text(raw_subject, SUBJECT_MAX) if raw_subject else None
 
     headers = get_str(form, "headers") or ""
     if len(headers) > _HEADERS_MAX:
@@ -224,9 +206,9 @@ def parse_sendgrid_inbound(form: Mapping[str, str]) -> InboundMessage:
         body=body,
         attachments=(),
         provider=PROVIDER,
-        provider_message_id=_message_id(headers, form),
-        sent_at=_date(_header(headers, "date")),
-        subject=subject,
+        provider_message_id=mail_message_id(_header(headers, "message-id"), form),
+        sent_at=mail_date(_header(headers, "date")),
+        subject=mail_subject(form),
     )
 
 
@@ -270,48 +252,6 @@ def _header(headers: str, wanted: str) -> str | None:
     if current_name != wanted:
         return None
     return " ".join(part for part in current_value if part)
-
-
-def _message_id(headers: str, form: Mapping[str, str]) -> str:
-    value = _header(headers, "message-id")
-    if value:
-        # Angle brackets are syntax, not part of the id (RFC 5322 msg-id).
-        stripped = value.strip()
-        if stripped.startswith("<") and stripped.endswith(">"):
-            stripped = stripped[1:-1].strip()
-        try:
-            return identifier(stripped, "Message-ID")
-        except PayloadError:
-            # Too long for our column, or not plain ASCII: a digest is stable and still unique.
-            return "sha256:" + _digest(stripped)
-    # No Message-ID (some automated senders omit it): the digest of everything SendGrid sent
-    # is equal for a redelivery of this post and differs for any other mail.
-    fields = sorted(
-        (key, value)
-        for key, value in form.items()
-        if isinstance(key, str) and isinstance(value, str)
-    )
-    return "sha256:" + _digest(json.dumps(fields, ensure_ascii=True, separators=(",", ":")))
-
-
-def _digest(value: str) -> str:
-    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def _date(value: str | None) -> datetime | None:
-    # Only informative (when the sender says it sent the mail), so an unreadable one is dropped.
-    if not value:
-        return None
-    try:
-        parsed = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if parsed.utcoffset() is None:
-        return parsed.replace(tzinfo=UTC)
-    try:
-        return parsed.astimezone(UTC)
-    except (OverflowError, ValueError):
-        return None
 
 
 class _SendGridWebhook:
