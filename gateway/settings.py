@@ -135,6 +135,20 @@ class Settings(BaseSettings):
         repr=False,
         description="Password (basic auth) or ?token= of the SendGrid Inbound Parse URL.",
     )
+    mailgun_api_key: str = Field(default="key-sandbox", repr=False)
+    mailgun_domain: str = Field(
+        default="sandbox.mailgun.example", description="The Mailgun sending domain."
+    )
+    mailgun_base_url: str | None = Field(
+        default=None,
+        description="The Mailgun region (https://api.mailgun.net or https://api.eu.mailgun.net); "
+        "unset: the sandbox mounted in the gateway (embedded mode), else the US region.",
+    )
+    mailgun_webhook_signing_key: str | None = Field(
+        default=None,
+        repr=False,
+        description="Mailgun's HTTP webhook signing key (event webhooks and Routes posts).",
+    )
     require_sender_ownership: bool = Field(
         default=False, description="Refuse sends from addresses the account does not own."
     )
@@ -169,6 +183,10 @@ class Settings(BaseSettings):
     sandbox_event_webhook_url: str | None = Field(
         default=None,
         description="Where the sandbox posts SendGrid events; unset: PUBLIC_BASE_URL's path.",
+    )
+    sandbox_mailgun_webhook_url: str | None = Field(
+        default=None,
+        description="Where the sandbox posts Mailgun events; unset: PUBLIC_BASE_URL's path.",
     )
     sandbox_control_token: str | None = Field(
         default=None,

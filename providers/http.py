@@ -27,7 +27,7 @@ import base64
 import email.utils
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -50,6 +50,7 @@ __all__ = [
     "ProviderSession",
     "StreamedResponse",
     "TransportError",
+    "answered",
     "basic_auth",
     "json_object",
     "loggable_url",
@@ -337,6 +338,20 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         return None
     current = time.time() if now is None else now
     return max(0.0, moment.timestamp() - current)
+
+
+async def answered(
+    log: FilteringBoundLogger,
+    provider: str,
+    call: Awaitable[ProviderResponse],
+    event: str,
+    **context: str,
+) -> ProviderResponse:
+    """The answer ``call`` gets; without one, :func:`logged_transport_error` raised instead."""
+    try:
+        return await call
+    except TransportError as exc:
+        raise logged_transport_error(log, event, provider, exc, **context) from exc
 
 
 def transport_error(provider: str, exc: TransportError) -> TransientProviderError:

@@ -1,4 +1,5 @@
-"""Webhook signatures: Twilio (HMAC-SHA1), SendGrid Event Webhook (ECDSA P-256), Standard Webhooks.
+"""Webhook signatures: Twilio (HMAC-SHA1), SendGrid Event Webhook (ECDSA P-256), Mailgun
+(HMAC-SHA256), Standard Webhooks.
 
 Signing and verifying live side by side so the sandbox signs exactly what the gateway checks.
 Every ``verify_*`` returns a bool and never raises: a webhook handler must be able to answer
@@ -18,14 +19,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 __all__ = [
+    "MAILGUN_TOLERANCE",
     "SENDGRID_SIGNATURE_HEADER",
     "SENDGRID_TIMESTAMP_HEADER",
     "TWILIO_SIGNATURE_HEADER",
     "generate_sendgrid_keypair",
+    "mailgun_signature",
     "sendgrid_public_key",
     "sendgrid_sign",
     "standard_webhook_sign",
     "twilio_signature",
+    "verify_mailgun",
     "verify_sendgrid",
     "verify_standard_webhook",
     "verify_twilio",
@@ -36,6 +40,10 @@ SENDGRID_SIGNATURE_HEADER: Final = "X-Twilio-Email-Event-Webhook-Signature"
 SENDGRID_TIMESTAMP_HEADER: Final = "X-Twilio-Email-Event-Webhook-Timestamp"
 
 _WHSEC_PREFIX: Final = "whsec_"
+#: Seconds a Mailgun timestamp may be off. Wider than SendGrid's five minutes: Mailgun warns that
+#: its webhooks can be held up on its side, and a fresh token is remembered (see
+#: providers.webhooks.mailgun) for as long as its timestamp is accepted.
+MAILGUN_TOLERANCE: Final = 900.0
 
 
 # --- Twilio ---------------------------------------------------------------------------------
@@ -109,13 +117,7 @@ def verify_sendgrid(
     tolerance: float = 300,
 ) -> bool:
     """Check an Event Webhook POST; stale or future timestamps fail to stop replays."""
-    if not timestamp or not signature:
-        return False
-    try:
-        sent_at = int(timestamp)
-    except ValueError:
-        return False
-    if abs(now - sent_at) > tolerance:
+    if not timestamp or not signature or not _fresh(timestamp, now, tolerance):
         return False
     try:
         public_key = serialization.load_der_public_key(_b64decode(public_key_b64_der))
@@ -129,6 +131,15 @@ def verify_sendgrid(
     except (InvalidSignature, ValueError):
         return False
     return True
+
+
+def _fresh(timestamp: str, now: float, tolerance: float) -> bool:
+    """Whether epoch seconds ``timestamp`` lie within ``tolerance`` of ``now``, either way."""
+    try:
+        sent_at = int(timestamp)
+    except ValueError:
+        return False
+    return abs(now - sent_at) <= tolerance
 
 
 def _load_private(private_key_b64_der: str) -> ec.EllipticCurvePrivateKey:
@@ -148,6 +159,33 @@ def _public_b64(public_key: ec.EllipticCurvePublicKey) -> str:
 def _b64decode(value: str) -> bytes:
     # validate=True: silently skipping junk characters would let mangled input decode.
     return base64.b64decode(value.strip(), validate=True)
+
+
+# --- Mailgun (event webhooks and Routes) ----------------------------------------------------
+
+
+def mailgun_signature(signing_key: str, timestamp: str, token: str) -> str:
+    """Hex HMAC-SHA256 of ``timestamp`` and ``token`` joined with no separator, keyed by the
+    webhook signing key ("Securing Webhooks" in Mailgun's user manual)."""
+    signed = (timestamp + token).encode()
+    return hmac.new(signing_key.encode(), signed, hashlib.sha256).hexdigest()
+
+
+def verify_mailgun(
+    signing_key: str,
+    timestamp: str | None,
+    token: str | None,
+    signature: str | None,
+    *,
+    now: float,
+    tolerance: float = MAILGUN_TOLERANCE,
+) -> bool:
+    """Check the ``timestamp``/``token``/``signature`` triple of a Mailgun post; a timestamp
+    further than ``tolerance`` from ``now`` fails, so an old captured triple is worthless."""
+    if not timestamp or not token or not signature or not _fresh(timestamp, now, tolerance):
+        return False
+    expected = mailgun_signature(signing_key, timestamp, token)
+    return hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace"))
 
 
 # --- Standard Webhooks (generic JSON provider format) ---------------------------------------

@@ -251,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
         "unset: the default of its kind",
     )
     address.add_argument("address")
-    sandbox = sub.add_parser("sandbox", help="run the Twilio/SendGrid stand-in alone")
+    sandbox = sub.add_parser("sandbox", help="run the Twilio/SendGrid/Mailgun stand-in alone")
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8090)
     return parser

@@ -39,6 +39,8 @@ from providers.webhooks import (
 )
 from providers.webhooks.apply import apply_received, raw_text
 from providers.webhooks.generic import EMAIL_ROUTE, SMS_ROUTE
+from providers.webhooks.mailgun import EVENTS_ROUTE as MAILGUN_EVENTS
+from providers.webhooks.mailgun import INBOUND_ROUTE as MAILGUN_INBOUND
 from providers.webhooks.sendgrid import EVENTS_ROUTE, INBOUND_ROUTE
 from providers.webhooks.twilio import MESSAGES_ROUTE, STATUS_ROUTE
 from workers.webhook_spool import RedisWebhookSpool
@@ -175,6 +177,8 @@ PATHS: Final = {
     "/webhooks/twilio/messages": MESSAGES_ROUTE,
     "/webhooks/sendgrid/events": EVENTS_ROUTE,
     "/webhooks/sendgrid/inbound": INBOUND_ROUTE,
+    "/webhooks/mailgun/events": MAILGUN_EVENTS,
+    "/webhooks/mailgun/inbound": MAILGUN_INBOUND,
     "/api/webhooks/sms": SMS_ROUTE,
     "/api/webhooks/email": EMAIL_ROUTE,
 }

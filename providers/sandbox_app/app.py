@@ -1,4 +1,4 @@
-"""The sandbox as a Starlette app: Twilio's and SendGrid's APIs plus a control API for tests.
+"""The sandbox as a Starlette app: the vendors' APIs plus a control API for tests.
 
 The control API (``/control/*``) answers loopback clients only, or requests carrying
 ``SANDBOX_CONTROL_TOKEN`` in ``X-Sandbox-Control-Token``: it changes how the sandbox answers
@@ -22,6 +22,7 @@ from gateway.loopback import is_local_request
 from providers.http import ProviderSession
 from providers.sandbox_app.config import SandboxConfig
 from providers.sandbox_app.core import Sandbox
+from providers.sandbox_app.mailgun_api import MailgunApi
 from providers.sandbox_app.sendgrid_api import SendGridApi
 from providers.sandbox_app.twilio_api import TwilioApi
 
@@ -70,6 +71,7 @@ def create_sandbox_app(config: SandboxConfig, client: ProviderSession | None = N
     sandbox = Sandbox(config, client)
     twilio = TwilioApi(sandbox)
     sendgrid = SendGridApi(sandbox)
+    mailgun = MailgunApi(sandbox)
 
     async def list_requests(request: Request) -> Response:
         return JSONResponse(
@@ -123,6 +125,8 @@ def create_sandbox_app(config: SandboxConfig, client: ProviderSession | None = N
             Route("/v3/mail/send", sendgrid.mail_send, methods=["POST"]),
             Route("/v3/messages", sendgrid.activity.list_messages, methods=["GET"]),
             Route("/v3/messages/{msg_id}", sendgrid.activity.fetch_message, methods=["GET"]),
+            Route("/v3/{domain}/messages", mailgun.send_message, methods=["POST"]),
+            Route("/v3/{domain}/events", mailgun.list_events, methods=["GET"]),
             Route("/control/requests", _guarded(list_requests, sandbox), methods=["GET"]),
             Route("/control/config", _guarded(show_config, sandbox), methods=["GET"]),
             Route("/control/config", _guarded(change_config, sandbox), methods=["POST"]),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -13,6 +14,7 @@ from providers.signatures import generate_sendgrid_keypair, sendgrid_public_key
 __all__ = ["INJECTABLE_FIELDS", "VENDORS", "VENDOR_FIELDS", "SandboxConfig", "normalize_recipients"]
 
 EVENT_WEBHOOK_PATH: Final = "/webhooks/sendgrid/events"
+MAILGUN_WEBHOOK_PATH: Final = "/webhooks/mailgun/events"
 
 #: Fields ``POST /control/config`` may change. Credentials and keys are not among them: anyone
 #: who can reach the control API could otherwise make the sandbox sign for them.
@@ -31,13 +33,14 @@ INJECTABLE_FIELDS: Final = frozenset(
         "lose_callbacks",
         "seed",
         "event_webhook_url",
+        "mailgun_webhook_url",
     }
 )
 #: The vendors the sandbox stands in for.
-VENDORS: Final = ("twilio", "sendgrid")
+VENDORS: Final = ("twilio", "sendgrid", "mailgun")
 #: The fields one vendor may have its own values of (``POST /control/config`` with ``vendor``):
 #: one vendor in an outage while the others answer, say. The seed is one sequence for all.
-VENDOR_FIELDS: Final = INJECTABLE_FIELDS - {"seed", "event_webhook_url"}
+VENDOR_FIELDS: Final = INJECTABLE_FIELDS - {"seed", "event_webhook_url", "mailgun_webhook_url"}
 _RATES: Final = frozenset({"rate_429", "rate_500", "rate_timeout"})
 _DURATIONS: Final = frozenset({"callback_delay", "retry_after", "timeout_seconds"})
 _RECIPIENT_SETS: Final = frozenset(
@@ -61,6 +64,11 @@ class SandboxConfig:
     signing_key: str = field(repr=False)
     public_key: str
     event_webhook_url: str
+    mailgun_api_key: str = field(repr=False)
+    mailgun_domain: str
+    #: The HMAC key Mailgun events are signed with (shared with the gateway, unlike SendGrid's).
+    mailgun_signing_key: str = field(repr=False)
+    mailgun_webhook_url: str
     callback_delay: float = 0.5
     rate_429: float = 0.0
     rate_500: float = 0.0
@@ -94,9 +102,8 @@ class SandboxConfig:
         else:
             signing_key, public_key = generate_sendgrid_keypair()
             generated = True
-        event_url = settings.sandbox_event_webhook_url or (
-            settings.public_base_url.rstrip("/") + EVENT_WEBHOOK_PATH
-        )
+        public = settings.public_base_url.rstrip("/")
+        event_url = settings.sandbox_event_webhook_url or public + EVENT_WEBHOOK_PATH
         return cls(
             twilio_account_sid=settings.twilio_account_sid,
             twilio_auth_token=settings.twilio_auth_token,
@@ -104,6 +111,12 @@ class SandboxConfig:
             signing_key=signing_key,
             public_key=public_key,
             event_webhook_url=event_url,
+            mailgun_api_key=settings.mailgun_api_key,
+            mailgun_domain=settings.mailgun_domain,
+            # Unset, the gateway in the same process (embedded mode) is handed this one.
+            mailgun_signing_key=settings.mailgun_webhook_signing_key or secrets.token_hex(32),
+            mailgun_webhook_url=settings.sandbox_mailgun_webhook_url
+            or public + MAILGUN_WEBHOOK_PATH,
             callback_delay=settings.sandbox_callback_delay,
             rate_429=settings.sandbox_rate_429,
             rate_500=settings.sandbox_rate_500,
@@ -140,6 +153,7 @@ class SandboxConfig:
                 for vendor, own in sorted(self.vendors.items())
             },
             "twilio_account_sid": self.twilio_account_sid,
+            "mailgun_domain": self.mailgun_domain,
             "public_key": self.public_key,
         }
 
@@ -224,8 +238,8 @@ def _validate(name: str, value: Any) -> Any:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise ValueError("seed must be an integer or null")
         return value
-    if name == "event_webhook_url":
+    if name in ("event_webhook_url", "mailgun_webhook_url"):
         if not isinstance(value, str) or not value.startswith(("http://", "https://")):
-            raise ValueError("event_webhook_url must be an http(s) URL")
+            raise ValueError(f"{name} must be an http(s) URL")
         return value
     raise ValueError(f"not configurable: {name}")

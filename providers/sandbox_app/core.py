@@ -51,8 +51,8 @@ class Sandbox:
     ``requests`` holds one dict per API request received (vendor, to, from, body, media or
     attachments, message_id, provider_id, outcome, ...); ``callbacks`` one per callback POST.
     ``messages`` holds what the vendors' lookup APIs show, per vendor by the vendor's id
-    (Twilio Message resources by sid, SendGrid Email Activity records by msg_id), updated as
-    the messages move along.
+    (Twilio Message resources by sid, SendGrid Email Activity records by msg_id, Mailgun
+    events by message id), updated as the messages move along.
     """
 
     def __init__(self, config: SandboxConfig, client: ProviderSession | None = None) -> None:

@@ -13,7 +13,8 @@ __all__ = ["run_sandbox"]
 
 async def run_sandbox(settings: Settings, host: str, port: int) -> None:
     """Serve until interrupted. Callbacks go to PUBLIC_BASE_URL's webhooks (or the
-    configured event URL); point the gateway's TWILIO_BASE_URL / SENDGRID_BASE_URL here."""
+    configured event URLs); point the gateway's TWILIO_BASE_URL / SENDGRID_BASE_URL /
+    MAILGUN_BASE_URL here."""
     config = SandboxConfig.from_settings(settings)
     app = create_sandbox_app(config)
     if config.key_generated:
@@ -24,7 +25,13 @@ async def run_sandbox(settings: Settings, host: str, port: int) -> None:
             f"  SENDGRID_WEBHOOK_PUBLIC_KEY={config.public_key}",
             flush=True,
         )
-    print(f"sandbox: serving Twilio and SendGrid APIs on http://{host}:{port}", flush=True)
+    if not settings.mailgun_webhook_signing_key:
+        print(
+            "sandbox: signing Mailgun events with a generated key; set the same "
+            "MAILGUN_WEBHOOK_SIGNING_KEY here and in the gateway to have them verify",
+            flush=True,
+        )
+    print(f"sandbox: serving Twilio, SendGrid and Mailgun APIs on http://{host}:{port}", flush=True)
     server = uvicorn.Server(
         uvicorn.Config(
             serving_app(app),

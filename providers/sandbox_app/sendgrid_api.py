@@ -24,7 +24,7 @@ from providers.signatures import (
     sendgrid_sign,
 )
 
-__all__ = ["SendGridApi"]
+__all__ = ["SendGridApi", "plausible_email"]
 
 VENDOR: Final = "sendgrid"
 _HELP: Final = "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html"
@@ -153,7 +153,7 @@ class SendGridApi:
                 continue
             for t_index, recipient in enumerate(to):
                 email = recipient.get("email") if isinstance(recipient, dict) else None
-                if not _plausible_email(email) or str(email).strip().lower() in invalid:
+                if not plausible_email(email) or str(email).strip().lower() in invalid:
                     errors.append(
                         _error(
                             "Does not contain a valid address.",
@@ -162,7 +162,7 @@ class SendGridApi:
                         )
                     )
         sender = payload.get("from")
-        if not isinstance(sender, dict) or not _plausible_email(sender.get("email")):
+        if not isinstance(sender, dict) or not plausible_email(sender.get("email")):
             errors.append(
                 _error(
                     "The from email does not contain a valid address.", "from.email", "message.from"
@@ -262,7 +262,8 @@ def _event_id() -> str:
     return secrets.token_urlsafe(16)
 
 
-def _plausible_email(value: object) -> bool:
+def plausible_email(value: object) -> bool:
+    """Loosely an address: something, an @, a domain with a dot, no spaces."""
     if not isinstance(value, str):
         return False
     local, at, domain = value.strip().rpartition("@")

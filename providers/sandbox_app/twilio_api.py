@@ -27,7 +27,7 @@ from gateway.domain.segments import count_segments
 from providers.sandbox_app.core import Fault, Sandbox, mid_in
 from providers.signatures import TWILIO_SIGNATURE_HEADER, twilio_signature
 
-__all__ = ["Answer", "TwilioApi"]
+__all__ = ["Answer", "TwilioApi", "basic_credentials"]
 
 VENDOR: Final = "twilio"
 API_VERSION: Final = "2010-04-01"
@@ -73,7 +73,7 @@ def twilio_error(status: int, code: int, message: str, **headers: str) -> Answer
     return Answer(status, orjson.dumps(body), headers)
 
 
-def _basic_credentials(request: Request) -> tuple[str, str] | None:
+def basic_credentials(request: Request) -> tuple[str, str] | None:
     scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "basic" or not encoded:
         return None
@@ -90,7 +90,7 @@ class TwilioApi:
         self.sandbox = sandbox
 
     def _authorized(self, request: Request) -> bool:
-        credentials = _basic_credentials(request)
+        credentials = basic_credentials(request)
         if credentials is None:
             return False
         config = self.sandbox.config

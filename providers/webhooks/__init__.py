@@ -17,6 +17,7 @@ from .generic import (
     parse_generic_email,
     parse_generic_sms,
 )
+from .mailgun import mailgun_webhooks, parse_mailgun_event, parse_mailgun_inbound
 from .records import PayloadError, ReceivedWebhook
 from .sendgrid import (
     SendGridEventsWebhook,
@@ -43,6 +44,8 @@ __all__ = [
     "WebhookRequest",
     "parse_generic_email",
     "parse_generic_sms",
+    "parse_mailgun_event",
+    "parse_mailgun_inbound",
     "parse_sendgrid_events",
     "parse_sendgrid_inbound",
     "parse_twilio_inbound",
@@ -52,16 +55,21 @@ __all__ = [
 
 
 def webhook_adapters(
-    settings: Settings, *, sendgrid_public_key: str | None
+    settings: Settings,
+    *,
+    sendgrid_public_key: str | None,
+    mailgun_signing_key: str | None = None,
 ) -> dict[str, WebhookAdapter]:
     """Every endpoint's adapter, by route name. ``sendgrid_public_key`` verifies the Event
-    Webhook: the configured key, or the key of the sandbox standing in for SendGrid."""
+    Webhook: the configured key, or the key of the sandbox standing in for SendGrid; likewise
+    ``mailgun_signing_key`` (unset: ``MAILGUN_WEBHOOK_SIGNING_KEY``) Mailgun's posts."""
     twilio = (settings.twilio_auth_token, settings.public_base_url)
     adapters: list[WebhookAdapter] = [
         TwilioStatusWebhook(*twilio),
         TwilioMessagesWebhook(*twilio),
         SendGridEventsWebhook(sendgrid_public_key),
         SendGridInboundWebhook(settings.sendgrid_inbound_token),
+        *mailgun_webhooks(mailgun_signing_key or settings.mailgun_webhook_signing_key),
         GenericWebhook(SMS_ROUTE, parse_generic_sms, settings.generic_webhook_secret),
         GenericWebhook(EMAIL_ROUTE, parse_generic_email, settings.generic_webhook_secret),
     ]

@@ -1,8 +1,10 @@
 """Form bodies as the vendors post them: Twilio's urlencoded callbacks, SendGrid's multipart
-Inbound Parse."""
+Inbound Parse, Mailgun's Routes posts (urlencoded, or multipart with attachments)."""
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
 from urllib.parse import unquote_plus
 
 from starlette.requests import Request
@@ -41,6 +43,37 @@ def decode_form(body: bytes) -> Form:
         single.setdefault(key, value)
         multi.setdefault(key, []).append(value)
     return single, multi
+
+
+def decode_any_form(content_type: str | None, body: bytes) -> Form:
+    """A urlencoded or multipart/form-data body decoded without awaiting anything, for a
+    signature that sits in the form's own fields (Mailgun's Routes). Uploaded files are not
+    kept."""
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if media_type != "multipart/form-data":
+        return decode_form(body)
+    head = f"Content-Type: {content_type}\r\n\r\n".encode("latin-1", "replace")
+    parsed = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
+    if not parsed.is_multipart() or parsed.defects:
+        raise PayloadError("unreadable multipart form")
+    single: dict[str, str] = {}
+    multi: dict[str, list[str]] = {}
+    for part in parsed.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str) or part.get_filename() is not None:
+            continue
+        raw = part.get_payload(decode=True)
+        value = _text(raw if isinstance(raw, bytes) else b"", part.get_content_charset())
+        single.setdefault(name, value)
+        multi.setdefault(name, []).append(value)
+    return single, multi
+
+
+def _text(raw: bytes, charset: str | None) -> str:
+    try:
+        return raw.decode(charset or "utf-8", "replace")
+    except LookupError:  # a charset Python does not know
+        return raw.decode("utf-8", "replace")
 
 
 async def multipart_fields(content_type: str | None, body: bytes) -> dict[str, str]:

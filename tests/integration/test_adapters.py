@@ -1,4 +1,4 @@
-"""The real Twilio and SendGrid adapters against the sandbox, over real loopback HTTP.
+"""The real Twilio, SendGrid and Mailgun adapters against the sandbox, over real loopback HTTP.
 
 Three uvicorn servers run in the test loop: the sandbox (both vendors' APIs), and a receiver
 that stands in for the gateway's webhooks (recording the signed callbacks) and serves
@@ -23,6 +23,7 @@ import httpx
 import orjson
 import pytest
 import structlog
+from mailgun.security import SecurityGuard
 from starlette import types as asgi
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -40,7 +41,9 @@ from gateway.services.ports import (
 from gateway.settings import Settings
 from harness.asgi import run_uvicorn
 from harness.servers import free_port
+from providers.attachments import AttachmentFetcher
 from providers.http import ProviderSession
+from providers.mailgun import MailgunProvider
 from providers.sandbox_app import Sandbox, SandboxConfig, create_sandbox_app
 from providers.sendgrid import SendGridProvider
 from providers.signatures import (
@@ -48,6 +51,7 @@ from providers.signatures import (
     SENDGRID_TIMESTAMP_HEADER,
     TWILIO_SIGNATURE_HEADER,
     generate_sendgrid_keypair,
+    verify_mailgun,
     verify_sendgrid,
     verify_twilio,
 )
@@ -56,6 +60,9 @@ from providers.twilio import TwilioProvider
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "integration-auth-token"
 API_KEY = "SG.integration-key"
+MAILGUN_KEY = "key-integration-mailgun"
+MAILGUN_DOMAIN = "mg.integration.example"
+MAILGUN_SIGNING_KEY = "integration-webhook-signing-key"
 SENDER = "+15005550006"
 PHONE = "+14155550100"
 READ_TIMEOUT = 0.5
@@ -84,6 +91,7 @@ class Receiver:
 
     twilio: list[Callback] = field(default_factory=list)
     sendgrid: list[Callback] = field(default_factory=list)
+    mailgun: list[Callback] = field(default_factory=list)
     files: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     #: The request targets of file fetches, as they arrived on the wire.
     fetched: list[bytes] = field(default_factory=list)
@@ -91,6 +99,7 @@ class Receiver:
     def clear(self) -> None:
         self.twilio.clear()
         self.sendgrid.clear()
+        self.mailgun.clear()
         self.fetched.clear()
 
     def app(self) -> Starlette:
@@ -108,6 +117,12 @@ class Receiver:
 
         async def sendgrid_events(request: Request) -> Response:
             self.sendgrid.append(
+                Callback(str(request.url), dict(request.headers), await request.body())
+            )
+            return Response(status_code=200)
+
+        async def mailgun_events(request: Request) -> Response:
+            self.mailgun.append(
                 Callback(str(request.url), dict(request.headers), await request.body())
             )
             return Response(status_code=200)
@@ -134,6 +149,7 @@ class Receiver:
             routes=[
                 Route("/twilio/status", twilio_status, methods=["POST"]),
                 Route("/sendgrid/events", sendgrid_events, methods=["POST"]),
+                Route("/mailgun/events", mailgun_events, methods=["POST"]),
                 Route("/files/{name}", file, methods=["GET"]),
                 Route("/hops/{n:int}/{name}", hop, methods=["GET"]),
                 Route(
@@ -211,6 +227,21 @@ class World:
             **kwargs,
         )
 
+    def mailgun(
+        self,
+        *,
+        api_key: str = MAILGUN_KEY,
+        domain: str = MAILGUN_DOMAIN,
+        base_url: str | None = None,
+    ) -> MailgunProvider:
+        return MailgunProvider(
+            self.session,
+            base_url=base_url or self.sandbox_url,
+            domain=domain,
+            api_key=api_key,
+            attachments=AttachmentFetcher(self.session, allow_private_hosts=True),
+        )
+
 
 @pytest.fixture(scope="module")
 async def world() -> AsyncIterator[World]:
@@ -219,6 +250,9 @@ async def world() -> AsyncIterator[World]:
         twilio_account_sid=ACCOUNT_SID,
         twilio_auth_token=AUTH_TOKEN,
         sendgrid_api_key=API_KEY,
+        mailgun_api_key=MAILGUN_KEY,
+        mailgun_domain=MAILGUN_DOMAIN,
+        mailgun_webhook_signing_key=MAILGUN_SIGNING_KEY,
         sandbox_callback_delay=0.02,
         sandbox_retry_after=2,
         # Far beyond the adapters' read timeout: the client must give up first.
@@ -229,7 +263,10 @@ async def world() -> AsyncIterator[World]:
     async with running(receiver.app()) as receiver_url:
         config = SandboxConfig.from_settings(
             settings.model_copy(
-                update={"sandbox_event_webhook_url": f"{receiver_url}/sendgrid/events"}
+                update={
+                    "sandbox_event_webhook_url": f"{receiver_url}/sendgrid/events",
+                    "sandbox_mailgun_webhook_url": f"{receiver_url}/mailgun/events",
+                }
             )
         )
         config.seed = 1234
@@ -372,6 +409,26 @@ async def test_twilio_undeliverable_recipient_reports_undelivered(env: World) ->
 # --- SendGrid: happy paths ------------------------------------------------------------------
 
 
+def assert_monthly_report(
+    record: dict[str, Any], vendor: str, msg: Message, receipt: ProviderReceipt
+) -> None:
+    """What the sandbox recorded of an accepted "Monthly report" e-mail with report.pdf."""
+    assert (record["vendor"], record["outcome"]) == (vendor, "accepted")
+    assert (record["to"], record["from"]) == ("alice@example.com", "gateway@example.com")
+    assert record["subject"] == "Monthly report"
+    assert record["html"] == msg.body
+    assert record["message_id"] == msg.id.hex
+    assert record["provider_id"] == receipt.provider_message_id
+    assert record["attachments"] == [
+        {
+            "filename": "report.pdf",
+            "type": "application/pdf",
+            "size": len(PDF),
+            "sha256": hashlib.sha256(PDF).hexdigest(),
+        }
+    ]
+
+
 async def test_sendgrid_html_email_with_attachment(env: World) -> None:
     env.receiver.files["report.pdf"] = (PDF, "application/pdf")
     html = "<p>Hello <b>Alice</b></p><p>Totals &amp; figures attached.</p>"
@@ -385,23 +442,8 @@ async def test_sendgrid_html_email_with_attachment(env: World) -> None:
     assert receipt.provider == "sendgrid"
     assert receipt.provider_message_id
     [record] = env.sandbox.requests
-    assert record["vendor"] == "sendgrid"
-    assert record["outcome"] == "accepted"
-    assert record["to"] == "alice@example.com"
-    assert record["from"] == "gateway@example.com"
-    assert record["subject"] == "Monthly report"
-    assert record["html"] == html
+    assert_monthly_report(record, "sendgrid", msg, receipt)
     assert record["body"] == "Hello Alice\n\nTotals & figures attached."
-    assert record["message_id"] == msg.id.hex
-    assert record["provider_id"] == receipt.provider_message_id
-    assert record["attachments"] == [
-        {
-            "filename": "report.pdf",
-            "type": "application/pdf",
-            "size": len(PDF),
-            "sha256": hashlib.sha256(PDF).hexdigest(),
-        }
-    ]
 
     await env.sandbox.drain()
     [post] = env.receiver.sendgrid
@@ -459,6 +501,108 @@ async def test_sendgrid_bounce_recipient_reports_a_bounce(env: World) -> None:
     )
 
 
+# --- Mailgun: happy paths -------------------------------------------------------------------
+
+
+def mailgun_posts(env: World) -> list[dict[str, Any]]:
+    """The sandbox's event webhook posts, each checked to carry a valid Mailgun signature."""
+    bodies = []
+    for post in env.receiver.mailgun:
+        body = orjson.loads(post.body)
+        signature = body["signature"]
+        assert verify_mailgun(
+            MAILGUN_SIGNING_KEY,
+            signature["timestamp"],
+            signature["token"],
+            signature["signature"],
+            now=time.time(),
+        )
+        # Another key does not verify it: the signature is really checked.
+        assert not verify_mailgun(
+            "another-key",
+            signature["timestamp"],
+            signature["token"],
+            signature["signature"],
+            now=time.time(),
+        )
+        bodies.append(body["event-data"])
+    return bodies
+
+
+async def test_mailgun_html_email_with_attachment(env: World) -> None:
+    env.receiver.files["report.pdf"] = (PDF, "application/pdf")
+    html = "<p>Hello <b>Alice</b></p>"
+    msg = email(
+        body=html,
+        attachments=(f"{env.receiver_url}/files/report.pdf",),
+        metadata={"subject": "Monthly report"},
+    )
+    receipt = await env.mailgun().send(msg)
+
+    assert receipt.provider == "mailgun"
+    # Mailgun's id without the angle brackets its answer wraps it in, as its events name it.
+    assert receipt.provider_message_id.endswith(f"@{MAILGUN_DOMAIN}")
+    assert "<" not in receipt.provider_message_id
+    [record] = env.sandbox.requests
+    assert_monthly_report(record, "mailgun", msg, receipt)
+    assert record["body"] == "Hello Alice"
+
+    await env.sandbox.drain()
+    [event] = mailgun_posts(env)
+    assert event["event"] == "delivered"
+    assert event["message"]["headers"]["message-id"] == receipt.provider_message_id
+    assert event["user-variables"] == {"message_id": msg.id.hex}
+
+
+async def test_mailgun_plain_email_without_subject(env: World) -> None:
+    await env.mailgun().send(email(body="Just text, 2 < 3 > 1."))
+    [record] = env.sandbox.requests
+    assert record["subject"] == "(no subject)"
+    assert record["body"] == "Just text, 2 < 3 > 1."
+    assert record["html"] is None
+    assert record["attachments"] == []
+
+
+async def test_mailgun_bounce_and_undeliverable_recipients_report_failures(env: World) -> None:
+    env.config.bounce_recipients = {"bob@example.com"}
+    env.config.undeliverable_recipients = {"carol@example.com"}
+    await env.mailgun().send(email("Bob@Example.com"))
+    await env.mailgun().send(email("carol@example.com"))
+    await env.sandbox.drain()
+    events = sorted(mailgun_posts(env), key=lambda event: str(event["recipient"]).lower())
+    assert [(e["event"], e["severity"], e["delivery-status"]["code"]) for e in events] == [
+        ("failed", "permanent", 550),
+        ("failed", "temporary", 452),
+    ]
+
+
+async def test_mailgun_invalid_recipient_and_unknown_domain_are_permanent(env: World) -> None:
+    env.config.invalid_recipients = {"alice@example.com"}
+    with pytest.raises(PermanentProviderError) as caught:
+        await env.mailgun().send(email())
+    assert caught.value.code == "400"
+    assert "not a valid address" in caught.value.description
+    assert env.sandbox.requests[-1]["outcome"] == "invalid_recipient"
+
+    with pytest.raises(PermanentProviderError) as unknown:
+        await env.mailgun(domain="elsewhere.example").send(email("dave@example.com"))
+    assert unknown.value.code == "404"
+    assert "Domain not found" in unknown.value.description
+    await env.sandbox.drain()
+    assert env.receiver.mailgun == []
+
+
+async def test_mailgun_signatures_verify_under_the_official_sdk(env: World) -> None:
+    await env.mailgun().send(email())
+    await env.sandbox.drain()
+    [post] = env.receiver.mailgun
+    signature = orjson.loads(post.body)["signature"]
+    guard = SecurityGuard
+    args = (signature["token"], signature["timestamp"], signature["signature"])
+    assert guard.verify_webhook(MAILGUN_SIGNING_KEY, *args)
+    assert not guard.verify_webhook("another-key", *args)
+
+
 # --- error mapping --------------------------------------------------------------------------
 
 Send = Callable[[World], Awaitable[ProviderReceipt]]
@@ -472,7 +616,13 @@ async def send_sendgrid(env: World) -> ProviderReceipt:
     return await env.sendgrid().send(email())
 
 
-VENDORS = pytest.mark.parametrize("send", [send_twilio, send_sendgrid], ids=["twilio", "sendgrid"])
+async def send_mailgun(env: World) -> ProviderReceipt:
+    return await env.mailgun().send(email())
+
+
+VENDORS = pytest.mark.parametrize(
+    "send", [send_twilio, send_sendgrid, send_mailgun], ids=["twilio", "sendgrid", "mailgun"]
+)
 
 
 async def test_twilio_invalid_recipient_is_permanent_21211(env: World) -> None:
@@ -545,7 +695,7 @@ async def test_timeout_is_transient_and_ambiguous(env: World, send: Send) -> Non
     # The sandbox created nothing: no callbacks follow.
     await env.sandbox.drain()
     assert record["provider_id"] is None
-    assert env.receiver.twilio == [] and env.receiver.sendgrid == []
+    assert env.receiver.twilio == [] and env.receiver.sendgrid == [] and env.receiver.mailgun == []
 
 
 @VENDORS
@@ -559,14 +709,27 @@ async def test_a_slow_answer_within_the_read_timeout_is_a_success(env: World, se
     assert record["provider_id"] == receipt.provider_message_id
 
 
+def vendor_provider(
+    env: World, vendor: str, **kwargs: Any
+) -> TwilioProvider | SendGridProvider | MailgunProvider:
+    if vendor == "twilio":
+        return env.twilio(**kwargs)
+    return env.sendgrid(**kwargs) if vendor == "sendgrid" else env.mailgun(**kwargs)
+
+
 @pytest.mark.parametrize(
     ("vendor", "secret", "code"),
-    [("twilio", "not-the-token", "20003"), ("sendgrid", "SG.wrong", "401")],
+    [
+        ("twilio", "not-the-token", "20003"),
+        ("sendgrid", "SG.wrong", "401"),
+        ("mailgun", "key-wrong", "401"),
+    ],
 )
 async def test_wrong_credentials_are_permanent(
     env: World, vendor: str, secret: str, code: str
 ) -> None:
-    provider = env.twilio(auth_token=secret) if vendor == "twilio" else env.sendgrid(api_key=secret)
+    credential = {"twilio": "auth_token"}.get(vendor, "api_key")
+    provider = vendor_provider(env, vendor, **{credential: secret})
     with pytest.raises(PermanentProviderError) as caught:
         await provider.send(sms() if vendor == "twilio" else email())
     assert caught.value.code == code
@@ -574,10 +737,10 @@ async def test_wrong_credentials_are_permanent(
     assert env.sandbox.requests[-1]["outcome"] == "unauthorized"
 
 
-@pytest.mark.parametrize("vendor", ["twilio", "sendgrid"])
+@pytest.mark.parametrize("vendor", ["twilio", "sendgrid", "mailgun"])
 async def test_unreachable_provider_is_transient_not_ambiguous(env: World, vendor: str) -> None:
     nobody = f"http://127.0.0.1:{free_port()}"
-    provider = env.twilio(base_url=nobody) if vendor == "twilio" else env.sendgrid(base_url=nobody)
+    provider = vendor_provider(env, vendor, base_url=nobody)
     with pytest.raises(TransientProviderError) as caught:
         await provider.send(sms() if vendor == "twilio" else email())
     assert caught.value.code == "CONNECTERROR"
@@ -586,8 +749,19 @@ async def test_unreachable_provider_is_transient_not_ambiguous(env: World, vendo
 
 @VENDORS
 async def test_credentials_stay_out_of_logs_errors_and_reprs(env: World, send: Send) -> None:
-    secrets = (AUTH_TOKEN, API_KEY, base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()))
-    shown: list[str] = [repr(env.twilio()), repr(env.sendgrid()), repr(env.session)]
+    secrets = (
+        AUTH_TOKEN,
+        API_KEY,
+        MAILGUN_KEY,
+        base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()),
+        base64.b64encode(f"api:{MAILGUN_KEY}".encode()),
+    )
+    shown: list[str] = [
+        repr(env.twilio()),
+        repr(env.sendgrid()),
+        repr(env.mailgun()),
+        repr(env.session),
+    ]
     with structlog.testing.capture_logs() as logs:
         for fault in ("rate_429", "rate_500", "rate_timeout"):
             setattr(env.config, fault, 1.0)
@@ -610,6 +784,46 @@ async def test_twilio_2xx_without_json_is_transient_and_ambiguous(env: World) ->
         await env.twilio(base_url=f"{env.receiver_url}/broken").send(sms())
     assert caught.value.ambiguous
     assert caught.value.code == "INVALID_RESPONSE"
+
+
+async def test_mailgun_lookup_settles_by_the_deciding_event(env: World) -> None:
+    provider = env.mailgun()
+    env.config.callback_delay = 0.3
+    receipt = await provider.send(email())
+    early = await provider.lookup(receipt.provider_message_id)
+    assert (early.found, early.provider_status, early.status) == (True, "accepted", None)
+    await env.sandbox.drain()
+    late = await provider.lookup(receipt.provider_message_id)
+    assert (late.provider_status, late.status, late.error) == (
+        "delivered",
+        MessageStatus.DELIVERED,
+        None,
+    )
+    # The key the delivered event's webhook has: either is a duplicate of the other.
+    [event] = mailgun_posts(env)
+    assert late.report_key == f"mailgun:{event['id']}"
+
+    env.config.bounce_recipients = {"bob@example.com"}
+    bounced = await provider.send(email("bob@example.com"))
+    await env.sandbox.drain()
+    failed = await provider.lookup(bounced.provider_message_id)
+    assert failed.status is MessageStatus.FAILED
+    assert failed.error is not None and failed.error.permanent and failed.error.code == "550"
+
+
+async def test_mailgun_lookup_of_an_unknown_id_and_its_failures(env: World) -> None:
+    provider = env.mailgun()
+    unknown = await provider.lookup("20260101000000.0000000000000000@mg.integration.example")
+    assert not unknown.found and unknown.status is None
+    env.config.outage = True
+    with pytest.raises(TransientProviderError) as outage:
+        await provider.lookup("x@mg.integration.example")
+    assert outage.value.code == "503"
+    env.config.outage = False
+    with pytest.raises(PermanentProviderError) as refused:
+        await env.mailgun(api_key="key-wrong").lookup("x@mg.integration.example")
+    assert refused.value.code == "401"
+    assert MAILGUN_KEY not in repr(provider)
 
 
 # --- attachments ----------------------------------------------------------------------------

@@ -185,6 +185,8 @@ def test_every_path_routes_to_its_own_adapter_and_every_adapter_has_a_path() -> 
         "twilio_messages": "twilio",
         "sendgrid_events": "sendgrid",
         "sendgrid_inbound": "sendgrid",
+        "mailgun_events": "mailgun",
+        "mailgun_inbound": "mailgun",
         "generic_sms": "generic",
         "generic_email": "generic",
     }

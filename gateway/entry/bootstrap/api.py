@@ -92,6 +92,12 @@ class Api:
         return self.sandbox_config.public_key if self.sandbox_config else None
 
     @property
+    def mailgun_signing_key(self) -> str | None:
+        if self.settings.mailgun_webhook_signing_key:
+            return self.settings.mailgun_webhook_signing_key
+        return self.sandbox_config.mailgun_signing_key if self.sandbox_config else None
+
+    @property
     def webhook_services(self) -> WebhookServices:
         return WebhookServices(self.webhooks, self.webhook_adapters, self.queue.spool)
 
@@ -193,7 +199,11 @@ def _api(settings: Settings, queue: Queue, sandbox: SandboxConfig | None = None)
         sandbox_config=sandbox,
         closers=[rate_limiter.close, queue.close, storage.engine.dispose],
     )
-    api.webhook_adapters = webhook_adapters(settings, sendgrid_public_key=api.sendgrid_public_key)
+    api.webhook_adapters = webhook_adapters(
+        settings,
+        sendgrid_public_key=api.sendgrid_public_key,
+        mailgun_signing_key=api.mailgun_signing_key,
+    )
     return api
 
 

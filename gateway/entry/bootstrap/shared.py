@@ -33,7 +33,10 @@ from persistence.reconcile import ReconcileRepository
 from persistence.suppressions import SuppressionRepository
 from persistence.unit_of_work import SqlTransaction
 from persistence.webhooks import WebhookRepository
+from providers.attachments import AttachmentFetcher
 from providers.http import ProviderSession
+from providers.mailgun import US_API as MAILGUN_API
+from providers.mailgun import MailgunProvider
 from providers.registry import FailoverRegistry
 from providers.sendgrid import SendGridProvider
 from providers.twilio import TwilioProvider
@@ -268,7 +271,11 @@ def uses_mounted_sandbox(settings: Settings) -> bool:
     routes and control API do not exist)."""
     if settings.redis_url is not None:
         return False
-    base_urls = {"twilio": settings.twilio_base_url, "sendgrid": settings.sendgrid_base_url}
+    base_urls = {
+        "twilio": settings.twilio_base_url,
+        "sendgrid": settings.sendgrid_base_url,
+        "mailgun": settings.mailgun_base_url,
+    }
     chosen = {
         name.strip()
         for names in (settings.sms_providers, settings.mms_providers, settings.email_providers)
@@ -302,6 +309,14 @@ def build_registry(settings: Settings, http: ProviderSession) -> FailoverRegistr
             api_key=settings.sendgrid_api_key,
             # Only the local stand-in serves attachments from loopback addresses.
             allow_private_attachment_hosts=settings.redis_url is None,
+        ),
+        "mailgun": MailgunProvider(
+            http,
+            base_url=_base_url(settings, settings.mailgun_base_url, MAILGUN_API),
+            domain=settings.mailgun_domain,
+            api_key=settings.mailgun_api_key,
+            # Only the local stand-in serves attachments from loopback addresses.
+            attachments=AttachmentFetcher(http, allow_private_hosts=settings.redis_url is None),
         ),
     }
     order = {
@@ -358,4 +373,13 @@ def _require_credentials(settings: Settings, name: str) -> None:
         raise ConfigurationError(
             "sendgrid is a configured provider but SENDGRID_API_KEY is not set (or set "
             "SENDGRID_BASE_URL to a sandbox started with `messaging-gateway sandbox`)"
+        )
+    if (
+        name == "mailgun"
+        and settings.mailgun_base_url is None
+        and settings.mailgun_api_key == defaults["mailgun_api_key"].default
+    ):
+        raise ConfigurationError(
+            "mailgun is a configured provider but MAILGUN_API_KEY is not set (or set "
+            "MAILGUN_BASE_URL to a sandbox started with `messaging-gateway sandbox`)"
         )
