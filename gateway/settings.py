@@ -171,6 +171,11 @@ class Settings(BaseSettings):
     sandbox_bounce_recipients: str = Field(
         default="", description="Comma-separated e-mail addresses that bounce."
     )
+    sandbox_unsubscribed_recipients: str = Field(
+        default="",
+        description="Comma-separated recipients who unsubscribed at the vendor: Twilio "
+        "refuses them (21610), SendGrid reports an unsubscribe after delivering.",
+    )
     sandbox_outage: bool = Field(default=False, description="Every sandbox call fails (503).")
     sandbox_lose_callbacks: bool = Field(
         default=False, description="The sandbox's messages move along but no callback arrives."

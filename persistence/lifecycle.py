@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from gateway.domain.records import DeliveryError, Message
 from gateway.domain.results import Change, Failure, Hold, Outcome, Release, Retry, Sent
 from gateway.domain.statuses import MessageStatus, can_cancel, can_retry
+from gateway.domain.suppressions import suppression_after_failure
 from persistence.base import Repository, event_row, insert_events
 from persistence.delivery_sql import (
     DriverRow,
@@ -40,7 +41,7 @@ from persistence.delivery_sql import (
     suppressed_values,
 )
 from persistence.rows import CONVERSATIONS, MESSAGES, message_from_row
-from persistence.suppressions import holds_back
+from persistence.suppressions import SUPPRESSIONS, holds_back, insert_new
 
 S = MessageStatus
 log = structlog.get_logger(__name__)
@@ -337,10 +338,24 @@ class LifecycleRepository(Repository):
                 "permanent": error.permanent,
                 **(outcome.detail or {}),
             }
+            if error.recipient_unsubscribed:
+                detail["recipientUnsubscribed"] = True
         else:
             raise TypeError(f"not a recordable outcome: {outcome!r}")
         changes = await self._change(conn, where, values, kind, detail, now)
+        if changes and isinstance(outcome, Failure):
+            await self._suppress_after(conn, changes[0].message, outcome, now)
         return changes[0] if changes else None
+
+    async def _suppress_after(
+        self, conn: AsyncConnection, message: Message, failure: Failure, now: datetime
+    ) -> None:
+        """The suppression the failure leaves (a provider refused the recipient as
+        unsubscribed), in the transaction that records the failure."""
+        provider = (failure.detail or {}).get("provider")
+        new = suppression_after_failure(message, failure.error, provider)
+        if new is not None:
+            await insert_new(conn, self.upsert(SUPPRESSIONS), [new], now)
 
     async def _record_one(self, outcome: Outcome, now: datetime) -> Change | None:
         return (await self.record_outcomes([outcome], now))[0]

@@ -18,9 +18,11 @@ from uuid import UUID
 
 from gateway.domain.records import MessageEvent
 from gateway.domain.statuses import MessageStatus
+from gateway.domain.suppressions import NewSuppression
 from persistence.base import json_text, stored_event
+from persistence.suppressions import suppression_row
 
-__all__ = ["lock_and_claim", "record"]
+__all__ = ["lock_and_claim", "record", "suppress"]
 
 # `locked`: the messages named by id or (without an id) by provider id, locked in id order so
 # that two batches cannot deadlock. The receipts are inserted after the locks are held (the
@@ -30,7 +32,8 @@ __all__ = ["lock_and_claim", "record"]
 _LOCK_AND_CLAIM: Final = """
     WITH locked AS (
         SELECT m.id, m.account_id, m.conversation_id, m.status, m.provider_message_id,
-               m.error_code, m.error_description, m.error_permanent
+               m.error_code, m.error_description, m.error_permanent,
+               m.channel, m.sender, m.recipient
         FROM messages AS m
         WHERE m.id = ANY($1::uuid[]) OR m.provider_message_id = ANY($2::varchar[])
         ORDER BY m.id
@@ -52,10 +55,12 @@ _LOCK_AND_CLAIM: Final = """
         RETURNING dedupe_key
     )
     SELECT 0 AS kind, l.id, l.account_id, l.conversation_id, l.status, l.provider_message_id,
-           l.error_code, l.error_description, l.error_permanent, NULL::varchar AS dedupe_key
+           l.error_code, l.error_description, l.error_permanent, l.channel, l.sender,
+           l.recipient, NULL::varchar AS dedupe_key
     FROM (SELECT * FROM locked ORDER BY id) AS l
     UNION ALL
-    SELECT 1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, k.dedupe_key FROM claimed AS k
+    SELECT 1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, k.dedupe_key
+    FROM claimed AS k
 """
 
 # The UPDATE is guarded by the status read under lock, as the portable path's is. Events are
@@ -80,6 +85,14 @@ _RECORD: Final = """
          WITH ORDINALITY AS e(account_id, message_id, conversation_id, status, kind, detail, n)
     ORDER BY e.n
     RETURNING id, (SELECT count(*) FROM changed) AS changed
+"""
+
+
+# Rare (a bounce, a spam report, an unsubscribe), so one row at a time is enough.
+_SUPPRESS: Final = """
+    INSERT INTO suppressions (id, account_id, address, channel, sender, reason, detail, created_at)
+    VALUES ($1, $2, $3, $4, $5, $6, CAST($7 AS jsonb), $8)
+    ON CONFLICT (account_id, address, channel, sender) DO NOTHING
 """
 
 
@@ -120,8 +133,8 @@ async def lock_and_claim(
         [c[3] for c in claims],
         now,
     )
-    locked = [row[1:9] for row in rows if row[0] == 0]
-    return locked, {row[9] for row in rows if row[0] == 1}
+    locked = [row[1:12] for row in rows if row[0] == 0]
+    return locked, {row[12] for row in rows if row[0] == 1}
 
 
 async def record(
@@ -161,3 +174,27 @@ async def record(
     # Ids come from the sequence in insertion order, which is the ORDER BY above.
     ids = sorted(row[0] for row in rows)
     return [stored_event(event_id, row) for event_id, row in zip(ids, events, strict=True)]
+
+
+async def suppress(conn: Any, suppressions: Sequence[NewSuppression], now: datetime) -> None:
+    """Record the suppressions the batch's reports leave; an entry of the same scope stays as
+    it is (see ``persistence.suppressions.adding``). ``conn``: as for :func:`record`."""
+    if not suppressions:
+        return
+    rows = [suppression_row(new, now) for new in suppressions]
+    await conn.executemany(
+        _SUPPRESS,
+        [
+            (
+                r["id"],
+                r["account_id"],
+                r["address"],
+                r["channel"],
+                r["sender"],
+                r["reason"],
+                json_text(r["detail"]),
+                r["created_at"],
+            )
+            for r in rows
+        ],
+    )

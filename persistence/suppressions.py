@@ -136,28 +136,46 @@ async def suppressed_items(conn: AsyncConnection, items: Sequence[Item]) -> dict
     return refused
 
 
+def suppression_row(new: NewSuppression, now: datetime) -> dict[str, Any]:
+    """The row that records ``new``."""
+    channel, sender = stored_scope(new.channel, new.sender)
+    return {
+        "id": new_id(),
+        "account_id": new.account_id,
+        "address": new.address,
+        "channel": channel,
+        "sender": sender,
+        "reason": new.reason.value,
+        "detail": new.detail,
+        "created_at": now,
+    }
+
+
+def adding(upsert: Any) -> Any:
+    """``upsert`` (the dialect's INSERT into SUPPRESSIONS) made to leave an entry of the same
+    scope as it is: a suppression is recorded once, by the first reason that came."""
+    s = SUPPRESSIONS.c
+    return upsert.on_conflict_do_nothing(
+        index_elements=[s.account_id, s.address, s.channel, s.sender]
+    )
+
+
+async def insert_new(
+    conn: AsyncConnection, upsert: Any, news: Sequence[NewSuppression], now: datetime
+) -> None:
+    """Record ``news`` in the transaction of ``conn`` (``upsert``: as for :func:`adding`)."""
+    if news:
+        await conn.execute(adding(upsert), [suppression_row(new, now) for new in news])
+
+
 class SuppressionRepository(Repository):
     async def add(self, new: NewSuppression, now: datetime) -> tuple[Suppression, bool]:
         """Record ``new``; (the entry, True), or (the entry already there, False): an existing
         entry of the same scope keeps its reason and time."""
-        channel, sender = stored_scope(new.channel, new.sender)
-        row = {
-            "id": new_id(),
-            "account_id": new.account_id,
-            "address": new.address,
-            "channel": channel,
-            "sender": sender,
-            "reason": new.reason.value,
-            "detail": new.detail,
-            "created_at": now,
-        }
+        row = suppression_row(new, now)
+        channel, sender = row["channel"], row["sender"]
         s = SUPPRESSIONS.c
-        statement = (
-            self.upsert(SUPPRESSIONS)
-            .values(row)
-            .on_conflict_do_nothing(index_elements=[s.account_id, s.address, s.channel, s.sender])
-            .returning(SUPPRESSIONS)
-        )
+        statement = adding(self.upsert(SUPPRESSIONS)).values(row).returning(SUPPRESSIONS)
         async with self.transaction() as conn:
             created = (await conn.execute(statement)).first()
             if created is not None:

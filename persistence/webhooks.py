@@ -17,17 +17,19 @@ from sqlalchemy import Table, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.domain.addresses import conversation_key
-from gateway.domain.channels import Direction
+from gateway.domain.channels import Channel, Direction
 from gateway.domain.ids import new_id
 from gateway.domain.records import DeliveryError, Message, MessageEvent
 from gateway.domain.reports import InboundMessage, StatusReport
 from gateway.domain.results import Change, ReportResult
 from gateway.domain.statuses import Advance, MessageStatus, Stale, decide_report
+from gateway.domain.suppressions import NewSuppression, SuppressionReason, provider_suppression
 from persistence import report_sql
 from persistence.base import Repository, event_row, insert_events
 from persistence.conversations import resolve_conversations
 from persistence.models import AddressRow, WebhookReceiptRow
 from persistence.rows import CONVERSATIONS, MESSAGES, message_from_row, message_to_row
+from persistence.suppressions import SUPPRESSIONS, insert_new
 
 ADDRESSES = cast(Table, AddressRow.__table__)
 RECEIPTS = cast(Table, WebhookReceiptRow.__table__)
@@ -47,6 +49,9 @@ _TARGET_COLUMNS: Final = (
     _M.error_code,
     _M.error_description,
     _M.error_permanent,
+    _M.channel,
+    _M.sender,
+    _M.recipient,
 )
 
 
@@ -55,6 +60,7 @@ class _Target:
 
     __slots__ = (
         "account_id",
+        "channel",
         "conversation_id",
         "error_code",
         "error_description",
@@ -62,6 +68,8 @@ class _Target:
         "id",
         "locked_status",
         "provider_message_id",
+        "recipient",
+        "sender",
         "status",
     )
 
@@ -75,6 +83,9 @@ class _Target:
         error_code: str | None,
         error_description: str | None,
         error_permanent: bool | None,
+        channel: str,
+        sender: str,
+        recipient: str,
     ) -> None:
         self.id = id
         self.account_id = account_id
@@ -84,6 +95,9 @@ class _Target:
         self.error_code = error_code
         self.error_description = error_description
         self.error_permanent = error_permanent
+        self.channel = channel
+        self.sender = sender
+        self.recipient = recipient
 
     def advance(self, status: MessageStatus, error: DeliveryError | None) -> None:
         self.status = status
@@ -102,6 +116,13 @@ class _Target:
             "detail": report.detail,
             "occurred_at": now,
         }
+
+    def suppression(self, report: StatusReport, reason: SuppressionReason) -> NewSuppression:
+        """What ``report`` suppresses: its message's recipient, for the message's account."""
+        detail = {**report.detail, "messageId": self.id.hex}
+        return provider_suppression(
+            self.account_id, Channel(self.channel), self.sender, self.recipient, reason, detail
+        )
 
 
 class _Targets:
@@ -147,12 +168,14 @@ def _execute(
     claimed: set[str],
     results: list[ReportResult],
     now: datetime,
-) -> tuple[list[int], list[dict[str, Any]]]:
+) -> tuple[list[int], list[dict[str, Any]], list[NewSuppression]]:
     """Move the locked targets along the claimed reports, in order, as ``decide_report``
     decides; fills ``results`` for the reports that apply nothing and returns the others'
-    indexes and event rows."""
+    indexes and event rows, and the suppressions the claimed reports leave (a stale one's
+    too: a hard bounce after a delivery still says the address is gone)."""
     pending: list[int] = []
     rows: list[dict[str, Any]] = []
+    suppressions: list[NewSuppression] = []
     for index in fresh:
         report = reports[index][1]
         if report.dedupe_key not in claimed:
@@ -161,6 +184,8 @@ def _execute(
         if target is None:
             results[index] = UNMATCHED
             continue
+        if report.suppression is not None:
+            suppressions.append(target.suppression(report, report.suppression))
         decision = decide_report(target.status, report.status)
         if isinstance(decision, Stale):
             results[index] = STALE
@@ -169,7 +194,7 @@ def _execute(
             target.advance(decision.to, report.error)
         pending.append(index)
         rows.append(target.event_row(report, now))
-    return pending, rows
+    return pending, rows, suppressions
 
 
 class WebhookRepository(Repository):
@@ -262,8 +287,9 @@ class WebhookRepository(Repository):
             targets = _Targets()
             for row in locked:
                 targets.add(_Target(*row))
-            pending, rows = _execute(reports, fresh, targets, claimed, results, now)
+            pending, rows, suppressions = _execute(reports, fresh, targets, claimed, results, now)
             events = await report_sql.record(driver, targets.changed(), rows, now)
+            await report_sql.suppress(driver, suppressions, now)
         return pending, events
 
     async def _apply_portably(
@@ -281,9 +307,10 @@ class WebhookRepository(Repository):
                 found = _target_of(targets, report) is not None
                 claims.append((source, report.dedupe_key, "applied" if found else "unmatched"))
             claimed = await self._claim_many(conn, claims, now)
-            pending, rows = _execute(reports, fresh, targets, claimed, results, now)
+            pending, rows, suppressions = _execute(reports, fresh, targets, claimed, results, now)
             await self._write_changes(conn, targets.changed(), now)
             events = await insert_events(conn, rows)
+            await insert_new(conn, self.upsert(SUPPRESSIONS), suppressions, now)
         return pending, events
 
     async def _lock_targets(self, conn: AsyncConnection, reports: list[StatusReport]) -> _Targets:

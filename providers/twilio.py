@@ -168,8 +168,10 @@ class TwilioProvider:
         if status >= 500:
             return server_error(code, text, response)
         # 21211 (invalid 'To'), 21610 (recipient replied STOP), auth and validation errors:
-        # the same request can never succeed.
-        return PermanentProviderError(code, text)
+        # the same request can never succeed. 21610 also says the recipient is unsubscribed.
+        return PermanentProviderError(
+            code, text, recipient_unsubscribed=twilio_code == UNSUBSCRIBED_RECIPIENT
+        )
 
 
 def _lookup(sid: str, resource: dict[str, Any]) -> ProviderLookup:

@@ -64,7 +64,7 @@ def decode_outcome(raw: bytes | str) -> Outcome:
 
 
 def _error(error: DeliveryError) -> list[Any]:
-    return [error.code, error.description, error.permanent]
+    return [error.code, error.description, error.permanent, error.recipient_unsubscribed]
 
 
 class RedisHeldOutcomes:

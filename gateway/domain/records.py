@@ -16,6 +16,9 @@ class DeliveryError:
     code: str
     description: str
     permanent: bool
+    #: The provider refused the recipient as unsubscribed from it (Twilio 21610): the
+    #: adapter says so in our terms, and the send's failure suppresses the recipient.
+    recipient_unsubscribed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from uuid import UUID
 from gateway.domain.channels import Channel
 from gateway.domain.records import DeliveryError
 from gateway.domain.statuses import MessageStatus
+from gateway.domain.suppressions import SuppressionReason
 
 # Values of StatusReport.kind. They are stored as message event kinds, so they stay short and
 # stable: renaming one would split the audit trail of older messages from newer ones.
@@ -63,3 +64,7 @@ class StatusReport:
     error: DeliveryError | None
     # JSON-safe scalars only, already bounded in size and free of secrets.
     detail: dict[str, Any]
+    # What the report says of the message's recipient, when that means the account must not
+    # write to it again (a hard bounce, a spam report, an unsubscribe): applying the report
+    # suppresses the recipient (``provider_suppression``), in the same transaction.
+    suppression: SuppressionReason | None = None

@@ -15,6 +15,7 @@ from typing import Any
 from uuid import UUID
 
 from gateway.domain.channels import Channel
+from gateway.domain.records import DeliveryError, Message
 
 #: Stored for "every channel" and "every sender": NULL would make the unique key useless
 #: (NULLs are never equal), and the match is then two plain equalities.
@@ -67,6 +68,46 @@ class NewSuppression:
     sender: str | None
     reason: SuppressionReason
     detail: dict[str, Any] | None = None
+
+
+def provider_suppression(
+    account_id: UUID,
+    channel: Channel,
+    sender: str,
+    recipient: str,
+    reason: SuppressionReason,
+    detail: dict[str, Any] | None,
+) -> NewSuppression:
+    """What a provider's word about the recipient of a message (sent on ``channel`` from
+    ``sender``) suppresses for the message's account.
+
+    A phone number's opt-out at the carrier (STOP) holds between that number and the one
+    sender number it answered, for SMS and MMS alike: the scope is that sender, every channel.
+    An e-mail address that hard-bounced, reported spam or unsubscribed is gone for every
+    sender address of the account.
+    """
+    if channel is Channel.EMAIL:
+        return NewSuppression(account_id, recipient, Channel.EMAIL, None, reason, detail)
+    return NewSuppression(account_id, recipient, None, sender, reason, detail)
+
+
+def suppression_after_failure(
+    message: Message, error: DeliveryError, provider: str | None
+) -> NewSuppression | None:
+    """The suppression a failed send leaves: one for a provider that refused the recipient as
+    unsubscribed (its adapter says so, whatever the vendor's code), None for any other
+    failure."""
+    if not error.recipient_unsubscribed:
+        return None
+    detail = {"provider": provider, "code": error.code, "messageId": message.id.hex}
+    return provider_suppression(
+        message.account_id,
+        message.channel,
+        message.sender,
+        message.recipient,
+        SuppressionReason.PROVIDER_UNSUBSCRIBED,
+        {k: v for k, v in detail.items() if v is not None},
+    )
 
 
 def stored_scope(channel: Channel | None, sender: str | None) -> tuple[str, str]:

@@ -201,7 +201,13 @@ class DeliveryService:
         except PermanentProviderError as exc:
             DELIVERY_ATTEMPTS.labels(provider.name, "permanent_error").inc()
             breaker.record_neutral()
-            return Failure(message.id, DeliveryError(exc.code, exc.description, True), detail)
+            error = DeliveryError(
+                exc.code,
+                exc.description,
+                permanent=True,
+                recipient_unsubscribed=exc.recipient_unsubscribed,
+            )
+            return Failure(message.id, error, detail)
         except Exception as exc:
             # An adapter bug must not strand the message in SENDING: treat it as transient.
             DELIVERY_ATTEMPTS.labels(provider.name, "crashed").inc()

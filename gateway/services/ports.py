@@ -91,7 +91,17 @@ class TransientProviderError(ProviderError):
 
 
 class PermanentProviderError(ProviderError):
-    """Retrying cannot help (invalid recipient, rejected content)."""
+    """Retrying cannot help (invalid recipient, rejected content).
+
+    ``recipient_unsubscribed`` is True when the provider refused the recipient because they
+    unsubscribed from it (Twilio 21610, a carrier STOP): the failure then suppresses them.
+    """
+
+    def __init__(
+        self, code: str, description: str, *, recipient_unsubscribed: bool = False
+    ) -> None:
+        super().__init__(code, description)
+        self.recipient_unsubscribed = recipient_unsubscribed
 
 
 @dataclass(frozen=True, slots=True)

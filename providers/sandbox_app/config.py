@@ -29,6 +29,7 @@ INJECTABLE_FIELDS: Final = frozenset(
         "invalid_recipients",
         "undeliverable_recipients",
         "bounce_recipients",
+        "unsubscribed_recipients",
         "outage",
         "lose_callbacks",
         "seed",
@@ -44,7 +45,12 @@ VENDOR_FIELDS: Final = INJECTABLE_FIELDS - {"seed", "event_webhook_url", "mailgu
 _RATES: Final = frozenset({"rate_429", "rate_500", "rate_timeout"})
 _DURATIONS: Final = frozenset({"callback_delay", "retry_after", "timeout_seconds"})
 _RECIPIENT_SETS: Final = frozenset(
-    {"invalid_recipients", "undeliverable_recipients", "bounce_recipients"}
+    {
+        "invalid_recipients",
+        "undeliverable_recipients",
+        "bounce_recipients",
+        "unsubscribed_recipients",
+    }
 )
 
 
@@ -78,6 +84,9 @@ class SandboxConfig:
     invalid_recipients: set[str] = field(default_factory=set)
     undeliverable_recipients: set[str] = field(default_factory=set)
     bounce_recipients: set[str] = field(default_factory=set)
+    #: Recipients who unsubscribed at the vendor: Twilio refuses to send to such a number
+    #: (21610); SendGrid delivers to such an address and reports its unsubscribe.
+    unsubscribed_recipients: set[str] = field(default_factory=set)
     outage: bool = False
     #: The vendor moves its messages along (what a lookup shows) but none of its callbacks
     #: arrive: a callback lost on the way, or by a vendor that gave up retrying.
@@ -128,6 +137,7 @@ class SandboxConfig:
                 settings.sandbox_undeliverable_recipients
             ),
             bounce_recipients=normalize_recipients(settings.sandbox_bounce_recipients),
+            unsubscribed_recipients=normalize_recipients(settings.sandbox_unsubscribed_recipients),
             outage=settings.sandbox_outage,
             lose_callbacks=settings.sandbox_lose_callbacks,
             key_generated=generated,
@@ -163,6 +173,7 @@ class SandboxConfig:
             invalid_recipients=set(self.invalid_recipients),
             undeliverable_recipients=set(self.undeliverable_recipients),
             bounce_recipients=set(self.bounce_recipients),
+            unsubscribed_recipients=set(self.unsubscribed_recipients),
             vendors={
                 vendor: {name: _copied(value) for name, value in own.items()}
                 for vendor, own in self.vendors.items()

@@ -238,6 +238,10 @@ class SendGridApi:
                             "response": "250 OK",
                         }
                     )
+                    if email.strip().lower() in config.unsubscribed_recipients:
+                        events.append(
+                            {**common, "event": "unsubscribe", "sg_event_id": _event_id()}
+                        )
         body = orjson.dumps(events)
         timestamp = str(int(time.time()))
         await sandbox.deliver(

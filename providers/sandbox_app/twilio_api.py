@@ -153,6 +153,9 @@ class TwilioApi:
         if to.strip().lower() in config.invalid_recipients:
             record["outcome"] = "invalid_recipient"
             return twilio_error(400, 21211, f"Invalid 'To' Phone Number: {to}")
+        if to.strip().lower() in config.unsubscribed_recipients:
+            record["outcome"] = "unsubscribed_recipient"
+            return twilio_error(400, 21610, "Attempt to send to unsubscribed recipient")
 
         sid = "SM" + secrets.token_hex(16)
         record["provider_id"] = sid

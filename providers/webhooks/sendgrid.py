@@ -27,6 +27,7 @@ from gateway.domain.reports import (
     StatusReport,
 )
 from gateway.domain.statuses import MessageStatus
+from gateway.domain.suppressions import SuppressionReason
 from providers.signatures import (
     SENDGRID_SIGNATURE_HEADER,
     SENDGRID_TIMESTAMP_HEADER,
@@ -74,6 +75,13 @@ _ERROR_CODE_MAX: Final = 64  # messages.error_code is VARCHAR(64)
 _ENGAGEMENT: Final = frozenset(
     {"open", "click", "spamreport", "unsubscribe", "group_unsubscribe", "group_resubscribe"}
 )
+# What the recipient did that the account must respect from now on. An unsubscribe from one
+# unsubscribe group is still the recipient saying no to this account's mail.
+_SUPPRESSING: Final = {
+    "spamreport": SuppressionReason.SPAM_REPORT,
+    "unsubscribe": SuppressionReason.UNSUBSCRIBE,
+    "group_unsubscribe": SuppressionReason.UNSUBSCRIBE,
+}
 
 
 def parse_sendgrid_events(body: bytes) -> list[StatusReport]:
@@ -140,7 +148,17 @@ def _event(item: object, index: int) -> StatusReport:
         dedupe_key=f"sendgrid:{event_id}",
         error=error,
         detail=compact(detail),
+        suppression=_suppression(event_name, item),
     )
+
+
+def _suppression(event_name: str, item: Mapping[str, Any]) -> SuppressionReason | None:
+    # Only a bounce of type "bounce" says the address is gone for good: "blocked" is the
+    # receiving server refusing this message for now (see ``_failure``), and a bounce without
+    # a type is not trusted to be either.
+    if event_name == "bounce":
+        return SuppressionReason.HARD_BOUNCE if item.get("type") == "bounce" else None
+    return _SUPPRESSING.get(event_name)
 
 
 def _required_str(item: Mapping[str, Any], name: str, where: str) -> str:

@@ -636,6 +636,22 @@ async def test_twilio_invalid_recipient_is_permanent_21211(env: World) -> None:
     assert env.receiver.twilio == []
 
 
+async def test_twilio_unsubscribed_recipient_is_permanent_21610_and_marked_so(env: World) -> None:
+    env.config.unsubscribed_recipients = {PHONE}
+    with pytest.raises(PermanentProviderError) as caught:
+        await env.twilio().send(sms())
+    assert caught.value.code == "21610"
+    assert caught.value.description == "Attempt to send to unsubscribed recipient"
+    assert caught.value.recipient_unsubscribed is True
+    assert env.sandbox.requests[-1]["outcome"] == "unsubscribed_recipient"
+    # Any other refusal is not a word about the recipient's consent.
+    env.config.unsubscribed_recipients = set()
+    env.config.invalid_recipients = {PHONE}
+    with pytest.raises(PermanentProviderError) as other:
+        await env.twilio().send(sms())
+    assert other.value.recipient_unsubscribed is False
+
+
 async def test_sendgrid_invalid_recipient_is_permanent_with_the_error_message(
     env: World,
 ) -> None:
@@ -992,11 +1008,13 @@ def test_config_from_settings_normalizes_and_derives_the_public_key() -> None:
         public_base_url="http://gw.example.com:8080/",
         sandbox_invalid_recipients=" +15005550001, Bad@Example.com ,",
         sandbox_bounce_recipients="bounce@example.com",
+        sandbox_unsubscribed_recipients="+15005550009, Gone@Example.com",
         sandbox_sendgrid_signing_key=private_key,
     )
     config = SandboxConfig.from_settings(settings)
     assert config.invalid_recipients == {"+15005550001", "bad@example.com"}
     assert config.bounce_recipients == {"bounce@example.com"}
+    assert config.unsubscribed_recipients == {"+15005550009", "gone@example.com"}
     assert config.undeliverable_recipients == set()
     assert config.public_key == public_key
     assert not config.key_generated

@@ -21,7 +21,7 @@ from gateway.services.ports import (
 from gateway.services.retry_policy import RetryPolicy
 from providers.breaker import BREAKER_STATES, CircuitBreaker, State
 from providers.registry import FailoverRegistry
-from workers.held_outcomes import MemoryHeldOutcomes
+from workers.held_outcomes import MemoryHeldOutcomes, decode_outcome, encode_outcome
 
 
 class Clock:
@@ -235,3 +235,14 @@ async def test_exhausted_attempts_dead_letter() -> None:
     lifecycle = FakeLifecycle(replace(message(), attempts=5))
     await service([down], lifecycle).deliver(lifecycle.claimed.id)
     assert lifecycle.calls[-1] == ("failed", "500")
+
+
+async def test_a_refusal_of_an_unsubscribed_recipient_fails_saying_so_even_once_held() -> None:
+    unsubscribed = PermanentProviderError("21610", "unsubscribed", recipient_unsubscribed=True)
+    lifecycle = FakeLifecycle(message())
+    for fail, marked in ((unsubscribed, True), (PermanentProviderError("21211", "x"), False)):
+        outcome = await service([FakeProvider("p", fail)], lifecycle).attempt(message())
+        assert isinstance(outcome, Failure)
+        assert outcome.error.permanent and outcome.error.recipient_unsubscribed is marked
+        # A worker that cannot write it holds it: the mark must survive that too.
+        assert decode_outcome(encode_outcome(outcome)) == outcome

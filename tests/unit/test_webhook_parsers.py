@@ -24,6 +24,7 @@ from gateway.domain.reports import (
     StatusReport,
 )
 from gateway.domain.statuses import MessageStatus
+from gateway.domain.suppressions import SuppressionReason
 from providers.webhooks import (
     PayloadError,
     parse_generic_email,
@@ -332,6 +333,28 @@ def test_sendgrid_event_mapping(event: str, status: MessageStatus | None, kind: 
     assert report.detail["providerEvent"] == event
     assert report.detail["timestamp"] == 1730469600
     assert (report.error is not None) == (event in ("bounce", "dropped"))
+
+
+@pytest.mark.parametrize(
+    ("event", "extra", "reason"),
+    [
+        ("bounce", {"type": "bounce"}, SuppressionReason.HARD_BOUNCE),
+        ("bounce", {"type": "blocked"}, None),
+        ("bounce", {}, None),
+        ("spamreport", {}, SuppressionReason.SPAM_REPORT),
+        ("unsubscribe", {}, SuppressionReason.UNSUBSCRIBE),
+        ("group_unsubscribe", {"asm_group_id": 7}, SuppressionReason.UNSUBSCRIBE),
+        ("group_resubscribe", {"asm_group_id": 7}, None),
+        ("dropped", {"reason": "Bounced Address"}, None),
+        ("delivered", {}, None),
+        ("open", {}, None),
+    ],
+)
+def test_sendgrid_events_that_suppress_their_recipient(
+    event: str, extra: dict[str, Any], reason: SuppressionReason | None
+) -> None:
+    [report] = parse_sendgrid_events(dumps([sg_event(event, "s1", **extra)]))
+    assert report.suppression is reason
 
 
 def test_sendgrid_batch_keeps_order_and_details() -> None:
