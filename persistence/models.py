@@ -248,6 +248,13 @@ class WebhookReceiptRow(Base):
     payload: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # A kept payload's endpoint (ReceivedWebhook.route) and query string, recorded once its
+    # signature was verified: what ``replay-receipts`` needs to apply it again. NULL on a
+    # payload kept before it was verified, or before these were recorded.
+    route: Mapped[str | None] = mapped_column(String(32))
+    query: Mapped[str | None] = mapped_column(Text)
+    # When a replay applied it (or found it applied already); the row stays as evidence.
+    replayed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (Index(None, "outcome", "received_at"),)
 

@@ -27,7 +27,9 @@ __all__ = ["lock_and_claim", "record", "suppress"]
 # `locked`: the messages named by id or (without an id) by provider id, locked in id order so
 # that two batches cannot deadlock. The receipts are inserted after the locks are held (the
 # Append runs its branches in order, and `claimed` is only read by the second one), in key
-# order, as before; a key's outcome says whether its message was found. The result: kind 0
+# order, as before; a key's outcome says whether its message was found. A key claimed before
+# for a message unknown then is claimed again once its message exists (a report replayed
+# after the message was recorded): it applies then, once. The result: kind 0
 # rows are the locked messages (in id order), kind 1 rows the keys that were new.
 _LOCK_AND_CLAIM: Final = """
     WITH locked AS (
@@ -51,7 +53,9 @@ _LOCK_AND_CLAIM: Final = """
         FROM unnest($3::varchar[], $4::varchar[], $5::uuid[], $6::varchar[])
              AS c(source, dedupe_key, message_id, provider_id)
         ORDER BY c.dedupe_key
-        ON CONFLICT DO NOTHING
+        ON CONFLICT (dedupe_key) DO UPDATE
+            SET outcome = EXCLUDED.outcome, received_at = EXCLUDED.received_at
+            WHERE webhook_receipts.outcome = 'unmatched' AND EXCLUDED.outcome = 'applied'
         RETURNING dedupe_key
     )
     SELECT 0 AS kind, l.id, l.account_id, l.conversation_id, l.status, l.provider_message_id,

@@ -344,7 +344,8 @@ class WebhookRepository(Repository):
     async def _claim_many(
         self, conn: AsyncConnection, claims: list[tuple[str, str, str]], now: datetime
     ) -> set[str]:
-        """Insert the dedupe keys; returns those that were new (not applied before)."""
+        """Insert the dedupe keys; returns those that were new (not applied before), or
+        unmatched before and matched now."""
         if not claims:
             return set()
         # Key order: two batches claiming overlapping keys wait on each other in one order.
@@ -352,10 +353,17 @@ class WebhookRepository(Repository):
             {"source": source, "dedupe_key": key, "outcome": outcome, "received_at": now}
             for source, key, outcome in sorted(claims, key=lambda claim: claim[1])
         ]
-        result = await conn.execute(
-            self.upsert(RECEIPTS).on_conflict_do_nothing().returning(RECEIPTS.c.dedupe_key), rows
-        )
-        return {r[0] for r in result}
+        # As on PostgreSQL (persistence/report_sql.py): a key left unmatched before is claimed
+        # again once its message is found.
+        upsert = self.upsert(RECEIPTS)
+        r = RECEIPTS.c
+        statement = upsert.on_conflict_do_update(
+            index_elements=[r.dedupe_key],
+            set_={"outcome": upsert.excluded.outcome, "received_at": upsert.excluded.received_at},
+            where=(r.outcome == "unmatched") & (upsert.excluded.outcome == "applied"),
+        ).returning(r.dedupe_key)
+        result = await conn.execute(statement, rows)
+        return {row[0] for row in result}
 
     async def _write_changes(
         self, conn: AsyncConnection, changed: list[_Target], now: datetime
@@ -475,6 +483,8 @@ class WebhookRepository(Repository):
         payload: str,
         error: str | None,
         now: datetime,
+        route: str | None = None,
+        query: str | None = None,
     ) -> int:
         """Keep a payload we did not apply, for inspection and replay."""
         async with self.engine.begin() as conn:
@@ -488,6 +498,8 @@ class WebhookRepository(Repository):
                     "payload": payload,
                     "error": error,
                     "received_at": now,
+                    "route": route,
+                    "query": query,
                 },
             )
             receipt_id: int = result.scalar_one()

@@ -21,7 +21,7 @@ import structlog
 from gateway.observability.metrics import counter
 from gateway.services.webhooks import WebhookService
 from providers.webhooks import PayloadError, ReceivedWebhook, WebhookAdapter
-from providers.webhooks.apply import apply_received, raw_text
+from providers.webhooks.apply import apply_received, keep_payload
 from workers.webhook_spool import RedisWebhookSpool
 
 log = structlog.get_logger(__name__)
@@ -106,8 +106,14 @@ class WebhookReplay:
                 error=f"{type(result).__name__}: {result}"[:300],
             )
             if await self._spool.failed(entry_id) >= self._max_attempts:
-                await self._webhooks.keep_raw(
-                    source, "failed", received.content_type, raw_text(received.body), repr(result)
+                await keep_payload(
+                    self._webhooks,
+                    source,
+                    "failed",
+                    received.body,
+                    received.content_type,
+                    repr(result),
+                    received,
                 )
                 REPLAYS.labels(source, "kept_raw").inc()
                 done.append(entry_id)

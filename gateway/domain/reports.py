@@ -68,3 +68,25 @@ class StatusReport:
     # write to it again (a hard bounce, a spam report, an unsubscribe): applying the report
     # suppresses the recipient (``provider_suppression``), in the same transaction.
     suppression: SuppressionReason | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeptPayload:
+    """A provider's webhook payload we could not apply, kept raw in webhook_receipts."""
+
+    id: int
+    source: str
+    #: The endpoint whose adapter parses it; None when it was kept before its signature was
+    #: verified (or before endpoints were recorded): such a payload is never replayed.
+    route: str | None
+    content_type: str | None
+    query: str | None
+    #: The body as ``raw_text`` stores it.
+    payload: str
+    #: Why it was kept: "failed" (we could not apply it) or "unowned" (an inbound message
+    #: to an address nobody owned).
+    outcome: str
+    error: str | None
+    received_at: datetime
+    #: When a replay applied it, or found it applied already.
+    replayed_at: datetime | None

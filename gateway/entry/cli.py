@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -221,6 +222,82 @@ async def _add_address(cli: Cli, account_name: str, raw: str, rate: float | None
     return owner
 
 
+def _iso_time(value: str) -> datetime:
+    """An ISO 8601 time for ``--since``; one without an offset is UTC."""
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not an ISO 8601 time: {value!r} (e.g. 2026-12-03T04:00:00Z)"
+        ) from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _receipt_id(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"not a receipt id: {value!r}")
+    return number
+
+
+#: How ``replay-receipts`` names each outcome (workers.receipt_replay).
+_REPLAY_WORDS = {
+    "applied": "applied",
+    "duplicate": "duplicate",
+    "unmatched": "unmatched",
+    "failing": "still failing",
+    "parsed": "would replay",
+}
+
+
+async def _replay_receipts(args: argparse.Namespace, settings: Settings) -> int:
+    from collections import Counter
+
+    from gateway.entry.bootstrap.cli import bootstrap_replay
+    from gateway.entry.migrations import upgrade_to_head
+
+    if settings.is_sqlite:
+        await upgrade_to_head(settings)
+    replay = bootstrap_replay(settings)
+    counts: Counter[str] = Counter()
+    try:
+        try:
+            payloads = await replay.receipts.kept(since=args.since, receipt_id=args.receipt_id)
+        except Exception as exc:
+            print(
+                f"messaging-gateway: cannot read webhook_receipts: {type(exc).__name__}: {exc}",
+                file=sys.stderr,
+            )
+            return 1
+        if args.receipt_id is not None and not payloads:
+            print(
+                f"messaging-gateway: no kept webhook payload with id {args.receipt_id}",
+                file=sys.stderr,
+            )
+            return 2
+        if not payloads:
+            print("nothing to replay: no kept webhook payload is waiting for a replay")
+            return 0
+        for payload in payloads:
+            done = await replay.receipts.replay(payload, dry_run=args.dry_run)
+            counts[done.outcome] += 1
+            line = (
+                f"receipt {payload.id} {payload.source} "
+                f"received {payload.received_at.isoformat()}: {_REPLAY_WORDS[done.outcome]}"
+            )
+            print(f"{line} ({done.detail})" if done.detail else line)
+    finally:
+        await replay.close()
+    order = ["parsed", "failing"] if args.dry_run else list(_REPLAY_WORDS)[:4]
+    summary = ", ".join(f"{_REPLAY_WORDS[o]} {counts[o]}" for o in order)
+    prefix = "dry run, nothing written" if args.dry_run else f"{len(payloads)} replayed"
+    print(f"{prefix}: {summary}")
+    return 1 if counts["failing"] or counts["unmatched"] else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="messaging-gateway", description="GraphQL messaging gateway (SMS, MMS, e-mail)."
@@ -251,6 +328,26 @@ def build_parser() -> argparse.ArgumentParser:
         "unset: the default of its kind",
     )
     address.add_argument("address")
+    replay = sub.add_parser(
+        "replay-receipts",
+        help="apply again the provider webhook payloads kept in webhook_receipts",
+    )
+    replay.add_argument(
+        "--since",
+        type=_iso_time,
+        metavar="TIME",
+        help="only payloads received at TIME or later (ISO 8601; without an offset: UTC)",
+    )
+    replay.add_argument(
+        "--id",
+        type=_receipt_id,
+        dest="receipt_id",
+        metavar="ID",
+        help="only the payload kept with this id, even if it was replayed before",
+    )
+    replay.add_argument(
+        "--dry-run", action="store_true", help="parse and report each payload, write nothing"
+    )
     sandbox = sub.add_parser("sandbox", help="run the Twilio/SendGrid/Mailgun stand-in alone")
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8090)
@@ -262,7 +359,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings()
     from gateway.observability import configure_logging
 
-    configure_logging(level=settings.log_level, json=settings.log_json)
+    # The replay's report is its standard output; its log lines go beside it, not into it.
+    report = args.command == "replay-receipts"
+    configure_logging(
+        level=settings.log_level, json=settings.log_json, stream=sys.stderr if report else None
+    )
     problem = production_problem(args.command, settings)
     if problem is not None:
         print(f"messaging-gateway: {problem}", file=sys.stderr)
@@ -275,6 +376,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _migrate(args, settings)
     if args.command == "sandbox":
         return _sandbox(args, settings)
+    if args.command == "replay-receipts":
+        return asyncio.run(_replay_receipts(args, settings))
     action = {
         "create-api-key": "create",
         "list-api-keys": "list",

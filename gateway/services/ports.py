@@ -21,7 +21,7 @@ from gateway.domain.records import (
     MessageEvent,
     Page,
 )
-from gateway.domain.reports import InboundMessage, StatusReport
+from gateway.domain.reports import InboundMessage, KeptPayload, StatusReport
 from gateway.domain.results import (
     AcceptResult,
     Change,
@@ -293,7 +293,23 @@ class WebhookStore(Protocol):
         payload: str,
         error: str | None,
         now: datetime,
-    ) -> int: ...
+        route: str | None = None,
+        query: str | None = None,
+    ) -> int:
+        """Keep a payload we did not apply; ``route`` and ``query`` (given once its signature
+        was verified) are what replaying it takes."""
+        ...
+
+
+class KeptPayloads(Protocol):
+    """The payloads kept in webhook_receipts, as the replay reads and marks them."""
+
+    async def kept(self, *, since: datetime | None, receipt_id: int | None) -> list[KeptPayload]:
+        """Oldest first: the one with ``receipt_id`` (replayed before or not), else those not
+        replayed yet, received at ``since`` or later."""
+        ...
+
+    async def mark_replayed(self, receipt_id: int, now: datetime) -> None: ...
 
 
 class EventLog(Protocol):

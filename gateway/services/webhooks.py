@@ -101,7 +101,15 @@ class WebhookService:
             await self._opt_outs.answer_again(stored)
 
     async def keep_raw(
-        self, source: str, outcome: str, content_type: str | None, payload: str, error: str | None
+        self,
+        source: str,
+        outcome: str,
+        content_type: str | None,
+        payload: str,
+        error: str | None,
+        *,
+        route: str | None = None,
+        query: str | None = None,
     ) -> int:
         return await self._repo.keep_raw(
             source,
@@ -110,4 +118,6 @@ class WebhookService:
             payload=payload,
             error=error,
             now=utcnow(),
+            route=route,
+            query=query,
         )

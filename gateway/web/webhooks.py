@@ -37,7 +37,7 @@ from providers.webhooks import (
     WebhookAdapter,
     WebhookRequest,
 )
-from providers.webhooks.apply import apply_received, raw_text
+from providers.webhooks.apply import apply_received, keep_payload
 from providers.webhooks.generic import EMAIL_ROUTE, SMS_ROUTE
 from providers.webhooks.mailgun import EVENTS_ROUTE as MAILGUN_EVENTS
 from providers.webhooks.mailgun import INBOUND_ROUTE as MAILGUN_INBOUND
@@ -146,8 +146,14 @@ async def _keep(
     else:
         log.exception("webhook_failed", source=source)
     try:
-        receipt = await services.webhooks.keep_raw(
-            source, "failed", request.headers.get("content-type"), raw_text(body), repr(error)
+        receipt = await keep_payload(
+            services.webhooks,
+            source,
+            "failed",
+            body,
+            request.headers.get("content-type"),
+            repr(error),
+            received,
         )
     except Exception as exc:
         log.warning("webhook_payload_not_kept", source=source, error=type(exc).__name__)

@@ -26,6 +26,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 from uuid import UUID
@@ -58,6 +59,7 @@ from tests.conftest import (
     backend_settings,
     serve,
 )
+from tests.integration.test_cli import cli_env, run_cli
 
 FORM = "application/x-www-form-urlencoded"
 POLL_ATTEMPTS = 400
@@ -1437,6 +1439,41 @@ async def test_a_report_we_fail_to_apply_is_kept_raw_for_replay(hooks: Hooks) ->
     replay = await post_twilio(hooks, "/webhooks/twilio/status", params, query=query)
     assert replay.status_code == 204, replay.text
     assert (await fetch(tenant, message["id"]))["status"] == "DELIVERED"
+
+
+async def test_replay_receipts_applies_a_report_kept_while_storage_failed_once(
+    hooks: Hooks, tmp_path: Path
+) -> None:
+    tenant = await hooks_tenant(hooks)
+    message = await sent_sms(tenant)
+    query = f"mid={raw_id(message['id'])}"
+    with storage_broken(hooks, "apply_reports"):
+        response = await post_twilio(
+            hooks,
+            "/webhooks/twilio/status",
+            status_params(hooks, message, "delivered"),
+            query=query,
+        )
+    assert response.status_code == 202, response.text
+    receipt = response.json()["receipt"]
+    [row] = [r for r in await receipts(hooks.container, "failed") if r["id"] == receipt]
+    # Verified, so kept with what replaying it takes.
+    assert (row["route"], row["query"], row["replayed_at"]) == ("twilio_status", query, None)
+
+    # The command, on the gateway's own database, while the gateway runs.
+    env = cli_env(hooks.settings.data_dir, hooks.settings.database_url)
+    for expected in ("applied", "duplicate"):
+        proc = await asyncio.to_thread(
+            run_cli, "replay-receipts", "--id", str(receipt), env=env, cwd=tmp_path
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert f"receipt {receipt} twilio received " in proc.stdout
+        assert proc.stdout.splitlines()[0].endswith(f": {expected}"), proc.stdout
+    found = await fetch(tenant, message["id"])
+    assert found["status"] == "DELIVERED"
+    assert kinds(found).count(("delivery_receipt", "DELIVERED")) == 1
+    [row] = [r for r in await receipts(hooks.container, "failed") if r["id"] == receipt]
+    assert row["replayed_at"] is not None
 
 
 async def test_an_inbound_message_we_fail_to_store_is_kept_raw(hooks: Hooks) -> None:

@@ -30,6 +30,7 @@ BACKENDS = {
     "persistence.opt_outs": {"OptOutRepository"},
     "persistence.queries": {"QueryRepository"},
     "persistence.quiet_hours": {"QuietHoursRepository"},
+    "persistence.receipts": {"ReceiptRepository"},
     "persistence.reconcile": {"ReconcileRepository"},
     "persistence.suppressions": {"SuppressionRepository"},
     "persistence.webhooks": {"WebhookRepository"},
