@@ -6,11 +6,14 @@ with 21610 (the recipient texted STOP to that sender): the number is suppressed 
 sender. Either way the next send is refused at accept and a waiting one is canceled at claim.
 
 Every test makes its own account, addresses and numbers (``new_email``, ``new_number``): the
-module's sandbox sees every test's sends.
+module's sandbox sees every test's sends. The tests sign the events themselves on the module's
+gateway (its sandbox never reports); the last one lets the session gateway's sandbox play the
+unsubscribing recipient and send the signed events.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,6 +22,8 @@ import pytest
 from sqlalchemy import func, select
 
 from persistence.suppressions import SUPPRESSIONS
+from tests.conftest import GraphQLClient, RunningGateway
+from tests.integration.test_batch_and_rules import accepted, wait_for_status
 from tests.integration.test_batch_and_rules import send as send_result
 from tests.integration.test_webhooks import (
     Hooks,
@@ -244,3 +249,27 @@ async def test_a_twilio_refusal_of_an_unsubscribed_recipient_suppresses_it_for_t
     assert len([r for r in sandbox.requests if r.get("to") == number]) == 1
     # The carrier's STOP answered one sender number; another may still write.
     await send(tenant, {"channel": "SMS", "from": other_sender, "to": number, "body": "Hello"})
+
+
+async def test_the_sandbox_plays_an_unsubscribe_and_the_address_is_suppressed(
+    gateway: RunningGateway, client: GraphQLClient
+) -> None:
+    # The session's gateway, whose sandbox reports on its messages itself, signed.
+    address = new_email("leaver")
+    sandbox: Any = gateway.container.sandbox
+    sandbox.config.unsubscribed_recipients.add(address)
+    try:
+        message = accepted(await send_result(client, mail_to(address)))
+        found = await wait_for_status(client, message["id"], "DELIVERED")
+        for _ in range(400):
+            entries = (await client.execute(LIST, {"address": address}))["suppressions"]["edges"]
+            if entries:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        sandbox.config.unsubscribed_recipients.discard(address)
+    [entry] = [edge["node"] for edge in entries]
+    assert (entry["reason"], entry["detail"]["providerEvent"]) == ("UNSUBSCRIBE", "unsubscribe")
+    assert found["status"] == "DELIVERED"
+    refused = await send_result(client, mail_to(address))
+    assert refused["__typename"] == "RecipientSuppressed", refused
