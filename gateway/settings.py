@@ -286,6 +286,42 @@ class Settings(BaseSettings):
         "provider gives no Retry-After.",
     )
 
+    webhook_allow_private_urls: bool = Field(
+        default=False,
+        description="Let webhook endpoints use http and loopback or private addresses "
+        "(development and tests only).",
+    )
+    webhook_secrets_key: str | None = Field(
+        default=None,
+        repr=False,
+        description="Fernet key that seals webhook signing secrets in the database; unset: "
+        "they are stored as they are.",
+    )
+    webhook_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Read timeout of one webhook delivery try."
+    )
+    webhook_concurrency: int = Field(
+        default=16, ge=1, description="Webhook deliveries in flight per worker process."
+    )
+    webhook_endpoint_concurrency: int = Field(
+        default=4, ge=1, description="Webhook deliveries in flight per endpoint, all workers."
+    )
+    webhook_max_attempts: int = Field(default=10, ge=1, description="Tries per webhook delivery.")
+    webhook_retry_base_seconds: float = Field(
+        default=5.0, gt=0, description="Pause after a delivery's first failed try (x4 each)."
+    )
+    webhook_retry_max_seconds: float = Field(
+        default=8 * 3600.0, gt=0, description="Longest pause between two tries of a delivery."
+    )
+    webhook_disable_after_seconds: float = Field(
+        default=5 * 24 * 3600.0,
+        gt=0,
+        description="An endpoint whose deliveries all failed for this long is disabled.",
+    )
+    webhook_poll_interval: float = Field(
+        default=1.0, gt=0, description="Seconds between looks for due webhook deliveries."
+    )
+
     @property
     def embedded(self) -> bool:
         """True when neither an external database nor an external broker is configured."""

@@ -319,3 +319,72 @@ class SuppressionRemovalRow(Base):
     removed_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     __table_args__ = (Index(None, "account_id", "address"),)
+
+
+_PENDING = text("state = 'PENDING'")
+
+
+class WebhookEndpointRow(Base):
+    """An account's URL that audit-trail events are POSTed to (gateway/domain/webhook_endpoints.py).
+
+    ``event_kinds`` and ``statuses`` are comma-wrapped lists (``,sent,failed,``; empty: every
+    one), the form the trigger that writes deliveries matches with a plain substring test on
+    both databases. Secrets are sealed (persistence/sealed.py), never stored as given.
+    """
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[UUID] = mapped_column(primary_key=True)
+    account_id: Mapped[UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(String(2000))
+    description: Mapped[str | None] = mapped_column(Text)
+    event_kinds: Mapped[str] = mapped_column(Text)
+    statuses: Mapped[str] = mapped_column(Text)
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    disabled_reason: Mapped[str | None] = mapped_column(String(16))
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    secret: Mapped[str] = mapped_column(Text)
+    previous_secret: Mapped[str | None] = mapped_column(Text)
+    previous_secret_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        # The listing, newest first, keyset on (created_at, id); its prefix is the trigger's
+        # lookup of an event's account.
+        Index(None, "account_id", "created_at", "id"),
+    )
+
+
+class WebhookDeliveryRow(Base):
+    """One audit-trail event on its way to one endpoint; written by a trigger on
+    message_events, in the event's own transaction."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    endpoint_id: Mapped[UUID] = mapped_column(
+        ForeignKey("webhook_endpoints.id", ondelete="CASCADE")
+    )
+    account_id: Mapped[UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    event_id: Mapped[int] = mapped_column(ForeignKey("message_events.id", ondelete="CASCADE"))
+    state: Mapped[str] = mapped_column(String(12))
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # A worker's claim holds until then; a worker that died leaves it to run out.
+    leased_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_response: Mapped[str | None] = mapped_column(Text)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        # An endpoint's deliveries newest first (keyset on id); its prefix serves the
+        # cascade of an endpoint's deletion.
+        Index(None, "endpoint_id", "id"),
+        Index(None, "event_id"),
+        # The claim: due deliveries by time. Partial: settled ones leave it.
+        Index(None, "next_attempt_at", postgresql_where=_PENDING, sqlite_where=_PENDING),
+    )

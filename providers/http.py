@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import ipaddress
 import re
+import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -36,6 +38,8 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 import aiohttp
 import orjson
 import yarl
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import ThreadedResolver
 
 from gateway.observability.redaction import REDACTED
 from gateway.services.ports import TransientProviderError
@@ -88,6 +92,8 @@ _BARE_PERCENT: Final = re.compile(r"%(?![0-9A-Fa-f]{2})")
 # is dropped by us before the server can close it under a request that is being sent, a race
 # that would make the attempt ambiguous.
 _KEEPALIVE_SECONDS: Final = 4.0
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class TransportError(Exception):
@@ -169,8 +175,10 @@ class ProviderSession:
         connect_timeout: float,
         read_timeout: float,
         wait_for_connections: bool = False,
+        check_addresses: Callable[[list[IPAddress]], None] | None = None,
     ) -> None:
         self._max_connections = max_connections
+        self._check_addresses = check_addresses
         # Waiting for a free pooled connection is a sign of overload, not of a slow provider:
         # bounded like a connect, so the worker backs off instead of piling up.
         pool_wait = None if wait_for_connections else connect_timeout
@@ -201,6 +209,11 @@ class ProviderSession:
                 limit=self._max_connections,
                 limit_per_host=0,
                 keepalive_timeout=_KEEPALIVE_SECONDS,
+                resolver=(
+                    None
+                    if self._check_addresses is None
+                    else _CheckedResolver(self._check_addresses)
+                ),
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
@@ -213,10 +226,18 @@ class ProviderSession:
             )
         return self._session
 
-    async def post(self, url: str, *, body: bytes, headers: Mapping[str, str]) -> ProviderResponse:
+    async def post(
+        self,
+        url: str,
+        *,
+        body: bytes,
+        headers: Mapping[str, str],
+        read_at_most: int | None = None,
+    ) -> ProviderResponse:
         """POST ``body``; raises :class:`TransportError` without an answer, never for an HTTP
-        error status."""
-        return await self._request("POST", url, body, headers, None)
+        error status. With ``read_at_most`` only the start of the answer's body is read (an
+        answer from a URL an API caller chose may be of any size)."""
+        return await self._request("POST", url, body, headers, None, read_at_most)
 
     async def get(
         self,
@@ -235,6 +256,7 @@ class ProviderSession:
         body: bytes | None,
         headers: Mapping[str, str],
         params: Mapping[str, str] | None,
+        read_at_most: int | None = None,
     ) -> ProviderResponse:
         started = time.monotonic()
         try:
@@ -242,7 +264,10 @@ class ProviderSession:
             async with self._open().request(
                 method, url, data=body, headers=headers, params=params, allow_redirects=False
             ) as response:
-                content = await response.read()
+                if read_at_most is None:
+                    content = await response.read()
+                else:
+                    content = await response.content.read(read_at_most)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _transport_failure(exc) from exc
         return ProviderResponse(
@@ -271,6 +296,26 @@ class ProviderSession:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+class _CheckedResolver(AbstractResolver):
+    """The system resolver, whose answers must pass ``check`` before any is connected to:
+    the addresses checked are the addresses used, so a name cannot be re-pointed between
+    the check and the connection. ``check`` raises to refuse them all."""
+
+    def __init__(self, check: Callable[[list[IPAddress]], None]) -> None:
+        self._check = check
+        self._resolver = ThreadedResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        found = await self._resolver.resolve(host, port, family)
+        self._check([ipaddress.ip_address(r["host"].split("%", 1)[0]) for r in found])
+        return found
+
+    async def close(self) -> None:
+        await self._resolver.close()
 
 
 def _as_given(url: str) -> yarl.URL:

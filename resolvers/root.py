@@ -6,7 +6,15 @@ from collections.abc import AsyncGenerator
 
 import strawberry
 
-from resolvers import mutations, opt_outs, pages, queries, subscriptions, suppressions
+from resolvers import (
+    mutations,
+    opt_outs,
+    pages,
+    queries,
+    subscriptions,
+    suppressions,
+)
+from resolvers import webhook_endpoints as endpoints
 from schema.build import Roots
 from schema.opt_outs import OptOutSettings, SetOptOutSettingsResult
 from schema.pacing import SenderAddress, SetSenderRateResult
@@ -29,6 +37,16 @@ from schema.types import (
     MessageConnection,
     MessageEvent,
     Node,
+)
+from schema.webhook_endpoints import (
+    CreateWebhookEndpointResult,
+    RedeliverFailedWebhooksResult,
+    RedeliverWebhookResult,
+    RotateWebhookSecretResult,
+    UpdateWebhookEndpointResult,
+    WebhookEndpoint,
+    WebhookEndpointConnection,
+    WebhookEndpointResult,
 )
 
 
@@ -62,6 +80,11 @@ class Query:
             "Recipients this account does not send to, newest first; `address` filters by one."
         ),
     )
+    webhook_endpoints: WebhookEndpointConnection = strawberry.field(
+        resolver=endpoints.webhook_endpoints,
+        description="The endpoints this account's events are POSTed to, newest first.",
+    )
+    webhook_endpoint: WebhookEndpoint | None = strawberry.field(resolver=endpoints.webhook_endpoint)
 
 
 @strawberry.type
@@ -103,6 +126,41 @@ class Mutation:
             "Send to an address again. One the recipient asked for (STOP_KEYWORD) needs a\n"
             "`reason`; every removal is recorded."
         ),
+    )
+    create_webhook_endpoint: CreateWebhookEndpointResult = strawberry.mutation(
+        resolver=endpoints.create_webhook_endpoint,
+        description="Add an endpoint; its signing secret is in the answer, and only there.",
+    )
+    update_webhook_endpoint: UpdateWebhookEndpointResult = strawberry.mutation(
+        resolver=endpoints.update_webhook_endpoint,
+        description="Change an endpoint's URL, description or filters.",
+    )
+    disable_webhook_endpoint: WebhookEndpointResult = strawberry.mutation(
+        resolver=endpoints.disable_webhook_endpoint,
+        description="Stop sending to an endpoint; its waiting deliveries wait.",
+    )
+    enable_webhook_endpoint: WebhookEndpointResult = strawberry.mutation(
+        resolver=endpoints.enable_webhook_endpoint,
+        description="Send to an endpoint again (its record of failures is cleared).",
+    )
+    delete_webhook_endpoint: WebhookEndpointResult = strawberry.mutation(
+        resolver=endpoints.delete_webhook_endpoint,
+        description="Delete an endpoint and its deliveries.",
+    )
+    rotate_webhook_secret: RotateWebhookSecretResult = strawberry.mutation(
+        resolver=endpoints.rotate_webhook_secret,
+        description=(
+            "A new signing secret for an endpoint; for 24 hours the old one signs each\n"
+            "delivery too."
+        ),
+    )
+    redeliver_webhook: RedeliverWebhookResult = strawberry.mutation(
+        resolver=endpoints.redeliver_webhook,
+        description="Send one delivery again, with a fresh set of tries.",
+    )
+    redeliver_failed_webhooks: RedeliverFailedWebhooksResult = strawberry.mutation(
+        resolver=endpoints.redeliver_failed_webhooks,
+        description="Send again every FAILED delivery of an endpoint made at or after `since`.",
     )
 
 

@@ -21,6 +21,7 @@ from gateway.services.quiet_hours import QuietHoursService
 from gateway.services.rate_limits import RateLimiter
 from gateway.services.sending import SendService
 from gateway.services.suppressions import SuppressionService
+from gateway.services.webhook_endpoints import WebhookEndpointService
 from schema.loaders import Loaders
 
 
@@ -35,6 +36,7 @@ class Services:
     quiet_hours: QuietHoursService
     opt_outs: OptOutService
     suppressions: SuppressionService
+    webhook_endpoints: WebhookEndpointService
     sender_rates: SenderRates
     rate_limiter: RateLimiter
     #: Region assumed for phone numbers written without +country.

@@ -12,7 +12,13 @@ import binascii
 from datetime import UTC, datetime
 from uuid import UUID
 
-PREFIXES = {"Message": "msg_", "Conversation": "conv_", "Suppression": "sup_"}
+PREFIXES = {
+    "Message": "msg_",
+    "Conversation": "conv_",
+    "Suppression": "sup_",
+    "WebhookEndpoint": "whe_",
+}
+_DELIVERY = "whd_"
 
 
 def encode_id(kind: str, value: UUID) -> str:
@@ -92,6 +98,24 @@ def decode_time_cursor(tag: str, cursor: str) -> tuple[datetime, UUID]:
     except OverflowError as exc:
         raise InvalidCursor("malformed cursor") from exc
     return at, value
+
+
+def encode_delivery_id(delivery_id: int) -> str:
+    """A webhook delivery's public id, which is also its cursor in its endpoint's list."""
+    return f"{_DELIVERY}{delivery_id}"
+
+
+def decode_delivery_id(public_id: str) -> int:
+    digits = public_id.removeprefix(_DELIVERY)
+    if (
+        digits == public_id
+        or not digits.isascii()
+        or not digits.isdigit()
+        or len(digits) > 19
+        or int(digits) > MAX_EVENT_ID
+    ):
+        raise InvalidCursor("not a webhook delivery id")
+    return int(digits)
 
 
 def encode_event_cursor(event_id: int) -> str:

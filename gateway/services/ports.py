@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Callable, Collection, Iterable, Seque
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from ipaddress import IPv4Address, IPv6Address
 from types import TracebackType
 from typing import Any, Protocol, Self
 from uuid import UUID
@@ -32,6 +33,12 @@ from gateway.domain.results import (
 )
 from gateway.domain.statuses import MessageStatus
 from gateway.domain.suppressions import NewSuppression, Suppression
+from gateway.domain.webhook_endpoints import DeliveryState as WebhookDeliveryState
+from gateway.domain.webhook_endpoints import (
+    DisabledReason,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 
 EventSubscription = AbstractAsyncContextManager[AsyncIterator[MessageEvent]]
 
@@ -437,3 +444,104 @@ class WorkerLiveness(Protocol):
     async def live(self) -> frozenset[str] | None:
         """The workers alive now; None while that cannot be known."""
         ...
+
+
+class WebhookEndpointStore(Protocol):
+    """An account's webhook endpoints and their deliveries. The plain signing secret crosses
+    this interface only on its way in; how it rests is the store's business."""
+
+    async def create(self, endpoint: WebhookEndpoint, secret: str) -> None: ...
+
+    async def get(self, account_id: UUID, endpoint_id: UUID) -> WebhookEndpoint | None: ...
+
+    async def update(
+        self, endpoint: WebhookEndpoint, *, secret: str | None = None
+    ) -> WebhookEndpoint | None:
+        """Store ``endpoint``'s fields (and a rotated ``secret``, the current one then kept
+        until ``previous_secret_until``); None when it is gone."""
+        ...
+
+    async def delete(self, account_id: UUID, endpoint_id: UUID) -> bool: ...
+
+    async def page(
+        self, account_id: UUID, *, first: int, after: tuple[datetime, UUID] | None
+    ) -> Page[WebhookEndpoint]: ...
+
+    async def deliveries_page(
+        self, account_id: UUID, endpoint_id: UUID, *, first: int, after: int | None
+    ) -> Page[WebhookDelivery]: ...
+
+    async def redeliver(
+        self, account_id: UUID, delivery_id: int, now: datetime
+    ) -> WebhookDelivery | None:
+        """Make one delivery due again, with a fresh set of tries."""
+        ...
+
+    async def redeliver_failed(
+        self, account_id: UUID, endpoint_id: UUID, since: datetime, now: datetime
+    ) -> int:
+        """Make every FAILED delivery of the endpoint created since ``since`` due again."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class DueDelivery:
+    """A delivery a worker has claimed: the event, where it goes and the secrets to sign with
+    (the current one first)."""
+
+    delivery: WebhookDelivery
+    endpoint: WebhookEndpoint
+    secrets: tuple[str, ...]
+    #: Until when the claim holds; after that another worker may take the delivery again.
+    leased_until: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """How one try of a delivery went, and what follows from it."""
+
+    delivery_id: int
+    endpoint_id: UUID
+    status_code: int | None
+    error: str | None
+    response: str | None
+    state: WebhookDeliveryState
+    next_attempt_at: datetime | None
+    succeeded: bool
+    #: Disable the endpoint, for this reason.
+    disable: DisabledReason | None
+
+
+class WebhookDeliveryStore(Protocol):
+    async def claim(
+        self, now: datetime, *, limit: int, per_endpoint: int, lease: timedelta
+    ) -> list[DueDelivery]:
+        """Take up to ``limit`` due deliveries of enabled endpoints, leaving out endpoints
+        with ``per_endpoint`` claimed already; each claim counts as a try."""
+        ...
+
+    async def record(self, attempt: AttemptRecord, now: datetime) -> None: ...
+
+
+class WebhookSender(Protocol):
+    """Sends one event to an endpoint, signed with each of ``secrets`` and identified by
+    ``webhook_id`` (the same on every try). Raises ``UnsafeUrl`` when the URL, or what its
+    host resolves to at this moment, may not be called; returns the outcome otherwise."""
+
+    async def send(
+        self, url: str, *, webhook_id: str, secrets: Sequence[str], event: MessageEvent
+    ) -> SentWebhook: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SentWebhook:
+    #: None: no answer (refused, timed out, reset).
+    status_code: int | None
+    #: The start of the answer's body, or what went wrong without an answer.
+    text: str
+
+
+class HostResolver(Protocol):
+    """The addresses a host name resolves to (empty when it does not)."""
+
+    async def resolve(self, host: str) -> list[IPv4Address | IPv6Address]: ...

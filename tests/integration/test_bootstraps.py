@@ -39,7 +39,10 @@ async def test_the_embedded_api_runs_the_worker_and_the_sandbox_in_its_process(
         assert api.sandbox_app is not None and api.sandbox is not None
         # The sweeper takes back the SENDING messages of workers it does not see alive.
         assert await api.queue.liveness.live() == {api.deliveries.delivery.worker}
-        assert chore_names(api.deliveries.chores) == {"background(reconcile)"}
+        assert chore_names(api.deliveries.chores) == {
+            "background(reconcile)",
+            "background(webhook-deliveries)",
+        }
         assert api.queue.spool is None and api.webhook_services.spool is None
         # The sandbox signs SendGrid's events with its own key: the routes verify with it.
         assert api.sandbox_config is not None
@@ -85,6 +88,7 @@ async def test_a_worker_reads_the_stream_under_the_name_its_claims_carry(
         assert chore_names(worker.deliveries.chores) == {
             "background(reconcile)",
             "background(webhook-replay)",
+            "background(webhook-deliveries)",
         }
     finally:
         await worker.close()

@@ -34,6 +34,7 @@ BACKENDS = {
     "persistence.reconcile": {"ReconcileRepository"},
     "persistence.suppressions": {"SuppressionRepository"},
     "persistence.webhooks": {"WebhookRepository"},
+    "persistence.webhook_endpoints": {"WebhookEndpointRepository"},
     "workers.memory": {"MemoryBroker"},
     "workers.redis_broker": {"RedisBroker"},
     "workers.held_outcomes": {"MemoryHeldOutcomes", "RedisHeldOutcomes"},
@@ -44,6 +45,7 @@ BACKENDS = {
     "providers.sendgrid": {"SendGridProvider"},
     "providers.registry": {"FailoverRegistry"},
     "providers.http": {"ProviderSession"},
+    "providers.outbound_webhooks": {"WebhookPoster"},
 }
 
 

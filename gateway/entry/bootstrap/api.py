@@ -10,6 +10,7 @@ import redis.asyncio
 from limits.aio.storage import MemoryStorage, RedisStorage
 from starlette.applications import Starlette
 
+from gateway.entry.bootstrap.event_webhooks import build_webhook_endpoints
 from gateway.entry.bootstrap.shared import (
     Closer,
     ConfigurationError,
@@ -185,6 +186,7 @@ def _api(settings: Settings, queue: Queue, sandbox: SandboxConfig | None = None)
                 units,
                 region=settings.default_phone_region,
             ),
+            webhook_endpoints=build_webhook_endpoints(settings, storage.engine),
             sender_rates=storage.sender_rates,
             rate_limiter=rate_limiter,
             default_phone_region=settings.default_phone_region,

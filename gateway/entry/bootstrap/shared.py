@@ -12,6 +12,7 @@ from uuid import UUID
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.domain.channels import Channel
+from gateway.entry.bootstrap.event_webhooks import build_webhook_dispatch
 from gateway.services.delivery import DeliveryService
 from gateway.services.opt_outs import OptOutService
 from gateway.services.pacing import SenderRates
@@ -195,10 +196,14 @@ class Deliveries:
     sweeper: Sweeper
     registry: FailoverRegistry
     chores: list[BackgroundChore] = field(default_factory=list)
+    #: Closed after the chores have stopped.
+    closers: list[Closer] = field(default_factory=list)
 
     async def close(self) -> None:
         for chore in self.chores:
             await chore.stop()
+        for close in self.closers:
+            await close()
         await self.registry.aclose()
 
 
@@ -262,6 +267,10 @@ def build_deliveries(
         replay = WebhookReplay(queue.spool, webhooks, adapters, storage.webhooks.reachable)
         chores.append((replay.run_once, "webhook-replay"))
     deliveries.chores = [BackgroundChore(queue.exclusive(run, name), name) for run, name in chores]
+    # Event webhooks run in every worker (not by turns): claims share the work out.
+    dispatch, session = build_webhook_dispatch(settings, storage.engine)
+    deliveries.chores.append(dispatch)
+    deliveries.closers.append(session.aclose)
     return deliveries
 
 
