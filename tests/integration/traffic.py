@@ -149,13 +149,14 @@ def ambiguous_marker(trail: list[dict[str, Any]]) -> bool:
 
 
 def trail_problems(trail: list[dict[str, Any]]) -> list[str]:
-    """Everything wrong with one audit trail: statuses go forward in rank (SENDING -> QUEUED
-    only through a requeue event) and a message reaches at most one terminal status."""
+    """Everything wrong with one audit trail: statuses go forward in rank (back from SENDING
+    only through a requeue event: to QUEUED for a retry or release, to SCHEDULED for a
+    quiet-hours hold) and a message reaches at most one terminal status."""
     problems: list[str] = []
     if not trail:
         return ["no events"]
     first = trail[0]
-    if (first["kind"], first["status"]) != ("accepted", "QUEUED"):
+    if first["kind"] != "accepted" or first["status"] not in ("QUEUED", "SCHEDULED"):
         problems.append(f"first event {first['kind']}/{first['status']}")
     terminal = {e["status"] for e in trail if MessageStatus(e["status"]) in TERMINAL}
     if len(terminal) > 1:
@@ -166,7 +167,7 @@ def trail_problems(trail: list[dict[str, Any]]) -> list[str]:
             problems.append(f"left terminal {old} -> {new} ({after['kind']})")
         elif rank(new) < rank(old) and not (
             old is MessageStatus.SENDING
-            and new is MessageStatus.QUEUED
+            and new in (MessageStatus.QUEUED, MessageStatus.SCHEDULED)
             and after["kind"] in REQUEUE_KINDS
         ):
             problems.append(f"backwards {old} -> {new} ({after['kind']})")
