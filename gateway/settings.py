@@ -113,6 +113,16 @@ class Settings(BaseSettings):
     sendgrid_webhook_public_key: str | None = Field(
         default=None, description="Base64 DER P-256 public key of the SendGrid Event Webhook."
     )
+    telnyx_api_key: str = Field(default="KEYsandbox", repr=False)
+    telnyx_public_key: str | None = Field(
+        default=None, description="Base64 Ed25519 public key of the Telnyx account (webhooks)."
+    )
+    telnyx_base_url: str | None = Field(
+        default=None, description="Unset: the sandbox mounted in the gateway (embedded mode)."
+    )
+    telnyx_messaging_profile_id: str | None = Field(
+        default=None, description="Messaging profile sent with every Telnyx message; unset: none."
+    )
     generic_webhook_secret: str | None = Field(
         default=None, repr=False, description="whsec_... secret of the generic JSON webhooks."
     )
@@ -153,7 +163,7 @@ class Settings(BaseSettings):
         default=False, description="Refuse sends from addresses the account does not own."
     )
 
-    # The sandbox: a stand-in for Twilio's and SendGrid's APIs with failure injection.
+    # The sandbox: a stand-in for the vendors' APIs with failure injection.
     sandbox_callback_delay: float = Field(
         default=0.5, ge=0, description="Seconds before the sandbox sends status callbacks."
     )
@@ -184,6 +194,11 @@ class Settings(BaseSettings):
         default=None,
         repr=False,
         description="Base64 DER P-256 private key the sandbox signs SendGrid events with.",
+    )
+    sandbox_telnyx_signing_key: str | None = Field(
+        default=None,
+        repr=False,
+        description="Base64 Ed25519 private key the sandbox signs Telnyx webhooks with.",
     )
     sandbox_event_webhook_url: str | None = Field(
         default=None,

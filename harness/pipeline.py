@@ -45,7 +45,7 @@ from harness.processes import (
 )
 from harness.servers import RedisServer, free_port
 from providers.sandbox_app import Sandbox, SandboxConfig, create_sandbox_app
-from providers.signatures import generate_sendgrid_keypair
+from providers.signatures import generate_sendgrid_keypair, generate_telnyx_keypair
 from workers.redis_broker import GROUP, STREAM
 
 #: Redis database of the pipeline: the stream and group names are fixed, other tests use 0.
@@ -130,6 +130,8 @@ class Pipeline:
     workers: list[Process] = field(default_factory=list)
     retired: list[Process] = field(default_factory=list)
     sandbox: Sandbox | None = None
+    #: The Ed25519 key pair the sandbox signs Telnyx webhooks with (private, public).
+    telnyx_keys: tuple[str, str] = field(default_factory=generate_telnyx_keypair)
     _counter: int = 0
 
     # --- addresses -----------------------------------------------------------------------
@@ -153,7 +155,7 @@ class Pipeline:
             k: v
             for k, v in os.environ.items()
             # Nothing from the caller's environment may redirect the pipeline.
-            if not k.startswith(("SANDBOX_", "TWILIO_", "SENDGRID_", "PG"))
+            if not k.startswith(("SANDBOX_", "TWILIO_", "SENDGRID_", "TELNYX_", "PG"))
         }
         env.update(FAST_SETTINGS)
         env.update(
@@ -164,6 +166,8 @@ class Pipeline:
                 "TWILIO_BASE_URL": self.sandbox_url,
                 "SENDGRID_BASE_URL": self.sandbox_url,
                 "SENDGRID_WEBHOOK_PUBLIC_KEY": self.public_key,
+                "TELNYX_BASE_URL": self.sandbox_url,
+                "TELNYX_PUBLIC_KEY": self.telnyx_keys[1],
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -175,13 +179,15 @@ class Pipeline:
         return self.tmp / f"{name}.log"
 
     def sandbox_config(self) -> SandboxConfig:
-        """Callbacks go to API 1: SendGrid events to its webhook, Twilio status callbacks to
-        whatever StatusCallback the worker sent (its PUBLIC_BASE_URL)."""
+        """Callbacks go to API 1: SendGrid events to its webhook, Twilio status callbacks and
+        Telnyx events to whatever StatusCallback or webhook_url the worker sent (its
+        PUBLIC_BASE_URL)."""
         config = SandboxConfig.from_settings(
             Settings(
                 public_base_url=self.api_url(0),
                 sandbox_event_webhook_url=self.api_url(0) + "/webhooks/sendgrid/events",
                 sandbox_sendgrid_signing_key=self.signing_key,
+                sandbox_telnyx_signing_key=self.telnyx_keys[0],
                 sandbox_callback_delay=0.05,
                 sandbox_timeout_seconds=2.0,
             )

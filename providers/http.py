@@ -34,6 +34,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from uuid import UUID
 
 import aiohttp
 import orjson
@@ -42,7 +43,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
 from gateway.observability.redaction import REDACTED
-from gateway.services.ports import TransientProviderError
+from gateway.services.ports import ProviderReceipt, TransientProviderError
 from gateway.settings import Settings
 
 if TYPE_CHECKING:
@@ -56,11 +57,13 @@ __all__ = [
     "TransportError",
     "answered",
     "basic_auth",
+    "callback_url",
     "json_object",
     "loggable_url",
     "logged_transport_error",
     "missing_id_error",
     "parse_retry_after",
+    "receipt",
     "response_summary",
     "server_error",
     "transport_error",
@@ -399,6 +402,14 @@ async def answered(
         raise logged_transport_error(log, event, provider, exc, **context) from exc
 
 
+def callback_url(url: str, message_id: UUID) -> str:
+    """``url`` with our message id as ``mid`` in its query: a callback that overtakes the
+    recording of the vendor's id (it can arrive before the worker commits) still finds its
+    message."""
+    separator = "&" if "?" in url else "?"
+    return f"{url}{separator}mid={message_id.hex}"
+
+
 def transport_error(provider: str, exc: TransportError) -> TransientProviderError:
     """A transport failure as a transient error, ambiguous unless it surely never left."""
     description = f"{provider} {exc.code}: {exc}" if str(exc) else f"{provider} {exc.code}"
@@ -439,3 +450,26 @@ def missing_id_error(
         f"{provider} answered {response.status_code} without {missing}",
         ambiguous=True,
     )
+
+
+def receipt(
+    log: FilteringBoundLogger,
+    provider: str,
+    message_id: UUID,
+    response: ProviderResponse,
+    vendor_id: object,
+    missing: str,
+    **detail: object,
+) -> ProviderReceipt:
+    """The receipt of a message the vendor took, ``vendor_id`` its id as the answer gave it,
+    logged with ``detail``; :func:`missing_id_error` without one (``missing`` names it)."""
+    if not isinstance(vendor_id, str) or not vendor_id:
+        raise missing_id_error(log, provider, response, missing)
+    log.info(
+        "provider_accepted",
+        provider=provider,
+        message_id=str(message_id),
+        provider_message_id=vendor_id,
+        **detail,
+    )
+    return ProviderReceipt(provider, vendor_id)

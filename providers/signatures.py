@@ -1,5 +1,5 @@
 """Webhook signatures: Twilio (HMAC-SHA1), SendGrid Event Webhook (ECDSA P-256), Mailgun
-(HMAC-SHA256), Standard Webhooks.
+(HMAC-SHA256), Telnyx (Ed25519), Standard Webhooks.
 
 Signing and verifying live side by side so the sandbox signs exactly what the gateway checks.
 Every ``verify_*`` returns a bool and never raises: a webhook handler must be able to answer
@@ -11,33 +11,41 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 __all__ = [
     "MAILGUN_TOLERANCE",
     "SENDGRID_SIGNATURE_HEADER",
     "SENDGRID_TIMESTAMP_HEADER",
+    "TELNYX_SIGNATURE_HEADER",
+    "TELNYX_TIMESTAMP_HEADER",
     "TWILIO_SIGNATURE_HEADER",
     "generate_sendgrid_keypair",
+    "generate_telnyx_keypair",
     "mailgun_signature",
     "sendgrid_public_key",
     "sendgrid_sign",
     "standard_webhook_sign",
+    "telnyx_public_key",
+    "telnyx_sign",
     "twilio_signature",
     "verify_mailgun",
     "verify_sendgrid",
     "verify_standard_webhook",
+    "verify_telnyx",
     "verify_twilio",
 ]
 
 TWILIO_SIGNATURE_HEADER: Final = "X-Twilio-Signature"
 SENDGRID_SIGNATURE_HEADER: Final = "X-Twilio-Email-Event-Webhook-Signature"
 SENDGRID_TIMESTAMP_HEADER: Final = "X-Twilio-Email-Event-Webhook-Timestamp"
+TELNYX_SIGNATURE_HEADER: Final = "telnyx-signature-ed25519"
+TELNYX_TIMESTAMP_HEADER: Final = "telnyx-timestamp"
 
 _WHSEC_PREFIX: Final = "whsec_"
 #: Seconds a Mailgun timestamp may be off. Wider than SendGrid's five minutes: Mailgun warns that
@@ -117,18 +125,33 @@ def verify_sendgrid(
     tolerance: float = 300,
 ) -> bool:
     """Check an Event Webhook POST; stale or future timestamps fail to stop replays."""
+
+    def check(stamp: str, raw_signature: bytes) -> None:
+        public_key = serialization.load_der_public_key(_b64decode(public_key_b64_der))
+        if not isinstance(public_key, ec.EllipticCurvePublicKey):
+            raise ValueError("not an EC public key")
+        public_key.verify(raw_signature, stamp.encode() + payload, ec.ECDSA(hashes.SHA256()))
+
+    return _timestamped(timestamp, signature, check, now=now, tolerance=tolerance)
+
+
+def _timestamped(
+    timestamp: str | None,
+    signature: str | None,
+    check: Callable[[str, bytes], None],
+    *,
+    now: float,
+    tolerance: float,
+) -> bool:
+    """The frame of the schemes that sign a timestamp with the raw body: both present, the
+    timestamp fresh (an old request replayed, or one dated ahead, is refused even with a valid
+    signature), and ``check(timestamp, the decoded signature)`` not raising. Whatever garbage
+    comes in, the answer is False, never an error."""
     if not timestamp or not signature or not _fresh(timestamp, now, tolerance):
         return False
     try:
-        public_key = serialization.load_der_public_key(_b64decode(public_key_b64_der))
-        raw_signature = _b64decode(signature)
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        return False
-    if not isinstance(public_key, ec.EllipticCurvePublicKey):
-        return False
-    try:
-        public_key.verify(raw_signature, timestamp.encode() + payload, ec.ECDSA(hashes.SHA256()))
-    except (InvalidSignature, ValueError):
+        check(timestamp, _b64decode(signature))
+    except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
         return False
     return True
 
@@ -186,6 +209,64 @@ def verify_mailgun(
         return False
     expected = mailgun_signature(signing_key, timestamp, token)
     return hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace"))
+
+
+# --- Telnyx ---------------------------------------------------------------------------------
+
+
+def generate_telnyx_keypair() -> tuple[str, str]:
+    """A fresh Ed25519 key pair: (base64 private key, base64 public key), each its 32 raw
+    bytes, the shape in which Telnyx shows an account's public key."""
+    private_key = ed25519.Ed25519PrivateKey.generate()
+    raw = private_key.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+    return base64.b64encode(raw).decode(), _ed25519_public_b64(private_key)
+
+
+def telnyx_public_key(private_key_b64: str) -> str:
+    """The base64 public key matching a base64 (32 raw bytes) Ed25519 private key."""
+    return _ed25519_public_b64(_ed25519_private(private_key_b64))
+
+
+def telnyx_sign(private_key_b64: str, timestamp: str, payload: bytes) -> str:
+    """Base64 Ed25519 signature over ``{timestamp}|`` followed by the raw request body."""
+    signature = _ed25519_private(private_key_b64).sign(_telnyx_signed(timestamp, payload))
+    return base64.b64encode(signature).decode()
+
+
+def verify_telnyx(
+    public_key_b64: str,
+    timestamp: str | None,
+    payload: bytes,
+    signature: str | None,
+    *,
+    now: float,
+    tolerance: float = 300,
+) -> bool:
+    """Check a Telnyx webhook (``telnyx-signature-ed25519`` over ``telnyx-timestamp`` and the
+    raw body); a timestamp more than ``tolerance`` seconds off fails, to stop replays."""
+
+    def check(stamp: str, raw_signature: bytes) -> None:
+        public_key = ed25519.Ed25519PublicKey.from_public_bytes(_b64decode(public_key_b64))
+        public_key.verify(raw_signature, _telnyx_signed(stamp, payload))
+
+    return _timestamped(timestamp, signature, check, now=now, tolerance=tolerance)
+
+
+def _telnyx_signed(timestamp: str, payload: bytes) -> bytes:
+    return timestamp.encode() + b"|" + payload
+
+
+def _ed25519_private(private_key_b64: str) -> ed25519.Ed25519PrivateKey:
+    return ed25519.Ed25519PrivateKey.from_private_bytes(_b64decode(private_key_b64))
+
+
+def _ed25519_public_b64(private_key: ed25519.Ed25519PrivateKey) -> str:
+    raw = private_key.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
+    return base64.b64encode(raw).decode()
 
 
 # --- Standard Webhooks (generic JSON provider format) ---------------------------------------

@@ -21,17 +21,17 @@ from gateway.services.ports import (
 from providers.http import (
     ProviderResponse,
     ProviderSession,
-    TransportError,
+    answered,
     basic_auth,
+    callback_url,
     json_object,
     loggable_url,
-    logged_transport_error,
-    missing_id_error,
     parse_retry_after,
+    receipt,
     response_summary,
     server_error,
 )
-from providers.webhooks.twilio import status_report_key, twilio_failure, twilio_status
+from providers.webhooks.twilio import TWILIO_STATUSES
 
 __all__ = ["TwilioProvider"]
 
@@ -78,10 +78,8 @@ class TwilioProvider:
         return f"TwilioProvider(url={loggable_url(self._messages_url)!r})"
 
     def status_callback_for(self, message: Message) -> str:
-        """Our status webhook with the message id: a callback that overtakes the recording
-        of the sid (it can arrive before the worker commits) still finds its message."""
-        separator = "&" if "?" in self._status_callback_url else "?"
-        return f"{self._status_callback_url}{separator}mid={message.id.hex}"
+        """Our status webhook with the message id (see :func:`callback_url`)."""
+        return callback_url(self._status_callback_url, message.id)
 
     async def send(self, message: Message) -> ProviderReceipt:
         form = [("To", message.recipient), ("From", message.sender)]
@@ -89,14 +87,15 @@ class TwilioProvider:
             form.append(("Body", message.body))
         form.extend(("MediaUrl", url) for url in message.attachments)
         form.append(("StatusCallback", self.status_callback_for(message)))
-        try:
-            response = await self._client.post(
+        response = await answered(
+            log,
+            self.name,
+            self._client.post(
                 self._messages_url, body=urlencode(form).encode(), headers=self._headers
-            )
-        except TransportError as exc:
-            raise logged_transport_error(
-                log, "provider_transport_error", self.name, exc, message_id=str(message.id)
-            ) from exc
+            ),
+            "provider_transport_error",
+            message_id=str(message.id),
+        )
         if response.is_success:
             return self._receipt(message, response)
         raise self._failure(message, response)
@@ -104,16 +103,13 @@ class TwilioProvider:
     async def lookup(self, provider_message_id: str) -> ProviderLookup:
         """Fetch the Message resource (``GET .../Messages/{Sid}.json``) and read its status."""
         url = f"{self._messages}/{quote(provider_message_id, safe='')}.json"
-        try:
-            response = await self._client.get(url, headers=self._lookup_headers)
-        except TransportError as exc:
-            raise logged_transport_error(
-                log,
-                "provider_lookup_failed",
-                self.name,
-                exc,
-                provider_message_id=provider_message_id,
-            ) from exc
+        response = await answered(
+            log,
+            self.name,
+            self._client.get(url, headers=self._lookup_headers),
+            "provider_lookup_failed",
+            provider_message_id=provider_message_id,
+        )
         payload = json_object(response)
         if response.is_success and payload is not None:
             return _lookup(provider_message_id, payload)
@@ -124,18 +120,16 @@ class TwilioProvider:
         )
 
     def _receipt(self, message: Message, response: ProviderResponse) -> ProviderReceipt:
-        payload = json_object(response)
-        sid = payload.get("sid") if payload is not None else None
-        if not isinstance(sid, str) or not sid:
-            raise missing_id_error(log, self.name, response, "a message sid")
-        log.info(
-            "provider_accepted",
-            provider=self.name,
-            message_id=str(message.id),
-            provider_message_id=sid,
-            provider_status=payload.get("status") if payload is not None else None,
+        payload = json_object(response) or {}
+        return receipt(
+            log,
+            self.name,
+            message.id,
+            response,
+            payload.get("sid"),
+            "a message sid",
+            provider_status=payload.get("status"),
         )
-        return ProviderReceipt(self.name, sid)
 
     def _failure(self, message: Message, response: ProviderResponse) -> Exception:
         return self._refusal(
@@ -175,23 +169,8 @@ class TwilioProvider:
 
 
 def _lookup(sid: str, resource: dict[str, Any]) -> ProviderLookup:
-    raw_status = resource.get("status")
-    provider_status = raw_status.strip().lower() if isinstance(raw_status, str) else ""
-    try:
-        status = twilio_status(provider_status)
-    except KeyError:
-        # A status Twilio added after this was written: nothing we can settle by.
-        return ProviderLookup("twilio", sid, found=True, provider_status=provider_status or None)
     raw_code = resource.get("error_code")
     error_code = str(raw_code) if isinstance(raw_code, int | str) and raw_code != "" else None
     raw_message = resource.get("error_message")
     error_message = raw_message if isinstance(raw_message, str) and raw_message else None
-    return ProviderLookup(
-        "twilio",
-        sid,
-        found=True,
-        provider_status=provider_status,
-        status=status,
-        error=twilio_failure(provider_status, error_code, error_message),
-        report_key=status_report_key(sid, provider_status),
-    )
+    return TWILIO_STATUSES.lookup(sid, resource.get("status"), error_code, error_message)

@@ -42,6 +42,7 @@ from providers.webhooks.generic import EMAIL_ROUTE, SMS_ROUTE
 from providers.webhooks.mailgun import EVENTS_ROUTE as MAILGUN_EVENTS
 from providers.webhooks.mailgun import INBOUND_ROUTE as MAILGUN_INBOUND
 from providers.webhooks.sendgrid import EVENTS_ROUTE, INBOUND_ROUTE
+from providers.webhooks.telnyx import MESSAGING_ROUTE as TELNYX_ROUTE
 from providers.webhooks.twilio import MESSAGES_ROUTE, STATUS_ROUTE
 from workers.webhook_spool import RedisWebhookSpool
 
@@ -185,6 +186,7 @@ PATHS: Final = {
     "/webhooks/sendgrid/inbound": INBOUND_ROUTE,
     "/webhooks/mailgun/events": MAILGUN_EVENTS,
     "/webhooks/mailgun/inbound": MAILGUN_INBOUND,
+    "/webhooks/telnyx": TELNYX_ROUTE,
     "/api/webhooks/sms": SMS_ROUTE,
     "/api/webhooks/email": EMAIL_ROUTE,
 }

@@ -1,4 +1,5 @@
-"""A local stand-in for Twilio's, SendGrid's and Mailgun's HTTP APIs, in their wire formats.
+"""A local stand-in for the vendors' HTTP APIs (Twilio, SendGrid, Mailgun, Telnyx), in their
+wire formats.
 
 The real adapters talk to it over HTTP; it answers like the vendors, sends signed status
 callbacks after a delay, and fails on demand (429 / 500 / timeouts, per-recipient rules,

@@ -24,6 +24,7 @@ from providers.sandbox_app.config import SandboxConfig
 from providers.sandbox_app.core import Sandbox
 from providers.sandbox_app.mailgun_api import MailgunApi
 from providers.sandbox_app.sendgrid_api import SendGridApi
+from providers.sandbox_app.telnyx_api import TelnyxApi
 from providers.sandbox_app.twilio_api import TwilioApi
 
 __all__ = ["CONTROL_TOKEN_HEADER", "create_sandbox_app", "serving_app"]
@@ -72,6 +73,7 @@ def create_sandbox_app(config: SandboxConfig, client: ProviderSession | None = N
     twilio = TwilioApi(sandbox)
     sendgrid = SendGridApi(sandbox)
     mailgun = MailgunApi(sandbox)
+    telnyx = TelnyxApi(sandbox)
 
     async def list_requests(request: Request) -> Response:
         return JSONResponse(
@@ -127,6 +129,8 @@ def create_sandbox_app(config: SandboxConfig, client: ProviderSession | None = N
             Route("/v3/messages/{msg_id}", sendgrid.activity.fetch_message, methods=["GET"]),
             Route("/v3/{domain}/messages", mailgun.send_message, methods=["POST"]),
             Route("/v3/{domain}/events", mailgun.list_events, methods=["GET"]),
+            Route("/v2/messages", telnyx.create_message, methods=["POST"]),
+            Route("/v2/messages/{message_id}", telnyx.fetch_message, methods=["GET"]),
             Route("/control/requests", _guarded(list_requests, sandbox), methods=["GET"]),
             Route("/control/config", _guarded(show_config, sandbox), methods=["GET"]),
             Route("/control/config", _guarded(change_config, sandbox), methods=["POST"]),

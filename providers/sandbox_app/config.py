@@ -9,7 +9,12 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from gateway.settings import Settings
-from providers.signatures import generate_sendgrid_keypair, sendgrid_public_key
+from providers.signatures import (
+    generate_sendgrid_keypair,
+    generate_telnyx_keypair,
+    sendgrid_public_key,
+    telnyx_public_key,
+)
 
 __all__ = ["INJECTABLE_FIELDS", "VENDORS", "VENDOR_FIELDS", "SandboxConfig", "normalize_recipients"]
 
@@ -38,7 +43,7 @@ INJECTABLE_FIELDS: Final = frozenset(
     }
 )
 #: The vendors the sandbox stands in for.
-VENDORS: Final = ("twilio", "sendgrid", "mailgun")
+VENDORS: Final = ("twilio", "sendgrid", "mailgun", "telnyx")
 #: The fields one vendor may have its own values of (``POST /control/config`` with ``vendor``):
 #: one vendor in an outage while the others answer, say. The seed is one sequence for all.
 VENDOR_FIELDS: Final = INJECTABLE_FIELDS - {"seed", "event_webhook_url", "mailgun_webhook_url"}
@@ -98,6 +103,12 @@ class SandboxConfig:
     callback_backoff: float = 0.2
     #: Opens the control API to non-loopback clients that send it (X-Sandbox-Control-Token).
     control_token: str | None = field(default=None, repr=False)
+    telnyx_api_key: str = field(default="", repr=False)
+    #: Base64 Ed25519 private key Telnyx webhooks are signed with, and its public key.
+    telnyx_signing_key: str = field(default="", repr=False)
+    telnyx_public_key: str = ""
+    #: True when ``telnyx_signing_key`` was generated here: the gateway must be told its key.
+    telnyx_key_generated: bool = False
     #: Per vendor, the failure injection where it differs from the fields above, which hold
     #: for every vendor without a value of its own.
     vendors: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -111,6 +122,11 @@ class SandboxConfig:
         else:
             signing_key, public_key = generate_sendgrid_keypair()
             generated = True
+        if settings.sandbox_telnyx_signing_key:
+            telnyx_key = settings.sandbox_telnyx_signing_key
+            telnyx_public = telnyx_public_key(telnyx_key)
+        else:
+            telnyx_key, telnyx_public = generate_telnyx_keypair()
         public = settings.public_base_url.rstrip("/")
         event_url = settings.sandbox_event_webhook_url or public + EVENT_WEBHOOK_PATH
         return cls(
@@ -142,6 +158,10 @@ class SandboxConfig:
             lose_callbacks=settings.sandbox_lose_callbacks,
             key_generated=generated,
             control_token=settings.sandbox_control_token or None,
+            telnyx_api_key=settings.telnyx_api_key,
+            telnyx_signing_key=telnyx_key,
+            telnyx_public_key=telnyx_public,
+            telnyx_key_generated=not settings.sandbox_telnyx_signing_key,
         )
 
     def of(self, vendor: str) -> SandboxConfig:
@@ -165,6 +185,7 @@ class SandboxConfig:
             "twilio_account_sid": self.twilio_account_sid,
             "mailgun_domain": self.mailgun_domain,
             "public_key": self.public_key,
+            "telnyx_public_key": self.telnyx_public_key,
         }
 
     def snapshot(self) -> SandboxConfig:

@@ -52,7 +52,7 @@ class Sandbox:
     attachments, message_id, provider_id, outcome, ...); ``callbacks`` one per callback POST.
     ``messages`` holds what the vendors' lookup APIs show, per vendor by the vendor's id
     (Twilio Message resources by sid, SendGrid Email Activity records by msg_id, Mailgun
-    events by message id), updated as the messages move along.
+    events by message id, Telnyx message records by id), updated as the messages move along.
     """
 
     def __init__(self, config: SandboxConfig, client: ProviderSession | None = None) -> None:

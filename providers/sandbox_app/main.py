@@ -14,7 +14,7 @@ __all__ = ["run_sandbox"]
 async def run_sandbox(settings: Settings, host: str, port: int) -> None:
     """Serve until interrupted. Callbacks go to PUBLIC_BASE_URL's webhooks (or the
     configured event URLs); point the gateway's TWILIO_BASE_URL / SENDGRID_BASE_URL /
-    MAILGUN_BASE_URL here."""
+    MAILGUN_BASE_URL / TELNYX_BASE_URL here."""
     config = SandboxConfig.from_settings(settings)
     app = create_sandbox_app(config)
     if config.key_generated:
@@ -31,7 +31,13 @@ async def run_sandbox(settings: Settings, host: str, port: int) -> None:
             "MAILGUN_WEBHOOK_SIGNING_KEY here and in the gateway to have them verify",
             flush=True,
         )
-    print(f"sandbox: serving Twilio, SendGrid and Mailgun APIs on http://{host}:{port}", flush=True)
+    if config.telnyx_key_generated:
+        print(
+            "sandbox: generated a Telnyx signing key; configure the gateway with\n"
+            f"  TELNYX_PUBLIC_KEY={config.telnyx_public_key}",
+            flush=True,
+        )
+    print(f"sandbox: serving the vendors' APIs on http://{host}:{port}", flush=True)
     server = uvicorn.Server(
         uvicorn.Config(
             serving_app(app),

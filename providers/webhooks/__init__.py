@@ -25,6 +25,7 @@ from .sendgrid import (
     parse_sendgrid_events,
     parse_sendgrid_inbound,
 )
+from .telnyx import TelnyxWebhook, parse_telnyx
 from .twilio import (
     TwilioMessagesWebhook,
     TwilioStatusWebhook,
@@ -48,6 +49,7 @@ __all__ = [
     "parse_mailgun_inbound",
     "parse_sendgrid_events",
     "parse_sendgrid_inbound",
+    "parse_telnyx",
     "parse_twilio_inbound",
     "parse_twilio_status",
     "webhook_adapters",
@@ -59,10 +61,12 @@ def webhook_adapters(
     *,
     sendgrid_public_key: str | None,
     mailgun_signing_key: str | None = None,
+    telnyx_public_key: str | None = None,
 ) -> dict[str, WebhookAdapter]:
     """Every endpoint's adapter, by route name. ``sendgrid_public_key`` verifies the Event
     Webhook: the configured key, or the key of the sandbox standing in for SendGrid; likewise
-    ``mailgun_signing_key`` (unset: ``MAILGUN_WEBHOOK_SIGNING_KEY``) Mailgun's posts."""
+    ``mailgun_signing_key`` (unset: ``MAILGUN_WEBHOOK_SIGNING_KEY``) Mailgun's posts and
+    ``telnyx_public_key`` (unset: ``TELNYX_PUBLIC_KEY``) Telnyx's."""
     twilio = (settings.twilio_auth_token, settings.public_base_url)
     adapters: list[WebhookAdapter] = [
         TwilioStatusWebhook(*twilio),
@@ -70,6 +74,7 @@ def webhook_adapters(
         SendGridEventsWebhook(sendgrid_public_key),
         SendGridInboundWebhook(settings.sendgrid_inbound_token),
         *mailgun_webhooks(mailgun_signing_key or settings.mailgun_webhook_signing_key),
+        TelnyxWebhook(telnyx_public_key or settings.telnyx_public_key),
         GenericWebhook(SMS_ROUTE, parse_generic_sms, settings.generic_webhook_secret),
         GenericWebhook(EMAIL_ROUTE, parse_generic_email, settings.generic_webhook_secret),
     ]

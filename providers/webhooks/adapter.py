@@ -8,6 +8,7 @@ formats stay here, beside the parsers.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, Protocol
@@ -76,3 +77,39 @@ class WebhookAdapter(Protocol):
     async def parse(self, received: ReceivedWebhook, form: Form | None = None) -> Parsed:
         """Our records from a verified payload; PayloadError (a 400) for anything else."""
         ...
+
+
+class TimestampedVerifier(Protocol):
+    """A scheme that signs a timestamp header with the raw body (``verify_sendgrid``,
+    ``verify_telnyx``)."""
+
+    def __call__(
+        self,
+        key: str,
+        timestamp: str | None,
+        payload: bytes,
+        signature: str | None,
+        /,
+        *,
+        now: float,
+    ) -> bool: ...
+
+
+def check_timestamped(
+    request: WebhookRequest,
+    *,
+    signature_header: str,
+    timestamp_header: str,
+    key: str | None,
+    verify: TimestampedVerifier,
+    what: str,
+) -> None:
+    """Refused (401) without the signature or timestamp header, (403) unless they verify
+    with ``key``; None for ``key`` means nothing is configured, so every request is refused.
+    ``what`` names the webhook in the refusal's text."""
+    signature = request.headers.get(signature_header.lower())
+    timestamp = request.headers.get(timestamp_header.lower())
+    if not signature or not timestamp:
+        raise Refused(401, f"missing {what} signature headers")
+    if key is None or not verify(key, timestamp, request.body, signature, now=time.time()):
+        raise Refused(403, f"invalid {what} signature")

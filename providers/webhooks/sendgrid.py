@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import hmac
-import time
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -51,7 +50,7 @@ from ._fields import (
     require_str,
     without_query,
 )
-from .adapter import MAX_BODY, Answer, Refused, WebhookRequest
+from .adapter import MAX_BODY, Answer, Refused, WebhookRequest, check_timestamped
 from .forms import Form, form_pairs, multipart_fields
 from .records import PayloadError, ReceivedWebhook
 
@@ -60,8 +59,6 @@ EVENTS_ROUTE: Final = "sendgrid_events"
 INBOUND_ROUTE: Final = "sendgrid_inbound"
 # Inbound Parse posts the attachments too.
 INBOUND_MAX_BODY: Final = 30 << 20
-_SIGNATURE_HEADER: Final = SENDGRID_SIGNATURE_HEADER.lower()
-_TIMESTAMP_HEADER: Final = SENDGRID_TIMESTAMP_HEADER.lower()
 
 # SendGrid posts batches of a few hundred kilobytes; the bound is several times that so no
 # real batch is refused, while a runaway body cannot make us build millions of objects.
@@ -290,15 +287,14 @@ class SendGridEventsWebhook(_SendGridWebhook):
     ok: Answer = Answer(204)
 
     def verify(self, request: WebhookRequest) -> None:
-        signature = request.headers.get(_SIGNATURE_HEADER)
-        timestamp = request.headers.get(_TIMESTAMP_HEADER)
-        if not signature or not timestamp:
-            raise Refused(401, "missing SendGrid event webhook signature headers")
-        key = self._credential
-        if key is None or not verify_sendgrid(
-            key, timestamp, request.body, signature, now=time.time()
-        ):
-            raise Refused(403, "invalid SendGrid event webhook signature")
+        check_timestamped(
+            request,
+            signature_header=SENDGRID_SIGNATURE_HEADER,
+            timestamp_header=SENDGRID_TIMESTAMP_HEADER,
+            key=self._credential,
+            verify=verify_sendgrid,
+            what="SendGrid event webhook",
+        )
 
     async def parse(
         self, received: ReceivedWebhook, form: Form | None = None

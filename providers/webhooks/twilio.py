@@ -13,7 +13,6 @@ from typing import Final
 
 from gateway.domain.addresses import is_http_url
 from gateway.domain.channels import Channel
-from gateway.domain.records import DeliveryError
 from gateway.domain.reports import (
     KIND_DELIVERY_RECEIPT,
     KIND_PROVIDER_STATUS,
@@ -25,7 +24,6 @@ from providers.signatures import TWILIO_SIGNATURE_HEADER, verify_twilio
 
 from ._fields import (
     ATTACHMENTS_MAX,
-    compact,
     detail_text,
     get_str,
     identifier,
@@ -34,6 +32,7 @@ from ._fields import (
     require_str,
     text,
 )
+from ._statuses import VendorStatuses
 from .adapter import MAX_BODY, Answer, Refused, WebhookRequest
 from .forms import Form, decode_form, form_pairs
 from .records import PayloadError, ReceivedWebhook
@@ -79,9 +78,9 @@ _STATUSES: Final[Mapping[str, tuple[MessageStatus | None, str]]] = {
     "receiving": (None, KIND_PROVIDER_STATUS),
     "received": (None, KIND_PROVIDER_STATUS),
 }
-_FAILURES: Final = frozenset({"undelivered", "failed"})
-# Longest key above; a longer value cannot be a status, so it is refused before lower-casing.
-_STATUS_MAX: Final = max(len(key) for key in _STATUSES)
+TWILIO_STATUSES: Final = VendorStatuses(
+    PROVIDER, "Twilio", _STATUSES, frozenset({"undelivered", "failed"}), "MessageStatus"
+)
 _ERROR_CODE_MAX: Final = 64  # messages.error_code is VARCHAR(64)
 
 
@@ -89,65 +88,16 @@ def parse_twilio_status(form: Mapping[str, str], query: Mapping[str, str]) -> St
     """A status callback. ``query`` is the callback URL's query string, where the sender put
     our message id as ``mid`` (32 hex digits) so the callback finds its message directly."""
     sid = identifier(require_str(form, "MessageSid"), "MessageSid")
-    raw_status = require_str(form, "MessageStatus").strip()
-    provider_status = raw_status.lower() if len(raw_status) <= _STATUS_MAX else ""
-    if provider_status not in _STATUSES:
-        raise PayloadError("MessageStatus is not a known Twilio message status")
-    status, kind = _STATUSES[provider_status]
-
-    error_code = detail_text(form.get("ErrorCode"), _ERROR_CODE_MAX)
-    error_message = detail_text(form.get("ErrorMessage"))
-    return StatusReport(
-        provider=PROVIDER,
-        provider_message_id=sid,
-        message_id=our_message_id(query.get("mid")),
-        status=status,
-        kind=kind,
-        dedupe_key=status_report_key(sid, provider_status),
-        error=twilio_failure(provider_status, error_code, error_message),
-        detail=compact(
-            {
-                "provider": PROVIDER,
-                "providerMessageId": sid,
-                "providerStatus": provider_status,
-                "errorCode": error_code,
-                "errorMessage": error_message,
-                # The carrier's own "done" time (YYMMDDhhmm, zone unknown): kept as given.
-                "rawDlrDoneDate": detail_text(form.get("RawDlrDoneDate"), 32),
-            }
-        ),
+    provider_status = TWILIO_STATUSES.read(require_str(form, "MessageStatus"))
+    return TWILIO_STATUSES.report(
+        sid,
+        our_message_id(query.get("mid")),
+        provider_status,
+        detail_text(form.get("ErrorCode"), _ERROR_CODE_MAX),
+        detail_text(form.get("ErrorMessage")),
+        # The carrier's own "done" time (YYMMDDhhmm, zone unknown): kept as given.
+        rawDlrDoneDate=detail_text(form.get("RawDlrDoneDate"), 32),
     )
-
-
-def twilio_status(provider_status: str) -> MessageStatus | None:
-    """Our status for one of Twilio's MessageStatus values (lower case); None for one that
-    moves no status of ours. KeyError for a value Twilio does not document."""
-    return _STATUSES[provider_status][0]
-
-
-def twilio_failure(
-    provider_status: str, error_code: str | None, error_message: str | None
-) -> DeliveryError | None:
-    """The error a failure status carries; None for any other status.
-
-    An error code on a non-failure status (Twilio sends some as warnings) is kept in the
-    detail only: attaching it to a SENT or DELIVERED message would show it as failed.
-    """
-    if provider_status not in _FAILURES:
-        return None
-    return DeliveryError(
-        code=error_code or provider_status.upper(),
-        description=error_message
-        or (f"Twilio error {error_code}" if error_code else f"Twilio: {provider_status}"),
-        permanent=True,
-    )
-
-
-def status_report_key(sid: str, provider_status: str) -> str:
-    """The dedupe key of what Twilio reports as ``provider_status`` for ``sid``: the normalized
-    status, so "Delivered" and "delivered" are one report, whether it came by callback or by
-    looking the message up."""
-    return f"twilio:{sid}:{provider_status}"
 
 
 def parse_twilio_inbound(form: Mapping[str, str]) -> InboundMessage:

@@ -1,4 +1,5 @@
-"""The real Twilio, SendGrid and Mailgun adapters against the sandbox, over real loopback HTTP.
+"""The real Twilio, SendGrid, Mailgun and Telnyx adapters against the sandbox, over real
+loopback HTTP.
 
 Three uvicorn servers run in the test loop: the sandbox (both vendors' APIs), and a receiver
 that stands in for the gateway's webhooks (recording the signed callbacks) and serves
@@ -17,12 +18,13 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import httpx
 import orjson
 import pytest
 import structlog
+import telnyx
 from mailgun.security import SecurityGuard
 from starlette import types as asgi
 from starlette.applications import Starlette
@@ -32,6 +34,7 @@ from starlette.routing import Route
 
 from gateway.domain.channels import Channel, Direction
 from gateway.domain.records import Message
+from gateway.domain.reports import StatusReport
 from gateway.domain.statuses import MessageStatus
 from gateway.services.ports import (
     PermanentProviderError,
@@ -49,13 +52,19 @@ from providers.sendgrid import SendGridProvider
 from providers.signatures import (
     SENDGRID_SIGNATURE_HEADER,
     SENDGRID_TIMESTAMP_HEADER,
+    TELNYX_SIGNATURE_HEADER,
+    TELNYX_TIMESTAMP_HEADER,
     TWILIO_SIGNATURE_HEADER,
     generate_sendgrid_keypair,
+    generate_telnyx_keypair,
     verify_mailgun,
     verify_sendgrid,
+    verify_telnyx,
     verify_twilio,
 )
+from providers.telnyx import TelnyxProvider
 from providers.twilio import TwilioProvider
+from providers.webhooks.telnyx import parse_telnyx
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "integration-auth-token"
@@ -63,6 +72,8 @@ API_KEY = "SG.integration-key"
 MAILGUN_KEY = "key-integration-mailgun"
 MAILGUN_DOMAIN = "mg.integration.example"
 MAILGUN_SIGNING_KEY = "integration-webhook-signing-key"
+TELNYX_KEY = "KEY0123456789integration"
+TELNYX_PROFILE = "16fd2706-8baf-433b-82eb-8c7fada847da"
 SENDER = "+15005550006"
 PHONE = "+14155550100"
 READ_TIMEOUT = 0.5
@@ -92,6 +103,7 @@ class Receiver:
     twilio: list[Callback] = field(default_factory=list)
     sendgrid: list[Callback] = field(default_factory=list)
     mailgun: list[Callback] = field(default_factory=list)
+    telnyx: list[Callback] = field(default_factory=list)
     files: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     #: The request targets of file fetches, as they arrived on the wire.
     fetched: list[bytes] = field(default_factory=list)
@@ -100,6 +112,7 @@ class Receiver:
         self.twilio.clear()
         self.sendgrid.clear()
         self.mailgun.clear()
+        self.telnyx.clear()
         self.fetched.clear()
 
     def app(self) -> Starlette:
@@ -127,6 +140,12 @@ class Receiver:
             )
             return Response(status_code=200)
 
+        async def telnyx_webhook(request: Request) -> Response:
+            self.telnyx.append(
+                Callback(str(request.url), dict(request.headers), await request.body())
+            )
+            return Response(status_code=200)
+
         async def file(request: Request) -> Response:
             self.fetched.append(request.scope["raw_path"] + b"?" + request.scope["query_string"])
             found = self.files.get(request.path_params["name"])
@@ -145,11 +164,22 @@ class Receiver:
             # A 2xx that is not Twilio's JSON: a proxy answering for it, say.
             return PlainTextResponse("Created", status_code=201)
 
+        async def odd_telnyx(request: Request) -> Response:
+            # /odd/{status}/v2/messages: answers Telnyx would give only in trouble.
+            status = int(request.path_params["status"])
+            if status == 200:
+                return PlainTextResponse("OK", status_code=200)
+            code = "10008" if status == 408 else "10007"
+            body = {"errors": [{"code": code, "title": "Request timeout", "detail": "timed out"}]}
+            return Response(orjson.dumps(body), status_code=status)
+
         return Starlette(
             routes=[
                 Route("/twilio/status", twilio_status, methods=["POST"]),
                 Route("/sendgrid/events", sendgrid_events, methods=["POST"]),
                 Route("/mailgun/events", mailgun_events, methods=["POST"]),
+                Route("/telnyx", telnyx_webhook, methods=["POST"]),
+                Route("/odd/{status:int}/v2/messages", odd_telnyx, methods=["POST"]),
                 Route("/files/{name}", file, methods=["GET"]),
                 Route("/hops/{n:int}/{name}", hop, methods=["GET"]),
                 Route(
@@ -211,6 +241,21 @@ class World:
             status_callback_url=f"{self.receiver_url}/twilio/status",
         )
 
+    def telnyx(
+        self,
+        *,
+        api_key: str = TELNYX_KEY,
+        base_url: str | None = None,
+        profile: str | None = None,
+    ) -> TelnyxProvider:
+        return TelnyxProvider(
+            self.session,
+            base_url=base_url or self.sandbox_url,
+            api_key=api_key,
+            webhook_url=f"{self.receiver_url}/telnyx",
+            messaging_profile_id=profile,
+        )
+
     def sendgrid(
         self,
         *,
@@ -253,6 +298,7 @@ async def world() -> AsyncIterator[World]:
         mailgun_api_key=MAILGUN_KEY,
         mailgun_domain=MAILGUN_DOMAIN,
         mailgun_webhook_signing_key=MAILGUN_SIGNING_KEY,
+        telnyx_api_key=TELNYX_KEY,
         sandbox_callback_delay=0.02,
         sandbox_retry_after=2,
         # Far beyond the adapters' read timeout: the client must give up first.
@@ -603,6 +649,153 @@ async def test_mailgun_signatures_verify_under_the_official_sdk(env: World) -> N
     assert not guard.verify_webhook("another-key", *args)
 
 
+# --- Telnyx: happy paths --------------------------------------------------------------------
+
+
+def telnyx_report(body: bytes) -> StatusReport:
+    """What the gateway makes of a status webhook: its one report."""
+    parsed = parse_telnyx(body)
+    assert isinstance(parsed, list), parsed
+    [report] = parsed
+    return report
+
+
+def telnyx_events(env: World) -> list[dict[str, Any]]:
+    """The ``data`` of every Telnyx webhook the receiver got, each checked against the
+    sandbox's public key (and against a stranger's, which must fail)."""
+    _, stranger = generate_telnyx_keypair()
+    events = []
+    for post in env.receiver.telnyx:
+        timestamp = post.headers[TELNYX_TIMESTAMP_HEADER]
+        signature = post.headers[TELNYX_SIGNATURE_HEADER]
+        now = time.time()
+        key = env.config.telnyx_public_key
+        assert verify_telnyx(key, timestamp, post.body, signature, now=now)
+        assert not verify_telnyx(stranger, timestamp, post.body, signature, now=now)
+        assert not verify_telnyx(key, timestamp, post.body + b" ", signature, now=now)
+        events.append(orjson.loads(post.body)["data"])
+    return events
+
+
+async def test_telnyx_sms_returns_the_id_and_sends_signed_webhooks(env: World) -> None:
+    provider = env.telnyx(profile=TELNYX_PROFILE)
+    msg = sms(body="Your code is 654321")
+    receipt = await provider.send(msg)
+
+    assert receipt.provider == "telnyx"
+    assert uuid.UUID(receipt.provider_message_id)
+    [record] = env.sandbox.requests
+    assert record["vendor"] == "telnyx"
+    assert record["outcome"] == "accepted"
+    assert (record["to"], record["from"]) == (PHONE, SENDER)
+    assert record["body"] == "Your code is 654321"
+    assert record["media"] == []
+    assert record["message_id"] == msg.id.hex
+    assert record["provider_id"] == receipt.provider_message_id
+    assert record["webhook_url"] == f"{env.receiver_url}/telnyx?mid={msg.id.hex}"
+    found = env.sandbox.messages["telnyx"][receipt.provider_message_id]
+    assert (found["type"], found["messaging_profile_id"]) == ("SMS", TELNYX_PROFILE)
+
+    await env.sandbox.drain()
+    events = telnyx_events(env)
+    assert [e["event_type"] for e in events] == ["message.sent", "message.finalized"]
+    assert [e["payload"]["to"][0]["status"] for e in events] == ["sent", "delivered"]
+    for event in events:
+        assert event["payload"]["id"] == receipt.provider_message_id
+        assert event["payload"]["to"][0]["phone_number"] == PHONE
+        assert event["payload"]["from"]["phone_number"] == SENDER
+    # What the gateway makes of them: the message found by our id, carried in the signed body.
+    reports = [telnyx_report(post.body) for post in env.receiver.telnyx]
+    assert [r.status for r in reports] == [MessageStatus.SENT, MessageStatus.DELIVERED]
+    assert {r.message_id for r in reports} == {msg.id}
+    assert [c["http_status"] for c in env.sandbox.callbacks] == [200, 200]
+
+
+async def test_the_official_telnyx_sdk_verifies_the_sandbox_signatures(env: World) -> None:
+    """Our reading of Telnyx's scheme checked against Telnyx's own verifier."""
+    await env.telnyx().send(sms())
+    await env.sandbox.drain()
+    client = telnyx.Telnyx(api_key=TELNYX_KEY, public_key=env.config.telnyx_public_key)
+    posts = env.receiver.telnyx
+    assert len(posts) == 2
+    for post in posts:
+        event = client.webhooks.unwrap(post.body.decode(), headers=post.headers)
+        assert event.data.event_type in {"message.sent", "message.finalized"}
+    _, stranger = generate_telnyx_keypair()
+    other = telnyx.Telnyx(api_key=TELNYX_KEY, public_key=stranger)
+    with pytest.raises(ValueError, match="Signature verification failed"):
+        other.webhooks.unwrap(posts[0].body.decode(), headers=posts[0].headers)
+
+
+async def test_telnyx_mms_sends_every_media_url(env: World) -> None:
+    media = ("https://cdn.example.com/a.png", "https://cdn.example.com/b.jpg")
+    receipt = await env.telnyx().send(message(Channel.MMS, PHONE, body=None, attachments=media))
+
+    [record] = env.sandbox.requests
+    assert record["media"] == list(media)
+    assert record["body"] is None
+    found = env.sandbox.messages["telnyx"][receipt.provider_message_id]
+    assert found["type"] == "MMS"
+    assert found["messaging_profile_id"] is None
+    await env.sandbox.drain()
+    assert [e["payload"]["to"][0]["status"] for e in telnyx_events(env)] == ["sent", "delivered"]
+
+
+async def test_telnyx_undeliverable_recipient_is_finalized_as_delivery_failed(env: World) -> None:
+    env.config.undeliverable_recipients = {PHONE}
+    await env.telnyx().send(sms())
+
+    await env.sandbox.drain()
+    events = telnyx_events(env)
+    assert [e["payload"]["to"][0]["status"] for e in events] == ["sent", "delivery_failed"]
+    assert events[-1]["payload"]["errors"][0]["code"] == "40008"
+    report = telnyx_report(env.receiver.telnyx[-1].body)
+    assert report.status is MessageStatus.UNDELIVERED
+    assert report.error is not None and report.error.code == "40008"
+
+
+async def test_telnyx_invalid_recipient_is_permanent_40310(env: World) -> None:
+    env.config.invalid_recipients = {PHONE}
+    with pytest.raises(PermanentProviderError) as caught:
+        await env.telnyx().send(sms())
+    assert caught.value.code == "40310"
+    assert "'to' address" in caught.value.description
+    assert env.sandbox.requests[-1]["outcome"] == "invalid_recipient"
+    await env.sandbox.drain()
+    assert env.receiver.telnyx == []
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "ambiguous"),
+    [
+        (408, "10008", True),
+        (502, "10007", True),
+        (503, "10007", False),
+        (200, "INVALID_RESPONSE", True),
+    ],
+)
+async def test_telnyx_answers_in_trouble_are_transient(
+    env: World, status: int, code: str, ambiguous: bool
+) -> None:
+    # 408: Telnyx gave up on a request it had read; 502: a proxy may have passed it on; 200
+    # without Telnyx's JSON: something took it. Each may have created the message.
+    provider = env.telnyx(base_url=f"{env.receiver_url}/odd/{status}")
+    with pytest.raises(TransientProviderError) as caught:
+        await provider.send(sms())
+    assert (caught.value.code, caught.value.ambiguous) == (code, ambiguous)
+
+
+async def test_one_vendor_in_outage_while_the_other_answers(env: World) -> None:
+    env.sandbox.configure({"vendor": "telnyx", "outage": True})
+    with pytest.raises(TransientProviderError):
+        await env.telnyx().send(sms())
+    await env.twilio().send(sms())
+    assert [(r["vendor"], r["outcome"]) for r in env.sandbox.requests] == [
+        ("telnyx", "outage"),
+        ("twilio", "accepted"),
+    ]
+
+
 # --- error mapping --------------------------------------------------------------------------
 
 Send = Callable[[World], Awaitable[ProviderReceipt]]
@@ -620,9 +813,21 @@ async def send_mailgun(env: World) -> ProviderReceipt:
     return await env.mailgun().send(email())
 
 
+async def send_telnyx(env: World) -> ProviderReceipt:
+    return await env.telnyx().send(sms())
+
+
 VENDORS = pytest.mark.parametrize(
-    "send", [send_twilio, send_sendgrid, send_mailgun], ids=["twilio", "sendgrid", "mailgun"]
+    "send",
+    [send_twilio, send_sendgrid, send_mailgun, send_telnyx],
+    ids=["twilio", "sendgrid", "mailgun", "telnyx"],
 )
+#: The vendors of SMS and MMS, the others' channel being e-mail.
+PHONE_VENDORS: Final = ("twilio", "telnyx")
+
+
+def message_for(vendor: str) -> Message:
+    return sms() if vendor in PHONE_VENDORS else email()
 
 
 async def test_twilio_invalid_recipient_is_permanent_21211(env: World) -> None:
@@ -668,8 +873,9 @@ async def test_rate_limited_is_transient_with_retry_after(env: World, send: Send
     env.config.rate_429 = 1.0
     with pytest.raises(TransientProviderError) as caught:
         await send(env)
+    # Telnyx's 429 carries x-ratelimit-reset, the others Retry-After: the same 2 seconds.
     assert caught.value.retry_after == pytest.approx(2.0, abs=1.0)
-    assert caught.value.code in {"20429", "429"}
+    assert caught.value.code in {"20429", "429", "10011"}
     assert not caught.value.ambiguous
     assert env.sandbox.requests[-1]["outcome"] == "rate_limited"
 
@@ -678,8 +884,8 @@ async def test_rate_limited_is_transient_with_retry_after(env: World, send: Send
 @pytest.mark.parametrize(
     ("fault", "value", "codes", "outcome"),
     [
-        ("rate_500", 1.0, {"20500", "500"}, "server_error"),
-        ("outage", True, {"20503", "503"}, "outage"),
+        ("rate_500", 1.0, {"20500", "500", "10007"}, "server_error"),
+        ("outage", True, {"20503", "503", "10007"}, "outage"),
     ],
     ids=["server_error", "outage"],
 )
@@ -711,7 +917,8 @@ async def test_timeout_is_transient_and_ambiguous(env: World, send: Send) -> Non
     # The sandbox created nothing: no callbacks follow.
     await env.sandbox.drain()
     assert record["provider_id"] is None
-    assert env.receiver.twilio == [] and env.receiver.sendgrid == [] and env.receiver.mailgun == []
+    receivers = (env.receiver.twilio, env.receiver.sendgrid, env.receiver.mailgun)
+    assert receivers == ([], [], []) and env.receiver.telnyx == []
 
 
 @VENDORS
@@ -727,10 +934,17 @@ async def test_a_slow_answer_within_the_read_timeout_is_a_success(env: World, se
 
 def vendor_provider(
     env: World, vendor: str, **kwargs: Any
-) -> TwilioProvider | SendGridProvider | MailgunProvider:
+) -> TwilioProvider | SendGridProvider | MailgunProvider | TelnyxProvider:
     if vendor == "twilio":
         return env.twilio(**kwargs)
+    if vendor == "telnyx":
+        return env.telnyx(**kwargs)
     return env.sendgrid(**kwargs) if vendor == "sendgrid" else env.mailgun(**kwargs)
+
+
+def secret_name(vendor: str) -> str:
+    """The keyword under which ``vendor``'s adapter takes its secret."""
+    return "auth_token" if vendor == "twilio" else "api_key"
 
 
 @pytest.mark.parametrize(
@@ -739,26 +953,26 @@ def vendor_provider(
         ("twilio", "not-the-token", "20003"),
         ("sendgrid", "SG.wrong", "401"),
         ("mailgun", "key-wrong", "401"),
+        ("telnyx", "KEYwrong", "10009"),
     ],
 )
 async def test_wrong_credentials_are_permanent(
     env: World, vendor: str, secret: str, code: str
 ) -> None:
-    credential = {"twilio": "auth_token"}.get(vendor, "api_key")
-    provider = vendor_provider(env, vendor, **{credential: secret})
+    provider = vendor_provider(env, vendor, **{secret_name(vendor): secret})
     with pytest.raises(PermanentProviderError) as caught:
-        await provider.send(sms() if vendor == "twilio" else email())
+        await provider.send(message_for(vendor))
     assert caught.value.code == code
     assert secret not in str(caught.value)
     assert env.sandbox.requests[-1]["outcome"] == "unauthorized"
 
 
-@pytest.mark.parametrize("vendor", ["twilio", "sendgrid", "mailgun"])
+@pytest.mark.parametrize("vendor", ["twilio", "sendgrid", "mailgun", "telnyx"])
 async def test_unreachable_provider_is_transient_not_ambiguous(env: World, vendor: str) -> None:
     nobody = f"http://127.0.0.1:{free_port()}"
     provider = vendor_provider(env, vendor, base_url=nobody)
     with pytest.raises(TransientProviderError) as caught:
-        await provider.send(sms() if vendor == "twilio" else email())
+        await provider.send(message_for(vendor))
     assert caught.value.code == "CONNECTERROR"
     assert not caught.value.ambiguous
 
@@ -769,6 +983,7 @@ async def test_credentials_stay_out_of_logs_errors_and_reprs(env: World, send: S
         AUTH_TOKEN,
         API_KEY,
         MAILGUN_KEY,
+        TELNYX_KEY,
         base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()),
         base64.b64encode(f"api:{MAILGUN_KEY}".encode()),
     )
@@ -776,7 +991,9 @@ async def test_credentials_stay_out_of_logs_errors_and_reprs(env: World, send: S
         repr(env.twilio()),
         repr(env.sendgrid()),
         repr(env.mailgun()),
+        repr(env.telnyx()),
         repr(env.session),
+        repr(env.config),
     ]
     with structlog.testing.capture_logs() as logs:
         for fault in ("rate_429", "rate_500", "rate_timeout"):
@@ -1029,51 +1246,65 @@ def test_config_from_settings_normalizes_and_derives_the_public_key() -> None:
 # --- lookups (reconciliation) ---------------------------------------------------------------
 
 
-async def test_twilio_lookup_reads_the_message_resource_as_it_moves(env: World) -> None:
-    provider = env.twilio()
+@pytest.mark.parametrize("vendor", PHONE_VENDORS)
+async def test_lookup_reads_the_message_as_it_moves(env: World, vendor: str) -> None:
+    provider = vendor_provider(env, vendor)
     env.config.callback_delay = 0.3
     receipt = await provider.send(sms())
-    sid = receipt.provider_message_id
+    vendor_id = receipt.provider_message_id
 
-    early = await provider.lookup(sid)
+    early = await provider.lookup(vendor_id)
     assert (early.found, early.provider_status, early.status) == (True, "queued", None)
     await env.sandbox.drain()
-    late = await provider.lookup(sid)
+    late = await provider.lookup(vendor_id)
     assert late.found and late.provider_status == "delivered"
     assert late.status is MessageStatus.DELIVERED
     assert late.error is None
-    # The key a "delivered" status callback for this sid has: either is a duplicate of the other.
-    assert late.report_key == f"twilio:{sid}:delivered"
+    # The key a callback saying "delivered" for this id has: either is a duplicate of the other.
+    assert late.report_key == f"{vendor}:{vendor_id}:delivered"
 
 
-async def test_twilio_lookup_of_an_undelivered_message_carries_its_error(env: World) -> None:
+@pytest.mark.parametrize(
+    ("vendor", "status", "code"),
+    [("twilio", "undelivered", "30003"), ("telnyx", "delivery_failed", "40008")],
+)
+async def test_lookup_of_an_undelivered_message_carries_its_error(
+    env: World, vendor: str, status: str, code: str
+) -> None:
     env.config.undeliverable_recipients = {PHONE}
-    provider = env.twilio()
+    provider = vendor_provider(env, vendor)
     receipt = await provider.send(sms())
     await env.sandbox.drain()
     found = await provider.lookup(receipt.provider_message_id)
-    assert found.status is MessageStatus.UNDELIVERED
-    assert found.error is not None and found.error.code == "30003"
+    assert (found.provider_status, found.status) == (status, MessageStatus.UNDELIVERED)
+    assert found.error is not None and found.error.code == code
 
 
-async def test_twilio_lookup_of_an_unknown_sid_is_not_found(env: World) -> None:
-    found = await env.twilio().lookup("SM" + "0" * 32)
-    assert not found.found and found.status is None and found.report_key is None
-
-
-async def test_twilio_lookup_failures_are_classified_like_sends(env: World) -> None:
-    provider = env.twilio()
+@pytest.mark.parametrize(
+    ("vendor", "unknown", "outage", "refused"),
+    [
+        ("twilio", "SM" + "0" * 32, "20503", "20003"),
+        ("telnyx", "5e2ab3a4-2f5c-4a4e-9d3c-000000000000", "10007", "10009"),
+    ],
+)
+async def test_lookup_of_an_unknown_id_and_failures_classified_like_sends(
+    env: World, vendor: str, unknown: str, outage: str, refused: str
+) -> None:
+    provider = vendor_provider(env, vendor)
+    missing = await provider.lookup(unknown)
+    assert not missing.found and missing.status is None and missing.report_key is None
     receipt = await provider.send(sms())
     env.config.outage = True
-    with pytest.raises(TransientProviderError) as outage:
+    with pytest.raises(TransientProviderError) as down:
         await provider.lookup(receipt.provider_message_id)
-    assert outage.value.code == "20503"
+    assert down.value.code == outage
     env.config.outage = False
-    with pytest.raises(PermanentProviderError) as refused:
-        await env.twilio(auth_token="not-the-token").lookup(receipt.provider_message_id)
-    assert refused.value.code == "20003"
-    assert "not-the-token" not in str(refused.value)
-    assert AUTH_TOKEN not in repr(provider)
+    with pytest.raises(PermanentProviderError) as wrong:
+        other = vendor_provider(env, vendor, **{secret_name(vendor): "not-the-secret"})
+        await other.lookup(receipt.provider_message_id)
+    assert wrong.value.code == refused
+    assert "not-the-secret" not in str(wrong.value)
+    assert AUTH_TOKEN not in repr(provider) and TELNYX_KEY not in repr(provider)
 
 
 async def test_sendgrid_lookup_finds_the_message_by_its_x_message_id(env: World) -> None:

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from gateway.domain.channels import Channel
 from gateway.entry.bootstrap.api import bootstrap_api
-from gateway.entry.bootstrap.shared import ConfigurationError
+from gateway.entry.bootstrap.shared import ConfigurationError, verify_providers
 from gateway.entry.bootstrap.worker import bootstrap_worker
 from gateway.settings import Settings
 from harness.servers import PostgresServer, RedisServer
@@ -49,6 +50,45 @@ async def test_the_embedded_api_runs_the_worker_and_the_sandbox_in_its_process(
         assert api.sendgrid_public_key == api.sandbox_config.public_key
     finally:
         await api.close()
+
+
+async def test_telnyx_carries_sms_after_twilio_and_verifies_with_the_sandbox_key(
+    tmp_path: Path,
+) -> None:
+    api = bootstrap_api(
+        Settings(data_dir=tmp_path, sms_providers="twilio,telnyx", mms_providers="telnyx")
+    )
+    try:
+        assert api.deliveries is not None
+        registry = api.deliveries.registry
+        assert [p.name for p, _ in registry.candidates(Channel.SMS)] == ["twilio", "telnyx"]
+        assert [p.name for p, _ in registry.candidates(Channel.MMS)] == ["telnyx"]
+        assert api.sandbox_config is not None
+        assert api.telnyx_public_key == api.sandbox_config.telnyx_public_key
+        assert api.webhook_adapters["telnyx_messaging"].source == "telnyx"
+    finally:
+        await api.close()
+
+
+@pytest.mark.parametrize(
+    ("setting", "vendor"),
+    [("email_providers", "sendgrid"), ("email_providers", "mailgun"), ("sms_providers", "telnyx")],
+)
+def test_production_refuses_a_vendor_without_its_api_key(
+    tmp_path: Path, setting: str, vendor: str
+) -> None:
+    # Every other vendor points at a stand-in: only this one's key can be missing.
+    stand_ins = {
+        f"{other}_base_url": "http://127.0.0.1:9"
+        for other in ("twilio", "sendgrid", "mailgun", "telnyx")
+        if other != vendor
+    }
+    production = Settings(
+        data_dir=tmp_path, redis_url="redis://127.0.0.1:9/0", **{setting: vendor}, **stand_ins
+    )
+    with pytest.raises(ConfigurationError, match=f"{vendor.upper()}_API_KEY"):
+        verify_providers(production)
+    verify_providers(production.model_copy(update={f"{vendor}_api_key": "real-key"}))
 
 
 async def test_the_embedded_worker_can_be_switched_off(tmp_path: Path) -> None:

@@ -242,6 +242,14 @@ async def wait_for(
     raise AssertionError(f"message never became {what}: {message}")
 
 
+async def unchanged(tenant: Tenant, message: dict[str, Any]) -> None:
+    """The message is still SENT, with no event past those ``message`` shows: what was
+    refused or could not apply changed nothing."""
+    after = await fetch(tenant, message["id"])
+    assert after["status"] == "SENT"
+    assert after["events"] == message["events"]
+
+
 def is_sent(message: dict[str, Any]) -> bool:
     return message["status"] == "SENT" and bool(message["providerMessageId"])
 
@@ -461,9 +469,7 @@ async def test_twilio_status_refuses_missing_and_wrong_signatures_without_change
     )
     assert moved.status_code == 403, moved.text
 
-    after = await fetch(tenant, message["id"])
-    assert after["status"] == "SENT"
-    assert after["events"] == message["events"]
+    await unchanged(tenant, message)
 
     # The refused deliveries did not use up the report: the genuine one still applies.
     genuine = await twilio_status(hooks, message, "delivered")
@@ -558,9 +564,7 @@ async def test_twilio_malformed_status_is_400_naming_the_field(hooks: Hooks) -> 
         response = await post_twilio(hooks, "/webhooks/twilio/status", params, query=query)
         assert response.status_code == 400, (params, response.text)
         assert field in response.json()["error"], (params, response.text)
-    after = await fetch(tenant, message["id"])
-    assert after["status"] == "SENT"
-    assert after["events"] == message["events"]
+    await unchanged(tenant, message)
 
 
 async def test_twilio_concurrent_duplicate_callbacks_apply_once(hooks: Hooks) -> None:
@@ -1048,9 +1052,7 @@ async def test_sendgrid_refuses_missing_stale_and_forged_signatures(hooks: Hooks
     )
     assert garbage.status_code == 403, garbage.text
 
-    after = await fetch(tenant, message["id"])
-    assert after["status"] == "SENT"
-    assert after["events"] == message["events"]
+    await unchanged(tenant, message)
     # None of the refused posts used up the event.
     genuine = await post_sendgrid(hooks, body)
     assert genuine.status_code == 204, genuine.text
@@ -1074,9 +1076,7 @@ async def test_sendgrid_malformed_events_are_400_after_a_valid_signature(hooks: 
     assert no_id.status_code == 400, no_id.text
     assert "sg_event_id" in no_id.json()["error"]
 
-    after = await fetch(tenant, message["id"])
-    assert after["status"] == "SENT"
-    assert after["events"] == message["events"]
+    await unchanged(tenant, message)
 
 
 # --- SendGrid Inbound Parse -----------------------------------------------------------------

@@ -6,17 +6,23 @@ import base64
 import hashlib
 import hmac
 import time
+from collections.abc import Callable
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from providers.signatures import (
     generate_sendgrid_keypair,
+    generate_telnyx_keypair,
     sendgrid_public_key,
     sendgrid_sign,
     standard_webhook_sign,
+    telnyx_public_key,
+    telnyx_sign,
     twilio_signature,
     verify_sendgrid,
     verify_standard_webhook,
+    verify_telnyx,
     verify_twilio,
 )
 
@@ -159,37 +165,59 @@ def test_sendgrid_tampered_body_fails(keypair: tuple[str, str]) -> None:
     assert not verify_sendgrid(public_key, timestamp, tampered, signature, now=NOW)
 
 
+Sign = Callable[[str, str, bytes], str]
+Verify = Callable[..., bool]
+#: The schemes that sign a timestamp header with the raw body: key pair, signer, verifier.
+TIMESTAMPED = pytest.mark.parametrize(
+    ("keypair_of", "sign", "verify"),
+    [
+        (generate_sendgrid_keypair, sendgrid_sign, verify_sendgrid),
+        (generate_telnyx_keypair, telnyx_sign, verify_telnyx),
+    ],
+    ids=["sendgrid", "telnyx"],
+)
+
+
+@TIMESTAMPED
 @pytest.mark.parametrize("age", [301.0, -301.0, 86_400.0])
-def test_sendgrid_stale_or_future_timestamp_fails(keypair: tuple[str, str], age: float) -> None:
-    private_key, public_key = keypair
+def test_stale_or_future_timestamp_fails(
+    keypair_of: Callable[[], tuple[str, str]], sign: Sign, verify: Verify, age: float
+) -> None:
+    private_key, public_key = keypair_of()
     timestamp = str(int(NOW - age))
-    signature = sendgrid_sign(private_key, timestamp, EVENTS)
-    assert not verify_sendgrid(public_key, timestamp, EVENTS, signature, now=NOW)
+    signature = sign(private_key, timestamp, EVENTS)
+    assert not verify(public_key, timestamp, EVENTS, signature, now=NOW)
     # Inside the tolerance the same signature is fine.
-    assert verify_sendgrid(public_key, timestamp, EVENTS, signature, now=NOW - age + 299)
+    assert verify(public_key, timestamp, EVENTS, signature, now=NOW - age + 299)
 
 
+@TIMESTAMPED
 @pytest.mark.parametrize(
     ("public_key", "timestamp", "signature"),
     [
         ("!!!not base64!!!", "ok", "ok"),
-        ("bm90IGEga2V5", "ok", "ok"),  # valid base64, not a DER key
+        ("bm90IGEga2V5", "ok", "ok"),  # valid base64, not a key
         ("ok", None, "ok"),
         ("ok", "", "ok"),
         ("ok", "yesterday", "ok"),
         ("ok", "ok", None),
         ("ok", "ok", ""),
         ("ok", "ok", "%%%garbage%%%"),
-        ("ok", "ok", "bm90IGEgc2lnbmF0dXJl"),  # valid base64, not a DER signature
+        ("ok", "ok", "bm90IGEgc2lnbmF0dXJl"),  # valid base64, not a signature
     ],
 )
-def test_sendgrid_garbled_input_is_false_never_an_exception(
-    keypair: tuple[str, str], public_key: str, timestamp: str | None, signature: str | None
+def test_garbled_input_is_false_never_an_exception(
+    keypair_of: Callable[[], tuple[str, str]],
+    sign: Sign,
+    verify: Verify,
+    public_key: str,
+    timestamp: str | None,
+    signature: str | None,
 ) -> None:
-    private_key, good_public = keypair
+    private_key, good_public = keypair_of()
     good_timestamp = str(int(NOW))
-    good_signature = sendgrid_sign(private_key, good_timestamp, EVENTS)
-    assert not verify_sendgrid(
+    good_signature = sign(private_key, good_timestamp, EVENTS)
+    assert not verify(
         good_public if public_key == "ok" else public_key,
         good_timestamp if timestamp == "ok" else timestamp,
         EVENTS,
@@ -204,6 +232,53 @@ def test_sendgrid_keys_are_base64_der(keypair: tuple[str, str]) -> None:
     der = base64.b64decode(public_key, validate=True)
     assert der[0] == 0x30 and len(der) == 91
     assert base64.b64decode(private_key, validate=True)[0] == 0x30
+
+
+# --- Telnyx ---------------------------------------------------------------------------------
+
+TELNYX_EVENT = b'{"data":{"event_type":"message.finalized","id":"e1"},"meta":{"attempt":1}}'
+# RFC 8032, section 7.1, TEST 2: an Ed25519 secret key and its public key.
+RFC_SECRET = "4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb"
+RFC_PUBLIC = "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c"
+
+
+def b64(hex_digits: str) -> str:
+    return base64.b64encode(bytes.fromhex(hex_digits)).decode()
+
+
+@pytest.fixture(scope="module")
+def telnyx_keys() -> tuple[str, str]:
+    return generate_telnyx_keypair()
+
+
+def test_telnyx_keys_are_base64_of_32_raw_bytes_as_rfc_8032_derives_them() -> None:
+    assert telnyx_public_key(b64(RFC_SECRET)) == b64(RFC_PUBLIC)
+    private_key, public_key = generate_telnyx_keypair()
+    assert len(base64.b64decode(public_key, validate=True)) == 32
+    assert len(base64.b64decode(private_key, validate=True)) == 32
+    assert telnyx_public_key(private_key) == public_key
+
+
+def test_telnyx_signs_the_timestamp_a_bar_and_the_raw_body() -> None:
+    timestamp = str(int(NOW))
+    signature = base64.b64decode(telnyx_sign(b64(RFC_SECRET), timestamp, TELNYX_EVENT))
+    # Checked with the key and the message written out, not through our verifier.
+    key = ed25519.Ed25519PublicKey.from_public_bytes(bytes.fromhex(RFC_PUBLIC))
+    key.verify(signature, f"{timestamp}|".encode() + TELNYX_EVENT)
+    assert len(signature) == 64
+
+
+def test_telnyx_round_trip_and_what_breaks_it(telnyx_keys: tuple[str, str]) -> None:
+    private_key, public_key = telnyx_keys
+    timestamp = str(int(NOW))
+    signature = telnyx_sign(private_key, timestamp, TELNYX_EVENT)
+    assert verify_telnyx(public_key, timestamp, TELNYX_EVENT, signature, now=NOW)
+    # Another key, another body, another timestamp: each fails.
+    _, other_public = generate_telnyx_keypair()
+    assert not verify_telnyx(other_public, timestamp, TELNYX_EVENT, signature, now=NOW)
+    tampered = TELNYX_EVENT.replace(b"finalized", b"sent")
+    assert not verify_telnyx(public_key, timestamp, tampered, signature, now=NOW)
+    assert not verify_telnyx(public_key, str(int(NOW) + 1), TELNYX_EVENT, signature, now=NOW)
 
 
 # --- Standard Webhooks ----------------------------------------------------------------------

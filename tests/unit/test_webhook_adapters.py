@@ -6,18 +6,25 @@ from __future__ import annotations
 import base64
 import time
 import uuid
+from typing import Any
 from urllib.parse import urlencode
 
+import orjson
 import pytest
 
+from gateway.domain.channels import Channel
 from gateway.domain.reports import InboundMessage, StatusReport
 from gateway.domain.statuses import MessageStatus
 from gateway.settings import Settings
 from gateway.web.webhooks import PATHS
 from providers.signatures import (
+    TELNYX_SIGNATURE_HEADER,
+    TELNYX_TIMESTAMP_HEADER,
     generate_sendgrid_keypair,
+    generate_telnyx_keypair,
     sendgrid_sign,
     standard_webhook_sign,
+    telnyx_sign,
     twilio_signature,
 )
 from providers.webhooks import (
@@ -30,6 +37,7 @@ from providers.webhooks import (
 )
 from providers.webhooks.generic import EMAIL_ROUTE, SMS_ROUTE, GenericWebhook, parse_generic_sms
 from providers.webhooks.sendgrid import SendGridEventsWebhook, SendGridInboundWebhook
+from providers.webhooks.telnyx import TelnyxWebhook
 from providers.webhooks.twilio import TwilioMessagesWebhook, TwilioStatusWebhook
 
 BASE = "https://hooks.example.com"
@@ -171,13 +179,133 @@ async def test_generic_endpoints_check_the_standard_webhook_signature() -> None:
     assert (adapter.ok.status, adapter.ok.body) == (200, b'{"status":"ok"}')
 
 
+# --- Telnyx ---------------------------------------------------------------------------------
+
+TELNYX_PRIVATE, TELNYX_PUBLIC = generate_telnyx_keypair()
+OUR_ID = uuid.uuid4()
+
+
+def telnyx_event(event_type: str, **payload: Any) -> bytes:
+    return orjson.dumps({"data": {"event_type": event_type, "id": "ev-1", "payload": payload}})
+
+
+def telnyx_request(body: bytes, key: str = TELNYX_PRIVATE, age: float = 0) -> WebhookRequest:
+    stamp = str(int(time.time() - age))
+    headers = {
+        TELNYX_TIMESTAMP_HEADER: stamp,
+        TELNYX_SIGNATURE_HEADER: telnyx_sign(key, stamp, body),
+    }
+    return request("/webhooks/telnyx", body, headers)
+
+
+FINALIZED = telnyx_event(
+    "message.finalized",
+    id="40385f64-5717-4562-b3fc-2c963f66afa6",
+    to=[{"phone_number": "+14155550100", "status": "delivery_failed"}],
+    errors=[{"code": "40008", "title": "Undeliverable", "detail": "Carrier refused"}],
+    webhook_url=f"https://hooks.example.com/webhooks/telnyx?mid={OUR_ID.hex}",
+)
+
+
+async def test_telnyx_checks_the_ed25519_signature_and_its_age() -> None:
+    adapter = TelnyxWebhook(TELNYX_PUBLIC)
+    assert adapter.verify(telnyx_request(FINALIZED)) is None
+    assert refusal(adapter, request("/webhooks/telnyx", FINALIZED)) == 401
+    stranger, _ = generate_telnyx_keypair()
+    assert refusal(adapter, telnyx_request(FINALIZED, key=stranger)) == 403
+    assert refusal(adapter, telnyx_request(FINALIZED, age=301)) == 403
+    assert refusal(TelnyxWebhook(None), telnyx_request(FINALIZED)) == 403
+    assert adapter.ok.status == 200
+
+
+async def test_telnyx_status_event_finds_our_message_by_the_signed_webhook_url() -> None:
+    adapter = TelnyxWebhook(TELNYX_PUBLIC)
+    # The request's own query string is not signed: a mid there is ignored.
+    received = ReceivedWebhook("telnyx_messaging", None, f"mid={uuid.uuid4().hex}", FINALIZED)
+    parsed = await adapter.parse(received)
+    assert isinstance(parsed, list)
+    [report] = parsed
+    assert report.message_id == OUR_ID
+    assert report.provider_message_id == "40385f64-5717-4562-b3fc-2c963f66afa6"
+    assert report.status is MessageStatus.UNDELIVERED
+    assert report.error is not None
+    assert (report.error.code, report.error.description) == ("40008", "Carrier refused")
+    assert report.dedupe_key == "telnyx:40385f64-5717-4562-b3fc-2c963f66afa6:delivery_failed"
+    assert report.detail["providerEvent"] == "message.finalized"
+
+
+@pytest.mark.parametrize(
+    ("status", "ours"),
+    [
+        ("queued", None),
+        ("sending", None),
+        ("sent", MessageStatus.SENT),
+        ("delivered", MessageStatus.DELIVERED),
+        ("delivery_unconfirmed", MessageStatus.SENT),
+        ("delivery_failed", MessageStatus.UNDELIVERED),
+        ("expired", MessageStatus.UNDELIVERED),
+        ("sending_failed", MessageStatus.FAILED),
+    ],
+)
+async def test_telnyx_statuses_map_to_ours(status: str, ours: MessageStatus | None) -> None:
+    body = telnyx_event("message.sent", id="m-1", to=[{"status": status.upper()}])
+    parsed = await TelnyxWebhook(None).parse(ReceivedWebhook("telnyx_messaging", None, "", body))
+    assert isinstance(parsed, list)
+    [report] = parsed
+    assert report.status is ours
+    assert report.message_id is None  # no webhook URL: found by Telnyx's id alone
+    assert (report.error is not None) == (
+        status in {"delivery_failed", "expired", "sending_failed"}
+    )
+
+
+async def test_telnyx_inbound_mms_and_events_applied_nowhere() -> None:
+    adapter = TelnyxWebhook(None)
+    body = telnyx_event(
+        "message.received",
+        id="in-1",
+        text="Look",
+        to=[{"phone_number": "+1 415 555 0100"}],
+        media=[{"url": "https://media.example.com/1.jpg", "content_type": "image/jpeg"}],
+        **{"from": {"phone_number": "+14155550199"}},
+    )
+    message = await adapter.parse(ReceivedWebhook("telnyx_messaging", None, "", body))
+    assert isinstance(message, InboundMessage)
+    assert (message.sender, message.recipient) == ("+14155550199", "+14155550100")
+    assert message.attachments == ("https://media.example.com/1.jpg",)
+    assert message.body == "Look"
+    assert message.provider_message_id == "in-1"
+    assert message.channel is Channel.MMS
+    other = telnyx_event("call.initiated", id="c-1")
+    assert await adapter.parse(ReceivedWebhook("telnyx_messaging", None, "", other)) == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[]",
+        orjson.dumps({"data": {"payload": {}}}),
+        telnyx_event("message.finalized", id="m-1"),
+        telnyx_event("message.finalized", id="m-1", to=[{"status": "teleported"}]),
+        telnyx_event("message.finalized", to=[{"status": "sent"}]),
+        telnyx_event("message.received", id="in-1", to=[{"phone_number": "+14155550100"}]),
+    ],
+    ids=["not-an-object", "no-event-type", "no-recipient", "unknown-status", "no-id", "no-from"],
+)
+async def test_telnyx_payloads_we_cannot_use_are_refused(body: bytes) -> None:
+    with pytest.raises(PayloadError):
+        await TelnyxWebhook(None).parse(ReceivedWebhook("telnyx_messaging", None, "", body))
+
+
 # --- Routing --------------------------------------------------------------------------------
 
 
 def test_every_path_routes_to_its_own_adapter_and_every_adapter_has_a_path() -> None:
-    adapters = webhook_adapters(Settings(), sendgrid_public_key=None)
+    adapters = webhook_adapters(Settings(), sendgrid_public_key=None, telnyx_public_key=None)
     assert sorted(PATHS.values()) == sorted(adapters)
     assert PATHS["/webhooks/twilio/status"] == TwilioStatusWebhook.route
+    # Telnyx posts every messaging event of a profile to one URL.
+    assert PATHS["/webhooks/telnyx"] == TelnyxWebhook.route
     assert PATHS["/api/webhooks/email"] == EMAIL_ROUTE
     sources = {route: adapter.source for route, adapter in adapters.items()}
     assert sources == {
@@ -187,6 +315,7 @@ def test_every_path_routes_to_its_own_adapter_and_every_adapter_has_a_path() -> 
         "sendgrid_inbound": "sendgrid",
         "mailgun_events": "mailgun",
         "mailgun_inbound": "mailgun",
+        "telnyx_messaging": "telnyx",
         "generic_sms": "generic",
         "generic_email": "generic",
     }

@@ -99,6 +99,12 @@ class Api:
         return self.sandbox_config.mailgun_signing_key if self.sandbox_config else None
 
     @property
+    def telnyx_public_key(self) -> str | None:
+        if self.settings.telnyx_public_key:
+            return self.settings.telnyx_public_key
+        return self.sandbox_config.telnyx_public_key if self.sandbox_config else None
+
+    @property
     def webhook_services(self) -> WebhookServices:
         return WebhookServices(self.webhooks, self.webhook_adapters, self.queue.spool)
 
@@ -205,6 +211,7 @@ def _api(settings: Settings, queue: Queue, sandbox: SandboxConfig | None = None)
         settings,
         sendgrid_public_key=api.sendgrid_public_key,
         mailgun_signing_key=api.mailgun_signing_key,
+        telnyx_public_key=api.telnyx_public_key,
     )
     return api
 

@@ -40,6 +40,7 @@ from providers.mailgun import US_API as MAILGUN_API
 from providers.mailgun import MailgunProvider
 from providers.registry import FailoverRegistry
 from providers.sendgrid import SendGridProvider
+from providers.telnyx import TelnyxProvider
 from providers.twilio import TwilioProvider
 from providers.webhooks import WebhookAdapter
 from workers.background import BackgroundChore
@@ -56,6 +57,7 @@ from workers.webhook_spool import RedisWebhookSpool
 
 TWILIO_API = "https://api.twilio.com"
 SENDGRID_API = "https://api.sendgrid.com"
+TELNYX_API = "https://api.telnyx.com"
 SANDBOX_PATH = "/sandbox"
 #: How long a worker may hold a chore's lease: a run takes a few round trips, and a worker that
 #: died holding it keeps the others from the chore this long at most.
@@ -284,6 +286,7 @@ def uses_mounted_sandbox(settings: Settings) -> bool:
         "twilio": settings.twilio_base_url,
         "sendgrid": settings.sendgrid_base_url,
         "mailgun": settings.mailgun_base_url,
+        "telnyx": settings.telnyx_base_url,
     }
     chosen = {
         name.strip()
@@ -326,6 +329,13 @@ def build_registry(settings: Settings, http: ProviderSession) -> FailoverRegistr
             api_key=settings.mailgun_api_key,
             # Only the local stand-in serves attachments from loopback addresses.
             attachments=AttachmentFetcher(http, allow_private_hosts=settings.redis_url is None),
+        ),
+        "telnyx": TelnyxProvider(
+            session,
+            base_url=_base_url(settings, settings.telnyx_base_url, TELNYX_API),
+            api_key=settings.telnyx_api_key,
+            webhook_url=f"{public}/webhooks/telnyx",
+            messaging_profile_id=settings.telnyx_messaging_profile_id,
         ),
     }
     order = {
@@ -374,21 +384,18 @@ def _require_credentials(settings: Settings, name: str) -> None:
             "not set (or set TWILIO_BASE_URL to a sandbox started with `messaging-gateway "
             "sandbox`)"
         )
-    if (
-        name == "sendgrid"
-        and settings.sendgrid_base_url is None
-        and (settings.sendgrid_api_key == defaults["sendgrid_api_key"].default)
-    ):
+    if name not in _KEYED:
+        return
+    base_url, key = _KEYED[name]
+    if getattr(settings, base_url) is None and getattr(settings, key) == defaults[key].default:
         raise ConfigurationError(
-            "sendgrid is a configured provider but SENDGRID_API_KEY is not set (or set "
-            "SENDGRID_BASE_URL to a sandbox started with `messaging-gateway sandbox`)"
+            f"{name} is a configured provider but {key.upper()} is not set (or set "
+            f"{base_url.upper()} to a sandbox started with `messaging-gateway sandbox`)"
         )
-    if (
-        name == "mailgun"
-        and settings.mailgun_base_url is None
-        and settings.mailgun_api_key == defaults["mailgun_api_key"].default
-    ):
-        raise ConfigurationError(
-            "mailgun is a configured provider but MAILGUN_API_KEY is not set (or set "
-            "MAILGUN_BASE_URL to a sandbox started with `messaging-gateway sandbox`)"
-        )
+
+
+#: The vendors whose one credential is an API key: the settings of their base URL and key.
+_KEYED: dict[str, tuple[str, str]] = {
+    vendor: (f"{vendor}_base_url", f"{vendor}_api_key")
+    for vendor in ("sendgrid", "mailgun", "telnyx")
+}
