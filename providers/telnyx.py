@@ -54,6 +54,8 @@ log = structlog.get_logger(__name__)
 NOT_FOUND: Final = "10005"
 REQUEST_TIMEOUT: Final = "10008"
 RATE_LIMITED: Final = "10011"
+#: The recipient replied STOP to the sender: a word about their consent, not only a refusal.
+OPTED_OUT: Final = "40300"
 #: Telnyx's own header for the seconds until a rate-limit window resets.
 RATE_LIMIT_RESET: Final = "x-ratelimit-reset"
 
@@ -163,8 +165,9 @@ class TelnyxProvider:
             # Telnyx gave up on a request it had received: it may have created the message.
             return TransientProviderError(code, text, ambiguous=True)
         # 40310 (invalid 'to'), 40300 (recipient opted out), authentication and validation
-        # errors: the same request can never succeed.
-        return PermanentProviderError(code, text)
+        # errors: the same request can never succeed. 40300 also says the recipient is
+        # unsubscribed.
+        return PermanentProviderError(code, text, recipient_unsubscribed=telnyx_code == OPTED_OUT)
 
 
 def _retry_after(response: ProviderResponse) -> float | None:

@@ -200,6 +200,13 @@ def _problem(payload: Any, record: dict[str, Any], config: SandboxConfig) -> JSO
         problem = ("bad_request", "40305", "Invalid 'from' address", "'from' is required.")
     elif not record["body"] and not record["media"]:
         problem = ("bad_request", "10004", "Missing required parameter", "'text' is required.")
+    elif record["to"].strip().lower() in config.unsubscribed_recipients:
+        problem = (
+            "unsubscribed_recipient",
+            "40300",
+            "Blocked due to STOP message",
+            "The recipient replied STOP to this sender.",
+        )
     elif record["to"].strip().lower() in config.invalid_recipients:
         problem = (
             "invalid_recipient",

@@ -841,19 +841,29 @@ async def test_twilio_invalid_recipient_is_permanent_21211(env: World) -> None:
     assert env.receiver.twilio == []
 
 
-async def test_twilio_unsubscribed_recipient_is_permanent_21610_and_marked_so(env: World) -> None:
+@pytest.mark.parametrize(
+    ("vendor", "code", "description"),
+    [
+        ("twilio", "21610", "Attempt to send to unsubscribed recipient"),
+        ("telnyx", "40300", "The recipient replied STOP to this sender."),
+    ],
+)
+async def test_unsubscribed_recipient_is_permanent_and_marked_so(
+    env: World, vendor: str, code: str, description: str
+) -> None:
     env.config.unsubscribed_recipients = {PHONE}
+    provider = vendor_provider(env, vendor)
     with pytest.raises(PermanentProviderError) as caught:
-        await env.twilio().send(sms())
-    assert caught.value.code == "21610"
-    assert caught.value.description == "Attempt to send to unsubscribed recipient"
+        await provider.send(sms())
+    assert caught.value.code == code
+    assert caught.value.description == description
     assert caught.value.recipient_unsubscribed is True
     assert env.sandbox.requests[-1]["outcome"] == "unsubscribed_recipient"
     # Any other refusal is not a word about the recipient's consent.
     env.config.unsubscribed_recipients = set()
     env.config.invalid_recipients = {PHONE}
     with pytest.raises(PermanentProviderError) as other:
-        await env.twilio().send(sms())
+        await provider.send(sms())
     assert other.value.recipient_unsubscribed is False
 
 
