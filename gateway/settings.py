@@ -84,6 +84,14 @@ class Settings(BaseSettings):
         ge=0,
         description="Age before the sweeper re-enqueues a QUEUED message (Redis mode).",
     )
+    ambiguous_grace_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description=(
+            "After an ambiguous attempt (the vendor may have taken the message), the least wait"
+            " before it is retried, through that same vendor only."
+        ),
+    )
     reconcile_after_seconds: float = Field(
         default=600.0,
         gt=0,
@@ -270,6 +278,12 @@ class Settings(BaseSettings):
         ge=0,
         description="How long a process trusts an account's quiet hours before reading them "
         "again (a change reaches every process within it).",
+    )
+    routes_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long a process trusts an account's routes before reading them again "
+        "(a change reaches every process within it).",
     )
 
     # Per-sender pacing (gateway/domain/pacing.py): segments per second of a sender without a

@@ -186,6 +186,7 @@ class LifecycleRepository(Repository):
             self.dialect == "postgresql"
             and self.may_commit_alone
             and len(only_sent) == len(outcomes)
+            and not any(o.detail for o in only_sent)
         ):
             # The common case, and one statement: no transaction around it needed.
             recorded = await self._autocommit(sent_statement(), _sent_params(only_sent, now), now)
@@ -228,12 +229,13 @@ class LifecycleRepository(Repository):
     async def _record_sent(
         self, conn: AsyncConnection, sent: list[Sent], now: datetime
     ) -> dict[UUID, Change]:
-        if self.dialect == "postgresql":
+        if self.dialect == "postgresql" and not any(o.detail for o in sent):
             changes = [
                 _change_from(row, now)
                 for row in await conn.execute(sent_statement(), _sent_params(sent, now))
             ]
             return {c.message.id: c for c in changes}
+        # Below: SQLite, and the rare sends whose event lists the vendors failed over from.
         m = MESSAGES.c
         # Who carried the message is recorded whatever its status: a delivery receipt may
         # have overtaken the provider's answer. Rows are locked in id order, as every batch
@@ -274,7 +276,11 @@ class LifecycleRepository(Repository):
                     messages[o.message_id],
                     messages[o.message_id].status,
                     "provider_accepted",
-                    {"provider": o.provider, "providerMessageId": o.provider_message_id},
+                    {
+                        "provider": o.provider,
+                        "providerMessageId": o.provider_message_id,
+                        **(o.detail or {}),
+                    },
                     now,
                 )
                 for o in recorded
@@ -298,6 +304,9 @@ class LifecycleRepository(Repository):
                 "next_attempt_at": outcome.next_attempt_at,
                 **_error_columns(error),
             }
+            if outcome.provider is not None:
+                # It may be out through this vendor: kept to it from now on.
+                values["provider"] = outcome.provider
             kind = "retry_scheduled"
             detail = {
                 "code": error.code,

@@ -210,6 +210,21 @@ class QuietHoursRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class RouteRow(Base):
+    """An account's vendor order for a channel: for the numbers of one country (ISO 3166-1
+    alpha-2), or for every destination (``country`` empty, so that it stays part of the key)."""
+
+    __tablename__ = "routes"
+
+    account_id: Mapped[UUID] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    channel: Mapped[str] = mapped_column(String(8), primary_key=True)
+    country: Mapped[str] = mapped_column(String(2), primary_key=True)
+    providers: Mapped[list[str]] = mapped_column(JSONType)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class AddressRow(Base):
     """A sender number or address an account owns; inbound traffic to it belongs to it."""
 

@@ -21,8 +21,10 @@ class FailoverRegistry:
         self._on_close = list(on_close)
         self._by_channel = {channel: list(providers) for channel, providers in by_channel.items()}
         self.breakers: dict[str, CircuitBreaker] = {}
+        self._named: dict[str, Provider] = {}
         for providers in self._by_channel.values():
             for provider in providers:
+                self._named.setdefault(provider.name, provider)
                 if provider.name not in self.breakers:
                     self.breakers[provider.name] = CircuitBreaker(
                         provider.name, threshold=threshold, cooldown=cooldown
@@ -31,6 +33,10 @@ class FailoverRegistry:
     def candidates(self, channel: Channel) -> list[tuple[Provider, CircuitBreaker]]:
         """The channel's providers in failover order."""
         return [(p, self.breakers[p.name]) for p in self._by_channel.get(channel, [])]
+
+    def named(self, name: str) -> tuple[Provider, CircuitBreaker] | None:
+        provider = self._named.get(name)
+        return None if provider is None else (provider, self.breakers[name])
 
     def report_states(self) -> None:
         """Show these breakers' states on this process's ``/metrics``.

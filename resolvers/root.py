@@ -11,6 +11,7 @@ from resolvers import (
     opt_outs,
     pages,
     queries,
+    routes,
     subscriptions,
     suppressions,
 )
@@ -25,6 +26,7 @@ from schema.results import (
     RetryMessageResult,
     SendMessageResult,
 )
+from schema.routes import Route, SetRouteResult
 from schema.suppressions import (
     AddSuppressionResult,
     RemoveSuppressionResult,
@@ -85,6 +87,10 @@ class Query:
         description="The endpoints this account's events are POSTed to, newest first.",
     )
     webhook_endpoint: WebhookEndpoint | None = strawberry.field(resolver=endpoints.webhook_endpoint)
+    routes: list[Route] = strawberry.field(
+        resolver=routes.routes,
+        description="The account's routes: which vendors its messages try, in which order.",
+    )
 
 
 @strawberry.type
@@ -161,6 +167,20 @@ class Mutation:
     redeliver_failed_webhooks: RedeliverFailedWebhooksResult = strawberry.mutation(
         resolver=endpoints.redeliver_failed_webhooks,
         description="Send again every FAILED delivery of an endpoint made at or after `since`.",
+    )
+    set_route: SetRouteResult = strawberry.mutation(
+        resolver=routes.set_route,
+        description=(
+            "Set the vendor order of a channel, for every destination or one country; messages\n"
+            "already handed to a vendor stay with it."
+        ),
+    )
+    remove_route: bool = strawberry.mutation(
+        resolver=routes.remove_route,
+        description=(
+            "Drop the route of a channel (and country); true when there was one. Its messages\n"
+            "go by the next route that applies."
+        ),
     )
 
 

@@ -19,6 +19,7 @@ from gateway.services.pacing import SenderRates
 from gateway.services.ports import MessageQueries
 from gateway.services.quiet_hours import QuietHoursService
 from gateway.services.rate_limits import RateLimiter
+from gateway.services.routing import RoutingService
 from gateway.services.sending import SendService
 from gateway.services.suppressions import SuppressionService
 from gateway.services.webhook_endpoints import WebhookEndpointService
@@ -35,6 +36,7 @@ class Services:
     queries: MessageQueries
     quiet_hours: QuietHoursService
     opt_outs: OptOutService
+    routes: RoutingService
     suppressions: SuppressionService
     webhook_endpoints: WebhookEndpointService
     sender_rates: SenderRates

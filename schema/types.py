@@ -158,7 +158,10 @@ class Message(Node):
     attachments: list[str]
     status: MessageStatus
     provider: str | None = strawberry.field(
-        description="Name of the provider that carried it (e.g. twilio, sendgrid, sandbox)."
+        description=(
+            "Name of the provider that carried it (e.g. twilio, sendgrid, sandbox), or that may\n"
+            "have taken it in an attempt that timed out: it is kept to that provider."
+        )
     )
     provider_message_id: str | None
     attempts: int = strawberry.field(description="Provider calls made so far.")

@@ -227,6 +227,7 @@ def gateway_settings(backend: str, tmp: Path, postgres: PostgresServer | None) -
         sweep_interval=0.1,
         retry_base_delay=0.05,
         retry_max_delay=0.2,
+        ambiguous_grace_seconds=0.1,
         api_key_cache_seconds=0.5,
         log_json=True,
     )

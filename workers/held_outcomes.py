@@ -28,13 +28,19 @@ HELD: Final = "mgw:outcomes"
 def encode_outcome(outcome: Outcome) -> bytes:
     data: dict[str, Any] = {"m": outcome.message_id.hex}
     if isinstance(outcome, Sent):
-        data |= {"t": "sent", "p": outcome.provider, "pm": outcome.provider_message_id}
+        data |= {
+            "t": "sent",
+            "p": outcome.provider,
+            "pm": outcome.provider_message_id,
+            "d": outcome.detail,
+        }
     elif isinstance(outcome, Retry):
         data |= {
             "t": "retry",
             "e": _error(outcome.error),
             "at": outcome.next_attempt_at.isoformat(),
             "d": outcome.detail,
+            "p": outcome.provider,
         }
     elif isinstance(outcome, Failure):
         data |= {"t": "failure", "e": _error(outcome.error), "d": outcome.detail}
@@ -50,10 +56,10 @@ def decode_outcome(raw: bytes | str) -> Outcome:
     message_id = UUID(hex=data["m"])
     kind = data["t"]
     if kind == "sent":
-        return Sent(message_id, data["p"], data["pm"])
+        return Sent(message_id, data["p"], data["pm"], data.get("d"))
     if kind == "retry":
         at = datetime.fromisoformat(data["at"])
-        return Retry(message_id, DeliveryError(*data["e"]), at, data["d"])
+        return Retry(message_id, DeliveryError(*data["e"]), at, data["d"], data.get("p"))
     if kind == "failure":
         return Failure(message_id, DeliveryError(*data["e"]), data["d"])
     if kind == "hold":

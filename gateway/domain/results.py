@@ -26,21 +26,25 @@ class Change:
 
 @dataclass(frozen=True, slots=True)
 class Sent:
-    """The provider took the message."""
+    """The provider took the message. ``detail`` (for its audit trail) lists the vendors that
+    failed before it in the same attempt, if any."""
 
     message_id: UUID
     provider: str
     provider_message_id: str
+    detail: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Retry:
-    """A transient failure: back to QUEUED, due again at ``next_attempt_at``."""
+    """A transient failure: back to QUEUED, due again at ``next_attempt_at``. ``provider``:
+    the vendor that may have taken it (an ambiguous attempt), which it is kept to from now on."""
 
     message_id: UUID
     error: DeliveryError
     next_attempt_at: datetime
     detail: dict[str, Any] | None = None
+    provider: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

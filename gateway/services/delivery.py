@@ -1,14 +1,15 @@
 """Use case: deliver queued messages through their channel's providers.
 
 The claim (QUEUED -> SENDING) is a conditional UPDATE, so of several workers handed the same id
-only one calls a provider. Providers are tried in the channel's failover order, skipping those
-whose circuit is open. Failures never sleep here: the next attempt time is written to the
-database and the sweeper hands the message back when it is due.
+only one calls a provider. The attempt itself (route, circuits, failover to the next vendor,
+ambiguous attempts) is ``gateway.services.failover``'s. Failures never sleep here: the next
+attempt time is written to the database and the sweeper hands the message back when it is due.
 
 A provider's throughput error (it was sent faster than it takes from this sender) pauses the
 sender in the shared limiter, for the provider's Retry-After or ``slowdown`` seconds, and gives
 the message back untried: it is retried once the pause is over, and the attempt is not counted
-toward dead-lettering, as nothing was wrong with the message.
+toward dead-lettering, as nothing was wrong with the message. Another vendor of the route is
+tried first, at once: the message is given back only when none took it.
 
 Each message goes its own way (a slow provider call holds up nobody else), but the database
 work of messages in flight at the same time is group-committed: concurrent claims become one
@@ -20,25 +21,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
 from uuid import UUID
 
 import structlog
 
 from gateway.domain.pacing import pacing_key
 from gateway.domain.records import DeliveryError, Message
-from gateway.domain.results import Change, Failure, Hold, Outcome, Release, Retry, Sent
+from gateway.domain.results import Change, Hold, Outcome, Release
+from gateway.domain.routing import Route
 from gateway.domain.statuses import MessageStatus
-from gateway.observability.metrics import DELIVERY_ATTEMPTS
 from gateway.services.clock import utcnow
 from gateway.services.coalescer import Coalescer
+from gateway.services.failover import Failover
 from gateway.services.ports import (
-    Breaker,
     Broker,
     HeldOutcomes,
     LifecycleStore,
-    PermanentProviderError,
-    Provider,
     ProviderRegistry,
     SenderPacer,
     TransientProviderError,
@@ -46,6 +44,7 @@ from gateway.services.ports import (
 )
 from gateway.services.quiet_hours import QuietHoursService
 from gateway.services.retry_policy import RetryPolicy
+from gateway.services.routing import RoutingService
 from gateway.services.unit_of_work import Units
 
 log = structlog.get_logger(__name__)
@@ -66,6 +65,8 @@ class DeliveryService:
         quiet_hours: QuietHoursService | None = None,
         pacer: SenderPacer | None = None,
         slowdown: float = 1.0,
+        ambiguous_grace: float = 0.0,
+        routes: RoutingService | None = None,
     ) -> None:
         self._lifecycle = lifecycle
         self._pacer = pacer
@@ -76,7 +77,8 @@ class DeliveryService:
         self._held = held
         #: The name this process's claims are recorded under (its heartbeat's name).
         self.worker = worker
-        self._providers = providers
+        self._failover = Failover(providers, policy, grace=ambiguous_grace, slowed=self._slowed)
+        self._routes = routes
         # Claims and outcomes publish their events through these, after their commit.
         self._units = units or Units(broker)
         self._policy = policy
@@ -106,17 +108,23 @@ class DeliveryService:
         held = await self._quiet_hold(message)
         if held is not None:
             return held
-        chosen = self._choose(message)
-        if chosen is None:
-            return self._no_provider(message)
-        provider, breaker = chosen
-        return await self._call(message, provider, breaker)
+        return await self._failover.attempt(message, await self._routes_of(message))
+
+    async def _routes_of(self, message: Message) -> list[Route]:
+        if self._routes is None or message.provider is not None:
+            return []
+        try:
+            return await self._routes.of(message.account_id)
+        except Exception:
+            # Unknown routes: the channel's default order still reaches a vendor that works.
+            log.warning("routes_unknown", message_id=str(message.id), exc_info=True)
+            return []
 
     def crashed(self, message: Message, exc: BaseException) -> Outcome:
         """The outcome of an attempt that failed in our own code: retried like a transient
         failure, and marked ambiguous, as nobody can say how far it got."""
         error = DeliveryError("WORKER_ERROR", type(exc).__name__, permanent=False)
-        return self._transient(message, error, None, {"ambiguous": True})
+        return self._failover.retry_later(message, error, None, {"ambiguous": True})
 
     async def claim(self, message_ids: Sequence[UUID]) -> dict[UUID, Change]:
         """Claim many messages in one unit of work; those not returned were not ours to send
@@ -169,56 +177,6 @@ class DeliveryService:
             return None
         return Hold(message.id, deferral.until, deferral.detail())
 
-    def _choose(self, message: Message) -> tuple[Provider, Breaker] | None:
-        for provider, breaker in self._providers.candidates(message.channel):
-            if breaker.allow():
-                return provider, breaker
-        return None
-
-    def _no_provider(self, message: Message) -> Outcome:
-        candidates = self._providers.candidates(message.channel)
-        wait = min((b.retry_in() for _, b in candidates), default=self._policy.max_delay)
-        wait = max(wait, self._policy.base_delay)
-        return Release(
-            message.id, utcnow() + timedelta(seconds=wait), "every provider's circuit is open"
-        )
-
-    async def _call(self, message: Message, provider: Provider, breaker: Breaker) -> Outcome:
-        detail: dict[str, Any] = {"provider": provider.name}
-        try:
-            receipt = await provider.send(message)
-        except TransientProviderError as exc:
-            DELIVERY_ATTEMPTS.labels(provider.name, "transient_error").inc()
-            if exc.rate_limited:
-                breaker.record_neutral()
-                return await self._slowed(message, provider.name, exc)
-            breaker.record_failure()
-            error = DeliveryError(exc.code, exc.description, permanent=False)
-            if exc.ambiguous:
-                # The provider may have taken it: say so in the audit trail.
-                detail["ambiguous"] = True
-            return self._transient(message, error, exc.retry_after, detail)
-        except PermanentProviderError as exc:
-            DELIVERY_ATTEMPTS.labels(provider.name, "permanent_error").inc()
-            breaker.record_neutral()
-            error = DeliveryError(
-                exc.code,
-                exc.description,
-                permanent=True,
-                recipient_unsubscribed=exc.recipient_unsubscribed,
-            )
-            return Failure(message.id, error, detail)
-        except Exception as exc:
-            # An adapter bug must not strand the message in SENDING: treat it as transient.
-            DELIVERY_ATTEMPTS.labels(provider.name, "crashed").inc()
-            breaker.record_failure()
-            log.exception("provider_crashed", provider=provider.name, message_id=str(message.id))
-            error = DeliveryError("PROVIDER_ERROR", type(exc).__name__, permanent=False)
-            return self._transient(message, error, None, detail)
-        DELIVERY_ATTEMPTS.labels(provider.name, "sent").inc()
-        breaker.record_success()
-        return Sent(message.id, receipt.provider, receipt.provider_message_id)
-
     async def _slowed(
         self, message: Message, provider: str, exc: TransientProviderError
     ) -> Outcome:
@@ -234,15 +192,3 @@ class DeliveryService:
                 log.warning("sender_slowdown_failed", sender=message.sender, exc_info=True)
         reason = f"{provider} asked to slow down ({exc.code}: {exc.description})"
         return Release(message.id, utcnow() + timedelta(seconds=wait), reason[:500])
-
-    def _transient(
-        self,
-        message: Message,
-        error: DeliveryError,
-        retry_after: float | None,
-        detail: dict[str, Any],
-    ) -> Outcome:
-        if self._policy.exhausted(message.attempts):
-            return Failure(message.id, error, detail)
-        delay = self._policy.delay(message.attempts, retry_after)
-        return Retry(message.id, error, utcnow() + timedelta(seconds=delay), detail)

@@ -31,6 +31,7 @@ from gateway.domain.results import (
     ReportResult,
     Unsettled,
 )
+from gateway.domain.routing import Route
 from gateway.domain.statuses import MessageStatus
 from gateway.domain.suppressions import NewSuppression, Suppression
 from gateway.domain.webhook_endpoints import DeliveryState as WebhookDeliveryState
@@ -160,6 +161,10 @@ class ProviderRegistry(Protocol):
         """The channel's providers in failover order, each with its circuit breaker."""
         ...
 
+    def named(self, name: str) -> tuple[Provider, Breaker] | None:
+        """One provider by name, with its circuit breaker; None when it is not configured."""
+        ...
+
 
 #: The database side of one unit of work (``persistence/`` implements it). Entered before the
 #: use case's store calls, which join it; a clean exit commits (raising if the commit fails),
@@ -247,6 +252,18 @@ class OptOutStore(Protocol):
     ) -> list[MessageEvent]:
         """Write audit-trail entries (kind, detail) of ``inbound``."""
         ...
+
+
+class RouteStore(Protocol):
+    async def routes(self, account_id: UUID) -> list[Route]:
+        """The account's routes; none: every channel goes by its default order."""
+        ...
+
+    async def set_route(self, account_id: UUID, route: Route, now: datetime) -> None: ...
+
+    async def remove_route(
+        self, account_id: UUID, channel: Channel, country: str | None
+    ) -> bool: ...
 
 
 class LifecycleStore(Protocol):

@@ -270,6 +270,39 @@ async def test_outcomes_of_every_kind_recorded_in_one_transaction(db: Db) -> Non
     assert event_ids == sorted(event_ids), "events in input order"
 
 
+async def test_failovers_and_ambiguous_attempts_are_recorded(db: Db) -> None:
+    """A send after a failover lists the vendors that refused it in its event (beside plain
+    sends in the same batch); an ambiguous retry keeps the message to its vendor."""
+    ids = await db.queued([f"+1415558{i:04d}" for i in range(3)])
+    lifecycle = db.container.lifecycle
+    now = utcnow()
+    assert set(await lifecycle.claim_many(ids, now)) == set(ids)
+    moved, plain, unsure = ids
+    refused = [{"provider": "twilio", "code": "500", "description": "down"}]
+    error = DeliveryError("READTIMEOUT", "no answer", permanent=False)
+    later = now + timedelta(minutes=5)
+    changes = await lifecycle.record_outcomes(
+        [
+            Sent(moved, "sandbox", "SMmoved", {"failedOver": refused}),
+            Sent(plain, "twilio", "SMplain"),
+            Retry(unsure, error, later, {"provider": "twilio", "ambiguous": True}, "twilio"),
+        ],
+        now,
+    )
+    by_id = {c.message.id: c for c in changes if c is not None}
+    assert by_id[moved].message.status.value == "SENT"
+    assert by_id[moved].message.provider == "sandbox"
+    assert by_id[moved].event.detail == {
+        "provider": "sandbox", "providerMessageId": "SMmoved", "failedOver": refused,
+    }  # fmt: skip
+    assert by_id[plain].event.detail == {"provider": "twilio", "providerMessageId": "SMplain"}
+    assert by_id[unsure].message.status.value == "QUEUED"
+    assert by_id[unsure].message.provider == "twilio", "kept to the vendor that may have it"
+    assert by_id[unsure].message.provider_message_id is None
+    assert by_id[unsure].event.detail is not None
+    assert by_id[unsure].event.detail["ambiguous"] is True
+
+
 async def test_a_crash_between_claim_and_record_is_recovered(db: Db) -> None:
     """Claimed in a batch, then the worker dies before any outcome is recorded: the sweeper
     takes the messages back (marked ambiguous) and they are delivered on the next attempt."""

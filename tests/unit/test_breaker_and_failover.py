@@ -191,10 +191,11 @@ async def test_fails_over_to_the_next_provider_while_the_first_circuit_is_open()
     delivery = service([down, backup], lifecycle, threshold=2, cooldown=60)
     for _ in range(2):
         await delivery.deliver(lifecycle.claimed.id)
-    assert down.calls == 2 and backup.calls == 0
+    assert down.calls == 2, "each attempt tries the first provider"
+    assert backup.calls == 2, "and fails over to the next one at once"
     await delivery.deliver(lifecycle.claimed.id)
     assert down.calls == 2, "open circuit: not called"
-    assert backup.calls == 1 and lifecycle.calls[-1] == ("sent", "second")
+    assert backup.calls == 3 and lifecycle.calls[-1] == ("sent", "second")
 
 
 async def test_rate_limiting_does_not_trip_the_breaker() -> None:

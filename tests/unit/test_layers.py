@@ -32,6 +32,7 @@ BACKENDS = {
     "persistence.quiet_hours": {"QuietHoursRepository"},
     "persistence.receipts": {"ReceiptRepository"},
     "persistence.reconcile": {"ReconcileRepository"},
+    "persistence.routes": {"RouteRepository"},
     "persistence.suppressions": {"SuppressionRepository"},
     "persistence.webhooks": {"WebhookRepository"},
     "persistence.webhook_endpoints": {"WebhookEndpointRepository"},

@@ -20,7 +20,7 @@ from gateway.domain.pacing import (
     pacing_key,
     sender_kind,
 )
-from gateway.domain.results import Release
+from gateway.domain.results import Release, Sent
 from gateway.services.delivery import DeliveryService
 from gateway.services.pacing import SenderRates
 from gateway.services.ports import TransientProviderError
@@ -216,10 +216,10 @@ async def test_the_senders_of_an_account_show_their_rates() -> None:
 # ----------------------------------------------------------------------------- throughput errors
 
 
-def delivery(provider: FakeProvider, pacer: MemoryPacer) -> DeliveryService:
+def delivery(provider: FakeProvider, pacer: MemoryPacer, *more: FakeProvider) -> DeliveryService:
     return DeliveryService(
         None,  # type: ignore[arg-type]  # attempts write nothing
-        FailoverRegistry({Channel.SMS: [provider]}),
+        FailoverRegistry({Channel.SMS: [provider, *more]}),
         None,  # type: ignore[arg-type]
         RetryPolicy(5, 0.01, 60.0),
         MemoryHeldOutcomes(),
@@ -254,3 +254,15 @@ async def test_another_transient_error_is_still_a_counted_retry() -> None:
     outcome = await delivery(provider, pacer).attempt(replace(message(), attempts=5))
     assert type(outcome).__name__ == "Failure", "attempts exhausted: dead-lettered"
     assert pacer.ready_in("+14155550100") == 0.0
+
+
+async def test_a_throughput_error_fails_over_to_the_next_vendor_and_still_paces_the_sender() -> (
+    None
+):
+    pacer = MemoryPacer(Clock())
+    error = TransientProviderError("20429", "Too Many Requests", 4.0, rate_limited=True)
+    limited, other = FakeProvider("twilio", fail=error), FakeProvider("telnyx")
+    claimed = message()
+    outcome = await delivery(limited, pacer, other).attempt(claimed)
+    assert isinstance(outcome, Sent) and outcome.provider == "telnyx", outcome
+    assert pacer.ready_in(claimed.sender) == pytest.approx(4.0), "the sender is paced all the same"

@@ -187,6 +187,7 @@ def _api(settings: Settings, queue: Queue, sandbox: SandboxConfig | None = None)
             queries=queries,
             quiet_hours=storage.quiet_hours,
             opt_outs=opt_outs,
+            routes=storage.routes,
             suppressions=SuppressionService(
                 SuppressionRepository(storage.engine),
                 units,

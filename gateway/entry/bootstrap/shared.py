@@ -20,6 +20,7 @@ from gateway.services.ports import Broker, HeldOutcomes, Provider, SenderPacer, 
 from gateway.services.quiet_hours import QuietHoursService
 from gateway.services.reconcile import Reconciler
 from gateway.services.retry_policy import RetryPolicy
+from gateway.services.routing import RoutingService
 from gateway.services.sending import SendService
 from gateway.services.unit_of_work import Units
 from gateway.services.webhooks import WebhookService
@@ -31,6 +32,7 @@ from persistence.opt_outs import OptOutRepository
 from persistence.pacing import SenderRateRepository
 from persistence.quiet_hours import QuietHoursRepository
 from persistence.reconcile import ReconcileRepository
+from persistence.routes import RouteRepository
 from persistence.suppressions import SuppressionRepository
 from persistence.unit_of_work import SqlTransaction
 from persistence.webhooks import WebhookRepository
@@ -82,6 +84,8 @@ class Storage:
     quiet_hours: QuietHoursService
     #: Each sender's pacing rate: set through the API, read by the workers (one cache too).
     sender_rates: SenderRates
+    #: Likewise: set through the API, followed by delivery.
+    routes: RoutingService
 
     @classmethod
     def open(cls, settings: Settings) -> Storage:
@@ -97,7 +101,10 @@ class Storage:
             owned_addresses=webhooks.addresses_of,
             region=settings.default_phone_region,
         )
-        return cls(engine, LifecycleRepository(engine), webhooks, quiet_hours, sender_rates)
+        routes = RoutingService(
+            RouteRepository(engine), carriers(settings), ttl=settings.routes_cache_seconds
+        )
+        return cls(engine, LifecycleRepository(engine), webhooks, quiet_hours, sender_rates, routes)
 
 
 @dataclass(frozen=True)
@@ -234,6 +241,8 @@ def build_deliveries(
             quiet_hours=storage.quiet_hours,
             pacer=queue.pacer,
             slowdown=settings.provider_slowdown_seconds,
+            ambiguous_grace=settings.ambiguous_grace_seconds,
+            routes=storage.routes,
         ),
         sweeper=Sweeper(
             lifecycle,
@@ -304,6 +313,28 @@ def _base_url(settings: Settings, configured: str | None, vendor: str) -> str:
     return vendor
 
 
+def _default_orders(settings: Settings) -> dict[Channel, tuple[str, list[str]]]:
+    """Each channel's ``*_PROVIDERS`` setting, and the names it lists."""
+    settings_of = {
+        Channel.SMS: settings.sms_providers,
+        Channel.MMS: settings.mms_providers,
+        Channel.EMAIL: settings.email_providers,
+    }
+    return {
+        channel: (names, [n.strip() for n in names.split(",") if n.strip()])
+        for channel, names in settings_of.items()
+    }
+
+
+def carriers(settings: Settings) -> dict[str, frozenset[Channel]]:
+    """The channels each configured vendor carries: those whose setting lists it."""
+    orders = _default_orders(settings)
+    names = {name for _, chosen in orders.values() for name in chosen}
+    return {
+        name: frozenset(c for c, (_, chosen) in orders.items() if name in chosen) for name in names
+    }
+
+
 def build_registry(settings: Settings, http: ProviderSession) -> FailoverRegistry:
     public = settings.public_base_url.rstrip("/")
     session = ProviderSession.from_settings(settings)
@@ -338,18 +369,12 @@ def build_registry(settings: Settings, http: ProviderSession) -> FailoverRegistr
             messaging_profile_id=settings.telnyx_messaging_profile_id,
         ),
     }
-    order = {
-        Channel.SMS: settings.sms_providers,
-        Channel.MMS: settings.mms_providers,
-        Channel.EMAIL: settings.email_providers,
-    }
     by_channel: dict[Channel, list[Provider]] = {}
-    for channel, names in order.items():
-        chosen = [n.strip() for n in names.split(",") if n.strip()]
+    for channel, (setting, chosen) in _default_orders(settings).items():
         unknown = [n for n in chosen if n not in available]
         if unknown or not chosen:
             raise ConfigurationError(
-                f"{channel.value}_PROVIDERS={names!r}: choose from {', '.join(available)}"
+                f"{channel.value}_PROVIDERS={setting!r}: choose from {', '.join(available)}"
             )
         by_channel[channel] = [available[n] for n in chosen]
     return FailoverRegistry(
