@@ -4,8 +4,9 @@
 answers ``{"id": "<...>", "message": "Queued. Thank you."}`` or Mailgun's ``{"message": ...}``
 errors, with the same failure injection as the other vendors (``config.of("mailgun")``).
 After the callback delay the message is delivered, fails permanently (a bounce recipient) or
-fails temporarily and stays so (an undeliverable recipient: Mailgun still retrying); each event
-is posted on its own, signed, to ``mailgun_webhook_url``, and ``GET /v3/{domain}/events``
+fails temporarily and stays so (an undeliverable recipient: Mailgun still retrying); a delivered
+message to an unsubscribed recipient is followed by its ``unsubscribed`` event. Each event is
+posted on its own, signed, to ``mailgun_webhook_url``, and ``GET /v3/{domain}/events``
 lists them by ``message-id``.
 """
 
@@ -141,7 +142,18 @@ class MailgunApi:
         else:
             event = _event("delivered", mailgun_id, fields)
             event["delivery-status"] = {"code": 250, "message": "OK", "description": ""}
-        events.append(event)
+        posted = [event]
+        if event["event"] == "delivered" and to in faults.unsubscribed_recipients:
+            # The recipient used the message's unsubscribe link: a second event, posted on
+            # its own as Mailgun posts every event.
+            posted.append(_event("unsubscribed", mailgun_id, fields))
+        for item in posted:
+            events.append(item)
+            await self._post(mailgun_id, fields, item)
+
+    async def _post(self, mailgun_id: str, fields: dict[str, str], event: dict[str, Any]) -> None:
+        sandbox = self.sandbox
+        config = sandbox.config
         timestamp, token = str(int(time.time())), secrets.token_hex(25)
         body = orjson.dumps(
             {

@@ -19,6 +19,17 @@ with severity ``temporary`` changes no status (kind ``deferred``): Mailgun keeps
 itself and reports a permanent failure or a delivery later, exactly as a SendGrid deferral.
 ``opened``, ``clicked``, ``unsubscribed`` and ``complained`` are engagement; anything else
 (``accepted``, events Mailgun adds later) is recorded as it is.
+
+What suppresses the recipient (``StatusReport.suppression``), following Mailgun's event
+reference: ``complained`` (SPAM_REPORT), ``unsubscribed`` (UNSUBSCRIBE) and a hard bounce
+(HARD_BOUNCE): a ``failed`` event of severity ``permanent`` whose ``reason`` is ``bounce``, the
+receiving server refusing the address, and whose ``delivery-status.code``, when given, is an SMTP
+5xx. Every other permanent failure says nothing of the address itself, so it suppresses nothing:
+``suppress-bounce``, ``suppress-unsubscribe`` and ``suppress-complaint`` are Mailgun's own lists
+dropping the message without trying (a list that may hold entries another sender on the domain
+made; the event that put the address there, when it was about our message, suppressed it then),
+and ``old``, ``generic``, ``esp-block``, ``blacklisted`` and the like are delivery or policy
+trouble. Neither does ``rejected`` (Mailgun refused the message) nor a temporary failure.
 """
 
 from __future__ import annotations
@@ -40,6 +51,7 @@ from gateway.domain.reports import (
     StatusReport,
 )
 from gateway.domain.statuses import MessageStatus
+from gateway.domain.suppressions import SuppressionReason
 from providers.signatures import MAILGUN_TOLERANCE, verify_mailgun
 
 from ._fields import (
@@ -74,6 +86,11 @@ _EVENT_NAME_MAX: Final = 64
 _ERROR_CODE_MAX: Final = 64  # messages.error_code is VARCHAR(64)
 _HEADERS_MAX: Final = 1024 * 1024
 _ENGAGEMENT: Final = frozenset({"opened", "clicked", "unsubscribed", "complained"})
+# What the recipient did that the account must respect from now on.
+_SUPPRESSING: Final = {
+    "complained": SuppressionReason.SPAM_REPORT,
+    "unsubscribed": SuppressionReason.UNSUBSCRIBE,
+}
 
 Outcome = tuple[MessageStatus | None, str, DeliveryError | None]
 
@@ -109,6 +126,25 @@ def _failure(event: Mapping[str, Any], name: str) -> DeliveryError:
     return DeliveryError(
         code=(code or reason or name)[:_ERROR_CODE_MAX], description=description, permanent=True
     )
+
+
+def mailgun_suppression(event: Mapping[str, Any]) -> SuppressionReason | None:
+    """What one Mailgun event says of its recipient that the account must respect (see the
+    module's docstring), None when it says nothing lasting."""
+    name = str(event.get("event") or "").strip().lower()
+    if name != "failed":
+        return _SUPPRESSING.get(name)
+    if event.get("severity") != "permanent" or event.get("reason") != "bounce":
+        return None
+    status = event.get("delivery-status")
+    code = status.get("code") if isinstance(status, dict) else None
+    if code is None or code == "":
+        return SuppressionReason.HARD_BOUNCE
+    try:
+        smtp = int(str(code))
+    except ValueError:
+        return None
+    return SuppressionReason.HARD_BOUNCE if 500 <= smtp < 600 else None
 
 
 def mailgun_message_id(event: Mapping[str, Any]) -> str | None:
@@ -172,6 +208,7 @@ def parse_mailgun_event(body: bytes) -> list[StatusReport]:
             dedupe_key=event_key(event_id),
             error=error,
             detail=compact(detail),
+            suppression=mailgun_suppression(event),
         )
     ]
 

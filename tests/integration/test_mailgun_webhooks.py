@@ -27,6 +27,8 @@ from gateway.settings import Settings
 from providers.http import ProviderSession
 from providers.signatures import MAILGUN_TOLERANCE, mailgun_signature
 from tests.conftest import GatewayParts, backend_settings, serve
+from tests.integration.test_batch_and_rules import send as send_result
+from tests.integration.test_provider_suppressions import mail_to, suppressions_of
 from tests.integration.test_webhooks import (
     Tenant,
     conversation_with,
@@ -296,3 +298,125 @@ async def test_inbound_email_through_a_route_is_stored_and_unsigned_posts_are_re
     assert (inbound["from"], inbound["to"]) == (sender, ours)
     assert inbound["body"] == "My order has not arrived."
     assert inbound["metadata"] == {"subject": "Help"}
+
+
+# --- suppressions ----------------------------------------------------------------------------
+
+BOUNCE = {
+    "severity": "permanent",
+    "reason": "bounce",
+    "delivery-status": {"code": 550, "message": "5.1.1 The email account does not exist"},
+}
+
+
+@pytest.mark.parametrize(
+    ("event", "extra", "with_mid", "reason"),
+    [
+        ("failed", BOUNCE, True, "HARD_BOUNCE"),
+        ("complained", {}, True, "SPAM_REPORT"),
+        # Found by Mailgun's message id alone, as any status report can be.
+        ("unsubscribed", {}, False, "UNSUBSCRIBE"),
+    ],
+)
+async def test_a_mailgun_event_suppresses_the_address_for_the_account_that_sent_to_it(
+    mailgun_gateway: MailgunGateway,
+    event: str,
+    extra: dict[str, Any],
+    with_mid: bool,
+    reason: str,
+) -> None:
+    gw = mailgun_gateway
+    tenant = await gw.tenant()
+    message = await sent_email(tenant)
+    address = message["to"]
+    response = await post_event(gw, mg_event(message, event, with_mid=with_mid, **extra))
+    assert response.status_code == 200, response.text
+
+    [entry] = await suppressions_of(tenant)
+    assert (entry["address"], entry["channel"], entry["from"], entry["reason"]) == (
+        address,
+        "EMAIL",
+        None,
+        reason,
+    )
+    assert entry["detail"]["provider"] == "mailgun"
+    assert entry["detail"]["providerEvent"] == event
+    # Refused at accept, whichever sender of the account writes to it.
+    refused = await send_result(tenant.client, mail_to(address))
+    assert refused["__typename"] == "RecipientSuppressed", refused
+    assert refused["reason"] == reason
+    # Another account's mail to the address is none of this one's business.
+    await send(await gw.tenant(), mail_to(address))
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"severity": "temporary", "reason": "generic", "delivery-status": {"code": 452}},
+        # Mailgun's own bounce list dropped it: policy, not the receiving server's word.
+        {"severity": "permanent", "reason": "suppress-bounce", "delivery-status": {"code": 605}},
+    ],
+)
+async def test_a_temporary_or_policy_failure_suppresses_nothing(
+    mailgun_gateway: MailgunGateway, extra: dict[str, Any]
+) -> None:
+    gw = mailgun_gateway
+    tenant = await gw.tenant()
+    message = await sent_email(tenant)
+    response = await post_event(gw, mg_event(message, "failed", **extra))
+    assert response.status_code == 200, response.text
+    found = await fetch(tenant, message["id"])
+    assert found["status"] == ("SENT" if extra["severity"] == "temporary" else "FAILED")
+
+    assert await suppressions_of(tenant) == []
+    await send(tenant, mail_to(message["to"]))
+
+
+async def test_a_redelivered_mailgun_event_suppresses_once(
+    mailgun_gateway: MailgunGateway,
+) -> None:
+    gw = mailgun_gateway
+    tenant = await gw.tenant()
+    message = await sent_email(tenant)
+    complained = mg_event(message, "complained")
+    signed = signature(gw.key)
+    # The same post twice (Mailgun's retry), then the same event under a fresh signature.
+    for again in (signed, signed, signature(gw.key)):
+        response = await post_event(gw, complained, again)
+        assert response.status_code == 200, response.text
+    unsubscribed = await post_event(gw, mg_event(message, "unsubscribed"))
+    assert unsubscribed.status_code == 200, unsubscribed.text
+
+    [entry] = await suppressions_of(tenant)
+    assert entry["reason"] == "SPAM_REPORT"
+    found = await fetch(tenant, message["id"])
+    assert kinds(found).count(("engagement", "SENT")) == 2
+
+
+async def test_the_sandbox_reports_an_unsubscribed_recipient_and_it_is_suppressed(
+    mailgun_gateway: MailgunGateway,
+) -> None:
+    gw = mailgun_gateway
+    sandbox = gw.container.sandbox
+    tenant = await gw.tenant()
+    address = new_email("leaving")
+    sandbox.configure(
+        {"vendor": "mailgun", "callback_delay": 0.05, "unsubscribed_recipients": [address]}
+    )
+    try:
+        message_id = await send(tenant, mail_to(address))
+        found = await wait_for(
+            tenant,
+            message_id,
+            lambda m: ("engagement", "DELIVERED") in kinds(m),
+            "DELIVERED, then unsubscribed",
+        )
+    finally:
+        sandbox.configure(
+            {"vendor": "mailgun", "callback_delay": None, "unsubscribed_recipients": None}
+        )
+    assert found["events"][-1]["detail"]["providerEvent"] == "unsubscribed"
+    [entry] = await suppressions_of(tenant)
+    assert (entry["address"], entry["reason"]) == (address, "UNSUBSCRIBE")
+    refused = await send_result(tenant.client, mail_to(address))
+    assert refused["__typename"] == "RecipientSuppressed", refused

@@ -14,11 +14,13 @@ import pytest
 
 from gateway.domain.reports import KIND_DEFERRED, KIND_DELIVERY_RECEIPT, KIND_ENGAGEMENT
 from gateway.domain.statuses import MessageStatus
+from gateway.domain.suppressions import SuppressionReason
 from providers.signatures import MAILGUN_TOLERANCE, mailgun_signature, verify_mailgun
 from providers.webhooks import PayloadError, ReceivedWebhook, Refused, WebhookRequest
 from providers.webhooks.forms import decode_any_form
 from providers.webhooks.mailgun import (
     SeenTokens,
+    mailgun_suppression,
     mailgun_webhooks,
     parse_mailgun_event,
     parse_mailgun_inbound,
@@ -190,6 +192,39 @@ def test_events_map_to_statuses_kinds_and_errors() -> None:
         orjson.dumps({"event-data": event("accepted", **{"user-variables": []})})
     )
     assert accepted.status is None and accepted.message_id is None
+
+
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [
+        ({"event": "complained"}, SuppressionReason.SPAM_REPORT),
+        ({"event": "unsubscribed"}, SuppressionReason.UNSUBSCRIBE),
+        (
+            {"severity": "permanent", "reason": "bounce", "delivery-status": {"code": 550}},
+            SuppressionReason.HARD_BOUNCE,
+        ),
+        ({"severity": "permanent", "reason": "bounce"}, SuppressionReason.HARD_BOUNCE),
+        # Mailgun's own lists and policy say nothing new of the address.
+        ({"severity": "permanent", "reason": "suppress-bounce"}, None),
+        ({"severity": "permanent", "reason": "suppress-unsubscribe"}, None),
+        ({"severity": "permanent", "reason": "old"}, None),
+        ({"severity": "permanent", "reason": "esp-block"}, None),
+        ({"severity": "permanent", "reason": "bounce", "delivery-status": {"code": 421}}, None),
+        ({"severity": "temporary", "reason": "bounce", "delivery-status": {"code": 552}}, None),
+        ({"severity": "temporary", "reason": "generic"}, None),
+        ({"event": "rejected"}, None),
+        ({"event": "delivered"}, None),
+        ({"event": "opened"}, None),
+    ],
+)
+def test_which_events_suppress_their_recipient(
+    extra: dict[str, Any], reason: SuppressionReason | None
+) -> None:
+    rest = {key: value for key, value in extra.items() if key != "event"}
+    data = event(str(extra.get("event", "failed")), **rest)
+    assert mailgun_suppression(data) is reason
+    [report] = parse_mailgun_event(orjson.dumps({"event-data": data}))
+    assert report.suppression is reason
 
 
 @pytest.mark.parametrize(
