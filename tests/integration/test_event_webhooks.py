@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import orjson
@@ -37,10 +38,16 @@ from harness.asgi import run_uvicorn
 from persistence.webhook_endpoints import ENDPOINTS
 from providers.http import ProviderSession
 from providers.outbound_webhooks import WebhookPoster
-from providers.signatures import verify_standard_webhook
+from providers.signatures import twilio_signature, verify_standard_webhook
 from schema.ids import decode_uuid
 from tests.conftest import GraphQLClient, RunningGateway, backend_settings, serve
 from tests.integration.test_batch_and_rules import MESSAGE, accepted, send, sms, wait_for_status
+from tests.integration.test_webhooks import (
+    FORM,
+    TWILIO_SIGNATURE_HEADER,
+    inbound_params,
+    new_number,
+)
 
 #: Longer than the module gateway's WEBHOOK_TIMEOUT_SECONDS: the try times out.
 SLOW_ANSWER = 2.5
@@ -441,6 +448,34 @@ async def test_every_wanted_event_arrives_signed_in_the_documented_shape(
     )
     assert [e["node"]["id"] for e in after["deliveries"]["edges"]] == [n["id"] for n in nodes[1:]]
     assert len(receiver.at(only_delivered["url"])) == 1
+
+
+async def test_an_inbound_message_is_delivered_too(
+    hooks: RunningGateway, receiver: Receiver
+) -> None:
+    client = await hooks.new_client()
+    account = await hooks.container.accounts.ensure_account(client.account, datetime.now(UTC))
+    ours, theirs = new_number(), new_number()
+    await hooks.container.webhook_repo.add_address(account.id, ours, datetime.now(UTC))
+    endpoint, secret = await created(client, receiver.endpoint(), eventKinds=["received"])
+    params = inbound_params(theirs, ours, "a reply")
+    path = "/webhooks/twilio/messages"
+    settings = hooks.container.settings
+    signature = twilio_signature(
+        settings.twilio_auth_token, settings.public_base_url + path, params
+    )
+    response = await hooks.http.post(
+        hooks.base_url + path,
+        content=urlencode(params).encode(),
+        headers={"Content-Type": FORM, TWILIO_SIGNATURE_HEADER: signature},
+    )
+    assert response.status_code == 200, response.text
+    [request] = await arrived(receiver, endpoint["url"], 1)
+    payload = verified(secret, request)
+    assert payload["type"] == "message.received"
+    assert payload["data"]["status"] == "RECEIVED" and payload["data"]["messageId"].startswith(
+        "msg_"
+    )
 
 
 async def test_during_a_rotation_both_secrets_sign_each_delivery(

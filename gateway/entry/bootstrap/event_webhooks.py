@@ -57,7 +57,7 @@ def build_webhook_dispatch(
         disable_after=timedelta(seconds=settings.webhook_disable_after_seconds),
         slots=settings.webhook_concurrency,
         per_endpoint=settings.webhook_endpoint_concurrency,
-        lease=timedelta(seconds=2 * longest_try + 10),
+        lease=timedelta(seconds=longest_try + 10),
         poll_interval=settings.webhook_poll_interval,
     )
     return BackgroundChore(dispatcher.run_forever, NAME), session
