@@ -1,0 +1,126 @@
+"""Failover between two SMS vendors with real processes: two API processes, two workers,
+PostgreSQL, Redis and the standalone sandbox standing in for Twilio and Telnyx.
+
+Twilio goes down in the middle of the load (the sandbox's per-vendor outage). Every message is
+still delivered; once Twilio's circuit is open its messages go straight to Telnyx, and the ones
+that met Twilio's refusal went on to Telnyx in the same attempt. The sandbox's own request log
+shows no message accepted by both vendors (unless an attempt was recorded as ambiguous). When
+Twilio is back, its trial call closes the circuit and traffic returns to it.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from harness.pipeline import Account, Pipeline, Sent, start_pipeline
+from harness.servers import PostgresServer, RedisServer
+from tests.conftest import fresh_postgres_url
+from tests.integration.traffic import ambiguous_marker, sms
+
+#: Both vendors in the default order; a circuit opened by the outage stays open long enough
+#: for the load to meet it, and lets a trial call through soon after the outage ends.
+WORKERS = {"SMS_PROVIDERS": "twilio,telnyx", "BREAKER_COOLDOWN_SECONDS": "2"}
+BATCH = 10
+
+
+@pytest.fixture(scope="module")
+async def pipe(
+    postgres: PostgresServer, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Pipeline]:
+    tmp = tmp_path_factory.mktemp("failover")
+    async with start_pipeline(tmp, fresh_postgres_url(postgres), redis_server) as running:
+        await running.ensure(**WORKERS)
+        await running.sandbox_reset()
+        yield running
+
+
+async def carriers(pipe: Pipeline, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str | None]:
+    """Each message's vendor, as the database records it."""
+    async with pipe.engine.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT id, provider FROM messages WHERE id = ANY(:ids)"), {"ids": list(ids)}
+        )
+    return {r[0]: r[1] for r in rows}
+
+
+async def send(pipe: Pipeline, account: Account, tag: str, start: int, count: int) -> list[Sent]:
+    sent: list[Sent] = []
+    for first in range(start, start + count, BATCH):
+        inputs = [sms(i, tag) for i in range(first, min(start + count, first + BATCH))]
+        sent += await pipe.send_many((first // BATCH) % 2, account, inputs)
+    return sent
+
+
+def ids_of(sent: Iterable[Sent]) -> list[uuid.UUID]:
+    return [s.id for s in sent]
+
+
+def accepted_by(calls: list[dict[str, Any]]) -> list[str]:
+    return [c["vendor"] for c in calls if c.get("outcome") == "accepted"]
+
+
+async def test_an_outage_of_the_first_vendor_fails_over_and_traffic_returns(
+    pipe: Pipeline,
+) -> None:
+    account = await pipe.new_account()
+
+    healthy = ids_of(await send(pipe, account, "healthy", 0, 20))
+    await pipe.wait_delivered(healthy, within=60)
+    assert set((await carriers(pipe, healthy)).values()) == {"twilio"}, "the default order"
+
+    # Mid-load: the first batches go out while Twilio answers, the rest meet its outage.
+    before = ids_of(await send(pipe, account, "before", 100, 2 * BATCH))
+    await pipe.sandbox_configure(vendor="twilio", outage=True)
+    during = ids_of(await send(pipe, account, "during", 200, 6 * BATCH))
+    await pipe.wait_delivered([*before, *during], within=90)
+
+    during_carriers = await carriers(pipe, during)
+    assert set(during_carriers.values()) == {"telnyx"}, "Twilio took nothing while down"
+    calls = pipe.provider_calls(during)
+    trails = await pipe.trails(during)
+    met_twilio = [i for i in during if any(c["vendor"] == "twilio" for c in calls[i])]
+    skipped = [i for i in during if i not in met_twilio]
+    assert met_twilio, "the outage was met"
+    assert skipped, "an open circuit sends the messages straight to the next vendor"
+    for message_id in met_twilio:
+        # Refused by Twilio and taken by Telnyx in one and the same attempt: no retry.
+        kinds = [e["kind"] for e in trails[message_id]]
+        assert "retry_scheduled" not in kinds, trails[message_id]
+        [accepted] = [e for e in trails[message_id] if e["kind"] == "provider_accepted"]
+        failed_over = accepted["detail"].get("failedOver") or []
+        assert [f["provider"] for f in failed_over] == ["twilio"], trails[message_id]
+    for message_id in skipped:
+        [accepted] = [e for e in trails[message_id] if e["kind"] == "provider_accepted"]
+        assert "failedOver" not in accepted["detail"], trails[message_id]
+
+    await pipe.sandbox_configure(vendor="twilio", outage=None)
+    # Back: each worker's circuit lets a trial call through after its cooldown, the trial
+    # succeeds and closes it. Batches go out until one goes through Twilio alone.
+    after: list[uuid.UUID] = []
+    returned = False
+    deadline = time.monotonic() + 60
+    start = 300
+    while not returned:
+        assert time.monotonic() < deadline, f"traffic never returned to Twilio{pipe.diagnostics()}"
+        batch = ids_of(await send(pipe, account, "after", start, BATCH))
+        start += BATCH
+        await pipe.wait_delivered(batch, within=60)
+        after += batch
+        returned = set((await carriers(pipe, batch)).values()) == {"twilio"}
+
+    everything = [*healthy, *before, *during, *after]
+    all_calls = pipe.provider_calls(everything)
+    all_trails = await pipe.trails(everything)
+    for message_id in everything:
+        vendors = accepted_by(all_calls[message_id])
+        assert vendors, f"no vendor accepted {message_id}"
+        if len(vendors) > 1:
+            assert ambiguous_marker(all_trails[message_id]), (vendors, all_trails[message_id])
+        if len(set(vendors)) > 1:
+            raise AssertionError(f"accepted by two vendors: {vendors} {all_trails[message_id]}")
