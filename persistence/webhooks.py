@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.domain.addresses import conversation_key
 from gateway.domain.channels import Channel, Direction
-from gateway.domain.ids import new_id
+from gateway.domain.ids import encode_id, new_id
 from gateway.domain.records import DeliveryError, Message, MessageEvent
 from gateway.domain.reports import InboundMessage, StatusReport
 from gateway.domain.results import Change, ReportResult
@@ -119,7 +119,7 @@ class _Target:
 
     def suppression(self, report: StatusReport, reason: SuppressionReason) -> NewSuppression:
         """What ``report`` suppresses: its message's recipient, for the message's account."""
-        detail = {**report.detail, "messageId": self.id.hex}
+        detail = {**report.detail, "messageId": encode_id("Message", self.id)}
         return provider_suppression(
             self.account_id, Channel(self.channel), self.sender, self.recipient, reason, detail
         )

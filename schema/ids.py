@@ -12,17 +12,11 @@ import binascii
 from datetime import UTC, datetime
 from uuid import UUID
 
-PREFIXES = {
-    "Message": "msg_",
-    "Conversation": "conv_",
-    "Suppression": "sup_",
-    "WebhookEndpoint": "whe_",
-}
+# Re-exported: the schema's modules take every id helper from here.
+from gateway.domain.ids import PREFIXES as PREFIXES
+from gateway.domain.ids import encode_id as encode_id
+
 _DELIVERY = "whd_"
-
-
-def encode_id(kind: str, value: UUID) -> str:
-    return PREFIXES[kind] + value.hex
 
 
 def decode_id(public_id: str, kind: str | None = None) -> tuple[str, UUID] | None:

@@ -1,4 +1,5 @@
-"""Time-ordered identifiers (UUIDv7, RFC 9562) so primary keys sort by creation time."""
+"""Time-ordered identifiers (UUIDv7, RFC 9562) so primary keys sort by creation time, and the
+public form of an id (``msg_…``, ``sup_…``): what the API shows of it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from typing import Final
 
 _COUNTER_BITS = 12
 _COUNTER_MAX = (1 << _COUNTER_BITS) - 1
@@ -64,3 +66,19 @@ if hasattr(os, "register_at_fork"):
 
 def new_id() -> uuid.UUID:
     return _default()
+
+
+#: Public ids are typed, so ``node(id:)`` knows what to look up. An id the core writes into an
+#: event's or a suppression's ``detail`` takes this form too: the one form a client ever sees,
+#: and can look up as it is.
+PREFIXES: Final = {
+    "Message": "msg_",
+    "Conversation": "conv_",
+    "Suppression": "sup_",
+    "WebhookEndpoint": "whe_",
+}
+
+
+def encode_id(kind: str, value: uuid.UUID) -> str:
+    """The public id of the record ``value`` of ``kind`` (a key of :data:`PREFIXES`)."""
+    return PREFIXES[kind] + value.hex

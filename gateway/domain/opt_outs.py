@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
+from .ids import encode_id
 from .messages import FieldProblem, text_problem
 
 
@@ -139,7 +140,7 @@ class AutoReply:
 
     def detail(self) -> dict[str, Any]:
         """What the answer's ``accepted`` event says of it."""
-        return {"autoReply": self.kind.value, "inReplyTo": self.in_reply_to.hex}
+        return {"autoReply": self.kind.value, "inReplyTo": encode_id("Message", self.in_reply_to)}
 
 
 def parse_opt_out_settings(

@@ -15,6 +15,7 @@ from typing import Any
 from uuid import UUID
 
 from gateway.domain.channels import Channel
+from gateway.domain.ids import encode_id
 from gateway.domain.records import DeliveryError, Message
 
 #: Stored for "every channel" and "every sender": NULL would make the unique key useless
@@ -99,7 +100,11 @@ def suppression_after_failure(
     failure."""
     if not error.recipient_unsubscribed:
         return None
-    detail = {"provider": provider, "code": error.code, "messageId": message.id.hex}
+    detail = {
+        "provider": provider,
+        "code": error.code,
+        "messageId": encode_id("Message", message.id),
+    }
     return provider_suppression(
         message.account_id,
         message.channel,

@@ -28,6 +28,7 @@ from uuid import UUID
 import structlog
 
 from gateway.domain.channels import Channel
+from gateway.domain.ids import encode_id
 from gateway.domain.messages import FieldProblem, SendRequest
 from gateway.domain.opt_outs import (
     AutoReply,
@@ -166,10 +167,10 @@ class OptOutService:
             None,
             sender,
             SuppressionReason.STOP_KEYWORD,
-            {"keyword": match.keyword, "inboundMessageId": inbound.id.hex},
+            {"keyword": match.keyword, "inboundMessageId": encode_id("Message", inbound.id)},
         )
         suppression, created = await self._suppressions.add(new, now)
-        return {"suppressionId": suppression.id.hex, "created": created}
+        return {"suppressionId": encode_id("Suppression", suppression.id), "created": created}
 
     async def _opt_in(
         self, inbound: Message, match: KeywordMatch, sender: str | None, now: datetime
@@ -182,5 +183,5 @@ class OptOutService:
             inbound.account_id, inbound.sender, sender
         ):
             if await self._suppressions.remove(found, reason, now):
-                lifted.append(found.id.hex)
+                lifted.append(encode_id("Suppression", found.id))
         return {"lifted": lifted}

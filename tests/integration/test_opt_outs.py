@@ -191,12 +191,14 @@ async def test_stop_answers_suppresses_and_start_lifts_once_however_often_delive
     keyword, change = inbound["events"][1]["detail"], inbound["events"][2]["detail"]
     assert keyword == {"keyword": "STOP", "kind": "STOP"}
     assert change["scope"] == "SENDER" and change["created"] is True
-    assert change["suppressionId"] == entry["id"].removeprefix("sup_")
+    # Ids in details are public ids, as the API shows them everywhere else.
+    assert change["suppressionId"] == entry["id"]
+    assert entry["detail"]["inboundMessageId"] == inbound["id"]
     inbound_hex = inbound["id"].removeprefix("msg_")
     assert (answer["direction"], answer["from"], answer["to"]) == ("OUTBOUND", ours, theirs)
     assert answer["idempotencyKey"] == f"auto-reply:{inbound_hex}"
     assert answer["events"][0]["kind"] == "accepted"
-    assert answer["events"][0]["detail"] == {"autoReply": "STOP", "inReplyTo": inbound_hex}
+    assert answer["events"][0]["detail"] == {"autoReply": "STOP", "inReplyTo": inbound["id"]}
     assert len(await tenant.suppressions(theirs)) == 1
 
     # START lifts it (recorded as the recipient's doing), is answered, and sends go again.

@@ -139,4 +139,4 @@ def test_an_auto_replys_key_and_detail_come_from_the_inbound_message_it_answers(
     reply = AutoReply(inbound, STOP)
     assert reply.idempotency_key() == f"auto-reply:{inbound.hex}"
     assert AutoReply(inbound, STOP).idempotency_key() == reply.idempotency_key()
-    assert reply.detail() == {"autoReply": "STOP", "inReplyTo": inbound.hex}
+    assert reply.detail() == {"autoReply": "STOP", "inReplyTo": "msg_" + inbound.hex}

@@ -116,7 +116,7 @@ def test_only_a_failure_the_provider_marked_unsubscribed_suppresses() -> None:
         None,
         "+14155550100",
         SuppressionReason.PROVIDER_UNSUBSCRIBED,
-        {"provider": "twilio", "code": "21610", "messageId": message.id.hex},
+        {"provider": "twilio", "code": "21610", "messageId": "msg_" + message.id.hex},
     )
     for error in (
         DeliveryError("21211", "invalid 'To'", permanent=True),

@@ -106,12 +106,12 @@ async def test_stop_suppresses_the_sender_for_the_number_written_to_and_records_
         OURS,
         SuppressionReason.STOP_KEYWORD,
     )
-    assert entry.detail == {"keyword": "OPT OUT", "inboundMessageId": stop.id.hex}
+    assert entry.detail == {"keyword": "OPT OUT", "inboundMessageId": "msg_" + stop.id.hex}
     assert [kind for kind, _ in store.notes] == ["keyword_received", "opted_out"]
     assert store.notes[1][1] == {
         "scope": "SENDER",
         "autoReply": True,
-        "suppressionId": entry.id.hex,
+        "suppressionId": "sup_" + entry.id.hex,
         "created": True,
     }
     assert [e.kind for e in handled.events] == ["keyword_received", "opted_out"]
@@ -144,7 +144,11 @@ async def test_start_lifts_only_the_recipients_own_opt_outs_covering_the_number(
     assert suppressions.removals == [(own.id, reason), (everywhere.id, reason)]
     assert store.notes[-1] == (
         "opted_in",
-        {"scope": "SENDER", "autoReply": True, "lifted": [own.id.hex, everywhere.id.hex]},
+        {
+            "scope": "SENDER",
+            "autoReply": True,
+            "lifted": ["sup_" + own.id.hex, "sup_" + everywhere.id.hex],
+        },
     )
 
 
