@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from ipaddress import IPv4Address, IPv6Address
 from types import TracebackType
@@ -508,7 +508,8 @@ class DueDelivery:
 
     delivery: WebhookDelivery
     endpoint: WebhookEndpoint
-    secrets: tuple[str, ...]
+    #: Kept out of repr: a logged traceback or record must not carry them.
+    secrets: tuple[str, ...] = field(repr=False)
     #: Until when the claim holds; after that another worker may take the delivery again.
     leased_until: datetime
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import re
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from uuid import UUID
 
@@ -73,7 +73,7 @@ class WithSecret:
     """An endpoint and its new signing secret: the only time the secret is shown."""
 
     endpoint: WebhookEndpoint
-    secret: str
+    secret: str = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
