@@ -51,7 +51,7 @@ from ._fields import (
     without_query,
 )
 from .adapter import MAX_BODY, Answer, Refused, WebhookRequest, check_timestamped
-from .forms import Form, form_pairs, multipart_fields
+from .forms import Form, decode_any_form, form_pairs
 from .records import PayloadError, ReceivedWebhook
 
 PROVIDER: Final = "sendgrid"
@@ -318,7 +318,7 @@ class SendGridInboundWebhook(_SendGridWebhook):
             raise Refused(403, "invalid inbound parse credentials")
 
     async def parse(self, received: ReceivedWebhook, form: Form | None = None) -> InboundMessage:
-        fields = await multipart_fields(received.content_type, received.body)
+        fields, _ = form or decode_any_form(received.content_type, received.body)
         return parse_sendgrid_inbound(fields)
 
 

@@ -27,6 +27,7 @@ from gateway.domain.statuses import MessageStatus
 from gateway.domain.suppressions import SuppressionReason
 from providers.webhooks import (
     PayloadError,
+    ReceivedWebhook,
     parse_generic_email,
     parse_generic_sms,
     parse_sendgrid_events,
@@ -34,6 +35,8 @@ from providers.webhooks import (
     parse_twilio_inbound,
     parse_twilio_status,
 )
+from providers.webhooks.forms import MAX_PARTS, decode_any_form
+from providers.webhooks.sendgrid import SendGridInboundWebhook
 
 FUZZ = settings(max_examples=150, deadline=None)
 
@@ -492,6 +495,44 @@ def sg_inbound(**changes: str) -> dict[str, str]:
     }
     form.update(changes)
     return {key: value for key, value in form.items() if value != "<drop>"}
+
+
+async def test_sendgrid_inbound_multipart_is_read_by_the_one_form_reader() -> None:
+    boundary = "xYzZY" + uuid.uuid4().hex[:8]
+    fields = sg_inbound(subject="Caf\u00e9 on Friday?")
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
+        + value.encode()
+        + b"\r\n"
+        for name, value in fields.items()
+    ]
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="attachment1"; '
+        'filename="menu.pdf"\r\nContent-Type: application/pdf\r\n\r\n'.encode()
+        + b"%PDF\x00\xff"
+        + b"\r\n"
+    )
+    parts.append(f"--{boundary}--\r\n".encode())
+    body, content_type = b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+    single, _ = decode_any_form(content_type, body)
+    assert single == fields  # every text field, the upload left out
+    adapter = SendGridInboundWebhook("token")
+    received = ReceivedWebhook(adapter.route, content_type, "token=token", body)
+    assert await adapter.parse(received) == parse_sendgrid_inbound(fields)
+
+    with pytest.raises(PayloadError):
+        await adapter.parse(ReceivedWebhook(adapter.route, content_type, "", body[:-40]))
+
+
+def test_a_multipart_form_of_too_many_parts_is_refused() -> None:
+    boundary = "b" + uuid.uuid4().hex
+    part = f'--{boundary}\r\nContent-Disposition: form-data; name="f"\r\n\r\nx\r\n'
+    content_type = f"multipart/form-data; boundary={boundary}"
+    at_limit = (part * MAX_PARTS + f"--{boundary}--\r\n").encode()
+    assert decode_any_form(content_type, at_limit)[1]["f"] == ["x"] * MAX_PARTS
+    with pytest.raises(PayloadError):
+        decode_any_form(content_type, (part * (MAX_PARTS + 1) + f"--{boundary}--\r\n").encode())
 
 
 def test_sendgrid_inbound_email() -> None:
