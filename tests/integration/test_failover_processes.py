@@ -10,6 +10,7 @@ Twilio is back, its trial call closes the circuit and traffic returns to it.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
@@ -30,14 +31,20 @@ BATCH = 10
 
 
 @pytest.fixture(scope="module")
-async def pipe(
+async def pipeline(
     postgres: PostgresServer, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Pipeline]:
     tmp = tmp_path_factory.mktemp("failover")
     async with start_pipeline(tmp, fresh_postgres_url(postgres), redis_server) as running:
-        await running.ensure(**WORKERS)
-        await running.sandbox_reset()
         yield running
+
+
+@pytest.fixture
+async def pipe(pipeline: Pipeline) -> AsyncIterator[Pipeline]:
+    """Both workers with both vendors, fresh circuits and a sandbox without faults."""
+    await pipeline.restart_workers([WORKERS, WORKERS])
+    await pipeline.sandbox_reset()
+    yield pipeline
 
 
 async def carriers(pipe: Pipeline, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str | None]:
@@ -59,6 +66,22 @@ async def send(pipe: Pipeline, account: Account, tag: str, start: int, count: in
 
 def ids_of(sent: Iterable[Sent]) -> list[uuid.UUID]:
     return [s.id for s in sent]
+
+
+async def until_twilio_carries(
+    pipe: Pipeline, account: Account, tag: str, start: int
+) -> list[uuid.UUID]:
+    """Send batches until one goes through Twilio alone: each worker's open circuit lets a
+    trial call through after its cooldown, and the trial's success closes it."""
+    sent: list[uuid.UUID] = []
+    deadline = time.monotonic() + 60
+    while True:
+        assert time.monotonic() < deadline, f"traffic never returned to Twilio{pipe.diagnostics()}"
+        batch = ids_of(await send(pipe, account, tag, start + len(sent), BATCH))
+        await pipe.wait_delivered(batch, within=60)
+        sent += batch
+        if set((await carriers(pipe, batch)).values()) == {"twilio"}:
+            return sent
 
 
 def accepted_by(calls: list[dict[str, Any]]) -> list[str]:
@@ -100,19 +123,7 @@ async def test_an_outage_of_the_first_vendor_fails_over_and_traffic_returns(
         assert "failedOver" not in accepted["detail"], trails[message_id]
 
     await pipe.sandbox_configure(vendor="twilio", outage=None)
-    # Back: each worker's circuit lets a trial call through after its cooldown, the trial
-    # succeeds and closes it. Batches go out until one goes through Twilio alone.
-    after: list[uuid.UUID] = []
-    returned = False
-    deadline = time.monotonic() + 60
-    start = 300
-    while not returned:
-        assert time.monotonic() < deadline, f"traffic never returned to Twilio{pipe.diagnostics()}"
-        batch = ids_of(await send(pipe, account, "after", start, BATCH))
-        start += BATCH
-        await pipe.wait_delivered(batch, within=60)
-        after += batch
-        returned = set((await carriers(pipe, batch)).values()) == {"twilio"}
+    after = await until_twilio_carries(pipe, account, "after", 300)
 
     everything = [*healthy, *before, *during, *after]
     all_calls = pipe.provider_calls(everything)
@@ -124,3 +135,37 @@ async def test_an_outage_of_the_first_vendor_fails_over_and_traffic_returns(
             assert ambiguous_marker(all_trails[message_id]), (vendors, all_trails[message_id])
         if len(set(vendors)) > 1:
             raise AssertionError(f"accepted by two vendors: {vendors} {all_trails[message_id]}")
+
+
+async def test_a_message_twilio_may_have_taken_is_never_sent_through_telnyx(
+    pipe: Pipeline,
+) -> None:
+    """Twilio's answers time out (after the request was sent: ambiguous). Those messages stay
+    with Twilio, held and retried through it alone once it answers, never handed to Telnyx,
+    although Telnyx answers all along."""
+    account = await pipe.new_account()
+    await until_twilio_carries(pipe, account, "warm", 500)  # both circuits closed
+    await pipe.sandbox_configure(vendor="twilio", rate_timeout=1.0)
+    try:
+        unsure = ids_of(await send(pipe, account, "unsure", 400, BATCH))
+        deadline = time.monotonic() + 60
+        while True:
+            trails = await pipe.trails(unsure)
+            if all(ambiguous_marker(t) for t in trails.values()):
+                break
+            assert time.monotonic() < deadline, f"no ambiguous attempts: {trails}"
+            await asyncio.sleep(0.25)
+        assert set((await carriers(pipe, unsure)).values()) == {"twilio"}, "kept to Twilio"
+    finally:
+        await pipe.sandbox_configure(vendor="twilio", rate_timeout=None)
+    await pipe.wait_delivered(unsure, within=90)
+
+    calls = pipe.provider_calls(unsure)
+    trails = await pipe.trails(unsure)
+    for message_id in unsure:
+        vendors = [c["vendor"] for c in calls[message_id]]
+        assert "telnyx" not in vendors, (vendors, trails[message_id])
+        assert accepted_by(calls[message_id]) == ["twilio"], (calls[message_id], trails[message_id])
+        held = [e for e in trails[message_id] if e["detail"].get("ambiguous") is True]
+        assert held and all(e["detail"].get("provider") == "twilio" for e in held), held
+    assert set((await carriers(pipe, unsure)).values()) == {"twilio"}
