@@ -13,6 +13,7 @@ from typing import Any, Final, cast
 from uuid import UUID
 
 from sqlalchemy import Row, Select, Table, delete, func, insert, or_, select, text, update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.domain.records import Page
 from gateway.domain.statuses import MessageStatus
@@ -110,7 +111,7 @@ def _endpoint_values(endpoint: WebhookEndpoint) -> dict[str, Any]:
 
 
 class WebhookEndpointRepository(Repository):
-    def __init__(self, engine: Any, box: SecretBox) -> None:
+    def __init__(self, engine: AsyncEngine, box: SecretBox) -> None:
         super().__init__(engine)
         self._box = box
 
