@@ -28,6 +28,7 @@ import redis
 
 from harness.processes import (
     CLI,
+    HIGH_SENDER_RATES,
     Process,
     sandbox_command,
     serve_command,
@@ -234,6 +235,8 @@ def gateway_settings(
         "SENDGRID_WEBHOOK_PUBLIC_KEY": public_key,
         # Rate limits off: the benchmark measures capacity, not the per-key limits.
         "RATE_LIMITS": "",
+        # Nor the pacing of its senders: every sender as fast as a rate may be.
+        **HIGH_SENDER_RATES,
         "LOG_LEVEL": "WARNING",
         "SANDBOX_CALLBACK_DELAY": "0",
     }
@@ -283,13 +286,8 @@ class Stack:
         try:
             infra.pg.create_database(self.dbname)
             env = infra.gateway_env(infra.pg.url(self.dbname))
-            cli_log = self.logdir / "cli.log"
-            run_cli(["migrate"], env, cli_log)
-            out = run_cli(["create-api-key", "--account", ACCOUNT], env, cli_log)
-            keys = [line.strip() for line in out.splitlines() if line.strip().startswith("mgw_")]
-            if not keys:
-                raise BenchError(f"create-api-key printed no key:\n{out}")
-            self.key = keys[-1]
+            run_cli(["migrate"], env, self.logdir / "cli.log")
+            self.key = self.create_key(ACCOUNT)
             with infra.redis_client() as client:
                 client.flushall()
             infra.reset_sandbox()
@@ -318,6 +316,16 @@ class Stack:
             self.stop()
             raise
         return self
+
+    def create_key(self, account: str) -> str:
+        """A new API key of ``account`` (created if new) on this stack's database."""
+        assert self.infra.pg is not None
+        env = self.infra.gateway_env(self.infra.pg.url(self.dbname))
+        out = run_cli(["create-api-key", "--account", account], env, self.logdir / "cli.log")
+        keys = [line.strip() for line in out.splitlines() if line.strip().startswith("mgw_")]
+        if not keys:
+            raise BenchError(f"create-api-key printed no key:\n{out}")
+        return keys[-1]
 
     def _wait_workers(self) -> None:
         if self.workers:

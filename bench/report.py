@@ -153,6 +153,23 @@ FIGURES: tuple[Figure, ...] = (
     ),
     Figure("fanout.p50_ms", "Fan-out 1000 subs: publish->client p50", "ms", False, info=True),
     Figure("fanout.missing", "Fan-out: missing deliveries", "deliveries", False, target=0),
+    Figure(
+        "fairness.b_send_to_sent_ms",
+        "Fairness: B's one message behind A's backlog, send->SENT",
+        "ms",
+        False,
+        target=2000,
+    ),
+    Figure(
+        "fairness.a_waiting_when_b_sent",
+        "Fairness: A's messages still queued when B's was SENT",
+        "msgs",
+        True,
+        info=True,
+    ),
+    Figure(
+        "fairness.a_drain_msgs_per_s", "Fairness: A's backlog drain rate", "msg/s", True, info=True
+    ),
     Figure("floor.starlette.rps", "Floor: plain Starlette JSON endpoint", "req/s", True),
     Figure("floor.starlette.p99_ms", "Floor: Starlette p99 (64 conns)", "ms", False),
     Figure("floor.starlette.fixed_p99_ms", "Floor: Starlette p99 at the fixed rate", "ms", False),

@@ -31,6 +31,7 @@ from bench.accept import Recipients, WrkResult, run_wrk
 from bench.cpu import CpuMeter, per_message
 from bench.deploy import BenchError, Infra, Stack, gateway_settings
 from bench.e2e import run_e2e
+from bench.fairness import run_fairness
 from bench.fanout import run_fanout
 from bench.floors import pg_floor, redis_floor, starlette_floor
 from harness.processes import Process
@@ -38,7 +39,7 @@ from harness.servers import LOOPBACK, HarnessError
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-BENCHMARKS = ("single", "batched", "e2e", "fanout", "floors")
+BENCHMARKS = ("single", "batched", "e2e", "fanout", "fairness", "floors")
 KEEP_RUNS = 5
 T = TypeVar("T")
 
@@ -61,6 +62,7 @@ class Plan:
     fanout_subscribers: int
     fanout_messages: int
     fanout_interval: float
+    fairness_backlog: int
     floor_db_seconds: float
     api_processes: int
     workers: int
@@ -146,6 +148,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         fanout_subscribers=args.subscribers,
         fanout_messages=6 if quick else 20,
         fanout_interval=0.5,
+        fairness_backlog=10_000 if quick else 50_000,
         floor_db_seconds=2 if quick else 5,
         api_processes=args.api_processes,
         workers=args.workers,
@@ -428,6 +431,31 @@ class Suite:
                 )
         return result
 
+    def fairness(self, r: int) -> dict[str, Any]:
+        plan = self.plan
+        assert self.infra is not None and self.infra.pg is not None
+        with self.stack(f"fairness-r{r}", workers=plan.workers) as stack:
+            other = stack.create_key("bench-b")
+            dsn = self.infra.pg.url(stack.dbname, driver="postgresql")
+            meter = self._meter(stack)
+            result = meter.run(
+                lambda: run_async(
+                    run_fairness(
+                        stack.api_url,
+                        stack.key,
+                        other,
+                        dsn,
+                        backlog=plan.fairness_backlog,
+                    )
+                )
+            )
+            result["cpu"] = meter.used
+            stack.check()
+        self.record("fairness.b_send_to_sent_ms", result["b_send_to_sent_ms"])
+        self.record("fairness.a_drain_msgs_per_s", result["a_drain_msgs_per_s"])
+        self.record("fairness.a_waiting_when_b_sent", result["a_waiting_when_b_sent"])
+        return result
+
     def floors(self, r: int, fixed_rate: float | None) -> dict[str, Any]:
         plan = self.plan
         assert self.infra is not None and self.infra.pg is not None
@@ -587,6 +615,11 @@ def _brief(name: str, d: dict[str, Any]) -> str:
         return (
             f"{d['connected']} subs, {d['events']} events, p99 {d['p99_ms']} ms, "
             f"missing {d['missing']}"
+        )
+    if name == "fairness":
+        return (
+            f"B send->SENT {d['b_send_to_sent_ms']:.0f} ms with {d['a_waiting_when_b_sent']} of "
+            f"A's {d['backlog']} waiting; A drained at {d['a_drain_msgs_per_s']:.0f} msg/s"
         )
     if name == "floors":
         s = d["starlette"]["full"]

@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -37,6 +38,7 @@ from gateway.settings import Settings
 from harness.asgi import run_uvicorn
 from harness.processes import (
     CLI,
+    HIGH_SENDER_RATES,
     Process,
     serve_command,
     wait_heartbeats,
@@ -46,6 +48,7 @@ from harness.processes import (
 from harness.servers import RedisServer, free_port
 from providers.sandbox_app import Sandbox, SandboxConfig, create_sandbox_app
 from providers.signatures import generate_sendgrid_keypair, generate_telnyx_keypair
+from workers.lanes import Lanes
 from workers.redis_broker import GROUP, STREAM
 
 #: Redis database of the pipeline: the stream and group names are fixed, other tests use 0.
@@ -70,6 +73,11 @@ FAST_SETTINGS = {
     "LOG_JSON": "true",
     # INFO logs every HTTP request: on two cores that CPU is better spent delivering.
     "LOG_LEVEL": "WARNING",
+    # Per-key limits are tested on their own (test_rate_limits.py); here they would only
+    # refuse the load that the delivery tests need.
+    "RATE_LIMITS": "",
+    # Senders are not paced unless a test gives them a rate (add-address --rate).
+    **HIGH_SENDER_RATES,
 }
 #: Callbacks retried for ~25 s instead of ~1.4 s: a slow moment of the APIs on a busy
 #: two-core machine must not lose a delivery receipt (real providers retry for hours).
@@ -478,27 +486,34 @@ class Pipeline:
 
     # --- Redis ---------------------------------------------------------------------------
 
+    def lanes(self, redis: Redis) -> Lanes:
+        return Lanes(redis, STREAM, GROUP)
+
     async def pending(self) -> int | str:
+        """Stream entries read and not yet acknowledged, over every delivery lane."""
         redis = self.redis()
         try:
-            summary = await redis.xpending(STREAM, GROUP)
-            return int(summary["pending"])
-        except Exception as exc:  # no stream/group yet, or Redis down: say so in messages
+            return await self.lanes(redis).pending()
+        except Exception as exc:  # Redis down (or a lane gone mid-count): say so in messages
             return f"<{type(exc).__name__}: {exc}>"
         finally:
             await redis.aclose()
 
     async def pending_by_consumer(self) -> dict[str, int]:
         redis = self.redis()
+        counts: dict[str, int] = {}
         try:
-            summary = await redis.xpending(STREAM, GROUP)
+            for lane in await self.lanes(redis).members():
+                try:
+                    summary = await redis.xpending(lane, GROUP)
+                except ResponseError:
+                    continue  # emptied and dropped since it was listed
+                for c in summary.get("consumers") or []:
+                    name = c["name"].decode() if isinstance(c["name"], bytes) else c["name"]
+                    counts[name] = counts.get(name, 0) + int(c["pending"])
         finally:
             await redis.aclose()
-        consumers = summary.get("consumers") or []
-        return {
-            (c["name"].decode() if isinstance(c["name"], bytes) else c["name"]): int(c["pending"])
-            for c in consumers
-        }
+        return counts
 
     async def wait_pending_drained(self, within: float = 20.0) -> None:
         deadline = time.monotonic() + within

@@ -27,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gateway.domain.pacing import Queued
 from gateway.domain.records import DeliveryError, Message
 from gateway.domain.results import Change, Failure, Hold, Outcome, Release, Retry, Sent
 from gateway.domain.statuses import MessageStatus, can_cancel, can_retry
@@ -515,15 +516,16 @@ class LifecycleRepository(Repository):
             )
         return [*failed, *requeued]
 
-    async def due_ids(
+    async def due_work(
         self,
         now: datetime,
         *,
         since: datetime | None = None,
         grace_before: datetime | None = None,
         limit: int = 500,
-    ) -> list[UUID]:
-        """QUEUED messages to hand to the broker, soonest due first.
+    ) -> list[Queued]:
+        """QUEUED messages to hand to the broker, soonest due first, each with what its lane
+        needs (account, sender, segments).
 
         Those that became due after ``since`` at a time set after their acceptance (a retry,
         a deferral, a scheduled time, a take-back): nobody else enqueues them. And those due
@@ -538,12 +540,12 @@ class LifecycleRepository(Repository):
             which = newly_due | lost
         async with self.engine.connect() as conn:
             rows = await conn.execute(
-                select(m.id)
+                select(m.id, m.account_id, m.sender, m.segments)
                 .where(_from([S.QUEUED]), m.next_attempt_at <= now, which)
                 .order_by(m.next_attempt_at)
                 .limit(limit)
             )
-        return [r[0] for r in rows]
+        return [Queued(r.id, r.account_id, r.sender, max(1, r.segments or 1)) for r in rows]
 
     async def touch_conversations(self, activity: dict[UUID, datetime]) -> None:
         """Move each conversation's last activity forward (never back).

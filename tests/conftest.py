@@ -230,6 +230,11 @@ def gateway_settings(backend: str, tmp: Path, postgres: PostgresServer | None) -
         ambiguous_grace_seconds=0.1,
         api_key_cache_seconds=0.5,
         log_json=True,
+        # Senders are not paced unless a test gives them a rate (as HIGH_SENDER_RATES).
+        sender_rate_long_code=10_000.0,
+        sender_rate_toll_free=10_000.0,
+        sender_rate_short_code=10_000.0,
+        email_domain_rate=10_000.0,
     )
 
 

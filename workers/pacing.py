@@ -89,6 +89,11 @@ class MemoryPacer:
         self._tat: dict[str, float] = {}
 
     async def reserve(self, sender: str, rate: float, cost: int, *, within: float) -> float | None:
+        return self.take(sender, rate, cost, within=within)
+
+    def take(self, sender: str, rate: float, cost: int, *, within: float) -> float | None:
+        """``reserve`` without suspending: the in-process broker takes slots while it picks
+        a lane, with nothing else running in between."""
         now = self._clock()
         slot, tat = gcra_slot(self._tat.get(sender, 0.0), now, rate, cost)
         if slot - now > within:

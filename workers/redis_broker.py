@@ -1,4 +1,5 @@
-"""Redis backend of the broker: a Stream for work, pub/sub for live events.
+"""Redis backend of the broker: fair, paced lanes of Redis Streams for work
+(``workers.lanes``), pub/sub for live events.
 
 Each process holds ONE pub/sub connection (``workers.pubsub.Subscriber``), whose events are
 fanned out to the local subscribers through the ``EventHub``. A Redis channel per account is
@@ -21,15 +22,18 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from gateway.domain.pacing import Queued
 from gateway.domain.records import MessageEvent
 from gateway.observability.metrics import EVENTS_PUBLISHED
 from gateway.services.hub import EventHub
 from workers.codec import decode_event, encode_event
+from workers.lanes import Lanes
 from workers.pubsub import Subscriber
 from workers.redis_scripts import BatchWriter
 
 log = structlog.get_logger(__name__)
 
+#: The prefix of the delivery lanes and their keys.
 STREAM = "mgw:deliveries"
 GROUP = "delivery"
 EVENTS_CHANNEL = "mgw:events:"
@@ -50,16 +54,15 @@ class RedisBroker:
             retry_on_error=[RedisConnectionError, RedisTimeoutError],
         )
         self.stream = stream
+        self.lanes = Lanes(self.redis, stream, GROUP)
         self._batch = BatchWriter(self.redis)
         self.hub = EventHub()
         self._subscriber = _subscriber_for(self.redis, self._dispatch, self.hub.interrupt)
         self._channels: dict[str, int] = {}
         self._lock = asyncio.Lock()
 
-    async def enqueue(self, message_ids: Sequence[UUID]) -> None:
-        if not message_ids:
-            return
-        await self._batch.enqueue(self.stream, [m.hex for m in message_ids])
+    async def enqueue(self, work: Sequence[Queued]) -> None:
+        await self.lanes.enqueue(work)
 
     async def publish(self, events: Sequence[MessageEvent]) -> None:
         if not events:

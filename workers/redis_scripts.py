@@ -1,9 +1,10 @@
 """Batch writes to Redis as one command each.
 
-A ``sendMessages`` of 100 inputs enqueues 100 stream entries and publishes 100 live events.
-Pipelined, that is still 200 commands for redis-py to pack and 200 replies to parse in Python,
-a large share of the API's CPU for such a call. As one script call each it is one command and one
-reply; Redis does the loop. Scripts run atomically and are replicated by their effects.
+A ``sendMessages`` of 100 inputs publishes 100 live events (and enqueues 100 entries, see
+``workers.lanes``). Pipelined, that is still 100 commands for redis-py to pack and 100 replies to
+parse in Python, a large share of the API's CPU for such a call. As one script call it is one
+command and one reply; Redis does the loop. Scripts run atomically and are replicated by their
+effects.
 """
 
 from __future__ import annotations
@@ -11,14 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from redis.asyncio import Redis
-
-# KEYS[1]: the stream; ARGV: one message id (hex) per entry.
-_ENQUEUE = """
-for i = 1, #ARGV do
-    redis.call('XADD', KEYS[1], '*', 'id', ARGV[i])
-end
-return #ARGV
-"""
 
 # ARGV: channel, payload, channel, payload, ...
 _PUBLISH = """
@@ -33,11 +26,7 @@ class BatchWriter:
     def __init__(self, redis: Redis) -> None:
         # register_script: EVALSHA, falling back to EVAL when Redis does not know the script
         # (e.g. after a restart).
-        self._enqueue = redis.register_script(_ENQUEUE)
         self._publish = redis.register_script(_PUBLISH)
-
-    async def enqueue(self, stream: str, message_ids: Sequence[str]) -> None:
-        await self._enqueue(keys=[stream], args=list(message_ids))
 
     async def publish(self, messages: Sequence[tuple[str, bytes | str]]) -> None:
         args: list[bytes | str] = []

@@ -1,4 +1,4 @@
-"""Delivery worker over a Redis Stream consumer group.
+"""Delivery worker over the Redis Stream lanes (``workers.lanes``), one consumer group each.
 
 At-least-once from Redis, exactly-once to the provider by our own doing: an entry is XACKed only
 after its outcome is committed, and the conditional claim in the database makes a second
@@ -10,6 +10,13 @@ while a batch is being recorded are recorded together next. The delivery service
 work publish the events of claims and outcomes through the broker once they are committed;
 the entries are acknowledged after that, one XACK per batch. Per message that leaves the HTTP
 call as the only round trip of its own.
+
+Each read takes a few entries from every lane in turn, starting at a different lane each time,
+and only as many as the lane's sender may send now (pacing; see ``workers.lanes``): an entry
+comes with its sender's slot, at most ``horizon`` away, and its provider call starts at that
+slot. Lanes whose sender is paced further than that are not read until their time comes; when
+nothing can be read the worker blocks on the wake stream until something is enqueued or a
+paced lane's time comes.
 
 A worker never takes more entries than it has free slots, neither reading nor reclaiming, so
 that what it holds it can start at once: nothing it takes waits behind its own work. An
@@ -23,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any, Final
 from uuid import UUID
 
@@ -33,7 +40,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from gateway.domain.records import DeliveryError
+from gateway.domain.pacing import pacing_key
+from gateway.domain.records import DeliveryError, Message
 from gateway.domain.results import Change, Failure, Outcome
 from gateway.outages import describe, is_unavailable
 from gateway.services.clock import utcnow
@@ -41,7 +49,9 @@ from gateway.services.delivery import DeliveryService
 from persistence.lifecycle import LifecycleRepository
 from workers.chores import Chore
 from workers.codec import redis_text
+from workers.lanes import Entry, Lanes
 from workers.liveness import RedisLiveness
+from workers.pacing import RedisPacer
 from workers.sweeper import Sweeper
 
 log = structlog.get_logger(__name__)
@@ -49,6 +59,21 @@ log = structlog.get_logger(__name__)
 #: How long a busy worker lets work gather before a read or a record: a few milliseconds on a
 #: send-to-delivered path of tens, for several messages per round trip.
 LINGER: Final = 0.004
+#: How far ahead a read takes a paced sender's slots: its entries wait this long at most, in
+#: their slot, for their call to start.
+HORIZON: Final = 0.1
+#: How far ahead an idle paced sender's first slot is set (at most one interval): time for
+#: the claim, so that the call starts at its slot rather than late, nearer the next one.
+LEAD: Final = 0.05
+#: A call this late for its slot takes its sender's next slot instead.
+LATE: Final = 0.01
+#: Most lanes one read looks at; the next read starts where this one stopped.
+LANES_PER_READ: Final = 256
+#: Longest a worker with nothing to read blocks before it looks at the lanes again.
+IDLE_WAIT: Final = 1.0
+
+#: Each sender's rate by pacing key (``SenderRates.rates_of``).
+Rates = Callable[[Collection[str]], Awaitable[dict[str, float]]]
 
 
 class StreamWorker:
@@ -69,11 +94,21 @@ class StreamWorker:
         liveness: RedisLiveness,
         chores: Sequence[Chore] = (),
         linger: float = LINGER,
+        rates: Rates | None = None,
+        horizon: float = HORIZON,
     ) -> None:
         self.redis = redis
         self._linger = linger
         self.stream = stream
         self.group = group
+        self.lanes = Lanes(redis, stream, group)
+        self._pacer = RedisPacer(redis)
+        self._rates = rates
+        self._horizon = horizon
+        # Lanes whose sender is paced, and when each may be read again (monotonic).
+        self._paced: dict[str, float] = {}
+        # Where the next read starts among the lanes, so each gets the first turn in turn.
+        self._turn = 0
         self.consumer = consumer
         self._delivery = delivery
         self._lifecycle = lifecycle
@@ -89,22 +124,13 @@ class StreamWorker:
         self._extra_chores = tuple(chores)
         self._inflight: set[asyncio.Task[None]] = set()
         # Outcomes waiting to be recorded, and the task recording them (one batch at a time).
-        self._finished: list[tuple[Any, Outcome]] = []
+        self._finished: list[tuple[Entry, Outcome]] = []
         # Outcomes neither recorded nor handed over (Redis was down too), with their entries.
-        self._unkept: list[tuple[Any, Outcome]] = []
+        self._unkept: list[tuple[Entry, Outcome]] = []
         self._recorder: asyncio.Task[None] | None = None
         self.last_progress = time.monotonic()
 
-    async def ensure_group(self) -> None:
-        try:
-            # "0": entries added before the group existed are delivered too.
-            await self.redis.xgroup_create(self.stream, self.group, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-
     async def run(self, stop: asyncio.Event) -> None:
-        await self.ensure_group()
         # Alive before holding anything: a claim by a worker with no heartbeat is taken back.
         await self._liveness.beat(self.consumer)
         beating = asyncio.create_task(
@@ -133,10 +159,10 @@ class StreamWorker:
                     log.warning("stream_read_failed", error=str(exc))
                     await asyncio.sleep(1.0)
                 except ResponseError as exc:
-                    if "NOGROUP" in str(exc):  # Redis lost its data: recreate, sweeper refills
-                        await self.ensure_group()
-                    else:
-                        raise
+                    # Redis lost its data or a lane vanished under a read: the lanes are read
+                    # again, the sweeper refills them.
+                    log.warning("stream_read_failed", error=str(exc))
+                    await asyncio.sleep(0.1)
         finally:
             # Graceful stop: in-flight deliveries finish, are recorded and acknowledged.
             await self._drain(within=30)
@@ -163,43 +189,75 @@ class StreamWorker:
     async def _read_once(self) -> None:
         if not await self._wait_for_room(within=1.0):
             return
+        now = time.monotonic()
+        lanes, wake = await self.lanes.members_and_wake()
+        self._paced = {lane: t for lane, t in self._paced.items() if t > now}
+        ready = [lane for lane in lanes if lane not in self._paced]
+        start = self._turn % len(ready) if ready else 0
+        ready = (ready[start:] + ready[:start])[:LANES_PER_READ]
         free = self._reserve(self._concurrency)
         try:
-            reply: Any = await self.redis.xreadgroup(
-                self.group, self.consumer, {self.stream: ">"}, count=free, block=1000
+            rates = await self._rates_of(ready)
+            reading = await self.lanes.take(
+                self.consumer,
+                [(lane, rates.get(lane, 0.0)) for lane in ready],
+                budget=free,
+                # A few from each lane, so that every lane of this read gets its turn.
+                per_lane=max(1, -(-free // max(1, len(ready)))),
+                horizon=self._horizon,
+                lead=LEAD,
             )
         except BaseException:
             self._release(free)
             raise
-        entries = [entry for _, stream_entries in reply or [] for entry in stream_entries]
-        self._release(free - len(entries))
-        if entries:
-            await self._dispatch(entries)
-            if len(entries) < free:
+        read_at = time.monotonic()
+        # The next read starts after the lanes this one served (with little room, only the
+        # first few of them were).
+        self._turn = start + max(1, len(reading.taken))
+        self._release(free - len(reading.taken))
+        for lane, ready_in in reading.paced.items():
+            self._paced[lane] = read_at + ready_in
+        if reading.taken:
+            await self._dispatch(
+                [(t.entry, _parse_id(t.message_id), read_at + t.delay) for t in reading.taken]
+            )
+            if len(reading.taken) < free:
                 # Busy but not full: let a few more entries arrive before the next read, so
-                # that a claim, a record and an acknowledgement serve several messages. When
-                # idle the blocking read returns at once, so a lone message never waits.
+                # that a claim, a record and an acknowledgement serve several messages.
                 await asyncio.sleep(self._linger)
+            return
+        # Nothing to read now: sleep until something is enqueued after this read, or the
+        # first paced lane may be read again.
+        until = min(self._paced.values(), default=read_at + IDLE_WAIT)
+        await self.lanes.wait_for_work(wake, min(IDLE_WAIT, until - read_at))
 
-    async def _dispatch(self, entries: list[tuple[Any, dict[Any, Any]]]) -> None:
-        """Claim the messages of these entries together and start each claimed one's call.
-        The caller has taken one slot per entry; each is given back when its entry is done."""
-        jobs: list[tuple[Any, UUID]] = []
-        settled: list[Any] = []  # entries with nothing (more) to do: acknowledged at once
-        for entry_id, fields in entries:
-            message_id = _message_id(fields)
+    async def _rates_of(self, lanes: list[str]) -> dict[str, float]:
+        """Each lane's sender's rate (0: not paced)."""
+        if self._rates is None or not lanes:
+            return {}
+        senders = {lane: self.lanes.sender_of(lane) for lane in lanes}
+        rates = await self._rates(set(senders.values()))
+        return {lane: rates.get(pacing_key(sender), 0.0) for lane, sender in senders.items()}
+
+    async def _dispatch(self, entries: list[tuple[Entry, UUID | None, float]]) -> None:
+        """Claim the messages of these entries (entry, message id, when its call may start)
+        together and start each claimed one's call. The caller has taken one slot per
+        entry; each is given back when its entry is done."""
+        jobs: list[tuple[Entry, UUID, float]] = []
+        settled: list[Entry] = []  # entries with nothing (more) to do: acknowledged at once
+        for entry, message_id, start_at in entries:
             if message_id is None:
-                log.error("stream_entry_malformed", entry=str(entry_id))
-                settled.append(entry_id)
+                log.error("stream_entry_malformed", entry=str(entry))
+                settled.append(entry)
                 self._release()
             else:
-                jobs.append((entry_id, message_id))
+                jobs.append((entry, message_id, start_at))
         try:
-            claimed, failed = await self._claim([message_id for _, message_id in jobs])
+            claimed, failed = await self._claim([message_id for _, message_id, _ in jobs])
         except BaseException:
             self._release(len(jobs))
             raise
-        for entry_id, message_id in jobs:
+        for entry, message_id, start_at in jobs:
             # pop: the same id twice in one read (two stream entries): only one may send it.
             change = claimed.pop(message_id, None)
             if change is None:
@@ -207,9 +265,9 @@ class StreamWorker:
                 if message_id not in failed:
                     # Canceled, not yet due, or another worker has it. A failed claim is not
                     # acknowledged: the entry stays pending and is reclaimed after min-idle.
-                    settled.append(entry_id)
+                    settled.append(entry)
                 continue
-            task = asyncio.create_task(self._send(entry_id, change))
+            task = asyncio.create_task(self._send(entry, change, start_at))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
         await self._acknowledge(settled)
@@ -235,16 +293,43 @@ class StreamWorker:
                 failed.add(message_id)
         return claimed, failed
 
-    async def _send(self, entry_id: Any, change: Change) -> None:
+    async def _send(self, entry: Entry, change: Change, start_at: float = 0.0) -> None:
+        wait = start_at - time.monotonic()
+        if wait > 0:
+            # The slot its sender took for it: at most the horizon away.
+            await asyncio.sleep(wait)
+        elif start_at and -wait > LATE:
+            await self._slot_again(change.message)
         try:
             outcome = await self._delivery.attempt(change.message)
         except Exception as exc:
             # A live worker's message is never taken back from it: say what happened.
             log.exception("delivery_failed", message_id=str(change.message.id))
             outcome = self._delivery.crashed(change.message, exc)
-        self._finished.append((entry_id, outcome))
+        self._finished.append((entry, outcome))
         if self._recorder is None or self._recorder.done():
             self._recorder = asyncio.create_task(self._record_finished(), name="worker-record")
+
+    async def _slot_again(self, message: Message) -> None:
+        """A call that missed its slot (its claim took longer) takes its sender's next one
+        instead, so that it does not crowd the calls at the slots after the one it missed.
+        Only for a sender whose slots are at least ``LATE`` apart: a faster one's call that
+        late lands among the next few slots anyway, not worth a round trip per message."""
+        if self._rates is None:
+            return
+        key = pacing_key(message.sender)
+        try:
+            rate = (await self._rates([message.sender])).get(key, 0.0)
+            if rate <= 0 or 1.0 / rate < LATE:
+                return
+            cost = max(1, message.segments or 1)
+            delay = await self._pacer.reserve(key, rate, cost, within=3600.0) or 0.0
+        except Exception:
+            # Sent late rather than not at all: the limiter is what is down.
+            log.warning("sender_slot_unavailable", sender=message.sender, exc_info=True)
+            return
+        if delay > 0:
+            await asyncio.sleep(delay)
 
     async def _record_finished(self) -> None:
         """Record what finished, batch after batch, until nothing is left waiting."""
@@ -260,9 +345,9 @@ class StreamWorker:
                 for _ in batch:
                     self._release()
 
-    async def _record(self, batch: list[tuple[Any, Outcome]]) -> None:
-        recorded: list[Any] = []
-        unwritten: list[tuple[Any, Outcome]] = []
+    async def _record(self, batch: list[tuple[Entry, Outcome]]) -> None:
+        recorded: list[Entry] = []
+        unwritten: list[tuple[Entry, Outcome]] = []
         try:
             await self._delivery.record([outcome for _, outcome in batch])
             recorded = [entry_id for entry_id, _ in batch]
@@ -285,7 +370,7 @@ class StreamWorker:
         # Only now: the outcomes are committed (or held where the sweeper records them).
         await self._acknowledge(recorded)
 
-    async def _hand_over(self, unwritten: list[tuple[Any, Outcome]]) -> list[Any]:
+    async def _hand_over(self, unwritten: list[tuple[Entry, Outcome]]) -> list[Entry]:
         """Hand outcomes that could not be written to the held outcomes; the entries of
         those handed over are done. Kept here (and handed over later) when Redis is down too."""
         try:
@@ -303,16 +388,16 @@ class StreamWorker:
             done = await self._hand_over(batch)
             await self._acknowledge(done)
 
-    async def _acknowledge(self, entry_ids: list[Any]) -> None:
-        """XACK entries whose work is committed (their events are published by then). An
-        entry whose XACK is lost stays pending and is reclaimed; its second delivery is a
-        no-op."""
-        if not entry_ids:
+    async def _acknowledge(self, entries: list[Entry]) -> None:
+        """XACK (and drop) entries whose work is committed (their events are published by
+        then). An entry whose XACK is lost stays pending and is reclaimed; its second
+        delivery is a no-op."""
+        if not entries:
             return
         try:
-            await self.redis.xack(self.stream, self.group, *entry_ids)
+            await self.lanes.acknowledge(entries)
         except Exception:
-            log.warning("ack_failed", entries=len(entry_ids), exc_info=True)
+            log.warning("ack_failed", entries=len(entries), exc_info=True)
 
     def _reserve(self, wanted: int) -> int:
         """Take up to ``wanted`` free slots at once, never waiting; how many were taken."""
@@ -337,12 +422,7 @@ class StreamWorker:
 
     async def _chores(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            for chore in (
-                self._flush_unkept,
-                self._sweep,
-                self._trim,
-                *self._extra_chores,
-            ):
+            for chore in (self._flush_unkept, self._sweep, *self._extra_chores):
                 try:
                     await chore()
                 except asyncio.CancelledError:
@@ -359,40 +439,55 @@ class StreamWorker:
             log.warning("reclaim_failed", exc_info=True)
 
     async def _reclaim(self) -> None:
-        """Take over entries a crashed or stuck consumer left pending, as many as there is
-        room for now; the rest wait for a later round."""
+        """Take over entries a crashed or stuck consumer left pending, lane by lane, as many
+        as there is room for now; the rest wait for a later round."""
         room = self._reserve(100)
         if room == 0:
             return
-        retry: list[tuple[Any, dict[Any, Any]]] = []
+        retry: list[tuple[Entry, UUID | None, float]] = []
         try:
-            _, entries, *_ = await self.redis.xautoclaim(
-                self.stream, self.group, self.consumer, self._min_idle_ms, "0-0", count=room
-            )
-            for entry_id, fields in entries:
+            for lane in await self.lanes.members():
+                if len(retry) >= room:
+                    break
                 try:
-                    if fields is None:
-                        await self.redis.xack(self.stream, self.group, entry_id)
-                    elif await self._times_delivered(entry_id) > self._max_deliveries:
-                        await self._poison(entry_id, fields)
-                    else:
-                        retry.append((entry_id, fields))
-                except Exception:
-                    # One bad entry must not stop the others of the batch from being handled.
-                    log.exception("reclaim_entry_failed", entry=str(entry_id))
+                    _, entries, *_ = await self.redis.xautoclaim(
+                        lane,
+                        self.group,
+                        self.consumer,
+                        self._min_idle_ms,
+                        "0-0",
+                        count=room - len(retry),
+                    )
+                except ResponseError:
+                    continue  # the lane went away (emptied, or Redis lost it) meanwhile
+                for entry_id, fields in entries:
+                    entry = (lane, redis_text(entry_id))
+                    try:
+                        if fields is None:
+                            await self.lanes.acknowledge([entry])
+                        elif await self._times_delivered(entry) > self._max_deliveries:
+                            await self._poison(entry, fields)
+                        else:
+                            # Paced when first read: its slot is spent, it goes at once.
+                            retry.append((entry, _message_id(fields), 0.0))
+                    except Exception:
+                        # One bad entry must not stop the others of the batch from being
+                        # handled.
+                        log.exception("reclaim_entry_failed", entry=str(entry))
         finally:
             self._release(room - len(retry))
         if retry:
             await self._dispatch(retry)
 
-    async def _times_delivered(self, entry_id: Any) -> int:
+    async def _times_delivered(self, entry: Entry) -> int:
+        lane, entry_id = entry
         pending = await self.redis.xpending_range(
-            self.stream, self.group, min=entry_id, max=entry_id, count=1
+            lane, self.group, min=entry_id, max=entry_id, count=1
         )
         return int(pending[0]["times_delivered"]) if pending else 0
 
-    async def _poison(self, entry_id: Any, fields: dict[Any, Any]) -> None:
-        """An entry that keeps failing goes to the dead letters instead of blocking the stream."""
+    async def _poison(self, entry: Entry, fields: dict[Any, Any]) -> None:
+        """An entry that keeps failing goes to the dead letters instead of blocking its lane."""
         message_id = _message_id(fields)
         if message_id is not None:
             error = DeliveryError("POISON", "delivery crashed too often", permanent=False)
@@ -402,28 +497,14 @@ class StreamWorker:
                 # The row itself may be what cannot be read: fail it without reading it.
                 log.exception("poison_record_failed", message_id=str(message_id))
                 await self._lifecycle.dead_letter_unread(message_id, error, utcnow())
-        log.error("stream_entry_dead_lettered", entry=str(entry_id), message_id=str(message_id))
-        await self.redis.xack(self.stream, self.group, entry_id)
+        log.error("stream_entry_dead_lettered", entry=str(entry), message_id=str(message_id))
+        await self.lanes.acknowledge([entry])
 
     async def _sweep(self) -> None:
         # One sweeper per interval across all workers, elected by a short Redis lease.
         lease_ms = max(100, int(self._sweep_interval * 900))
         if await self.redis.set("mgw:sweeper", self.consumer, nx=True, px=lease_ms):
             await self._sweeper.sweep_once()
-
-    async def _trim(self) -> None:
-        """Drop acknowledged entries only: never trim past the oldest pending one."""
-        summary = await self.redis.xpending(self.stream, self.group)
-        if summary and summary.get("pending"):
-            floor = summary["min"]
-        else:
-            groups = await self.redis.xinfo_groups(self.stream)
-            mine = [g for g in groups if redis_text(g.get("name") or "") == self.group]
-            if not mine:
-                return
-            floor = mine[0]["last-delivered-id"]
-        # Exact: runs once per sweep interval, and an exact floor is easy to reason about.
-        await self.redis.xtrim(self.stream, minid=floor, approximate=False)
 
 
 def _name(chore: Chore) -> str:
@@ -433,7 +514,11 @@ def _name(chore: Chore) -> str:
 def _message_id(fields: dict[Any, Any]) -> UUID | None:
     """The message a stream entry names; None for a malformed entry."""
     raw = fields.get(b"id") or fields.get("id")
+    return _parse_id(raw.decode() if isinstance(raw, bytes) else raw)
+
+
+def _parse_id(raw: object) -> UUID | None:
     try:
-        return UUID(hex=raw.decode() if isinstance(raw, bytes) else str(raw))
+        return UUID(hex=str(raw)) if raw else None
     except (ValueError, AttributeError, TypeError):
         return None

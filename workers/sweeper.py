@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 import structlog
 
+from gateway.domain.pacing import Queued
 from gateway.domain.records import DeliveryError
 from gateway.domain.results import Change, Outcome
 from gateway.domain.statuses import MessageStatus
@@ -73,15 +74,16 @@ class Sweeper:
         if abandoned:
             log.warning("attempts_abandoned", messages=len(abandoned))
         since, self._since = self._since or now - self._grace, now
-        due = await self._lifecycle.due_ids(now, since=since, grace_before=now - self._grace)
-        ready = [
-            c.message.id
+        due = await self._lifecycle.due_work(now, since=since, grace_before=now - self._grace)
+        ready = {
+            c.message.id: Queued.of(c.message)
             for c in [*promoted, *abandoned]
             if c.message.status is MessageStatus.QUEUED
-        ]
-        ready = list(dict.fromkeys([*ready, *due]))
+        }
+        for work in due:
+            ready.setdefault(work.message_id, work)
         if ready:
-            await self._broker.enqueue(ready)
+            await self._broker.enqueue(list(ready.values()))
         return len(ready)
 
     async def settle_held(self) -> int:

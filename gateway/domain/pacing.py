@@ -31,8 +31,10 @@ import enum
 import math
 from dataclasses import dataclass
 from typing import Final
+from uuid import UUID
 
 from gateway.domain.messages import FieldProblem
+from gateway.domain.records import Message
 
 #: NANP toll-free area codes (the 8XX series in service).
 TOLL_FREE_AREA_CODES: Final = frozenset({"800", "833", "844", "855", "866", "877", "888"})
@@ -115,3 +117,18 @@ def gcra_slot(tat: float, now: float, rate: float, cost: int) -> tuple[float, fl
     theoretical arrival time once it has taken that slot. Times in seconds on one clock."""
     slot = max(tat, now)
     return slot, slot + max(1, cost) * emission_interval(rate)
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """A message handed to the broker, with what its queue needs to place and pace it: the
+    account and sender whose lane it joins, and the segments its send costs the sender."""
+
+    message_id: UUID
+    account_id: UUID
+    sender: str
+    segments: int = 1
+
+    @classmethod
+    def of(cls, message: Message) -> Queued:
+        return cls(message.id, message.account_id, message.sender, max(1, message.segments or 1))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
+from gateway.domain.pacing import Queued
 from gateway.domain.records import Message
 from gateway.domain.results import Change
 from gateway.domain.statuses import MessageStatus
@@ -49,7 +50,7 @@ class OperatorService:
             outcome = _outcome(work, change, current)
             if isinstance(outcome, Changed) and outcome.message.status == MessageStatus.QUEUED:
                 # Lost with a failed enqueue, it is still due: the sweeper enqueues it.
-                work.enqueue([message_id])
+                work.enqueue([Queued.of(outcome.message)])
         return outcome
 
 

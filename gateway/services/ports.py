@@ -13,6 +13,7 @@ from uuid import UUID
 
 from gateway.domain.channels import Channel
 from gateway.domain.opt_outs import OptOutSettings
+from gateway.domain.pacing import Queued
 from gateway.domain.quiet_hours import QuietHours
 from gateway.domain.records import (
     Account,
@@ -47,7 +48,9 @@ EventSubscription = AbstractAsyncContextManager[AsyncIterator[MessageEvent]]
 class Broker(Protocol):
     """Work queue and event fan-out. In-process in embedded mode, Redis in production."""
 
-    async def enqueue(self, message_ids: Sequence[UUID]) -> None: ...
+    async def enqueue(self, work: Sequence[Queued]) -> None:
+        """Queue messages for delivery, each in its account's and sender's lane."""
+        ...
 
     async def publish(self, events: Sequence[MessageEvent]) -> None: ...
 
@@ -190,7 +193,7 @@ class UnitOfWork(Protocol):
 
     def publish(self, events: Iterable[MessageEvent]) -> None: ...
 
-    def enqueue(self, message_ids: Iterable[UUID]) -> None: ...
+    def enqueue(self, work: Iterable[Queued]) -> None: ...
 
 
 #: A fresh unit of work per use case.

@@ -24,6 +24,7 @@ from gateway.domain.messages import (
     SendRequest,
     validate_send,
 )
+from gateway.domain.pacing import Queued
 from gateway.domain.quiet_hours import QuietHours, quiet_deferral
 from gateway.domain.results import Accepted, AcceptOutcome, Conflict, Item, Suppressed
 from gateway.domain.statuses import MessageStatus
@@ -105,7 +106,7 @@ class SendService:
         async with self._units() as work:
             result = await self._accept.accept(items, now=now, retention=self._retention)
             work.publish(result.events)
-            work.enqueue(m.id for m in result.created if m.status == MessageStatus.QUEUED)
+            work.enqueue(Queued.of(m) for m in result.created if m.status == MessageStatus.QUEUED)
         for channel, count in Counter(m.channel.value for m in result.created).items():
             MESSAGES_ACCEPTED.labels(channel).inc(count)
         if result.existing_conversations:

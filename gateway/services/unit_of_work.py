@@ -26,10 +26,10 @@ from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from types import TracebackType
 from typing import Self
-from uuid import UUID
 
 import structlog
 
+from gateway.domain.pacing import Queued
 from gateway.domain.records import MessageEvent
 from gateway.services.ports import Broker, Transaction, UnitOfWork
 
@@ -41,7 +41,7 @@ class Outbox:
 
     def __init__(self) -> None:
         self.events: list[MessageEvent] = []
-        self.message_ids: list[UUID] = []
+        self.work: list[Queued] = []
 
     async def hand_over(self, broker: Broker) -> None:
         """Publish, then enqueue; never raises (see the module docstring)."""
@@ -50,11 +50,11 @@ class Outbox:
                 await broker.publish(self.events)
             except Exception:
                 log.warning("publish_after_commit_failed", events=len(self.events), exc_info=True)
-        if self.message_ids:
+        if self.work:
             try:
-                await broker.enqueue(self.message_ids)
+                await broker.enqueue(self.work)
             except Exception:
-                log.exception("enqueue_after_commit_failed", messages=len(self.message_ids))
+                log.exception("enqueue_after_commit_failed", messages=len(self.work))
 
 
 class Unit:
@@ -68,8 +68,8 @@ class Unit:
     def publish(self, events: Iterable[MessageEvent]) -> None:
         self._outbox.events.extend(events)
 
-    def enqueue(self, message_ids: Iterable[UUID]) -> None:
-        self._outbox.message_ids.extend(message_ids)
+    def enqueue(self, work: Iterable[Queued]) -> None:
+        self._outbox.work.extend(work)
 
     async def __aenter__(self) -> Self:
         await self._transaction.__aenter__()

@@ -8,7 +8,7 @@ claims and the outcomes fall into shared transactions.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -20,6 +20,7 @@ from sqlalchemy import bindparam, select, text, update
 
 from gateway.domain.channels import Channel
 from gateway.domain.messages import SendRequest
+from gateway.domain.pacing import Queued
 from gateway.domain.records import DeliveryError, Message, MessageEvent
 from gateway.domain.results import Accepted, Failure, Release, Retry, Sent
 from gateway.entry.bootstrap.api import bootstrap_api
@@ -46,8 +47,8 @@ class Collect:
     def __init__(self, queue: list[UUID]) -> None:
         self.queue = queue
 
-    async def enqueue(self, message_ids: Any) -> None:
-        self.queue.extend(message_ids)
+    async def enqueue(self, work: Sequence[Queued]) -> None:
+        self.queue.extend(w.message_id for w in work)
 
     async def publish(self, events: Any) -> None:
         pass

@@ -153,7 +153,7 @@ async def test_work_and_dead_letter_lookups_use_their_partial_indexes(engine: As
         " ELSE 'DELIVERED' END, 1, :now, :now, :now",
     )
     lifecycle, queries = LifecycleRepository(engine), QueryRepository(engine)
-    plans = await _plans_of(engine, lambda: lifecycle.due_ids(now))
+    plans = await _plans_of(engine, lambda: lifecycle.due_work(now))
     plans += await _plans_of(
         engine, lambda: queries.dead_letters_page(account, first=10, after=None)
     )

@@ -17,10 +17,11 @@ from redis.asyncio import Redis
 
 from gateway.settings import Settings
 from harness.asgi import run_uvicorn
-from harness.processes import Process, worker_command
+from harness.processes import HIGH_SENDER_RATES, Process, worker_command
 from harness.servers import PostgresServer, RedisServer, free_port
 from providers.sandbox_app import SandboxConfig, create_sandbox_app
 from tests.conftest import GraphQLClient, RunningGateway, fresh_postgres_url, serve_on
+from workers.lanes import Lanes
 from workers.redis_broker import GROUP, STREAM
 
 SEND = """
@@ -54,6 +55,7 @@ async def redis_gateway(
             "SENDGRID_WEBHOOK_PUBLIC_KEY": sandbox_config.public_key,
             "SWEEP_INTERVAL": "0.2",
             "API_KEY_CACHE_SECONDS": "0.5",
+            **HIGH_SENDER_RATES,
         }
         settings = Settings(
             database_url=env["DATABASE_URL"],
@@ -112,8 +114,7 @@ async def test_worker_process_delivers_and_api_subscribers_see_it(
 
     redis = Redis.from_url(redis_server.url)
     try:
-        pending = await redis.xpending(STREAM, GROUP)
-        assert pending["pending"] == 0
+        assert await Lanes(redis, STREAM, GROUP).pending() == 0
     finally:
         await redis.aclose()
 

@@ -129,15 +129,17 @@ async def test_a_reclaim_takes_no_more_entries_than_the_worker_has_room_for(
         sweep_interval=1.0,
         liveness=nothing,
     )
+    lane = worker.lanes.lane(uuid.uuid4(), "+14155550100")
     try:
-        await worker.ensure_group()
+        await redis.xgroup_create(lane, group, id="0", mkstream=True)
+        await redis.sadd(worker.lanes.registry, lane)
         for _ in range(5):
-            await redis.xadd(stream, {"id": uuid.uuid4().hex})
-        await redis.xreadgroup(group, "dead", {stream: ">"}, count=5)
+            await redis.xadd(lane, {"id": uuid.uuid4().hex})
+        await redis.xreadgroup(group, "dead", {lane: ">"}, count=5)
         # A generous bound: without room accounting this call never returns.
         await asyncio.wait_for(worker._reclaim(), 30)
         await asyncio.wait_for(worker._reclaim(), 30)  # no room left: takes nothing
-        pending = await redis.xpending(stream, group)
+        pending = await redis.xpending(lane, group)
         by_consumer = {
             (c["name"].decode() if isinstance(c["name"], bytes) else c["name"]): int(c["pending"])
             for c in pending["consumers"]
@@ -148,7 +150,7 @@ async def test_a_reclaim_takes_no_more_entries_than_the_worker_has_room_for(
     finally:
         delivery.release.set()
         await asyncio.wait_for(worker._drain(within=10), 30)
-        await redis.delete(stream)
+        await redis.delete(lane, worker.lanes.registry)
         await redis.aclose()
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from gateway.domain.channels import Channel
 from gateway.domain.messages import SendRequest
+from gateway.domain.pacing import Queued
 from gateway.domain.quiet_hours import OFF, QuietHours
 from gateway.domain.results import AcceptResult, Conflict, Hold, Item, Release, Sent
 from gateway.services.delivery import DeliveryService
@@ -141,8 +142,8 @@ class RecordingAccept:
 class NoBroker:
     """Nothing is created here, so nothing is handed over."""
 
-    async def enqueue(self, message_ids: Sequence[UUID]) -> None:
-        raise AssertionError(message_ids)
+    async def enqueue(self, work: Sequence[Queued]) -> None:
+        raise AssertionError(work)
 
     async def publish(self, events: Sequence[Any]) -> None:
         raise AssertionError(events)

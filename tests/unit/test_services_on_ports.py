@@ -14,6 +14,7 @@ from uuid import UUID, uuid4
 import pytest
 
 from gateway.domain.channels import Channel, Direction
+from gateway.domain.pacing import Queued
 from gateway.domain.records import Message, MessageEvent, Page
 from gateway.domain.reports import KIND_DELIVERY_RECEIPT, InboundMessage, StatusReport
 from gateway.domain.results import Change, ReportResult
@@ -51,8 +52,8 @@ class MemoryBroker:
         self.enqueued: list[UUID] = []
         self.published: list[MessageEvent] = []
 
-    async def enqueue(self, message_ids: Sequence[UUID]) -> None:
-        self.enqueued.extend(message_ids)
+    async def enqueue(self, work: Sequence[Queued]) -> None:
+        self.enqueued.extend(w.message_id for w in work)
 
     async def publish(self, events: Sequence[MessageEvent]) -> None:
         self.published.extend(events)
@@ -212,7 +213,7 @@ async def test_reports_are_counted_and_only_applied_ones_published() -> None:
 
 
 class DownQueue(MemoryBroker):
-    async def enqueue(self, message_ids: Sequence[UUID]) -> None:
+    async def enqueue(self, work: Sequence[Queued]) -> None:
         raise ConnectionError("redis is down")
 
 

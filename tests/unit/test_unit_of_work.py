@@ -7,11 +7,12 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from functools import partial
-from uuid import UUID, uuid4
+from uuid import uuid4
 
 import pytest
 import structlog
 
+from gateway.domain.pacing import Queued
 from gateway.domain.records import MessageEvent
 from gateway.domain.statuses import MessageStatus
 from gateway.services.unit_of_work import Units
@@ -52,7 +53,7 @@ class FakeBroker:
         self.publish_fails = publish_fails
         self.enqueue_fails = enqueue_fails
         self.published: list[MessageEvent] = []
-        self.enqueued: list[UUID] = []
+        self.enqueued: list[Queued] = []
 
     async def publish(self, events: Sequence[MessageEvent]) -> None:
         self.journal.entries.append(f"publish {len(events)}")
@@ -60,11 +61,15 @@ class FakeBroker:
             raise ConnectionError("redis is down")
         self.published.extend(events)
 
-    async def enqueue(self, message_ids: Sequence[UUID]) -> None:
-        self.journal.entries.append(f"enqueue {len(message_ids)}")
+    async def enqueue(self, work: Sequence[Queued]) -> None:
+        self.journal.entries.append(f"enqueue {len(work)}")
         if self.enqueue_fails:
             raise ConnectionError("redis is down")
-        self.enqueued.extend(message_ids)
+        self.enqueued.extend(work)
+
+
+def queued() -> Queued:
+    return Queued(uuid4(), uuid4(), "+14155550100")
 
 
 def units(journal: Journal, **broker_faults: bool) -> tuple[Units, FakeBroker]:
@@ -76,7 +81,7 @@ async def test_events_and_enqueues_are_handed_over_after_the_commit_in_order() -
     journal = Journal()
     make, broker = units(journal)
     events = [event(n) for n in range(1, 5)]
-    ids = [uuid4() for _ in range(3)]
+    ids = [queued() for _ in range(3)]
     async with make() as work:
         work.publish(events[:2])
         work.enqueue(ids[:1])
@@ -94,7 +99,7 @@ async def test_nothing_is_handed_over_when_the_body_raises() -> None:
     with pytest.raises(ValueError, match="refused"):
         async with make() as work:
             work.publish([event(1)])
-            work.enqueue([uuid4()])
+            work.enqueue([queued()])
             raise ValueError("refused")
     assert journal.entries == ["begin", "rollback"]
     assert broker.published == [] and broker.enqueued == []
@@ -107,7 +112,7 @@ async def test_nothing_is_handed_over_when_the_commit_fails() -> None:
     with pytest.raises(ConnectionError, match="COMMIT"):
         async with make() as work:
             work.publish([event(1)])
-            work.enqueue([uuid4()])
+            work.enqueue([queued()])
     assert journal.entries == ["begin", "commit failed"]
     assert broker.published == [] and broker.enqueued == []
 
@@ -115,7 +120,7 @@ async def test_nothing_is_handed_over_when_the_commit_fails() -> None:
 async def test_a_failed_publish_is_logged_swallowed_and_the_enqueue_still_tried() -> None:
     journal = Journal()
     make, broker = units(journal, publish_fails=True)
-    message_id = uuid4()
+    message_id = queued()
     with structlog.testing.capture_logs() as logs:
         async with make() as work:
             work.publish([event(1), event(2)])
@@ -132,7 +137,7 @@ async def test_a_failed_enqueue_is_logged_and_swallowed_and_nothing_runs_again()
     with structlog.testing.capture_logs() as logs:
         async with make() as work:
             work.publish([event(1)])
-            work.enqueue([uuid4(), uuid4()])
+            work.enqueue([queued(), queued()])
     # One commit, one attempt each: the hand-over never raises into a caller that retries.
     assert journal.entries == ["begin", "commit", "publish 1", "enqueue 2"]
     assert len(broker.published) == 1

@@ -46,6 +46,7 @@ from schema.context import Services
 from workers.embedded import EmbeddedWorker
 from workers.liveness import RedisLiveness, worker_name
 from workers.memory import MemoryBroker
+from workers.pacing import MemoryPacer
 from workers.redis_broker import RedisBroker
 
 
@@ -135,7 +136,8 @@ def _embedded(settings: Settings) -> Api:
     worker = worker_name()
     http = ProviderSession.from_settings(settings)
     sandbox = SandboxConfig.from_settings(settings) if uses_mounted_sandbox(settings) else None
-    api = _api(settings, in_process_queue(broker, worker), sandbox)
+    pacer = MemoryPacer()
+    api = _api(settings, in_process_queue(broker, worker, pacer), sandbox)
     if sandbox is not None:
         api.sandbox_app = create_sandbox_app(sandbox, http)
     first: list[Closer] = []
@@ -151,6 +153,7 @@ def _embedded(settings: Settings) -> Api:
             worker=worker,
         )
         api.deliveries = deliveries
+        broker.pace(pacer, api.storage.sender_rates.rates_of)
         api.worker = EmbeddedWorker(
             broker,
             deliveries.delivery,

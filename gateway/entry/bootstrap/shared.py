@@ -131,7 +131,7 @@ class Queue:
         return Units(self.broker, partial(SqlTransaction, storage.engine))
 
 
-def in_process_queue(broker: MemoryBroker, worker: str) -> Queue:
+def in_process_queue(broker: MemoryBroker, worker: str, pacer: MemoryPacer | None = None) -> Queue:
     # The in-process queue drops duplicates itself, and there is one worker: no lease needed.
     return Queue(
         broker,
@@ -140,7 +140,7 @@ def in_process_queue(broker: MemoryBroker, worker: str) -> Queue:
         sweep_grace=0.0,
         exclusive=lambda chore, _: chore,
         close=broker.close,
-        pacer=MemoryPacer(),
+        pacer=pacer or MemoryPacer(),
     )
 
 

@@ -78,5 +78,6 @@ def bootstrap_worker(settings: Settings) -> Worker:
         sweep_interval=settings.sweep_interval,
         liveness=liveness,
         chores=deliveries.chores,
+        rates=storage.sender_rates.rates_of,
     )
     return Worker(stream, deliveries, storage, queue, http.aclose)

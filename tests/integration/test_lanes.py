@@ -1,0 +1,131 @@
+"""The delivery lanes on a real Redis: one stream per account and sender, read in turn, paced
+per sender while read, acknowledged entries dropped and pending ones kept."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from gateway.domain.pacing import Queued
+from harness.servers import RedisServer
+from workers.lanes import Lanes
+from workers.pacing import pace_key
+
+GROUP = "delivery"
+
+
+@pytest.fixture
+async def lanes(redis_server: RedisServer) -> AsyncIterator[Lanes]:
+    redis = Redis.from_url(redis_server.url)
+    made = Lanes(redis, f"test-lanes:{uuid.uuid4().hex[:8]}", GROUP)
+    try:
+        yield made
+    finally:
+        found = await redis.keys(made.prefix + ":*")
+        if found:
+            await redis.delete(*found)
+        await redis.aclose()
+
+
+def sender() -> str:
+    return "+1415" + str(uuid.uuid4().int)[:7]
+
+
+def batch(account: uuid.UUID, who: str, count: int, segments: int = 1) -> list[Queued]:
+    return [Queued(uuid.uuid4(), account, who, segments) for _ in range(count)]
+
+
+async def test_each_account_and_sender_has_a_lane_in_enqueue_order_even_after_a_script_flush(
+    lanes: Lanes,
+) -> None:
+    a, b = uuid.uuid4(), uuid.uuid4()
+    one, two = sender(), sender()
+    first = batch(a, one, 2) + batch(b, one, 1) + batch(a, two, 1)
+    await lanes.enqueue(first)
+    # A restarted Redis has no scripts cached: the lanes load theirs again.
+    await lanes.redis.script_flush()
+    later = batch(a, one, 1)
+    await lanes.enqueue(later)
+    assert await lanes.members() == sorted(
+        [lanes.lane(a, one), lanes.lane(b, one), lanes.lane(a, two)]
+    )
+    entries = await lanes.redis.xrange(lanes.lane(a, one))
+    assert [f[b"id"].decode() for _, f in entries] == [
+        q.message_id.hex for q in [*first[:2], *later]
+    ]
+    assert lanes.sender_of(lanes.lane(a, one)) == one
+
+
+async def test_a_read_takes_a_few_from_every_lane_not_all_of_the_first(lanes: Lanes) -> None:
+    big, small = uuid.uuid4(), uuid.uuid4()
+    backlog = batch(big, sender(), 500)
+    single = batch(small, sender(), 1)
+    await lanes.enqueue(backlog)
+    await lanes.enqueue(single)
+    order = [lanes.lane(big, backlog[0].sender), lanes.lane(small, single[0].sender)]
+    reading = await lanes.take(
+        "c1", [(lane, 0.0) for lane in order], budget=8, per_lane=4, horizon=0.1
+    )
+    taken = [t.message_id for t in reading.taken]
+    assert taken == [q.message_id.hex for q in backlog[:4]] + [single[0].message_id.hex]
+    assert all(t.delay == 0.0 for t in reading.taken)
+
+
+async def test_a_paced_sender_is_read_only_as_far_as_its_slots_go(lanes: Lanes) -> None:
+    account, paced, free = uuid.uuid4(), sender(), sender()
+    await lanes.enqueue(batch(account, paced, 20))
+    await lanes.enqueue(batch(account, free, 20))
+    order = [(lanes.lane(account, paced), 10.0), (lanes.lane(account, free), 0.0)]
+    # 10 segments a second, 250 ms ahead: slots at 0, 100 and 200 ms, then the lane waits.
+    reading = await lanes.take("c1", order, budget=30, per_lane=10, horizon=0.25)
+    slow = [t for t in reading.taken if t.entry[0] == order[0][0]]
+    fast = [t for t in reading.taken if t.entry[0] == order[1][0]]
+    assert len(slow) == 3 and len(fast) == 10, reading
+    for earlier, later in itertools.pairwise(slow):
+        assert later.delay - earlier.delay == pytest.approx(0.1, abs=0.01)
+    assert reading.paced.keys() == {order[0][0]}
+    assert 0 < reading.paced[order[0][0]] <= 0.1
+    # A second worker reading the same lane gets the next slots, in the lane's order.
+    again = await lanes.take("c2", order[:1], budget=30, per_lane=10, horizon=0.5)
+    assert again.taken and again.taken[0].delay == pytest.approx(0.3, abs=0.02)
+    entries = await lanes.redis.xrange(order[0][0])
+    ids = [f[b"id"].decode() for _, f in entries]
+    assert [t.message_id for t in [*slow, *again.taken]] == ids[: len(slow) + len(again.taken)]
+    assert 0 < await lanes.redis.pttl(pace_key(paced)) <= 61_000
+
+
+async def test_a_message_of_several_segments_moves_its_senders_schedule_by_all_of_them(
+    lanes: Lanes,
+) -> None:
+    account, who = uuid.uuid4(), sender()
+    await lanes.enqueue(batch(account, who, 1, segments=3) + batch(account, who, 1))
+    lane = lanes.lane(account, who)
+    reading = await lanes.take("c1", [(lane, 10.0)], budget=5, per_lane=5, horizon=0.5)
+    assert [round(t.delay, 2) for t in reading.taken] == [0.0, 0.3]
+
+
+async def test_acknowledged_entries_leave_their_lane_pending_ones_stay_and_an_empty_lane_goes(
+    lanes: Lanes,
+) -> None:
+    account, who = uuid.uuid4(), sender()
+    await lanes.enqueue(batch(account, who, 6))
+    lane = lanes.lane(account, who)
+    reading = await lanes.take("c1", [(lane, 0.0)], budget=6, per_lane=6, horizon=0.1)
+    entries = [t.entry for t in reading.taken]
+    kept = {entries[1], entries[4]}
+    await lanes.acknowledge([e for e in entries if e not in kept])
+    assert {(lane, i.decode()) for i, _ in await lanes.redis.xrange(lane)} == kept
+    assert await lanes.pending() == 2
+    await lanes.acknowledge(sorted(kept))
+    assert await lanes.redis.xlen(lane) == 0 and await lanes.pending() == 0
+    # The next read that finds it empty drops it from the lane set.
+    await lanes.take("c1", [(lane, 0.0)], budget=6, per_lane=6, horizon=0.1)
+    assert await lanes.members() == [] and not await lanes.redis.exists(lane)
+    # And an enqueue makes it again, with its group.
+    await lanes.enqueue(batch(account, who, 1))
+    again = await lanes.take("c1", [(lane, 0.0)], budget=6, per_lane=6, horizon=0.1)
+    assert len(again.taken) == 1

@@ -1,0 +1,134 @@
+"""Per-sender pacing and fair lanes in the production shape: two API processes, two workers,
+PostgreSQL, Redis and the sandbox, all real processes (``harness/pipeline.py``).
+
+Everything is judged from the sandbox's own request log (each request's time and sender), never
+by a clock in the test: no sender exceeds its rate in any one-second window while another
+sender's messages go at once; a paced sender's messages reach the provider in the order they
+were accepted; and another account's single message is taken while a large backlog of the
+first account is still draining.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from harness.pipeline import Account, Pipeline, Sent, start_pipeline
+from harness.servers import PostgresServer, RedisServer
+from tests.conftest import fresh_postgres_url
+
+#: The provider call of an admitted message follows its slot by the worker's timer, what the
+#: attempt reads first (the account's quiet hours, cached) and a loopback round trip; a window
+#: this much shorter than a second keeps that jitter out of the count, and no more (a sender
+#: sent unpaced fills it many times over; a call later than ``stream_worker.LATE`` takes a new
+#: slot instead).
+SLOT_JITTER = 0.05
+
+
+@pytest.fixture(scope="module")
+async def pipe(
+    postgres: PostgresServer, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Pipeline]:
+    tmp = tmp_path_factory.mktemp("pacing")
+    async with start_pipeline(tmp, fresh_postgres_url(postgres), redis_server) as running:
+        # Warm: a worker's first claims (statements prepared, connections opened) are slow.
+        account = await running.new_account()
+        warm = await send(running, account, number(), 40, "warm")
+        await running.wait_delivered([s.id for s in warm], within=60)
+        yield running
+
+
+def number() -> str:
+    """A sender or recipient number no other test uses (its exchange starts with 2-9, as a
+    valid NANP number's does)."""
+    digits = str(uuid.uuid4().int)
+    return "+1415" + str(2 + int(digits[0]) % 8) + digits[1:7]
+
+
+async def sender_of(pipe: Pipeline, account: Account, rate: float | None = None) -> str:
+    """A new sender number of the account, paced at ``rate`` (else the pipeline's default,
+    as fast as a rate may be)."""
+    address = number()
+    extra = ["--rate", str(rate)] if rate is not None else []
+    await pipe.cli("add-address", "--account", account.name, *extra, address)
+    return address
+
+
+async def send(pipe: Pipeline, account: Account, sender: str, count: int, tag: str) -> list[Sent]:
+    sent: list[Sent] = []
+    for start in range(0, count, 100):
+        inputs = [
+            {"channel": "SMS", "from": sender, "to": number(), "body": f"{tag} {i}"}
+            for i in range(start, min(count, start + 100))
+        ]
+        sent += await pipe.send_many((start // 100) % 2, account, inputs)
+    return sent
+
+
+def calls_from(pipe: Pipeline, sender: str) -> list[dict[str, Any]]:
+    """Every provider request from ``sender``, in the order the sandbox received them."""
+    assert pipe.sandbox is not None
+    found = [r for r in list(pipe.sandbox.requests) if r.get("from") == sender]
+    return sorted(found, key=lambda r: r["received_at"])
+
+
+def most_in_one_second(times: list[float]) -> int:
+    window = 1.0 - SLOT_JITTER
+    return max((sum(1 for t in times if start <= t < start + window) for start in times), default=0)
+
+
+async def test_no_sender_exceeds_its_rate_while_another_sender_goes_at_once(
+    pipe: Pipeline,
+) -> None:
+    await pipe.sandbox_reset()
+    account = await pipe.new_account()
+    paced = await sender_of(pipe, account, rate=20)
+    free = await sender_of(pipe, account)
+    slow = await send(pipe, account, paced, 120, "paced")
+    fast = await send(pipe, account, free, 120, "free")
+    await pipe.wait_delivered([s.id for s in [*slow, *fast]], within=90)
+
+    slow_calls, fast_calls = calls_from(pipe, paced), calls_from(pipe, free)
+    assert len(slow_calls) == len(slow) and len(fast_calls) == len(fast), pipe.diagnostics()
+    busiest = most_in_one_second([c["received_at"] for c in slow_calls])
+    times = [c["received_at"] for c in slow_calls]
+    gaps = [round(later - earlier, 3) for earlier, later in itertools.pairwise(times)]
+    assert busiest <= 20, f"{busiest} calls of a 20/s sender in one second; gaps {gaps}"
+    # The other sender of the same account was not held back behind the paced backlog: all of
+    # its messages went before the paced sender was half way.
+    assert fast_calls[-1]["received_at"] < slow_calls[len(slow_calls) // 2]["received_at"]
+    # Paced, not failed: no message used an attempt waiting for its slot.
+    trails = await pipe.trails([s.id for s in slow])
+    assert all([e["kind"] for e in trail].count("attempt") == 1 for trail in trails.values()), (
+        pipe.diagnostics()
+    )
+    # One sender's messages reach the provider in the order they were accepted.
+    expected = [s.id.hex for s in slow]
+    assert [c["message_id"] for c in slow_calls] == expected
+
+
+async def test_another_accounts_message_is_taken_while_a_large_backlog_drains(
+    pipe: Pipeline,
+) -> None:
+    await pipe.sandbox_reset()
+    busy, quiet = await pipe.new_account(), await pipe.new_account()
+    backlog_sender = await sender_of(pipe, busy, rate=150)
+    lone_sender = await sender_of(pipe, quiet)
+    backlog = await send(pipe, busy, backlog_sender, 600, "backlog")
+    [lone] = await send(pipe, quiet, lone_sender, 1, "lone")
+    await pipe.wait_delivered([lone.id], within=60)
+    await pipe.wait_delivered([s.id for s in backlog], within=90)
+
+    [lone_call] = calls_from(pipe, lone_sender)
+    backlog_calls = calls_from(pipe, backlog_sender)
+    after = [c for c in backlog_calls if c["received_at"] > lone_call["received_at"]]
+    # Behind one queue the lone message would have waited for the whole backlog; in its own
+    # lane it goes at the next read, with most of the backlog still to come.
+    assert len(after) >= len(backlog) // 4, (
+        f"only {len(after)} of {len(backlog)} backlog calls came after the lone message"
+        f"{pipe.diagnostics()}"
+    )
