@@ -28,7 +28,7 @@ from persistence import report_sql
 from persistence.base import Repository, event_row, insert_events
 from persistence.conversations import resolve_conversations
 from persistence.models import AddressRow, WebhookReceiptRow
-from persistence.rows import CONVERSATIONS, MESSAGES, message_from_row, message_to_row
+from persistence.rows import CONVERSATIONS, MESSAGES, message_to_row
 from persistence.suppressions import SUPPRESSIONS, insert_new
 
 ADDRESSES = cast(Table, AddressRow.__table__)
@@ -455,24 +455,6 @@ class WebhookRepository(Repository):
                 ],
             )
         return Change(message, event)
-
-    async def inbound_of(self, account_id: UUID, inbound: InboundMessage) -> Message | None:
-        m = MESSAGES.c
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(MESSAGES)
-                    .where(
-                        m.provider_message_id == inbound.provider_message_id,
-                        m.account_id == account_id,
-                        m.direction == Direction.INBOUND.value,
-                        m.provider == inbound.provider,
-                        m.recipient == inbound.recipient,
-                    )
-                    .limit(1)
-                )
-            ).first()
-        return message_from_row(row) if row is not None else None
 
     async def keep_raw(
         self,

@@ -1,21 +1,24 @@
 """Use case: a recipient's keyword (STOP, START, HELP) acted on and answered; and the
 account's setting of the words, their scope and the answers.
 
-An inbound message is handled in two steps, both called by the webhook service:
+``handle`` runs inside the unit of work that stores the inbound message (the webhook service
+calls it): it reads the account's setting and, when the body is one of its words, suppresses
+the sender (STOP) or lifts the suppressions the sender's own keyword made (START), writes the
+audit entries (the keyword received, what it changed) and accepts the auto-reply, all in that
+unit. The reply is an ordinary message from the number written to, to the sender, in the same
+conversation, sent by the workers like any other once the unit has committed.
 
-- ``handle`` runs inside the unit of work that stores the inbound message: it reads the
-  account's setting and, when the body is one of its words, suppresses the sender (STOP) or
-  lifts the suppressions the sender's own keyword made (START), and writes the audit entries
-  (the keyword received, what it changed). The unit commits all of it with the message or
-  none of it; a redelivered webhook is a duplicate to that unit, so nothing happens twice.
-- ``answer`` runs after the commit: the auto-reply goes through the normal send path, from the
-  number written to, to the sender, in the same conversation. Its idempotency key is derived
-  from the inbound message, so it is sent once however often it is asked for; it is exempt
-  from suppressions (it confirms the opt-out that suppressed its recipient) and from quiet
-  hours (it answers the recipient's own message). A failure to send it is logged, not raised:
-  the opt-out itself is committed and the webhook must not be refused for the answer.
-  ``answer_again`` is asked when the webhook comes again (a duplicate): should the process have
-  stopped between the commit and the answer, the provider's redelivery gets it sent.
+So the inbound message, what its keyword changed and its answer commit together or not at all:
+- The unit commits: the reply is QUEUED in the database and enqueued after the commit; should
+  the enqueue fail or the process stop first, the sweeper enqueues it. It cannot be lost.
+- Anything in the unit fails, the reply's accept included: none of it is stored, and the
+  webhook is not acknowledged as applied (its payload is kept for replay, or the provider
+  delivers it again), so the next attempt does all of it, the answer once.
+- The webhook comes again after the commit: a duplicate to that unit, so nothing happens
+  twice. The reply's idempotency key, derived from the inbound message, says the same.
+
+The reply is exempt from suppressions (it confirms the opt-out that suppressed its recipient)
+and from quiet hours (it answers the recipient's own message).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from gateway.domain.records import Message, MessageEvent
 from gateway.domain.results import Accepted
 from gateway.domain.suppressions import NewSuppression, SuppressionReason
 from gateway.services.clock import utcnow
-from gateway.services.ports import OptOutStore, SuppressionStore
+from gateway.services.ports import OptOutStore, SuppressionStore, UnitOfWork
 from gateway.services.sending import SendService
 
 log = structlog.get_logger(__name__)
@@ -62,12 +65,14 @@ LIFTED_BY_RECIPIENT = "lifted by the recipient: {keyword}"
 
 @dataclass(frozen=True, slots=True)
 class Handled:
-    """A keyword acted on: what to publish after the commit, and the answer to send."""
+    """A keyword acted on, in the unit of work that stores its inbound message."""
 
     inbound: Message
     match: KeywordMatch
-    #: The auto-reply's text; None when the account turned it off.
-    reply: str | None
+    #: The auto-reply accepted in the unit; None when the account turned it off (or, never
+    #: expected of an exempt answer, the accept refused it).
+    reply: Message | None
+    #: The audit entries written, already handed to the unit to publish after its commit.
     events: list[MessageEvent]
 
 
@@ -95,12 +100,15 @@ class OptOutService:
         await self._store.set_opt_out_settings(account_id, checked, utcnow())
         return checked
 
-    async def handle(self, inbound: Message, now: datetime) -> Handled | None:
-        """Act on ``inbound`` (just stored, in the same unit of work) if it is a keyword."""
-        found = await self._keyword(inbound)
-        if found is None:
+    async def handle(self, inbound: Message, now: datetime, work: UnitOfWork) -> Handled | None:
+        """Act on ``inbound`` (just stored, in the unit ``work``) if it is a keyword, and
+        accept its answer in the same unit."""
+        if inbound.channel is Channel.EMAIL or not could_be_keyword(inbound.body):
             return None
-        settings, match = found
+        settings = await self._store.opt_out_settings(inbound.account_id)
+        match = match_keyword(settings, inbound.body)
+        if match is None:
+            return None
         # SENDER: the one number written to; ACCOUNT: every number of the account.
         sender = inbound.recipient if settings.scope is OptOutScope.SENDER else None
         reply = settings.replies.get(match.kind)
@@ -112,46 +120,27 @@ class OptOutService:
         events = await self._store.note(
             inbound, [(KIND_KEYWORD, match.detail()), (KIND_CHANGE[match.kind], change)], now
         )
-        return Handled(inbound, match, reply, events)
+        # Published before the answer's own events: the trail reads keyword, change, answer.
+        work.publish(events)
+        answer = None if reply is None else await self._answer(work, inbound, match, reply)
+        return Handled(inbound, match, answer, events)
 
-    async def answer_again(self, inbound: Message) -> Message | None:
-        """The answer to a keyword whose webhook came again: sent now if the first delivery's
-        answer never was (the process stopped right after the commit), else only found again
-        by its idempotency key. Nothing else is done again."""
-        found = await self._keyword(inbound)
-        if found is None:
-            return None
-        settings, match = found
-        return await self.answer(Handled(inbound, match, settings.replies.get(match.kind), []))
-
-    async def _keyword(self, inbound: Message) -> tuple[OptOutSettings, KeywordMatch] | None:
-        """The account's setting and the keyword ``inbound`` is, if it is one."""
-        if inbound.channel is Channel.EMAIL or not could_be_keyword(inbound.body):
-            return None
-        settings = await self._store.opt_out_settings(inbound.account_id)
-        match = match_keyword(settings, inbound.body)
-        return None if match is None else (settings, match)
-
-    async def answer(self, handled: Handled) -> Message | None:
-        """Send the auto-reply of a handled keyword; the reply sent (or sent before), if any."""
-        if handled.reply is None:
-            return None
-        inbound = handled.inbound
-        marker = AutoReply(inbound.id, handled.match.kind)
+    async def _answer(
+        self, work: UnitOfWork, inbound: Message, match: KeywordMatch, text: str
+    ) -> Message | None:
+        """Accept the auto-reply in ``work``. A failure raises, so the unit stores nothing of
+        the keyword either (see the module docstring)."""
+        marker = AutoReply(inbound.id, match.kind)
         request = SendRequest(
             channel=Channel.SMS,
             from_=inbound.recipient,
             to=inbound.sender,
-            body=handled.reply,
+            body=text,
             idempotency_key=marker.idempotency_key(),
             bypass_quiet_hours=True,
             auto_reply=marker,
         )
-        try:
-            [outcome] = await self._sending.send(inbound.account_id, [request])
-        except Exception:
-            log.exception("auto_reply_failed", inbound_id=str(inbound.id))
-            return None
+        outcome = await self._sending.accept_in(work, inbound.account_id, request)
         if not isinstance(outcome, Accepted):
             log.warning("auto_reply_refused", inbound_id=str(inbound.id), outcome=repr(outcome))
             return None

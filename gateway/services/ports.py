@@ -307,10 +307,6 @@ class WebhookStore(Protocol):
         """Store an inbound message as the account's (RECEIVED); None for a duplicate."""
         ...
 
-    async def inbound_of(self, account_id: UUID, message: InboundMessage) -> Message | None:
-        """The account's stored copy of an inbound message (delivered before)."""
-        ...
-
     async def keep_raw(
         self,
         source: str,

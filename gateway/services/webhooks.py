@@ -8,13 +8,12 @@ from uuid import UUID
 
 import structlog
 
-from gateway.domain.opt_outs import could_be_keyword
 from gateway.domain.records import MessageEvent
 from gateway.domain.reports import InboundMessage, StatusReport
 from gateway.domain.results import ReportResult
 from gateway.services.clock import utcnow
 from gateway.services.coalescer import Coalescer
-from gateway.services.opt_outs import Handled, OptOutService
+from gateway.services.opt_outs import OptOutService
 from gateway.services.ports import Broker, UnitsOfWork, WebhookStore
 from gateway.services.unit_of_work import Units
 
@@ -75,30 +74,14 @@ class WebhookService:
         if owner is None:
             return "unowned"
         now = utcnow()
-        handled: Handled | None = None
         async with self._units() as unit:
             change = await self._repo.receive(owner, message, now)
             if change is not None:
                 unit.publish([change.event])
                 if self._opt_outs is not None:
-                    handled = await self._opt_outs.handle(change.message, now)
-                    if handled is not None:
-                        unit.publish(handled.events)
-        if change is None:
-            await self._answer_again(owner, message)
-            return "duplicate"
-        if handled is not None and self._opt_outs is not None:
-            await self._opt_outs.answer(handled)
-        return "stored"
-
-    async def _answer_again(self, owner: UUID, message: InboundMessage) -> None:
-        """A keyword delivered again is answered again: idempotently, so only an answer the
-        first delivery never sent is sent (see ``OptOutService.answer_again``)."""
-        if self._opt_outs is None or not could_be_keyword(message.body):
-            return
-        stored = await self._repo.inbound_of(owner, message)
-        if stored is not None:
-            await self._opt_outs.answer_again(stored)
+                    # A keyword's change and answer commit with the message (or none of it).
+                    await self._opt_outs.handle(change.message, now, unit)
+        return "duplicate" if change is None else "stored"
 
     async def keep_raw(
         self,

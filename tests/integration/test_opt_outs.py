@@ -17,8 +17,8 @@ from typing import Any
 from urllib.parse import urlencode
 from uuid import UUID
 
-import pytest
-from sqlalchemy import select, update
+import httpx
+from sqlalchemy import func, select, update
 from twilio.request_validator import RequestValidator
 
 from gateway.domain.channels import Channel
@@ -29,7 +29,7 @@ from persistence.rows import MESSAGES
 from persistence.suppressions import REMOVALS, SuppressionRepository
 from tests.conftest import GraphQLClient, RunningGateway, SandboxRequests
 from tests.integration.test_batch_and_rules import accepted, read, send, wait_for_status
-from tests.integration.test_webhooks import inbound_params
+from tests.integration.test_webhooks import inbound_params, receipts
 from tests.quiet_windows import window_around_now
 
 INBOUND = "/webhooks/twilio/messages"
@@ -97,11 +97,15 @@ class Tenant:
         return params
 
     async def deliver(self, params: dict[str, str]) -> None:
+        response = await self.post(params)
+        assert response.status_code == 200, response.text
+
+    async def post(self, params: dict[str, str]) -> httpx.Response:
         settings = self.gateway.container.settings
         signature = RequestValidator(settings.twilio_auth_token).compute_signature(
             settings.public_base_url + INBOUND, params
         )
-        response = await self.gateway.http.post(
+        return await self.gateway.http.post(
             self.gateway.base_url + INBOUND,
             content=urlencode(params).encode(),
             headers={
@@ -109,7 +113,6 @@ class Tenant:
                 "X-Twilio-Signature": signature,
             },
         )
-        assert response.status_code == 200, response.text
 
     async def conversation(self, participant: str) -> dict[str, Any]:
         data = await self.client.execute(CONVERSATION, {"participant": participant})
@@ -224,27 +227,67 @@ async def test_stop_answers_suppresses_and_start_lifts_once_however_often_delive
     assert again["status"] == "SCHEDULED"
 
 
-async def test_an_answer_lost_after_the_commit_is_sent_when_the_webhook_comes_again(
-    gateway: RunningGateway, sandbox_requests: SandboxRequests, monkeypatch: pytest.MonkeyPatch
+REFUSE_ANSWERS_TO = {
+    "postgresql": [
+        """CREATE FUNCTION refuse_answer() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'the database refuses the answer'; END $$""",
+        """CREATE TRIGGER refuse_answer BEFORE INSERT ON messages FOR EACH ROW
+        WHEN (NEW.recipient = '{recipient}' AND NEW.idempotency_key LIKE 'auto-reply:%')
+        EXECUTE FUNCTION refuse_answer()""",
+    ],
+    "sqlite": [
+        """CREATE TRIGGER refuse_answer BEFORE INSERT ON messages
+        WHEN NEW.recipient = '{recipient}' AND NEW.idempotency_key LIKE 'auto-reply:%'
+        BEGIN SELECT RAISE(ABORT, 'the database refuses the answer'); END""",
+    ],
+}
+ALLOW_ANSWERS = {
+    "postgresql": ["DROP TRIGGER refuse_answer ON messages", "DROP FUNCTION refuse_answer()"],
+    "sqlite": ["DROP TRIGGER refuse_answer"],
+}
+
+
+async def test_an_answer_the_database_refuses_once_still_goes_out_exactly_once(
+    gateway: RunningGateway, sandbox_requests: SandboxRequests
 ) -> None:
+    """The answer is accepted in the unit that stores the keyword: the database refusing it
+    refuses the keyword's change too, and the webhook's next delivery does all of it."""
     ours, theirs = "+14155550961", "+14155550962"
     tenant = await Tenant.new(gateway, ours)
-    opt_outs = gateway.container.api.graphql.opt_outs
-
-    async def stopped(handled: object) -> None:
-        """As if the process stopped right after the opt-out committed."""
-
-    with monkeypatch.context() as patch:
-        patch.setattr(opt_outs, "answer", stopped)
-        stop = await tenant.inbound(theirs, ours, "STOP")
-    assert len(await tenant.suppressions(theirs)) == 1
+    engine = gateway.container.engine
+    async with engine.begin() as conn:
+        for statement in REFUSE_ANSWERS_TO[gateway.backend]:
+            await conn.exec_driver_sql(statement.format(recipient=theirs))
+    try:
+        params = inbound_params(theirs, ours, "STOP")
+        refused = await tenant.post(params)
+        # Kept for replay (Twilio is answered as usual: the payload is safe with us).
+        assert refused.status_code == 200, refused.text
+    finally:
+        async with engine.begin() as conn:
+            for statement in ALLOW_ANSWERS[gateway.backend]:
+                await conn.exec_driver_sql(statement)
+    # Neither the keyword's change nor the message itself was stored.
+    assert await tenant.suppressions(theirs) == []
+    async with engine.connect() as conn:
+        stored = await conn.scalar(
+            select(func.count()).select_from(MESSAGES).where(MESSAGES.c.sender == theirs)
+        )
+    assert stored == 0
     assert sandbox_requests(theirs) == []
+    [kept] = [
+        r
+        for r in await receipts(gateway.container, "failed")
+        if r["payload"] == urlencode(params) and r["route"] == "twilio_messages"
+    ]
+    assert "the database refuses the answer" in kept["error"]
 
-    # The provider, unanswered, delivers it again: now it is answered, and only that is done.
-    await tenant.deliver(stop)
+    # Applied again (the kept payload replayed, or the provider's own redelivery): everything
+    # is done, the answer sent once; a duplicate after that does nothing.
+    await tenant.deliver(params)
     [answer] = await answers(sandbox_requests, theirs, 1)
     assert answer["body"] == DEFAULT_REPLIES[KeywordKind.STOP]
-    await tenant.deliver(stop)
+    await tenant.deliver(params)
     # The sentinel: HELP is answered (a suppressed recipient too), and nothing came between.
     await tenant.inbound(theirs, ours, "help")
     received = await answers(sandbox_requests, theirs, 2)
@@ -252,8 +295,13 @@ async def test_an_answer_lost_after_the_commit_is_sent_when_the_webhook_comes_ag
         DEFAULT_REPLIES[KeywordKind.STOP],
         DEFAULT_REPLIES[KeywordKind.HELP],
     ]
-    inbound = next(m for m in messages_of(await tenant.conversation(theirs)) if m["body"] == "STOP")
+    assert len(await tenant.suppressions(theirs)) == 1
+    conversation = await tenant.conversation(theirs)
+    inbound = next(m for m in messages_of(conversation) if m["body"] == "STOP")
     assert [e["kind"] for e in inbound["events"]] == ["received", "keyword_received", "opted_out"]
+    assert [m["idempotencyKey"] for m in messages_of(conversation)].count(
+        "auto-reply:" + inbound["id"].removeprefix("msg_")
+    ) == 1
 
 
 async def test_the_keyword_events_reach_live_subscribers_of_the_conversation(

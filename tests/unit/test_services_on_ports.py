@@ -126,9 +126,6 @@ class MemoryWebhookStore:
         stored = message(account_id, S.RECEIVED)
         return Change(stored, event_of(stored, "received"))
 
-    async def inbound_of(self, account_id: UUID, inbound: InboundMessage) -> Message | None:
-        return None
-
 
 def inbound(recipient: str = "+14155550199") -> InboundMessage:
     return InboundMessage(
