@@ -9,6 +9,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
+import orjson
 import pytest
 
 from gateway.domain.channels import Channel
@@ -23,9 +24,11 @@ from gateway.domain.pacing import (
 from gateway.domain.results import Release, Sent
 from gateway.services.delivery import DeliveryService
 from gateway.services.pacing import SenderRates
-from gateway.services.ports import TransientProviderError
+from gateway.services.ports import PermanentProviderError, TransientProviderError
 from gateway.services.retry_policy import RetryPolicy
+from providers.http import ProviderResponse
 from providers.registry import FailoverRegistry
+from providers.twilio import TwilioProvider
 from tests.unit.test_breaker_and_failover import Clock, FakeProvider, message
 from workers.held_outcomes import MemoryHeldOutcomes
 from workers.pacing import MemoryPacer
@@ -266,3 +269,39 @@ async def test_a_throughput_error_fails_over_to_the_next_vendor_and_still_paces_
     outcome = await delivery(limited, pacer, other).attempt(claimed)
     assert isinstance(outcome, Sent) and outcome.provider == "telnyx", outcome
     assert pacer.ready_in(claimed.sender) == pytest.approx(4.0), "the sender is paced all the same"
+
+
+class Answers:
+    """A provider session that answers every post with one canned response."""
+
+    def __init__(self, status: int, body: dict[str, object]) -> None:
+        self.status = status
+        self.body = body
+
+    async def post(
+        self, url: str, *, body: bytes, headers: object, **_: object
+    ) -> ProviderResponse:
+        content = orjson.dumps(self.body)
+        return ProviderResponse("POST", url, self.status, "Refused", {}, content, 1.0)
+
+
+def twilio_answering(status: int, body: dict[str, object]) -> TwilioProvider:
+    return TwilioProvider(
+        Answers(status, body),  # type: ignore[arg-type]
+        base_url="http://127.0.0.1:9",
+        account_sid="AC1",
+        auth_token="token",
+        status_callback_url="http://127.0.0.1:9/status",
+    )
+
+
+@pytest.mark.parametrize(("status", "code"), [(429, 20429), (400, 30001), (429, None)])
+async def test_twilio_throughput_errors_are_rate_limited(status: int, code: int | None) -> None:
+    with pytest.raises(TransientProviderError) as caught:
+        await twilio_answering(status, {"code": code, "message": "slow down"}).send(message())
+    assert caught.value.rate_limited
+
+
+async def test_another_twilio_refusal_is_not_a_throughput_error() -> None:
+    with pytest.raises(PermanentProviderError):
+        await twilio_answering(400, {"code": 21211, "message": "invalid To"}).send(message())
