@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 from uuid import UUID
 
 import httpx
+import pytest
 from sqlalchemy import func, select, update
 from twilio.request_validator import RequestValidator
 
@@ -302,6 +303,35 @@ async def test_an_answer_the_database_refuses_once_still_goes_out_exactly_once(
     assert [m["idempotencyKey"] for m in messages_of(conversation)].count(
         "auto-reply:" + inbound["id"].removeprefix("msg_")
     ) == 1
+
+
+async def test_an_answer_whose_enqueue_fails_after_the_commit_is_sent_by_the_sweeper(
+    gateway: RunningGateway, sandbox_requests: SandboxRequests, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The answer committed QUEUED with the keyword; the broker refusing its enqueue leaves it
+    to the sweeper, which finds it in the database: it goes out, once."""
+    ours, theirs = "+14155550971", "+14155550972"
+    tenant = await Tenant.new(gateway, ours)
+    broker: Any = gateway.container.broker
+    refused: list[object] = []
+
+    async def refusing(messages: object) -> None:
+        refused.append(messages)
+        raise ConnectionError("the broker is away")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(broker, "enqueue", refusing)
+        stop = await tenant.inbound(theirs, ours, "STOP")
+    assert refused, "the answer was handed to the broker after the commit"
+    [answer] = await answers(sandbox_requests, theirs, 1)
+    assert answer["body"] == DEFAULT_REPLIES[KeywordKind.STOP]
+    await tenant.deliver(stop)  # a duplicate: nothing more
+    await tenant.inbound(theirs, ours, "help")
+    received = await answers(sandbox_requests, theirs, 2)
+    assert [r["body"] for r in received] == [
+        DEFAULT_REPLIES[KeywordKind.STOP],
+        DEFAULT_REPLIES[KeywordKind.HELP],
+    ]
 
 
 async def test_the_keyword_events_reach_live_subscribers_of_the_conversation(
