@@ -77,7 +77,8 @@ MESSAGES_ACCEPTED: Final = counter(
 )
 DELIVERY_ATTEMPTS: Final = counter(
     "delivery_attempts",
-    "Delivery attempts against providers, by provider and outcome.",
+    "Delivery calls to providers, by provider and outcome (sent, transient_error, "
+    "rate_limited, ambiguous, permanent_error, crashed).",
     ["provider", "outcome"],
 )
 EVENTS_PUBLISHED: Final = counter(

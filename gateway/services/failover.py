@@ -90,7 +90,10 @@ class Failover:
         if message.provider is not None:
             return await self._through_own(message, message.provider)
         default = [p.name for p, _ in self._providers.candidates(message.channel)]
-        order = route_for(message.channel, message.recipient, default, routes)
+        routed = route_for(message.channel, message.recipient, default, routes)
+        # A vendor dropped from the settings since the route named it is skipped; a route left
+        # with none gives way to the default order, so that no message waits for nothing.
+        order = [name for name in routed if self._providers.named(name) is not None] or default
         refused: list[dict[str, Any]] = []
         last: tuple[str, _Failed] | None = None
         slowed: Outcome | None = None
@@ -185,6 +188,12 @@ class Failover:
         )
 
 
+def _transient_outcome(exc: TransientProviderError) -> str:
+    if exc.rate_limited:
+        return "rate_limited"
+    return "ambiguous" if exc.ambiguous else "transient_error"
+
+
 def _sent(message: Message, receipt: ProviderReceipt, detail: dict[str, Any] | None) -> Sent:
     return Sent(message.id, receipt.provider, receipt.provider_message_id, detail)
 
@@ -199,7 +208,7 @@ async def _call(
     try:
         receipt = await provider.send(message)
     except TransientProviderError as exc:
-        DELIVERY_ATTEMPTS.labels(provider.name, "transient_error").inc()
+        DELIVERY_ATTEMPTS.labels(provider.name, _transient_outcome(exc)).inc()
         if exc.rate_limited:
             breaker.record_neutral()
         else:

@@ -138,6 +138,8 @@ async def test_an_ambiguous_attempt_is_held_and_kept_to_its_vendor() -> None:
     assert outcome.provider == "amb-a", "kept to the vendor that may have it"
     assert outcome.detail == {"provider": "amb-a", "ambiguous": True}
     assert outcome.next_attempt_at >= start + timedelta(seconds=GRACE), "held for the grace"
+    labels = {"provider": "amb-a", "outcome": "ambiguous"}
+    assert REGISTRY.get_sample_value("gateway_delivery_attempts_total", labels) == 1
 
 
 async def test_an_adapter_that_crashed_mid_call_is_ambiguous() -> None:
@@ -217,3 +219,10 @@ async def test_a_route_naming_a_vendor_dropped_from_the_settings_skips_it() -> N
     gone = [Route(Channel.SMS, None, ("dropped", "left-a"))]
     outcome = await failover(only).attempt(message(), gone)
     assert isinstance(outcome, Sent) and outcome.provider == "left-a"
+
+
+async def test_a_route_whose_vendors_are_all_gone_gives_way_to_the_default_order() -> None:
+    only = FakeProvider("fallback-a")
+    gone = [Route(Channel.SMS, None, ("dropped",))]
+    outcome = await failover(only).attempt(message(), gone)
+    assert isinstance(outcome, Sent) and outcome.provider == "fallback-a"
