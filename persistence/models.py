@@ -135,6 +135,17 @@ class MessageRow(Base):
         Index(None, "conversation_id", "id"),
         # Provider callbacks find their message by the provider's id.
         Index(None, "provider_message_id"),
+        # The filtered listing (``messages``): each leads with what one filter pins down and
+        # ends with the listing's order, so a page of any one filter is a range of one index.
+        # Channel and direction have a few values each: they ride the plain order index.
+        Index(None, "account_id", "created_at", "id"),
+        Index(None, "account_id", "status", "created_at", "id"),
+        Index(None, "account_id", "sender", "created_at", "id"),
+        Index(None, "account_id", "recipient", "created_at", "id"),
+        Index(None, "account_id", "provider", "created_at", "id"),
+        Index(None, "conversation_id", "created_at", "id"),
+        # Named: the dead-letter index below has the same columns, for FAILED messages only.
+        Index("ix_messages_updated_order", "account_id", "updated_at", "id"),
         # The sweeper and scheduler look for due work by status and time. Partial, like the
         # dead-letter index below: a message's later moves (SENT, DELIVERED) touch neither.
         Index(None, "status", "next_attempt_at", postgresql_where=_WORK, sqlite_where=_WORK),

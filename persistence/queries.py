@@ -15,6 +15,7 @@ from uuid import UUID
 from sqlalchemy import ColumnElement, Row, Select, func, literal_column, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.domain.message_filters import MessageFilter, MessageSort
 from gateway.domain.records import Conversation, Message, MessageEvent, Page
 from gateway.domain.statuses import MessageStatus
 from persistence.base import Repository
@@ -91,7 +92,7 @@ class QueryRepository(Repository):
         query = select(CONVERSATIONS).where(c.account_id == account_id)
         if participant is not None:
             query = query.where(or_(c.participant_a == participant, c.participant_b == participant))
-        return await newest_first(
+        return await keyset_page(
             self.engine, query, (c.last_message_at, c.id), conversation_from_row, first, after
         )
 
@@ -129,6 +130,44 @@ class QueryRepository(Repository):
             return Page(rows, has_next=before is not None, has_previous=more)
         return Page(rows, has_next=more, has_previous=after is not None)
 
+    async def filtered_messages_page(
+        self,
+        account_id: UUID,
+        where: MessageFilter,
+        *,
+        sort: MessageSort,
+        descending: bool,
+        first: int,
+        after: tuple[datetime, UUID] | None,
+    ) -> Page[Message]:
+        """Messages of the account that pass ``where``, keyset-paged by (``sort``, id).
+
+        Each filter is a plain equality or range on a column that leads an index together with
+        the order, so a page reads about as many index entries as it returns."""
+        m = MESSAGES.c
+        query = select(MESSAGES).where(m.account_id == account_id)
+        if where.statuses:
+            query = query.where(m.status.in_(sorted(where.statuses)))
+        for column, value in (
+            (m.channel, where.channel),
+            (m.direction, where.direction),
+            (m.sender, where.sender),
+            (m.recipient, where.recipient),
+            (m.conversation_id, where.conversation_id),
+            (m.provider, where.provider),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        for column, window in ((m.created_at, where.created), (m.updated_at, where.updated)):
+            if window.since is not None:
+                query = query.where(column >= window.since)
+            if window.until is not None:
+                query = query.where(column < window.until)
+        moment = m.updated_at if sort == MessageSort.UPDATED_AT else m.created_at
+        return await keyset_page(
+            self.engine, query, (moment, m.id), message_from_row, first, after, descending
+        )
+
     async def dead_letters_page(
         self, account_id: UUID, *, first: int, after: tuple[datetime, UUID] | None
     ) -> Page[Message]:
@@ -137,7 +176,7 @@ class QueryRepository(Repository):
         query = select(MESSAGES).where(
             m.account_id == account_id, m.status == literal_column(f"'{MessageStatus.FAILED}'")
         )
-        return await newest_first(
+        return await keyset_page(
             self.engine, query, (m.updated_at, m.id), message_from_row, first, after
         )
 
@@ -168,20 +207,27 @@ class QueryRepository(Repository):
         return {r[0]: r[1] for r in rows}
 
 
-async def newest_first(
+async def keyset_page(
     engine: AsyncEngine,
     query: Select[Any],
     key: tuple[ColumnElement[datetime], ColumnElement[UUID]],
     from_row: Callable[[Row[Any]], T],
     first: int,
     after: tuple[datetime, UUID] | None,
+    descending: bool = True,
 ) -> Page[T]:
-    """A keyset page of ``query``, newest first by ``key`` (a time, then the id that breaks
-    ties), beginning after the cursor ``after``."""
+    """A keyset page of ``query`` ordered by ``key`` (a time, then the id that breaks ties),
+    newest first unless not ``descending``, beginning after the cursor ``after``."""
     moment, id_ = key
     if after is not None:
-        query = query.where(tuple_(moment, id_) < tuple_(*after))
-    query = query.order_by(moment.desc(), id_.desc()).limit(first + 1)
+        past = (
+            tuple_(moment, id_) < tuple_(*after)
+            if descending
+            else tuple_(moment, id_) > tuple_(*after)
+        )
+        query = query.where(past)
+    order = (moment.desc(), id_.desc()) if descending else (moment.asc(), id_.asc())
+    query = query.order_by(*order).limit(first + 1)
     async with engine.connect() as conn:
         items = [from_row(r) for r in await conn.execute(query)]
     return Page(items[:first], len(items) > first, after is not None)

@@ -28,7 +28,7 @@ from gateway.domain.suppressions import (
 )
 from persistence.base import Repository
 from persistence.models import SuppressionRemovalRow, SuppressionRow
-from persistence.queries import newest_first
+from persistence.queries import keyset_page
 
 SUPPRESSIONS = cast(Table, SuppressionRow.__table__)
 REMOVALS = cast(Table, SuppressionRemovalRow.__table__)
@@ -245,6 +245,6 @@ class SuppressionRepository(Repository):
         query = select(SUPPRESSIONS).where(s.account_id == account_id)
         if address is not None:
             query = query.where(s.address == address)
-        return await newest_first(
+        return await keyset_page(
             self.engine, query, (s.created_at, s.id), suppression_from_row, first, after
         )

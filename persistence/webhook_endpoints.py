@@ -27,7 +27,7 @@ from gateway.domain.webhook_endpoints import (
 from gateway.services.ports import AttemptRecord, DueDelivery
 from persistence.base import Repository
 from persistence.models import WebhookDeliveryRow, WebhookEndpointRow
-from persistence.queries import newest_first
+from persistence.queries import keyset_page
 from persistence.rows import EVENTS, event_from_row
 from persistence.sealed import SecretBox
 
@@ -176,7 +176,7 @@ class WebhookEndpointRepository(Repository):
     ) -> Page[WebhookEndpoint]:
         e = ENDPOINTS.c
         query = select(ENDPOINTS).where(e.account_id == account_id)
-        return await newest_first(
+        return await keyset_page(
             self.engine, query, (e.created_at, e.id), endpoint_from_row, first, after
         )
 

@@ -7,6 +7,7 @@ from typing import Any
 import strawberry
 
 from gateway.domain.addresses import AddressError, normalize_email, normalize_phone
+from gateway.domain.message_filters import MessageSort
 from schema.context import context_of
 from schema.errors import bad_input, check_page_size
 from schema.ids import (
@@ -14,6 +15,7 @@ from schema.ids import (
     decode_time_cursor,
     encode_time_cursor,
 )
+from schema.message_filters import MessageFilter, SortOrder, to_filter
 from schema.message_pages import DEFAULT_PAGE
 from schema.types import (
     Conversation,
@@ -60,6 +62,43 @@ async def conversations(
         for c in page.items
     ]
     return ConversationConnection(
+        edges=edges,
+        page_info=PageInfo.of([e.cursor for e in edges], page.has_next, page.has_previous),
+    )
+
+
+async def messages(
+    info: strawberry.Info,
+    filter: MessageFilter | None = None,
+    first: int | None = None,
+    after: str | None = None,
+    sort_by: MessageSort = MessageSort.CREATED_AT,
+    order: SortOrder = SortOrder.NEWEST_FIRST,
+) -> MessageConnection:
+    context, account, _ = context_of(info)
+    check_page_size("first", first)
+    region = context.services.default_phone_region
+    where = to_filter(filter, lambda raw: normalize_participant(raw, region) or raw)
+    # The cursor names its order: one from another order would skip or repeat messages.
+    tag = "m" + ("u" if sort_by == MessageSort.UPDATED_AT else "c") + order.value[0].lower()
+    page = await context.services.queries.filtered_messages_page(
+        account.id,
+        where,
+        sort=sort_by,
+        descending=order == SortOrder.NEWEST_FIRST,
+        first=DEFAULT_PAGE if first is None else first,
+        after=time_cursor(tag, after),
+    )
+    edges = [
+        MessageEdge(
+            cursor=encode_time_cursor(
+                tag, m.updated_at if sort_by == MessageSort.UPDATED_AT else m.created_at, m.id
+            ),
+            node=Message.from_record(m),
+        )
+        for m in page.items
+    ]
+    return MessageConnection(
         edges=edges,
         page_info=PageInfo.of([e.cursor for e in edges], page.has_next, page.has_previous),
     )

@@ -60,6 +60,13 @@ class Query:
     conversations: ConversationConnection = strawberry.field(
         resolver=pages.conversations, description="Most recently active first."
     )
+    messages: MessageConnection = strawberry.field(
+        resolver=pages.messages,
+        description=(
+            "The account's messages that pass `filter`, newest created first unless `sortBy`"
+            " and `order` say otherwise; keyset cursors."
+        ),
+    )
     preview_message: MessagePreview = strawberry.field(resolver=queries.preview_message)
     dead_letters: MessageConnection = strawberry.field(
         resolver=pages.dead_letters,

@@ -12,6 +12,7 @@ from typing import Any, Protocol, Self
 from uuid import UUID
 
 from gateway.domain.channels import Channel
+from gateway.domain.message_filters import MessageFilter, MessageSort
 from gateway.domain.opt_outs import OptOutSettings
 from gateway.domain.pacing import Queued
 from gateway.domain.quiet_hours import QuietHours
@@ -383,6 +384,17 @@ class MessageQueries(Protocol):
         after: UUID | None,
         last: int | None,
         before: UUID | None,
+    ) -> Page[Message]: ...
+
+    async def filtered_messages_page(
+        self,
+        account_id: UUID,
+        where: MessageFilter,
+        *,
+        sort: MessageSort,
+        descending: bool,
+        first: int,
+        after: tuple[datetime, UUID] | None,
     ) -> Page[Message]: ...
 
     async def dead_letters_page(

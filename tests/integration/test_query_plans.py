@@ -15,6 +15,9 @@ import pytest
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gateway.domain.channels import Channel, Direction
+from gateway.domain.message_filters import MessageFilter, MessageSort, TimeRange
+from gateway.domain.statuses import MessageStatus
 from gateway.entry.migrations import upgrade_to_head
 from gateway.settings import Settings
 from harness.servers import PostgresServer
@@ -191,3 +194,167 @@ async def test_both_lookups_of_reconciliation_use_its_partial_index(engine: Asyn
     for plan in plans:
         assert RECONCILE_INDEX in plan, plan
         assert "Sort" not in plan, plan
+
+
+LISTED = 100_000
+CONVERSATIONS = 100
+# Where most messages match, reading the plain order index and skipping the few that do not
+# is the better plan, and the planner rightly takes it: any index that gives the order will do.
+ANY_ORDERED_INDEX = "Index Scan"
+
+
+def _listing_cases(
+    conversation: uuid.UUID, now: datetime
+) -> list[tuple[str, MessageFilter, MessageSort, bool, str | None]]:
+    """(what, filter, order, newest first, the index that must give the order, or None
+    where a sort of the few matches is fine) of each filter a UI would use, alone and
+    together."""
+    hour = timedelta(hours=1)
+    created = TimeRange(now - 30 * hour, now - 20 * hour)
+    one = MessageFilter
+    by_created, by_updated = MessageSort.CREATED_AT, MessageSort.UPDATED_AT
+    return [
+        ("nothing", one(), by_created, True, "ix_messages_account_id_created_at_id"),
+        ("oldest first", one(), by_created, False, "ix_messages_account_id_created_at_id"),
+        (
+            "a common status",
+            one(statuses=frozenset({MessageStatus.DELIVERED})),
+            by_created,
+            True,
+            ANY_ORDERED_INDEX,
+        ),
+        (
+            "a rare status",
+            one(statuses=frozenset({MessageStatus.UNDELIVERED})),
+            by_created,
+            True,
+            "ix_messages_account_id_status_created_at_id",
+        ),
+        (
+            "several statuses",
+            one(statuses=frozenset({MessageStatus.UNDELIVERED, MessageStatus.QUEUED})),
+            by_created,
+            True,
+            None,
+        ),
+        ("a channel", one(channel=Channel.MMS), by_created, True, None),
+        ("a direction", one(direction=Direction.INBOUND), by_created, True, None),
+        (
+            "a sender",
+            one(sender=_recipient(7)),
+            by_created,
+            True,
+            "ix_messages_account_id_sender_created_at_id",
+        ),
+        (
+            "a recipient",
+            one(recipient=_recipient(7)),
+            by_created,
+            True,
+            "ix_messages_account_id_recipient_created_at_id",
+        ),
+        (
+            "a vendor",
+            one(provider="telnyx"),
+            by_created,
+            True,
+            "ix_messages_account_id_provider_created_at_id",
+        ),
+        (
+            "a conversation",
+            one(conversation_id=conversation),
+            by_created,
+            True,
+            "ix_messages_conversation_id_created_at_id",
+        ),
+        (
+            "a created range",
+            one(created=created),
+            by_created,
+            True,
+            "ix_messages_account_id_created_at_id",
+        ),
+        ("an updated range", one(updated=created), by_updated, True, "ix_messages_updated_order"),
+        ("the updated order", one(), by_updated, False, "ix_messages_updated_order"),
+        (
+            "a recipient and a status",
+            one(recipient=_recipient(7), statuses=frozenset({MessageStatus.DELIVERED})),
+            by_created,
+            True,
+            None,
+        ),
+        (
+            "a conversation, a direction and a created range",
+            one(conversation_id=conversation, direction=Direction.INBOUND, created=created),
+            by_created,
+            True,
+            None,
+        ),
+        (
+            "inbound MMS of a time",
+            one(channel=Channel.MMS, direction=Direction.INBOUND, created=created),
+            by_created,
+            True,
+            None,
+        ),
+    ]
+
+
+async def test_every_filter_of_the_message_listing_is_served_by_an_index(
+    engine: AsyncEngine,
+) -> None:
+    account, now = uuid.uuid4(), datetime.now(UTC)
+    async with engine.begin() as conn:
+        pairs = [(_recipient(n), SENDER) for n in range(CONVERSATIONS)]
+        conversations = await _account_with_conversations(conn, account, now, pairs)
+        # Spread over 100 conversations and 100 hours; a few percent of them rare statuses,
+        # MMS, e-mail, inbound, or carried by the second vendor.
+        await conn.execute(
+            text(
+                "INSERT INTO messages (id, account_id, conversation_id, channel, direction,"
+                " sender, recipient, attachments, status, provider, attempts, created_at,"
+                " updated_at)"
+                " SELECT gen_random_uuid(), :account,"
+                " (CAST(:conversations AS uuid[]))[g % 100 + 1],"
+                " CASE g % 10 WHEN 0 THEN 'MMS' WHEN 1 THEN 'EMAIL' ELSE 'SMS' END,"
+                " CASE WHEN g % 5 = 0 THEN 'INBOUND' ELSE 'OUTBOUND' END,"
+                " '+1415' || (2000000 + g % 100), '+1415' || (2000000 + (g + 7) % 100), '[]',"
+                " CASE WHEN g % 997 = 0 THEN 'UNDELIVERED' WHEN g % 991 = 0 THEN 'QUEUED'"
+                " ELSE 'DELIVERED' END,"
+                " CASE WHEN g % 50 = 0 THEN 'telnyx' ELSE 'twilio' END, 1,"
+                " o.at - g * interval '3.6 seconds', o.at - g * interval '3.6 seconds'"
+                " FROM generate_series(1, :rows) g, (SELECT CAST(:now AS timestamptz) AS at) o"
+            ),
+            {
+                "account": account,
+                "conversations": conversations,
+                "rows": LISTED,
+                "now": now,
+            },
+        )
+        await conn.execute(text("ANALYZE messages"))
+    queries = QueryRepository(engine)
+    for what, where, sort, descending, index in _listing_cases(conversations[0], now):
+        for after in (None, (now - timedelta(hours=25), uuid.uuid4())):
+            if after is not None and not descending:
+                after = (now - timedelta(hours=75), after[1])
+            found: list[object] = []
+
+            async def page(
+                where: MessageFilter = where,
+                sort: MessageSort = sort,
+                descending: bool = descending,
+                after: tuple[datetime, uuid.UUID] | None = after,
+                found: list[object] = found,
+            ) -> None:
+                result = await queries.filtered_messages_page(
+                    account, where, sort=sort, descending=descending, first=50, after=after
+                )
+                found.extend(result.items)
+
+            [plan] = await _plans_of(engine, page)
+            assert "Seq Scan on messages" not in plan, f"{what}:\n{plan}"
+            if index is not None:
+                assert index in plan, f"{what}:\n{plan}"
+                assert "Sort" not in plan, f"{what}:\n{plan}"
+            assert found, what
