@@ -27,6 +27,7 @@ from persistence.rows import (
     event_from_row,
     message_from_row,
 )
+from persistence.search import body_matches
 
 T = TypeVar("T")
 
@@ -163,6 +164,8 @@ class QueryRepository(Repository):
                 query = query.where(column >= window.since)
             if window.until is not None:
                 query = query.where(column < window.until)
+        if where.search:
+            query = query.where(body_matches(self.dialect, where.search))
         moment = m.updated_at if sort == MessageSort.UPDATED_AT else m.created_at
         return await keyset_page(
             self.engine, query, (moment, m.id), message_from_row, first, after, descending

@@ -11,6 +11,7 @@ import strawberry
 from gateway.domain.channels import Channel, Direction
 from gateway.domain.message_filters import MessageFilter as Filter
 from gateway.domain.message_filters import MessageSort, TimeRange
+from gateway.domain.search import SearchError, Term, parse
 from gateway.domain.statuses import MessageStatus
 from schema.errors import bad_input
 from schema.ids import decode_uuid
@@ -49,6 +50,12 @@ class MessageFilter:
     )
     created_at: TimeRangeInput | None = None
     updated_at: TimeRangeInput | None = None
+    search: str | None = strawberry.field(
+        default=None,
+        description=(
+            'Words in the body, all of them: `red "big dog" wor*` (a quoted phrase, a prefix).'
+        ),
+    )
 
 
 def to_filter(given: MessageFilter | None, normalize: Callable[[str], str]) -> Filter:
@@ -73,10 +80,18 @@ def to_filter(given: MessageFilter | None, normalize: Callable[[str], str]) -> F
         provider=given.provider,
         created=_range("createdAt", given.created_at),
         updated=_range("updatedAt", given.updated_at),
+        search=() if given.search is None else search_terms(given.search),
     )
     for field, problem in where.problems():
         raise bad_input(f"`{field}`: {problem}")
     return where
+
+
+def search_terms(query: str) -> tuple[Term, ...]:
+    try:
+        return parse(query)
+    except SearchError as exc:
+        raise bad_input(f"`search`: {exc}") from exc
 
 
 def _range(name: str, given: TimeRangeInput | None) -> TimeRange:

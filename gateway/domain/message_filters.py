@@ -13,6 +13,7 @@ from enum import StrEnum
 from uuid import UUID
 
 from gateway.domain.channels import Channel, Direction
+from gateway.domain.search import Term
 from gateway.domain.statuses import MessageStatus
 
 
@@ -44,6 +45,8 @@ class MessageFilter:
     provider: str | None = None
     created: TimeRange = TimeRange()
     updated: TimeRange = TimeRange()
+    #: Every term must be in the body (gateway/domain/search.py); empty: no text condition.
+    search: tuple[Term, ...] = ()
 
     def problems(self) -> list[tuple[str, str]]:
         """(field, problem) for what cannot match anything because it contradicts itself."""

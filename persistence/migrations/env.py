@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 from gateway.settings import Settings
 from persistence.db import create_engine
 from persistence.models import Base
+from persistence.search import include_name
 
 config = context.config
 target_metadata = Base.metadata
@@ -25,6 +26,7 @@ def _run(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=include_name,
     )
     with context.begin_transaction():
         context.run_migrations()

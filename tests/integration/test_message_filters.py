@@ -157,3 +157,51 @@ async def test_input_that_cannot_be_meant_is_bad_user_input(client: GraphQLClien
     response = await client.post(MESSAGES, {"filter": {"status": ["LOST"]}})
     [error] = response.json()["errors"]
     assert "LOST" in error["message"]
+
+
+SEARCHED = [
+    "Your parcel ships tomorrow",
+    "The big dog barked at the parcel",
+    "A dog, big and brown",
+    "Wordsmith meeting at noon",
+    "Café opens at nine",
+    "e-mail me the invoice",
+]
+
+
+async def test_search_finds_the_same_messages_on_both_databases(client: GraphQLClient) -> None:
+    """The same expectations run on PostgreSQL and on SQLite: both engines agree."""
+    sent = [m["id"] for m in await send_many(client, [sms(body=b) for b in SEARCHED])]
+
+    async def found(query: str, **extra: Any) -> set[int]:
+        ids = await listed(client, filter={"search": query, **extra})
+        return {sent.index(i) for i in ids}
+
+    assert await found("parcel") == {0, 1}
+    assert await found("PARCEL dog") == {1}
+    assert await found('"big dog"') == {1}
+    assert await found('"dog big"') == {2}
+    assert await found("word*") == {3}
+    assert await found("word") == set()
+    assert await found("café") == {4}
+    assert await found("cafe") == set()
+    assert await found("e-mail") == {5}
+    assert await found('"e mail" invoice') == {5}
+    assert await found("par* dog") == {1}
+    assert await found("nothing") == set()
+    # Operators of either engine are only separators, never syntax.
+    assert await found("parcel OR dog") == set()
+    assert await found("dog NOT big") == set()
+    assert await found("parcel & !ships | tomorrow:*") == {0}
+    assert await found("'parcel' \\ \"ships") == {0}
+    assert await found("NEAR(big dog)") == set()
+    # Search combines with the other filters.
+    assert await found("dog", to="+14155550199") == {1, 2}
+    assert await found("dog", to=ALICE) == set()
+
+
+async def test_a_search_without_words_is_bad_user_input(client: GraphQLClient) -> None:
+    await send(client, sms())
+    for query in ("", "   ", '"" * & | !', "\\", "x" * 501):
+        variables = {"filter": {"search": query}}
+        assert await error_codes(client, MESSAGES, variables) == ["BAD_USER_INPUT"], query

@@ -26,6 +26,7 @@ from gateway.settings import Settings
 from harness.servers import PostgresServer
 from persistence.db import create_engine
 from persistence.models import NAMING, Base
+from persistence.search import include_name
 
 MODEL_TABLES = set(Base.metadata.tables)
 
@@ -44,6 +45,7 @@ def _diff(connection: Connection, metadata: MetaData) -> list[Any]:
             "compare_type": True,
             "compare_server_default": True,
             "render_as_batch": connection.dialect.name == "sqlite",
+            "include_name": include_name,
         },
     )
     return list(compare_metadata(context, metadata))
@@ -52,7 +54,8 @@ def _diff(connection: Connection, metadata: MetaData) -> list[Any]:
 def _state(connection: Connection) -> tuple[str | None, set[str]]:
     """(current alembic revision, tables present)."""
     revision = MigrationContext.configure(connection).get_current_revision()
-    return revision, set(inspect(connection).get_table_names())
+    tables = inspect(connection).get_table_names()
+    return revision, {t for t in tables if include_name(t, "table", {})}
 
 
 def _migrate(step: Callable[[Any, str], None], revision: str) -> Callable[[Connection], None]:

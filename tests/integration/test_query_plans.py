@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.domain.channels import Channel, Direction
 from gateway.domain.message_filters import MessageFilter, MessageSort, TimeRange
+from gateway.domain.search import parse
 from gateway.domain.statuses import MessageStatus
 from gateway.entry.migrations import upgrade_to_head
 from gateway.settings import Settings
@@ -313,7 +314,7 @@ async def test_every_filter_of_the_message_listing_is_served_by_an_index(
             text(
                 "INSERT INTO messages (id, account_id, conversation_id, channel, direction,"
                 " sender, recipient, attachments, status, provider, attempts, created_at,"
-                " updated_at)"
+                " updated_at, body)"
                 " SELECT gen_random_uuid(), :account,"
                 " (CAST(:conversations AS uuid[]))[g % 100 + 1],"
                 " CASE g % 10 WHEN 0 THEN 'MMS' WHEN 1 THEN 'EMAIL' ELSE 'SMS' END,"
@@ -322,7 +323,8 @@ async def test_every_filter_of_the_message_listing_is_served_by_an_index(
                 " CASE WHEN g % 997 = 0 THEN 'UNDELIVERED' WHEN g % 991 = 0 THEN 'QUEUED'"
                 " ELSE 'DELIVERED' END,"
                 " CASE WHEN g % 50 = 0 THEN 'telnyx' ELSE 'twilio' END, 1,"
-                " o.at - g * interval '3.6 seconds', o.at - g * interval '3.6 seconds'"
+                " o.at - g * interval '3.6 seconds', o.at - g * interval '3.6 seconds',"
+                " CASE WHEN g % 1000 = 0 THEN 'a rare parcel ' ELSE 'see you at ' END || g"
                 " FROM generate_series(1, :rows) g, (SELECT CAST(:now AS timestamptz) AS at) o"
             ),
             {
@@ -358,3 +360,16 @@ async def test_every_filter_of_the_message_listing_is_served_by_an_index(
                 assert index in plan, f"{what}:\n{plan}"
                 assert "Sort" not in plan, f"{what}:\n{plan}"
             assert found, what
+    # A search reads the matches from the full-text index, whatever else is asked.
+    for where in (
+        MessageFilter(search=parse("parcel")),
+        MessageFilter(search=parse('"rare parcel" 20*'), direction=Direction.INBOUND),
+    ):
+        [plan] = await _plans_of(
+            engine,
+            lambda where=where: queries.filtered_messages_page(
+                account, where, sort=MessageSort.CREATED_AT, descending=True, first=50, after=None
+            ),
+        )
+        assert "ix_messages_search" in plan, plan
+        assert "Seq Scan on messages" not in plan, plan
