@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.domain.message_filters import MessageFilter, MessageSort
 from gateway.domain.records import Conversation, Message, MessageEvent, Page
+from gateway.domain.search import ConversationSearch, Term
 from gateway.domain.statuses import MessageStatus
 from persistence.base import Repository
 from persistence.rows import (
@@ -88,14 +89,54 @@ class QueryRepository(Repository):
         first: int,
         after: tuple[datetime, UUID] | None,
         participant: str | None,
+        search: ConversationSearch | None = None,
     ) -> Page[Conversation]:
         c = CONVERSATIONS.c
         query = select(CONVERSATIONS).where(c.account_id == account_id)
         if participant is not None:
             query = query.where(or_(c.participant_a == participant, c.participant_b == participant))
+        if search is not None:
+            m = MESSAGES.c
+            said = select(m.id).where(
+                m.conversation_id == c.id,
+                m.account_id == account_id,
+                body_matches(self.dialect, search.terms),
+            )
+            query = query.where(
+                or_(
+                    c.participant_a.contains(search.fragment, autoescape=True),
+                    c.participant_b.contains(search.fragment, autoescape=True),
+                    said.exists(),
+                )
+            )
         return await keyset_page(
             self.engine, query, (c.last_message_at, c.id), conversation_from_row, first, after
         )
+
+    async def latest_matches(
+        self, account_id: UUID, conversation_ids: Sequence[UUID], terms: tuple[Term, ...]
+    ) -> dict[UUID, Message]:
+        """The newest message of each conversation whose body has every term."""
+        if not conversation_ids:
+            return {}
+        m = MESSAGES.c
+        newest = (
+            func.row_number()
+            .over(partition_by=m.conversation_id, order_by=(m.created_at.desc(), m.id.desc()))
+            .label("newest")
+        )
+        ranked = (
+            select(MESSAGES, newest)
+            .where(
+                m.account_id == account_id,
+                m.conversation_id.in_(conversation_ids),
+                body_matches(self.dialect, terms),
+            )
+            .subquery()
+        )
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(ranked).where(ranked.c.newest == 1))
+        return {r.conversation_id: message_from_row(r) for r in rows}
 
     async def messages_page(
         self,

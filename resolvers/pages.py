@@ -8,6 +8,7 @@ import strawberry
 
 from gateway.domain.addresses import AddressError, normalize_email, normalize_phone
 from gateway.domain.message_filters import MessageSort
+from gateway.domain.search import SearchError, conversation_search
 from schema.context import context_of
 from schema.errors import bad_input, check_page_size
 from schema.ids import (
@@ -42,6 +43,7 @@ async def conversations(
     first: int | None = None,
     after: str | None = None,
     participant: str | None = None,
+    search: str | None = None,
 ) -> ConversationConnection:
     context, account, _ = context_of(info)
     check_page_size("first", first)
@@ -51,16 +53,30 @@ async def conversations(
         normalized = normalize_participant(participant, context.services.default_phone_region)
         if normalized is None:
             return ConversationConnection(edges=[], page_info=PageInfo.of([], False, False))
-    page = await context.services.queries.conversations_page(
-        account.id, first=size, after=time_cursor("c", after), participant=normalized
+    wanted = None
+    if search is not None:
+        try:
+            wanted = conversation_search(search)
+        except SearchError as exc:
+            raise bad_input(f"`search`: {exc}") from exc
+    queries = context.services.queries
+    page = await queries.conversations_page(
+        account.id,
+        first=size,
+        after=time_cursor("c", after),
+        participant=normalized,
+        search=wanted,
     )
-    edges = [
-        ConversationEdge(
-            cursor=encode_time_cursor("c", c.last_message_at or c.created_at, c.id),
-            node=Conversation.from_record(c),
-        )
-        for c in page.items
-    ]
+    matches = {}
+    if wanted is not None:
+        matches = await queries.latest_matches(account.id, [c.id for c in page.items], wanted.terms)
+    edges = []
+    for c in page.items:
+        node = Conversation.from_record(c)
+        if c.id in matches:
+            node.matching_message = Message.from_record(matches[c.id])
+        cursor = encode_time_cursor("c", c.last_message_at or c.created_at, c.id)
+        edges.append(ConversationEdge(cursor=cursor, node=node))
     return ConversationConnection(
         edges=edges,
         page_info=PageInfo.of([e.cursor for e in edges], page.has_next, page.has_previous),

@@ -58,7 +58,11 @@ class Query:
     message: Message | None = strawberry.field(resolver=queries.message)
     conversation: Conversation | None = strawberry.field(resolver=queries.conversation)
     conversations: ConversationConnection = strawberry.field(
-        resolver=pages.conversations, description="Most recently active first."
+        resolver=pages.conversations,
+        description=(
+            "Most recently active first. `search`: part of a participant's number or address,"
+            " or words of its messages (then `matchingMessage` is the newest that has them)."
+        ),
     )
     messages: MessageConnection = strawberry.field(
         resolver=pages.messages,

@@ -111,6 +111,10 @@ class Conversation(Node):
     created_at: datetime
     last_message_at: datetime | None
     record: strawberry.Private[records.Conversation]
+    matching_message: Message | None = strawberry.field(
+        default=None,
+        description="With `conversations(search:)`: its newest message that has the words.",
+    )
 
     @classmethod
     def from_record(cls, conversation: records.Conversation) -> Conversation:

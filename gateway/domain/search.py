@@ -87,3 +87,25 @@ def to_fts5(terms: tuple[Term, ...]) -> str:
         text = '"' + " ".join(term.words).replace('"', '""') + '"'
         rendered.append(text + ("*" if term.prefix else ""))
     return " ".join(rendered)
+
+
+_PHONE_LIKE = re.compile(r"[\d\s+().-]+")
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationSearch:
+    """A conversation matches when a participant contains ``fragment`` or one of its messages
+    has every term."""
+
+    terms: tuple[Term, ...]
+    fragment: str
+
+
+def conversation_search(query: str) -> ConversationSearch:
+    """``query`` as typed in an inbox's search box: part of a number however it is written
+    (``555-0199`` is in ``+14155550199``) or of an address, or words of the messages."""
+    terms = parse(query)
+    typed = query.strip()
+    if _PHONE_LIKE.fullmatch(typed):
+        return ConversationSearch(terms, "".join(ch for ch in typed if ch.isdigit()))
+    return ConversationSearch(terms, typed.lower())

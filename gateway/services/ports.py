@@ -34,6 +34,7 @@ from gateway.domain.results import (
     Unsettled,
 )
 from gateway.domain.routing import Route
+from gateway.domain.search import ConversationSearch, Term
 from gateway.domain.statuses import MessageStatus
 from gateway.domain.suppressions import NewSuppression, Suppression
 from gateway.domain.webhook_endpoints import DeliveryState as WebhookDeliveryState
@@ -373,7 +374,12 @@ class MessageQueries(Protocol):
         first: int,
         after: tuple[datetime, UUID] | None,
         participant: str | None,
+        search: ConversationSearch | None = None,
     ) -> Page[Conversation]: ...
+
+    async def latest_matches(
+        self, account_id: UUID, conversation_ids: Sequence[UUID], terms: tuple[Term, ...]
+    ) -> dict[UUID, Message]: ...
 
     async def messages_page(
         self,

@@ -205,3 +205,49 @@ async def test_a_search_without_words_is_bad_user_input(client: GraphQLClient) -
     for query in ("", "   ", '"" * & | !', "\\", "x" * 501):
         variables = {"filter": {"search": query}}
         assert await error_codes(client, MESSAGES, variables) == ["BAD_USER_INPUT"], query
+
+
+SEARCH_CONVERSATIONS = """
+query S($search: String, $participant: String) {
+  conversations(search: $search, participant: $participant, first: 100) {
+    edges { node { id participants matchingMessage { id body } } }
+  }
+}
+"""
+
+
+async def test_conversations_are_found_by_participant_or_by_what_was_said(
+    client: GraphQLClient,
+) -> None:
+    older = await send(client, sms(to=ALICE, body="the parcel left"))
+    newer = await send(client, sms(to=ALICE, body="your parcel arrived"))
+    await send(client, sms(to=BOB, body="lunch at noon"))
+    mail = await send(
+        client,
+        {"channel": "EMAIL", "from": "desk@example.com", "to": "zoe@example.org", "body": "hi"},
+    )
+    alice = older["conversation"]["id"]
+    bob_id = (await send(client, sms(to=BOB, body="still on?")))["conversation"]["id"]
+
+    async def search(text: str, **extra: Any) -> dict[str, Any]:
+        data = await client.execute(SEARCH_CONVERSATIONS, {"search": text, **extra})
+        return {
+            e["node"]["id"]: e["node"]["matchingMessage"] for e in data["conversations"]["edges"]
+        }
+
+    # By what was said: the conversation comes with its newest matching message.
+    assert await search("parcel") == {alice: {"id": newer["id"], "body": "your parcel arrived"}}
+    assert await search('"parcel left"') == {alice: {"id": older["id"], "body": "the parcel left"}}
+    [noon] = (await search("noo*")).values()
+    assert noon is not None and noon["body"] == "lunch at noon"
+    # By part of a number however written, or of an address: no matching message then.
+    assert await search("555-0162") == {bob_id: None}
+    assert await search("(415) 555 016") == {alice: None, bob_id: None}
+    assert await search("ZOE@") == {mail["conversation"]["id"]: None}
+    # A literal percent or underscore is not a wildcard.
+    assert await search("zoe%") == {}
+    assert await search("nothing here") == {}
+    assert await search("parcel", participant=BOB) == {}
+    for bad in ("", "%%", "\\"):
+        codes = await error_codes(client, SEARCH_CONVERSATIONS, {"search": bad})
+        assert codes == ["BAD_USER_INPUT"], bad
