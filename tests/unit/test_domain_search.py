@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.domain.search import MAX_TERMS, SearchError, Term, parse, to_fts5, to_tsquery
+from gateway.domain.search import (
+    MAX_TERMS,
+    SearchError,
+    Term,
+    conversation_search,
+    parse,
+    to_fts5,
+    to_tsquery,
+)
 
 
 def test_words_phrases_and_prefixes() -> None:
@@ -66,3 +74,12 @@ def test_repeated_terms_count_once_and_the_number_of_terms_is_bounded() -> None:
 
 def test_non_ascii_letters_are_words_kept_as_typed_apart_from_case() -> None:
     assert parse("ÉTÉ Café") == (Term(("été",)), Term(("café",)))
+
+
+def test_a_conversation_search_looks_for_digits_of_a_number_or_part_of_an_address() -> None:
+    assert conversation_search(" (415) 555-01 ").fragment == "41555501"
+    assert conversation_search("+1 415").fragment == "1415"
+    assert conversation_search("Zoe@Example").fragment == "zoe@example"
+    assert conversation_search("parcel 555").terms == (Term(("parcel",)), Term(("555",)))
+    with pytest.raises(SearchError):
+        conversation_search("@")
