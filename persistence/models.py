@@ -67,6 +67,9 @@ class ConversationRow(Base):
     participant_b: Mapped[str] = mapped_column(String(ADDRESS))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_message_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The newest message the account has read (ids are time-ordered): inbound messages after
+    # it are unread. NULL: none read yet.
+    read_up_to: Mapped[UUID | None]
 
     __table_args__ = (
         # The unordered pair per account: participant_a < participant_b always. Creation races
@@ -83,6 +86,7 @@ class ConversationRow(Base):
 
 _WORK = text("status IN ('QUEUED', 'SCHEDULED', 'SENDING')")
 _FAILED = text("status = 'FAILED'")
+_INBOUND = text("direction = 'INBOUND'")
 _UNSETTLED = text("status IN ('SENT', 'SENDING') AND provider_message_id IS NOT NULL")
 
 
@@ -146,6 +150,14 @@ class MessageRow(Base):
         Index(None, "conversation_id", "created_at", "id"),
         # Named: the dead-letter index below has the same columns, for FAILED messages only.
         Index("ix_messages_updated_order", "account_id", "updated_at", "id"),
+        # Unread counts: a conversation's inbound messages after its read cursor.
+        Index(
+            "ix_messages_inbound",
+            "conversation_id",
+            "id",
+            postgresql_where=_INBOUND,
+            sqlite_where=_INBOUND,
+        ),
         # The sweeper and scheduler look for due work by status and time. Partial, like the
         # dead-letter index below: a message's later moves (SENT, DELIVERED) touch neither.
         Index(None, "status", "next_attempt_at", postgresql_where=_WORK, sqlite_where=_WORK),

@@ -113,6 +113,52 @@ class QueryRepository(Repository):
             self.engine, query, (c.last_message_at, c.id), conversation_from_row, first, after
         )
 
+    async def unread_counts(self, conversation_ids: Sequence[UUID]) -> dict[UUID, int]:
+        if not conversation_ids:
+            return {}
+        c, m = CONVERSATIONS.c, MESSAGES.c
+        after_cursor = or_(c.read_up_to.is_(None), m.id > c.read_up_to)
+        # The direction as a literal: the planner must see it to use the partial index.
+        inbound = m.direction == literal_column("'INBOUND'")
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(c.id, func.count())
+                .select_from(CONVERSATIONS.join(MESSAGES, m.conversation_id == c.id))
+                .where(c.id.in_(conversation_ids), inbound, after_cursor)
+                .group_by(c.id)
+            )
+        return {r[0]: r[1] for r in rows}
+
+    async def mark_read(
+        self, account_id: UUID, conversation_id: UUID, up_to: UUID | None
+    ) -> Conversation | None:
+        c, m = CONVERSATIONS.c, MESSAGES.c
+        target = select(m.id).where(
+            m.conversation_id == conversation_id, m.account_id == account_id
+        )
+        target = (
+            target.where(m.id == up_to)
+            if up_to is not None
+            else target.order_by(m.id.desc()).limit(1)
+        )
+        async with self.engine.begin() as conn:
+            message_id = (await conn.execute(target)).scalar_one_or_none()
+            if message_id is None:
+                return None
+            # Forward only, in one statement: two tabs marking different messages end on the
+            # newer one whichever commits last.
+            await conn.execute(
+                CONVERSATIONS.update()
+                .where(
+                    c.id == conversation_id,
+                    c.account_id == account_id,
+                    or_(c.read_up_to.is_(None), c.read_up_to < message_id),
+                )
+                .values(read_up_to=message_id)
+            )
+            row = (await conn.execute(select(CONVERSATIONS).where(c.id == conversation_id))).one()
+        return conversation_from_row(row)
+
     async def latest_matches(
         self, account_id: UUID, conversation_ids: Sequence[UUID], terms: tuple[Term, ...]
     ) -> dict[UUID, Message]:

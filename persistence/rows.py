@@ -96,6 +96,7 @@ def conversation_from_row(row: Row[Any]) -> Conversation:
         participants=(m["participant_a"], m["participant_b"]),
         created_at=m["created_at"],
         last_message_at=m["last_message_at"],
+        read_up_to=m.get("read_up_to"),
     )
 
 

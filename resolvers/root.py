@@ -7,6 +7,7 @@ from collections.abc import AsyncGenerator
 import strawberry
 
 from resolvers import (
+    inbox,
     mutations,
     opt_outs,
     pages,
@@ -17,6 +18,7 @@ from resolvers import (
 )
 from resolvers import webhook_endpoints as endpoints
 from schema.build import Roots
+from schema.inbox import MarkConversationReadResult
 from schema.opt_outs import OptOutSettings, SetOptOutSettingsResult
 from schema.pacing import SenderAddress, SetSenderRateResult
 from schema.quiet_hours import QuietHours, SetQuietHoursResult
@@ -117,6 +119,13 @@ class Mutation:
     retry_message: RetryMessageResult = strawberry.mutation(
         resolver=mutations.retry_message,
         description="Send a FAILED (dead-lettered) message again.",
+    )
+    mark_conversation_read: MarkConversationReadResult = strawberry.mutation(
+        resolver=inbox.mark_conversation_read,
+        description=(
+            "Move the conversation's read cursor forward to `upTo` (one of its messages;"
+            " default: its newest). It never moves back: a stale tab cannot unread anything."
+        ),
     )
     set_quiet_hours: SetQuietHoursResult = strawberry.mutation(
         resolver=mutations.set_quiet_hours,

@@ -38,6 +38,10 @@ class Loaders:
         return DataLoader(self._counts, cache=self._cache)
 
     @cached_property
+    def unread_count(self) -> DataLoader[UUID, int]:
+        return DataLoader(self._unread, cache=self._cache)
+
+    @cached_property
     def events(self) -> DataLoader[UUID, list[MessageEvent]]:
         return DataLoader(self._events, cache=self._cache)
 
@@ -51,6 +55,10 @@ class Loaders:
 
     async def _counts(self, ids: Sequence[UUID]) -> list[int]:
         found = await self._queries.message_counts(list(ids))
+        return [found.get(i, 0) for i in ids]
+
+    async def _unread(self, ids: Sequence[UUID]) -> list[int]:
+        found = await self._queries.unread_counts(list(ids))
         return [found.get(i, 0) for i in ids]
 
     async def _events(self, ids: Sequence[UUID]) -> list[list[MessageEvent]]:

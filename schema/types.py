@@ -111,6 +111,9 @@ class Conversation(Node):
     created_at: datetime
     last_message_at: datetime | None
     record: strawberry.Private[records.Conversation]
+    last_read_message_id: strawberry.ID | None = strawberry.field(
+        default=None, description="The newest message marked read; null: none yet."
+    )
     matching_message: Message | None = strawberry.field(
         default=None,
         description="With `conversations(search:)`: its newest message that has the words.",
@@ -124,12 +127,22 @@ class Conversation(Node):
             created_at=conversation.created_at,
             last_message_at=conversation.last_message_at,
             record=conversation,
+            last_read_message_id=(
+                None
+                if conversation.read_up_to is None
+                else strawberry.ID(encode_id("Message", conversation.read_up_to))
+            ),
         )
 
     @strawberry.field
     async def message_count(self, info: strawberry.Info) -> int:
         _, _, loaders = context_of(info)
         return await loaders.message_count.load(self.record.id)
+
+    @_described_field("Inbound messages after the read cursor (`markConversationRead`).")
+    async def unread_count(self, info: strawberry.Info) -> int:
+        _, _, loaders = context_of(info)
+        return await loaders.unread_count.load(self.record.id)
 
     @_described_field("Oldest first by default; keyset cursors.")
     async def messages(

@@ -28,6 +28,8 @@ class Conversation:
     participants: tuple[str, str]
     created_at: datetime
     last_message_at: datetime | None
+    #: The newest message read; inbound messages after it are unread. None: nothing read.
+    read_up_to: UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)

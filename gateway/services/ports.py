@@ -377,6 +377,15 @@ class MessageQueries(Protocol):
         search: ConversationSearch | None = None,
     ) -> Page[Conversation]: ...
 
+    async def unread_counts(self, conversation_ids: Sequence[UUID]) -> dict[UUID, int]: ...
+
+    async def mark_read(
+        self, account_id: UUID, conversation_id: UUID, up_to: UUID | None
+    ) -> Conversation | None:
+        """Move the conversation's read cursor forward to ``up_to`` (one of its messages; None:
+        its newest); never back. None when there is no such conversation or message."""
+        ...
+
     async def latest_matches(
         self, account_id: UUID, conversation_ids: Sequence[UUID], terms: tuple[Term, ...]
     ) -> dict[UUID, Message]: ...
