@@ -373,3 +373,7 @@ async def test_every_filter_of_the_message_listing_is_served_by_an_index(
         )
         assert "ix_messages_search" in plan, plan
         assert "Seq Scan on messages" not in plan, plan
+    # Unread counts read only the inbound messages of the conversations asked for.
+    [plan] = await _plans_of(engine, lambda: queries.unread_counts(conversations[:3]))
+    assert "ix_messages_inbound" in plan, plan
+    assert "Seq Scan on messages" not in plan, plan
