@@ -38,6 +38,8 @@ from gateway.observability import (
 )
 from gateway.services.auth import ApiKeys, bearer_token
 from gateway.settings import Settings
+from gateway.web.console import PAGE_HEADERS as CONSOLE_HEADERS
+from gateway.web.console import console_html, console_routes
 from gateway.web.frames import direct_frames
 from gateway.web.graphiql import PAGE_HEADERS, graphiql_html, graphiql_routes
 from gateway.web.graphql_http import GraphQLHttp, GraphQLOverHttpView
@@ -127,11 +129,20 @@ class GatewayGraphQL(GraphQLOverHttpView):
         return orjson.dumps(data)
 
     async def render_graphql_ide(self, request: Request) -> Response:
-        # The development key only for a client on this machine (see gateway.loopback);
-        # anyone else gets the same page with an empty key field.
-        local = is_local_request(request.scope)
-        key = request.app.state.dev_key if local else None
-        return HTMLResponse(graphiql_html(key), headers=PAGE_HEADERS)
+        return HTMLResponse(graphiql_html(_page_key(request)), headers=PAGE_HEADERS)
+
+
+def _page_key(request: Request) -> str | None:
+    """The development key only for a client on this machine (see gateway.loopback); anyone
+    else gets the same page with an empty key field."""
+    if not is_local_request(request.scope):
+        return None
+    key: str | None = request.app.state.dev_key
+    return key
+
+
+async def console(request: Request) -> Response:
+    return HTMLResponse(console_html(_page_key(request)), headers=CONSOLE_HEADERS)
 
 
 class GatewayApp(Starlette):
@@ -226,6 +237,8 @@ def create_app(settings: Settings | None = None) -> GatewayApp:
         Route("/metrics", metrics_endpoint),
         *webhook_routes(),
         *(graphiql_routes() if settings.graphiql else []),
+        Route("/console", console, methods=["GET"]),
+        *console_routes(),
     ]
     if api.sandbox_app is not None:
         routes.append(Mount(SANDBOX_PATH, app=api.sandbox_app))

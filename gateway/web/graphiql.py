@@ -18,6 +18,7 @@ import gzip
 import hashlib
 import json
 from base64 import b64encode
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from html import escape
@@ -47,7 +48,7 @@ subscription Watch {
 
 #: Where the assets are served; the page names them relative to /graphql.
 ASSET_ROUTE = "/graphiql/assets/{digest}/{path:path}"
-_ASSET_URL = "graphiql/assets/{digest}/{path}"
+_ASSET_FOLDER = "graphiql/assets"
 
 #: In page order: the vendored files (see graphiql_assets/manifest.json), then the page's own.
 STYLES = (
@@ -66,36 +67,41 @@ SCRIPTS = (
 _MEDIA_TYPES = {".js": "text/javascript", ".css": "text/css"}
 _IMMUTABLE = "public, max-age=31536000, immutable"
 
-#: Headers of the page itself. It may hold a key: never stored by a cache, never framed, and it
-#: may fetch, connect to and run nothing but its own origin (inline styles and data: fonts and
-#: images are what GraphiQL's code and stylesheet use).
-PAGE_HEADERS = {
-    "Cache-Control": "no-store",
-    "Content-Security-Policy": "; ".join(
-        (
-            "default-src 'none'",
-            "script-src 'self'",
-            "style-src 'self' 'unsafe-inline'",
-            "img-src 'self' data:",
-            "font-src 'self' data:",
-            "connect-src 'self'",
-            "base-uri 'none'",
-            "form-action 'none'",
-            "frame-ancestors 'none'",
-        )
-    ),
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-}
 
-_PAGE = """<!doctype html>
+def page_headers(*loads: str) -> dict[str, str]:
+    """Headers of a page that may hold a key: never stored by a cache, never framed, running
+    and connecting to nothing but its own origin; ``loads`` are the directives of what else it
+    loads (styles, images, fonts)."""
+    directives = ("default-src 'none'", "script-src 'self'", *loads, "connect-src 'self'")
+    return {
+        "Cache-Control": "no-store",
+        "Content-Security-Policy": "; ".join(
+            (*directives, "base-uri 'none'", "form-action 'none'", "frame-ancestors 'none'")
+        ),
+        "Referrer-Policy": "no-referrer",
+        "X-Content-Type-Options": "nosniff",
+    }
+
+
+#: Inline styles and data: fonts and images are what GraphiQL's code and stylesheet use.
+PAGE_HEADERS = page_headers(
+    "style-src 'self' 'unsafe-inline'", "img-src 'self' data:", "font-src 'self' data:"
+)
+
+#: How each page the gateway serves starts; ``%s`` is its title. The empty data: icon spares
+#: the browser a request for one.
+PAGE_START = """<!doctype html>
 <html lang="en">
   <head>
     <meta charset="utf-8">
     <meta name="viewport" content="width=device-width, initial-scale=1">
-    <title>GraphiQL - messaging gateway</title>
+    <title>%s - messaging gateway</title>
     <link rel="icon" href="data:,">
-{styles}
+"""
+
+_PAGE = (
+    PAGE_START % "GraphiQL"
+    + """{styles}
   </head>
   <body>
     <div id="graphiql">Loading...</div>
@@ -104,6 +110,7 @@ _PAGE = """<!doctype html>
   </body>
 </html>
 """
+)
 
 
 @dataclass
@@ -111,6 +118,8 @@ class Asset:
     path: str
     data: bytes
     media_type: str
+    #: The folder it is served under, relative to the page.
+    folder: str = _ASSET_FOLDER
     digest: str = field(init=False)
     integrity: str = field(init=False)
     gzipped: bytes | None = field(default=None, init=False, repr=False)
@@ -121,21 +130,27 @@ class Asset:
 
     @property
     def url(self) -> str:
-        return _ASSET_URL.format(digest=self.digest, path=self.path)
+        return f"{self.folder}/{self.digest}/{self.path}"
+
+
+def read_assets(package_folder: str, paths: Iterable[str], folder: str) -> dict[str, Asset]:
+    """``paths`` of ``package_folder`` (in gateway.web), to be served under ``folder``."""
+    files = resources.files("gateway.web").joinpath(package_folder)
+    found: dict[str, Asset] = {}
+    for path in paths:
+        suffix = path[path.rindex(".") :]
+        data = files.joinpath(path).read_bytes()
+        found[path] = Asset(path, data, _MEDIA_TYPES[suffix], folder)
+    return found
 
 
 @cache
 def assets() -> dict[str, Asset]:
     """Every file the page loads, read once from the installed package."""
-    folder = resources.files("gateway.web").joinpath("graphiql_assets")
-    found: dict[str, Asset] = {}
-    for path in (*STYLES, *SCRIPTS):
-        suffix = path[path.rindex(".") :]
-        found[path] = Asset(path, folder.joinpath(path).read_bytes(), _MEDIA_TYPES[suffix])
-    return found
+    return read_assets("graphiql_assets", (*STYLES, *SCRIPTS), _ASSET_FOLDER)
 
 
-def _json_for_html(value: object) -> str:
+def json_for_html(value: object) -> str:
     # Inside <script type="application/json">: nothing in it can close the element.
     text = json.dumps(value, ensure_ascii=False)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
@@ -168,7 +183,7 @@ def graphiql_html(api_key: str | None) -> str:
             editorHeaders=json.dumps(header, indent=2),
             persistHeaders=True,
         )
-    return _PAGE.format(styles=styles, scripts=scripts, settings=_json_for_html(settings))
+    return _PAGE.format(styles=styles, scripts=scripts, settings=json_for_html(settings))
 
 
 def _accepts_gzip(accept_encoding: str) -> bool:
@@ -187,8 +202,18 @@ def _accepts_gzip(accept_encoding: str) -> bool:
     return False
 
 
-async def serve_asset(request: Request) -> Response:
-    asset = assets().get(request.path_params["path"])
+def asset_endpoint(
+    lookup: Callable[[], dict[str, Asset]],
+) -> Callable[[Request], Awaitable[Response]]:
+    """The endpoint serving the files ``lookup`` gives, at ``<folder>/{digest}/{path}``."""
+
+    async def serve_asset(request: Request) -> Response:
+        return await _serve(lookup().get(request.path_params["path"]), request)
+
+    return serve_asset
+
+
+async def _serve(asset: Asset | None, request: Request) -> Response:
     if asset is None or request.path_params["digest"] != asset.digest:
         return Response(
             "not found",
@@ -217,4 +242,4 @@ async def serve_asset(request: Request) -> Response:
 
 
 def graphiql_routes() -> list[Route]:
-    return [Route(ASSET_ROUTE, serve_asset, methods=["GET"])]
+    return [Route(ASSET_ROUTE, asset_endpoint(assets), methods=["GET"])]

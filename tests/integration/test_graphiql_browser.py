@@ -13,22 +13,17 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from urllib.parse import urlsplit
+from dataclasses import dataclass
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, Route, sync_playwright
+from playwright.sync_api import Page, Route
 from playwright.sync_api import expect as pw_expect
 
 from gateway.web.graphiql import PAGE_HEADERS, graphiql_html
 from harness.processes import Served, serving
-from harness.servers import free_port
+from tests.integration.browser import UI_TIMEOUT_MS, Offline
 from tests.integration.test_cli import cli_env, dev_key_of
 
-CHROMIUM = Path("/usr/bin/chromium")
-LOOPBACK = "127.0.0.1"
-UI_TIMEOUT_MS = 30_000  # a guard against hanging, not a performance assertion
 MESSAGE_ID = re.compile(r"msg_[0-9a-f]+")
 
 
@@ -47,94 +42,6 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     base = tmp_path_factory.mktemp("graphiql-serve")
     with serving(cli_env(base / "data"), base, "serve") as server:
         yield Gateway(server, dev_key_of(server))
-
-
-@pytest.fixture(scope="module")
-def playwright() -> Iterator[Playwright]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (scripts/test.sh does)")
-    with sync_playwright() as driver:
-        yield driver
-
-
-@pytest.fixture(scope="module")
-def browser(playwright: Playwright) -> Iterator[Browser]:
-    browser = playwright.chromium.launch(
-        executable_path=str(CHROMIUM),
-        args=[
-            "--no-sandbox",  # the tests run as root
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-default-apps",
-            "--disable-extensions",
-            # No internet route: names other than loopback's do not resolve, and whatever
-            # is not on loopback goes to a proxy that nothing listens on.
-            f"--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE {LOOPBACK}",
-            f"--proxy-server=http://{LOOPBACK}:{free_port()}",
-        ],
-    )
-    try:
-        yield browser
-    finally:
-        browser.close()
-
-
-@dataclass
-class Offline:
-    """A fresh browser profile whose requests are recorded; none may leave loopback."""
-
-    context: BrowserContext
-    page: Page
-    blocked: list[str] = field(default_factory=list)
-    requested: list[str] = field(default_factory=list)
-    sockets: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-    def assert_stayed_on_loopback(self, expected_error: str | None = None) -> None:
-        """Nothing left loopback, and nothing failed on the page (a CSP violation would)."""
-        assert self.blocked == [], f"the page asked for things outside the gateway: {self.blocked}"
-        away = [u for u in self.requested + self.sockets if urlsplit(u).hostname != LOOPBACK]
-        assert away == [], away
-        errors = [e for e in self.errors if expected_error is None or expected_error not in e]
-        assert errors == [], errors
-
-    def storage(self) -> dict[str, str]:
-        stored: dict[str, str] = self.page.evaluate("() => Object.assign({}, localStorage)")
-        return stored
-
-
-@pytest.fixture
-def offline(browser: Browser) -> Iterator[Offline]:
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    page = context.new_page()
-    state = Offline(context, page)
-
-    def guard(route: Route) -> None:
-        url = route.request.url
-        if urlsplit(url).hostname == LOOPBACK:
-            route.continue_()
-        else:
-            state.blocked.append(url)
-            route.abort("internetdisconnected")
-
-    context.route("**/*", guard)
-    page.on("request", lambda request: state.requested.append(request.url))
-    page.on("websocket", lambda socket: state.sockets.append(socket.url))
-    page.on("pageerror", lambda error: state.errors.append(f"page error: {error}"))
-    page.on(
-        "console",
-        lambda message: (
-            state.errors.append(f"console: {message.text}") if message.type == "error" else None
-        ),
-    )
-    try:
-        yield state
-    finally:
-        context.close()
 
 
 def open_graphiql(offline: Offline, url: str) -> None:
