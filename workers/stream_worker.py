@@ -66,7 +66,7 @@ HORIZON: Final = 0.1
 #: the claim, so that the call starts at its slot rather than late, nearer the next one.
 LEAD: Final = 0.05
 #: A call this late for its slot takes its sender's next slot instead.
-LATE: Final = 0.01
+LATE: Final = 0.025
 #: Most lanes one read looks at; the next read starts where this one stopped.
 LANES_PER_READ: Final = 256
 #: Longest a worker with nothing to read blocks before it looks at the lanes again.
