@@ -253,6 +253,7 @@ class Stack:
         api_processes: int,
         workers: int,
         shared_port: bool = False,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         if api_processes > len(infra.api_ports):
             raise ValueError("more API processes than ports reserved")
@@ -266,6 +267,8 @@ class Stack:
         self.shared_port = shared_port and api_processes > 1
         self.api_process_count = api_processes
         self.worker_count = workers
+        #: Settings of this deployment on top of the benchmark's own.
+        self.env = dict(env or {})
         self.key = ""
         self.apis: list[Process] = []
         self.workers: list[Process] = []
@@ -285,7 +288,7 @@ class Stack:
         self.logdir.mkdir(parents=True, exist_ok=True)
         try:
             infra.pg.create_database(self.dbname)
-            env = infra.gateway_env(infra.pg.url(self.dbname))
+            env = infra.gateway_env(infra.pg.url(self.dbname)) | self.env
             run_cli(["migrate"], env, self.logdir / "cli.log")
             self.key = self.create_key(ACCOUNT)
             with infra.redis_client() as client:
@@ -351,15 +354,20 @@ class Stack:
 
 
 class PlainApp:
-    """The floor app (bench/plain_app.py) as a process on its own port."""
+    """A helper app of the benchmark as a process on its own port, ready once its
+    ``GET /ready`` answers: the floor app (bench/plain_app.py) unless ``module`` names another
+    (which takes ``--host``, ``--port`` and ``args``)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(
+        self, workdir: Path, module: str = "bench.plain_app", args: Sequence[str] = ()
+    ) -> None:
         self.port = free_port()
+        name = module.rsplit(".", 1)[-1]
         self.proc = start(
-            "plain-app",
-            [sys.executable, "-m", "bench.plain_app", "--host", LOOPBACK, "--port", str(self.port)],
+            name.replace("_", "-"),
+            [sys.executable, "-m", module, "--host", LOOPBACK, "--port", str(self.port), *args],
             dict(os.environ) | {"PYTHONUNBUFFERED": "1"},
-            workdir / "logs" / "plain_app.log",
+            workdir / "logs" / f"{name}.log",
         )
 
     @property

@@ -143,6 +143,30 @@ FIGURES: tuple[Figure, ...] = (
     ),
     Figure("e2e_batched.p99_ms", "End to end, sender batching x10: p99", "ms", False, info=True),
     Figure(
+        "webhooks.deliveries_per_s",
+        "Event webhooks: deliveries/s to a local receiver during e2e",
+        "deliveries/s",
+        True,
+        info=True,
+    ),
+    Figure(
+        "webhooks.e2e_p99_ms",
+        "End to end p99 with an event-webhook endpoint",
+        "ms",
+        False,
+        info=True,
+    ),
+    Figure(
+        "webhooks.e2e_p99_slow_ms",
+        "End to end p99 with a slow event-webhook endpoint too",
+        "ms",
+        False,
+        info=True,
+    ),
+    Figure(
+        "webhooks.p99_moved_ms", "End to end p99 moved by the slow endpoint", "ms", False, info=True
+    ),
+    Figure(
         "fanout.p99_ms",
         "Fan-out 1000 subs: publish->client p99",
         "ms",

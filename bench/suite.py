@@ -26,10 +26,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
+
 from bench import report
 from bench.accept import Recipients, WrkResult, run_wrk
 from bench.cpu import CpuMeter, per_message
-from bench.deploy import BenchError, Infra, Stack, gateway_settings
+from bench.deploy import BenchError, Infra, PlainApp, Stack, gateway_settings
 from bench.e2e import run_e2e
 from bench.fairness import run_fairness
 from bench.fanout import run_fanout
@@ -39,7 +41,14 @@ from harness.servers import LOOPBACK, HarnessError
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-BENCHMARKS = ("single", "batched", "e2e", "fanout", "fairness", "floors")
+BENCHMARKS = ("single", "batched", "e2e", "webhooks", "fanout", "fairness", "floors")
+#: How long the slow endpoint of the webhooks row keeps each delivery waiting.
+WEBHOOK_SLOW_SECONDS = 3.0
+CREATE_ENDPOINT = """
+mutation Create($input: CreateWebhookEndpointInput!) {
+  createWebhookEndpoint(input: $input) { __typename }
+}
+"""
 KEEP_RUNS = 5
 T = TypeVar("T")
 
@@ -262,6 +271,7 @@ class Suite:
         workers: int,
         api_processes: int | None = None,
         shared_port: bool = False,
+        env: Mapping[str, str] | None = None,
     ) -> Stack:
         assert self.infra is not None
         return Stack(
@@ -270,6 +280,7 @@ class Suite:
             api_processes=api_processes or self.plan.api_processes,
             workers=workers,
             shared_port=shared_port,
+            env=env,
         )
 
     # --- benchmarks ---------------------------------------------------------------------
@@ -327,25 +338,7 @@ class Suite:
             def measure(
                 seconds: float, warmup: float, area: str, batch: int = plan.e2e_batch
             ) -> dict[str, Any]:
-                meter = self._meter(stack)
-                measured = run_async(
-                    run_e2e(
-                        stack.api_url,
-                        stack.key,
-                        rate=plan.e2e_rate,
-                        seconds=seconds,
-                        warmup_seconds=warmup,
-                        connections=plan.e2e_connections,
-                        batch=batch,
-                        drain_timeout=30,
-                        area=area,
-                        compression=plan.compression,
-                        meter=meter,
-                    )
-                )
-                measured["cpu"] = meter.used
-                measured["cpu_ms_per_message"] = per_message(meter.used, measured["sent"])
-                return measured
+                return self._measure_e2e(stack, seconds, warmup, area, batch)
 
             delay = infra.configure_sandbox(callback_delay=0.0)["callback_delay"]
             result = self.profiler.around(
@@ -390,6 +383,75 @@ class Suite:
                 f"e2e round {r}: {result['send_errors']} send errors, first: "
                 f"{result['first_send_error']}"
             )
+        return result
+
+    def _measure_e2e(
+        self, stack: Stack, seconds: float, warmup: float, area: str, batch: int
+    ) -> dict[str, Any]:
+        """One end-to-end run on ``stack`` at the plan's rate, its CPU metered."""
+        plan = self.plan
+        meter = self._meter(stack)
+        measured = run_async(
+            run_e2e(
+                stack.api_url,
+                stack.key,
+                rate=plan.e2e_rate,
+                seconds=seconds,
+                warmup_seconds=warmup,
+                connections=plan.e2e_connections,
+                batch=batch,
+                drain_timeout=30,
+                area=area,
+                compression=plan.compression,
+                meter=meter,
+            )
+        )
+        measured["cpu"] = meter.used
+        measured["cpu_ms_per_message"] = per_message(meter.used, measured["sent"])
+        return measured
+
+    def webhooks(self, r: int) -> dict[str, Any]:
+        """End to end again, with an event-webhook endpoint on a local receiver taking every
+        event of the account; then once more with a second endpoint that answers only after
+        WEBHOOK_SLOW_SECONDS. Reports the deliveries the receiver got per second during the
+        first run, and how far the slow endpoint moves the end-to-end p99."""
+        plan = self.plan
+        assert self.infra is not None
+        self.infra.configure_sandbox(callback_delay=0.0)
+        receiver_args = ("--slow-seconds", str(WEBHOOK_SLOW_SECONDS))
+        with (
+            PlainApp(self.workdir, "bench.webhook_receiver", receiver_args) as receiver,
+            self.stack(
+                f"webhooks-r{r}",
+                workers=plan.workers,
+                shared_port=True,
+                env={"WEBHOOK_ALLOW_PRIVATE_URLS": "true"},
+            ) as stack,
+        ):
+            _create_endpoint(stack, receiver.url + "/fast")
+            before = _received(receiver)
+            started = time.monotonic()
+            fast = self._measure_e2e(
+                stack, plan.e2e_seconds, plan.e2e_warmup_seconds, "214", plan.e2e_batch
+            )
+            elapsed = time.monotonic() - started
+            during = _received(receiver)["fast"] - before["fast"]
+            _create_endpoint(stack, receiver.url + "/slow")
+            slow = self._measure_e2e(stack, plan.e2e_seconds, 0, "215", plan.e2e_batch)
+            stack.check()
+        result = {
+            "deliveries_per_s": round(during / elapsed, 1),
+            "deliveries": during,
+            "seconds": round(elapsed, 1),
+            "e2e": fast,
+            "e2e_with_slow_endpoint": slow,
+            "slow_endpoint_seconds": WEBHOOK_SLOW_SECONDS,
+            "p99_moved_ms": round(slow["p99_ms"] - fast["p99_ms"], 2),
+        }
+        self.record("webhooks.deliveries_per_s", result["deliveries_per_s"])
+        self.record("webhooks.e2e_p99_ms", fast["p99_ms"])
+        self.record("webhooks.e2e_p99_slow_ms", slow["p99_ms"])
+        self.record("webhooks.p99_moved_ms", result["p99_moved_ms"])
         return result
 
     def fanout(self, r: int) -> dict[str, Any]:
@@ -584,6 +646,24 @@ class Suite:
             self.infra.stop()
 
 
+def _create_endpoint(stack: Stack, url: str) -> None:
+    """An endpoint of the stack's account that takes every event."""
+    response = httpx.post(
+        stack.api_url + "/graphql",
+        json={"query": CREATE_ENDPOINT, "variables": {"input": {"url": url}}},
+        headers={"Authorization": f"Bearer {stack.key}"},
+        timeout=10,
+    )
+    created = response.json().get("data", {}).get("createWebhookEndpoint", {})
+    if created.get("__typename") != "WebhookEndpointCreated":
+        raise BenchError(f"createWebhookEndpoint failed: {response.text[:500]}")
+
+
+def _received(receiver: PlainApp) -> dict[str, int]:
+    counts: dict[str, int] = httpx.get(receiver.url + "/counts", timeout=10).json()
+    return counts
+
+
 def _cpu_brief(d: dict[str, Any]) -> str:
     per = d.get("cpu_ms_per_message") or d.get("cpu_ms_per_delivery") or {}
     cpu = d.get("cpu") or {}
@@ -610,6 +690,11 @@ def _brief(name: str, d: dict[str, Any]) -> str:
         return (
             f"sent {d['achieved_send_rate']:.0f}/s p50 {d['p50_ms']:.1f} ms p99 "
             f"{d['p99_ms']:.1f} ms missing {d['missing']}"
+        )
+    if name == "webhooks":
+        return (
+            f"{d['deliveries_per_s']:.0f} deliveries/s during e2e (p99 {d['e2e']['p99_ms']:.1f}"
+            f" ms); a slow endpoint moves the p99 by {d['p99_moved_ms']:.1f} ms"
         )
     if name == "fanout":
         return (
