@@ -194,6 +194,11 @@ class Settings(BaseSettings):
         description="Comma-separated recipients who unsubscribed at the vendor: Twilio "
         "refuses them (21610), SendGrid reports an unsubscribe after delivering.",
     )
+    sandbox_queue_overflow_recipients: str = Field(
+        default="",
+        description="Comma-separated numbers whose messages Twilio takes (201) and then fails "
+        "unsent with 30001 (queue overflow), once per message: the retry goes through.",
+    )
     sandbox_outage: bool = Field(default=False, description="Every sandbox call fails (503).")
     sandbox_lose_callbacks: bool = Field(
         default=False, description="The sandbox's messages move along but no callback arrives."

@@ -35,7 +35,7 @@ _LOCK_AND_CLAIM: Final = """
     WITH locked AS (
         SELECT m.id, m.account_id, m.conversation_id, m.status, m.provider_message_id,
                m.error_code, m.error_description, m.error_permanent,
-               m.channel, m.sender, m.recipient
+               m.channel, m.sender, m.recipient, m.segments
         FROM messages AS m
         WHERE m.id = ANY($1::uuid[]) OR m.provider_message_id = ANY($2::varchar[])
         ORDER BY m.id
@@ -60,23 +60,28 @@ _LOCK_AND_CLAIM: Final = """
     )
     SELECT 0 AS kind, l.id, l.account_id, l.conversation_id, l.status, l.provider_message_id,
            l.error_code, l.error_description, l.error_permanent, l.channel, l.sender,
-           l.recipient, NULL::varchar AS dedupe_key
+           l.recipient, l.segments, NULL::varchar AS dedupe_key
     FROM (SELECT * FROM locked ORDER BY id) AS l
     UNION ALL
-    SELECT 1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, k.dedupe_key
+    SELECT 1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+           k.dedupe_key
     FROM claimed AS k
 """
 
 # The UPDATE is guarded by the status read under lock, as the portable path's is. Events are
-# inserted in batch order (ORDER BY the ordinality), so their cursors follow that order.
+# inserted in batch order (ORDER BY the ordinality), so their cursors follow that order. An
+# ``uncounted`` change (a throughput requeue) gives its attempt back and is due at once.
 _RECORD: Final = """
     WITH changed AS (
         UPDATE messages AS m
         SET status = v.status, error_code = v.code, error_description = v.description,
-            error_permanent = v.permanent, updated_at = $1::timestamptz
+            error_permanent = v.permanent, updated_at = $1::timestamptz,
+            attempts = CASE WHEN v.uncounted THEN m.attempts - 1 ELSE m.attempts END,
+            next_attempt_at = CASE WHEN v.uncounted THEN $1::timestamptz
+                                   ELSE m.next_attempt_at END
         FROM unnest($2::uuid[], $3::varchar[], $4::varchar[], $5::varchar[], $6::text[],
-                    $7::boolean[])
-             AS v(id, was, status, code, description, permanent)
+                    $7::boolean[], $14::boolean[])
+             AS v(id, was, status, code, description, permanent, uncounted)
         WHERE m.id = v.id AND m.status = v.was
         RETURNING m.id
     )
@@ -115,6 +120,8 @@ class Change(Protocol):
     def error_description(self) -> str | None: ...
     @property
     def error_permanent(self) -> bool | None: ...
+    @property
+    def uncounted(self) -> bool: ...
 
 
 async def lock_and_claim(
@@ -137,8 +144,8 @@ async def lock_and_claim(
         [c[3] for c in claims],
         now,
     )
-    locked = [row[1:12] for row in rows if row[0] == 0]
-    return locked, {row[12] for row in rows if row[0] == 1}
+    locked = [row[1:13] for row in rows if row[0] == 0]
+    return locked, {row[13] for row in rows if row[0] == 1}
 
 
 async def record(
@@ -167,6 +174,7 @@ async def record(
         [e["status"] for e in events],
         [e["kind"] for e in events],
         [json_text(e["detail"]) for e in events],
+        [c.uncounted for c in changes],
     )
     # Under the row locks every guarded change applies; anything else is a bug, and raising
     # rolls the whole batch back.

@@ -13,16 +13,17 @@ from datetime import datetime
 from typing import Any, Final, cast
 from uuid import UUID
 
-from sqlalchemy import Table, bindparam, or_, select, update
+from sqlalchemy import Boolean, Table, bindparam, case, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.domain.addresses import conversation_key
 from gateway.domain.channels import Channel, Direction
 from gateway.domain.ids import encode_id, new_id
+from gateway.domain.pacing import Queued
 from gateway.domain.records import DeliveryError, Message, MessageEvent
-from gateway.domain.reports import InboundMessage, StatusReport
+from gateway.domain.reports import KIND_THROUGHPUT_REQUEUED, InboundMessage, StatusReport
 from gateway.domain.results import Change, ReportResult
-from gateway.domain.statuses import Advance, MessageStatus, Stale, decide_report
+from gateway.domain.statuses import Advance, MessageStatus, Requeue, Stale, decide_report
 from gateway.domain.suppressions import NewSuppression, SuppressionReason, provider_suppression
 from persistence import report_sql
 from persistence.base import Repository, event_row, insert_events
@@ -52,6 +53,7 @@ _TARGET_COLUMNS: Final = (
     _M.channel,
     _M.sender,
     _M.recipient,
+    _M.segments,
 )
 
 
@@ -69,8 +71,10 @@ class _Target:
         "locked_status",
         "provider_message_id",
         "recipient",
+        "segments",
         "sender",
         "status",
+        "uncounted",
     )
 
     def __init__(
@@ -86,6 +90,7 @@ class _Target:
         channel: str,
         sender: str,
         recipient: str,
+        segments: int | None,
     ) -> None:
         self.id = id
         self.account_id = account_id
@@ -98,6 +103,9 @@ class _Target:
         self.channel = channel
         self.sender = sender
         self.recipient = recipient
+        self.segments = segments
+        #: Its last attempt given back (a throughput requeue): not counted, due again now.
+        self.uncounted = False
 
     def advance(self, status: MessageStatus, error: DeliveryError | None) -> None:
         self.status = status
@@ -106,14 +114,26 @@ class _Target:
             self.error_description = error.description
             self.error_permanent = error.permanent
 
-    def event_row(self, report: StatusReport, now: datetime) -> dict[str, Any]:
+    def requeue(self) -> Queued:
+        """Back to QUEUED, its attempt given back; what to enqueue after the commit. It is due
+        at once: the sender's pause in the shared pacer holds it until the pause is over."""
+        self.status = MessageStatus.QUEUED
+        self.uncounted = True
+        return Queued(self.id, self.account_id, self.sender, max(1, self.segments or 1))
+
+    def event_row(
+        self, report: StatusReport, now: datetime, decision: Requeue | None = None
+    ) -> dict[str, Any]:
+        kind, detail = report.kind, report.detail
+        if decision is not None:
+            kind, detail = KIND_THROUGHPUT_REQUEUED, {**detail, "reason": decision.reason}
         return {
             "account_id": self.account_id,
             "message_id": self.id,
             "conversation_id": self.conversation_id,
             "status": self.status.value,
-            "kind": report.kind,
-            "detail": report.detail,
+            "kind": kind,
+            "detail": detail,
             "occurred_at": now,
         }
 
@@ -168,14 +188,16 @@ def _execute(
     claimed: set[str],
     results: list[ReportResult],
     now: datetime,
-) -> tuple[list[int], list[dict[str, Any]], list[NewSuppression]]:
+) -> tuple[list[int], list[dict[str, Any]], list[NewSuppression], dict[int, Queued]]:
     """Move the locked targets along the claimed reports, in order, as ``decide_report``
     decides; fills ``results`` for the reports that apply nothing and returns the others'
-    indexes and event rows, and the suppressions the claimed reports leave (a stale one's
-    too: a hard bounce after a delivery still says the address is gone)."""
+    indexes and event rows, the suppressions the claimed reports leave (a stale one's
+    too: a hard bounce after a delivery still says the address is gone), and by report index
+    the messages requeued, to enqueue after the commit."""
     pending: list[int] = []
     rows: list[dict[str, Any]] = []
     suppressions: list[NewSuppression] = []
+    requeued: dict[int, Queued] = {}
     for index in fresh:
         report = reports[index][1]
         if report.dedupe_key not in claimed:
@@ -186,15 +208,20 @@ def _execute(
             continue
         if report.suppression is not None:
             suppressions.append(target.suppression(report, report.suppression))
-        decision = decide_report(target.status, report.status)
+        decision = decide_report(
+            target.status, report.status, throughput_refusal=report.throughput_refusal
+        )
         if isinstance(decision, Stale):
             results[index] = STALE
             continue
         if isinstance(decision, Advance):
             target.advance(decision.to, report.error)
+        requeue = decision if isinstance(decision, Requeue) else None
+        if requeue is not None:
+            requeued[index] = target.requeue()
         pending.append(index)
-        rows.append(target.event_row(report, now))
-    return pending, rows, suppressions
+        rows.append(target.event_row(report, now, requeue))
+    return pending, rows, suppressions, requeued
 
 
 class WebhookRepository(Repository):
@@ -262,11 +289,12 @@ class WebhookRepository(Repository):
             first.setdefault(report.dedupe_key, index)  # a repeat within the batch: duplicate
         fresh = sorted(first.values())
         if self.dialect == "postgresql":
-            pending, events = await self._apply_on_postgresql(reports, fresh, results, now)
+            applied = await self._apply_on_postgresql(reports, fresh, results, now)
         else:
-            pending, events = await self._apply_portably(reports, fresh, results, now)
+            applied = await self._apply_portably(reports, fresh, results, now)
+        pending, events, requeued = applied
         for index, event in zip(pending, events, strict=True):
-            results[index] = ReportResult("applied", event)
+            results[index] = ReportResult("applied", event, requeued.get(index))
         return results
 
     async def _apply_on_postgresql(
@@ -275,7 +303,7 @@ class WebhookRepository(Repository):
         fresh: list[int],
         results: list[ReportResult],
         now: datetime,
-    ) -> tuple[list[int], list[MessageEvent]]:
+    ) -> tuple[list[int], list[MessageEvent], dict[int, Queued]]:
         """Two statements on the driver's connection (see persistence/report_sql.py)."""
         ids, sids = _names([reports[i][1] for i in fresh])
         claims = [
@@ -287,10 +315,12 @@ class WebhookRepository(Repository):
             targets = _Targets()
             for row in locked:
                 targets.add(_Target(*row))
-            pending, rows, suppressions = _execute(reports, fresh, targets, claimed, results, now)
+            pending, rows, suppressions, requeued = _execute(
+                reports, fresh, targets, claimed, results, now
+            )
             events = await report_sql.record(driver, targets.changed(), rows, now)
             await report_sql.suppress(driver, suppressions, now)
-        return pending, events
+        return pending, events, requeued
 
     async def _apply_portably(
         self,
@@ -298,7 +328,7 @@ class WebhookRepository(Repository):
         fresh: list[int],
         results: list[ReportResult],
         now: datetime,
-    ) -> tuple[list[int], list[MessageEvent]]:
+    ) -> tuple[list[int], list[MessageEvent], dict[int, Queued]]:
         async with self.engine.begin() as conn:
             targets = await self._lock_targets(conn, [reports[i][1] for i in fresh])
             claims = []
@@ -307,11 +337,13 @@ class WebhookRepository(Repository):
                 found = _target_of(targets, report) is not None
                 claims.append((source, report.dedupe_key, "applied" if found else "unmatched"))
             claimed = await self._claim_many(conn, claims, now)
-            pending, rows, suppressions = _execute(reports, fresh, targets, claimed, results, now)
+            pending, rows, suppressions, requeued = _execute(
+                reports, fresh, targets, claimed, results, now
+            )
             await self._write_changes(conn, targets.changed(), now)
             events = await insert_events(conn, rows)
             await insert_new(conn, self.upsert(SUPPRESSIONS), suppressions, now)
-        return pending, events
+        return pending, events, requeued
 
     async def _lock_targets(self, conn: AsyncConnection, reports: list[StatusReport]) -> _Targets:
         """The messages the reports name, locked (FOR NO KEY UPDATE) in id order.
@@ -338,7 +370,8 @@ class WebhookRepository(Repository):
             .with_for_update(key_share=True)
         )
         for row in rows:
-            targets.add(_Target(*row))
+            values: tuple[Any, ...] = tuple(row)
+            targets.add(_Target(*values))
         return targets
 
     async def _claim_many(
@@ -371,6 +404,7 @@ class WebhookRepository(Repository):
         if not changed:
             return
         m = MESSAGES.c
+        uncounted = bindparam("b_uncounted", type_=Boolean())
         # Guarded by the status read under lock: belt and braces for forward-only statuses.
         statement = (
             update(MESSAGES)
@@ -380,6 +414,10 @@ class WebhookRepository(Repository):
                 error_code=bindparam("b_code"),
                 error_description=bindparam("b_description"),
                 error_permanent=bindparam("b_permanent"),
+                attempts=case((uncounted, m.attempts - 1), else_=m.attempts),
+                next_attempt_at=case(
+                    (uncounted, literal(now, m.next_attempt_at.type)), else_=m.next_attempt_at
+                ),
                 updated_at=now,
             )
         )
@@ -393,6 +431,7 @@ class WebhookRepository(Repository):
                     "b_code": t.error_code,
                     "b_description": t.error_description,
                     "b_permanent": t.error_permanent,
+                    "b_uncounted": t.uncounted,
                 }
                 for t in changed
             ],

@@ -31,7 +31,7 @@ from providers.http import (
     response_summary,
     server_error,
 )
-from providers.webhooks.twilio import TWILIO_STATUSES
+from providers.webhooks.twilio import QUEUE_OVERFLOW, TWILIO_STATUSES
 
 __all__ = ["TwilioProvider"]
 
@@ -40,8 +40,6 @@ log = structlog.get_logger(__name__)
 API_VERSION: Final = "2010-04-01"
 NOT_FOUND: Final = 20404
 RATE_LIMITED: Final = 20429
-#: "Queue overflow": more messages for this sender than Twilio will queue.
-QUEUE_OVERFLOW: Final = 30001
 INVALID_TO_NUMBER: Final = 21211
 UNSUBSCRIBED_RECIPIENT: Final = 21610
 

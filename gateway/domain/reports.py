@@ -21,6 +21,8 @@ KIND_DELIVERY_RECEIPT: Final = "delivery_receipt"
 KIND_DEFERRED: Final = "deferred"
 KIND_ENGAGEMENT: Final = "engagement"
 KIND_PROVIDER_STATUS: Final = "provider_status"
+#: A SENT message back to QUEUED: its provider failed it unsent for the sender's throughput.
+KIND_THROUGHPUT_REQUEUED: Final = "throughput_requeued"
 #: A status learnt by looking the message up at its provider, not from a callback.
 KIND_RECONCILED: Final = "reconciled"
 
@@ -68,6 +70,10 @@ class StatusReport:
     # write to it again (a hard bounce, a spam report, an unsubscribe): applying the report
     # suppresses the recipient (``provider_suppression``), in the same transaction.
     suppression: SuppressionReason | None = None
+    # The provider says it failed the message without sending it, because the sender went
+    # faster than the provider's throughput (Twilio 30001): classified by the vendor adapter,
+    # decided by ``decide_report``.
+    throughput_refusal: bool = False
 
 
 @dataclass(frozen=True, slots=True)

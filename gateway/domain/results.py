@@ -12,6 +12,7 @@ from typing import Any
 from uuid import UUID
 
 from gateway.domain.messages import NormalizedMessage
+from gateway.domain.pacing import Queued
 from gateway.domain.records import DeliveryError, Message, MessageEvent
 from gateway.domain.suppressions import SuppressionReason
 
@@ -122,6 +123,9 @@ class ReportResult:
 
     outcome: str
     event: MessageEvent | None = None
+    #: An applied report that took its message back to QUEUED (its provider failed it unsent
+    #: for its sender's throughput): what to enqueue once the report has committed.
+    requeued: Queued | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,7 @@
 """Message lifecycle: which status changes are legal, and on which path.
 
 Provider callbacks arrive late, duplicated and out of order, so the normal flow only ever
-moves forward in rank; the two ways back to QUEUED are explicit, separate operations.
+moves forward in rank; the ways back to QUEUED are explicit, separate operations.
 """
 
 from __future__ import annotations
@@ -80,6 +80,14 @@ def can_requeue(current: MessageStatus) -> bool:
     return current == MessageStatus.SENDING
 
 
+def can_requeue_unsent(current: MessageStatus) -> bool:
+    # The one way back from SENT: the provider reports it failed the message without sending
+    # it, because the sender went faster than its throughput (it sat too long in the
+    # provider's queue). Nothing reached the recipient, so it may go again. Any other late
+    # failure of a SENT message is final.
+    return current == MessageStatus.SENT
+
+
 def can_retry(current: MessageStatus) -> bool:
     return current == MessageStatus.FAILED
 
@@ -111,18 +119,39 @@ class Stale:
     report still counts as seen, so its redelivery is a duplicate)."""
 
 
-ReportDecision = Advance | Record | Stale
+@dataclass(frozen=True, slots=True)
+class Requeue:
+    """The provider failed the message unsent because its sender went faster than the
+    provider's throughput: back to QUEUED for another attempt once the sender's pause is over,
+    the attempt not counted (``reason`` goes into the audit trail)."""
+
+    reason: str
 
 
-def decide_report(current: MessageStatus, reported: MessageStatus | None) -> ReportDecision:
+ReportDecision = Advance | Record | Stale | Requeue
+
+THROUGHPUT_REQUEUE_REASON = (
+    "the provider failed it unsent: its sender went faster than the provider's throughput"
+)
+
+
+def decide_report(
+    current: MessageStatus, reported: MessageStatus | None, *, throughput_refusal: bool = False
+) -> ReportDecision:
     """What a report of ``reported`` does to a message that is ``current`` now.
 
     Callbacks arrive duplicated and out of order, so a report only ever moves a message along
     the forward table: a SENT arriving after DELIVERED, a FAILED after DELIVERED, a second
     DELIVERED, all are stale rather than moving a final status or going backwards.
+
+    The one exception: a FAILED that the provider marks as a throughput refusal (it never
+    sent the message) takes a SENT message back to QUEUED (``can_requeue_unsent``). From any
+    other status it is an ordinary failure report.
     """
     if reported is None:
         return Record()
+    if throughput_refusal and reported == MessageStatus.FAILED and can_requeue_unsent(current):
+        return Requeue(THROUGHPUT_REQUEUE_REASON)
     if can_advance(current, reported):
         return Advance(reported)
     return Stale()

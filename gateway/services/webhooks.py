@@ -1,4 +1,11 @@
-"""Use cases behind the webhooks: apply provider reports, receive inbound messages."""
+"""Use cases behind the webhooks: apply provider reports, receive inbound messages.
+
+A report that its provider failed a message unsent because the sender went faster than the
+provider's throughput takes the message back to QUEUED (``decide_report``): the sender is
+paused in the shared pacer for ``slowdown`` seconds, and the message is enqueued once the
+report has committed; the pause holds it until it is over. Without the pacer (it cannot be
+reached) the message still goes again, only sooner.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +15,15 @@ from uuid import UUID
 
 import structlog
 
+from gateway.domain.pacing import pacing_key
 from gateway.domain.records import MessageEvent
 from gateway.domain.reports import InboundMessage, StatusReport
 from gateway.domain.results import ReportResult
 from gateway.services.clock import utcnow
 from gateway.services.coalescer import Coalescer
 from gateway.services.opt_outs import OptOutService
-from gateway.services.ports import Broker, UnitsOfWork, WebhookStore
-from gateway.services.unit_of_work import Units
+from gateway.services.ports import Broker, SenderPacer, UnitsOfWork, WebhookStore
+from gateway.services.unit_of_work import Outbox, Units
 
 log = structlog.get_logger(__name__)
 
@@ -36,8 +44,12 @@ class WebhookService:
         default_owner: Callable[[], UUID | None] = lambda: None,
         units: UnitsOfWork | None = None,
         opt_outs: OptOutService | None = None,
+        pacer: SenderPacer | None = None,
+        slowdown: float = 1.0,
     ) -> None:
         self._repo = repo
+        self._pacer = pacer
+        self._slowdown = slowdown
         self._broker = broker
         self._units = units or Units(broker)
         # Inbound keywords (STOP, START, HELP) acted on in the unit that stores the message.
@@ -65,8 +77,23 @@ class WebhookService:
 
     async def _apply_batch(self, items: list[tuple[str, StatusReport]]) -> list[ReportResult]:
         results = await self._repo.apply_reports(items, utcnow())
-        await self._broker.publish([r.event for r in results if r.event is not None])
+        outbox = Outbox()
+        outbox.events.extend(r.event for r in results if r.event is not None)
+        outbox.work.extend(r.requeued for r in results if r.requeued is not None)
+        await self._slow_down({pacing_key(work.sender) for work in outbox.work})
+        # After the commit: a failed hand-over must not apply the reports again.
+        await outbox.hand_over(self._broker)
         return results
+
+    async def _slow_down(self, senders: set[str]) -> None:
+        if self._pacer is None:
+            return
+        for sender in sorted(senders):
+            try:
+                await self._pacer.slow_down(sender, self._slowdown)
+            except Exception:
+                # The message still goes again; only the sender's pace may be too fast.
+                log.warning("sender_slowdown_failed", sender=sender, exc_info=True)
 
     async def receive(self, message: InboundMessage) -> str:
         """Store an inbound message; returns "stored", "duplicate" or "unowned"."""

@@ -35,6 +35,7 @@ INJECTABLE_FIELDS: Final = frozenset(
         "undeliverable_recipients",
         "bounce_recipients",
         "unsubscribed_recipients",
+        "queue_overflow_recipients",
         "outage",
         "lose_callbacks",
         "seed",
@@ -55,6 +56,7 @@ _RECIPIENT_SETS: Final = frozenset(
         "undeliverable_recipients",
         "bounce_recipients",
         "unsubscribed_recipients",
+        "queue_overflow_recipients",
     }
 )
 
@@ -92,6 +94,9 @@ class SandboxConfig:
     #: Recipients who unsubscribed at the vendor: Twilio refuses to send to such a number
     #: (21610); SendGrid delivers to such an address and reports its unsubscribe.
     unsubscribed_recipients: set[str] = field(default_factory=set)
+    #: Twilio takes a message to such a number (201), then fails it unsent with 30001 (the
+    #: sender went faster than its throughput); once per message, so the retry goes through.
+    queue_overflow_recipients: set[str] = field(default_factory=set)
     outage: bool = False
     #: The vendor moves its messages along (what a lookup shows) but none of its callbacks
     #: arrive: a callback lost on the way, or by a vendor that gave up retrying.
@@ -154,6 +159,9 @@ class SandboxConfig:
             ),
             bounce_recipients=normalize_recipients(settings.sandbox_bounce_recipients),
             unsubscribed_recipients=normalize_recipients(settings.sandbox_unsubscribed_recipients),
+            queue_overflow_recipients=normalize_recipients(
+                settings.sandbox_queue_overflow_recipients
+            ),
             outage=settings.sandbox_outage,
             lose_callbacks=settings.sandbox_lose_callbacks,
             key_generated=generated,
@@ -195,6 +203,7 @@ class SandboxConfig:
             undeliverable_recipients=set(self.undeliverable_recipients),
             bounce_recipients=set(self.bounce_recipients),
             unsubscribed_recipients=set(self.unsubscribed_recipients),
+            queue_overflow_recipients=set(self.queue_overflow_recipients),
             vendors={
                 vendor: {name: _copied(value) for name, value in own.items()}
                 for vendor, own in self.vendors.items()

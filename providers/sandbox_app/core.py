@@ -61,6 +61,8 @@ class Sandbox:
         self.requests: deque[dict[str, Any]] = deque(maxlen=MAX_RECORDS)
         self.callbacks: deque[dict[str, Any]] = deque(maxlen=MAX_RECORDS)
         self.messages: dict[str, dict[str, dict[str, Any]]] = {vendor: {} for vendor in VENDORS}
+        # The messages already failed once for queue overflow (their retry goes through).
+        self._overflowed: dict[str, None] = {}
         self._client = Callbacks(client)
         self._rng = random.Random(config.seed)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -114,6 +116,16 @@ class Sandbox:
         kept[vendor_id] = resource
         if len(kept) > MAX_MESSAGES:
             del kept[next(iter(kept))]  # the oldest: dicts keep their order
+
+    def overflow_once(self, key: str) -> bool:
+        """Whether the message ``key`` names is failed for queue overflow now: the first time
+        it is sent, not again."""
+        if key in self._overflowed:
+            return False
+        self._overflowed[key] = None
+        if len(self._overflowed) > MAX_MESSAGES:
+            del self._overflowed[next(iter(self._overflowed))]
+        return True
 
     def draw_fault(self, config: SandboxConfig) -> Fault | None:
         """One random draw split among ``config``'s rates (the configuration a vendor answers

@@ -35,6 +35,10 @@ _ERRORS_URL: Final = "https://www.twilio.com/docs/errors/"
 _FORM: Final = "application/x-www-form-urlencoded"
 # The path Starlette routes to create_message: "/2010-04-01/Accounts/{account_sid}/Messages.json".
 _MESSAGES_PATH: Final = re.compile(rf"/{API_VERSION}/Accounts/([^/]+)/Messages\.json")
+#: The errors the sandbox fails a message with after taking it: a handset out of reach, and
+#: a queue overflow (the sender was sent faster than its throughput; nothing was sent).
+_UNREACHABLE: Final = (30003, "Unreachable destination handset")
+_QUEUE_OVERFLOW: Final = (30001, "Queue overflow")
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,12 +164,20 @@ class TwilioApi:
         sid = "SM" + secrets.token_hex(16)
         record["provider_id"] = sid
         record["outcome"] = "accepted"
+        # Our message id when the gateway sent it (its callback URL names it), else what
+        # the message says: either way its retry is the same message.
+        overflow = to.strip().lower() in config.queue_overflow_recipients and (
+            sandbox.overflow_once(record["message_id"] or f"{sender}>{to}:{record['body']}")
+        )
+        record["queue_overflow"] = overflow
         resource = self._resource(sid, record)
         answer = Answer(201, orjson.dumps(resource))
         sandbox.remember("twilio", sid, resource)
         callback_url = form.get("StatusCallback")
         sandbox.spawn(
-            self._progress(resource, callback_url if isinstance(callback_url, str) else None)
+            self._progress(
+                resource, callback_url if isinstance(callback_url, str) else None, overflow
+            )
         )
         return answer
 
@@ -289,21 +301,32 @@ class TwilioApi:
             "uri": f"{uri}.json",
         }
 
-    async def _progress(self, resource: dict[str, Any], url: str | None) -> None:
+    async def _progress(
+        self, resource: dict[str, Any], url: str | None, overflow: bool = False
+    ) -> None:
         """Move the message along after the callback delay, as a lookup then shows it, and
-        report each step to its StatusCallback, if it has one."""
+        report each step to its StatusCallback, if it has one. ``overflow``: failed unsent
+        for queue overflow (30001) instead."""
         sandbox = self.sandbox
         config = sandbox.config.of(VENDOR)
         await asyncio.sleep(config.callback_delay)
         sid, to, sender = resource["sid"], resource["to"], resource["from"]
         undeliverable = to.strip().lower() in config.undeliverable_recipients
-        for status in ("sent", "undelivered" if undeliverable else "delivered"):
+        steps: tuple[tuple[str, tuple[int, str] | None], ...] = (
+            (("failed", _QUEUE_OVERFLOW),)
+            if overflow
+            else (
+                ("sent", None),
+                ("undelivered", _UNREACHABLE) if undeliverable else ("delivered", None),
+            )
+        )
+        for status, error in steps:
             now = _rfc2822(int(time.time()))
             resource.update(status=status, date_updated=now)
             if status == "sent":
                 resource["date_sent"] = now
-            elif status == "undelivered":
-                resource.update(error_code=30003, error_message="Unreachable destination handset")
+            if error is not None:
+                resource.update(error_code=error[0], error_message=error[1])
             if not url:
                 continue
             params = {
@@ -316,8 +339,8 @@ class TwilioApi:
                 "SmsStatus": status,
                 "To": to,
             }
-            if status == "undelivered":
-                params["ErrorCode"] = "30003"
+            if error is not None:
+                params["ErrorCode"] = str(error[0])
             # Signed over the exact URL we POST to, query string included, as Twilio does.
             signature = twilio_signature(config.twilio_auth_token, url, params)
             await sandbox.deliver(

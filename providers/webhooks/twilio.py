@@ -7,6 +7,7 @@ the parsers only deal with field values.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from typing import Final
@@ -82,6 +83,10 @@ TWILIO_STATUSES: Final = VendorStatuses(
     PROVIDER, "Twilio", _STATUSES, frozenset({"undelivered", "failed"}), "MessageStatus"
 )
 _ERROR_CODE_MAX: Final = 64  # messages.error_code is VARCHAR(64)
+#: "Queue overflow": the message waited in Twilio's queue for its sender longer than Twilio
+#: keeps it (the sender was sent faster than its throughput), and was failed unsent. Usually
+#: reported by status callback after the API call succeeded; sometimes as the call's answer.
+QUEUE_OVERFLOW: Final = 30001
 
 
 def parse_twilio_status(form: Mapping[str, str], query: Mapping[str, str]) -> StatusReport:
@@ -89,15 +94,20 @@ def parse_twilio_status(form: Mapping[str, str], query: Mapping[str, str]) -> St
     our message id as ``mid`` (32 hex digits) so the callback finds its message directly."""
     sid = identifier(require_str(form, "MessageSid"), "MessageSid")
     provider_status = TWILIO_STATUSES.read(require_str(form, "MessageStatus"))
-    return TWILIO_STATUSES.report(
+    error_code = detail_text(form.get("ErrorCode"), _ERROR_CODE_MAX)
+    report = TWILIO_STATUSES.report(
         sid,
         our_message_id(query.get("mid")),
         provider_status,
-        detail_text(form.get("ErrorCode"), _ERROR_CODE_MAX),
+        error_code,
         detail_text(form.get("ErrorMessage")),
         # The carrier's own "done" time (YYMMDDhhmm, zone unknown): kept as given.
         rawDlrDoneDate=detail_text(form.get("RawDlrDoneDate"), 32),
     )
+    if provider_status == "failed" and error_code == str(QUEUE_OVERFLOW):
+        # Failed unsent for the sender's throughput: not a failure of the message.
+        return dataclasses.replace(report, throughput_refusal=True)
+    return report
 
 
 def parse_twilio_inbound(form: Mapping[str, str]) -> InboundMessage:

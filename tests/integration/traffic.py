@@ -16,6 +16,7 @@ from typing import Any
 
 import websockets
 
+from gateway.domain.reports import KIND_THROUGHPUT_REQUEUED
 from gateway.domain.statuses import TERMINAL, MessageStatus, rank
 from harness.pipeline import uuid_of
 
@@ -28,6 +29,8 @@ subscription Events($after: String) {
 AMBIGUOUS_KINDS = frozenset({"retry_scheduled", "dead_lettered"})
 #: The only ways back from SENDING to QUEUED.
 REQUEUE_KINDS = frozenset({"retry_scheduled", "attempt_abandoned", "deferred"})
+#: The only way back from SENT to QUEUED: the provider failed it unsent for its throughput.
+UNSENT_KINDS = frozenset({KIND_THROUGHPUT_REQUEUED})
 
 
 class EventCollector:
@@ -151,7 +154,8 @@ def ambiguous_marker(trail: list[dict[str, Any]]) -> bool:
 def trail_problems(trail: list[dict[str, Any]]) -> list[str]:
     """Everything wrong with one audit trail: statuses go forward in rank (back from SENDING
     only through a requeue event: to QUEUED for a retry or release, to SCHEDULED for a
-    quiet-hours hold) and a message reaches at most one terminal status."""
+    quiet-hours hold; back from SENT to QUEUED only when the provider failed it unsent for
+    its throughput) and a message reaches at most one terminal status."""
     problems: list[str] = []
     if not trail:
         return ["no events"]
@@ -166,9 +170,16 @@ def trail_problems(trail: list[dict[str, Any]]) -> list[str]:
         if old in TERMINAL and new != old:
             problems.append(f"left terminal {old} -> {new} ({after['kind']})")
         elif rank(new) < rank(old) and not (
-            old is MessageStatus.SENDING
-            and new in (MessageStatus.QUEUED, MessageStatus.SCHEDULED)
-            and after["kind"] in REQUEUE_KINDS
+            (
+                old is MessageStatus.SENDING
+                and new in (MessageStatus.QUEUED, MessageStatus.SCHEDULED)
+                and after["kind"] in REQUEUE_KINDS
+            )
+            or (
+                old is MessageStatus.SENT
+                and new is MessageStatus.QUEUED
+                and after["kind"] in UNSENT_KINDS
+            )
         ):
             problems.append(f"backwards {old} -> {new} ({after['kind']})")
     return problems

@@ -13,7 +13,15 @@ from gateway.domain import (
     can_retry,
     rank,
 )
-from gateway.domain.statuses import Advance, Record, Stale, decide_report
+from gateway.domain.statuses import (
+    THROUGHPUT_REQUEUE_REASON,
+    Advance,
+    Record,
+    Requeue,
+    Stale,
+    can_requeue_unsent,
+    decide_report,
+)
 
 S = MessageStatus
 statuses = st.sampled_from(list(S))
@@ -200,3 +208,41 @@ def test_reports_in_any_order_never_move_a_status_back(start: S, reports: list[S
         assert rank(current) >= rank(before)
         if before in TERMINAL:
             assert current is before
+
+
+@pytest.mark.parametrize("status", list(S))
+def test_requeue_unsent_only_from_sent(status: MessageStatus) -> None:
+    assert can_requeue_unsent(status) is (status is S.SENT)
+
+
+@pytest.mark.parametrize(
+    ("current", "reported", "decision"),
+    [
+        # Failed unsent for the sender's throughput: back to QUEUED, with its reason.
+        (S.SENT, S.FAILED, Requeue(THROUGHPUT_REQUEUE_REASON)),
+        # Anywhere else it is an ordinary failure report, forward only.
+        (S.SENDING, S.FAILED, Advance(S.FAILED)),
+        (S.DELIVERED, S.FAILED, Stale()),
+        (S.FAILED, S.FAILED, Stale()),
+        (S.QUEUED, S.FAILED, Advance(S.FAILED)),
+        (S.CANCELED, S.FAILED, Stale()),
+        # The mark means nothing on a report that is no failure.
+        (S.SENT, S.DELIVERED, Advance(S.DELIVERED)),
+        (S.SENT, S.UNDELIVERED, Advance(S.UNDELIVERED)),
+        (S.SENT, None, Record()),
+    ],
+)
+def test_throughput_refusal_decisions(current: S, reported: S | None, decision: object) -> None:
+    assert decide_report(current, reported, throughput_refusal=True) == decision
+
+
+@FAST
+@given(statuses, st.one_of(st.none(), statuses))
+def test_only_a_marked_failure_of_a_sent_message_goes_back(current: S, reported: S | None) -> None:
+    plain = decide_report(current, reported)
+    marked = decide_report(current, reported, throughput_refusal=True)
+    assert not isinstance(plain, Requeue)
+    if current is S.SENT and reported is S.FAILED:
+        assert isinstance(marked, Requeue)
+    else:
+        assert marked == plain

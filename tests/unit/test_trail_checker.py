@@ -73,3 +73,28 @@ def test_a_second_terminal_status_and_a_bad_start_are_flagged() -> None:
     assert "several terminal statuses ['DELIVERED', 'FAILED']" in problems
     assert "left terminal DELIVERED -> FAILED (dead_lettered)" in problems
     assert trail_problems([]) == ["no events"]
+
+
+def test_a_throughput_requeue_from_sent_is_clean_and_only_that() -> None:
+    requeued = trail(
+        ("accepted", "QUEUED"),
+        ("claimed", "SENDING"),
+        ("provider_accepted", "SENT"),
+        ("throughput_requeued", "QUEUED"),
+        ("claimed", "SENDING"),
+        ("provider_accepted", "SENT"),
+        ("delivery_receipt", "DELIVERED"),
+    )
+    assert trail_problems(requeued) == []
+    assert trail_problems(
+        trail(("accepted", "QUEUED"), ("claimed", "SENDING"), ("sent", "SENT"), ("x", "QUEUED"))
+    ) == ["backwards SENT -> QUEUED (x)"]
+    # From SENDING it is no requeue event of its own, and never to SCHEDULED.
+    assert trail_problems(
+        trail(("accepted", "QUEUED"), ("claimed", "SENDING"), ("throughput_requeued", "QUEUED"))
+    ) == ["backwards SENDING -> QUEUED (throughput_requeued)"]
+    assert trail_problems(
+        trail(
+            ("accepted", "QUEUED"), ("claimed", "SENDING"), ("sent", "SENT"), ("deferred", "QUEUED")
+        )
+    ) == ["backwards SENT -> QUEUED (deferred)"]

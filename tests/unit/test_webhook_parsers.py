@@ -131,6 +131,21 @@ def test_twilio_failure_without_error_fields_still_has_an_error() -> None:
     assert described.error == DeliveryError("30007", "Twilio error 30007", True)
 
 
+def test_twilio_queue_overflow_failure_is_marked_a_throughput_refusal() -> None:
+    report = parse_twilio_status(twilio_status("failed", ErrorCode="30001"), {})
+    assert report.throughput_refusal
+    assert report.status is MessageStatus.FAILED
+    assert report.detail["errorCode"] == "30001"
+    # Any other failure, and 30001 on a status that is no failure, are not.
+    for form in (
+        twilio_status("failed", ErrorCode="30007"),
+        twilio_status("undelivered", ErrorCode="30001"),
+        twilio_status("sent", ErrorCode="30001"),
+        twilio_status("failed"),
+    ):
+        assert not parse_twilio_status(form, {}).throughput_refusal
+
+
 def test_twilio_error_code_on_a_success_is_detail_not_error() -> None:
     report = parse_twilio_status(twilio_status("delivered", ErrorCode="30032"), {})
     assert report.status is MessageStatus.DELIVERED

@@ -204,7 +204,7 @@ def _api(settings: Settings, queue: Queue, sandbox: SandboxConfig | None = None)
         ),
         # Read at call time: the development account exists only once the app has started.
         webhooks=build_webhooks(
-            storage, queue, units, opt_outs, default_owner=lambda: api.default_owner
+            settings, storage, queue, units, opt_outs, default_owner=lambda: api.default_owner
         ),
         units=units,
         status_counts=queries.status_counts,

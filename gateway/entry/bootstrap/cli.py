@@ -91,7 +91,7 @@ def bootstrap_replay(settings: Settings) -> Replay:
     opt_outs = build_opt_outs(storage, build_sending(settings, storage, queue, units))
     receipts = ReceiptReplay(
         ReceiptRepository(storage.engine),
-        build_webhooks(storage, queue, units, opt_outs),
+        build_webhooks(settings, storage, queue, units, opt_outs),
         webhook_adapters(settings, sendgrid_public_key=settings.sendgrid_webhook_public_key),
     )
 

@@ -177,6 +177,7 @@ def build_sending(settings: Settings, storage: Storage, queue: Queue, units: Uni
 
 
 def build_webhooks(
+    settings: Settings,
     storage: Storage,
     queue: Queue,
     units: Units,
@@ -186,7 +187,13 @@ def build_webhooks(
     """The webhooks' use cases: inbound messages (the keywords among them acted on and
     answered) and provider reports. Workers need them too: they replay spooled payloads."""
     return WebhookService(
-        storage.webhooks, queue.broker, default_owner=default_owner, units=units, opt_outs=opt_outs
+        storage.webhooks,
+        queue.broker,
+        default_owner=default_owner,
+        units=units,
+        opt_outs=opt_outs,
+        pacer=queue.pacer,
+        slowdown=settings.provider_slowdown_seconds,
     )
 
 

@@ -60,7 +60,7 @@ def bootstrap_worker(settings: Settings) -> Worker:
         queue,
         units,
         build_registry(settings, http),
-        build_webhooks(storage, queue, units, opt_outs),
+        build_webhooks(settings, storage, queue, units, opt_outs),
         webhook_adapters(settings, sendgrid_public_key=settings.sendgrid_webhook_public_key),
         worker=worker_name(),
     )
