@@ -6,7 +6,7 @@ from typing import Any
 
 import strawberry
 
-from gateway.domain.addresses import AddressError, normalize_email, normalize_phone
+from gateway.domain.addresses import AddressError, normalize_email, normalize_number
 from gateway.domain.message_filters import MessageSort
 from gateway.domain.search import SearchError, conversation_search
 from schema.context import context_of
@@ -143,6 +143,6 @@ def normalize_participant(raw: str, region: str) -> str | None:
     """The participant filter matches however the address is written; None when ``raw`` is
     no address at all (it then matches nothing, which is the honest answer)."""
     try:
-        return normalize_email(raw) if "@" in raw else normalize_phone(raw, region)
+        return normalize_email(raw) if "@" in raw else normalize_number(raw, region)
     except AddressError:
         return None

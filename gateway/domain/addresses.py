@@ -17,6 +17,8 @@ from email_validator import EmailNotValidError, validate_email
 _PHONE_MAX_INPUT = 64
 _URL_MAX = 2048
 _E164 = re.compile(r"\+[1-9][0-9]{1,14}")
+#: A short code as carriers assign them: five or six digits, national, never in E.164 form.
+_SHORT_CODE = re.compile(r"[0-9]{5,6}")
 
 
 class AddressError(ValueError):
@@ -47,6 +49,15 @@ def normalize_phone(raw: str, default_region: str = "US") -> str:
     if not _E164.fullmatch(e164):
         raise AddressError("not a valid phone number")
     return e164
+
+
+def normalize_number(raw: str, default_region: str = "US") -> str:
+    """A number of ours (one we send from, or inbound messages are written to): E.164, or a
+    short code (five or six digits without ``+``), which has no E.164 form and is kept as its
+    digits. Recipients of what we send are always :func:`normalize_phone`'d."""
+    if isinstance(raw, str) and _SHORT_CODE.fullmatch(raw.strip()):
+        return raw.strip()
+    return normalize_phone(raw, default_region)
 
 
 @lru_cache(maxsize=65536)

@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .addresses import AddressError, conversation_key, is_http_url, normalize_email, normalize_phone
+from .addresses import (
+    AddressError,
+    conversation_key,
+    is_http_url,
+    normalize_email,
+    normalize_number,
+    normalize_phone,
+)
 from .channels import Channel
 from .segments import count_segments
 
@@ -143,7 +150,7 @@ def validate_send(
     body: str | None = None
     attachments: tuple[str, ...] | None = None
     if channel is not None:
-        sender = check("from", lambda: _address(channel, req.from_, default_region))
+        sender = check("from", lambda: _address(channel, req.from_, default_region, ours=True))
         recipient = check("to", lambda: _address(channel, req.to, default_region))
         if sender is not None and sender == recipient:
             problems.append(FieldProblem("to", "must be different from the sender"))
@@ -183,10 +190,13 @@ def _channel(raw: str) -> Channel:
         raise _Invalid(f"must be one of {', '.join(Channel)}") from None
 
 
-def _address(channel: Channel, raw: str, default_region: str) -> str:
+def _address(channel: Channel, raw: str, default_region: str, *, ours: bool = False) -> str:
+    """``ours``: the sender, which may also be a short code."""
     try:
         if channel is Channel.EMAIL:
             return normalize_email(raw)
+        if ours:
+            return normalize_number(raw, default_region)
         return normalize_phone(raw, default_region)
     except AddressError as exc:
         raise _Invalid(str(exc)) from None

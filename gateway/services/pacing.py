@@ -17,11 +17,10 @@ from uuid import UUID
 
 import structlog
 
-from gateway.domain.addresses import AddressError, normalize_email, normalize_phone
+from gateway.domain.addresses import AddressError, normalize_email, normalize_number
 from gateway.domain.messages import FieldProblem
 from gateway.domain.pacing import (
     DefaultRates,
-    SenderKind,
     SenderRate,
     check_rate,
     pacing_key,
@@ -119,9 +118,7 @@ class SenderRates:
 
     def normalize(self, address: str) -> str:
         text = address.strip()
-        if sender_kind(text) is SenderKind.SHORT_CODE:
-            return text
-        return normalize_email(text) if "@" in text else normalize_phone(text, self._region)
+        return normalize_email(text) if "@" in text else normalize_number(text, self._region)
 
     def _shown(self, address: str, own: float | None) -> SenderRate:
         return SenderRate(

@@ -10,7 +10,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from gateway.domain.addresses import AddressError, normalize_email, normalize_phone
+from gateway.domain.addresses import (
+    AddressError,
+    normalize_email,
+    normalize_number,
+    normalize_phone,
+)
 from gateway.domain.channels import Channel
 from gateway.domain.messages import FieldProblem, text_problem
 from gateway.domain.records import Page
@@ -66,12 +71,13 @@ def _note_problems(field: str, text: str | None) -> list[FieldProblem]:
     return [FieldProblem(field, problem)] if problem else []
 
 
-def normalize_address(raw: str, channel: Channel | None, region: str) -> str:
+def normalize_address(raw: str, channel: Channel | None, region: str, *, ours: bool = False) -> str:
     """An address as messages carry it: e-mail for EMAIL (or when it has an ``@``), else
-    E.164. Raises ``AddressError``."""
+    E.164; ``ours`` (a sender of the account) may also be a short code. Raises
+    ``AddressError``."""
     if channel is Channel.EMAIL or (channel is None and "@" in raw):
         return normalize_email(raw)
-    return normalize_phone(raw, region)
+    return normalize_number(raw, region) if ours else normalize_phone(raw, region)
 
 
 class SuppressionService:
@@ -117,7 +123,7 @@ class SuppressionService:
             problems.append(FieldProblem("address", str(exc)))
         if sender is not None:
             try:
-                own = normalize_address(sender, channel, self._region)
+                own = normalize_address(sender, channel, self._region, ours=True)
             except AddressError as exc:
                 problems.append(FieldProblem("from", str(exc)))
         if problems or normalized is None:

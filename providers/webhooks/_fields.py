@@ -18,7 +18,7 @@ from uuid import UUID
 
 import orjson
 
-from gateway.domain.addresses import is_http_url, normalize_email, normalize_phone
+from gateway.domain.addresses import is_http_url, normalize_email, normalize_number, normalize_phone
 from gateway.domain.messages import DEFAULT_LIMITS
 
 from .records import PayloadError
@@ -94,7 +94,8 @@ def text(value: str, name: str, max_chars: int) -> str:
     return value
 
 
-def phone(value: str, name: str) -> str:
+def phone(value: str, name: str, *, ours: bool = False) -> str:
+    """``ours``: a number of ours (an inbound message's recipient), which may be a short code."""
     # Twilio writes other channels' addresses as "whatsapp:+1...", "rcs:...", "messenger:...".
     # phonenumbers would happily read the digits out of them and turn a WhatsApp chat into an
     # SMS conversation, so any scheme but tel: is refused.
@@ -102,7 +103,7 @@ def phone(value: str, name: str) -> str:
     if colon and scheme.strip().lower() != "tel":
         raise PayloadError(f"{name} is not a phone number; only SMS and MMS are supported")
     try:
-        return normalize_phone(value)
+        return normalize_number(value) if ours else normalize_phone(value)
     except ValueError as exc:
         # AddressError texts are fixed sentences about the number, never the number itself.
         raise PayloadError(f"{name} is not usable: {exc}") from None

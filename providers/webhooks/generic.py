@@ -60,7 +60,7 @@ def parse_generic_sms(body: bytes) -> InboundMessage:
     if channel is None:
         raise PayloadError('type must be "sms" or "mms"')
     sender = phone(require_str(data, "from"), "from")
-    recipient = phone(require_str(data, "to"), "to")
+    recipient = phone(require_str(data, "to"), "to", ours=True)
     attachments = http_urls(data.get("attachments"), "attachments")
     if attachments and channel is Channel.SMS:
         raise PayloadError('attachments are not allowed for type "sms"; use "mms"')

@@ -144,13 +144,14 @@ def _inbound(payload: Mapping[str, Any]) -> InboundMessage:
     )
     return InboundMessage(
         channel=Channel.MMS if urls else Channel.SMS,
-        # As for Twilio: only E.164 numbers, which are the keys of conversations.
+        # As for Twilio: the sender an E.164 number, ours E.164 or a short code.
         sender=phone(_str_field(sender, "phone_number", "data.payload.from.phone_number"), "from"),
         recipient=phone(
             _str_field(
                 _first_recipient(payload), "phone_number", "data.payload.to[0].phone_number"
             ),
             "to",
+            ours=True,
         ),
         body=text(raw_body, "text", SMS_BODY_MAX) if raw_body else None,
         attachments=urls,

@@ -117,7 +117,7 @@ def parse_twilio_inbound(form: Mapping[str, str]) -> InboundMessage:
     # Short codes and alphanumeric sender ids are not E.164 and are refused here: every
     # inbound address is a conversation key, and those keys are E.164 numbers.
     sender = phone(require_str(form, "From"), "From")
-    recipient = phone(require_str(form, "To"), "To")
+    recipient = phone(require_str(form, "To"), "To", ours=True)
     raw_body = get_str(form, "Body")
     body = text(raw_body, "Body", SMS_BODY_MAX) if raw_body else None
 

@@ -29,7 +29,13 @@ from gateway.domain.suppressions import NewSuppression, SuppressionReason
 from persistence.rows import MESSAGES
 from persistence.suppressions import REMOVALS, SuppressionRepository
 from tests.conftest import GraphQLClient, RunningGateway, SandboxRequests
-from tests.integration.test_batch_and_rules import accepted, read, send, wait_for_status
+from tests.integration.test_batch_and_rules import (
+    accepted,
+    problem_fields,
+    read,
+    send,
+    wait_for_status,
+)
 from tests.integration.test_webhooks import inbound_params, receipts
 from tests.quiet_windows import window_around_now
 
@@ -461,3 +467,26 @@ async def test_a_send_through_the_api_cannot_claim_an_answers_exemption(
     )
     key = AutoReply(uuid.uuid4(), KeywordKind.STOP).idempotency_key()
     refused_as_opted_out(await send(client, {**sms(ours, theirs, "hi"), "idempotencyKey": key}))
+
+
+async def test_a_short_code_sends_and_a_stop_written_to_it_suppresses_for_it(
+    gateway: RunningGateway, sandbox_requests: SandboxRequests
+) -> None:
+    """A short code (five or six digits, no E.164 form) is a sender like any number of ours:
+    it sends, inbound messages written to it arrive, and a STOP to it suppresses for it."""
+    ours, theirs = "54321", "+14155550996"
+    tenant = await Tenant.new(gateway, ours)
+    sent = accepted(await send(tenant.client, sms(ours, theirs, "Your code is 9876")))
+    assert sent["from"] == ours
+    await wait_for_status(tenant.client, sent["id"], "DELIVERED")
+    [first] = await answers(sandbox_requests, theirs, 1)
+    assert first["from"] == ours
+
+    await tenant.inbound(theirs, ours, "STOP")
+    [_, stop_answer] = await answers(sandbox_requests, theirs, 2)
+    assert (stop_answer["from"], stop_answer["body"]) == (ours, DEFAULT_REPLIES[KeywordKind.STOP])
+    refused_as_opted_out(await send(tenant.client, sms(ours, theirs, "Still there?")))
+    [entry] = await tenant.suppressions(theirs)
+    assert entry["from"] == ours
+    # A short code is a sender only: nobody is sent to one.
+    assert problem_fields(await send(tenant.client, sms(ours, "65432", "to a code"))) == ["to"]

@@ -303,3 +303,14 @@ def test_conversation_key_is_the_unordered_pair(a: str, b: str) -> None:
     assert key == conversation_key(b, a)
     assert sorted(key) == list(key)
     assert sorted(key) == sorted((a, b))
+
+
+def test_a_number_of_ours_may_be_a_short_code_and_anything_else_is_a_phone_number() -> None:
+    from gateway.domain.addresses import normalize_number
+
+    assert normalize_number("12345") == "12345"
+    assert normalize_number(" 654321 ") == "654321"
+    assert normalize_number("+1 (415) 555-0100") == "+14155550100"
+    for not_a_code in ("1234", "1234567", "+12345", "12a45", ""):
+        with pytest.raises(AddressError):
+            normalize_number(not_a_code)

@@ -279,7 +279,8 @@ def test_twilio_inbound_without_body_field_or_num_media() -> None:
         ({"MessageSid": ""}, "MessageSid"),
         ({"From": ""}, "From"),
         ({"To": ""}, "To"),
-        ({"From": "12345"}, "From"),  # short code: not E.164
+        ({"From": "12345"}, "From"),  # a short code writes to nobody: not E.164
+        ({"To": "1234"}, "To"),  # neither E.164 nor a short code
         ({"To": "whatsapp:+14155550199"}, "To"),
         ({"NumMedia": "abc"}, "NumMedia"),
         ({"NumMedia": "-1"}, "NumMedia"),
@@ -967,3 +968,8 @@ def test_fuzz_twilio_dedupe_keys(first: str, second: str, extra: Mapping[str, st
     one = parse_twilio_status({**twilio_status(first), **extra}, {})
     other = parse_twilio_status(twilio_status(second), {})
     assert (one.dedupe_key == other.dedupe_key) == (first == second)
+
+
+def test_twilio_inbound_to_a_short_code_of_ours_is_read() -> None:
+    message = parse_twilio_inbound(twilio_inbound(To="54321"))
+    assert message.recipient == "54321"
