@@ -194,6 +194,15 @@ FIGURES: tuple[Figure, ...] = (
     Figure(
         "fairness.a_drain_msgs_per_s", "Fairness: A's backlog drain rate", "msg/s", True, info=True
     ),
+    Figure("search.p99_ms", "Search of 1M messages: messages(filter: {search}) p99", "ms", False),
+    Figure("search.p50_ms", "Search of 1M messages: p50", "ms", False, info=True),
+    Figure(
+        "search.conversations.p99_ms",
+        "Search of 1M messages: conversations(search:) p99",
+        "ms",
+        False,
+        info=True,
+    ),
     Figure("floor.starlette.rps", "Floor: plain Starlette JSON endpoint", "req/s", True),
     Figure("floor.starlette.p99_ms", "Floor: Starlette p99 (64 conns)", "ms", False),
     Figure("floor.starlette.fixed_p99_ms", "Floor: Starlette p99 at the fixed rate", "ms", False),

@@ -36,12 +36,22 @@ from bench.e2e import run_e2e
 from bench.fairness import run_fairness
 from bench.fanout import run_fanout
 from bench.floors import pg_floor, redis_floor, starlette_floor
+from bench.search import run_search
 from harness.processes import Process
 from harness.servers import LOOPBACK, HarnessError
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-BENCHMARKS = ("single", "batched", "e2e", "webhooks", "fanout", "fairness", "floors")
+BENCHMARKS = (
+    "single",
+    "batched",
+    "e2e",
+    "webhooks",
+    "fanout",
+    "fairness",
+    "search",
+    "floors",
+)
 #: How long the slow endpoint of the webhooks row keeps each delivery waiting.
 WEBHOOK_SLOW_SECONDS = 3.0
 CREATE_ENDPOINT = """
@@ -72,6 +82,8 @@ class Plan:
     fanout_messages: int
     fanout_interval: float
     fairness_backlog: int
+    search_messages: int
+    search_queries: int
     floor_db_seconds: float
     api_processes: int
     workers: int
@@ -158,6 +170,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
         fanout_messages=6 if quick else 20,
         fanout_interval=0.5,
         fairness_backlog=10_000 if quick else 50_000,
+        search_messages=100_000 if quick else 1_000_000,
+        search_queries=70 if quick else 700,
         floor_db_seconds=2 if quick else 5,
         api_processes=args.api_processes,
         workers=args.workers,
@@ -518,6 +532,17 @@ class Suite:
         self.record("fairness.a_waiting_when_b_sent", result["a_waiting_when_b_sent"])
         return result
 
+    def search(self, r: int) -> dict[str, Any]:
+        plan = self.plan
+        assert self.infra is not None and self.infra.pg is not None
+        result = run_async(
+            run_search(self.infra.pg, messages=plan.search_messages, searches=plan.search_queries)
+        )
+        self.record("search.p50_ms", result["p50_ms"])
+        self.record("search.p99_ms", result["p99_ms"])
+        self.record("search.conversations.p99_ms", result["conversations_p99_ms"])
+        return result
+
     def floors(self, r: int, fixed_rate: float | None) -> dict[str, Any]:
         plan = self.plan
         assert self.infra is not None and self.infra.pg is not None
@@ -705,6 +730,12 @@ def _brief(name: str, d: dict[str, Any]) -> str:
         return (
             f"B send->SENT {d['b_send_to_sent_ms']:.0f} ms with {d['a_waiting_when_b_sent']} of "
             f"A's {d['backlog']} waiting; A drained at {d['a_drain_msgs_per_s']:.0f} msg/s"
+        )
+    if name == "search":
+        return (
+            f"{d['messages']} messages seeded in {d['seed_s']:.0f} s; messages p50"
+            f" {d['p50_ms']:.1f} ms p99 {d['p99_ms']:.1f} ms; conversations p99"
+            f" {d['conversations_p99_ms']:.1f} ms"
         )
     if name == "floors":
         s = d["starlette"]["full"]
