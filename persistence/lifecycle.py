@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from gateway.domain.pacing import Queued
 from gateway.domain.records import DeliveryError, Message
 from gateway.domain.results import Change, Failure, Hold, Outcome, Release, Retry, Sent
+from gateway.domain.routing import ABANDONED_CODE
 from gateway.domain.statuses import MessageStatus, can_cancel, can_retry
 from gateway.domain.suppressions import suppression_after_failure
 from persistence.base import Repository, event_row, insert_events
@@ -496,7 +497,9 @@ class LifecycleRepository(Repository):
         stale = [_from([S.SENDING]), gone]
         if keep:
             stale.append(m.id.not_in(list(keep)))
-        error = DeliveryError("ABANDONED", "the worker handling it stopped", permanent=False)
+        # Its error says it was abandoned until a vendor answers for it: the next attempt
+        # may then use its route's first vendor only (``routing.plan_attempt``).
+        error = DeliveryError(ABANDONED_CODE, "the worker handling it stopped", permanent=False)
         async with self.transaction() as conn:
             failed = await self._change(
                 conn,
@@ -509,7 +512,12 @@ class LifecycleRepository(Repository):
             requeued = await self._change(
                 conn,
                 [*stale, m.attempts < max_attempts],
-                {"status": S.QUEUED.value, "next_attempt_at": now, "claimed_by": None},
+                {
+                    "status": S.QUEUED.value,
+                    "next_attempt_at": now,
+                    "claimed_by": None,
+                    **_error_columns(error),
+                },
                 "attempt_abandoned",
                 {"ambiguous": True},
                 now,

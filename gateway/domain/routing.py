@@ -15,7 +15,9 @@ Failover: a vendor's failure decides the next step (:func:`after_failure`).
 - It refused the message for good: the message fails; no other vendor is asked.
 
 A message a vendor took (or may have taken) is kept to it for every later attempt, including
-a retry asked for through the API: only that vendor can know whether it is already out.
+a retry asked for through the API: only that vendor can know whether it is already out. One
+taken back from a worker that stopped mid-attempt goes through its route's first vendor
+alone (:func:`plan_attempt`).
 """
 
 from __future__ import annotations
@@ -125,3 +127,34 @@ def after_failure(*, permanent: bool, ambiguous: bool) -> Step:
     if ambiguous:
         return Step.HOLD
     return Step.NEXT
+
+
+#: The error a message carries once it was taken back from a worker that stopped mid-attempt
+#: (kept until a vendor answers for it): its worker may have been calling any vendor.
+ABANDONED_CODE = "ABANDONED"
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The vendors one attempt may call, in order. ``kept`` means the first alone: the
+    attempt waits while its circuit is open, never fails over, and a retry stays with it."""
+
+    providers: tuple[str, ...]
+    kept: bool
+
+
+def plan_attempt(*, provider: str | None, last_error: str | None, order: Sequence[str]) -> Plan:
+    """Which vendors an attempt may use (``order``: the message's route, configured vendors
+    only, circuits ignored).
+
+    A message a vendor took or may have taken stays with that vendor. One taken back from a
+    stopped worker (its last error :data:`ABANDONED_CODE`) is ambiguous with an unknown vendor:
+    it goes through the route's first vendor only, the one its worker would have called
+    unless that vendor's circuit was open in that process, and never fails over from it, so
+    that at most the vendor the dead worker failed over to can also hold it. Otherwise the
+    route, with failover."""
+    if provider is not None:
+        return Plan((provider,), kept=True)
+    if last_error == ABANDONED_CODE and order:
+        return Plan((order[0],), kept=True)
+    return Plan(tuple(order), kept=False)

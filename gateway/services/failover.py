@@ -20,7 +20,9 @@ skipping those whose circuit is open. What follows a failure is the decision tab
 - it refused the message for good: the message fails, no other vendor is asked.
 
 A message that already has a vendor (one took it, or may have) goes through that vendor only,
-whatever its route, and waits while that vendor's circuit is open.
+whatever its route, and waits while that vendor's circuit is open. So does a message taken
+back from a stopped worker, through its route's first vendor
+(``gateway.domain.routing.plan_attempt``): it is kept to that vendor from then on.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import structlog
 
 from gateway.domain.records import DeliveryError, Message
 from gateway.domain.results import Failure, Outcome, Release, Retry, Sent
-from gateway.domain.routing import Route, Step, after_failure, route_for
+from gateway.domain.routing import Route, Step, after_failure, plan_attempt, route_for
 from gateway.observability.metrics import DELIVERY_ATTEMPTS, counter
 from gateway.services.clock import utcnow
 from gateway.services.ports import (
@@ -87,17 +89,19 @@ class Failover:
 
     async def attempt(self, message: Message, routes: Sequence[Route] = ()) -> Outcome:
         """Try the message's vendors until one takes it or the table says stop."""
-        if message.provider is not None:
-            return await self._through_own(message, message.provider)
         default = [p.name for p, _ in self._providers.candidates(message.channel)]
         routed = route_for(message.channel, message.recipient, default, routes)
         # A vendor dropped from the settings since the route named it is skipped; a route left
         # with none gives way to the default order, so that no message waits for nothing.
         order = [name for name in routed if self._providers.named(name) is not None] or default
+        last_error = message.error.code if message.error is not None else None
+        plan = plan_attempt(provider=message.provider, last_error=last_error, order=order)
+        if plan.kept:
+            return await self._through_own(message, plan.providers[0])
         refused: list[dict[str, Any]] = []
         last: tuple[str, _Failed] | None = None
         slowed: Outcome | None = None
-        for name in order:
+        for name in plan.providers:
             found = self._providers.named(name)
             if found is None or not found[1].allow():
                 continue
@@ -139,6 +143,7 @@ class Failover:
         return Retry(message.id, error, utcnow() + timedelta(seconds=delay), detail, keep_to)
 
     async def _through_own(self, message: Message, name: str) -> Outcome:
+        """Through ``name`` alone, a retry kept to it as well."""
         found = self._providers.named(name)
         if found is None:
             # Its vendor is no longer configured: only it could tell whether the message is
@@ -153,7 +158,7 @@ class Failover:
         answer = await _call(message, provider, breaker)
         if isinstance(answer, ProviderReceipt):
             return _sent(message, answer, None)
-        return await self._after(message, name, answer, {})
+        return await self._after(message, name, answer, {}, keep=True)
 
     async def _slow(self, message: Message, name: str, failed: _Failed) -> Outcome | None:
         """The sender's pacing after a vendor's throughput error; None for any other error."""
@@ -162,7 +167,13 @@ class Failover:
         return await self._slowed(message, name, failed.limited)
 
     async def _after(
-        self, message: Message, name: str, failed: _Failed, trail: dict[str, Any]
+        self,
+        message: Message,
+        name: str,
+        failed: _Failed,
+        trail: dict[str, Any],
+        *,
+        keep: bool = False,
     ) -> Outcome:
         """What follows the failure of the vendor the message stops at (no failover)."""
         slowed = await self._slow(message, name, failed)
@@ -177,7 +188,9 @@ class Failover:
             return self.retry_later(
                 message, failed.error, failed.retry_after, detail, floor=self._grace, keep_to=name
             )
-        return self.retry_later(message, failed.error, failed.retry_after, detail)
+        return self.retry_later(
+            message, failed.error, failed.retry_after, detail, keep_to=name if keep else None
+        )
 
     def _no_provider(self, message: Message, order: Sequence[str]) -> Outcome:
         found = [self._providers.named(name) for name in order]

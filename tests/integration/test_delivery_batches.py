@@ -27,13 +27,18 @@ from gateway.entry.bootstrap.api import bootstrap_api
 from gateway.entry.migrations import upgrade_to_head
 from gateway.services.clock import utcnow
 from gateway.services.delivery import DeliveryService
-from gateway.services.ports import PermanentProviderError, ProviderReceipt
+from gateway.services.ports import (
+    PermanentProviderError,
+    ProviderReceipt,
+    TransientProviderError,
+)
 from gateway.services.retry_policy import RetryPolicy
 from gateway.settings import Settings
 from harness.servers import PostgresServer
 from persistence.rows import EVENTS, MESSAGES
 from providers.registry import FailoverRegistry
 from tests.conftest import GatewayParts, fresh_postgres_url
+from tests.unit.test_breaker_and_failover import FakeProvider
 from workers.held_outcomes import MemoryHeldOutcomes
 from workers.liveness import LocalLiveness
 from workers.sweeper import Sweeper
@@ -179,8 +184,10 @@ class Recorder:
         self.published.extend(events)
 
 
-def delivery(db: Db, provider: HeldProvider, broker: Recorder) -> DeliveryService:
-    registry = FailoverRegistry({Channel.SMS: [provider]})
+def delivery(
+    db: Db, provider: HeldProvider, broker: Recorder, registry: FailoverRegistry | None = None
+) -> DeliveryService:
+    registry = registry or FailoverRegistry({Channel.SMS: [provider]})
     return DeliveryService(
         db.container.lifecycle,
         registry,
@@ -308,6 +315,18 @@ async def test_a_crash_between_claim_and_record_is_recovered(db: Db) -> None:
     """Claimed in a batch, then the worker dies before any outcome is recorded: the sweeper
     takes the messages back (marked ambiguous) and they are delivered on the next attempt."""
     ids = await db.queued([f"+1415557{i:04d}" for i in range(4)])
+    queue = await claimed_then_taken_back(db, ids)
+    service = delivery(db, HeldProvider(width=len(ids)), Recorder())
+    await asyncio.gather(*(service.deliver(i) for i in queue))
+    assert set((await db.statuses(ids)).values()) == {"SENT"}
+    for message_id in ids:
+        kinds = await db.kinds(message_id)
+        assert kinds == ["accepted", "attempt", "attempt_abandoned", "attempt", "provider_accepted"]
+
+
+async def claimed_then_taken_back(db: Db, ids: list[UUID]) -> list[UUID]:
+    """Claims the messages, then has the sweeper take them back as if their worker died mid
+    call; the ids it hands to the broker."""
     lifecycle = db.container.lifecycle
     assert set(await lifecycle.claim_many(ids, utcnow())) == set(ids)
     queue: list[UUID] = []
@@ -323,12 +342,41 @@ async def test_a_crash_between_claim_and_record_is_recovered(db: Db) -> None:
     await asyncio.sleep(0.01)
     assert await sweeper.sweep_once() == len(ids)
     assert sorted(queue) == sorted(ids)
-    service = delivery(db, HeldProvider(width=len(ids)), Recorder())
-    await asyncio.gather(*(service.deliver(i) for i in queue))
-    assert set((await db.statuses(ids)).values()) == {"SENT"}
-    for message_id in ids:
-        kinds = await db.kinds(message_id)
-        assert kinds == ["accepted", "attempt", "attempt_abandoned", "attempt", "provider_accepted"]
+    return queue
+
+
+async def test_a_message_taken_back_waits_for_its_first_vendor_instead_of_failing_over(
+    db: Db,
+) -> None:
+    """Its dead worker may have been calling the route's first vendor: the worker that takes
+    it over, whose own circuit for that vendor is open, waits rather than send it through the
+    second; a message never abandoned fails over as usual. Once the first vendor is back it
+    carries the abandoned message."""
+    [abandoned] = await db.queued(["+14155570101"])
+    queue = await claimed_then_taken_back(db, [abandoned])
+    [fresh] = await db.queued(["+14155570102"])
+    first = FakeProvider("vendor-a", TransientProviderError("CONNECTERROR", "refused"))
+    second = FakeProvider("vendor-b")
+    registry = FailoverRegistry({Channel.SMS: [first, second]}, threshold=1, cooldown=0.2)  # type: ignore[list-item]
+    service = delivery(db, HeldProvider(width=1), Recorder(), registry)
+    await service.deliver(fresh)  # opens vendor-a's circuit, fails over to vendor-b
+    assert (first.calls, second.calls) == (1, 1)
+    await service.deliver(queue[0])
+    assert second.calls == 1, "never through another vendor than its dead worker's"
+    assert (await db.statuses([abandoned]))[abandoned] == "QUEUED"
+    assert (await db.kinds(abandoned))[-1] == "deferred"
+
+    first.fail = None
+    await asyncio.sleep(0.25)  # the circuit's cooldown: a trial call is let through
+    async with db.container.engine.begin() as conn:
+        await conn.execute(
+            update(MESSAGES).where(MESSAGES.c.id == abandoned).values(next_attempt_at=utcnow())
+        )
+    await service.deliver(abandoned)
+    assert (first.calls, second.calls) == (2, 1)
+    async with db.container.engine.connect() as conn:
+        carrier = await conn.scalar(select(MESSAGES.c.provider).where(MESSAGES.c.id == abandoned))
+    assert carrier == "vendor-a"
 
 
 async def test_a_sent_batch_locks_its_rows_in_id_order(db: Db) -> None:

@@ -8,14 +8,18 @@ from datetime import timedelta
 import pytest
 
 from gateway.domain.channels import Channel
+from gateway.domain.records import DeliveryError, Message
 from gateway.domain.results import Failure, Release, Retry, Sent
 from gateway.domain.routing import (
+    ABANDONED_CODE,
+    Plan,
     Route,
     RouteError,
     Step,
     after_failure,
     check_route,
     country_of,
+    plan_attempt,
     route_for,
 )
 from gateway.observability.metrics import REGISTRY
@@ -226,3 +230,49 @@ async def test_a_route_whose_vendors_are_all_gone_gives_way_to_the_default_order
     gone = [Route(Channel.SMS, None, ("dropped",))]
     outcome = await failover(only).attempt(message(), gone)
     assert isinstance(outcome, Sent) and outcome.provider == "fallback-a"
+
+
+@pytest.mark.parametrize(
+    ("provider", "last_error", "plan"),
+    [
+        (None, None, Plan(("a", "b"), kept=False)),
+        (None, "500", Plan(("a", "b"), kept=False)),  # an ordinary retry: its route again
+        ("b", None, Plan(("b",), kept=True)),  # a vendor took it, or may have
+        ("b", ABANDONED_CODE, Plan(("b",), kept=True)),
+        (None, ABANDONED_CODE, Plan(("a",), kept=True)),  # its worker died: the first alone
+    ],
+)
+def test_which_vendors_an_attempt_may_use(
+    provider: str | None, last_error: str | None, plan: Plan
+) -> None:
+    assert plan_attempt(provider=provider, last_error=last_error, order=("a", "b")) == plan
+
+
+def abandoned() -> Message:
+    error = DeliveryError(ABANDONED_CODE, "the worker handling it stopped", permanent=False)
+    return replace(message(), error=error)
+
+
+async def test_a_message_taken_back_from_a_dead_worker_never_fails_over() -> None:
+    first = FakeProvider("dead-a", TransientProviderError("CONNECTERROR", "refused"))
+    second = FakeProvider("dead-b")
+    route = failover(first, second, threshold=1, cooldown=60)
+    outcome = await route.attempt(abandoned())
+    assert second.calls == 0, "its dead worker may have sent it through dead-a"
+    assert isinstance(outcome, Retry) and outcome.provider == "dead-a", "kept to it from now on"
+
+    outcome = await route.attempt(abandoned())
+    assert isinstance(outcome, Release), "the first vendor's circuit is open: it waits"
+    assert first.calls == 1 and second.calls == 0
+
+    outcome = await route.attempt(message())
+    assert isinstance(outcome, Sent) and outcome.provider == "dead-b", "others fail over"
+
+
+async def test_a_message_taken_back_goes_through_its_route_first_vendor() -> None:
+    first, second = FakeProvider("back-a"), FakeProvider("back-b")
+    uk = [Route(Channel.SMS, "GB", ("back-b", "back-a"))]
+    outcome = await failover(first, second).attempt(
+        replace(abandoned(), recipient="+447700900123"), uk
+    )
+    assert isinstance(outcome, Sent) and outcome.provider == "back-b" and first.calls == 0
