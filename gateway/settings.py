@@ -347,6 +347,11 @@ class Settings(BaseSettings):
     webhook_retry_max_seconds: float = Field(
         default=8 * 3600.0, gt=0, description="Longest pause between two tries of a delivery."
     )
+    webhook_delivery_retention_days: float = Field(
+        default=30.0,
+        gt=0,
+        description="Delivered and failed webhook deliveries older than this are deleted.",
+    )
     webhook_disable_after_seconds: float = Field(
         default=5 * 24 * 3600.0,
         gt=0,

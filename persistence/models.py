@@ -360,6 +360,13 @@ class SuppressionRemovalRow(Base):
 
 
 _PENDING = text("state = 'PENDING'")
+_LEASED = text("state = 'PENDING' AND leased_until IS NOT NULL")
+_SETTLED = text("state <> 'PENDING'")
+
+
+def _where(rows: Any) -> dict[str, Any]:
+    """A partial index's condition, on both databases."""
+    return {"postgresql_where": rows, "sqlite_where": rows}
 
 
 class WebhookEndpointRow(Base):
@@ -423,6 +430,12 @@ class WebhookDeliveryRow(Base):
         # cascade of an endpoint's deletion.
         Index(None, "endpoint_id", "id"),
         Index(None, "event_id"),
-        # The claim: due deliveries by time. Partial: settled ones leave it.
+        # The claim on SQLite: due deliveries by time. Partial: settled ones leave it.
         Index(None, "next_attempt_at", postgresql_where=_PENDING, sqlite_where=_PENDING),
+        # The claim on PostgreSQL: an endpoint's earliest due deliveries, and its deliveries
+        # in flight (leased pending rows only), read per endpoint whatever the backlog.
+        Index(None, "endpoint_id", "next_attempt_at", "id", **_where(_PENDING)),
+        Index(None, "endpoint_id", "leased_until", **_where(_LEASED)),
+        # Retention: settled deliveries by age.
+        Index(None, "created_at", **_where(_SETTLED)),
     )

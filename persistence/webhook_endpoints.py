@@ -12,7 +12,19 @@ from datetime import datetime, timedelta
 from typing import Any, Final, cast
 from uuid import UUID
 
-from sqlalchemy import Row, Select, Table, delete, func, insert, or_, select, text, update
+from sqlalchemy import (
+    Row,
+    Select,
+    Table,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    true,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.domain.records import Page
@@ -228,32 +240,11 @@ class WebhookEndpointRepository(Repository):
         d, e = DELIVERIES.c, ENDPOINTS.c
         pending = d.state == DeliveryState.PENDING.value
         free = or_(d.leased_until.is_(None), d.leased_until <= now)
-        busy = (
-            select(d.endpoint_id, func.count().label("n"))
-            .where(pending, d.leased_until > now)
-            .group_by(d.endpoint_id)
-            .subquery()
-        )
-        ranked = (
-            select(
-                d.id,
-                d.endpoint_id,
-                d.next_attempt_at,
-                func.row_number()
-                .over(partition_by=d.endpoint_id, order_by=(d.next_attempt_at, d.id))
-                .label("rank"),
-            )
-            .join(ENDPOINTS, e.id == d.endpoint_id)
-            .where(pending, d.next_attempt_at <= now, free, e.enabled)
-            .subquery()
-        )
         picked = (
-            select(ranked.c.id)
-            .outerjoin(busy, busy.c.endpoint_id == ranked.c.endpoint_id)
-            .where(ranked.c.rank + func.coalesce(busy.c.n, 0) <= per_endpoint)
-            .order_by(ranked.c.next_attempt_at, ranked.c.id)
-            .limit(limit)
-        )
+            _claimable_by_endpoint(now, per_endpoint)
+            if self.dialect == "postgresql"
+            else _claimable_ranked(now, per_endpoint)
+        ).limit(limit)
         leased_until = now + lease
         async with self.transaction() as conn:
             if self.dialect == "postgresql":
@@ -281,6 +272,22 @@ class WebhookEndpointRepository(Repository):
                 )
             ).all()
         return [self._due(row, now, leased_until) for row in rows]
+
+    async def delete_settled(self, before: datetime, *, limit: int) -> int:
+        """Delete up to ``limit`` delivered or failed deliveries created before ``before``,
+        oldest first; how many went. Pending ones stay whatever their age."""
+        d = DELIVERIES.c
+        oldest = (
+            select(d.id)
+            .where(d.state != DeliveryState.PENDING.value, d.created_at < before)
+            .order_by(d.created_at)
+            .limit(limit)
+        )
+        async with self.transaction() as conn:
+            result = await conn.execute(
+                delete(DELIVERIES).where(d.id.in_(oldest.scalar_subquery()))
+            )
+        return int(result.rowcount or 0)
 
     def _due(self, row: Row[Any], now: datetime, leased_until: datetime) -> DueDelivery:
         m = row._mapping
@@ -329,6 +336,82 @@ class WebhookEndpointRepository(Repository):
                         updated_at=now,
                     )
                 )
+
+
+def _in_flight(now: datetime) -> Any:
+    """An endpoint's deliveries leased now, for a query over webhook_endpoints."""
+    d = DELIVERIES.c
+    return (
+        select(func.count())
+        .select_from(DELIVERIES)
+        .where(
+            d.endpoint_id == ENDPOINTS.c.id,
+            d.state == DeliveryState.PENDING.value,
+            d.leased_until > now,
+        )
+        .correlate(ENDPOINTS)
+        .scalar_subquery()
+    )
+
+
+def _due_free(now: datetime) -> list[Any]:
+    d = DELIVERIES.c
+    return [
+        d.state == DeliveryState.PENDING.value,
+        d.next_attempt_at <= now,
+        or_(d.leased_until.is_(None), d.leased_until <= now),
+    ]
+
+
+def _claimable_by_endpoint(now: datetime, per_endpoint: int) -> Select[Any]:
+    """PostgreSQL: each enabled endpoint's earliest due deliveries, as many as its free
+    slots, read from its own index range; the claim reads what it may take, not the backlog."""
+    d, e = DELIVERIES.c, ENDPOINTS.c
+    order = (d.next_attempt_at, d.id)
+    earliest = (
+        select(d.id, d.next_attempt_at, func.row_number().over(order_by=order).label("rank"))
+        .where(d.endpoint_id == e.id, *_due_free(now))
+        .order_by(*order)
+        .limit(per_endpoint)
+        .lateral("earliest")
+    )
+    return (
+        select(earliest.c.id)
+        .select_from(ENDPOINTS)
+        .join(earliest, true())
+        .where(e.enabled, earliest.c.rank + _in_flight(now) <= per_endpoint)
+        .order_by(earliest.c.next_attempt_at, earliest.c.id)
+    )
+
+
+def _claimable_ranked(now: datetime, per_endpoint: int) -> Select[Any]:
+    """SQLite (no LATERAL; one writer, embedded scale): due deliveries ranked per endpoint."""
+    d, e = DELIVERIES.c, ENDPOINTS.c
+    busy = (
+        select(d.endpoint_id, func.count().label("n"))
+        .where(d.state == DeliveryState.PENDING.value, d.leased_until > now)
+        .group_by(d.endpoint_id)
+        .subquery()
+    )
+    ranked = (
+        select(
+            d.id,
+            d.endpoint_id,
+            d.next_attempt_at,
+            func.row_number()
+            .over(partition_by=d.endpoint_id, order_by=(d.next_attempt_at, d.id))
+            .label("rank"),
+        )
+        .join(ENDPOINTS, e.id == d.endpoint_id)
+        .where(*_due_free(now), e.enabled)
+        .subquery()
+    )
+    return (
+        select(ranked.c.id)
+        .outerjoin(busy, busy.c.endpoint_id == ranked.c.endpoint_id)
+        .where(ranked.c.rank + func.coalesce(busy.c.n, 0) <= per_endpoint)
+        .order_by(ranked.c.next_attempt_at, ranked.c.id)
+    )
 
 
 def _due_again(now: datetime) -> Any:

@@ -21,6 +21,7 @@ import httpx
 import pytest
 import websockets
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.entry.app import create_app
 from gateway.entry.bootstrap.api import Api
@@ -31,6 +32,7 @@ from harness.pipeline import Pipeline, start_pipeline
 from harness.processes import dedicated_postgres
 from harness.servers import PostgresServer, RedisServer, free_port
 from persistence.accounts import ACCOUNTS
+from persistence.db import create_engine
 from persistence.rows import MESSAGES
 
 #: The one-message send, answering with the message's id and status or the input's problems.
@@ -247,6 +249,17 @@ def backend_settings(
     return backend, gateway_settings(
         backend, tmp_path_factory.mktemp(f"{name}-{backend}"), postgres
     )
+
+
+@contextlib.asynccontextmanager
+async def migrated_engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """An engine on ``settings``' database, upgraded to the newest schema first."""
+    await upgrade_to_head(settings)
+    engine = create_engine(settings)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
 
 
 @contextlib.asynccontextmanager

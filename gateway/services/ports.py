@@ -567,6 +567,13 @@ class WebhookDeliveryStore(Protocol):
     async def record(self, attempt: AttemptRecord, now: datetime) -> None: ...
 
 
+class SettledDeliveryStore(Protocol):
+    async def delete_settled(self, before: datetime, *, limit: int) -> int:
+        """Delete up to ``limit`` delivered or failed deliveries created before ``before``;
+        how many went."""
+        ...
+
+
 class WebhookSender(Protocol):
     """Sends one event to an endpoint, signed with each of ``secrets`` and identified by
     ``webhook_id`` (the same on every try). Raises ``UnsafeUrl`` when the URL, or what its

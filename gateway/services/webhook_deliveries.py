@@ -41,6 +41,7 @@ from gateway.services.ports import (
     AttemptRecord,
     DueDelivery,
     SentWebhook,
+    SettledDeliveryStore,
     WebhookDeliveryStore,
     WebhookSender,
 )
@@ -167,3 +168,30 @@ class WebhookDispatcher:
                 reason=disable.value,
             )
         return record
+
+
+class DeliveryRetention:
+    """Deletes settled deliveries older than ``keep``: at most ``batches`` batches of
+    ``batch`` a run, each its own short transaction, so neither the trigger's inserts nor the
+    chore loop wait long on it; a backlog is worked off over several runs. A chore, run by one
+    worker at a time. Pending deliveries are never deleted. A run that fails (database down)
+    loses nothing: the next one deletes what it left."""
+
+    def __init__(
+        self, store: SettledDeliveryStore, *, keep: timedelta, batch: int, batches: int
+    ) -> None:
+        self._store = store
+        self._keep = keep
+        self._batch = batch
+        self._batches = batches
+
+    async def run_once(self) -> int:
+        """How many deliveries were deleted."""
+        before = utcnow() - self._keep
+        deleted = 0
+        for _ in range(self._batches):
+            gone = await self._store.delete_settled(before, limit=self._batch)
+            deleted += gone
+            if gone < self._batch:
+                break
+        return deleted

@@ -19,15 +19,16 @@ from gateway.domain.channels import Channel, Direction
 from gateway.domain.message_filters import MessageFilter, MessageSort, TimeRange
 from gateway.domain.search import parse
 from gateway.domain.statuses import MessageStatus
-from gateway.entry.migrations import upgrade_to_head
 from gateway.settings import Settings
 from harness.servers import PostgresServer
 from persistence.conversations import _select
-from persistence.db import create_engine
 from persistence.lifecycle import LifecycleRepository
 from persistence.queries import QueryRepository
 from persistence.reconcile import ReconcileRepository
-from tests.conftest import fresh_postgres_url
+from persistence.sealed import SecretBox
+from persistence.webhook_endpoints import WebhookEndpointRepository
+from tests.conftest import fresh_postgres_url, migrated_engine
+from tests.integration.test_webhook_claims import add_deliveries, seed
 
 SENDER = "+14155550100"
 EXISTING = 3000
@@ -35,13 +36,8 @@ EXISTING = 3000
 
 @pytest.fixture
 async def engine(postgres: PostgresServer, tmp_path: object) -> AsyncIterator[AsyncEngine]:
-    settings = Settings(database_url=fresh_postgres_url(postgres))
-    await upgrade_to_head(settings)
-    engine = create_engine(settings)
-    try:
+    async with migrated_engine(Settings(database_url=fresh_postgres_url(postgres))) as engine:
         yield engine
-    finally:
-        await engine.dispose()
 
 
 def _recipient(n: int) -> str:
@@ -377,3 +373,33 @@ async def test_every_filter_of_the_message_listing_is_served_by_an_index(
     [plan] = await _plans_of(engine, lambda: queries.unread_counts(conversations[:3]))
     assert "ix_messages_inbound" in plan, plan
     assert "Seq Scan on messages" not in plan, plan
+
+
+async def test_the_webhook_claim_reads_each_endpoint_s_index_range_not_the_backlog(
+    engine: AsyncEngine,
+) -> None:
+    now = datetime.now(UTC)
+    names = {f"e{n}": True for n in range(20)}
+    ids, event, account = await seed(engine, now, names)
+    due = [now - timedelta(seconds=s) for s in range(1, 1001)]
+    for endpoint in ids.values():
+        await add_deliveries(engine, endpoint, account, event, due)
+        await add_deliveries(engine, endpoint, account, event, due, state="SUCCEEDED")
+    async with engine.begin() as conn:
+        await conn.execute(text("ANALYZE webhook_deliveries"))
+        await conn.execute(text("ANALYZE webhook_endpoints"))
+    repo = WebhookEndpointRepository(engine, SecretBox(None))
+    claimed: list[object] = []
+
+    async def claim() -> None:
+        claimed.extend(await repo.claim(now, limit=100, per_endpoint=2, lease=timedelta(1)))
+
+    plans = await _plans_of(engine, claim)
+    assert len(claimed) == 40
+    assert plans, plans
+    for plan in plans:
+        assert "Seq Scan on webhook_deliveries" not in plan, plan
+    # The pick: per endpoint, a bounded read of its due range; no ranking of every due row.
+    [pick] = [p for p in plans if "ix_webhook_deliveries_endpoint_id_next_attempt_at_id" in p]
+    assert "Limit" in pick, pick
+    assert "Sort" not in pick.split("Nested Loop")[-1], pick

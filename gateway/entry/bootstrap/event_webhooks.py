@@ -8,7 +8,7 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.domain.webhook_endpoints import RetrySchedule, check_addresses
-from gateway.services.webhook_deliveries import WebhookDispatcher
+from gateway.services.webhook_deliveries import DeliveryRetention, WebhookDispatcher
 from gateway.services.webhook_endpoints import UrlGuard, WebhookEndpointService
 from gateway.settings import Settings
 from persistence.sealed import SecretBox
@@ -18,6 +18,9 @@ from providers.outbound_webhooks import SystemResolver, WebhookPoster
 from workers.background import BackgroundChore
 
 NAME = "webhook-deliveries"
+#: Deliveries one retention batch deletes, and batches a run: a short transaction each.
+RETENTION_BATCH = 1000
+RETENTION_BATCHES = 20
 
 
 def _repository(settings: Settings, engine: AsyncEngine) -> WebhookEndpointRepository:
@@ -61,3 +64,12 @@ def build_webhook_dispatch(
         poll_interval=settings.webhook_poll_interval,
     )
     return BackgroundChore(dispatcher.run_forever, NAME), session
+
+
+def build_webhook_retention(settings: Settings, engine: AsyncEngine) -> DeliveryRetention:
+    return DeliveryRetention(
+        _repository(settings, engine),
+        keep=timedelta(days=settings.webhook_delivery_retention_days),
+        batch=RETENTION_BATCH,
+        batches=RETENTION_BATCHES,
+    )

@@ -12,7 +12,7 @@ from uuid import UUID
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.domain.channels import Channel
-from gateway.entry.bootstrap.event_webhooks import build_webhook_dispatch
+from gateway.entry.bootstrap.event_webhooks import build_webhook_dispatch, build_webhook_retention
 from gateway.services.delivery import DeliveryService
 from gateway.services.opt_outs import OptOutService
 from gateway.services.pacing import SenderRates
@@ -280,7 +280,11 @@ def build_deliveries(
         after=settings.reconcile_after_seconds,
         batch=settings.reconcile_batch_size,
     )
-    chores: list[tuple[Chore, str]] = [(reconciler.run_once, "reconcile")]
+    retention = build_webhook_retention(settings, storage.engine)
+    chores: list[tuple[Chore, str]] = [
+        (reconciler.run_once, "reconcile"),
+        (retention.run_once, "webhook-retention"),
+    ]
     if queue.spool is not None:
         replay = WebhookReplay(queue.spool, webhooks, adapters, storage.webhooks.reachable)
         chores.append((replay.run_once, "webhook-replay"))

@@ -1,0 +1,237 @@
+"""Claims and retention of webhook deliveries, on PostgreSQL and SQLite, against the repository.
+
+Deliveries are seeded as rows (all carrying one event), so each test states exactly what is
+due, leased, settled and how old.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.services.ports import DueDelivery
+from gateway.services.webhook_deliveries import DeliveryRetention
+from persistence.models import AccountRow, ConversationRow, MessageEventRow, MessageRow
+from persistence.sealed import SecretBox
+from persistence.webhook_endpoints import DELIVERIES, ENDPOINTS, WebhookEndpointRepository
+from tests.conftest import backend_settings, migrated_engine
+
+LEASE = timedelta(minutes=1)
+CAP = 2
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+async def engine(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[AsyncEngine]:
+    _, settings = backend_settings(request, tmp_path_factory, "claims")
+    async with migrated_engine(settings) as engine:
+        yield engine
+
+
+async def seed(
+    engine: AsyncEngine, now: datetime, endpoints: dict[str, bool]
+) -> tuple[dict[str, uuid.UUID], int, uuid.UUID]:
+    """One account with one message and one event, and its endpoints by name (enabled or
+    not); the endpoints' ids, the event's id and the account's."""
+    account, conversation, message = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    ids = {name: uuid.uuid4() for name in endpoints}
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(AccountRow).values(id=account, name=f"a-{account.hex}", created_at=now)
+        )
+        await conn.execute(
+            insert(ConversationRow).values(
+                id=conversation,
+                account_id=account,
+                participant_a="a",
+                participant_b="b",
+                created_at=now,
+                last_message_at=now,
+            )
+        )
+        await conn.execute(
+            insert(MessageRow).values(
+                id=message,
+                account_id=account,
+                conversation_id=conversation,
+                channel="SMS",
+                direction="OUTBOUND",
+                sender="a",
+                recipient="b",
+                attachments=[],
+                status="QUEUED",
+                attempts=0,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        # Before the endpoints exist: the trigger writes no delivery for it.
+        event = (
+            await conn.execute(
+                insert(MessageEventRow)
+                .values(
+                    account_id=account,
+                    message_id=message,
+                    conversation_id=conversation,
+                    status="QUEUED",
+                    kind="accepted",
+                    occurred_at=now,
+                )
+                .returning(MessageEventRow.id)
+            )
+        ).scalar_one()
+        await conn.execute(
+            insert(ENDPOINTS),
+            [
+                {
+                    "id": ids[name],
+                    "account_id": account,
+                    "url": f"https://{name}.example/hook",
+                    "event_kinds": "",
+                    "statuses": "",
+                    "enabled": enabled,
+                    "secret": SecretBox(None).seal("whsec_" + "A" * 44),
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for name, enabled in endpoints.items()
+            ],
+        )
+    return ids, event, account
+
+
+async def add_deliveries(
+    engine: AsyncEngine,
+    endpoint: uuid.UUID,
+    account: uuid.UUID,
+    event: int,
+    times: list[datetime],
+    *,
+    state: str = "PENDING",
+) -> None:
+    """One delivery of ``event`` to ``endpoint`` per time: due then, created then."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(DELIVERIES),
+            [
+                {
+                    "endpoint_id": endpoint,
+                    "account_id": account,
+                    "event_id": event,
+                    "state": state,
+                    "attempts": 0,
+                    "next_attempt_at": at if state == "PENDING" else None,
+                    "created_at": at,
+                }
+                for at in times
+            ],
+        )
+
+
+def per_endpoint(claimed: list[DueDelivery]) -> Counter[uuid.UUID]:
+    return Counter(due.endpoint.id for due in claimed)
+
+
+async def claim(repo: WebhookEndpointRepository, now: datetime) -> list[DueDelivery]:
+    return await repo.claim(now, limit=100, per_endpoint=CAP, lease=LEASE)
+
+
+async def test_a_claim_takes_each_endpoint_s_earliest_due_deliveries_up_to_its_cap(
+    engine: AsyncEngine,
+) -> None:
+    now = datetime.now(UTC)
+    ids, event, account = await seed(engine, now, {"busy": True, "quiet": True, "off": False})
+    past = [now - timedelta(seconds=s) for s in range(1, 11)]
+    await add_deliveries(engine, ids["busy"], account, event, past)
+    await add_deliveries(engine, ids["quiet"], account, event, past[:1])
+    await add_deliveries(engine, ids["off"], account, event, past)
+    # Not due yet, and settled: never claimed.
+    await add_deliveries(engine, ids["quiet"], account, event, [now + timedelta(hours=1)])
+    await add_deliveries(engine, ids["quiet"], account, event, past, state="SUCCEEDED")
+    repo = WebhookEndpointRepository(engine, SecretBox(None))
+
+    first = await claim(repo, now)
+    assert per_endpoint(first) == {ids["busy"]: CAP, ids["quiet"]: 1}
+    # The earliest due first, overall and within the endpoint.
+    times = [due.delivery.next_attempt_at for due in first]
+    assert times == sorted(times)
+    busy = [due.delivery for due in first if due.endpoint.id == ids["busy"]]
+    assert [d.next_attempt_at for d in busy] == [past[-1], past[-2]]
+    assert all(due.delivery.attempts == 1 for due in first)
+
+    # Another worker, at the same moment: the busy endpoint's slots are all taken.
+    assert await claim(repo, now) == []
+
+    # Once the leases have run out (the worker died), the same deliveries come back first.
+    later = now + LEASE + timedelta(seconds=1)
+    again = await claim(repo, later)
+    assert {due.delivery.id for due in again} == {due.delivery.id for due in first}
+    assert all(due.delivery.attempts == 2 for due in again)
+
+
+async def test_workers_claiming_at_once_never_exceed_an_endpoint_s_cap(
+    engine: AsyncEngine,
+) -> None:
+    now = datetime.now(UTC)
+    ids, event, account = await seed(engine, now, {"a": True, "b": True})
+    past = [now - timedelta(seconds=s) for s in range(1, 21)]
+    for endpoint in ids.values():
+        await add_deliveries(engine, endpoint, account, event, past)
+    repos = [WebhookEndpointRepository(engine, SecretBox(None)) for _ in range(4)]
+
+    claims = await asyncio.gather(*(claim(repo, now) for repo in repos))
+    counts = per_endpoint([due for claimed in claims for due in claimed])
+    assert counts == {ids["a"]: CAP, ids["b"]: CAP}
+
+    # A try that ends frees its slot for the endpoint's next delivery, and only that one.
+    [done, *_] = [due for due in claims[0] + claims[1] if due.endpoint.id == ids["a"]]
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(DELIVERIES)
+            .where(DELIVERIES.c.id == done.delivery.id)
+            .values(state="SUCCEEDED", leased_until=None, next_attempt_at=None)
+        )
+    assert per_endpoint(await claim(repos[0], now)) == {ids["a"]: 1}
+
+
+async def test_retention_deletes_old_settled_deliveries_in_batches_and_keeps_pending_ones(
+    engine: AsyncEngine,
+) -> None:
+    now = datetime.now(UTC)
+    ids, event, account = await seed(engine, now, {"a": True})
+    endpoint = ids["a"]
+    old = [now - timedelta(days=40, seconds=s) for s in range(5)]
+    await add_deliveries(engine, endpoint, account, event, old, state="SUCCEEDED")
+    await add_deliveries(engine, endpoint, account, event, old[:2], state="FAILED")
+    await add_deliveries(engine, endpoint, account, event, old[:1])  # still being retried
+    young = [now - timedelta(days=29)]
+    await add_deliveries(engine, endpoint, account, event, young, state="SUCCEEDED")
+    await add_deliveries(engine, endpoint, account, event, young, state="FAILED")
+    repo = WebhookEndpointRepository(engine, SecretBox(None))
+    retention = DeliveryRetention(repo, keep=timedelta(days=30), batch=2, batches=2)
+
+    async def left() -> list[tuple[str, datetime]]:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                select(DELIVERIES.c.state, DELIVERIES.c.created_at).order_by(DELIVERIES.c.id)
+            )
+            return [(r.state, r.created_at) for r in rows]
+
+    # A run deletes at most its batches, oldest first; the next run goes on.
+    assert await retention.run_once() == 4
+    assert len(await left()) == 10 - 4
+    assert await retention.run_once() == 3
+    assert await left() == [
+        ("PENDING", old[0]),
+        ("SUCCEEDED", young[0]),
+        ("FAILED", young[0]),
+    ]
+    assert await retention.run_once() == 0
