@@ -402,6 +402,25 @@ class WebhookEndpointRow(Base):
     )
 
 
+class WebhookEndpointEventRow(Base):
+    """One entry of an endpoint's event log (gateway/domain/webhook_endpoints.py), written in
+    the transaction of the change it records."""
+
+    __tablename__ = "webhook_endpoint_events"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    endpoint_id: Mapped[UUID] = mapped_column(
+        ForeignKey("webhook_endpoints.id", ondelete="CASCADE")
+    )
+    account_id: Mapped[UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(16))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    # An endpoint's log newest first (keyset on id).
+    __table_args__ = (Index(None, "endpoint_id", "id"),)
+
+
 class WebhookDeliveryRow(Base):
     """One audit-trail event on its way to one endpoint; written by a trigger on
     message_events, in the event's own transaction."""

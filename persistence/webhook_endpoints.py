@@ -8,8 +8,9 @@ the same time cannot together exceed an endpoint's share of slots (SQLite has on
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Final, cast
+from typing import Any, Final, TypeVar, cast
 from uuid import UUID
 
 from sqlalchemy import (
@@ -32,19 +33,24 @@ from gateway.domain.statuses import MessageStatus
 from gateway.domain.webhook_endpoints import (
     DeliveryState,
     DisabledReason,
+    EndpointEvent,
+    EndpointEventKind,
     EventFilter,
     WebhookDelivery,
     WebhookEndpoint,
 )
 from gateway.services.ports import AttemptRecord, DueDelivery
 from persistence.base import Repository
-from persistence.models import WebhookDeliveryRow, WebhookEndpointRow
+from persistence.models import WebhookDeliveryRow, WebhookEndpointEventRow, WebhookEndpointRow
 from persistence.queries import keyset_page
 from persistence.rows import EVENTS, event_from_row
 from persistence.sealed import SecretBox
 
 ENDPOINTS = cast(Table, WebhookEndpointRow.__table__)
 DELIVERIES = cast(Table, WebhookDeliveryRow.__table__)
+ENDPOINT_EVENTS = cast(Table, WebhookEndpointEventRow.__table__)
+
+T = TypeVar("T")
 
 #: Longest error text kept for a try (response bodies are cut by the sender already).
 ERROR_MAX: Final = 1000
@@ -107,6 +113,33 @@ def delivery_from_row(row: Row[Any]) -> WebhookDelivery:
     )
 
 
+def endpoint_event_from_row(row: Row[Any]) -> EndpointEvent:
+    v = row._mapping
+    return EndpointEvent(
+        id=v["id"],
+        endpoint_id=v["endpoint_id"],
+        kind=EndpointEventKind(v["kind"]),
+        reason=DisabledReason(v["reason"]) if v["reason"] else None,
+        occurred_at=v["occurred_at"],
+    )
+
+
+def _logged(
+    endpoint: WebhookEndpoint,
+    kind: EndpointEventKind,
+    at: datetime,
+    reason: DisabledReason | None = None,
+) -> Any:
+    """The insert of one entry of ``endpoint``'s event log."""
+    return insert(ENDPOINT_EVENTS).values(
+        endpoint_id=endpoint.id,
+        account_id=endpoint.account_id,
+        kind=kind.value,
+        reason=reason.value if reason else None,
+        occurred_at=at,
+    )
+
+
 def _endpoint_values(endpoint: WebhookEndpoint) -> dict[str, Any]:
     return {
         "url": endpoint.url,
@@ -138,6 +171,7 @@ class WebhookEndpointRepository(Repository):
                     **_endpoint_values(endpoint),
                 )
             )
+            await conn.execute(_logged(endpoint, EndpointEventKind.CREATED, endpoint.created_at))
 
     async def get(self, account_id: UUID, endpoint_id: UUID) -> WebhookEndpoint | None:
         e = ENDPOINTS.c
@@ -150,7 +184,7 @@ class WebhookEndpointRepository(Repository):
         return endpoint_from_row(row) if row else None
 
     async def update(
-        self, endpoint: WebhookEndpoint, *, secret: str | None = None
+        self, endpoint: WebhookEndpoint, event: EndpointEventKind, *, secret: str | None = None
     ) -> WebhookEndpoint | None:
         e = ENDPOINTS.c
         values = _endpoint_values(endpoint)
@@ -166,18 +200,21 @@ class WebhookEndpointRepository(Repository):
                     .returning(ENDPOINTS)
                 )
             ).first()
+            if row is not None:
+                reason = endpoint.disabled_reason if event is EndpointEventKind.DISABLED else None
+                await conn.execute(_logged(endpoint, event, endpoint.updated_at, reason))
         return endpoint_from_row(row) if row else None
 
     async def delete(self, account_id: UUID, endpoint_id: UUID) -> bool:
         e = ENDPOINTS.c
         async with self.transaction() as conn:
             # Explicitly, not by cascade: SQLite enforces foreign keys only when told to.
-            await conn.execute(
-                delete(DELIVERIES).where(
-                    DELIVERIES.c.endpoint_id == endpoint_id,
-                    DELIVERIES.c.account_id == account_id,
+            for table in (DELIVERIES, ENDPOINT_EVENTS):
+                await conn.execute(
+                    delete(table).where(
+                        table.c.endpoint_id == endpoint_id, table.c.account_id == account_id
+                    )
                 )
-            )
             gone = await conn.execute(
                 delete(ENDPOINTS).where(e.account_id == account_id, e.id == endpoint_id)
             )
@@ -197,11 +234,31 @@ class WebhookEndpointRepository(Repository):
     ) -> Page[WebhookDelivery]:
         d = DELIVERIES.c
         query = _with_event().where(d.account_id == account_id, d.endpoint_id == endpoint_id)
+        return await self._newest_first(query, d.id, delivery_from_row, first, after)
+
+    async def events_page(
+        self, account_id: UUID, endpoint_id: UUID, *, first: int, after: int | None
+    ) -> Page[EndpointEvent]:
+        v = ENDPOINT_EVENTS.c
+        query = select(ENDPOINT_EVENTS).where(
+            v.account_id == account_id, v.endpoint_id == endpoint_id
+        )
+        return await self._newest_first(query, v.id, endpoint_event_from_row, first, after)
+
+    async def _newest_first(
+        self,
+        query: Select[Any],
+        id_column: Any,
+        mapper: Callable[[Row[Any]], T],
+        first: int,
+        after: int | None,
+    ) -> Page[T]:
+        """A keyset page of ``query`` by a serial id, newest first, after the id ``after``."""
         if after is not None:
-            query = query.where(d.id < after)
+            query = query.where(id_column < after)
         async with self.engine.connect() as conn:
-            rows = await conn.execute(query.order_by(d.id.desc()).limit(first + 1))
-            items = [delivery_from_row(r) for r in rows]
+            rows = await conn.execute(query.order_by(id_column.desc()).limit(first + 1))
+            items = [mapper(r) for r in rows]
         return Page(items[:first], len(items) > first, after is not None)
 
     async def redeliver(
@@ -326,16 +383,25 @@ class WebhookEndpointRepository(Repository):
                 update(ENDPOINTS).where(e.id == attempt.endpoint_id).values(endpoint)
             )
             if attempt.disable is not None:
-                await conn.execute(
-                    update(ENDPOINTS)
-                    .where(e.id == attempt.endpoint_id, e.enabled)
-                    .values(
-                        enabled=False,
-                        disabled_reason=attempt.disable.value,
-                        disabled_at=now,
-                        updated_at=now,
+                row = (
+                    await conn.execute(
+                        update(ENDPOINTS)
+                        .where(e.id == attempt.endpoint_id, e.enabled)
+                        .values(
+                            enabled=False,
+                            disabled_reason=attempt.disable.value,
+                            disabled_at=now,
+                            updated_at=now,
+                        )
+                        .returning(ENDPOINTS)
                     )
-                )
+                ).first()
+                # Only the try that disabled it logs it: others racing it find it disabled.
+                if row is not None:
+                    disabled = endpoint_from_row(row)
+                    await conn.execute(
+                        _logged(disabled, EndpointEventKind.DISABLED, now, attempt.disable)
+                    )
 
 
 def _in_flight(now: datetime) -> Any:

@@ -17,6 +17,7 @@ from gateway.domain.ids import PREFIXES as PREFIXES
 from gateway.domain.ids import encode_id as encode_id
 
 _DELIVERY = "whd_"
+_ENDPOINT_EVENT = "whev_"
 
 
 def decode_id(public_id: str, kind: str | None = None) -> tuple[str, UUID] | None:
@@ -94,13 +95,12 @@ def decode_time_cursor(tag: str, cursor: str) -> tuple[datetime, UUID]:
     return at, value
 
 
-def encode_delivery_id(delivery_id: int) -> str:
-    """A webhook delivery's public id, which is also its cursor in its endpoint's list."""
-    return f"{_DELIVERY}{delivery_id}"
+def _encode_serial(prefix: str, value: int) -> str:
+    return f"{prefix}{value}"
 
 
-def decode_delivery_id(public_id: str) -> int:
-    digits = public_id.removeprefix(_DELIVERY)
+def _decode_serial(prefix: str, public_id: str, what: str) -> int:
+    digits = public_id.removeprefix(prefix)
     if (
         digits == public_id
         or not digits.isascii()
@@ -108,8 +108,26 @@ def decode_delivery_id(public_id: str) -> int:
         or len(digits) > 19
         or int(digits) > MAX_EVENT_ID
     ):
-        raise InvalidCursor("not a webhook delivery id")
+        raise InvalidCursor(f"not a {what} id")
     return int(digits)
+
+
+def encode_delivery_id(delivery_id: int) -> str:
+    """A webhook delivery's public id, which is also its cursor in its endpoint's list."""
+    return _encode_serial(_DELIVERY, delivery_id)
+
+
+def decode_delivery_id(public_id: str) -> int:
+    return _decode_serial(_DELIVERY, public_id, "webhook delivery")
+
+
+def encode_endpoint_event_id(event_id: int) -> str:
+    """An endpoint event's public id, which is also its cursor in its endpoint's log."""
+    return _encode_serial(_ENDPOINT_EVENT, event_id)
+
+
+def decode_endpoint_event_id(public_id: str) -> int:
+    return _decode_serial(_ENDPOINT_EVENT, public_id, "webhook endpoint event")
 
 
 def encode_event_cursor(event_id: int) -> str:

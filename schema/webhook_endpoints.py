@@ -3,21 +3,39 @@ results of the mutations that manage them."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
+from uuid import UUID
 
 import strawberry
 
+from gateway.domain.records import Page
 from gateway.domain.statuses import MessageStatus
-from gateway.domain.webhook_endpoints import DeliveryState, DisabledReason
+from gateway.domain.webhook_endpoints import (
+    DeliveryState,
+    DisabledReason,
+    EndpointEvent,
+    EndpointEventKind,
+)
 from gateway.domain.webhook_endpoints import WebhookDelivery as DeliveryRecord
 from gateway.domain.webhook_endpoints import WebhookEndpoint as EndpointRecord
+from gateway.services.webhook_endpoints import WebhookEndpointService
 from schema.context import context_of
 from schema.errors import bad_input, check_page_size
-from schema.ids import InvalidCursor, decode_delivery_id, encode_delivery_id, encode_id
+from schema.ids import (
+    InvalidCursor,
+    decode_delivery_id,
+    decode_endpoint_event_id,
+    encode_delivery_id,
+    encode_endpoint_event_id,
+    encode_id,
+)
 from schema.message_pages import DEFAULT_PAGE
 from schema.results import InvalidInput, NotFound
 from schema.types import MessageEvent, PageInfo
+
+_T = TypeVar("_T")
 
 strawberry.enum(
     DisabledReason,
@@ -35,6 +53,47 @@ strawberry.enum(
         "FAILED: tries exhausted or the endpoint answered 410 (see `redeliverWebhook`)."
     ),
 )
+
+strawberry.enum(
+    EndpointEventKind,
+    name="WebhookEndpointEventKind",
+    description=(
+        "What happened to an endpoint: CREATED; UPDATED (URL, description or filters);\n"
+        "DISABLED (see the event's `reason`: MANUAL, GONE or FAILING); ENABLED;\n"
+        "SECRET_ROTATED."
+    ),
+)
+
+
+@strawberry.type(description="One entry of an endpoint's event log.")
+class WebhookEndpointEvent:
+    id: strawberry.ID
+    kind: EndpointEventKind
+    reason: DisabledReason | None = strawberry.field(
+        description="Why it was disabled (DISABLED only): MANUAL, GONE or FAILING."
+    )
+    occurred_at: datetime
+
+    @classmethod
+    def from_record(cls, record: EndpointEvent) -> WebhookEndpointEvent:
+        return cls(
+            id=strawberry.ID(encode_endpoint_event_id(record.id)),
+            kind=record.kind,
+            reason=record.reason,
+            occurred_at=record.occurred_at,
+        )
+
+
+@strawberry.type
+class WebhookEndpointEventEdge:
+    cursor: str
+    node: WebhookEndpointEvent
+
+
+@strawberry.type
+class WebhookEndpointEventConnection:
+    edges: list[WebhookEndpointEventEdge]
+    page_info: PageInfo
 
 
 @strawberry.type(description="One event on its way to one endpoint, and how its tries went.")
@@ -84,7 +143,8 @@ class WebhookDeliveryConnection:
     description=(
         "An HTTPS URL of the account that audit-trail events are POSTed to, signed per the\n"
         "Standard Webhooks specification. Its secret is shown only when made; its\n"
-        "`deliveries` are listed newest first."
+        "`deliveries` are listed newest first, and so are its `events`: what happened to it\n"
+        "(created, updated, disabled and why, enabled, secret rotated)."
     )
 )
 class WebhookEndpoint:
@@ -132,19 +192,8 @@ class WebhookEndpoint:
     async def deliveries(
         self, info: strawberry.Info, first: int | None = None, after: str | None = None
     ) -> WebhookDeliveryConnection:
-        context, account, _ = context_of(info)
-        check_page_size("first", first)
-        before: int | None = None
-        if after is not None:
-            try:
-                before = decode_delivery_id(after)
-            except InvalidCursor as exc:
-                raise bad_input(f"invalid cursor: {exc}") from exc
-        page = await context.services.webhook_endpoints.deliveries(
-            account.id,
-            self.record.id,
-            first=DEFAULT_PAGE if first is None else first,
-            after=before,
+        page = await _newest_first(
+            info, first, after, decode_delivery_id, lambda s: s.deliveries, self.record.id
         )
         edges = [
             WebhookDeliveryEdge(
@@ -152,10 +201,53 @@ class WebhookEndpoint:
             )
             for d in page.items
         ]
-        return WebhookDeliveryConnection(
-            edges=edges,
-            page_info=PageInfo.of([e.cursor for e in edges], page.has_next, page.has_previous),
+        return WebhookDeliveryConnection(edges=edges, page_info=_page_info(edges, page))
+
+    @strawberry.field
+    async def events(
+        self, info: strawberry.Info, first: int | None = None, after: str | None = None
+    ) -> WebhookEndpointEventConnection:
+        page = await _newest_first(
+            info, first, after, decode_endpoint_event_id, lambda s: s.events, self.record.id
         )
+        edges = [
+            WebhookEndpointEventEdge(
+                cursor=encode_endpoint_event_id(v.id), node=WebhookEndpointEvent.from_record(v)
+            )
+            for v in page.items
+        ]
+        return WebhookEndpointEventConnection(edges=edges, page_info=_page_info(edges, page))
+
+
+Listing = Callable[..., Awaitable[Page[_T]]]
+
+
+async def _newest_first(
+    info: strawberry.Info,
+    first: int | None,
+    after: str | None,
+    decode: Callable[[str], int],
+    listing: Callable[[WebhookEndpointService], Listing[_T]],
+    endpoint_id: UUID,
+) -> Page[_T]:
+    """One of an endpoint's newest-first listings, keyed by serial ids that are also the
+    cursors: ``listing`` picks the service's method."""
+    context, account, _ = context_of(info)
+    check_page_size("first", first)
+    before: int | None = None
+    if after is not None:
+        try:
+            before = decode(after)
+        except InvalidCursor as exc:
+            raise bad_input(f"invalid cursor: {exc}") from exc
+    fetch = listing(context.services.webhook_endpoints)
+    return await fetch(
+        account.id, endpoint_id, first=DEFAULT_PAGE if first is None else first, after=before
+    )
+
+
+def _page_info(edges: list[Any], page: Page[Any]) -> PageInfo:
+    return PageInfo.of([e.cursor for e in edges], page.has_next, page.has_previous)
 
 
 @strawberry.type

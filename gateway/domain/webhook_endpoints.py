@@ -43,6 +43,29 @@ class DisabledReason(StrEnum):
     FAILING = "FAILING"
 
 
+class EndpointEventKind(StrEnum):
+    """What happened to an endpoint, as its account reads it in the endpoint's event log."""
+
+    CREATED = "CREATED"
+    #: Its URL, description or filters changed.
+    UPDATED = "UPDATED"
+    #: By the account (MANUAL) or by the dispatcher (GONE, FAILING): see the event's reason.
+    DISABLED = "DISABLED"
+    ENABLED = "ENABLED"
+    SECRET_ROTATED = "SECRET_ROTATED"
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointEvent:
+    """One entry of an endpoint's event log; ``reason`` only for DISABLED."""
+
+    id: int
+    endpoint_id: UUID
+    kind: EndpointEventKind
+    reason: DisabledReason | None
+    occurred_at: datetime
+
+
 class UnsafeUrl(ValueError):
     """An endpoint URL we refuse to call; the text says why, for the account to read."""
 

@@ -40,6 +40,8 @@ from gateway.domain.suppressions import NewSuppression, Suppression
 from gateway.domain.webhook_endpoints import DeliveryState as WebhookDeliveryState
 from gateway.domain.webhook_endpoints import (
     DisabledReason,
+    EndpointEvent,
+    EndpointEventKind,
     WebhookDelivery,
     WebhookEndpoint,
 )
@@ -498,10 +500,11 @@ class WebhookEndpointStore(Protocol):
     async def get(self, account_id: UUID, endpoint_id: UUID) -> WebhookEndpoint | None: ...
 
     async def update(
-        self, endpoint: WebhookEndpoint, *, secret: str | None = None
+        self, endpoint: WebhookEndpoint, event: EndpointEventKind, *, secret: str | None = None
     ) -> WebhookEndpoint | None:
         """Store ``endpoint``'s fields (and a rotated ``secret``, the current one then kept
-        until ``previous_secret_until``); None when it is gone."""
+        until ``previous_secret_until``) and log ``event`` in its event log, at its
+        ``updated_at``; None when it is gone."""
         ...
 
     async def delete(self, account_id: UUID, endpoint_id: UUID) -> bool: ...
@@ -513,6 +516,10 @@ class WebhookEndpointStore(Protocol):
     async def deliveries_page(
         self, account_id: UUID, endpoint_id: UUID, *, first: int, after: int | None
     ) -> Page[WebhookDelivery]: ...
+
+    async def events_page(
+        self, account_id: UUID, endpoint_id: UUID, *, first: int, after: int | None
+    ) -> Page[EndpointEvent]: ...
 
     async def redeliver(
         self, account_id: UUID, delivery_id: int, now: datetime

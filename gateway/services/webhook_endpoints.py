@@ -23,6 +23,8 @@ from gateway.domain.webhook_endpoints import (
     KIND_MAX,
     ROTATION_OVERLAP,
     DisabledReason,
+    EndpointEvent,
+    EndpointEventKind,
     EventFilter,
     UnsafeUrl,
     WebhookDelivery,
@@ -158,7 +160,7 @@ class WebhookEndpointService:
             ),
             updated_at=utcnow(),
         )
-        return await self._stored(endpoint)
+        return await self._stored(endpoint, EndpointEventKind.UPDATED)
 
     async def set_enabled(
         self, account_id: UUID, endpoint_id: UUID, enabled: bool
@@ -177,7 +179,8 @@ class WebhookEndpointService:
             failing_since=None,
             updated_at=now,
         )
-        return await self._stored(endpoint)
+        kind = EndpointEventKind.ENABLED if enabled else EndpointEventKind.DISABLED
+        return await self._stored(endpoint, kind)
 
     async def rotate_secret(self, account_id: UUID, endpoint_id: UUID) -> WithSecret | Unknown:
         """A new secret; the one it replaces signs too, beside it, for ``ROTATION_OVERLAP``."""
@@ -187,11 +190,13 @@ class WebhookEndpointService:
         now = utcnow()
         secret = new_secret()
         endpoint = replace(found, previous_secret_until=now + ROTATION_OVERLAP, updated_at=now)
-        stored = await self._store.update(endpoint, secret=secret)
+        stored = await self._store.update(endpoint, EndpointEventKind.SECRET_ROTATED, secret=secret)
         return Unknown() if stored is None else WithSecret(stored, secret)
 
-    async def _stored(self, endpoint: WebhookEndpoint) -> WebhookEndpoint | Unknown:
-        stored = await self._store.update(endpoint)
+    async def _stored(
+        self, endpoint: WebhookEndpoint, event: EndpointEventKind
+    ) -> WebhookEndpoint | Unknown:
+        stored = await self._store.update(endpoint, event)
         return Unknown() if stored is None else stored
 
     async def delete(self, account_id: UUID, endpoint_id: UUID) -> WebhookEndpoint | Unknown:
@@ -215,6 +220,12 @@ class WebhookEndpointService:
     ) -> Page[WebhookDelivery]:
         """Newest first."""
         return await self._store.deliveries_page(account_id, endpoint_id, first=first, after=after)
+
+    async def events(
+        self, account_id: UUID, endpoint_id: UUID, *, first: int, after: int | None
+    ) -> Page[EndpointEvent]:
+        """The endpoint's event log, newest first."""
+        return await self._store.events_page(account_id, endpoint_id, first=first, after=after)
 
     async def redeliver(self, account_id: UUID, delivery_id: int) -> WebhookDelivery | Unknown:
         """Send one delivery again (whatever became of it), with a fresh set of tries."""

@@ -117,6 +117,16 @@ query Deliveries($id: ID!, $first: Int, $after: String) {
   }
 }
 """
+EVENTS = """
+query Events($id: ID!, $first: Int, $after: String) {
+  webhookEndpoint(id: $id) {
+    events(first: $first, after: $after) {
+      edges { cursor node { id kind reason occurredAt } }
+      pageInfo { hasNextPage hasPreviousPage endCursor }
+    }
+  }
+}
+"""
 REDELIVER = """
 mutation Redeliver($id: ID!) {
   redeliverWebhook(id: $id) {
@@ -248,6 +258,12 @@ async def deliveries(client: GraphQLClient, endpoint_id: str, **args: object) ->
         "webhookEndpoint"
     ]
     return found
+
+
+async def endpoint_events(client: GraphQLClient, endpoint_id: str) -> list[tuple[str, str | None]]:
+    """The endpoint's event log, newest first, as (kind, reason)."""
+    found = (await client.execute(EVENTS, {"id": endpoint_id}))["webhookEndpoint"]
+    return [(e["node"]["kind"], e["node"]["reason"]) for e in found["events"]["edges"]]
 
 
 async def settled(
@@ -569,6 +585,10 @@ async def test_an_endpoint_answering_410_is_disabled_and_gets_nothing_more(
     found = (await client.execute(ONE, {"id": endpoint["id"]}))["webhookEndpoint"]
     assert found["enabled"] is False and found["disabledReason"] == "GONE"
     assert found["disabledAt"] is not None
+    assert await endpoint_events(client, endpoint["id"]) == [
+        ("DISABLED", "GONE"),
+        ("CREATED", None),
+    ]
     # Events while it is disabled are not its business.
     accepted(await send(client, sms("after gone")))
     page = await deliveries(client, endpoint["id"])
@@ -596,6 +616,7 @@ async def test_an_endpoint_failing_for_too_long_is_disabled(
             break
         await asyncio.sleep(0.05)
     assert found["enabled"] is False and found["disabledReason"] == "FAILING"
+    assert (await endpoint_events(client, endpoint["id"]))[0] == ("DISABLED", "FAILING")
     # Its delivery waits, due, for the endpoint to be enabled again.
     [node] = (await deliveries(client, endpoint["id"]))["deliveries"]["edges"]
     assert node["node"]["state"] == "PENDING" and node["node"]["attempts"] == 1
@@ -603,6 +624,60 @@ async def test_an_endpoint_failing_for_too_long_is_disabled(
     assert (await simple(client, "enableWebhookEndpoint", endpoint["id"]))["enabled"] is True
     [done] = await settled(client, endpoint["id"], 1, succeeded)
     assert done["attempts"] == 2
+    assert await endpoint_events(client, endpoint["id"]) == [
+        ("ENABLED", None),
+        ("DISABLED", "FAILING"),
+        ("CREATED", None),
+    ]
+
+
+async def test_an_endpoint_s_event_log_records_each_change_newest_first_in_pages(
+    hooks: RunningGateway, receiver: Receiver
+) -> None:
+    client = await hooks.new_client()
+    endpoint, _ = await created(client, receiver.endpoint(), eventKinds=["accepted"])
+    endpoint_id = endpoint["id"]
+    updated = await client.execute(UPDATE, {"id": endpoint_id, "input": {"description": "d"}})
+    assert updated["updateWebhookEndpoint"]["__typename"] == "WebhookEndpoint"
+    assert (await client.execute(ROTATE, {"id": endpoint_id}))["rotateWebhookSecret"][
+        "__typename"
+    ] == "WebhookSecretRotated"
+    assert (await simple(client, "disableWebhookEndpoint", endpoint_id))["enabled"] is False
+    assert (await simple(client, "enableWebhookEndpoint", endpoint_id))["enabled"] is True
+    # A refused change changes nothing, and logs nothing.
+    refused = await client.execute(UPDATE, {"id": endpoint_id, "input": {"url": "ftp://x"}})
+    assert refused["updateWebhookEndpoint"]["__typename"] == "InvalidInput"
+    assert await endpoint_events(client, endpoint_id) == [
+        ("ENABLED", None),
+        ("DISABLED", "MANUAL"),
+        ("SECRET_ROTATED", None),
+        ("UPDATED", None),
+        ("CREATED", None),
+    ]
+
+    # Keyset pages: ids are the cursors, and no entry is seen twice or skipped.
+    kinds: list[str] = []
+    after: str | None = None
+    while True:
+        page = (await client.execute(EVENTS, {"id": endpoint_id, "first": 2, "after": after}))[
+            "webhookEndpoint"
+        ]["events"]
+        assert all(e["cursor"] == e["node"]["id"] for e in page["edges"])
+        assert all(e["node"]["id"].startswith("whev_") for e in page["edges"])
+        kinds += [e["node"]["kind"] for e in page["edges"]]
+        assert page["pageInfo"]["hasPreviousPage"] is (after is not None)
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    assert kinds == ["ENABLED", "DISABLED", "SECRET_ROTATED", "UPDATED", "CREATED"]
+
+    # Another account sees none of it; a bad cursor is refused.
+    other = await hooks.new_client()
+    assert (await other.execute(EVENTS, {"id": endpoint_id}))["webhookEndpoint"] is None
+    bad = (await client.post(EVENTS, {"id": endpoint_id, "after": "whd_1"})).json()
+    assert bad["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", bad
+    # The log goes with the endpoint.
+    assert (await simple(client, "deleteWebhookEndpoint", endpoint_id))["id"] == endpoint_id
 
 
 async def test_the_connection_goes_only_to_addresses_the_check_accepted(
