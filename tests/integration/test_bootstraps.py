@@ -42,6 +42,7 @@ async def test_the_embedded_api_runs_the_worker_and_the_sandbox_in_its_process(
         assert await api.queue.liveness.live() == {api.deliveries.delivery.worker}
         assert chore_names(api.deliveries.chores) == {
             "background(reconcile)",
+            "background(webhook-retention)",
             "background(webhook-deliveries)",
         }
         assert api.queue.spool is None and api.webhook_services.spool is None
@@ -127,6 +128,7 @@ async def test_a_worker_reads_the_stream_under_the_name_its_claims_carry(
         assert worker.stream.consumer == worker.deliveries.delivery.worker
         assert chore_names(worker.deliveries.chores) == {
             "background(reconcile)",
+            "background(webhook-retention)",
             "background(webhook-replay)",
             "background(webhook-deliveries)",
         }
