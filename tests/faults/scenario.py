@@ -45,6 +45,7 @@ from harness.pipeline import (
     Sent,
     uuid_of,
 )
+from harness.processes import HIGH_SENDER_RATES
 from harness.servers import PostgresServer, RedisServer
 from providers.sandbox_app.config import SandboxConfig
 from tests.faults.invariants import check
@@ -64,9 +65,11 @@ VENDOR_CALLBACK_ATTEMPTS: Final = next(
     f.default for f in dataclasses.fields(SandboxConfig) if f.name == "callback_attempts"
 )
 #: Settings the shared pipeline makes fast that decide how delivery recovers: "default-ish"
-#: workers get the product's defaults for these.
+#: workers get the product's defaults for these. Sender rates are not among them: the
+#: scenarios load a few senders with many messages, which a long code's default pace would
+#: spread over minutes.
 _RECOVERY_SETTINGS: Final = sorted(
-    set(FAST_SETTINGS) - {"LOG_JSON", "LOG_LEVEL", "API_KEY_CACHE_SECONDS"}
+    set(FAST_SETTINGS) - {"LOG_JSON", "LOG_LEVEL", "API_KEY_CACHE_SECONDS"} - set(HIGH_SENDER_RATES)
 )
 
 
