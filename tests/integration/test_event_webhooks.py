@@ -13,10 +13,14 @@ import asyncio
 import base64
 import contextlib
 import ipaddress
+import os
+import shutil
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -37,7 +41,7 @@ from gateway.domain.webhook_endpoints import UnsafeUrl
 from harness.asgi import run_uvicorn
 from persistence.webhook_endpoints import ENDPOINTS
 from providers.http import ProviderSession
-from providers.outbound_webhooks import WebhookPoster
+from providers.outbound_webhooks import WebhookPoster, signed_headers
 from providers.signatures import twilio_signature
 from schema.ids import decode_uuid
 from tests.conftest import GraphQLClient, RunningGateway, backend_settings, serve
@@ -715,3 +719,73 @@ async def test_the_connection_goes_only_to_addresses_the_check_accepted(
             await session.aclose()
     assert seen and ipaddress.ip_address("127.0.0.1") in seen[0]
     assert receiver.at(target) == []
+
+
+# --- the Node example -------------------------------------------------------------------------
+
+NODE_EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "verify-webhook.mjs"
+
+
+@contextlib.asynccontextmanager
+async def node_receiver(node: str, secret: str) -> AsyncIterator[tuple[str, asyncio.StreamReader]]:
+    """The README's Node receiver on a free loopback port: its URL and the lines it prints."""
+    process = await asyncio.create_subprocess_exec(
+        node,
+        str(NODE_EXAMPLE),
+        env={**os.environ, "WEBHOOK_SECRET": secret, "PORT": "0", "HOST": "127.0.0.1"},
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    try:
+        line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+        assert line.startswith("listening on http://127.0.0.1:"), line
+        yield line.split()[-1], process.stdout
+    finally:
+        process.kill()
+        await process.wait()
+
+
+async def printed(lines: asyncio.StreamReader) -> str:
+    return (await asyncio.wait_for(lines.readline(), 30)).decode().strip()
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+async def test_the_node_example_accepts_our_deliveries_and_rejects_tampered_or_old_ones(
+    hooks: RunningGateway, receiver: Receiver
+) -> None:
+    node = shutil.which("node")
+    assert node is not None
+    client = await hooks.new_client()
+    endpoint, secret = await created(client, receiver.endpoint(), eventKinds=["accepted"])
+    # A delivery exactly as the gateway sent it, caught by the Python receiver.
+    accepted(await send(client, sms("caught")))
+    [caught] = await arrived(receiver, endpoint["url"], 1)
+    async with node_receiver(node, secret) as (url, lines):
+        # The gateway delivers to the example itself: it answers 204 only to what verifies.
+        moved = await client.execute(UPDATE, {"id": endpoint["id"], "input": {"url": url + "/in"}})
+        assert moved["updateWebhookEndpoint"]["url"] == url + "/in"
+        accepted(await send(client, sms("straight")))
+        nodes = await settled(client, endpoint["id"], 2, succeeded)
+        assert nodes[0]["attempts"] == 1 and nodes[0]["lastStatusCode"] == 204
+        assert (
+            await printed(lines) == f"accepted evt_{nodes[0]['event']['cursor']} message.accepted"
+        )
+
+        async def replay(body: bytes, headers: dict[str, str]) -> tuple[int, str]:
+            answer = await hooks.http.post(url + "/in", content=body, headers=headers)
+            return answer.status_code, await printed(lines)
+
+        headers = {k: v for k, v in caught.headers.items() if k.startswith("webhook-")}
+        assert await replay(caught.body, headers) == (
+            204,
+            f"accepted {caught.webhook_id} message.accepted",
+        )
+        tampered = caught.body.replace(b'"status":"QUEUED"', b'"status":"FAILED"')
+        assert tampered != caught.body
+        assert await replay(tampered, headers) == (400, "rejected no signature matches")
+        # Signed by our code with the right secret, but ten minutes ago.
+        old = signed_headers(caught.webhook_id, [secret], caught.body, int(time.time()) - 600)
+        assert await replay(caught.body, old) == (400, "rejected timestamp outside the tolerance")
+        fresh = signed_headers(caught.webhook_id, [secret], caught.body, int(time.time()))
+        assert (await replay(caught.body, fresh))[0] == 204
