@@ -141,7 +141,7 @@ class QueryRepository(Repository):
             if up_to is not None
             else target.order_by(m.id.desc()).limit(1)
         )
-        async with self.engine.begin() as conn:
+        async with self.transaction() as conn:
             message_id = (await conn.execute(target)).scalar_one_or_none()
             if message_id is None:
                 return None

@@ -18,7 +18,7 @@ from resolvers import (
 )
 from resolvers import webhook_endpoints as endpoints
 from schema.build import Roots
-from schema.inbox import MarkConversationReadResult
+from schema.inbox import InboxChange, MarkConversationReadResult
 from schema.opt_outs import OptOutSettings, SetOptOutSettingsResult
 from schema.pacing import SenderAddress, SetSenderRateResult
 from schema.quiet_hours import QuietHours, SetQuietHoursResult
@@ -212,6 +212,14 @@ class Subscription:
             "Live audit-trail events of the caller's account, filtered by conversation or "
             "message.\nWith `after` (an event cursor), events after it are replayed from storage "
             "first, then live\nevents follow with no gap and no duplicate."
+        ),
+    )
+    inbox_changes: AsyncGenerator[InboxChange, None] = strawberry.subscription(
+        resolver=inbox.inbox_changes,
+        description=(
+            "Live changes of the caller's inbox state (of one conversation if given): a read\n"
+            "mark from any tab or process, an inbound message arriving. Live only, no replay:\n"
+            "read the conversations once subscribed, then keep them by these changes."
         ),
     )
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from contextlib import contextmanager
 from uuid import UUID, uuid4
 
 import strawberry
@@ -46,11 +47,15 @@ async def message_events(
     stream = context.services.events.stream(
         account.id,
         after=cursor,
-        conversation_id=_filter(conversation_id, "Conversation"),
+        conversation_id=conversation_filter(conversation_id),
         message_id=_filter(message_id, "Message"),
         shared=shared_rendering(info, sink) if sink is not None else None,
     )
     return _delivered(stream, sink)
+
+
+def conversation_filter(public_id: strawberry.ID | None) -> UUID | None:
+    return _filter(public_id, "Conversation")
 
 
 def _filter(public_id: strawberry.ID | None, kind: str) -> UUID | None:
@@ -67,19 +72,29 @@ async def _delivered(
 ) -> AsyncGenerator[MessageEvent, None]:
     """Events for graphql-core to execute, except those rendered in common: the sink sends
     those as they are, in their place in the sequence."""
-    SUBSCRIPTIONS_ACTIVE.inc()
-    try:
+    with live_subscription():
         async for item in stream:
             if isinstance(item, Rendered):
                 assert sink is not None
                 await sink.send(item.payload)
             else:
                 yield MessageEvent.from_record(item)
+
+
+@contextmanager
+def live_subscription(resume: str | None = None) -> Iterator[None]:
+    """Around a subscription's stream: counted as active while it runs, and ended by a
+    cut-off with that cut-off's code (its message telling how to ``resume``, when the
+    subscription has no cursor to resume from)."""
+    SUBSCRIPTIONS_ACTIVE.inc()
+    try:
+        yield
     except CutOff as exc:
         # A documented end with its own code, not an unexpected error to mask and log with
         # a traceback: the client resubscribes from its last cursor.
         code = CUT_OFF_CODES.get(type(exc), "SUBSCRIBER_TOO_SLOW")
         log.info("subscription_cut_off", code=code)
-        raise GraphQLError(str(exc), extensions={"code": code}) from None
+        message = str(exc) if resume is None else f"{str(exc).partition(';')[0]}; {resume}"
+        raise GraphQLError(message, extensions={"code": code}) from None
     finally:
         SUBSCRIPTIONS_ACTIVE.dec()

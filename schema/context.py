@@ -13,6 +13,7 @@ from strawberry.types import Info
 
 from gateway.domain.records import Account
 from gateway.services.events import EventStream
+from gateway.services.inbox import InboxService
 from gateway.services.operator import OperatorService
 from gateway.services.opt_outs import OptOutService
 from gateway.services.pacing import SenderRates
@@ -33,6 +34,7 @@ class Services:
     sending: SendService
     operator: OperatorService
     events: EventStream
+    inbox: InboxService
     queries: MessageQueries
     quiet_hours: QuietHoursService
     opt_outs: OptOutService

@@ -1,4 +1,4 @@
-"""Wire format of events on Redis pub/sub (compact JSON)."""
+"""Wire format of events and inbox changes on Redis pub/sub (compact JSON)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from uuid import UUID
 
 import orjson
 
+from gateway.domain.inbox import InboxChange, InboxChangeKind
 from gateway.domain.records import MessageEvent
 from gateway.domain.statuses import MessageStatus
 
@@ -57,6 +58,27 @@ def decode_event(raw: bytes | str) -> MessageEvent:
         kind=str(data["k"]),
         detail=data["d"],
         occurred_at=datetime.fromisoformat(data["t"]),
+    )
+
+
+def encode_inbox_change(change: InboxChange) -> bytes:
+    return orjson.dumps(
+        {
+            "a": change.account_id.hex,
+            "c": change.conversation_id.hex,
+            "k": change.kind.value,
+            "m": change.message_id.hex,
+        }
+    )
+
+
+def decode_inbox_change(raw: bytes | str) -> InboxChange:
+    data: dict[str, Any] = orjson.loads(raw)
+    return InboxChange(
+        account_id=_uuid(data["a"]),
+        conversation_id=_uuid(data["c"]),
+        kind=InboxChangeKind(data["k"]),
+        message_id=UUID(hex=data["m"]),
     )
 
 

@@ -18,6 +18,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Final
 from uuid import UUID
 
+from gateway.domain.inbox import InboxChange
 from gateway.domain.pacing import Queued, pacing_key
 from gateway.domain.records import MessageEvent
 from gateway.observability.metrics import EVENTS_PUBLISHED
@@ -35,7 +36,8 @@ Rates = Callable[[Collection[str]], Awaitable[dict[str, float]]]
 
 class MemoryBroker:
     def __init__(self, *, horizon: float = HORIZON) -> None:
-        self.hub = EventHub()
+        self.hub = EventHub[MessageEvent]()
+        self.inbox_hub = EventHub[InboxChange]()
         self._horizon = horizon
         self._lanes: dict[Lane, deque[Queued]] = {}
         # Lanes with work, in the order they are offered: the first is taken from next.
@@ -121,6 +123,14 @@ class MemoryBroker:
         self, account_id: UUID
     ) -> AbstractAsyncContextManager[AsyncIterator[MessageEvent]]:
         return self.hub.subscribe(account_id)
+
+    async def publish_inbox(self, changes: Sequence[InboxChange]) -> None:
+        self.inbox_hub.dispatch(changes)
+
+    def subscribe_inbox(
+        self, account_id: UUID
+    ) -> AbstractAsyncContextManager[AsyncIterator[InboxChange]]:
+        return self.inbox_hub.subscribe(account_id)
 
     async def ping(self) -> bool:
         return True

@@ -13,16 +13,24 @@ import asyncio
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 from uuid import UUID
 
 import structlog
 
-from gateway.domain.records import MessageEvent
-
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
+
+
+class AccountScoped(Protocol):
+    """What a hub fans out: anything of one account (message events, inbox changes)."""
+
+    @property
+    def account_id(self) -> UUID: ...
+
+
+E = TypeVar("E", bound=AccountScoped)
 
 
 FELL_BEHIND = "subscriber fell behind; resubscribe with `after`"
@@ -110,16 +118,21 @@ class Mailbox(Generic[T]):
         return self._items.popleft()
 
 
-class EventHub:
+class EventHub(Generic[E]):
+    """Live items of each account, fanned out to the local subscribers of that account."""
+
     def __init__(self, queue_size: int = 1000) -> None:
         self._queue_size = queue_size
-        self._subscribers: dict[UUID, set[Mailbox[MessageEvent]]] = defaultdict(set)
+        self._subscribers: dict[UUID, set[Mailbox[E]]] = defaultdict(set)
 
     @property
     def accounts(self) -> set[UUID]:
         return {a for a, subs in self._subscribers.items() if subs}
 
-    def dispatch(self, events: Sequence[MessageEvent]) -> None:
+    def subscribers(self, account_id: UUID) -> int:
+        return len(self._subscribers.get(account_id, ()))
+
+    def dispatch(self, events: Sequence[E]) -> None:
         for event in events:
             for subscriber in tuple(self._subscribers.get(event.account_id, ())):
                 subscriber.offer(event)
@@ -138,8 +151,8 @@ class EventHub:
             log.warning("live_subscribers_interrupted", subscribers=count)
 
     @asynccontextmanager
-    async def subscribe(self, account_id: UUID) -> AsyncIterator[AsyncIterator[MessageEvent]]:
-        subscriber: Mailbox[MessageEvent] = Mailbox(self._queue_size)
+    async def subscribe(self, account_id: UUID) -> AsyncIterator[AsyncIterator[E]]:
+        subscriber: Mailbox[E] = Mailbox(self._queue_size)
         self._subscribers[account_id].add(subscriber)
         try:
             yield subscriber

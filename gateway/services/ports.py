@@ -12,6 +12,7 @@ from typing import Any, Protocol, Self
 from uuid import UUID
 
 from gateway.domain.channels import Channel
+from gateway.domain.inbox import InboxChange
 from gateway.domain.message_filters import MessageFilter, MessageSort
 from gateway.domain.opt_outs import OptOutSettings
 from gateway.domain.pacing import Queued
@@ -62,6 +63,17 @@ class Broker(Protocol):
         self, account_id: UUID
     ) -> AbstractAsyncContextManager[AsyncIterator[MessageEvent]]:
         """Live events of one account from the moment the context is entered."""
+        ...
+
+    async def publish_inbox(self, changes: Sequence[InboxChange]) -> None:
+        """Tell every process's inbox watchers of the account; best effort, never raises."""
+        ...
+
+    def subscribe_inbox(
+        self, account_id: UUID
+    ) -> AbstractAsyncContextManager[AsyncIterator[InboxChange]]:
+        """Inbox changes of one account from the moment the context is entered; cut off
+        (``gateway.services.hub.CutOff``) like ``subscribe`` when it falls behind."""
         ...
 
     async def ping(self) -> bool: ...
@@ -196,6 +208,8 @@ class UnitOfWork(Protocol):
     ) -> None: ...
 
     def publish(self, events: Iterable[MessageEvent]) -> None: ...
+
+    def publish_inbox(self, changes: Iterable[InboxChange]) -> None: ...
 
     def enqueue(self, work: Iterable[Queued]) -> None: ...
 

@@ -7,13 +7,15 @@ the transaction has committed:
 - The body raises: the transaction is rolled back and nothing is handed over; the exception
   goes on to the caller.
 - The commit fails: nothing is handed over; the commit's exception goes on to the caller.
-- The commit succeeds: the events are published, then the messages enqueued, each in the order
-  they were named. A failure of either is logged and swallowed, never raised: the database
-  work is done and must not be run again (a caller that retries on an exception, such as the
-  group-commit coalescer, would otherwise repeat it). What a failure costs is covered
-  elsewhere: a message not enqueued stays QUEUED in the database, where the sweeper finds it;
-  a live event not published is in the audit trail, from which subscribers resume by cursor.
-  A failed publish does not keep the enqueue from being tried.
+- The commit succeeds: the events are published, then the inbox changes, then the messages
+  enqueued, each in the order they were named. A failure of any is logged and swallowed,
+  never raised: the database work is done and must not be run again (a caller that retries
+  on an exception, such as the group-commit coalescer, would otherwise repeat it). What a
+  failure costs is covered elsewhere: a message not enqueued stays QUEUED in the database,
+  where the sweeper finds it; a live event not published is in the audit trail, from which
+  subscribers resume by cursor; an inbox change not published is only late, shown by the
+  state the next change of its conversation reads (or a reload). A failed hand-over does not
+  keep the next one from being tried.
 
 The transaction is a port (``Transaction``): the database decides what committing means. On
 PostgreSQL, a unit whose only work is one self-contained statement runs it without BEGIN and
@@ -29,6 +31,7 @@ from typing import Self
 
 import structlog
 
+from gateway.domain.inbox import InboxChange
 from gateway.domain.pacing import Queued
 from gateway.domain.records import MessageEvent
 from gateway.services.ports import Broker, Transaction, UnitOfWork
@@ -41,6 +44,7 @@ class Outbox:
 
     def __init__(self) -> None:
         self.events: list[MessageEvent] = []
+        self.inbox: list[InboxChange] = []
         self.work: list[Queued] = []
 
     async def hand_over(self, broker: Broker) -> None:
@@ -50,6 +54,11 @@ class Outbox:
                 await broker.publish(self.events)
             except Exception:
                 log.warning("publish_after_commit_failed", events=len(self.events), exc_info=True)
+        if self.inbox:
+            try:
+                await broker.publish_inbox(self.inbox)
+            except Exception:
+                log.warning("inbox_publish_failed", changes=len(self.inbox), exc_info=True)
         if self.work:
             try:
                 await broker.enqueue(self.work)
@@ -67,6 +76,9 @@ class Unit:
 
     def publish(self, events: Iterable[MessageEvent]) -> None:
         self._outbox.events.extend(events)
+
+    def publish_inbox(self, changes: Iterable[InboxChange]) -> None:
+        self._outbox.inbox.extend(changes)
 
     def enqueue(self, work: Iterable[Queued]) -> None:
         self._outbox.work.extend(work)

@@ -15,6 +15,7 @@ from uuid import UUID
 
 import structlog
 
+from gateway.domain.inbox import InboxChange, InboxChangeKind
 from gateway.domain.pacing import pacing_key
 from gateway.domain.records import MessageEvent
 from gateway.domain.reports import InboundMessage, StatusReport
@@ -105,6 +106,15 @@ class WebhookService:
             change = await self._repo.receive(owner, message, now)
             if change is not None:
                 unit.publish([change.event])
+                # Inbound messages are unread: inbox watchers (every open tab) hear of it.
+                inbound = change.message
+                unit.publish_inbox(
+                    [
+                        InboxChange(
+                            owner, inbound.conversation_id, InboxChangeKind.RECEIVED, inbound.id
+                        )
+                    ]
+                )
                 if self._opt_outs is not None:
                     # A keyword's change and answer commit with the message (or none of it).
                     await self._opt_outs.handle(change.message, now, unit)

@@ -1,14 +1,16 @@
-"""workers.codec: events survive the pub/sub wire format unchanged, ids cached or not."""
+"""workers.codec: events and inbox changes survive the pub/sub wire format unchanged, ids
+cached or not."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
 
+from gateway.domain.inbox import InboxChange, InboxChangeKind
 from gateway.domain.records import MessageEvent
 from gateway.domain.statuses import MessageStatus
 from workers import codec
-from workers.codec import decode_event, encode_event
+from workers.codec import decode_event, decode_inbox_change, encode_event, encode_inbox_change
 
 
 def event(**changes: object) -> MessageEvent:
@@ -43,3 +45,11 @@ def test_the_id_cache_stays_bounded_and_correct() -> None:
         assert len(codec._IDS) <= codec._IDS_MAX
     # Ids seen before the cache was emptied are parsed again, not mixed up.
     assert decode_event(encode_event(originals[0])) == originals[0]
+
+
+def test_every_inbox_change_kind_round_trips() -> None:
+    for kind in InboxChangeKind:
+        original = InboxChange(uuid.uuid4(), uuid.uuid4(), kind, uuid.uuid4())
+        decoded = decode_inbox_change(encode_inbox_change(original))
+        assert decoded == original
+        assert decoded.kind is kind

@@ -14,6 +14,7 @@ from uuid import UUID, uuid4
 import pytest
 
 from gateway.domain.channels import Channel, Direction
+from gateway.domain.inbox import InboxChange, InboxChangeKind
 from gateway.domain.pacing import Queued
 from gateway.domain.records import Message, MessageEvent, Page
 from gateway.domain.reports import KIND_DELIVERY_RECEIPT, InboundMessage, StatusReport
@@ -51,12 +52,16 @@ class MemoryBroker:
     def __init__(self) -> None:
         self.enqueued: list[UUID] = []
         self.published: list[MessageEvent] = []
+        self.inbox: list[InboxChange] = []
 
     async def enqueue(self, work: Sequence[Queued]) -> None:
         self.enqueued.extend(w.message_id for w in work)
 
     async def publish(self, events: Sequence[MessageEvent]) -> None:
         self.published.extend(events)
+
+    async def publish_inbox(self, changes: Sequence[InboxChange]) -> None:
+        self.inbox.extend(changes)
 
 
 class MemoryLifecycle:
@@ -182,6 +187,14 @@ async def test_inbound_goes_to_the_address_owner_else_the_default_else_nowhere()
     assert await embedded.receive(inbound("+14155550198")) == "stored"
     assert {account for account, _ in store.inbound.values()} == {owner, fallback}
     assert len(broker.published) == 2
+    # Each is unread: the inbox watchers of its account hear of it.
+    assert [(c.account_id, c.kind, c.message_id) for c in broker.inbox] == [
+        (owner, InboxChangeKind.RECEIVED, broker.published[0].message_id),
+        (fallback, InboxChangeKind.RECEIVED, broker.published[1].message_id),
+    ]
+    assert [c.conversation_id for c in broker.inbox] == [
+        e.conversation_id for e in broker.published
+    ]
 
 
 async def test_the_same_inbound_message_is_stored_once_per_recipient() -> None:
@@ -195,6 +208,7 @@ async def test_the_same_inbound_message_is_stored_once_per_recipient() -> None:
         "twilio:inbound:+14155550199:SM1",
     ]
     assert len(broker.published) == 2
+    assert len(broker.inbox) == 2, "a duplicate is no new unread message"
 
 
 async def test_reports_are_counted_and_only_applied_ones_published() -> None:

@@ -12,6 +12,7 @@ from uuid import uuid4
 import pytest
 import structlog
 
+from gateway.domain.inbox import InboxChange, InboxChangeKind
 from gateway.domain.pacing import Queued
 from gateway.domain.records import MessageEvent
 from gateway.domain.statuses import MessageStatus
@@ -53,6 +54,7 @@ class FakeBroker:
         self.publish_fails = publish_fails
         self.enqueue_fails = enqueue_fails
         self.published: list[MessageEvent] = []
+        self.inbox: list[InboxChange] = []
         self.enqueued: list[Queued] = []
 
     async def publish(self, events: Sequence[MessageEvent]) -> None:
@@ -60,6 +62,12 @@ class FakeBroker:
         if self.publish_fails:
             raise ConnectionError("redis is down")
         self.published.extend(events)
+
+    async def publish_inbox(self, changes: Sequence[InboxChange]) -> None:
+        self.journal.entries.append(f"inbox {len(changes)}")
+        if self.publish_fails:
+            raise ConnectionError("redis is down")
+        self.inbox.extend(changes)
 
     async def enqueue(self, work: Sequence[Queued]) -> None:
         self.journal.entries.append(f"enqueue {len(work)}")
@@ -82,14 +90,17 @@ async def test_events_and_enqueues_are_handed_over_after_the_commit_in_order() -
     make, broker = units(journal)
     events = [event(n) for n in range(1, 5)]
     ids = [queued() for _ in range(3)]
+    change = InboxChange(uuid4(), uuid4(), InboxChangeKind.RECEIVED, uuid4())
     async with make() as work:
         work.publish(events[:2])
         work.enqueue(ids[:1])
+        work.publish_inbox([change])
         work.publish(iter(events[2:]))
         work.enqueue(ids[1:])
         assert journal.entries == ["begin"], "nothing leaves the unit before its commit"
-    assert journal.entries == ["begin", "commit", "publish 4", "enqueue 3"]
+    assert journal.entries == ["begin", "commit", "publish 4", "inbox 1", "enqueue 3"]
     assert broker.published == events
+    assert broker.inbox == [change]
     assert broker.enqueued == ids
 
 
@@ -99,10 +110,11 @@ async def test_nothing_is_handed_over_when_the_body_raises() -> None:
     with pytest.raises(ValueError, match="refused"):
         async with make() as work:
             work.publish([event(1)])
+            work.publish_inbox([InboxChange(uuid4(), uuid4(), InboxChangeKind.READ, uuid4())])
             work.enqueue([queued()])
             raise ValueError("refused")
     assert journal.entries == ["begin", "rollback"]
-    assert broker.published == [] and broker.enqueued == []
+    assert broker.published == [] and broker.inbox == [] and broker.enqueued == []
 
 
 async def test_nothing_is_handed_over_when_the_commit_fails() -> None:

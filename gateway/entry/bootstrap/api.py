@@ -29,6 +29,7 @@ from gateway.entry.bootstrap.shared import (
 from gateway.observability import StatusCountsProvider
 from gateway.services.auth import ApiKeys
 from gateway.services.events import EventStream
+from gateway.services.inbox import InboxService
 from gateway.services.operator import OperatorService
 from gateway.services.rate_limits import RateLimitConfigError, RateLimiter, parse_rate_limits
 from gateway.services.suppressions import SuppressionService
@@ -187,6 +188,7 @@ def _api(settings: Settings, queue: Queue, sandbox: SandboxConfig | None = None)
             sending=sending,
             operator=OperatorService(storage.lifecycle, queue.broker, units=units),
             events=EventStream(queries, queue.broker),
+            inbox=InboxService(queries, queue.broker, units),
             queries=queries,
             quiet_hours=storage.quiet_hours,
             opt_outs=opt_outs,
