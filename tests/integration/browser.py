@@ -35,6 +35,22 @@ class Offline:
         errors = [e for e in self.errors if expected_error is None or expected_error not in e]
         assert errors == [], errors
 
+    def watch(self, page: Page) -> Page:
+        """Record what ``page`` (a tab of this profile) asks for and what fails on it."""
+        page.on("request", lambda request: self.requested.append(request.url))
+        page.on("websocket", lambda socket: self.sockets.append(socket.url))
+        page.on("pageerror", lambda error: self.errors.append(f"page error: {error}"))
+        page.on(
+            "console",
+            lambda message: (
+                self.errors.append(f"console: {message.text}") if message.type == "error" else None
+            ),
+        )
+        return page
+
+    def new_tab(self) -> Page:
+        return self.watch(self.context.new_page())
+
     def storage(self) -> dict[str, str]:
         stored: dict[str, str] = self.page.evaluate("() => Object.assign({}, localStorage)")
         return stored

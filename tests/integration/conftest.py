@@ -61,15 +61,7 @@ def offline(browser: Browser) -> Iterator[Offline]:
             route.abort("internetdisconnected")
 
     context.route("**/*", guard)
-    page.on("request", lambda request: state.requested.append(request.url))
-    page.on("websocket", lambda socket: state.sockets.append(socket.url))
-    page.on("pageerror", lambda error: state.errors.append(f"page error: {error}"))
-    page.on(
-        "console",
-        lambda message: (
-            state.errors.append(f"console: {message.text}") if message.type == "error" else None
-        ),
-    )
+    state.watch(page)
     try:
         yield state
     finally:

@@ -4,7 +4,8 @@ Headless Debian Chromium (see conftest.py) opens /console on ``messaging-gateway
 page connects with the pre-filled development key, sends through its compose form and watches
 the thread tick to DELIVERED; a signed Twilio inbound (signed with the official ``twilio``
 library) raises an unread badge that search then finds; a dead letter is retried from the page.
-The page's segment preview is checked against the gateway's own count.
+The page's segment preview is checked against the gateway's own count. Two tabs on the same
+key stay in step: a read mark in one clears the unread badge in the other.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ OUR_NUMBER = "+14155550100"
 CUSTOMER = "+14155550731"
 WRITER = "+14155550732"
 REFUSED = "+14155550733"
+TWO_TABS = "+14155550734"
 
 
 @dataclass
@@ -56,6 +58,15 @@ class Console:
         assert response.status_code == 200 and "errors" not in answer, answer
         data: dict[str, Any] = answer["data"]
         return data
+
+    def unread(self, participant: str) -> list[int]:
+        found = self.graphql(
+            """query($p: String) {
+              conversations(participant: $p) { edges { node { unreadCount } } }
+            }""",
+            {"p": participant},
+        )
+        return [e["node"]["unreadCount"] for e in found["conversations"]["edges"]]
 
     def inbound(self, sender: str, body: str) -> None:
         """A signed Twilio inbound SMS, as Twilio posts it."""
@@ -87,8 +98,8 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
         yield Console(server, dev_key_of(server))
 
 
-def open_console(offline: Offline, console: Console) -> Page:
-    page = offline.page
+def open_console(offline: Offline, console: Console, page: Page | None = None) -> Page:
+    page = page or offline.page
     page.goto(f"{console.server.url}/console", wait_until="load")
     assert offline.blocked == [], offline.blocked
     pw_expect(page.locator("#connection")).to_have_text("live", timeout=UI_TIMEOUT_MS)
@@ -143,11 +154,7 @@ def test_compose_inbound_search_and_retry_live(
         "data-status", "RECEIVED", timeout=UI_TIMEOUT_MS
     )
     pw_expect(customer.locator(".badge")).to_have_count(0, timeout=UI_TIMEOUT_MS)
-    found = console.graphql(
-        "query($p: String) { conversations(participant: $p) { edges { node { unreadCount } } } }",
-        {"p": CUSTOMER},
-    )
-    assert [e["node"]["unreadCount"] for e in found["conversations"]["edges"]] == [0]
+    assert console.unread(CUSTOMER) == [0]
     page.locator("#search").fill("")
 
     # A message the sandbox refuses for good becomes a dead letter, shown with its reason.
@@ -183,6 +190,29 @@ def test_compose_inbound_search_and_retry_live(
 
     offline.assert_stayed_on_loopback()
     assert offline.storage() == {}, "the key is never kept in the browser's storage"
+
+
+def test_a_read_mark_in_one_tab_clears_the_badge_in_the_other(
+    console: Console, offline: Offline
+) -> None:
+    first = open_console(offline, console)
+    second = open_console(offline, console, offline.new_tab())
+
+    # An inbound message raises the badge in both tabs, live.
+    console.inbound(TWO_TABS, "Are you there?")
+    badges = [conversation_of(tab, TWO_TABS).locator(".badge") for tab in (first, second)]
+    for badge in badges:
+        pw_expect(badge).to_have_text("1", timeout=UI_TIMEOUT_MS)
+
+    # Reading it in the first tab clears the second's badge: a read mark is no message event,
+    # only the inbox subscription tells the second tab of it.
+    conversation_of(first, TWO_TABS).click()
+    for badge in badges:
+        pw_expect(badge).to_have_count(0, timeout=UI_TIMEOUT_MS)
+    assert console.unread(TWO_TABS) == [0]
+    loads = [u for u in offline.requested if u.endswith("/console")]
+    assert len(loads) == 2, f"each tab loaded the page once: {loads}"
+    offline.assert_stayed_on_loopback()
 
 
 SEGMENT_CASES = [

@@ -205,6 +205,35 @@ function refreshSoon(event) {
 const EVENTS = `subscription Events($after: String) { messageEvents(after: $after) {
   cursor kind status messageId conversationId } }`;
 
+// Read marks made elsewhere (another tab, another person on the account) come only here: they
+// are no message event.
+const INBOX = `subscription Inbox { inboxChanges { conversationId kind unreadCount } }`;
+
+function showUnread(change) {
+  const item = Array.from($("conversations").children).find(
+    (node) => node.dataset.id === change.conversationId,
+  );
+  if (!item) {
+    // A conversation not listed yet (or not matching the search): the list is read again.
+    if (change.kind === "RECEIVED") refreshSoon({ kind: "received", conversationId: change.conversationId });
+    return;
+  }
+  let badge = item.querySelector(".badge");
+  if (change.unreadCount > 0) {
+    if (!badge) {
+      badge = element("span", { class: "badge" });
+      item.querySelector(".participants").after(badge);
+    }
+    badge.textContent = String(change.unreadCount);
+  } else if (badge) {
+    badge.remove();
+  }
+}
+
+function subscribeInbox(send) {
+  send({ id: "inbox", type: "subscribe", payload: { query: INBOX } });
+}
+
 function subscribe() {
   if (socket) socket.close();
   const url = new URL(endpoint);
@@ -220,12 +249,23 @@ function subscribe() {
     if (frame.type === "connection_ack") {
       $("connection").textContent = "live";
       send({ id: "events", type: "subscribe", payload: { query: EVENTS, variables: { after: lastCursor } } });
+      subscribeInbox(send);
     } else if (frame.type === "ping") {
       send({ type: "pong" });
+    } else if (frame.type === "next" && frame.payload.data && frame.id === "inbox") {
+      showUnread(frame.payload.data.inboxChanges);
     } else if (frame.type === "next" && frame.payload.data) {
       const event = frame.payload.data.messageEvents;
       lastCursor = event.cursor;
       refreshSoon(event);
+    } else if (frame.type === "complete" && frame.id === "inbox") {
+      // Cut off (it fell behind, or the live feed was interrupted): no change has a cursor to
+      // resume from, so the badges are read again and the changes followed anew.
+      setTimeout(() => {
+        if (socket !== ws || ws.readyState !== WebSocket.OPEN) return;
+        subscribeInbox(send);
+        loadConversations().catch(showError);
+      }, 1000);
     } else if (frame.type === "error") {
       $("connection").textContent = "subscription refused";
     }
