@@ -84,6 +84,16 @@ async def own_pipeline(
         yield running
 
 
+@pytest.fixture(scope="module")
+async def apis(
+    postgres: PostgresServer, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Pipeline]:
+    """Two API processes alone (no worker) on a fresh database and the shared Redis."""
+    tmp = tmp_path_factory.mktemp("apis")
+    async with start_pipeline(tmp, fresh_postgres_url(postgres), redis_server, workers=0) as pipe:
+        yield pipe
+
+
 def fresh_postgres_url(postgres: PostgresServer) -> str:
     name = "t_" + uuid.uuid4().hex[:12]
     postgres.create_database(name)

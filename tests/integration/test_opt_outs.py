@@ -80,6 +80,26 @@ query S($address: String) {
 """
 
 
+async def post_twilio_inbound(
+    http: httpx.AsyncClient,
+    base_url: str,
+    params: dict[str, str],
+    *,
+    auth_token: str,
+    public_base_url: str,
+) -> httpx.Response:
+    """POST a Twilio inbound form to ``base_url``, signed for the gateway's public URL."""
+    signature = RequestValidator(auth_token).compute_signature(public_base_url + INBOUND, params)
+    return await http.post(
+        base_url + INBOUND,
+        content=urlencode(params).encode(),
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": signature,
+        },
+    )
+
+
 class Tenant:
     def __init__(self, gateway: RunningGateway, account_id: UUID, client: GraphQLClient) -> None:
         self.gateway = gateway
@@ -109,16 +129,12 @@ class Tenant:
 
     async def post(self, params: dict[str, str]) -> httpx.Response:
         settings = self.gateway.container.settings
-        signature = RequestValidator(settings.twilio_auth_token).compute_signature(
-            settings.public_base_url + INBOUND, params
-        )
-        return await self.gateway.http.post(
-            self.gateway.base_url + INBOUND,
-            content=urlencode(params).encode(),
-            headers={
-                "Content-Type": "application/x-www-form-urlencoded",
-                "X-Twilio-Signature": signature,
-            },
+        return await post_twilio_inbound(
+            self.gateway.http,
+            self.gateway.base_url,
+            params,
+            auth_token=settings.twilio_auth_token,
+            public_base_url=settings.public_base_url,
         )
 
     async def conversation(self, participant: str) -> dict[str, Any]:

@@ -26,16 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
-from harness.pipeline import Pipeline, start_pipeline
+from harness.pipeline import Pipeline
 from harness.processes import CLI, scrubbed_env, serve_process
-from harness.servers import PostgresServer, RedisServer
-from tests.conftest import fresh_postgres_url
 
 PROTOCOL = Subprotocol("graphql-transport-ws")
 KEY = re.compile(r"mgw_[A-Za-z0-9_-]{20,}")
@@ -226,15 +223,6 @@ async def revoked_key_closes_its_socket(gw: Gateway) -> None:
 
 
 # --------------------------------------------------------------- two API processes
-
-
-@pytest.fixture(scope="module")
-async def apis(
-    postgres: PostgresServer, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Pipeline]:
-    tmp = tmp_path_factory.mktemp("revocation")
-    async with start_pipeline(tmp, fresh_postgres_url(postgres), redis_server, workers=0) as pipe:
-        yield pipe
 
 
 async def test_revoked_key_closes_its_socket_on_every_api_process(apis: Pipeline) -> None:
