@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,20 +63,20 @@ async def until_error(ws: Any) -> tuple[int, list[dict[str, Any]]]:
 
 
 async def wait_for_member(container: GatewayParts, account: uuid.UUID) -> None:
-    # White-box: graphql-transport-ws never acknowledges a subscribe.
-    for _ in range(500):
-        if container.events.feeds.members(account) >= 1:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("the subscription never registered")
+    await _registered(lambda: container.events.feeds.members(account) >= 1)
 
 
 async def wait_for_inbox_watcher(container: GatewayParts, account: uuid.UUID) -> None:
+    await _registered(lambda: container.broker.inbox_hub.subscribers(account) >= 1)
+
+
+async def _registered(done: Callable[[], bool]) -> None:
+    # White-box: graphql-transport-ws never acknowledges a subscribe.
     for _ in range(500):
-        if container.broker.inbox_hub.subscribers(account) >= 1:
+        if done():
             return
         await asyncio.sleep(0.02)
-    raise AssertionError("the inbox subscription never registered")
+    raise AssertionError("the subscription never registered")
 
 
 def cut_off_notes(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
