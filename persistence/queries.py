@@ -12,7 +12,18 @@ from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, Row, Select, func, literal_column, or_, select, tuple_
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Row,
+    Select,
+    Subquery,
+    func,
+    literal_column,
+    or_,
+    select,
+    tuple_,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.domain.message_filters import MessageFilter, MessageSort
@@ -28,9 +39,13 @@ from persistence.rows import (
     event_from_row,
     message_from_row,
 )
-from persistence.search import body_matches
+from persistence.search import body_matches, conversation_matches, documents_match
 
 T = TypeVar("T")
+
+#: How many of the newest messages a search on PostgreSQL may test one by one before it reads
+#: the full-text index instead: words in more than a page in this many are found this way.
+SEARCH_WINDOW = 10_000
 
 
 class QueryRepository(Repository):
@@ -96,17 +111,11 @@ class QueryRepository(Repository):
         if participant is not None:
             query = query.where(or_(c.participant_a == participant, c.participant_b == participant))
         if search is not None:
-            m = MESSAGES.c
-            said = select(m.id).where(
-                m.conversation_id == c.id,
-                m.account_id == account_id,
-                body_matches(self.dialect, search.terms),
-            )
             query = query.where(
                 or_(
                     c.participant_a.contains(search.fragment, autoescape=True),
                     c.participant_b.contains(search.fragment, autoescape=True),
-                    said.exists(),
+                    conversation_matches(self.dialect, account_id, search.terms),
                 )
             )
         return await keyset_page(
@@ -176,7 +185,7 @@ class QueryRepository(Repository):
             .where(
                 m.account_id == account_id,
                 m.conversation_id.in_(conversation_ids),
-                body_matches(self.dialect, terms),
+                body_matches(self.dialect, account_id, terms),
             )
             .subquery()
         )
@@ -251,11 +260,71 @@ class QueryRepository(Repository):
                 query = query.where(column >= window.since)
             if window.until is not None:
                 query = query.where(column < window.until)
-        if where.search:
-            query = query.where(body_matches(self.dialect, where.search))
         moment = m.updated_at if sort == MessageSort.UPDATED_AT else m.created_at
+        if where.search and self.dialect == "postgresql":
+            return await self._searched_page(
+                account_id, query, where.search, moment, first, after, descending
+            )
+        if where.search:
+            query = query.where(body_matches(self.dialect, account_id, where.search))
         return await keyset_page(
             self.engine, query, (moment, m.id), message_from_row, first, after, descending
+        )
+
+    async def _searched_page(
+        self,
+        account_id: UUID,
+        query: Select[Any],
+        terms: tuple[Term, ...],
+        moment: Column[datetime],
+        first: int,
+        after: tuple[datetime, UUID] | None,
+        descending: bool,
+    ) -> Page[Message]:
+        """A page of the messages of ``query`` whose bodies have every term, on PostgreSQL.
+
+        It can be read two ways: along the order, testing each message, which is cheap when
+        many messages have the words; or from the full-text index, sorting what it finds,
+        which is cheap when few have them. The planner cannot tell a rare word from a common
+        one that its statistics did not sample, and picks the first way for both: a word in
+        one message of a million had it test them all. So the first way is bounded to a window
+        of the newest messages, and the second runs only when the window held less than a
+        page, which shows the words to be rare.
+        """
+        key = (moment, MESSAGES.c.id)
+        recent = (
+            keyset_where(query, key, after, descending)
+            .order_by(*keyset_order(key, descending))
+            .limit(SEARCH_WINDOW)
+            .subquery()
+        )
+        page = await self._page_of(
+            recent,
+            documents_match(recent.c.id, account_id, terms),
+            moment,
+            first,
+            after,
+            descending,
+        )
+        if page.has_next:
+            return page
+        # OFFSET 0 plans every match apart from the order and the LIMIT: read from the index.
+        found = query.where(body_matches(self.dialect, account_id, terms)).offset(0).subquery()
+        return await self._page_of(found, None, moment, first, after, descending)
+
+    async def _page_of(
+        self,
+        rows: Subquery,
+        where: ColumnElement[bool] | None,
+        moment: Column[datetime],
+        first: int,
+        after: tuple[datetime, UUID] | None,
+        descending: bool,
+    ) -> Page[Message]:
+        query = select(rows) if where is None else select(rows).where(where)
+        key = (rows.c[moment.name], rows.c.id)
+        return await keyset_page(
+            self.engine, query, key, message_from_row, first, after, descending
         )
 
     async def dead_letters_page(
@@ -308,16 +377,30 @@ async def keyset_page(
 ) -> Page[T]:
     """A keyset page of ``query`` ordered by ``key`` (a time, then the id that breaks ties),
     newest first unless not ``descending``, beginning after the cursor ``after``."""
-    moment, id_ = key
-    if after is not None:
-        past = (
-            tuple_(moment, id_) < tuple_(*after)
-            if descending
-            else tuple_(moment, id_) > tuple_(*after)
-        )
-        query = query.where(past)
-    order = (moment.desc(), id_.desc()) if descending else (moment.asc(), id_.asc())
-    query = query.order_by(*order).limit(first + 1)
+    query = keyset_where(query, key, after, descending)
+    query = query.order_by(*keyset_order(key, descending)).limit(first + 1)
     async with engine.connect() as conn:
         items = [from_row(r) for r in await conn.execute(query)]
     return Page(items[:first], len(items) > first, after is not None)
+
+
+def keyset_where(
+    query: Select[Any],
+    key: tuple[ColumnElement[datetime], ColumnElement[UUID]],
+    after: tuple[datetime, UUID] | None,
+    descending: bool,
+) -> Select[Any]:
+    """``query`` narrowed to the rows past the cursor ``after`` in the order of ``key``."""
+    if after is None:
+        return query
+    moment, id_ = key
+    if descending:
+        return query.where(tuple_(moment, id_) < tuple_(*after))
+    return query.where(tuple_(moment, id_) > tuple_(*after))
+
+
+def keyset_order(
+    key: tuple[ColumnElement[datetime], ColumnElement[UUID]], descending: bool
+) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
+    moment, id_ = key
+    return (moment.desc(), id_.desc()) if descending else (moment.asc(), id_.asc())

@@ -200,6 +200,17 @@ async def test_search_finds_the_same_messages_on_both_databases(client: GraphQLC
     assert await found("dog", to=ALICE) == set()
 
 
+async def test_search_finds_a_message_after_its_status_changes(client: GraphQLClient) -> None:
+    sent = await send(client, sms(body="Your kumquat crate ships today"))
+    queued = await listed(client, filter={"search": "kumquat"})
+    await wait_for_status(client, sent["id"], "DELIVERED")
+    assert queued == [sent["id"]]
+    assert await listed(client, filter={"search": "kumquat crate"}) == [sent["id"]]
+    assert await listed(client, filter={"search": "kumquat", "status": ["DELIVERED"]}) == [
+        sent["id"]
+    ]
+
+
 async def test_a_search_without_words_is_bad_user_input(client: GraphQLClient) -> None:
     await send(client, sms())
     for query in ("", "   ", '"" * & | !', "\\", "x" * 501):

@@ -17,7 +17,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Column, Index, Integer, MetaData, String, inspect
+from sqlalchemy import Column, Index, Integer, MetaData, String, inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -178,3 +178,67 @@ async def test_drift_check_detects_a_table_missing_from_the_models(
         diff = await connection.run_sync(_diff, fewer)
     removed_tables = [e[1].name for e in diff if isinstance(e, tuple) and e[0] == "remove_table"]
     assert removed_tables == ["idempotency_keys"], diff
+
+
+async def test_search_documents_move_to_their_table_and_back(postgres: PostgresServer) -> None:
+    """0017 copies the documents of the stored messages out of ``messages`` (a body without
+    words gets none) and drops the column; its downgrade restores the column and its index."""
+    name = "mig_" + uuid.uuid4().hex[:12]
+    postgres.create_database(name)
+    engine = create_engine(Settings(database_url=postgres.url(name)))
+    account, conversation = uuid.uuid4(), uuid.uuid4()
+    bodies = {uuid.uuid4(): body for body in ("your parcel", "no match", "?!", None)}
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_migrate(command.upgrade, "0016b"))
+            await conn.execute(
+                text("INSERT INTO accounts (id, name, created_at) VALUES (:a, 'a', now())"),
+                {"a": account},
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO conversations (id, account_id, participant_a, participant_b,"
+                    " created_at, last_message_at) VALUES (:c, :a, 'x', 'y', now(), now())"
+                ),
+                {"a": account, "c": conversation},
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO messages (id, account_id, conversation_id, channel, direction,"
+                    " sender, recipient, body, attachments, status, attempts, created_at,"
+                    " updated_at) VALUES (:id, :a, :c, 'SMS', 'OUTBOUND', 'x', 'y', :body, '[]',"
+                    " 'QUEUED', 0, now(), now())"
+                ),
+                [
+                    {"id": id_, "a": account, "c": conversation, "body": b}
+                    for id_, b in bodies.items()
+                ],
+            )
+            await conn.run_sync(_migrate(command.upgrade, "0017"))
+            copied = await conn.execute(
+                text(
+                    "SELECT message_id, account_id, conversation_id, document::text"
+                    " FROM message_search ORDER BY document::text"
+                )
+            )
+            by_body = {b: id_ for id_, b in bodies.items()}
+            assert [tuple(r) for r in copied] == [
+                (by_body["no match"], account, conversation, "'match':2 'no':1"),
+                (by_body["your parcel"], account, conversation, "'parcel':2 'your':1"),
+            ]
+            assert "search" not in {c["name"] for c in await conn.run_sync(_columns)}
+
+            await conn.run_sync(_migrate(command.downgrade, "0016b"))
+            found = await conn.execute(
+                text("SELECT id FROM messages WHERE search @@ to_tsquery('simple', 'parcel')")
+            )
+            assert list(found.scalars()) == [by_body["your parcel"]]
+            indexes = await conn.run_sync(lambda c: inspect(c).get_indexes("messages"))
+            assert "ix_messages_search" in {i["name"] for i in indexes}
+            assert not await conn.run_sync(lambda c: inspect(c).has_table("message_search"))
+    finally:
+        await engine.dispose()
+
+
+def _columns(connection: Connection) -> list[Any]:
+    return list(inspect(connection).get_columns("messages"))

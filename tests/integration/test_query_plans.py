@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.domain.channels import Channel, Direction
 from gateway.domain.message_filters import MessageFilter, MessageSort, TimeRange
+from gateway.domain.records import Message
 from gateway.domain.search import parse
 from gateway.domain.statuses import MessageStatus
 from gateway.settings import Settings
@@ -356,19 +357,45 @@ async def test_every_filter_of_the_message_listing_is_served_by_an_index(
                 assert index in plan, f"{what}:\n{plan}"
                 assert "Sort" not in plan, f"{what}:\n{plan}"
             assert found, what
-    # A search reads the matches from the full-text index, whatever else is asked.
-    for where in (
-        MessageFilter(search=parse("parcel")),
-        MessageFilter(search=parse('"rare parcel" 20*'), direction=Direction.INBOUND),
+    # A search of words in many messages reads them along the order, testing each message's
+    # document; one of rare words tests a bounded window so, then reads the full-text index.
+    # Newest first: the lower g, the newer.
+    for where, reads, bodies in (
+        (
+            MessageFilter(search=parse("see")),
+            ["ix_messages_account_id_created_at_id"],
+            [f"see you at {g}" for g in range(1, 51)],
+        ),
+        (
+            MessageFilter(search=parse("see"), direction=Direction.INBOUND),
+            ["ix_messages_account_id_created_at_id"],
+            [f"see you at {g}" for g in range(5, 251, 5)],
+        ),
+        (
+            MessageFilter(search=parse("parcel")),
+            ["ix_messages_account_id_created_at_id", "ix_message_search_document"],
+            [f"a rare parcel {g}" for g in range(1000, 50001, 1000)],
+        ),
+        (
+            MessageFilter(search=parse('"rare parcel" 20*'), direction=Direction.INBOUND),
+            ["ix_messages_account_id_created_at_id", "ix_message_search_document"],
+            ["a rare parcel 2000", "a rare parcel 20000"],
+        ),
     ):
-        [plan] = await _plans_of(
-            engine,
-            lambda where=where: queries.filtered_messages_page(
+        found: list[Message] = []
+
+        async def search(where: MessageFilter = where, found: list[Message] = found) -> None:
+            page = await queries.filtered_messages_page(
                 account, where, sort=MessageSort.CREATED_AT, descending=True, first=50, after=None
-            ),
-        )
-        assert "ix_messages_search" in plan, plan
-        assert "Seq Scan on messages" not in plan, plan
+            )
+            found.extend(page.items)
+
+        plans = await _plans_of(engine, search)
+        assert len(plans) == len(reads), plans
+        for plan, index in zip(plans, reads, strict=True):
+            assert index in plan, plan
+            assert "Seq Scan on messages" not in plan, plan
+        assert [m.body for m in found] == bodies, where
     # Unread counts read only the inbound messages of the conversations asked for.
     [plan] = await _plans_of(engine, lambda: queries.unread_counts(conversations[:3]))
     assert "ix_messages_inbound" in plan, plan

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import insert, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.services.ports import DueDelivery
 from gateway.services.webhook_deliveries import DeliveryRetention
@@ -36,27 +36,36 @@ async def engine(
         yield engine
 
 
+async def account_with_conversation(
+    conn: AsyncConnection, now: datetime
+) -> tuple[uuid.UUID, uuid.UUID]:
+    """A new account with one conversation; their ids."""
+    account, conversation = uuid.uuid4(), uuid.uuid4()
+    await conn.execute(
+        insert(AccountRow).values(id=account, name=f"a-{account.hex}", created_at=now)
+    )
+    await conn.execute(
+        insert(ConversationRow).values(
+            id=conversation,
+            account_id=account,
+            participant_a="a",
+            participant_b="b",
+            created_at=now,
+            last_message_at=now,
+        )
+    )
+    return account, conversation
+
+
 async def seed(
     engine: AsyncEngine, now: datetime, endpoints: dict[str, bool]
 ) -> tuple[dict[str, uuid.UUID], int, uuid.UUID]:
     """One account with one message and one event, and its endpoints by name (enabled or
     not); the endpoints' ids, the event's id and the account's."""
-    account, conversation, message = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    message = uuid.uuid4()
     ids = {name: uuid.uuid4() for name in endpoints}
     async with engine.begin() as conn:
-        await conn.execute(
-            insert(AccountRow).values(id=account, name=f"a-{account.hex}", created_at=now)
-        )
-        await conn.execute(
-            insert(ConversationRow).values(
-                id=conversation,
-                account_id=account,
-                participant_a="a",
-                participant_b="b",
-                created_at=now,
-                last_message_at=now,
-            )
-        )
+        account, conversation = await account_with_conversation(conn, now)
         await conn.execute(
             insert(MessageRow).values(
                 id=message,

@@ -6,7 +6,8 @@ words, the same words in every language) and a GIN index on it. SQLite: an FTS5 
 the same transaction as every insert, update and delete of a message.
 
 Neither is part of the SQLAlchemy models: the database maintains them itself, and the read side
-names them in SQL (persistence/search.py).
+names them in SQL (persistence/search.py). Migration 0017 moves the PostgreSQL document off the
+message row, into a table of its own.
 """
 
 from alembic import op

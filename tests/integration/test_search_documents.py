@@ -1,0 +1,135 @@
+"""A message's search document is written with the message and left alone by its status
+changes, on both databases: PostgreSQL's row in ``message_search``, SQLite's FTS5 index.
+
+Status changes are the messages table's most frequent writes; a document rewritten by each
+of them would cost every one of them the full-text index's work.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import delete, insert, text, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.domain.message_filters import MessageFilter, MessageSort
+from gateway.domain.search import parse
+from gateway.settings import Settings
+from persistence.queries import QueryRepository
+from persistence.rows import MESSAGES
+from tests.conftest import fresh_postgres_url, migrated_engine
+from tests.integration.test_webhook_claims import account_with_conversation
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    if request.param == "postgresql":
+        settings = Settings(database_url=fresh_postgres_url(request.getfixturevalue("postgres")))
+    else:
+        settings = Settings(database_url=None, redis_url=None, data_dir=tmp_path / "data")
+    async with migrated_engine(settings) as engine:
+        yield engine
+
+
+async def _store(
+    engine: AsyncEngine, bodies: list[str | None]
+) -> tuple[uuid.UUID, list[uuid.UUID]]:
+    """An account with one conversation and a QUEUED message of each body, stored by one
+    statement as the accept stores them; (the account, the message ids)."""
+    now = datetime.now(UTC)
+    ids = [uuid.uuid4() for _ in bodies]
+    async with engine.begin() as conn:
+        account, conversation = await account_with_conversation(conn, now)
+        await conn.execute(
+            insert(MESSAGES),
+            [
+                {
+                    "id": id_,
+                    "account_id": account,
+                    "conversation_id": conversation,
+                    "channel": "SMS",
+                    "direction": "OUTBOUND",
+                    "sender": "a",
+                    "recipient": "b",
+                    "body": body,
+                    "attachments": [],
+                    "status": "QUEUED",
+                    "attempts": 0,
+                    "created_at": now + timedelta(seconds=n),
+                    "updated_at": now + timedelta(seconds=n),
+                }
+                for n, (id_, body) in enumerate(zip(ids, bodies, strict=True))
+            ],
+        )
+    return account, ids
+
+
+async def _documents(engine: AsyncEngine) -> list[Any]:
+    """Everything the database keeps of the search documents, with PostgreSQL's row versions:
+    a rewrite shows even when it writes the same words."""
+    query = (
+        "SELECT message_id, xmin::text, ctid::text, document::text FROM message_search"
+        " ORDER BY message_id"
+        if engine.dialect.name == "postgresql"
+        else "SELECT 'data', id, block FROM messages_fts_data"
+        " UNION ALL SELECT 'size', id, sz FROM messages_fts_docsize ORDER BY 1, 2"
+    )
+    async with engine.connect() as conn:
+        return [tuple(r) for r in await conn.execute(text(query))]
+
+
+async def _found(engine: AsyncEngine, account: uuid.UUID, search: str) -> list[uuid.UUID]:
+    where = MessageFilter(search=parse(search))
+    page = await QueryRepository(engine).filtered_messages_page(
+        account, where, sort=MessageSort.CREATED_AT, descending=True, first=50, after=None
+    )
+    return [m.id for m in page.items]
+
+
+async def test_status_changes_leave_the_search_document_alone(engine: AsyncEngine) -> None:
+    account, [parcel, invoice] = await _store(engine, ["your parcel ships", "invoice attached"])
+    before = await _documents(engine)
+    assert before
+    async with engine.begin() as conn:
+        for status in ("SENDING", "SENT", "DELIVERED"):
+            await conn.execute(
+                update(MESSAGES)
+                .where(MESSAGES.c.id == parcel)
+                .values(status=status, attempts=1, updated_at=datetime.now(UTC))
+            )
+    assert await _documents(engine) == before
+    assert await _found(engine, account, "parcel") == [parcel]
+    assert await _found(engine, account, "invoice") == [invoice]
+
+
+async def test_the_document_follows_a_changed_body_and_goes_with_its_message(
+    engine: AsyncEngine,
+) -> None:
+    account, [parcel, invoice] = await _store(engine, ["your parcel ships", "invoice attached"])
+    before = await _documents(engine)
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(MESSAGES).where(MESSAGES.c.id == parcel).values(body="your refund is due")
+        )
+    assert await _documents(engine) != before
+    assert await _found(engine, account, "parcel") == []
+    assert await _found(engine, account, "refund") == [parcel]
+    async with engine.begin() as conn:
+        await conn.execute(delete(MESSAGES).where(MESSAGES.c.id == invoice))
+    assert await _found(engine, account, "invoice") == []
+    if engine.dialect.name == "postgresql":
+        assert [row[0] for row in await _documents(engine)] == [parcel]
+
+
+async def test_postgresql_keeps_no_document_for_a_body_without_words(
+    postgres: Any, tmp_path: Path
+) -> None:
+    settings = Settings(database_url=fresh_postgres_url(postgres))
+    async with migrated_engine(settings) as engine:
+        _, [_, _, worded] = await _store(engine, [None, "?! ...", "a word"])
+        assert [row[0] for row in await _documents(engine)] == [worded]
