@@ -18,6 +18,7 @@ from sqlalchemy import delete, insert, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.domain.message_filters import MessageFilter, MessageSort
+from gateway.domain.records import Message, Page
 from gateway.domain.search import parse
 from gateway.settings import Settings
 from persistence.queries import QueryRepository
@@ -83,12 +84,21 @@ async def _documents(engine: AsyncEngine) -> list[Any]:
         return [tuple(r) for r in await conn.execute(text(query))]
 
 
-async def _found(engine: AsyncEngine, account: uuid.UUID, search: str) -> list[uuid.UUID]:
+async def _page(
+    engine: AsyncEngine,
+    account: uuid.UUID,
+    search: str,
+    descending: bool = True,
+    after: tuple[datetime, uuid.UUID] | None = None,
+) -> Page[Message]:
     where = MessageFilter(search=parse(search))
-    page = await QueryRepository(engine).filtered_messages_page(
-        account, where, sort=MessageSort.CREATED_AT, descending=True, first=50, after=None
+    return await QueryRepository(engine).filtered_messages_page(
+        account, where, sort=MessageSort.CREATED_AT, descending=descending, first=50, after=after
     )
-    return [m.id for m in page.items]
+
+
+async def _found(engine: AsyncEngine, account: uuid.UUID, search: str) -> list[uuid.UUID]:
+    return [m.id for m in (await _page(engine, account, search)).items]
 
 
 async def test_status_changes_leave_the_search_document_alone(engine: AsyncEngine) -> None:
@@ -133,3 +143,22 @@ async def test_postgresql_keeps_no_document_for_a_body_without_words(
     async with migrated_engine(settings) as engine:
         _, [_, _, worded] = await _store(engine, [None, "?! ...", "a word"])
         assert [row[0] for row in await _documents(engine)] == [worded]
+
+
+async def test_search_pages_walk_every_match_once_in_both_orders(engine: AsyncEngine) -> None:
+    # 130 messages, every one with "common", every tenth with "rare": on PostgreSQL a page of
+    # "common" is found along the order, one of "rare" from the full-text index.
+    bodies = [f"common {n}" + (" rare" if n % 10 == 0 else "") for n in range(130)]
+    account, ids = await _store(engine, list(bodies))
+    for search, expected in (("common", ids), ("rare", ids[::10])):
+        for descending in (True, False):
+            walked: list[uuid.UUID] = []
+            after = None
+            while True:
+                page = await _page(engine, account, search, descending, after)
+                walked += [m.id for m in page.items]
+                assert len(walked) <= len(expected), (search, descending)
+                if not page.has_next:
+                    break
+                after = (page.items[-1].created_at, page.items[-1].id)
+            assert walked == (expected[::-1] if descending else expected), (search, descending)
