@@ -23,6 +23,7 @@ from sqlalchemy import (
     or_,
     select,
     tuple_,
+    union,
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -39,13 +40,20 @@ from persistence.rows import (
     event_from_row,
     message_from_row,
 )
-from persistence.search import body_matches, conversation_matches, documents_match
+from persistence.search import (
+    body_matches,
+    conversation_matches,
+    conversations_matching,
+    document_matches,
+)
 
 T = TypeVar("T")
 
 #: How many of the newest messages a search on PostgreSQL may test one by one before it reads
 #: the full-text index instead: words in more than a page in this many are found this way.
 SEARCH_WINDOW = 10_000
+#: The same for a search of conversations, each tested on its own documents.
+CONVERSATION_WINDOW = 200
 
 
 class QueryRepository(Repository):
@@ -110,6 +118,9 @@ class QueryRepository(Repository):
         query = select(CONVERSATIONS).where(c.account_id == account_id)
         if participant is not None:
             query = query.where(or_(c.participant_a == participant, c.participant_b == participant))
+        key = (c.last_message_at, c.id)
+        if search is not None and self.dialect == "postgresql":
+            return await self._searched_conversations(account_id, query, search, first, after)
         if search is not None:
             query = query.where(
                 or_(
@@ -118,8 +129,60 @@ class QueryRepository(Repository):
                     conversation_matches(self.dialect, account_id, search.terms),
                 )
             )
+        return await keyset_page(self.engine, query, key, conversation_from_row, first, after)
+
+    async def _searched_conversations(
+        self,
+        account_id: UUID,
+        query: Select[Any],
+        search: ConversationSearch,
+        first: int,
+        after: tuple[datetime, UUID] | None,
+    ) -> Page[Conversation]:
+        """A page of the conversations of ``query`` that ``search`` finds, on PostgreSQL: the
+        two ways of a message search (``_searched_page``). A conversation's documents are
+        probed one conversation at a time, newest conversation first, over a bounded window;
+        when the window holds less than a page, every match is read from the full-text index
+        at once. Whatever the words, the statement's plan is the same, so a plan the server
+        caches for all searches suits each of them."""
+        c = CONVERSATIONS.c
+        key = (c.last_message_at, c.id)
+        recent = (
+            keyset_where(query, key, after, True)
+            .order_by(*keyset_order(key, True))
+            .limit(CONVERSATION_WINDOW)
+            .subquery("recent")
+        )
+        said = or_(
+            recent.c.participant_a.contains(search.fragment, autoescape=True),
+            recent.c.participant_b.contains(search.fragment, autoescape=True),
+            # By name: the probe's own subquery must see the window's row, not a copy of it.
+            conversation_matches(
+                self.dialect, account_id, search.terms, literal_column("recent.id")
+            ),
+        )
+        recent_key = (recent.c.last_message_at, recent.c.id)
+        page = await keyset_page(
+            self.engine, select(recent).where(said), recent_key, conversation_from_row, first, after
+        )
+        if page.has_next:
+            return page
+        # A union, not an OR: a join the server may hash to disk, whatever the matches number.
+        named = select(c.id).where(
+            c.account_id == account_id,
+            or_(
+                c.participant_a.contains(search.fragment, autoescape=True),
+                c.participant_b.contains(search.fragment, autoescape=True),
+            ),
+        )
+        found = union(named, conversations_matching(account_id, search.terms))
         return await keyset_page(
-            self.engine, query, (c.last_message_at, c.id), conversation_from_row, first, after
+            self.engine,
+            query.where(c.id.in_(found.scalar_subquery())),
+            key,
+            conversation_from_row,
+            first,
+            after,
         )
 
     async def unread_counts(self, conversation_ids: Sequence[UUID]) -> dict[UUID, int]:
@@ -174,23 +237,30 @@ class QueryRepository(Repository):
         """The newest message of each conversation whose body has every term."""
         if not conversation_ids:
             return {}
-        m = MESSAGES.c
-        newest = (
-            func.row_number()
-            .over(partition_by=m.conversation_id, order_by=(m.created_at.desc(), m.id.desc()))
-            .label("newest")
+        m, c = MESSAGES.c, CONVERSATIONS.c
+        has_words = (
+            document_matches(m.id, terms)
+            if self.dialect == "postgresql"
+            else body_matches(self.dialect, account_id, terms)
         )
-        ranked = (
-            select(MESSAGES, newest)
-            .where(
-                m.account_id == account_id,
-                m.conversation_id.in_(conversation_ids),
-                body_matches(self.dialect, account_id, terms),
-            )
+        # Each conversation's messages newest first, tested one by one up to the first that
+        # has the words: however common or rare they are, no match beyond it is read.
+        newest = (
+            select(m.id)
+            .where(m.conversation_id == c.id, m.account_id == account_id, has_words)
+            .order_by(m.created_at.desc(), m.id.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        # OFFSET 0: each conversation's pick is made once, not again inside the join.
+        picked = (
+            select(newest.label("id"))
+            .where(c.id.in_(conversation_ids), c.account_id == account_id)
+            .offset(0)
             .subquery()
         )
         async with self.engine.connect() as conn:
-            rows = await conn.execute(select(ranked).where(ranked.c.newest == 1))
+            rows = await conn.execute(select(MESSAGES).join(picked, m.id == picked.c.id))
         return {r.conversation_id: message_from_row(r) for r in rows}
 
     async def messages_page(
@@ -286,10 +356,10 @@ class QueryRepository(Repository):
         It can be read two ways: along the order, testing each message, which is cheap when
         many messages have the words; or from the full-text index, sorting what it finds,
         which is cheap when few have them. The planner cannot tell a rare word from a common
-        one that its statistics did not sample, and picks the first way for both: a word in
-        one message of a million had it test them all. So the first way is bounded to a window
-        of the newest messages, and the second runs only when the window held less than a
-        page, which shows the words to be rare.
+        one that its statistics did not sample, and a plan it caches for the statement serves
+        every search alike: a word in one message of a million had it test them all. So the
+        first way is bounded to a window of the newest messages, and the second runs only when
+        the window held less than a page, which shows the words to be rare.
         """
         key = (moment, MESSAGES.c.id)
         recent = (
@@ -300,7 +370,7 @@ class QueryRepository(Repository):
         )
         page = await self._page_of(
             recent,
-            documents_match(recent.c.id, account_id, terms),
+            document_matches(recent.c.id, terms),
             moment,
             first,
             after,

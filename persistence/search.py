@@ -28,9 +28,18 @@ def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
 
 
 def body_matches(dialect: str, account_id: UUID, terms: tuple[Term, ...]) -> ColumnElement[bool]:
-    """True for a message of the account whose body has every term."""
+    """True for a message of the account whose body has every term, as a set of matches the
+    database may read from the full-text index at once."""
     if dialect == "postgresql":
-        return documents_match(literal_column("messages.id"), account_id, terms)
+        documents: Select[Any] = (
+            select(literal_column("message_id"))
+            .select_from(text(DOCUMENTS))
+            .where(
+                literal_column("account_id") == bindparam(None, account_id),
+                literal_column("document").op("@@")(_tsquery(terms)),
+            )
+        )
+        return literal_column("messages.id").in_(documents.scalar_subquery())
     fts: ColumnElement[Any] = literal_column(FTS_TABLE)
     matching: Select[Any] = (
         select(literal_column("rowid"))
@@ -40,19 +49,19 @@ def body_matches(dialect: str, account_id: UUID, terms: tuple[Term, ...]) -> Col
     return literal_column("messages.rowid").in_(matching.scalar_subquery())
 
 
-def documents_match(
-    message_id: ColumnElement[Any], account_id: UUID, terms: tuple[Term, ...]
+def document_matches(
+    message_id: ColumnElement[Any], terms: tuple[Term, ...]
 ) -> ColumnElement[bool]:
-    """PostgreSQL: True for the id of a message of the account whose body has every term."""
-    documents: Select[Any] = (
-        select(literal_column("message_id"))
+    """PostgreSQL: True for the id of a message whose body has every term, tested on its own
+    document: a scalar subquery, which the planner can only run row by row (one probe of the
+    documents' primary key), never by reading every match first."""
+    document: ColumnElement[Any] = (
+        select(literal_column("document"))
         .select_from(text(DOCUMENTS))
-        .where(
-            literal_column("account_id") == bindparam(None, account_id),
-            literal_column("document").op("@@")(_tsquery(terms)),
-        )
+        .where(literal_column("message_id") == message_id)
+        .scalar_subquery()
     )
-    return message_id.in_(documents.scalar_subquery())
+    return document.op("@@")(_tsquery(terms))
 
 
 def _tsquery(terms: tuple[Term, ...]) -> ColumnElement[Any]:
@@ -61,29 +70,55 @@ def _tsquery(terms: tuple[Term, ...]) -> ColumnElement[Any]:
 
 
 def conversation_matches(
-    dialect: str, account_id: UUID, terms: tuple[Term, ...]
+    dialect: str,
+    account_id: UUID,
+    terms: tuple[Term, ...],
+    conversation_id: ColumnElement[Any] | None = None,
 ) -> ColumnElement[bool]:
-    """True for a conversation of the account with a message whose body has every term."""
+    """True for a conversation of the account (its id ``conversation_id``, by default the
+    conversations table's) with a message whose body has every term. On PostgreSQL a scalar
+    subquery, run conversation by conversation over its documents (never by reading every
+    match first), which stops at the first match and never reads the messages themselves."""
+    if conversation_id is None:
+        conversation_id = literal_column("conversations.id")
     if dialect == "postgresql":
-        # The documents name their conversation: asked conversation by conversation (few
-        # needed, the words common) or for every match at once (the words rare), neither
-        # way reads the messages themselves.
-        return (
-            select(literal_column("message_id"))
+        # OFFSET 0: the conversation's documents are found by its index alone; asked of the
+        # full-text index too, each probe would read every match of the account.
+        documents = (
+            select(literal_column("document"))
             .select_from(text(DOCUMENTS))
-            .where(
-                literal_column("conversation_id") == literal_column("conversations.id"),
-                literal_column("document").op("@@")(_tsquery(terms)),
-            )
-            .exists()
+            .where(literal_column("conversation_id") == conversation_id)
+            .offset(0)
+            .subquery()
         )
+        first_match: ColumnElement[Any] = (
+            select(literal_column("1"))
+            .select_from(documents)
+            .where(documents.c.document.op("@@")(_tsquery(terms)))
+            .limit(1)
+            .scalar_subquery()
+        )
+        return first_match.is_not(None)
     m = MESSAGES.c
     return (
         select(m.id)
         .where(
-            m.conversation_id == literal_column("conversations.id"),
+            m.conversation_id == conversation_id,
             m.account_id == account_id,
             body_matches(dialect, account_id, terms),
         )
         .exists()
+    )
+
+
+def conversations_matching(account_id: UUID, terms: tuple[Term, ...]) -> Select[Any]:
+    """PostgreSQL: the conversations of the account with a message whose body has every
+    term, read from the full-text index at once (a conversation once per match)."""
+    return (
+        select(literal_column("conversation_id"))
+        .select_from(text(DOCUMENTS))
+        .where(
+            literal_column("account_id") == bindparam(None, account_id),
+            literal_column("document").op("@@")(_tsquery(terms)),
+        )
     )

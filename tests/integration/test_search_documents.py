@@ -19,10 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.domain.message_filters import MessageFilter, MessageSort
 from gateway.domain.records import Message, Page
-from gateway.domain.search import parse
+from gateway.domain.search import conversation_search, parse
 from gateway.settings import Settings
 from persistence.queries import QueryRepository
-from persistence.rows import MESSAGES
+from persistence.rows import CONVERSATIONS, MESSAGES
 from tests.conftest import fresh_postgres_url, migrated_engine
 from tests.integration.test_webhook_claims import account_with_conversation
 
@@ -49,25 +49,32 @@ async def _store(
         await conn.execute(
             insert(MESSAGES),
             [
-                {
-                    "id": id_,
-                    "account_id": account,
-                    "conversation_id": conversation,
-                    "channel": "SMS",
-                    "direction": "OUTBOUND",
-                    "sender": "a",
-                    "recipient": "b",
-                    "body": body,
-                    "attachments": [],
-                    "status": "QUEUED",
-                    "attempts": 0,
-                    "created_at": now + timedelta(seconds=n),
-                    "updated_at": now + timedelta(seconds=n),
-                }
+                _message(id_, account, conversation, body, now + timedelta(seconds=n))
                 for n, (id_, body) in enumerate(zip(ids, bodies, strict=True))
             ],
         )
     return account, ids
+
+
+def _message(
+    id_: uuid.UUID, account: uuid.UUID, conversation: uuid.UUID, body: str | None, at: datetime
+) -> dict[str, Any]:
+    """The columns of a QUEUED outbound SMS."""
+    return {
+        "id": id_,
+        "account_id": account,
+        "conversation_id": conversation,
+        "channel": "SMS",
+        "direction": "OUTBOUND",
+        "sender": "a",
+        "recipient": "b",
+        "body": body,
+        "attachments": [],
+        "status": "QUEUED",
+        "attempts": 0,
+        "created_at": at,
+        "updated_at": at,
+    }
 
 
 async def _documents(engine: AsyncEngine) -> list[Any]:
@@ -162,3 +169,47 @@ async def test_search_pages_walk_every_match_once_in_both_orders(engine: AsyncEn
                     break
                 after = (page.items[-1].created_at, page.items[-1].id)
             assert walked == (expected[::-1] if descending else expected), (search, descending)
+
+
+async def test_conversation_search_pages_walk_every_match_once(engine: AsyncEngine) -> None:
+    # 130 conversations of one message each, every one with "common", every tenth with "rare":
+    # on PostgreSQL "common" is found conversation by conversation, "rare" from the index.
+    now, ids, said = datetime.now(UTC), [], {}
+    async with engine.begin() as conn:
+        account, _ = await account_with_conversation(conn, now)
+        for n in range(130):
+            conversation, message = uuid.uuid4(), uuid.uuid4()
+            at = now + timedelta(seconds=n)
+            await conn.execute(
+                insert(CONVERSATIONS).values(
+                    id=conversation,
+                    account_id=account,
+                    participant_a="+14155550100",
+                    participant_b=f"+1415556{n:04d}",
+                    created_at=at,
+                    last_message_at=at,
+                )
+            )
+            body = f"common {n}" + (" rare" if n % 10 == 0 else "")
+            await conn.execute(
+                insert(MESSAGES).values(_message(message, account, conversation, body, at))
+            )
+            ids.append(conversation)
+            said[conversation] = message
+    queries = QueryRepository(engine)
+    for words, expected in (("common", ids[::-1]), ("rare", ids[120::-10])):
+        search = conversation_search(words)
+        walked: list[uuid.UUID] = []
+        after = None
+        while True:
+            page = await queries.conversations_page(
+                account, first=50, after=after, participant=None, search=search
+            )
+            walked += [c.id for c in page.items]
+            assert len(walked) <= len(expected), words
+            latest = await queries.latest_matches(account, [c.id for c in page.items], search.terms)
+            assert {c: m.id for c, m in latest.items()} == {c.id: said[c.id] for c in page.items}
+            if not page.has_next:
+                break
+            after = (page.items[-1].last_message_at, page.items[-1].id)
+        assert walked == expected, words
