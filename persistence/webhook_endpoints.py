@@ -8,7 +8,7 @@ the same time cannot together exceed an endpoint's share of slots (SQLite has on
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final, TypeVar, cast
 from uuid import UUID
@@ -17,6 +17,8 @@ from sqlalchemy import (
     Row,
     Select,
     Table,
+    bindparam,
+    case,
     delete,
     func,
     insert,
@@ -292,15 +294,15 @@ class WebhookEndpointRepository(Repository):
         return int(result.rowcount or 0)
 
     async def claim(
-        self, now: datetime, *, limit: int, per_endpoint: int, lease: timedelta
+        self, now: datetime, held: Collection[int], *, limit: int, batch: int, lease: timedelta
     ) -> list[DueDelivery]:
         d, e = DELIVERIES.c, ENDPOINTS.c
         pending = d.state == DeliveryState.PENDING.value
         free = or_(d.leased_until.is_(None), d.leased_until <= now)
         picked = (
-            _claimable_by_endpoint(now, per_endpoint)
+            _claimable_by_endpoint(now, batch, held)
             if self.dialect == "postgresql"
-            else _claimable_ranked(now, per_endpoint)
+            else _claimable_bounded(now, batch, held)
         ).limit(limit)
         leased_until = now + lease
         async with self.transaction() as conn:
@@ -329,6 +331,42 @@ class WebhookEndpointRepository(Repository):
                 )
             ).all()
         return [self._due(row, now, leased_until) for row in rows]
+
+    async def renew(self, ids: Collection[int], now: datetime, until: datetime) -> set[int]:
+        d = DELIVERIES.c
+        if not ids:
+            return set()
+        async with self.transaction() as conn:
+            renewed = await conn.scalars(
+                update(DELIVERIES)
+                .where(
+                    d.id.in_(list(ids)),
+                    d.state == DeliveryState.PENDING.value,
+                    d.leased_until > now,
+                    d.endpoint_id.in_(select(ENDPOINTS.c.id).where(ENDPOINTS.c.enabled)),
+                )
+                .values(leased_until=until)
+                .returning(d.id)
+            )
+            return set(renewed.all())
+
+    async def release(self, ids: Collection[int], now: datetime) -> None:
+        d = DELIVERIES.c
+        if not ids:
+            return
+        async with self.transaction() as conn:
+            await conn.execute(
+                update(DELIVERIES)
+                .where(
+                    d.id.in_(list(ids)),
+                    d.state == DeliveryState.PENDING.value,
+                    d.leased_until > now,
+                )
+                .values(
+                    leased_until=None,
+                    attempts=case((d.attempts > 0, d.attempts - 1), else_=0),
+                )
+            )
 
     async def delete_settled(self, before: datetime, *, limit: int) -> int:
         """Delete up to ``limit`` delivered or failed deliveries created before ``before``,
@@ -360,48 +398,82 @@ class WebhookEndpointRepository(Repository):
             leased_until=leased_until,
         )
 
-    async def record(self, attempt: AttemptRecord, now: datetime) -> None:
+    async def record_all(self, attempts: Sequence[AttemptRecord], now: datetime) -> None:
         d, e = DELIVERIES.c, ENDPOINTS.c
-        endpoint: dict[str, Any] = {
-            "failing_since": None if attempt.succeeded else func.coalesce(e.failing_since, now)
-        }
+        if not attempts:
+            return
+        outcome = update(DELIVERIES).where(d.id == bindparam("delivery_id"))
         async with self.transaction() as conn:
             await conn.execute(
-                update(DELIVERIES)
-                .where(d.id == attempt.delivery_id)
-                .values(
-                    state=attempt.state.value,
-                    last_status_code=attempt.status_code,
-                    last_error=attempt.error[:ERROR_MAX] if attempt.error else None,
-                    last_response=attempt.response,
+                outcome.values(
+                    state=bindparam("new_state"),
+                    last_status_code=bindparam("status_code"),
+                    last_error=bindparam("error"),
+                    last_response=bindparam("response"),
                     last_attempt_at=now,
-                    next_attempt_at=attempt.next_attempt_at,
+                    next_attempt_at=bindparam("next_attempt_at"),
                     leased_until=None,
+                ),
+                [
+                    {
+                        "delivery_id": a.delivery_id,
+                        "new_state": a.state.value,
+                        "status_code": a.status_code,
+                        "error": a.error[:ERROR_MAX] if a.error else None,
+                        "response": a.response,
+                        "next_attempt_at": a.next_attempt_at,
+                    }
+                    for a in attempts
+                ],
+            )
+            for failing_since, endpoints in _failing_since(attempts, now):
+                await conn.execute(
+                    update(ENDPOINTS).where(e.id.in_(endpoints)).values(failing_since=failing_since)
                 )
-            )
-            await conn.execute(
-                update(ENDPOINTS).where(e.id == attempt.endpoint_id).values(endpoint)
-            )
-            if attempt.disable is not None:
-                row = (
-                    await conn.execute(
-                        update(ENDPOINTS)
-                        .where(e.id == attempt.endpoint_id, e.enabled)
-                        .values(
-                            enabled=False,
-                            disabled_reason=attempt.disable.value,
-                            disabled_at=now,
-                            updated_at=now,
-                        )
-                        .returning(ENDPOINTS)
-                    )
-                ).first()
-                # Only the try that disabled it logs it: others racing it find it disabled.
-                if row is not None:
-                    disabled = endpoint_from_row(row)
-                    await conn.execute(
-                        _logged(disabled, EndpointEventKind.DISABLED, now, attempt.disable)
-                    )
+            disabled: set[UUID] = set()
+            for attempt in attempts:
+                if attempt.disable is not None and attempt.endpoint_id not in disabled:
+                    disabled.add(attempt.endpoint_id)
+                    await _disable(conn, attempt.endpoint_id, attempt.disable, now)
+
+
+def _failing_since(
+    attempts: Sequence[AttemptRecord], now: datetime
+) -> list[tuple[Any, list[UUID]]]:
+    """Each endpoint's new ``failing_since`` after ``attempts`` (in the order they ended), with
+    the endpoints it goes to: none after a success; ``now`` after failures that follow a
+    success; after failures alone, the one it had (``now`` when it had none)."""
+    last: dict[UUID, bool] = {}
+    recovered: set[UUID] = set()
+    for attempt in attempts:
+        if attempt.succeeded:
+            recovered.add(attempt.endpoint_id)
+        last[attempt.endpoint_id] = attempt.succeeded
+    failed = [endpoint for endpoint, succeeded in last.items() if not succeeded]
+    changes: list[tuple[Any, list[UUID]]] = [
+        (None, [endpoint for endpoint, succeeded in last.items() if succeeded]),
+        (now, [endpoint for endpoint in failed if endpoint in recovered]),
+        (
+            func.coalesce(ENDPOINTS.c.failing_since, now),
+            [endpoint for endpoint in failed if endpoint not in recovered],
+        ),
+    ]
+    return [(since, endpoints) for since, endpoints in changes if endpoints]
+
+
+async def _disable(conn: Any, endpoint_id: UUID, reason: DisabledReason, now: datetime) -> None:
+    e = ENDPOINTS.c
+    row = (
+        await conn.execute(
+            update(ENDPOINTS)
+            .where(e.id == endpoint_id, e.enabled)
+            .values(enabled=False, disabled_reason=reason.value, disabled_at=now, updated_at=now)
+            .returning(ENDPOINTS)
+        )
+    ).first()
+    # Only the try that disabled it logs it: others racing it find it disabled.
+    if row is not None:
+        await conn.execute(_logged(endpoint_from_row(row), EndpointEventKind.DISABLED, now, reason))
 
 
 def _in_flight(now: datetime) -> Any:
@@ -429,53 +501,76 @@ def _due_free(now: datetime) -> list[Any]:
     ]
 
 
-def _claimable_by_endpoint(now: datetime, per_endpoint: int) -> Select[Any]:
-    """PostgreSQL: each enabled endpoint's earliest due deliveries, as many as its free
-    slots, read from its own index range; the claim reads what it may take, not the backlog."""
+def _held_elsewhere(now: datetime, held: Collection[int]) -> Any:
+    """Whether the endpoint has deliveries leased now other than ``held``, for a query over
+    webhook_endpoints: another worker is sending to it."""
+    d = DELIVERIES.c
+    leased = [
+        d.endpoint_id == ENDPOINTS.c.id,
+        d.state == DeliveryState.PENDING.value,
+        d.leased_until > now,
+    ]
+    if held:
+        leased.append(d.id.not_in(list(held)))
+    return select(d.id).where(*leased).correlate(ENDPOINTS).exists()
+
+
+def _earliest_due(now: datetime, batch: int) -> Select[Any]:
+    """An endpoint's earliest due deliveries, at most ``batch``, read from its own
+    index range (for a query over webhook_endpoints)."""
     d, e = DELIVERIES.c, ENDPOINTS.c
     order = (d.next_attempt_at, d.id)
-    earliest = (
+    return (
         select(d.id, d.next_attempt_at, func.row_number().over(order_by=order).label("rank"))
         .where(d.endpoint_id == e.id, *_due_free(now))
         .order_by(*order)
-        .limit(per_endpoint)
-        .lateral("earliest")
+        .limit(batch)
     )
+
+
+def _claimable_by_endpoint(now: datetime, batch: int, held: Collection[int]) -> Select[Any]:
+    """PostgreSQL: each enabled endpoint's earliest due deliveries, as many as its queue has
+    room for, read from its own index range; the claim reads what it may take, not the
+    backlog. Endpoints another worker is sending to are left to it."""
+    e = ENDPOINTS.c
+    earliest = _earliest_due(now, batch).lateral("earliest")
     return (
         select(earliest.c.id)
         .select_from(ENDPOINTS)
         .join(earliest, true())
-        .where(e.enabled, earliest.c.rank + _in_flight(now) <= per_endpoint)
+        .where(
+            e.enabled,
+            ~_held_elsewhere(now, held),
+            earliest.c.rank + _in_flight(now) <= batch,
+        )
         .order_by(earliest.c.next_attempt_at, earliest.c.id)
     )
 
 
-def _claimable_ranked(now: datetime, per_endpoint: int) -> Select[Any]:
-    """SQLite (no LATERAL; one writer, embedded scale): due deliveries ranked per endpoint."""
-    d, e = DELIVERIES.c, ENDPOINTS.c
-    busy = (
-        select(d.endpoint_id, func.count().label("n"))
-        .where(d.state == DeliveryState.PENDING.value, d.leased_until > now)
-        .group_by(d.endpoint_id)
-        .subquery()
-    )
+def _claimable_bounded(now: datetime, batch: int, held: Collection[int]) -> Select[Any]:
+    """SQLite (no LATERAL): the same choice, each endpoint's due deliveries read from its
+    index range by a correlated subquery bounded like the lateral one."""
+    e = ENDPOINTS.c
+    picked = DELIVERIES.alias("picked")
+    p = picked.c
+    earliest = _earliest_due(now, batch).with_only_columns(DELIVERIES.c.id)
     ranked = (
         select(
-            d.id,
-            d.endpoint_id,
-            d.next_attempt_at,
+            p.id,
+            p.next_attempt_at,
             func.row_number()
-            .over(partition_by=d.endpoint_id, order_by=(d.next_attempt_at, d.id))
+            .over(partition_by=p.endpoint_id, order_by=(p.next_attempt_at, p.id))
             .label("rank"),
+            _in_flight(now).label("in_flight"),
         )
-        .join(ENDPOINTS, e.id == d.endpoint_id)
-        .where(*_due_free(now), e.enabled)
+        .select_from(ENDPOINTS)
+        .join(picked, p.id.in_(earliest.correlate(ENDPOINTS).scalar_subquery()))
+        .where(e.enabled, ~_held_elsewhere(now, held))
         .subquery()
     )
     return (
         select(ranked.c.id)
-        .outerjoin(busy, busy.c.endpoint_id == ranked.c.endpoint_id)
-        .where(ranked.c.rank + func.coalesce(busy.c.n, 0) <= per_endpoint)
+        .where(ranked.c.rank + ranked.c.in_flight <= batch)
         .order_by(ranked.c.next_attempt_at, ranked.c.id)
     )
 

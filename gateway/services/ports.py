@@ -579,13 +579,26 @@ class AttemptRecord:
 
 class WebhookDeliveryStore(Protocol):
     async def claim(
-        self, now: datetime, *, limit: int, per_endpoint: int, lease: timedelta
+        self, now: datetime, held: Collection[int], *, limit: int, batch: int, lease: timedelta
     ) -> list[DueDelivery]:
-        """Take up to ``limit`` due deliveries of enabled endpoints, leaving out endpoints
-        with ``per_endpoint`` claimed already; each claim counts as a try."""
+        """Take up to ``limit`` due deliveries of enabled endpoints, earliest first, leased
+        until ``now + lease``, each claim counted as a try: at most ``batch`` leased per
+        endpoint, and none of an endpoint with leased deliveries outside ``held`` (those the
+        caller holds): one worker at a time sends to an endpoint."""
         ...
 
-    async def record(self, attempt: AttemptRecord, now: datetime) -> None: ...
+    async def renew(self, ids: Collection[int], now: datetime, until: datetime) -> set[int]:
+        """Extend to ``until`` the leases of ``ids`` that still hold at ``now`` and whose
+        endpoint is enabled; which were extended."""
+        ...
+
+    async def release(self, ids: Collection[int], now: datetime) -> None:
+        """Give back leased deliveries that were not tried: due again, their try uncounted."""
+        ...
+
+    async def record_all(self, attempts: Sequence[AttemptRecord], now: datetime) -> None:
+        """Record tries, in the order they ended, in one transaction; each ends its lease."""
+        ...
 
 
 class SettledDeliveryStore(Protocol):

@@ -29,7 +29,7 @@ from persistence.reconcile import ReconcileRepository
 from persistence.sealed import SecretBox
 from persistence.webhook_endpoints import WebhookEndpointRepository
 from tests.conftest import fresh_postgres_url, migrated_engine
-from tests.integration.test_webhook_claims import add_deliveries, seed
+from tests.integration.test_webhook_claims import backlog
 
 SENDER = "+14155550100"
 EXISTING = 3000
@@ -406,20 +406,12 @@ async def test_the_webhook_claim_reads_each_endpoint_s_index_range_not_the_backl
     engine: AsyncEngine,
 ) -> None:
     now = datetime.now(UTC)
-    names = {f"e{n}": True for n in range(20)}
-    ids, event, account = await seed(engine, now, names)
-    due = [now - timedelta(seconds=s) for s in range(1, 1001)]
-    for endpoint in ids.values():
-        await add_deliveries(engine, endpoint, account, event, due)
-        await add_deliveries(engine, endpoint, account, event, due, state="SUCCEEDED")
-    async with engine.begin() as conn:
-        await conn.execute(text("ANALYZE webhook_deliveries"))
-        await conn.execute(text("ANALYZE webhook_endpoints"))
+    await backlog(engine, now, endpoints=20, each=1000)
     repo = WebhookEndpointRepository(engine, SecretBox(None))
     claimed: list[object] = []
 
     async def claim() -> None:
-        claimed.extend(await repo.claim(now, limit=100, per_endpoint=2, lease=timedelta(1)))
+        claimed.extend(await repo.claim(now, [], limit=100, batch=2, lease=timedelta(1)))
 
     plans = await _plans_of(engine, claim)
     assert len(claimed) == 40

@@ -13,14 +13,20 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.services.ports import DueDelivery
+from gateway.domain.webhook_endpoints import DeliveryState
+from gateway.services.ports import AttemptRecord, DueDelivery
 from gateway.services.webhook_deliveries import DeliveryRetention
 from persistence.models import AccountRow, ConversationRow, MessageEventRow, MessageRow
 from persistence.sealed import SecretBox
-from persistence.webhook_endpoints import DELIVERIES, ENDPOINTS, WebhookEndpointRepository
+from persistence.webhook_endpoints import (
+    DELIVERIES,
+    ENDPOINTS,
+    WebhookEndpointRepository,
+    _claimable_bounded,
+)
 from tests.conftest import backend_settings, migrated_engine
 
 LEASE = timedelta(minutes=1)
@@ -145,12 +151,28 @@ async def add_deliveries(
         )
 
 
+async def backlog(
+    engine: AsyncEngine, now: datetime, *, endpoints: int, each: int
+) -> dict[str, uuid.UUID]:
+    """``endpoints`` enabled endpoints with ``each`` due and ``each`` settled deliveries, the
+    tables analyzed; the endpoints' ids."""
+    ids, event, account = await seed(engine, now, {f"e{n}": True for n in range(endpoints)})
+    due = [now - timedelta(seconds=s) for s in range(1, each + 1)]
+    for endpoint in ids.values():
+        await add_deliveries(engine, endpoint, account, event, due)
+        await add_deliveries(engine, endpoint, account, event, due, state="SUCCEEDED")
+    async with engine.begin() as conn:
+        await conn.execute(text("ANALYZE webhook_deliveries"))
+        await conn.execute(text("ANALYZE webhook_endpoints"))
+    return ids
+
+
 def per_endpoint(claimed: list[DueDelivery]) -> Counter[uuid.UUID]:
     return Counter(due.endpoint.id for due in claimed)
 
 
 async def claim(repo: WebhookEndpointRepository, now: datetime) -> list[DueDelivery]:
-    return await repo.claim(now, limit=100, per_endpoint=CAP, lease=LEASE)
+    return await repo.claim(now, [], limit=100, batch=CAP, lease=LEASE)
 
 
 async def test_a_claim_takes_each_endpoint_s_earliest_due_deliveries_up_to_its_cap(
@@ -186,7 +208,7 @@ async def test_a_claim_takes_each_endpoint_s_earliest_due_deliveries_up_to_its_c
     assert all(due.delivery.attempts == 2 for due in again)
 
 
-async def test_workers_claiming_at_once_never_exceed_an_endpoint_s_cap(
+async def test_one_worker_at_a_time_holds_an_endpoint_and_refills_its_batch(
     engine: AsyncEngine,
 ) -> None:
     now = datetime.now(UTC)
@@ -196,19 +218,58 @@ async def test_workers_claiming_at_once_never_exceed_an_endpoint_s_cap(
         await add_deliveries(engine, endpoint, account, event, past)
     repos = [WebhookEndpointRepository(engine, SecretBox(None)) for _ in range(4)]
 
+    # Workers claiming at once: each endpoint's batch goes to one of them, whole.
     claims = await asyncio.gather(*(claim(repo, now) for repo in repos))
     counts = per_endpoint([due for claimed in claims for due in claimed])
     assert counts == {ids["a"]: CAP, ids["b"]: CAP}
+    holder = {due.endpoint.id: n for n, claimed in enumerate(claims) for due in claimed}
+    held = {n: [due.delivery.id for due in claimed] for n, claimed in enumerate(claims)}
 
-    # A try that ends frees its slot for the endpoint's next delivery, and only that one.
-    [done, *_] = [due for due in claims[0] + claims[1] if due.endpoint.id == ids["a"]]
-    async with engine.begin() as conn:
-        await conn.execute(
-            update(DELIVERIES)
-            .where(DELIVERIES.c.id == done.delivery.id)
-            .values(state="SUCCEEDED", leased_until=None, next_attempt_at=None)
-        )
-    assert per_endpoint(await claim(repos[0], now)) == {ids["a"]: 1}
+    # A try that ends makes room in its holder's batch, and only there.
+    a = holder[ids["a"]]
+    [done, *_] = [due for due in claims[a] if due.endpoint.id == ids["a"]]
+    await repos[a].record_all([succeeded(done)], now)
+    still_held = [i for i in held[a] if i != done.delivery.id]
+    other = next(n for n in range(4) if n != a)
+    # Another worker finds both endpoints held, even with what it holds itself.
+    mine = held[other]
+    assert await repos[other].claim(now, mine, limit=100, batch=CAP, lease=LEASE) == []
+    refill = await repos[a].claim(now, still_held, limit=100, batch=CAP, lease=LEASE)
+    assert per_endpoint(refill) == {ids["a"]: 1}
+
+    # The holder renews what it holds; given back untried, a delivery is due again at once,
+    # its try uncounted.
+    later = now + LEASE / 2
+    renewed = await repos[a].renew(still_held, later, later + LEASE)
+    assert renewed == set(still_held)
+    [back, *_] = refill
+    await repos[a].release([back.delivery.id], later)
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(DELIVERIES.c.attempts, DELIVERIES.c.leased_until).where(
+                    DELIVERIES.c.id == back.delivery.id
+                )
+            )
+        ).one()
+    assert row.attempts == 0 and row.leased_until is None
+    # Past the first lease, only the renewed leases still keep other workers out.
+    after_first = now + LEASE + timedelta(seconds=1)
+    assert per_endpoint(await claim(repos[other], after_first)).get(ids["a"], 0) == 0
+
+
+def succeeded(due: DueDelivery) -> AttemptRecord:
+    return AttemptRecord(
+        delivery_id=due.delivery.id,
+        endpoint_id=due.endpoint.id,
+        status_code=200,
+        error=None,
+        response="ok",
+        state=DeliveryState.SUCCEEDED,
+        next_attempt_at=None,
+        succeeded=True,
+        disable=None,
+    )
 
 
 async def test_retention_deletes_old_settled_deliveries_in_batches_and_keeps_pending_ones(
@@ -244,3 +305,29 @@ async def test_retention_deletes_old_settled_deliveries_in_batches_and_keeps_pen
         ("FAILED", young[0]),
     ]
     assert await retention.run_once() == 0
+
+
+async def test_the_sqlite_claim_reads_each_endpoint_s_index_range_not_the_backlog(
+    engine: AsyncEngine,
+) -> None:
+    if engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL's plan is checked in test_query_plans")
+    now = datetime.now(UTC)
+    ids = await backlog(engine, now, endpoints=5, each=200)
+    query = _claimable_bounded(now, CAP, []).limit(100)
+    sql = str(query.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
+    async with engine.connect() as conn:
+        rows = (await conn.execute(text("EXPLAIN QUERY PLAN " + sql))).all()
+    steps = {row[0]: (row[1], str(row[3])) for row in rows}
+    plan = "\n".join(detail for _, detail in steps.values())
+    assert "SCAN webhook_deliveries" not in plan, plan
+    # The due deliveries are read per endpoint from its index range, under the subquery's
+    # LIMIT: not every due delivery ranked.
+    [(parent, _)] = [
+        step
+        for step in steps.values()
+        if "USING INDEX ix_webhook_deliveries_endpoint_id_next_attempt_at_id" in step[1]
+    ]
+    assert steps[parent][1].startswith("CORRELATED LIST SUBQUERY"), plan
+    repo = WebhookEndpointRepository(engine, SecretBox(None))
+    assert per_endpoint(await claim(repo, now)) == dict.fromkeys(ids.values(), CAP)

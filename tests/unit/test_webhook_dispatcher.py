@@ -4,8 +4,10 @@ its endpoint, and that secrets stay out of what may be logged."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 
 from gateway.domain.records import MessageEvent
@@ -29,16 +31,26 @@ SECRET = "whsec_c2VjcmV0LXRoYXQtbXVzdC1ub3QtbGVhay1hbnl3aGVyZQ=="
 class Store:
     def __init__(self, due: list[DueDelivery]) -> None:
         self.due = due
-        self.recorded: list[AttemptRecord] = []
+        self.claims: list[int] = []
+        #: What each record_all call recorded.
+        self.recorded: list[list[AttemptRecord]] = []
+        self.released: list[int] = []
 
     async def claim(
-        self, now: datetime, *, limit: int, per_endpoint: int, lease: timedelta
+        self, now: datetime, held: Collection[int], *, limit: int, batch: int, lease: timedelta
     ) -> list[DueDelivery]:
         taken, self.due = self.due[:limit], self.due[limit:]
+        self.claims.append(len(taken))
         return taken
 
-    async def record(self, attempt: AttemptRecord, now: datetime) -> None:
-        self.recorded.append(attempt)
+    async def renew(self, ids: Collection[int], now: datetime, until: datetime) -> set[int]:
+        return set(ids)
+
+    async def release(self, ids: Collection[int], now: datetime) -> None:
+        self.released.extend(ids)
+
+    async def record_all(self, attempts: Sequence[AttemptRecord], now: datetime) -> None:
+        self.recorded.append(list(attempts))
 
 
 class Sender:
@@ -55,7 +67,14 @@ class Sender:
         return self.answer
 
 
-def due(attempts: int = 1, failing_since: datetime | None = None) -> DueDelivery:
+def due(
+    attempts: int = 1,
+    failing_since: datetime | None = None,
+    *,
+    delivery_id: int = 7,
+    endpoint_id: uuid.UUID | None = None,
+    leased_until: datetime = NOW + timedelta(minutes=1),
+) -> DueDelivery:
     account = uuid.uuid4()
     event = MessageEvent(
         id=42,
@@ -67,10 +86,11 @@ def due(attempts: int = 1, failing_since: datetime | None = None) -> DueDelivery
         detail=None,
         occurred_at=NOW,
     )
+    endpoint_id = endpoint_id or uuid.uuid4()
     endpoint = WebhookEndpoint(
-        id=uuid.uuid4(),
+        id=endpoint_id,
         account_id=account,
-        url="https://hooks.example/in",
+        url=f"https://hooks.example/{endpoint_id}",
         description=None,
         filter=EventFilter(),
         enabled=True,
@@ -82,7 +102,7 @@ def due(attempts: int = 1, failing_since: datetime | None = None) -> DueDelivery
         updated_at=NOW,
     )
     delivery = WebhookDelivery(
-        id=7,
+        id=delivery_id,
         endpoint_id=endpoint.id,
         account_id=account,
         event=event,
@@ -94,27 +114,27 @@ def due(attempts: int = 1, failing_since: datetime | None = None) -> DueDelivery
         next_attempt_at=NOW,
         created_at=NOW,
     )
-    return DueDelivery(delivery, endpoint, (SECRET,), NOW + timedelta(minutes=1))
+    return DueDelivery(delivery, endpoint, (SECRET,), leased_until)
 
 
-def dispatcher(store: Store, sender: Sender) -> WebhookDispatcher:
+def dispatcher(store: Store, sender: Sender, *, slots: int = 4) -> WebhookDispatcher:
     return WebhookDispatcher(
         store,
         sender,
         RetrySchedule(base_seconds=10, max_attempts=3),
         disable_after=timedelta(days=5),
-        slots=4,
+        slots=slots,
         per_endpoint=2,
+        batch=4,
         lease=timedelta(minutes=1),
-        poll_interval=1.0,
+        longest_try=timedelta(seconds=30),
+        poll_interval=0.01,
     )
 
 
 async def attempt(answer: SentWebhook | Exception, claimed: DueDelivery) -> AttemptRecord:
-    store = Store([claimed])
     sender = Sender(answer)
-    record = await dispatcher(store, sender).deliver(claimed)
-    assert store.recorded == [record]
+    record = await dispatcher(Store([]), sender).attempt(claimed)
     assert sender.sent == [(claimed.endpoint.url, "evt_42", (SECRET,))]
     return record
 
@@ -162,19 +182,91 @@ async def test_a_url_unsafe_at_delivery_time_is_a_failed_try_not_a_call() -> Non
     assert record.response is None
 
 
-async def test_run_once_claims_only_what_free_slots_allow() -> None:
-    store = Store([due() for _ in range(6)])
+class Gated(Sender):
+    """Answers 200 once ``opened``, counting the sends in flight per URL at their peak."""
+
+    def __init__(self, answer: SentWebhook) -> None:
+        super().__init__(answer)
+        self.opened = asyncio.Event()
+        self.in_flight: Counter[str] = Counter()
+        self.peak: Counter[str] = Counter()
+
+    async def send(
+        self, url: str, *, webhook_id: str, secrets: Sequence[str], event: MessageEvent
+    ) -> SentWebhook:
+        self.in_flight[url] += 1
+        self.peak[url] = max(self.peak[url], self.in_flight[url])
+        try:
+            await self.opened.wait()
+            return await super().send(url, webhook_id=webhook_id, secrets=secrets, event=event)
+        finally:
+            self.in_flight[url] -= 1
+
+
+def backlog(endpoints: int, each: int, **fields: datetime) -> list[DueDelivery]:
+    ids = [uuid.uuid4() for _ in range(endpoints)]
+    return [
+        due(delivery_id=n * endpoints + i, endpoint_id=endpoint, **fields)
+        for n in range(each)
+        for i, endpoint in enumerate(ids)
+    ]
+
+
+async def run_until(running: WebhookDispatcher, done: Callable[[], bool]) -> None:
+    task = asyncio.create_task(running.run_forever())
+    try:
+        for _ in range(500):
+            if done():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("the dispatcher never got there")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_each_endpoint_gets_its_cap_of_sends_and_outcomes_are_recorded_together() -> None:
+    store = Store(backlog(endpoints=3, each=6))
+    sender = Gated(SentWebhook(200, ""))
+    running = dispatcher(store, sender, slots=5)
+    # Claimed a batch of each endpoint (as room allows), sent at most 2 of one at a time.
+    assert await running.run_once() == 8
+    await settle()
+    assert sum(sender.in_flight.values()) == 5
+    assert max(sender.in_flight.values()) == 2
+    sender.opened.set()
+
+    def recorded() -> list[AttemptRecord]:
+        return [r for batch in store.recorded for r in batch]
+
+    await run_until(running, lambda: len(recorded()) == 18)
+    assert sorted(r.delivery_id for r in recorded()) == list(range(18))
+    assert all(r.state is DeliveryState.SUCCEEDED for r in recorded())
+    assert max(sender.peak.values()) == 2
+    # Tries that ended together were recorded in one go, not one transaction each.
+    assert len(store.recorded) < 18
+    assert store.released == []
+
+
+async def test_an_endpoint_gone_mid_batch_gets_nothing_more_and_its_waiting_ones_go_back() -> None:
+    store = Store(backlog(endpoints=1, each=4))
+    sender = Sender(SentWebhook(410, "gone"))
+    await run_until(dispatcher(store, sender), lambda: bool(store.released))
+    # The two sent at once were answered 410; the other two were given back unsent.
+    assert len(sender.sent) == 2
+    assert sorted(store.released) == [2, 3]
+    [first] = store.recorded
+    assert {r.disable for r in first} == {DisabledReason.GONE}
+
+
+async def test_a_delivery_whose_lease_cannot_cover_a_try_is_not_sent() -> None:
+    store = Store(backlog(endpoints=1, each=2, leased_until=NOW + timedelta(seconds=10)))
     sender = Sender(SentWebhook(200, ""))
     running = dispatcher(store, sender)
-    assert await running.run_once() == 4
-    assert len(store.due) == 2
-    # No slot is free until a send ends.
-    assert await running.run_once() == 0
-    await settle()
-    assert [r.state for r in store.recorded] == [DeliveryState.SUCCEEDED] * 4
     assert await running.run_once() == 2
     await settle()
-    assert len(store.recorded) == 6
+    assert sender.sent == [] and store.recorded == [] and store.released == []
 
 
 async def settle() -> None:

@@ -21,6 +21,11 @@ NAME = "webhook-deliveries"
 #: Deliveries one retention batch deletes, and batches a run: a short transaction each.
 RETENTION_BATCH = 1000
 RETENTION_BATCHES = 20
+#: Deliveries of one endpoint a worker claims at once: enough that a busy endpoint's sends
+#: rarely wait for the next claim, few enough that a slow endpoint's stay within their lease.
+CLAIM_BATCH = 128
+#: How long a lease outlasts the longest try: renewed three times in that room.
+LEASE_ROOM_SECONDS = 30
 
 
 def _repository(settings: Settings, engine: AsyncEngine) -> WebhookEndpointRepository:
@@ -46,8 +51,9 @@ def build_webhook_dispatch(
         check_addresses=None if allow_private else check_addresses,
     )
     poster = WebhookPoster(session, allow_private=allow_private)
-    # A try lasts at most connect + 2 x read (the session's backstop); the lease outlasts it
-    # with room, so that only a dead worker's claims run out.
+    # A try lasts at most connect + 2 x read (the session's backstop). The lease outlasts it
+    # with room for renewals (a third of that room apart), so that only a dead worker's
+    # claims run out.
     longest_try = settings.provider_connect_timeout + 2 * settings.webhook_timeout_seconds
     dispatcher = WebhookDispatcher(
         _repository(settings, engine),
@@ -60,7 +66,9 @@ def build_webhook_dispatch(
         disable_after=timedelta(seconds=settings.webhook_disable_after_seconds),
         slots=settings.webhook_concurrency,
         per_endpoint=settings.webhook_endpoint_concurrency,
-        lease=timedelta(seconds=longest_try + 10),
+        batch=CLAIM_BATCH,
+        lease=timedelta(seconds=longest_try + LEASE_ROOM_SECONDS),
+        longest_try=timedelta(seconds=longest_try),
         poll_interval=settings.webhook_poll_interval,
     )
     return BackgroundChore(dispatcher.run_forever, NAME), session
