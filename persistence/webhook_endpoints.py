@@ -330,7 +330,15 @@ class WebhookEndpointRepository(Repository):
                     .order_by(d.next_attempt_at, d.id)
                 )
             ).all()
-        return [self._due(row, now, leased_until) for row in rows]
+        # A batch carries each endpoint on many rows: read and unsealed once.
+        endpoints: dict[UUID, tuple[WebhookEndpoint, tuple[str, ...]]] = {}
+        for row in rows:
+            if row.endpoint_id not in endpoints:
+                endpoints[row.endpoint_id] = self._endpoint_of(row, now)
+        return [
+            DueDelivery(delivery_from_row(row), *endpoints[row.endpoint_id], leased_until)
+            for row in rows
+        ]
 
     async def renew(self, ids: Collection[int], now: datetime, until: datetime) -> set[int]:
         d = DELIVERIES.c
@@ -384,19 +392,15 @@ class WebhookEndpointRepository(Repository):
             )
         return int(result.rowcount or 0)
 
-    def _due(self, row: Row[Any], now: datetime, leased_until: datetime) -> DueDelivery:
+    def _endpoint_of(self, row: Row[Any], now: datetime) -> tuple[WebhookEndpoint, tuple[str, ...]]:
+        """A claimed row's endpoint and the secrets it signs with now (the current one first)."""
         m = row._mapping
         endpoint = endpoint_from_row(_prefixed(row, "ep_"))
         secrets = [self._box.open(m["ep_secret"])]
         previous_until = m["ep_previous_secret_until"]
         if m["ep_previous_secret"] and previous_until is not None and previous_until > now:
             secrets.append(self._box.open(m["ep_previous_secret"]))
-        return DueDelivery(
-            delivery=delivery_from_row(row),
-            endpoint=endpoint,
-            secrets=tuple(secrets),
-            leased_until=leased_until,
-        )
+        return endpoint, tuple(secrets)
 
     async def record_all(self, attempts: Sequence[AttemptRecord], now: datetime) -> None:
         d, e = DELIVERIES.c, ENDPOINTS.c
