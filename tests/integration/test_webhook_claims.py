@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import insert, select, text
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.domain.webhook_endpoints import DeliveryState
@@ -253,6 +253,15 @@ async def test_one_worker_at_a_time_holds_an_endpoint_and_refills_its_batch(
             )
         ).one()
     assert row.attempts == 0 and row.leased_until is None
+    # An endpoint disabled meanwhile: its deliveries are no longer renewed (the holder gives
+    # back those it has not sent).
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(ENDPOINTS).where(ENDPOINTS.c.id == ids["b"]).values(enabled=False)
+        )
+    b = holder[ids["b"]]
+    b_held = [due.delivery.id for due in claims[b] if due.endpoint.id == ids["b"]]
+    assert await repos[b].renew(b_held, later, later + LEASE) == set()
     # Past the first lease, only the renewed leases still keep other workers out.
     after_first = now + LEASE + timedelta(seconds=1)
     assert per_endpoint(await claim(repos[other], after_first)).get(ids["a"], 0) == 0

@@ -35,6 +35,8 @@ class Store:
         #: What each record_all call recorded.
         self.recorded: list[list[AttemptRecord]] = []
         self.released: list[int] = []
+        #: What renew extends; None: everything asked.
+        self.renewable: set[int] | None = None
 
     async def claim(
         self, now: datetime, held: Collection[int], *, limit: int, batch: int, lease: timedelta
@@ -44,7 +46,7 @@ class Store:
         return taken
 
     async def renew(self, ids: Collection[int], now: datetime, until: datetime) -> set[int]:
-        return set(ids)
+        return set(ids) if self.renewable is None else set(ids) & self.renewable
 
     async def release(self, ids: Collection[int], now: datetime) -> None:
         self.released.extend(ids)
@@ -258,6 +260,24 @@ async def test_an_endpoint_gone_mid_batch_gets_nothing_more_and_its_waiting_ones
     assert sorted(store.released) == [2, 3]
     [first] = store.recorded
     assert {r.disable for r in first} == {DisabledReason.GONE}
+
+
+async def test_deliveries_whose_lease_was_not_renewed_are_given_back_unsent() -> None:
+    """The store renews nothing (the endpoint was disabled): what waits goes back."""
+    store = Store(backlog(endpoints=1, each=4))
+    store.renewable = set()
+    sender = Gated(SentWebhook(200, ""))
+    running = dispatcher(store, sender)
+    assert await running.run_once() == 4
+    await settle()
+    running._renewed_at -= timedelta(hours=1)  # a renewal is due
+    await running._renew()
+    await running._record_ended()
+    # The two being sent go on; the two waiting were given back.
+    assert sorted(store.released) == [2, 3]
+    sender.opened.set()
+    await settle()
+    assert len(sender.sent) == 2
 
 
 async def test_a_delivery_whose_lease_cannot_cover_a_try_is_not_sent() -> None:
