@@ -75,7 +75,7 @@ def due(
     *,
     delivery_id: int = 7,
     endpoint_id: uuid.UUID | None = None,
-    leased_until: datetime = NOW + timedelta(minutes=1),
+    leased_until: datetime | None = None,
 ) -> DueDelivery:
     account = uuid.uuid4()
     event = MessageEvent(
@@ -116,6 +116,10 @@ def due(
         next_attempt_at=NOW,
         created_at=NOW,
     )
+    # Leases run from the moment of the claim, not the module's import: the suite may run
+    # this test minutes after collecting it, and an expired lease is never tried.
+    if leased_until is None:
+        leased_until = datetime.now(UTC) + timedelta(minutes=1)
     return DueDelivery(delivery, endpoint, (SECRET,), leased_until)
 
 
@@ -281,7 +285,9 @@ async def test_deliveries_whose_lease_was_not_renewed_are_given_back_unsent() ->
 
 
 async def test_a_delivery_whose_lease_cannot_cover_a_try_is_not_sent() -> None:
-    store = Store(backlog(endpoints=1, each=2, leased_until=NOW + timedelta(seconds=10)))
+    store = Store(
+        backlog(endpoints=1, each=2, leased_until=datetime.now(UTC) + timedelta(seconds=10))
+    )
     sender = Sender(SentWebhook(200, ""))
     running = dispatcher(store, sender)
     assert await running.run_once() == 2
