@@ -1,10 +1,10 @@
 """The local receiver of the event-webhook benchmark: ``python -m bench.webhook_receiver
 --port P --slow-seconds S``.
 
-``POST /fast`` answers 200 at once; ``POST /slow`` answers 200 after S seconds (an endpoint
-that keeps the gateway's connections waiting). ``GET /counts`` says how many of each arrived;
-``GET /ready`` answers 200. Signatures are not checked: the tests do that; here only the rate
-counts.
+``POST /fast`` and ``POST /other`` answer 200 at once; ``POST /slow`` answers 200 after S
+seconds (an endpoint that keeps the gateway's connections waiting). ``GET /counts`` says how
+many of each arrived; ``GET /ready`` answers 200. Signatures are not checked: the tests do
+that; here only the rate counts.
 """
 
 from __future__ import annotations
@@ -19,13 +19,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-COUNTS = {"fast": 0, "slow": 0}
+COUNTS = {"fast": 0, "other": 0, "slow": 0}
 SLOW = {"seconds": 3.0}
 
 
 async def fast(request: Request) -> Response:
     await request.body()
     COUNTS["fast"] += 1
+    return Response("ok")
+
+
+async def other(request: Request) -> Response:
+    await request.body()
+    COUNTS["other"] += 1
     return Response("ok")
 
 
@@ -47,6 +53,7 @@ async def ready(_: Request) -> Response:
 app = Starlette(
     routes=[
         Route("/fast", fast, methods=["POST"]),
+        Route("/other", other, methods=["POST"]),
         Route("/slow", slow, methods=["POST"]),
         Route("/counts", counts),
         Route("/ready", ready),
