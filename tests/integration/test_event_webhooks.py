@@ -170,9 +170,11 @@ class Received:
         return self.headers["webhook-id"]
 
 
-#: What the receiver answers: a status (the body says which), or SLOW (200 too late).
+#: What the receiver answers: a status (the body says which), SLOW (200 too late), or HOLD
+#: (200 once the receiver's gate opens, however long that takes).
 Answer = int | str
 SLOW = "slow"
+HOLD = "hold"
 BIG_BODY = "x" * 5000
 
 
@@ -183,6 +185,9 @@ class Receiver:
     #: Per path, the answers still to give, in order; then ``always`` (default 200).
     plans: dict[str, list[Answer]] = field(default_factory=dict)
     always: dict[str, Answer] = field(default_factory=dict)
+    #: HOLD answers wait for it; per path, the requests held open now.
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+    holding: dict[str, int] = field(default_factory=dict)
 
     def endpoint(self, *plan: Answer, always: Answer = 200) -> str:
         path = "/hook/" + uuid.uuid4().hex[:12]
@@ -202,6 +207,13 @@ class Receiver:
         if answer == SLOW:
             await asyncio.sleep(SLOW_ANSWER)
             return Response("late")
+        if answer == HOLD:
+            self.holding[path] = self.holding.get(path, 0) + 1
+            try:
+                await self.gate.wait()
+            finally:
+                self.holding[path] -= 1
+            return Response("at last")
         if answer in (301, 302, 307):
             return Response(status_code=int(answer), headers={"Location": self.base_url + "/ok"})
         return Response(BIG_BODY if answer == 500 else f"answer {answer}", int(answer))
@@ -512,6 +524,64 @@ async def test_during_a_rotation_both_secrets_sign_each_delivery(
     assert len(request.headers["webhook-signature"].split()) == 2
     assert verified(old, request) == verified(new, request)
     assert verified(new, request)["type"] == "message.accepted"
+
+
+#: The patient gateway's tries in flight per endpoint.
+PATIENT_CAP = 2
+
+
+@pytest.fixture(scope="module", params=["postgresql"])
+async def patient(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[RunningGateway]:
+    """A gateway whose deliveries wait long for their answers: a held try stays held for the
+    whole test, so what happens meanwhile cannot have waited for it to time out."""
+    backend, settings = backend_settings(request, tmp_path_factory, "patient")
+    settings.webhook_allow_private_urls = True
+    settings.webhook_timeout_seconds = 300.0
+    settings.webhook_endpoint_concurrency = PATIENT_CAP
+    settings.webhook_poll_interval = 0.05
+    async with (
+        serve(settings) as (base_url, container),
+        httpx.AsyncClient(timeout=30) as http,
+    ):
+        yield RunningGateway(backend, base_url, container, http)
+
+
+async def test_an_endpoint_that_never_answers_holds_up_neither_messages_nor_another_account(
+    patient: RunningGateway, receiver: Receiver
+) -> None:
+    cap = PATIENT_CAP
+    receiver.gate = asyncio.Event()
+    stuck_client, other_client = await patient.new_client(), await patient.new_client()
+    stuck_url, other_url = receiver.endpoint(always=HOLD), receiver.endpoint()
+    stuck, _ = await created(stuck_client, stuck_url)
+    _, other_secret = await created(other_client, other_url)
+    stuck_path = stuck_url.removeprefix(receiver.base_url)
+    try:
+        # The account's own messages are delivered while its endpoint holds every try open,
+        # and no more tries than the endpoint's cap are open at once.
+        held = [await delivered_message(stuck_client, f"held {n}") for n in range(3)]
+        waiting = sum(len(m["events"]) for m in held)
+        assert waiting > cap
+        for _ in range(400):
+            if receiver.holding.get(stuck_path) == cap:
+                break
+            await asyncio.sleep(0.05)
+        assert receiver.holding.get(stuck_path) == cap, receiver.holding
+        # Another account's events all arrive, signed, while those tries are still open: none
+        # of them ended (the gate is shut and the timeout far away), so nothing waited for them.
+        mine = await delivered_message(other_client, "not held")
+        got = await arrived(receiver, other_url, len(mine["events"]))
+        assert {verified(other_secret, r)["data"]["messageId"] for r in got} == {mine["id"]}
+        assert receiver.holding[stuck_path] == cap
+        assert len(receiver.at(stuck_url)) == cap
+    finally:
+        receiver.gate.set()
+    # Answered at last: every event of the stuck account reaches its endpoint once.
+    nodes = await settled(stuck_client, stuck["id"], waiting, succeeded)
+    assert len(nodes) == waiting
+    assert len({r.webhook_id for r in await arrived(receiver, stuck_url, waiting)}) == waiting
 
 
 async def test_failed_tries_are_retried_under_the_same_id_and_redirects_are_not_followed(
