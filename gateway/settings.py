@@ -334,8 +334,11 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Read timeout of one webhook delivery try."
     )
+    # A try in flight is an open socket waiting for an answer, not work: room for many, so
+    # that it takes many endpoints that never answer (this over the per-endpoint cap) to
+    # fill a worker's slots and make the others wait for their timeouts.
     webhook_concurrency: int = Field(
-        default=16, ge=1, description="Webhook deliveries in flight per worker process."
+        default=64, ge=1, description="Webhook deliveries in flight per worker process."
     )
     webhook_endpoint_concurrency: int = Field(
         default=4, ge=1, description="Webhook deliveries in flight per endpoint, all workers."
