@@ -84,8 +84,10 @@ def can_requeue_unsent(current: MessageStatus) -> bool:
     # The one way back from SENT: the provider reports it failed the message without sending
     # it, because the sender went faster than its throughput (it sat too long in the
     # provider's queue). Nothing reached the recipient, so it may go again. Any other late
-    # failure of a SENT message is final.
-    return current == MessageStatus.SENT
+    # failure of a SENT message is final. The report can overtake the worker's own record of
+    # the send (the message still SENDING): the same holds, and the worker's late record
+    # leaves the requeued message's status alone.
+    return current in (MessageStatus.SENDING, MessageStatus.SENT)
 
 
 def can_retry(current: MessageStatus) -> bool:
@@ -145,8 +147,9 @@ def decide_report(
     DELIVERED, all are stale rather than moving a final status or going backwards.
 
     The one exception: a FAILED that the provider marks as a throughput refusal (it never
-    sent the message) takes a SENT message back to QUEUED (``can_requeue_unsent``). From any
-    other status it is an ordinary failure report.
+    sent the message) takes a SENT message (or a SENDING one whose send the worker has not
+    recorded yet) back to QUEUED (``can_requeue_unsent``). From any other status it is an
+    ordinary failure report.
     """
     if reported is None:
         return Record()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,9 +21,11 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
+from sqlalchemy import update
 from twilio.request_validator import RequestValidator
 
 from gateway.domain.pacing import pacing_key
+from persistence.rows import MESSAGES
 from providers.signatures import TWILIO_SIGNATURE_HEADER
 from tests.conftest import (
     GraphQLClient,
@@ -164,6 +167,33 @@ async def test_a_queue_overflow_callback_requeues_pauses_the_sender_and_is_sent_
     assert delivered["attempts"] == 1
     assert trail_problems(delivered["events"]) == []
     assert [k for k, _ in kinds(delivered)].count("throughput_requeued") == 1
+
+
+async def test_a_queue_overflow_that_overtakes_the_worker_s_record_requeues_too(
+    gw: Gateway,
+) -> None:
+    message_id = await send_sms(gw, new_number(), new_number())
+    first = await wait_for(gw.client, message_id, lambda m: m["status"] == "SENT", "SENT")
+    # As if the callback arrived between Twilio's answer and the worker's record of it.
+    async with gw.hooks.container.engine.begin() as conn:
+        await conn.execute(
+            update(MESSAGES)
+            .where(MESSAGES.c.id == uuid.UUID(raw_id(message_id)))
+            .values(status="SENDING")
+        )
+    await callback(gw, first, "failed", ErrorCode="30001")
+
+    again = await wait_for(
+        gw.client,
+        message_id,
+        lambda m: m["status"] == "SENT" and m["providerMessageId"] != first["providerMessageId"],
+        "SENT again under a new provider id",
+    )
+    assert again["attempts"] == 1
+    assert again["error"] is None
+    [requeue] = [e for e in again["events"] if e["kind"] == "throughput_requeued"]
+    assert requeue["status"] == "QUEUED"
+    assert requeue["detail"]["errorCode"] == "30001"
 
 
 async def test_any_other_late_failure_of_a_sent_message_stays_final(gw: Gateway) -> None:

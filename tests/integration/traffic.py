@@ -27,8 +27,11 @@ subscription Events($after: String) {
 """
 
 AMBIGUOUS_KINDS = frozenset({"retry_scheduled", "dead_lettered"})
-#: The only ways back from SENDING to QUEUED.
-REQUEUE_KINDS = frozenset({"retry_scheduled", "attempt_abandoned", "deferred"})
+#: The only ways back from SENDING to QUEUED (a throughput refusal can overtake the worker's
+#: record of the send).
+REQUEUE_KINDS = frozenset(
+    {"retry_scheduled", "attempt_abandoned", "deferred", KIND_THROUGHPUT_REQUEUED}
+)
 #: The only way back from SENT to QUEUED: the provider failed it unsent for its throughput.
 UNSENT_KINDS = frozenset({KIND_THROUGHPUT_REQUEUED})
 

@@ -211,8 +211,8 @@ def test_reports_in_any_order_never_move_a_status_back(start: S, reports: list[S
 
 
 @pytest.mark.parametrize("status", list(S))
-def test_requeue_unsent_only_from_sent(status: MessageStatus) -> None:
-    assert can_requeue_unsent(status) is (status is S.SENT)
+def test_requeue_unsent_only_from_sending_or_sent(status: MessageStatus) -> None:
+    assert can_requeue_unsent(status) is (status in (S.SENDING, S.SENT))
 
 
 @pytest.mark.parametrize(
@@ -220,8 +220,9 @@ def test_requeue_unsent_only_from_sent(status: MessageStatus) -> None:
     [
         # Failed unsent for the sender's throughput: back to QUEUED, with its reason.
         (S.SENT, S.FAILED, Requeue(THROUGHPUT_REQUEUE_REASON)),
+        # The same when the report overtakes the worker's record of the send.
+        (S.SENDING, S.FAILED, Requeue(THROUGHPUT_REQUEUE_REASON)),
         # Anywhere else it is an ordinary failure report, forward only.
-        (S.SENDING, S.FAILED, Advance(S.FAILED)),
         (S.DELIVERED, S.FAILED, Stale()),
         (S.FAILED, S.FAILED, Stale()),
         (S.QUEUED, S.FAILED, Advance(S.FAILED)),
@@ -242,7 +243,7 @@ def test_only_a_marked_failure_of_a_sent_message_goes_back(current: S, reported:
     plain = decide_report(current, reported)
     marked = decide_report(current, reported, throughput_refusal=True)
     assert not isinstance(plain, Requeue)
-    if current is S.SENT and reported is S.FAILED:
+    if current in (S.SENDING, S.SENT) and reported is S.FAILED:
         assert isinstance(marked, Requeue)
     else:
         assert marked == plain
