@@ -27,12 +27,10 @@ subscription Events($after: String) {
 """
 
 AMBIGUOUS_KINDS = frozenset({"retry_scheduled", "dead_lettered"})
-#: The only ways back from SENDING to QUEUED (a throughput refusal can overtake the worker's
-#: record of the send).
-REQUEUE_KINDS = frozenset(
-    {"retry_scheduled", "attempt_abandoned", "deferred", KIND_THROUGHPUT_REQUEUED}
-)
-#: The only way back from SENT to QUEUED: the provider failed it unsent for its throughput.
+#: The only ways back from SENDING to QUEUED or SCHEDULED.
+REQUEUE_KINDS = frozenset({"retry_scheduled", "attempt_abandoned", "deferred"})
+#: The only way back from SENT to QUEUED: the provider failed it unsent for its throughput
+#: (from SENDING too, when its report overtakes the worker's record of the send).
 UNSENT_KINDS = frozenset({KIND_THROUGHPUT_REQUEUED})
 
 
@@ -157,8 +155,8 @@ def ambiguous_marker(trail: list[dict[str, Any]]) -> bool:
 def trail_problems(trail: list[dict[str, Any]]) -> list[str]:
     """Everything wrong with one audit trail: statuses go forward in rank (back from SENDING
     only through a requeue event: to QUEUED for a retry or release, to SCHEDULED for a
-    quiet-hours hold; back from SENT to QUEUED only when the provider failed it unsent for
-    its throughput) and a message reaches at most one terminal status."""
+    quiet-hours hold; back from SENT (or SENDING) to QUEUED only when the provider failed it
+    unsent for its throughput) and a message reaches at most one terminal status."""
     problems: list[str] = []
     if not trail:
         return ["no events"]
@@ -179,7 +177,7 @@ def trail_problems(trail: list[dict[str, Any]]) -> list[str]:
                 and after["kind"] in REQUEUE_KINDS
             )
             or (
-                old is MessageStatus.SENT
+                old in (MessageStatus.SENDING, MessageStatus.SENT)
                 and new is MessageStatus.QUEUED
                 and after["kind"] in UNSENT_KINDS
             )

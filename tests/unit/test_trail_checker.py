@@ -89,10 +89,20 @@ def test_a_throughput_requeue_from_sent_is_clean_and_only_that() -> None:
     assert trail_problems(
         trail(("accepted", "QUEUED"), ("claimed", "SENDING"), ("sent", "SENT"), ("x", "QUEUED"))
     ) == ["backwards SENT -> QUEUED (x)"]
-    # From SENDING it is no requeue event of its own, and never to SCHEDULED.
+    # From SENDING too, when it overtakes the worker's record of the send (which then
+    # notes the refused send at QUEUED); never to SCHEDULED.
+    overtaken = trail(
+        ("accepted", "QUEUED"),
+        ("claimed", "SENDING"),
+        ("throughput_requeued", "QUEUED"),
+        ("provider_accepted", "QUEUED"),
+        ("claimed", "SENDING"),
+        ("provider_accepted", "SENT"),
+    )
+    assert trail_problems(overtaken) == []
     assert trail_problems(
-        trail(("accepted", "QUEUED"), ("claimed", "SENDING"), ("throughput_requeued", "QUEUED"))
-    ) == ["backwards SENDING -> QUEUED (throughput_requeued)"]
+        trail(("accepted", "QUEUED"), ("claimed", "SENDING"), ("throughput_requeued", "SCHEDULED"))
+    ) == ["backwards SENDING -> SCHEDULED (throughput_requeued)"]
     assert trail_problems(
         trail(
             ("accepted", "QUEUED"), ("claimed", "SENDING"), ("sent", "SENT"), ("deferred", "QUEUED")
