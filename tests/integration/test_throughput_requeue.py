@@ -109,6 +109,16 @@ async def wait_for(
     raise AssertionError(f"message never became {what}: {message}")
 
 
+async def sent_again(gw: Gateway, message_id: str, first: dict[str, Any]) -> dict[str, Any]:
+    """The message once it is SENT again, under another provider id than ``first``'s."""
+    return await wait_for(
+        gw.client,
+        message_id,
+        lambda m: m["status"] == "SENT" and m["providerMessageId"] != first["providerMessageId"],
+        "SENT again under a new provider id",
+    )
+
+
 async def callback(gw: Gateway, message: dict[str, Any], status: str, **extra: str) -> None:
     """POST a Twilio status callback for the message's current provider id, signed."""
     hooks = gw.hooks
@@ -142,12 +152,7 @@ async def test_a_queue_overflow_callback_requeues_pauses_the_sender_and_is_sent_
     # Answered only once applied: the sender's pause is on in the shared pacer now.
     assert pacer.ready_in(key) > 0.0
 
-    again = await wait_for(
-        gw.client,
-        message_id,
-        lambda m: m["status"] == "SENT" and m["providerMessageId"] != first["providerMessageId"],
-        "SENT again under a new provider id",
-    )
+    again = await sent_again(gw, message_id, first)
     # Not lost and not failed: the requeue gave its attempt back, the new send took one.
     assert again["attempts"] == 1
     assert again["error"] is None
@@ -183,12 +188,7 @@ async def test_a_queue_overflow_that_overtakes_the_worker_s_record_requeues_too(
         )
     await callback(gw, first, "failed", ErrorCode="30001")
 
-    again = await wait_for(
-        gw.client,
-        message_id,
-        lambda m: m["status"] == "SENT" and m["providerMessageId"] != first["providerMessageId"],
-        "SENT again under a new provider id",
-    )
+    again = await sent_again(gw, message_id, first)
     assert again["attempts"] == 1
     assert again["error"] is None
     [requeue] = [e for e in again["events"] if e["kind"] == "throughput_requeued"]
