@@ -61,6 +61,21 @@ CARRIERS = {
 }
 
 
+def test_the_recipient_is_parsed_only_for_a_route_by_country(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def unparsable(recipient: str) -> str | None:
+        raise AssertionError(f"{recipient} parsed without a route for a country")
+
+    monkeypatch.setattr("gateway.domain.routing.country_of", unparsable)
+    everywhere = Route(Channel.SMS, None, ("twilio",))
+    uk_mms = Route(Channel.MMS, "GB", ("telnyx",))
+    assert route_for(Channel.SMS, "+447700900123", DEFAULT, []) == DEFAULT
+    assert route_for(Channel.SMS, "+447700900123", DEFAULT, [everywhere, uk_mms]) == ("twilio",)
+    with pytest.raises(AssertionError, match="parsed"):
+        route_for(Channel.MMS, "+447700900123", DEFAULT, [uk_mms])
+
+
 @pytest.mark.parametrize(
     ("route", "code"),
     [
