@@ -330,6 +330,15 @@ class Stack:
             raise BenchError(f"create-api-key printed no key:\n{out}")
         return keys[-1]
 
+    def analyze(self) -> None:
+        """ANALYZE this deployment's database, as autovacuum does within about a minute of
+        real traffic. Until then PostgreSQL runs a fresh database's statements on plans made
+        for empty tables, and keeps them: a lookup by id may scan the whole growing table. A
+        measurement started after this call sees the plans a deployment runs on, not that
+        first-minute transient (which also came and went with autovacuum's timing)."""
+        assert self.infra.pg is not None
+        self.infra.pg.psql("ANALYZE;\n", dbname=self.dbname)
+
     def _wait_workers(self) -> None:
         if self.workers:
             asyncio.run(wait_heartbeats(self.infra.redis_url, self.workers, within=READY_TIMEOUT))

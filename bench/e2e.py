@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -159,7 +160,10 @@ async def run_e2e(
     area: str,
     compression: str | None,
     meter: CpuMeter | None = None,
+    settle: Callable[[], Awaitable[None]] | None = None,
 ) -> dict[str, Any]:
+    """One end-to-end measurement (probe, warm-up, then the measured run); ``settle``, if
+    given, runs after the warm-up has drained and before the measured run starts."""
     host, port, ws_url = endpoints(api_url)
     tracker = Tracker()
     subscription = Subscription(ws_url, key, QUERY, tracker.on_next, compression=compression)
@@ -185,6 +189,8 @@ async def run_e2e(
             )
             offset += int(rate * warmup_seconds) + batch
             await wait_delivered(tracker, set(warm.sent), drain_timeout)
+        if settle is not None:
+            await settle()
         with LoopLag() as lag:
             if meter is not None:
                 meter.start()

@@ -426,6 +426,7 @@ class Suite:
                 area=area,
                 compression=plan.compression,
                 meter=meter,
+                settle=lambda: asyncio.to_thread(stack.analyze),
             )
         )
         measured["cpu"] = meter.used
