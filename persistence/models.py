@@ -200,11 +200,11 @@ class MessageEventRow(Base):
 
     # Monotonic: the event cursor of the subscription replay.
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    account_id: Mapped[UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    # The message's account and conversation, copied with the event: only the message is a
+    # foreign key (it has the other two), so that an event insert locks no account row.
+    account_id: Mapped[UUID] = mapped_column()
     message_id: Mapped[UUID] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
-    conversation_id: Mapped[UUID] = mapped_column(
-        ForeignKey("conversations.id", ondelete="CASCADE")
-    )
+    conversation_id: Mapped[UUID] = mapped_column()
     status: Mapped[str] = mapped_column(String(12))
     kind: Mapped[str] = mapped_column(String(32))
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSONType)

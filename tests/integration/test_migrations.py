@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -242,3 +243,84 @@ async def test_search_documents_move_to_their_table_and_back(postgres: PostgresS
 
 def _columns(connection: Connection) -> list[Any]:
     return list(inspect(connection).get_columns("messages"))
+
+
+async def test_events_keep_only_their_message_key_and_their_deliveries(
+    settings: Settings, engine: AsyncEngine
+) -> None:
+    """0018 drops the events' foreign keys to accounts and conversations; on SQLite, which
+    rebuilds the table for it, the events, the webhook deliveries of those events (whose
+    foreign key cascades when the old table goes), the indexes and the trigger that writes
+    deliveries all survive. The downgrade puts the keys back, keeping everything."""
+    sqlite = settings.database_url is None or settings.database_url.startswith("sqlite")
+    now = datetime.now(UTC)
+    ids = {name: uuid.uuid4() for name in ("account", "conversation", "message", "endpoint")}
+    key = {name: (value.hex if sqlite else value) for name, value in ids.items()}
+
+    async def event(conn: Any, kind: str) -> None:
+        await conn.execute(
+            text(
+                "INSERT INTO message_events (account_id, message_id, conversation_id, status,"
+                " kind, occurred_at) VALUES (:account, :message, :conversation, 'QUEUED',"
+                " :kind, :now)"
+            ),
+            {**key, "kind": kind, "now": now},
+        )
+
+    async def counts(conn: Any) -> tuple[int, int]:
+        events = (await conn.execute(text("SELECT count(*) FROM message_events"))).scalar()
+        sent = (await conn.execute(text("SELECT count(*) FROM webhook_deliveries"))).scalar()
+        return events, sent
+
+    def parents(connection: Connection) -> list[str]:
+        keys = inspect(connection).get_foreign_keys("message_events")
+        return sorted(k["referred_table"] for k in keys)
+
+    async with engine.begin() as conn:
+        await conn.run_sync(_migrate(command.upgrade, "0017"))
+        await conn.execute(
+            text("INSERT INTO accounts (id, name, created_at) VALUES (:account, 'a', :now)"),
+            {**key, "now": now},
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO conversations (id, account_id, participant_a, participant_b,"
+                " created_at, last_message_at) VALUES (:conversation, :account, 'x', 'y',"
+                " :now, :now)"
+            ),
+            {**key, "now": now},
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO messages (id, account_id, conversation_id, channel, direction,"
+                " sender, recipient, body, attachments, status, attempts, created_at,"
+                " updated_at) VALUES (:message, :account, :conversation, 'SMS', 'OUTBOUND',"
+                " 'x', 'y', 'hi', '[]', 'QUEUED', 0, :now, :now)"
+            ),
+            {**key, "now": now},
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO webhook_endpoints (id, account_id, url, event_kinds, statuses,"
+                " enabled, secret, created_at, updated_at) VALUES (:endpoint, :account,"
+                " 'https://example.com/hook', '', '', :yes, 'whsec_x', :now, :now)"
+            ),
+            {**key, "yes": True, "now": now},
+        )
+        await event(conn, "accepted")
+        assert await counts(conn) == (1, 1)
+        assert await conn.run_sync(parents) == ["accounts", "conversations", "messages"]
+
+        await conn.run_sync(_migrate(command.upgrade, "0018"))
+        assert await counts(conn) == (1, 1), "events or their deliveries lost"
+        assert await conn.run_sync(parents) == ["messages"]
+        await event(conn, "attempt")
+        assert await counts(conn) == (2, 2), "the trigger no longer writes deliveries"
+        indexes = await conn.run_sync(lambda c: inspect(c).get_indexes("message_events"))
+        assert len(indexes) == 3
+
+        await conn.run_sync(_migrate(command.downgrade, "0017"))
+        assert await counts(conn) == (2, 2)
+        assert await conn.run_sync(parents) == ["accounts", "conversations", "messages"]
+        await conn.execute(text("DELETE FROM messages"))
+        assert await counts(conn) == (0, 0), "events no longer go with their message"
