@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -332,6 +333,23 @@ def event_of(text: str) -> dict[str, Any]:
     frame = orjson.loads(text)
     event: dict[str, Any] = frame["payload"]["data"]["messageEvents"]
     return event
+
+
+@contextlib.contextmanager
+def steady_heap() -> Iterator[None]:
+    """This process's own garbage collector kept off what it held before the measured window.
+
+    The measuring client is a big process (the suite, the harness, a thousand open
+    subscriptions): a full collection walks all of it and stops the client's event loop for
+    tens of milliseconds, and frames that arrive meanwhile are read late, which the figures
+    would count as the gateway's latency (``LoopLag`` shows it). Frozen, the startup objects
+    are no longer walked; what the window itself allocates is still collected."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 class LoopLag:

@@ -32,6 +32,7 @@ from bench.clients import (
     event_of,
     recipient,
     sms,
+    steady_heap,
 )
 from bench.cpu import CpuMeter
 from bench.deploy import BenchError
@@ -191,7 +192,7 @@ async def run_e2e(
             await wait_delivered(tracker, set(warm.sent), drain_timeout)
         if settle is not None:
             await settle()
-        with LoopLag() as lag:
+        with steady_heap(), LoopLag() as lag:
             if meter is not None:
                 meter.start()
             log = await paced_send(

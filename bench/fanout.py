@@ -29,6 +29,7 @@ from bench.clients import (
     event_of,
     recipient,
     sms,
+    steady_heap,
 )
 from bench.cpu import CpuMeter
 from bench.deploy import BenchError
@@ -129,7 +130,7 @@ async def run_fanout(
         before = max(s.received for s in subs if s.ws is not None)
         sent: list[str] = []
         errors: list[str] = []
-        with LoopLag() as lag:
+        with steady_heap(), LoopLag() as lag:
             if meter is not None:
                 meter.start()
             t0 = time.monotonic()
