@@ -278,35 +278,8 @@ async def test_events_keep_only_their_message_key_and_their_deliveries(
 
     async with engine.begin() as conn:
         await conn.run_sync(_migrate(command.upgrade, "0017"))
-        await conn.execute(
-            text("INSERT INTO accounts (id, name, created_at) VALUES (:account, 'a', :now)"),
-            {**key, "now": now},
-        )
-        await conn.execute(
-            text(
-                "INSERT INTO conversations (id, account_id, participant_a, participant_b,"
-                " created_at, last_message_at) VALUES (:conversation, :account, 'x', 'y',"
-                " :now, :now)"
-            ),
-            {**key, "now": now},
-        )
-        await conn.execute(
-            text(
-                "INSERT INTO messages (id, account_id, conversation_id, channel, direction,"
-                " sender, recipient, body, attachments, status, attempts, created_at,"
-                " updated_at) VALUES (:message, :account, :conversation, 'SMS', 'OUTBOUND',"
-                " 'x', 'y', 'hi', '[]', 'QUEUED', 0, :now, :now)"
-            ),
-            {**key, "now": now},
-        )
-        await conn.execute(
-            text(
-                "INSERT INTO webhook_endpoints (id, account_id, url, event_kinds, statuses,"
-                " enabled, secret, created_at, updated_at) VALUES (:endpoint, :account,"
-                " 'https://example.com/hook', '', '', :yes, 'whsec_x', :now, :now)"
-            ),
-            {**key, "yes": True, "now": now},
-        )
+        for statement in _AN_ACCOUNT_WITH_A_MESSAGE_AND_AN_ENDPOINT:
+            await conn.execute(text(statement), {**key, "yes": True, "now": now})
         await event(conn, "accepted")
         assert await counts(conn) == (1, 1)
         assert await conn.run_sync(parents) == ["accounts", "conversations", "messages"]
@@ -324,3 +297,17 @@ async def test_events_keep_only_their_message_key_and_their_deliveries(
         assert await conn.run_sync(parents) == ["accounts", "conversations", "messages"]
         await conn.execute(text("DELETE FROM messages"))
         assert await counts(conn) == (0, 0), "events no longer go with their message"
+
+
+_AN_ACCOUNT_WITH_A_MESSAGE_AND_AN_ENDPOINT = (
+    "INSERT INTO accounts (id, name, created_at) VALUES (:account, 'a', :now)",
+    "INSERT INTO conversations (id, account_id, participant_a, participant_b, created_at,"
+    " last_message_at) VALUES (:conversation, :account, 'x', 'y', :now, :now)",
+    "INSERT INTO messages (id, account_id, conversation_id, channel, direction, sender,"
+    " recipient, body, attachments, status, attempts, created_at, updated_at) VALUES"
+    " (:message, :account, :conversation, 'SMS', 'OUTBOUND', 'x', 'y', 'hi', '[]', 'QUEUED',"
+    " 0, :now, :now)",
+    "INSERT INTO webhook_endpoints (id, account_id, url, event_kinds, statuses, enabled, secret,"
+    " created_at, updated_at) VALUES (:endpoint, :account, 'https://example.com/hook', '', '',"
+    " :yes, 'whsec_x', :now, :now)",
+)
