@@ -23,22 +23,13 @@ COUNTS = {"fast": 0, "other": 0, "slow": 0}
 SLOW = {"seconds": 3.0}
 
 
-async def fast(request: Request) -> Response:
+async def take(request: Request) -> Response:
+    """Count the delivery under its path's name; only ``/slow`` answers late."""
     await request.body()
-    COUNTS["fast"] += 1
-    return Response("ok")
-
-
-async def other(request: Request) -> Response:
-    await request.body()
-    COUNTS["other"] += 1
-    return Response("ok")
-
-
-async def slow(request: Request) -> Response:
-    await request.body()
-    COUNTS["slow"] += 1
-    await asyncio.sleep(SLOW["seconds"])
+    name = request.url.path.strip("/")
+    COUNTS[name] += 1
+    if name == "slow":
+        await asyncio.sleep(SLOW["seconds"])
     return Response("ok")
 
 
@@ -52,9 +43,7 @@ async def ready(_: Request) -> Response:
 
 app = Starlette(
     routes=[
-        Route("/fast", fast, methods=["POST"]),
-        Route("/other", other, methods=["POST"]),
-        Route("/slow", slow, methods=["POST"]),
+        *(Route(f"/{name}", take, methods=["POST"]) for name in COUNTS),
         Route("/counts", counts),
         Route("/ready", ready),
     ]
