@@ -152,10 +152,18 @@ async def accept_new(
     admitted = [m for i, m in enumerate(messages) if i not in refused]
     if len(by_message) != len(admitted):
         raise RuntimeError(f"accept wrote {len(by_message)} of {len(admitted)} messages")
-    stored = [replace(m, conversation_id=by_message[m.id][1]) for m in admitted]
+    # Copied only when the pair already had a conversation (its placeholder id went unused):
+    # copying a message is the costliest step of reading the statement's answer.
+    stored = [_in_conversation(m, by_message[m.id][1]) for m in admitted]
     admitted_details = [d for i, d in enumerate(details) if i not in refused]
     events = [
         stored_event(by_message[m.id][0], event_row(m, m.status, "accepted", detail, now))
         for m, detail in zip(stored, admitted_details, strict=True)
     ]
     return stored, events, refused
+
+
+def _in_conversation(message: Message, conversation_id: UUID) -> Message:
+    if message.conversation_id == conversation_id:
+        return message
+    return replace(message, conversation_id=conversation_id)
