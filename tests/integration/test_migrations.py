@@ -311,3 +311,51 @@ _AN_ACCOUNT_WITH_A_MESSAGE_AND_AN_ENDPOINT = (
     " created_at, updated_at) VALUES (:endpoint, :account, 'https://example.com/hook', '', '',"
     " :yes, 'whsec_x', :now, :now)",
 )
+
+
+async def test_search_documents_leave_with_their_messages_without_a_key(
+    postgres: PostgresServer,
+) -> None:
+    """0019 drops the documents' foreign key: they still go when their message is deleted,
+    directly or through its account, and when the messages are truncated. The downgrade puts
+    the key back."""
+    name = "mig_" + uuid.uuid4().hex[:12]
+    postgres.create_database(name)
+    engine = create_engine(Settings(database_url=postgres.url(name)))
+    now = datetime.now(UTC)
+
+    async def documents(conn: Any) -> int:
+        return int((await conn.execute(text("SELECT count(*) FROM message_search"))).scalar())
+
+    async def a_message(conn: Any) -> dict[str, uuid.UUID]:
+        key = {n: uuid.uuid4() for n in ("account", "conversation", "message", "endpoint")}
+        for statement in _AN_ACCOUNT_WITH_A_MESSAGE_AND_AN_ENDPOINT:
+            # Account names are unique: each account is named after its id.
+            statement = statement.replace("(:account, 'a',", "(:account, :name,")
+            params = {**key, "name": key["account"].hex, "yes": True, "now": now}
+            await conn.execute(text(statement), params)
+        return key
+
+    def keys(connection: Connection) -> list[str]:
+        return [k["referred_table"] for k in inspect(connection).get_foreign_keys("message_search")]
+
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_migrate(command.upgrade, "0019"))
+            assert await conn.run_sync(keys) == []
+            first, second, _ = [await a_message(conn) for _ in range(3)]
+            assert await documents(conn) == 3
+
+            await conn.execute(text("DELETE FROM messages WHERE id = :m"), {"m": first["message"]})
+            assert await documents(conn) == 2, "a deleted message kept its document"
+            await conn.execute(text("DELETE FROM accounts WHERE id = :a"), {"a": second["account"]})
+            assert await documents(conn) == 1, "a deleted account's message kept its document"
+            await conn.execute(text("TRUNCATE messages CASCADE"))
+            assert await documents(conn) == 0, "truncated messages kept their documents"
+
+            await a_message(conn)
+            await conn.run_sync(_migrate(command.downgrade, "0018"))
+            assert await conn.run_sync(keys) == ["messages"]
+            assert await documents(conn) == 1
+    finally:
+        await engine.dispose()
