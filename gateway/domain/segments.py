@@ -6,6 +6,7 @@ parts, each losing room to the user-data header (160 -> 153 septets, 70 -> 67 co
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +30,10 @@ _GSM7_BASIC: frozenset[str] = frozenset(
 _GSM7_EXTENSION: frozenset[str] = frozenset(
     unicodedata.lookup(name) for name in BASIC_CHARACTER_SET_EXTENSION.values()
 )
+
+# The common body, basic-set characters only, is recognised in one pass of the regex engine:
+# each of its characters is one septet and no part boundary can split a pair.
+_BASIC_ONLY = re.compile("[" + "".join(re.escape(ch) for ch in sorted(_GSM7_BASIC)) + "]*")
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,10 @@ def _scheme(non_gsm: tuple[str, ...]) -> tuple[str, Callable[[str], int], int, i
 
 
 def count_segments(body: str) -> SegmentInfo:
+    if _BASIC_ONLY.fullmatch(body):
+        units = len(body)
+        segments = 0 if not body else 1 if units <= _GSM7_SINGLE else -(-units // _GSM7_MULTI)
+        return SegmentInfo(GSM7, segments, units, ())
     non_gsm = _non_gsm(body)
     encoding, cost, single, multi = _scheme(non_gsm)
     units = sum(cost(ch) for ch in body)
