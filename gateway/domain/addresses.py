@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
+from phonenumbers import PhoneMetadata
 
 _PHONE_MAX_INPUT = 64
 _URL_MAX = 2048
@@ -36,6 +37,9 @@ def normalize_phone(raw: str, default_region: str = "US") -> str:
         raise AddressError("phone number is empty")
     if len(text) > _PHONE_MAX_INPUT:
         raise AddressError(f"phone number is longer than {_PHONE_MAX_INPUT} characters")
+    written = _valid_as_written(text)
+    if written is not None:
+        return written
     try:
         number = phonenumbers.parse(text, default_region)
     except phonenumbers.NumberParseException:
@@ -49,6 +53,38 @@ def normalize_phone(raw: str, default_region: str = "US") -> str:
     if not _E164.fullmatch(e164):
         raise AddressError("not a valid phone number")
     return e164
+
+
+def _valid_as_written(text: str) -> str | None:
+    """``text`` if it is a valid number written in E.164 form, the form API callers mostly
+    use; None for anything else, which the general parser then reads.
+
+    Reads the number the way ``phonenumbers.parse`` reads a ``+`` number (the country code is
+    the shortest prefix that is one) but only where that parse has nothing more to do: a
+    national number with a leading zero (kept as a count of zeros) or one that begins like its
+    region's national prefix (which the parser may strip) goes to the parser, so whatever this
+    returns is what the parser and the formatter would have made of it."""
+    if not _E164.fullmatch(text):
+        return None
+    digits = text[1:]
+    for size in range(1, min(len(digits), 3) + 1):
+        code = int(digits[:size])
+        if code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            break
+    else:
+        return None
+    national = digits[size:]
+    if len(national) < 2 or national.startswith("0"):
+        return None
+    region = phonenumbers.region_code_for_country_code(code)
+    metadata = PhoneMetadata.metadata_for_region_or_calling_code(code, region)
+    if metadata is None:
+        return None
+    prefix = metadata.national_prefix_for_parsing
+    if prefix and re.match(prefix, national):
+        return None
+    number = phonenumbers.PhoneNumber(country_code=code, national_number=int(national))
+    return text if phonenumbers.is_valid_number(number) else None
 
 
 def normalize_number(raw: str, default_region: str = "US") -> str:

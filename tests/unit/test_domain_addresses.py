@@ -116,6 +116,81 @@ def test_every_region_and_format_round_trips(region: str, fmt: int) -> None:
     assert normalize_phone(written, default_region=region) == expected
 
 
+def _parsed(raw: str) -> str | None:
+    """What the general parser makes of ``raw``: its E.164 form, or None when not valid (or
+    longer than E.164 allows)."""
+    try:
+        number = phonenumbers.parse(raw, "US")
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number) or number.extension:
+        return None
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return e164 if E164.match(e164) else None
+
+
+def _e164_written_numbers() -> list[str]:
+    """Every region's example numbers of every type in E.164 form, and the same numbers with
+    each digit put in front (national prefixes and leading zeros among them) or a digit
+    dropped: the numbers the E.164 shortcut must read exactly as the parser does."""
+    written: set[str] = set()
+    for region in phonenumbers.SUPPORTED_REGIONS:
+        for kind in _NUMBER_TYPES:
+            number = phonenumbers.example_number_for_type(region, kind)
+            if number is None:
+                continue
+            e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+            code = str(number.country_code)
+            national = e164[1 + len(code) :]
+            written.add(e164)
+            written.update(f"+{code}{digit}{national}" for digit in "0123456789")
+            written.update(f"+{code}{digit}{national[:-1]}" for digit in "0123456789")
+            written.add(f"+{code}00{national}")
+    return sorted(written)
+
+
+_NUMBER_TYPES = [
+    phonenumbers.PhoneNumberType.FIXED_LINE,
+    phonenumbers.PhoneNumberType.MOBILE,
+    phonenumbers.PhoneNumberType.TOLL_FREE,
+    phonenumbers.PhoneNumberType.PREMIUM_RATE,
+    phonenumbers.PhoneNumberType.SHARED_COST,
+    phonenumbers.PhoneNumberType.VOIP,
+    phonenumbers.PhoneNumberType.PERSONAL_NUMBER,
+    phonenumbers.PhoneNumberType.PAGER,
+    phonenumbers.PhoneNumberType.UAN,
+]
+
+
+def test_numbers_written_in_e164_normalize_as_the_parser_reads_them() -> None:
+    """A number already written in E.164 skips the general parser when it is valid as
+    written; over every region's numbers and their near misses, the outcome is the parser's."""
+    diverging = []
+    for raw in _e164_written_numbers():
+        try:
+            ours: str | None = normalize_phone.__wrapped__(raw, "US")
+        except AddressError:
+            ours = None
+        if ours != _parsed(raw):
+            diverging.append((raw, ours, _parsed(raw)))
+    assert diverging == []
+
+
+def test_a_valid_e164_number_skips_the_parser(monkeypatch: pytest.MonkeyPatch) -> None:
+    def unused(*args: object) -> None:
+        raise AssertionError("parsed")
+
+    monkeypatch.setattr(phonenumbers, "parse", unused)
+    assert normalize_phone.__wrapped__("+14155550100", "US") == "+14155550100"
+    assert normalize_phone.__wrapped__("+442071838750", "US") == "+442071838750"
+    with pytest.raises(AssertionError, match="parsed"):
+        normalize_phone.__wrapped__("+1 415 555 0100", "US")
+    # A zero after the country code is not part of the national number's value: such a
+    # number is the parser's to judge (here: not a valid one).
+    with pytest.raises(AssertionError, match="parsed"):
+        normalize_phone.__wrapped__("+1002015550123", "US")
+
+
 def _check_phone_outcome(raw: str, region: str = "US") -> None:
     try:
         normalized = normalize_phone(raw, region)
