@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -352,8 +353,12 @@ def text_problem(text: str) -> str | None:
     return None
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _has_lone_surrogate(text: str) -> bool:
-    return any("\ud800" <= ch <= "\udfff" for ch in text)
+    # ASCII, the common case, is answered without reading the text again.
+    return not text.isascii() and _SURROGATE.search(text) is not None
 
 
 def _describe(span: timedelta) -> str:
