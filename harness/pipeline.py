@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from gateway.domain.statuses import TERMINAL
 from gateway.settings import Settings
 from harness.asgi import run_uvicorn
+from harness.http import loopback_client
 from harness.processes import (
     CLI,
     HIGH_SENDER_RATES,
@@ -532,13 +533,7 @@ async def start_pipeline(
     signing_key, public_key = generate_sendgrid_keypair()
     engine = create_async_engine(database_url, pool_size=4)
     async with contextlib.AsyncExitStack() as stack:
-        # Idle connections expire before uvicorn's 5 s keep-alive does: reusing one the
-        # server is closing at that moment fails a POST with ReadError (not retried).
-        http = await stack.enter_async_context(
-            httpx.AsyncClient(
-                timeout=30, trust_env=False, limits=httpx.Limits(keepalive_expiry=2.0)
-            )
-        )
+        http = await stack.enter_async_context(loopback_client(timeout=30))
         pipeline = Pipeline(
             tmp=tmp,
             database_url=database_url,

@@ -31,6 +31,7 @@ import httpx
 from redis.asyncio import Redis
 
 from gateway.settings import Settings
+from harness.http import loopback_client
 from harness.servers import LOOPBACK, HarnessError, PostgresServer, free_port
 from workers.liveness import WORKERS
 
@@ -264,7 +265,7 @@ async def wait_http(
     """Until ``url`` answers 200 while ``proc`` stays alive."""
     async with contextlib.AsyncExitStack() as stack:
         if http is None:
-            http = await stack.enter_async_context(httpx.AsyncClient(trust_env=False))
+            http = await stack.enter_async_context(loopback_client())
         deadline = time.monotonic() + within
         last = "no answer"
         while True:

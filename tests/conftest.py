@@ -28,6 +28,7 @@ from gateway.entry.bootstrap.api import Api
 from gateway.entry.migrations import upgrade_to_head
 from gateway.settings import Settings
 from harness.asgi import run_uvicorn
+from harness.http import loopback_client
 from harness.pipeline import Pipeline, start_pipeline
 from harness.processes import dedicated_postgres
 from harness.servers import PostgresServer, RedisServer, free_port
@@ -297,7 +298,7 @@ async def gateway(
     backend, settings = backend_settings(request, tmp_path_factory, "gw")
     async with (
         serve(settings) as (base_url, container),
-        httpx.AsyncClient(timeout=30) as http,
+        loopback_client(timeout=30) as http,
     ):
         yield RunningGateway(backend, base_url, container, http)
 

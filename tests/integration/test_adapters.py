@@ -43,6 +43,7 @@ from gateway.services.ports import (
 )
 from gateway.settings import Settings
 from harness.asgi import run_uvicorn
+from harness.http import loopback_client
 from harness.servers import free_port
 from providers.attachments import AttachmentFetcher
 from providers.http import ProviderSession
@@ -323,7 +324,7 @@ async def world() -> AsyncIterator[World]:
         try:
             async with (
                 running(answers.recording(app)) as sandbox_url,
-                httpx.AsyncClient(trust_env=False) as client,
+                loopback_client() as client,
             ):
                 sandbox = app.state.sandbox
                 yield World(receiver, receiver_url, sandbox, sandbox_url, client, session, answers)

@@ -26,6 +26,7 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
+from harness.http import loopback_client
 from harness.processes import CLI, Process, scrubbed_env, serve_process
 from harness.servers import PostgresServer
 
@@ -152,7 +153,7 @@ async def test_requests_during_a_database_outage_answer_503_unavailable_and_reco
 
     async with (
         serve_process(env, tmp_path / "api.log") as (proc, url),
-        httpx.AsyncClient(timeout=30, trust_env=False) as http,
+        loopback_client(timeout=30) as http,
     ):
         response, _ = await post(http, url, warm, SEND, {"input": sms("before")})
         assert response.status_code == 200, response.text

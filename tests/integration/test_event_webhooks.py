@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-import httpx
 import orjson
 import pytest
 from cryptography.fernet import Fernet
@@ -39,6 +38,7 @@ from gateway.domain.records import MessageEvent
 from gateway.domain.statuses import MessageStatus
 from gateway.domain.webhook_endpoints import UnsafeUrl
 from harness.asgi import run_uvicorn
+from harness.http import loopback_client
 from persistence.webhook_endpoints import ENDPOINTS
 from providers.http import ProviderSession
 from providers.outbound_webhooks import WebhookPoster, signed_headers
@@ -242,7 +242,7 @@ async def hooks(
     settings.webhook_poll_interval = 0.05
     async with (
         serve(settings) as (base_url, container),
-        httpx.AsyncClient(timeout=30) as http,
+        loopback_client(timeout=30) as http,
     ):
         yield RunningGateway(backend, base_url, container, http)
 
@@ -543,7 +543,7 @@ async def patient(
     settings.webhook_poll_interval = 0.05
     async with (
         serve(settings) as (base_url, container),
-        httpx.AsyncClient(timeout=30) as http,
+        loopback_client(timeout=30) as http,
     ):
         yield RunningGateway(backend, base_url, container, http)
 

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
 from gateway.settings import Settings
+from harness.http import loopback_client
 from harness.processes import Process, embedded_serve
 from tests.conftest import serve
 
@@ -134,7 +134,7 @@ async def test_a_declared_length_over_the_limit_is_refused_unread(small_limit: s
 
 async def test_a_body_within_the_limit_is_handled_as_usual(small_limit: str) -> None:
     pad = "x" * (LIMIT - 200)
-    async with httpx.AsyncClient(timeout=30, trust_env=False) as http:
+    async with loopback_client(timeout=30) as http:
         response = await http.post(
             f"{small_limit}/graphql", json={"query": QUERY, "variables": {"pad": pad}}
         )
@@ -199,7 +199,7 @@ async def test_sixteen_concurrent_50_mb_posts_keep_memory_bounded_and_others_ser
 ) -> None:
     proc, url, key = served
     port = port_of(url)
-    async with httpx.AsyncClient(timeout=60, trust_env=False) as http:
+    async with loopback_client(timeout=60) as http:
         query = {"query": "{ conversations { edges { cursor } } }"}
         auth = {"Authorization": f"Bearer {key}"}
         assert (await http.post(f"{url}/graphql", json=query, headers=auth)).status_code == 200

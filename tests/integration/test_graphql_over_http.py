@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from harness.http import loopback_client
 from tests.conftest import RunningGateway, gateway_settings, serve
 from tests.integration.test_hardening import SMS_LITERAL, stored_messages
 
@@ -35,7 +36,7 @@ async def gw(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunningG
     settings = settings.model_copy(update={"rate_limits": "deadLetters=1/minute;*=1000/second"})
     async with (
         serve(settings) as (base_url, container),
-        httpx.AsyncClient(timeout=30) as http,
+        loopback_client(timeout=30) as http,
     ):
         yield RunningGateway("sqlite", base_url, container, http)
 

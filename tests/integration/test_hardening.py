@@ -24,6 +24,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import InvalidStatus
 from websockets.typing import Origin, Subprotocol
 
+from harness.http import loopback_client
 from tests.conftest import GraphQLClient, RunningGateway, gateway_settings, serve, stored_messages
 
 PROTOCOL = Subprotocol("graphql-transport-ws")
@@ -84,7 +85,7 @@ async def hardened(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Ru
     )
     async with (
         serve(settings) as (base_url, container),
-        httpx.AsyncClient(timeout=30) as http,
+        loopback_client(timeout=30) as http,
     ):
         yield RunningGateway("sqlite", base_url, container, http)
 

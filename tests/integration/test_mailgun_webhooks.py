@@ -24,6 +24,7 @@ import pytest
 from gateway.domain.channels import Channel
 from gateway.entry.bootstrap.shared import build_registry
 from gateway.settings import Settings
+from harness.http import loopback_client
 from providers.http import ProviderSession
 from providers.signatures import MAILGUN_TOLERANCE, mailgun_signature
 from tests.conftest import GatewayParts, backend_settings, serve
@@ -67,7 +68,7 @@ async def mailgun_gateway(
     _, settings = backend_settings(request, tmp_path_factory, "mailgun")
     settings.email_providers = "mailgun"
     settings.sandbox_callback_delay = 3600.0
-    async with serve(settings) as (base_url, container), httpx.AsyncClient(timeout=30) as http:
+    async with serve(settings) as (base_url, container), loopback_client(timeout=30) as http:
         yield MailgunGateway(base_url, container, http)
 
 

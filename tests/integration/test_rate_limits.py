@@ -29,6 +29,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.typing import Subprotocol
 
 from gateway.settings import Settings
+from harness.http import loopback_client
 from harness.servers import PostgresServer, RedisServer
 from tests.conftest import (
     GatewayParts,
@@ -133,7 +134,7 @@ async def limited(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Run
     assert settings.redis_url is None  # the memory limiter
     async with (
         serve(settings) as (base_url, container),
-        httpx.AsyncClient(timeout=30) as http,
+        loopback_client(timeout=30) as http,
     ):
         yield RunningGateway("sqlite", base_url, container, http)
 
@@ -375,7 +376,7 @@ async def redis_pair(
         serve_redis_mode(settings("rl-api-1")) as (url_1, container_1),
         serve_redis_mode(settings("rl-api-2")) as (url_2, container_2),
         serve_redis_mode(settings("rl-closed", rate_limit_fail_open=False)) as (url_3, container_3),
-        httpx.AsyncClient(timeout=30) as http,
+        loopback_client(timeout=30) as http,
     ):
         yield (
             RunningGateway("redis", url_1, container_1, http),
@@ -495,7 +496,7 @@ async def test_limiter_redis_connections_are_closed_on_shutdown(
     observer = Redis.from_url(server.url)
     try:
         settings = redis_mode_settings(tmp, fresh_postgres_url(postgres), server.url)
-        async with serve(settings) as (base_url, container), httpx.AsyncClient() as http:
+        async with serve(settings) as (base_url, container), loopback_client() as http:
             gateway = RunningGateway("redis", base_url, container, http)
             client = await gateway.new_client()
             await send_ok(client, "uses the broker and the limiter")

@@ -16,11 +16,11 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import select
 
 from gateway.observability.metrics import REGISTRY
+from harness.http import loopback_client
 from harness.servers import PostgresServer
 from persistence.models import MessageRow
 from tests.conftest import GatewayParts, GraphQLClient, gateway_settings, serve
@@ -49,7 +49,7 @@ async def gateway(
     settings = gateway_settings(backend, tmp_path_factory.mktemp(f"rc-{backend}"), postgres)
     settings.sandbox_lose_callbacks = True
     settings.reconcile_after_seconds = AFTER
-    async with serve(settings) as (base_url, container), httpx.AsyncClient(timeout=30) as http:
+    async with serve(settings) as (base_url, container), loopback_client(timeout=30) as http:
         _, key = await container.api_keys.create(f"rc-{uuid.uuid4().hex[:8]}")
         yield container, GraphQLClient(base_url, key, "rc", http)
 

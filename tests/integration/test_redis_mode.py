@@ -11,12 +11,12 @@ import asyncio
 import os
 from collections.abc import AsyncIterator
 
-import httpx
 import pytest
 from redis.asyncio import Redis
 
 from gateway.settings import Settings
 from harness.asgi import run_uvicorn
+from harness.http import loopback_client
 from harness.processes import HIGH_SENDER_RATES, Process, worker_command
 from harness.servers import PostgresServer, RedisServer, free_port
 from providers.sandbox_app import SandboxConfig, create_sandbox_app
@@ -69,7 +69,7 @@ async def redis_gateway(
         async with serve_on(settings, api_port) as (base_url, container):
             worker = Process("worker", worker_command(), env, tmp / "worker.log")
             try:
-                async with httpx.AsyncClient(timeout=30) as http:
+                async with loopback_client(timeout=30) as http:
                     yield RunningGateway("redis", base_url, container, http), worker
             finally:
                 await worker.stop()

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -20,6 +19,7 @@ from starlette.routing import Route
 
 from gateway.settings import Settings
 from harness.asgi import run_uvicorn
+from harness.http import loopback_client
 from harness.servers import free_port
 from providers.http import ProviderSession
 from providers.sandbox_app import Sandbox, SandboxConfig, create_sandbox_app
@@ -145,7 +145,7 @@ async def test_the_messages_resource_decodes_utf8_forms_with_repeated_fields() -
     auth = (config.twilio_account_sid, config.twilio_auth_token)
     async with (
         run_uvicorn(app) as url,
-        httpx.AsyncClient(auth=auth, trust_env=False) as client,
+        loopback_client(auth=auth) as client,
     ):
         response = await client.post(url + path, data=form)
     assert response.status_code == 201, response.text

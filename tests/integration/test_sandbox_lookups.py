@@ -22,6 +22,7 @@ from twilio.rest import Client
 
 from gateway.settings import Settings
 from harness.asgi import run_uvicorn
+from harness.http import loopback_client
 from providers.sandbox_app import Sandbox, SandboxConfig, create_sandbox_app
 
 ACCOUNT_SID = "AC" + "5" * 32
@@ -55,7 +56,7 @@ async def served() -> AsyncIterator[Served]:
     app = create_sandbox_app(SandboxConfig.from_settings(settings))
     sandbox: Sandbox = app.state.sandbox
     sandbox.config.lose_callbacks = True
-    async with run_uvicorn(app) as url, httpx.AsyncClient(trust_env=False) as http:
+    async with run_uvicorn(app) as url, loopback_client() as http:
         http_client = TwilioHttpClient()
         assert http_client.session is not None
         http_client.session.trust_env = False  # loopback only, whatever the environment says

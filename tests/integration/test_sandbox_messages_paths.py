@@ -15,6 +15,7 @@ import pytest
 
 from gateway.settings import Settings
 from harness.asgi import run_uvicorn
+from harness.http import loopback_client
 from providers.sandbox_app import Sandbox, SandboxConfig, create_sandbox_app
 from providers.sandbox_app.app import serving_app
 
@@ -63,7 +64,7 @@ async def exchange(served: Served, configure: dict[str, Any], **request: Any) ->
         "Body": "Grüße 👋 a+b=c",
         "StatusCallback": "http://127.0.0.1:1/webhooks/twilio/status?mid=" + "ab" * 16,
     } | request.pop("form", {})
-    async with httpx.AsyncClient(auth=auth, trust_env=False, timeout=10) as client:
+    async with loopback_client(auth=auth, timeout=10) as client:
         response = await client.post(
             f"{served.url}/2010-04-01/Accounts/{sid}/Messages.json", data=form
         )

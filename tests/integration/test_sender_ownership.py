@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import httpx
 import pytest
 
 from gateway.services.clock import utcnow
+from harness.http import loopback_client
 from tests.conftest import GraphQLClient, RunningGateway, gateway_settings, serve
 
 SEND = """mutation S($i: SendMessageInput!) { sendMessage(input: $i) {
@@ -18,7 +18,7 @@ SEND = """mutation S($i: SendMessageInput!) { sendMessage(input: $i) {
 async def strict(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunningGateway]:
     settings = gateway_settings("sqlite", tmp_path_factory.mktemp("strict"), None)
     settings.require_sender_ownership = True
-    async with serve(settings) as (url, container), httpx.AsyncClient(timeout=30) as http:
+    async with serve(settings) as (url, container), loopback_client(timeout=30) as http:
         yield RunningGateway("sqlite", url, container, http)
 
 

@@ -31,6 +31,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
+from harness.http import loopback_client
 from harness.pipeline import Pipeline
 from harness.processes import CLI, scrubbed_env, serve_process
 
@@ -226,7 +227,7 @@ async def revoked_key_closes_its_socket(gw: Gateway) -> None:
 
 
 async def test_revoked_key_closes_its_socket_on_every_api_process(apis: Pipeline) -> None:
-    async with httpx.AsyncClient(timeout=30, trust_env=False) as http:
+    async with loopback_client(timeout=30) as http:
         await revoked_key_closes_its_socket(
             Gateway(
                 http=http,
@@ -257,7 +258,7 @@ async def test_revoked_key_closes_its_socket_in_the_embedded_mode(tmp_path: Path
             server,
             base_url,
         ),
-        httpx.AsyncClient(timeout=30, trust_env=False) as http,
+        loopback_client(timeout=30) as http,
     ):
 
         async def cli(*args: str) -> str:

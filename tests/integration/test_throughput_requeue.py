@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-import httpx
 import pytest
 from sqlalchemy import update
 from twilio.request_validator import RequestValidator
 
 from gateway.domain.pacing import pacing_key
+from harness.http import loopback_client
 from persistence.rows import MESSAGES
 from providers.signatures import TWILIO_SIGNATURE_HEADER
 from tests.conftest import (
@@ -82,7 +82,7 @@ async def gw(
     settings.provider_slowdown_seconds = SLOWDOWN
     async with (
         serve(settings) as (base_url, container),
-        httpx.AsyncClient(timeout=30) as http,
+        loopback_client(timeout=30) as http,
     ):
         hooks = Hooks(backend, base_url, container, http, sendgrid_private_key="")
         yield Gateway(hooks, await hooks_tenant(hooks))

@@ -40,6 +40,7 @@ from gateway.domain.records import DeliveryError
 from gateway.domain.reports import StatusReport
 from gateway.domain.statuses import MessageStatus
 from gateway.settings import Settings
+from harness.http import loopback_client
 from persistence.models import MessageRow, WebhookReceiptRow
 from providers.signatures import (
     SENDGRID_SIGNATURE_HEADER,
@@ -149,7 +150,7 @@ async def hooks(
     settings.sandbox_callback_delay = 3600.0
     async with (
         serve(settings) as (base_url, container),
-        httpx.AsyncClient(timeout=30) as http,
+        loopback_client(timeout=30) as http,
     ):
         yield Hooks(backend, base_url, container, http, private_key)
 

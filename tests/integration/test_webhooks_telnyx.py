@@ -21,6 +21,7 @@ import httpx
 import orjson
 import pytest
 
+from harness.http import loopback_client
 from providers.signatures import (
     TELNYX_SIGNATURE_HEADER,
     TELNYX_TIMESTAMP_HEADER,
@@ -80,7 +81,7 @@ async def hooks(
     settings.sandbox_callback_delay = 3600.0
     async with (
         serve(settings) as (base_url, container),
-        httpx.AsyncClient(timeout=30) as http,
+        loopback_client(timeout=30) as http,
     ):
         # Embedded mode: the gateway verifies with the key of the sandbox standing in.
         assert settings.telnyx_public_key is None

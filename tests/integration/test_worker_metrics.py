@@ -20,6 +20,7 @@ import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
+from harness.http import loopback_client
 from harness.pipeline import Pipeline, start_pipeline
 from harness.processes import Process, scrubbed_env, serve_process
 from harness.servers import PostgresServer, RedisServer, free_port
@@ -161,7 +162,7 @@ async def test_the_embedded_api_shows_the_circuit_of_its_own_worker(tmp_path: Pa
             within=WITHIN,
             port=port,
         ) as (server, base),
-        httpx.AsyncClient(timeout=30, trust_env=False) as http,
+        loopback_client(timeout=30) as http,
     ):
         keys = KEY_PATTERN.findall(server.log_text())
         assert keys, server.tail()

@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 from gateway.domain.records import MessageEvent
 from gateway.domain.results import Change, Sent
 from gateway.domain.statuses import MessageStatus
+from harness.http import loopback_client
 from harness.pipeline import Pipeline
 from harness.processes import serving
 from harness.servers import PostgresServer, RedisServer, free_port
@@ -330,7 +331,7 @@ async def test_a_survivor_reclaiming_a_dead_workers_entries_stays_healthy(
         assert time.monotonic() < deadline, pipe.diagnostics()
         await asyncio.sleep(0.05)
     await pipe.retire(pipe.workers[0]).kill()
-    async with httpx.AsyncClient(trust_env=False, timeout=10) as http:
+    async with loopback_client(timeout=10) as http:
         later: list[uuid.UUID] = []
         deadline = time.monotonic() + 120
         while True:
