@@ -278,8 +278,7 @@ async def test_events_keep_only_their_message_key_and_their_deliveries(
 
     async with engine.begin() as conn:
         await conn.run_sync(_migrate(command.upgrade, "0017"))
-        for statement in _AN_ACCOUNT_WITH_A_MESSAGE_AND_AN_ENDPOINT:
-            await conn.execute(text(statement), {**key, "yes": True, "now": now})
+        await _an_account_with_a_message_and_an_endpoint(conn, key, now)
         await event(conn, "accepted")
         assert await counts(conn) == (1, 1)
         assert await conn.run_sync(parents) == ["accounts", "conversations", "messages"]
@@ -299,8 +298,17 @@ async def test_events_keep_only_their_message_key_and_their_deliveries(
         assert await counts(conn) == (0, 0), "events no longer go with their message"
 
 
+async def _an_account_with_a_message_and_an_endpoint(
+    conn: Any, key: dict[str, Any], now: datetime
+) -> None:
+    """``key``: the ids of the rows (the account's also names it: names are unique)."""
+    params = {**key, "name": str(key["account"]), "yes": True, "now": now}
+    for statement in _AN_ACCOUNT_WITH_A_MESSAGE_AND_AN_ENDPOINT:
+        await conn.execute(text(statement), params)
+
+
 _AN_ACCOUNT_WITH_A_MESSAGE_AND_AN_ENDPOINT = (
-    "INSERT INTO accounts (id, name, created_at) VALUES (:account, 'a', :now)",
+    "INSERT INTO accounts (id, name, created_at) VALUES (:account, :name, :now)",
     "INSERT INTO conversations (id, account_id, participant_a, participant_b, created_at,"
     " last_message_at) VALUES (:conversation, :account, 'x', 'y', :now, :now)",
     "INSERT INTO messages (id, account_id, conversation_id, channel, direction, sender,"
@@ -329,11 +337,7 @@ async def test_search_documents_leave_with_their_messages_without_a_key(
 
     async def a_message(conn: Any) -> dict[str, uuid.UUID]:
         key = {n: uuid.uuid4() for n in ("account", "conversation", "message", "endpoint")}
-        for statement in _AN_ACCOUNT_WITH_A_MESSAGE_AND_AN_ENDPOINT:
-            # Account names are unique: each account is named after its id.
-            statement = statement.replace("(:account, 'a',", "(:account, :name,")
-            params = {**key, "name": key["account"].hex, "yes": True, "now": now}
-            await conn.execute(text(statement), params)
+        await _an_account_with_a_message_and_an_endpoint(conn, key, now)
         return key
 
     def keys(connection: Connection) -> list[str]:
