@@ -45,13 +45,18 @@ from workers.pacing import GCRA_LUA, pace_key
 #: A lane's entry: (lane, entry id).
 Entry = tuple[str, str]
 
-#: Entries kept in the wake stream: it only says "something was enqueued".
+#: Entries kept in the wake stream: it only says "something was enqueued", and where.
 _WAKE_KEEP: Final = 100
+#: Lanes one wake entry names at most; a worker finds any others in the lane set it reads.
+_WAKE_LANES: Final = 64
 
 # KEYS: the lane set, the wake stream, then one lane per message; ARGV: the group, then the
-# message id and segments of each message, in the same order.
+# message id and segments of each message, in the same order, then the wake stream's length.
+# The wake entry names the lanes enqueued to (the first _WAKE_LANES of them), so that a worker
+# blocked on it reads them without listing the lanes first.
 _ENQUEUE: Final = """
 local group = ARGV[1]
+local seen, named = {}, {}
 for i = 3, #KEYS do
     local lane = KEYS[i]
     if redis.call('EXISTS', lane) == 0 then
@@ -60,18 +65,24 @@ for i = 3, #KEYS do
     redis.call('SADD', KEYS[1], lane)
     local j = (i - 3) * 2 + 2
     redis.call('XADD', lane, '*', 'id', ARGV[j], 'n', ARGV[j + 1])
+    if not seen[lane] and #named < 2 * WAKE_LANES then
+        seen[lane] = true
+        named[#named + 1] = 'l' .. (#named / 2)
+        named[#named + 1] = lane
+    end
 end
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[#ARGV], '*', 'n', #KEYS - 2)
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[#ARGV], '*', 'n', #KEYS - 2, unpack(named))
 return #KEYS - 2
-"""
+""".replace("WAKE_LANES", str(_WAKE_LANES))
 
-# KEYS: the lane set, then (lane, its sender's pacing key) pairs.
+# KEYS: the lane set, the wake stream, then (lane, its sender's pacing key) pairs.
 # ARGV: group, consumer, budget (entries in all), entries per lane, horizon (ms), lead (ms),
 # then each lane's emission interval (ms per segment; 0: not paced). An idle paced sender's
 # first slot is ``min(lead, interval)`` away, not now: its entry is claimed by then, so the
 # claim's time does not push its call towards the next slot.
-# Returns {taken, paced}: taken = lane, entry id, message id, delay (ms) per entry; paced =
-# lane, ms until its next slot comes within the horizon.
+# Returns {taken, paced, lanes, wake}: taken = lane, entry id, message id, delay (ms) per
+# entry; paced = lane, ms until its next slot comes within the horizon; lanes = the lane set
+# after the read; wake = the wake stream's last id at that moment.
 _TAKE: Final = (
     GCRA_LUA
     + """
@@ -80,10 +91,10 @@ local budget, per_lane, horizon = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber
 local lead = tonumber(ARGV[6])
 local now = now_ms()
 local taken, paced = {}, {}
-for i = 2, #KEYS, 2 do
+for i = 3, #KEYS, 2 do
     if budget <= 0 then break end
     local lane, pace = KEYS[i], KEYS[i + 1]
-    local interval = tonumber(ARGV[7 + (i - 2) / 2])
+    local interval = tonumber(ARGV[7 + (i - 3) / 2])
     local earliest = now + math.min(lead, interval)
     if redis.call('EXISTS', lane) == 0 then
         redis.call('SREM', KEYS[1], lane)
@@ -134,7 +145,12 @@ for i = 2, #KEYS, 2 do
         end
     end
 end
-return {taken, paced}
+local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+local wake = '0-0'
+if #last > 0 then
+    wake = last[1][1]
+end
+return {taken, paced, redis.call('SMEMBERS', KEYS[1]), wake}
 """
 )
 
@@ -162,6 +178,10 @@ class Reading:
     taken: list[Taken]
     #: Lanes whose sender is paced: seconds until each may be read again.
     paced: dict[str, float]
+    #: Every lane as of this read (sorted), and the wake stream's last id at that moment:
+    #: blocking on it after the read misses nothing enqueued since.
+    lanes: list[str]
+    wake: str
 
 
 class Lanes:
@@ -196,16 +216,6 @@ class Lanes:
     async def members(self) -> list[str]:
         return sorted(redis_text(lane) for lane in await self.redis.smembers(self.registry))
 
-    async def members_and_wake(self) -> tuple[list[str], str]:
-        """The lanes, and the wake stream's last id at that moment: blocking on it after a
-        read misses nothing enqueued since the lanes were listed."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.smembers(self.registry)
-            pipe.xrevrange(self.wake, "+", "-", count=1)
-            lanes, last = await pipe.execute()
-        wake = redis_text(last[0][0]) if last else "0-0"
-        return sorted(redis_text(lane) for lane in lanes), wake
-
     async def take(
         self,
         consumer: str,
@@ -217,8 +227,9 @@ class Lanes:
         lead: float = 0.0,
     ) -> Reading:
         """Read up to ``per_lane`` entries from each of ``lanes`` ((lane, its sender's rate;
-        0: not paced) in the order given), ``budget`` in all, pacing each lane's sender."""
-        keys = [self.registry]
+        0: not paced) in the order given), ``budget`` in all, pacing each lane's sender; with
+        the lane set and the wake stream's position as of the read, in the same step."""
+        keys = [self.registry, self.wake]
         intervals: list[float] = []
         for lane, rate in lanes:
             keys += (lane, pace_key(pacing_key(self.sender_of(lane))))
@@ -235,7 +246,7 @@ class Lanes:
                 *intervals,
             ],
         )
-        taken_raw, paced_raw = reply
+        taken_raw, paced_raw, lanes_raw, wake = reply
         taken = [
             Taken(
                 (redis_text(taken_raw[i]), redis_text(taken_raw[i + 1])),
@@ -248,7 +259,9 @@ class Lanes:
             redis_text(paced_raw[i]): float(paced_raw[i + 1]) / 1000.0
             for i in range(0, len(paced_raw), 2)
         }
-        return Reading(taken, paced)
+        return Reading(
+            taken, paced, sorted(redis_text(lane) for lane in lanes_raw), redis_text(wake)
+        )
 
     async def acknowledge(self, entries: Sequence[Entry]) -> None:
         """Acknowledge entries whose work is done and drop them from their lanes."""
@@ -257,10 +270,21 @@ class Lanes:
                 keys=[lane for lane, _ in entries], args=[self.group, *(i for _, i in entries)]
             )
 
-    async def wait_for_work(self, after: str, within: float) -> None:
+    async def wait_for_work(self, after: str, within: float) -> list[str]:
         """Return once something is enqueued after the wake id ``after``, or ``within``
-        seconds have passed."""
-        await self.redis.xread({self.wake: after}, count=1, block=max(1, int(within * 1000)))
+        seconds have passed: the lanes enqueued to since (as far as the wake entries name
+        them; none when the time ran out)."""
+        reply: Any = await self.redis.xread(
+            {self.wake: after}, count=_WAKE_KEEP, block=max(1, int(within * 1000))
+        )
+        named = {
+            redis_text(value)
+            for _, entries in reply or []
+            for _, fields in entries
+            for field, value in fields.items()
+            if redis_text(field).startswith("l")
+        }
+        return sorted(named)
 
     async def pending(self) -> int:
         """Entries read but not yet acknowledged, over every lane."""

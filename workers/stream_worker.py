@@ -109,6 +109,9 @@ class StreamWorker:
         self._paced: dict[str, float] = {}
         # Where the next read starts among the lanes, so each gets the first turn in turn.
         self._turn = 0
+        # The lanes the next read looks at: the lane set as of the last read, and the lanes
+        # enqueued to since, as the wake entries name them.
+        self._lanes: list[str] = []
         self.consumer = consumer
         self._delivery = delivery
         self._lifecycle = lifecycle
@@ -190,9 +193,11 @@ class StreamWorker:
         if not await self._wait_for_room(within=1.0):
             return
         now = time.monotonic()
-        lanes, wake = await self.lanes.members_and_wake()
+        # The lanes as of the last read, and those the wake entries named since: every read
+        # returns the lane set, so listing the lanes costs no round trip of its own.
+        known = self._lanes
         self._paced = {lane: t for lane, t in self._paced.items() if t > now}
-        ready = [lane for lane in lanes if lane not in self._paced]
+        ready = [lane for lane in known if lane not in self._paced]
         start = self._turn % len(ready) if ready else 0
         ready = (ready[start:] + ready[:start])[:LANES_PER_READ]
         free = self._reserve(self._concurrency)
@@ -211,6 +216,7 @@ class StreamWorker:
             self._release(free)
             raise
         read_at = time.monotonic()
+        self._lanes = reading.lanes
         # The next read starts after the lanes this one served (with little room, only the
         # first few of them were).
         self._turn = start + max(1, len(reading.taken))
@@ -226,10 +232,14 @@ class StreamWorker:
                 # that a claim, a record and an acknowledgement serve several messages.
                 await asyncio.sleep(self._linger)
             return
+        if not set(reading.lanes).issubset(known):
+            # Lanes this read did not know of yet (and so could not read): read them now.
+            return
         # Nothing to read now: sleep until something is enqueued after this read, or the
         # first paced lane may be read again.
         until = min(self._paced.values(), default=read_at + IDLE_WAIT)
-        await self.lanes.wait_for_work(wake, min(IDLE_WAIT, until - read_at))
+        named = await self.lanes.wait_for_work(reading.wake, min(IDLE_WAIT, until - read_at))
+        self._lanes = sorted({*self._lanes, *named})
 
     async def _rates_of(self, lanes: list[str]) -> dict[str, float]:
         """Each lane's sender's rate (0: not paced)."""

@@ -3,17 +3,20 @@ per sender while read, acknowledged entries dropped and pending ones kept."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
 from gateway.domain.pacing import Queued
 from harness.servers import RedisServer
-from workers.lanes import Lanes
+from workers.lanes import _WAKE_LANES, Lanes
 from workers.pacing import pace_key
+from workers.stream_worker import StreamWorker
 
 GROUP = "delivery"
 
@@ -129,3 +132,97 @@ async def test_acknowledged_entries_leave_their_lane_pending_ones_stay_and_an_em
     await lanes.enqueue(batch(account, who, 1))
     again = await lanes.take("c1", [(lane, 0.0)], budget=6, per_lane=6, horizon=0.1)
     assert len(again.taken) == 1
+
+
+async def test_a_read_returns_the_lane_set_and_a_wake_position_that_misses_nothing_after_it(
+    lanes: Lanes,
+) -> None:
+    account, one, two = uuid.uuid4(), sender(), sender()
+    await lanes.enqueue(batch(account, one, 1))
+    first = lanes.lane(account, one)
+    reading = await lanes.take("c1", [], budget=4, per_lane=4, horizon=0.1)
+    # A read that looked at no lane still tells which there are.
+    assert reading.taken == [] and reading.lanes == [first]
+    # What was enqueued before the read is not news to a worker that blocks after it ...
+    assert await lanes.wait_for_work(reading.wake, within=0.05) == []
+    # ... and what is enqueued after it wakes the worker, naming each lane once.
+    later = batch(account, two, 2) + batch(account, one, 1)
+    await lanes.enqueue(later)
+    named = await lanes.wait_for_work(reading.wake, within=30)
+    assert named == sorted([lanes.lane(account, two), first])
+
+
+async def test_a_wake_entry_names_a_bounded_number_of_lanes(lanes: Lanes) -> None:
+    account = uuid.uuid4()
+    reading = await lanes.take("c1", [], budget=1, per_lane=1, horizon=0.1)
+    many = [q for _ in range(_WAKE_LANES + 5) for q in batch(account, sender(), 1)]
+    await lanes.enqueue(many)
+    named = await lanes.wait_for_work(reading.wake, within=30)
+    # The rest are in the lane set that the next read returns.
+    assert named == sorted({lanes.lane(account, q.sender) for q in many[:_WAKE_LANES]})
+    assert len((await lanes.take("c1", [], budget=1, per_lane=1, horizon=0.1)).lanes) == len(many)
+
+
+class ClaimRecorder:
+    """Claims nothing (so no call starts), and remembers what it was asked to claim."""
+
+    def __init__(self) -> None:
+        self.asked: list[uuid.UUID] = []
+
+    async def claim(self, message_ids: list[uuid.UUID]) -> dict[uuid.UUID, Any]:
+        self.asked += message_ids
+        return {}
+
+
+async def test_a_worker_reads_new_lanes_without_listing_them_on_its_own(
+    lanes: Lanes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No round trip lists the lanes: a worker learns them from its reads and its wake-ups.
+    A lane enqueued to while it blocks is read by its next read; a lane that appears in a
+    read that could not look at it yet is read at once, without blocking first."""
+    nothing: Any = None
+    delivery = ClaimRecorder()
+    worker = StreamWorker(
+        lanes.redis,
+        stream=lanes.prefix,
+        group=GROUP,
+        consumer="c1",
+        delivery=delivery,  # type: ignore[arg-type]
+        lifecycle=nothing,
+        sweeper=nothing,
+        concurrency=4,
+        min_idle_ms=0,
+        max_deliveries=10,
+        sweep_interval=1.0,
+        liveness=nothing,
+        linger=0.0,
+    )
+    blocks: list[str] = []
+    blocking = asyncio.Event()
+    real_wait = lanes.wait_for_work
+
+    async def wait_for_work(after: str, within: float) -> list[str]:
+        blocks.append(after)
+        blocking.set()
+        return await real_wait(after, within)
+
+    monkeypatch.setattr(worker.lanes, "wait_for_work", wait_for_work)
+    account = uuid.uuid4()
+    # Nothing to read: the worker blocks; the lane is made while it does.
+    blocked = asyncio.create_task(worker._read_once())
+    await asyncio.wait_for(blocking.wait(), 30)
+    waiting = batch(account, sender(), 1)
+    await lanes.enqueue(waiting)
+    await asyncio.wait_for(blocked, 30)
+    await worker._read_once()
+    assert len(blocks) == 1 and delivery.asked == [waiting[0].message_id]
+
+    unseen = batch(account, sender(), 1)
+    await lanes.enqueue(unseen)
+    worker._lanes = []  # as if the lane came after the last read listed the lanes
+    await worker._read_once()
+    assert len(blocks) == 1 and worker._lanes == sorted(
+        [lanes.lane(account, waiting[0].sender), lanes.lane(account, unseen[0].sender)]
+    )
+    await worker._read_once()
+    assert delivery.asked == [waiting[0].message_id, unseen[0].message_id]
