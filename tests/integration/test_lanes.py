@@ -14,9 +14,9 @@ from redis.asyncio import Redis
 
 from gateway.domain.pacing import Queued
 from harness.servers import RedisServer
+from tests.integration.bare_worker import bare_worker
 from workers.lanes import _WAKE_LANES, Lanes
 from workers.pacing import pace_key
-from workers.stream_worker import StreamWorker
 
 GROUP = "delivery"
 
@@ -180,21 +180,14 @@ async def test_a_worker_reads_new_lanes_without_listing_them_on_its_own(
     """No round trip lists the lanes: a worker learns them from its reads and its wake-ups.
     A lane enqueued to while it blocks is read by its next read; a lane that appears in a
     read that could not look at it yet is read at once, without blocking first."""
-    nothing: Any = None
     delivery = ClaimRecorder()
-    worker = StreamWorker(
+    worker = bare_worker(
         lanes.redis,
         stream=lanes.prefix,
         group=GROUP,
         consumer="c1",
-        delivery=delivery,  # type: ignore[arg-type]
-        lifecycle=nothing,
-        sweeper=nothing,
+        delivery=delivery,
         concurrency=4,
-        min_idle_ms=0,
-        max_deliveries=10,
-        sweep_interval=1.0,
-        liveness=nothing,
         linger=0.0,
     )
     blocks: list[str] = []

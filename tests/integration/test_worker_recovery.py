@@ -31,11 +31,11 @@ from harness.pipeline import Pipeline
 from harness.processes import serving
 from harness.servers import PostgresServer, RedisServer, free_port
 from tests.conftest import SEND
+from tests.integration.bare_worker import bare_worker
 from tests.integration.test_cli import MESSAGE, cli_env, dev_key_of, gql, wait_delivered
 from tests.integration.test_cli import sms as cli_sms
 from tests.integration.traffic import ambiguous_marker, mixed, sms, trail_problems
 from workers.held_outcomes import HELD
-from workers.stream_worker import StreamWorker
 
 EVENTS = "query Events($id: ID!) { message(id: $id) { events { kind } } }"
 #: Provider calls hang this long, then succeed; the read timeout waits for them.
@@ -115,20 +115,8 @@ async def test_a_reclaim_takes_no_more_entries_than_the_worker_has_room_for(
     redis = Redis.from_url(redis_server.url)
     stream, group = f"reclaim-{uuid.uuid4().hex}", "delivery"
     delivery = HangingDelivery()
-    nothing: Any = None
-    worker = StreamWorker(
-        redis,
-        stream=stream,
-        group=group,
-        consumer="alive",
-        delivery=delivery,  # type: ignore[arg-type]
-        lifecycle=nothing,
-        sweeper=nothing,
-        concurrency=2,
-        min_idle_ms=0,
-        max_deliveries=10,
-        sweep_interval=1.0,
-        liveness=nothing,
+    worker = bare_worker(
+        redis, stream=stream, group=group, consumer="alive", delivery=delivery, concurrency=2
     )
     lane = worker.lanes.lane(uuid.uuid4(), "+14155550100")
     try:
