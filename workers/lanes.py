@@ -6,7 +6,8 @@ Layout, under a prefix (``mgw:deliveries``):
   (``id``, and ``n``: the segments it costs its sender), in the order they were enqueued, with
   the consumer group every worker reads it through;
 - ``<prefix>:lanes``: the set of lanes that exist;
-- ``<prefix>:wake``: a short stream every enqueue adds to, which idle workers block on;
+- ``<prefix>:wake``: a short stream every enqueue adds to, naming the lanes it enqueued to,
+  which idle workers block on;
 - ``mgw:pace:<sender>``: each sender's place in its pacing schedule (``workers.pacing``).
 
 Why lanes: with one stream, one account's batch of 100,000 messages stands in front of every

@@ -193,8 +193,7 @@ class StreamWorker:
         if not await self._wait_for_room(within=1.0):
             return
         now = time.monotonic()
-        # The lanes as of the last read, and those the wake entries named since: every read
-        # returns the lane set, so listing the lanes costs no round trip of its own.
+        # Every read returns the lane set: listing the lanes costs no round trip of its own.
         known = self._lanes
         self._paced = {lane: t for lane, t in self._paced.items() if t > now}
         ready = [lane for lane in known if lane not in self._paced]

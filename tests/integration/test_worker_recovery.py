@@ -15,6 +15,7 @@ import asyncio
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -214,6 +215,18 @@ async def test_a_live_workers_slow_calls_are_never_taken_back(
 # --- 3. Outcomes the database could not take ---------------------------------------------------
 
 
+async def held_until(
+    redis: Redis, done: Callable[[int], bool], within: float, pipe: Pipeline
+) -> None:
+    """Until the number of held outcomes is ``done``; fails after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while not done(await redis.hlen(HELD)):
+        assert time.monotonic() < deadline, (
+            f"held outcomes: {await redis.hlen(HELD)}{pipe.diagnostics()}"
+        )
+        await asyncio.sleep(0.2)
+
+
 async def test_outcomes_held_through_a_database_outage_are_recorded_and_never_resent(
     own_pipeline: Pipeline, own_postgres: PostgresServer
 ) -> None:
@@ -231,24 +244,14 @@ async def test_outcomes_held_through_a_database_outage_are_recorded_and_never_re
     await asyncio.to_thread(own_postgres.stop_process)
     redis = pipe.redis()
     try:
-        deadline = time.monotonic() + SLOW_CALL + 30
-        while await redis.hlen(HELD) < len(ids):
-            assert time.monotonic() < deadline, (
-                f"held outcomes: {await redis.hlen(HELD)}{pipe.diagnostics()}"
-            )
-            await asyncio.sleep(0.2)
+        await held_until(redis, len(ids).__le__, SLOW_CALL + 30, pipe)
         await asyncio.sleep(4)  # longer than STALE_SENDING_SECONDS and a heartbeat's life
         await asyncio.to_thread(own_postgres.restart)
         await pipe.engine.dispose()  # the test's own pooled connections died with it
         await pipe.wait_delivered(ids, within=90)
         # The sandbox's delivery callbacks, kept while PostgreSQL was down, may be applied
         # before the sweeper's next pass records the held outcomes: wait for that pass.
-        deadline = time.monotonic() + 60
-        while await redis.hlen(HELD) > 0:
-            assert time.monotonic() < deadline, (
-                f"held outcomes never recorded: {await redis.hlen(HELD)}{pipe.diagnostics()}"
-            )
-            await asyncio.sleep(0.2)
+        await held_until(redis, (0).__eq__, 60, pipe)
     finally:
         await redis.aclose()
     calls = await pipe.accepted_calls(ids)
