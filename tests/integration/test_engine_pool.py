@@ -5,7 +5,6 @@ the pool taking its turn."""
 
 from __future__ import annotations
 
-import uuid
 from contextlib import AsyncExitStack
 
 from sqlalchemy import text
@@ -14,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gateway.settings import Settings
 from harness.servers import PostgresServer
 from persistence.db import create_engine
+from tests.conftest import fresh_postgres_url
 
 
 async def _backend(conn: AsyncConnection) -> int:
@@ -23,9 +23,7 @@ async def _backend(conn: AsyncConnection) -> int:
 async def test_a_checkout_below_full_load_gets_the_connection_returned_last(
     postgres: PostgresServer,
 ) -> None:
-    name = "pool_" + uuid.uuid4().hex[:12]
-    postgres.create_database(name)
-    engine = create_engine(Settings(database_url=postgres.url(name), db_pool_size=4))
+    engine = create_engine(Settings(database_url=fresh_postgres_url(postgres), db_pool_size=4))
     try:
         # A burst opens the whole pool; its connections go back in the order they finish.
         async with AsyncExitStack() as burst:
