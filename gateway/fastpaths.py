@@ -18,7 +18,9 @@ The fast paths, and the module that holds each:
 - ``shared_rendering`` (``schema.live``): a subscription event is executed once for every
   subscriber that renders it alike, on Strawberry's private execution details;
 - ``coerced_sends`` (``schema.coerced_sends``): the send mutations run on graphql-core's
-  coerced arguments instead of Strawberry's input objects.
+  coerced arguments instead of Strawberry's input objects;
+- ``acyclic_execution`` (``schema.executor``): an operation's executor holds itself only
+  weakly, so a finished request is freed by reference counting, not by the cyclic collector.
 
 Two uses of Strawberry's private attributes stay outside the switch, because they have no
 public twin: ``schema.validation`` validates on the graphql-core schema behind the Strawberry one
@@ -76,6 +78,7 @@ PROVEN_ON: dict[str, tuple[Proven, ...]] = {
     "direct_frames": (UVICORN, STARLETTE),
     "shared_rendering": (STRAWBERRY, GRAPHQL_CORE),
     "coerced_sends": (STRAWBERRY, GRAPHQL_CORE),
+    "acyclic_execution": (STRAWBERRY, GRAPHQL_CORE),
 }
 
 
@@ -122,7 +125,13 @@ class FastPath:
 class FastPaths:
     """The fast paths of one app, each on only if ``enabled`` and its versions are proven."""
 
-    __slots__ = ("coerced_sends", "direct_frames", "one_write_responses", "shared_rendering")
+    __slots__ = (
+        "acyclic_execution",
+        "coerced_sends",
+        "direct_frames",
+        "one_write_responses",
+        "shared_rendering",
+    )
 
     def __init__(self, enabled: bool = True) -> None:
         def path(name: str) -> FastPath:
@@ -132,6 +141,7 @@ class FastPaths:
         self.direct_frames = path("direct_frames")
         self.shared_rendering = path("shared_rendering")
         self.coerced_sends = path("coerced_sends")
+        self.acyclic_execution = path("acyclic_execution")
 
     def all(self) -> tuple[FastPath, ...]:
         return tuple(getattr(self, name) for name in PROVEN_ON)

@@ -20,6 +20,7 @@ from gateway.fastpaths import FastPaths
 from gateway.observability import GraphQLMetricsExtension
 from gateway.outages import describe, is_unavailable
 from schema.coerced_sends import resolve_on_coerced_inputs
+from schema.executor import executor_class
 from schema.extension_group import ExtensionGroup
 from schema.extensions import MaskInternalErrors, RequireAccount, SubscriptionsOverWebsockets
 from schema.guards import RateLimit, tag_complexity_errors
@@ -88,12 +89,13 @@ def create_schema(
         members.append(DisableIntrospection)
     # One registered extension running all of them: see schema/extension_group.py.
     extensions = [lambda: ExtensionGroup(members)]
+    fast = fast_paths if fast_paths is not None else FastPaths()
     schema = GatewaySchema(
         query=roots.query,
         mutation=roots.mutation,
         subscription=roots.subscription,
         extensions=extensions,
+        execution_context_class=executor_class(fast.acyclic_execution),
     )
-    fast = fast_paths if fast_paths is not None else FastPaths()
     resolve_on_coerced_inputs(schema, roots.on_coerced_inputs, fast.coerced_sends)
     return schema

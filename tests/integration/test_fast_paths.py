@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import uuid
 from collections import Counter
@@ -36,6 +37,7 @@ from gateway.fastpaths import FastPaths
 from gateway.settings import Settings
 from harness.asgi import run_uvicorn
 from harness.servers import PostgresServer, RedisServer, free_port
+from schema.context import Context
 from tests.conftest import fresh_postgres_url
 
 
@@ -307,6 +309,74 @@ async def test_sends_map_their_input_alike_on_either_path(pair: Pair, first: str
     # Each body ran once on each gateway.
     assert pair.fast.paths.coerced_sends.engaged - fast_before == len(bodies)
     assert pair.plain.paths.coerced_sends.engaged == 0
+
+
+# -- The executor -----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def saving_garbage() -> Iterator[None]:
+    """Inside the block the cyclic collector keeps what it finds unreachable in gc.garbage."""
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        yield
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+
+
+def contexts_collected(ports: tuple[int, ...]) -> dict[int, int]:
+    """Request contexts the cyclic collector has found so far, by the port that served them."""
+    gc.collect()
+    found = dict.fromkeys(ports, 0)
+    for obj in gc.garbage:
+        if isinstance(obj, Context):
+            found[obj.request.scope["server"][1]] += 1
+    return found
+
+
+async def test_a_finished_operation_is_freed_without_the_cyclic_collector_only_when_fast(
+    pair: Pair,
+) -> None:
+    key = await pair.new_key()
+
+    def bodies(tag: str) -> list[object]:
+        return [
+            {"query": PREVIEW, "variables": {"input": SMS}},
+            {"query": SEND, "variables": {"input": {**SMS, "idempotencyKey": f"{tag}-one"}}},
+            {"query": SEND_MANY, "variables": {"inputs": send_inputs(tag)}},
+            {"query": '{ node(id: "nope") { id } }'},
+        ]
+
+    async def run(served_: Served, tag: str) -> None:
+        for n, body in enumerate(bodies(tag)):
+            answer = await exchange(
+                served_.port, request("POST", "/graphql", body, key=key, rid=f"{tag}-{n}")
+            )
+            assert answer.startswith(b"HTTP/1.1 200 "), answer
+
+    fast, plain = pair.fast, pair.plain
+    tag = uuid.uuid4().hex[:8]
+    wanted = len(bodies(tag))
+    # Once before: the first run of an operation may leave its executor in a cache.
+    for served_ in (fast, plain):
+        await run(served_, f"{tag}-first")
+    engaged_before = (fast.paths.acyclic_execution.engaged, plain.paths.acyclic_execution.engaged)
+    with saving_garbage():
+        for served_ in (fast, plain):
+            await run(served_, tag)
+        # A request's context (its request, response and loaders) reaches the collector only
+        # when something cyclic holds it, and only once the server is done with the request,
+        # which may be just after the client has the answer.
+        for _ in range(100):
+            collected = contexts_collected((fast.port, plain.port))
+            if collected[plain.port] >= wanted:
+                break
+            await asyncio.sleep(0.05)
+    assert collected == {fast.port: 0, plain.port: wanted}
+    engaged = (fast.paths.acyclic_execution.engaged, plain.paths.acyclic_execution.engaged)
+    assert (engaged[0] - engaged_before[0], engaged[1] - engaged_before[1]) == (wanted, 0)
 
 
 # -- Websocket frames -----------------------------------------------------------------------

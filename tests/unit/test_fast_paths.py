@@ -102,7 +102,7 @@ def test_a_version_outside_the_proven_range_turns_its_fast_paths_off_with_one_wa
         first = FastPaths()
         second = FastPaths()
     for paths in (first, second):
-        assert paths.taken() == ["shared_rendering", "coerced_sends"]
+        assert paths.taken() == ["shared_rendering", "coerced_sends", "acyclic_execution"]
     warnings = [e for e in logs if e["event"] == "fast_path_off"]
     assert sorted(w["path"] for w in warnings) == ["direct_frames", "one_write_responses"]
     assert {(w["distribution"], w["installed"], w["log_level"]) for w in warnings} == {
