@@ -5,10 +5,11 @@ track asynchronous work) as a tuple of the executor's own bound methods, which i
 attribute of the executor: executor -> helpers -> bound method -> executor. That cycle holds
 everything the executor reaches (the context with the request, the response and the loaders,
 the variables, the collected fields), so none of a finished operation is freed by reference
-counting: it all waits for the cyclic garbage collector, several dozen objects per request.
+counting: all of it, dozens of objects per request, waits for the cyclic garbage collector.
 Under load those survive the young collections (the operation is still running when they
-run), and the full collection that finally frees them walks all of them at once, a pause of
-tens to hundreds of milliseconds that the requests waiting in that process see as latency.
+run), and the full collection that finally frees them walks all of them at once: a pause that
+every request waiting in that process sees as latency (figures in bench/RESULTS.md,
+"Measurements behind the code").
 
 This fast path (``gateway.fastpaths``) replaces the two helpers by functions that reach the
 executor through a weak reference, so a finished operation is freed at once. What the helpers
