@@ -307,7 +307,10 @@ class StreamWorker:
         if wait > 0:
             # The slot its sender took for it: at most the horizon away.
             await asyncio.sleep(wait)
-        elif start_at and -wait > LATE:
+            # A busy process wakes late: a call that overslept its slot is late like one
+            # whose claim took too long.
+            wait = start_at - time.monotonic()
+        if start_at and -wait > LATE:
             await self._slot_again(change.message)
         try:
             outcome = await self._delivery.attempt(change.message)
