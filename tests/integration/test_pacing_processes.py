@@ -2,10 +2,10 @@
 PostgreSQL, Redis and the sandbox, all real processes (``harness/pipeline.py``).
 
 Everything is judged from the sandbox's own request log (each request's time and sender), never
-by a clock in the test: no sender exceeds its rate in any one-second window while another
-sender's messages go at once; a paced sender's messages reach the provider in the order they
-were accepted; and another account's single message is taken while a large backlog of the
-first account is still draining.
+by a clock in the test: no sender's calls come closer together than its rate allows while
+another sender's messages go at once; a paced sender's messages reach the provider in the
+order they were accepted; and another account's single message is taken while a large
+backlog of the first account is still draining.
 """
 
 from __future__ import annotations
@@ -21,12 +21,14 @@ from harness.pipeline import Account, Pipeline, Sent, start_pipeline
 from harness.servers import PostgresServer, RedisServer
 from tests.conftest import fresh_postgres_url
 
-#: The provider call of an admitted message follows its slot by the worker's timer, what the
-#: attempt reads first (the account's quiet hours, cached) and a loopback round trip; a window
-#: this much shorter than a second keeps that jitter out of the count, and no more (a sender
-#: sent unpaced fills it many times over; a call later than ``stream_worker.LATE`` takes a new
-#: slot instead).
-SLOT_JITTER = 0.05
+#: The most a paced call may reach the sandbox's clock after its slot: the worker's timer, what
+#: the attempt reads first (the account's quiet hours, cached), the loopback round trip, and
+#: the sandbox's own event loop, which on a loaded two-core host is busy for a good part of
+#: a second with the other sender's burst (calls stamped 230 ms late were seen). A delay only
+#: makes a call later, so two calls k slots apart are never closer than k intervals less this.
+#: Over the 120 calls below, a sender sent unpaced is about 6 s ahead, one a quarter over its
+#: rate about 1.2 s.
+TRANSIT_SLACK = 0.5
 
 
 @pytest.fixture(scope="module")
@@ -76,9 +78,16 @@ def calls_from(pipe: Pipeline, sender: str) -> list[dict[str, Any]]:
     return sorted(found, key=lambda r: r["received_at"])
 
 
-def most_in_one_second(times: list[float]) -> int:
-    window = 1.0 - SLOT_JITTER
-    return max((sum(1 for t in times if start <= t < start + window) for start in times), default=0)
+def ahead_of_rate(times: list[float], rate: float) -> float:
+    """How much sooner than the rate allows the closest pair of calls came (seconds; <= 0:
+    none): for calls i < j, (j - i) intervals less the time between them."""
+    interval = 1.0 / rate
+    ordered = sorted(times)
+    return max(
+        ((j - i) * interval - (ordered[j] - ordered[i])
+         for i in range(len(ordered)) for j in range(i + 1, len(ordered))),
+        default=0.0,
+    )  # fmt: skip
 
 
 async def test_no_sender_exceeds_its_rate_while_another_sender_goes_at_once(
@@ -94,10 +103,12 @@ async def test_no_sender_exceeds_its_rate_while_another_sender_goes_at_once(
 
     slow_calls, fast_calls = calls_from(pipe, paced), calls_from(pipe, free)
     assert len(slow_calls) == len(slow) and len(fast_calls) == len(fast), pipe.diagnostics()
-    busiest = most_in_one_second([c["received_at"] for c in slow_calls])
     times = [c["received_at"] for c in slow_calls]
     gaps = [round(later - earlier, 3) for earlier, later in itertools.pairwise(times)]
-    assert busiest <= 20, f"{busiest} calls of a 20/s sender in one second; gaps {gaps}"
+    ahead = ahead_of_rate(times, 20)
+    assert ahead <= TRANSIT_SLACK, f"a 20/s sender's calls {ahead:.3f} s ahead; gaps {gaps}"
+    # The check can fail: the unpaced sender's calls are far ahead of that rate.
+    assert ahead_of_rate([c["received_at"] for c in fast_calls], 20) > 5 * TRANSIT_SLACK
     # The other sender of the same account was not held back behind the paced backlog: all of
     # its messages went before the paced sender was half way.
     assert fast_calls[-1]["received_at"] < slow_calls[len(slow_calls) // 2]["received_at"]
@@ -120,7 +131,7 @@ async def test_a_paced_senders_messages_reach_the_provider_in_accept_order(
     await pipe.wait_delivered([s.id for s in sent], within=60)
     calls = calls_from(pipe, paced)
     assert [c["message_id"] for c in calls] == [s.id.hex for s in sent]
-    assert most_in_one_second([c["received_at"] for c in calls]) <= 10
+    assert ahead_of_rate([c["received_at"] for c in calls], 10) <= TRANSIT_SLACK
 
 
 async def test_another_accounts_message_is_taken_while_a_large_backlog_drains(
