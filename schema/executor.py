@@ -48,12 +48,13 @@ def executor_class(path: FastPath) -> type[StrawberryGraphQLCoreExecutionContext
     return AcyclicExecutor
 
 
+def _gather(values: Sequence[Awaitable[Any]]) -> Awaitable[list[Any]]:
+    return gather_with_cancel(*values)
+
+
 def weak_helpers(executor: StrawberryGraphQLCoreExecutionContext) -> GraphQLResolveInfoHelpers:
     """The resolvers' helpers of ``executor``, holding it only weakly."""
     ref = weakref.ref(executor)
-
-    def gather(values: Sequence[Awaitable[Any]]) -> Awaitable[list[Any]]:
-        return gather_with_cancel(*values)
 
     def track(values: Sequence[Any]) -> None:
         running = ref()
@@ -61,4 +62,4 @@ def weak_helpers(executor: StrawberryGraphQLCoreExecutionContext) -> GraphQLReso
         if running is not None:
             running.track_async_work(values)
 
-    return GraphQLResolveInfoHelpers(gather=gather, track=track)
+    return GraphQLResolveInfoHelpers(gather=_gather, track=track)

@@ -81,19 +81,19 @@ async def send(w: Any, clock: Clock, start_in: float) -> None:
 
 
 @pytest.mark.parametrize(
-    ("clock", "slot_again"), [(0.0, False), (LATE / 2, False), (3 * LATE, True)], indirect=["clock"]
+    ("clock", "start_in", "slot_again"),
+    [
+        # Woken from the wait for the slot: on time, a little late, too late.
+        (0.0, 0.02, False),
+        (LATE / 2, 0.02, False),
+        (3 * LATE, 0.02, True),
+        # Claimed after the slot had come: a little late, too late.
+        (0.0, -LATE / 2, False),
+        (0.0, -3 * LATE, True),
+    ],
+    indirect=["clock"],
 )
-async def test_a_call_woken_late_for_its_slot_takes_the_next_one(
-    clock: Clock, slot_again: bool
-) -> None:
-    slots, delivery = Slots(), Delivery()
-    await send(worker(slots, delivery), clock, start_in=0.02)
-    assert delivery.attempts == 1
-    assert slots.taken == ([message().sender] if slot_again else [])
-
-
-@pytest.mark.parametrize(("start_in", "slot_again"), [(-LATE / 2, False), (-3 * LATE, True)])
-async def test_a_call_claimed_late_for_its_slot_takes_the_next_one(
+async def test_a_call_late_for_its_slot_takes_the_next_one(
     clock: Clock, start_in: float, slot_again: bool
 ) -> None:
     slots, delivery = Slots(), Delivery()
