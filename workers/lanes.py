@@ -81,6 +81,11 @@ return #KEYS - 2
 # then each lane's emission interval (ms per segment; 0: not paced). An idle paced sender's
 # first slot is ``min(lead, interval)`` away, not now: its entry is claimed by then, so the
 # claim's time does not push its call towards the next slot.
+# A lane is read in one XREADGROUP of as many entries as could have slots within the horizon
+# (one segment each). Each entry read then takes its slot in order; when a message of several
+# segments moves the schedule past the horizon, the entries after it are given back: removed
+# from this consumer's pending list and the group's position set back to the last one taken,
+# so that the next read gets them, as if they had never been read.
 # Returns {taken, paced, lanes, wake}: taken = lane, entry id, message id, delay (ms) per
 # entry; paced = lane, ms until its next slot comes within the horizon; lanes = the lane set
 # after the read; wake = the wake stream's last id at that moment.
@@ -92,6 +97,10 @@ local budget, per_lane, horizon = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber
 local lead = tonumber(ARGV[6])
 local now = now_ms()
 local taken, paced = {}, {}
+local function pace_off(lane, slot)
+    paced[#paced + 1] = lane
+    paced[#paced + 1] = string.format('%.3f', slot - now - horizon)
+end
 for i = 3, #KEYS, 2 do
     if budget <= 0 then break end
     local lane, pace = KEYS[i], KEYS[i + 1]
@@ -101,48 +110,66 @@ for i = 3, #KEYS, 2 do
         redis.call('SREM', KEYS[1], lane)
     else
         local tat = tat_of(pace)
-        local count = 0
-        while count < per_lane and budget > 0 do
-            local slot = math.max(tat, earliest)
-            if slot - now > horizon then
-                paced[#paced + 1] = lane
-                paced[#paced + 1] = string.format('%.3f', slot - now - horizon)
-                break
-            end
+        local slot = math.max(tat, earliest)
+        local want = math.min(per_lane, budget)
+        if interval > 0 then
+            want = math.min(want, math.floor((now + horizon - slot) / interval) + 1)
+        end
+        if slot - now > horizon then
+            pace_off(lane, slot)
+        else
             local reply = redis.pcall(
-                'XREADGROUP', 'GROUP', group, consumer, 'COUNT', 1, 'STREAMS', lane, '>')
+                'XREADGROUP', 'GROUP', group, consumer, 'COUNT', want, 'STREAMS', lane, '>')
+            local entries = {}
             if type(reply) == 'table' and reply.err then
                 -- A lane made without its group (not by an enqueue): give it one.
                 redis.pcall('XGROUP', 'CREATE', lane, group, '0')
-                break
+            elseif reply and reply[1] then
+                entries = reply[1][2]
             end
-            if not reply or not reply[1] or #reply[1][2] == 0 then
-                if redis.call('XLEN', lane) == 0 then
+            local count, back = 0, {}
+            for e = 1, #entries do
+                local entry = entries[e]
+                slot = math.max(tat, earliest)
+                if slot - now > horizon then
+                    -- Never the first entry: its slot was checked before the read.
+                    back[#back + 1] = entry[1]
+                else
+                    local fields = entry[2]
+                    local id, cost = '', 1
+                    for f = 1, #fields, 2 do
+                        if fields[f] == 'id' then
+                            id = fields[f + 1]
+                        elseif fields[f] == 'n' then
+                            cost = math.max(1, tonumber(fields[f + 1]) or 1)
+                        end
+                    end
+                    tat = slot + cost * interval
+                    taken[#taken + 1] = lane
+                    taken[#taken + 1] = entry[1]
+                    taken[#taken + 1] = id
+                    taken[#taken + 1] = string.format('%.3f', slot - now)
+                    count = count + 1
+                    budget = budget - 1
+                end
+            end
+            if #back > 0 then
+                redis.call('XACK', lane, group, unpack(back))
+                redis.call('XGROUP', 'SETID', lane, group, taken[#taken - 2])
+            end
+            if count > 0 and interval > 0 then
+                keep_tat(pace, tat, now)
+            end
+            if count < per_lane and budget > 0 then
+                -- The lane could have given more: its sender is paced, or it has no more.
+                slot = math.max(tat, earliest)
+                if slot - now > horizon then
+                    pace_off(lane, slot)
+                elseif #entries < want and redis.call('XLEN', lane) == 0 then
                     redis.call('DEL', lane)
                     redis.call('SREM', KEYS[1], lane)
                 end
-                break
             end
-            local entry = reply[1][2][1]
-            local fields = entry[2]
-            local id, cost = '', 1
-            for f = 1, #fields, 2 do
-                if fields[f] == 'id' then
-                    id = fields[f + 1]
-                elseif fields[f] == 'n' then
-                    cost = math.max(1, tonumber(fields[f + 1]) or 1)
-                end
-            end
-            tat = slot + cost * interval
-            taken[#taken + 1] = lane
-            taken[#taken + 1] = entry[1]
-            taken[#taken + 1] = id
-            taken[#taken + 1] = string.format('%.3f', slot - now)
-            count = count + 1
-            budget = budget - 1
-        end
-        if count > 0 and interval > 0 then
-            keep_tat(pace, tat, now)
         end
     end
 end
@@ -155,11 +182,15 @@ return {taken, paced, redis.call('SMEMBERS', KEYS[1]), wake}
 """
 )
 
-# KEYS: one lane per entry; ARGV: the group, then the entry ids in the same order.
+# KEYS: each lane once; ARGV: the group, then per lane the number of its entries and their ids.
 _ACK: Final = """
+local at = 2
 for i = 1, #KEYS do
-    redis.call('XACK', KEYS[i], ARGV[1], ARGV[i + 1])
-    redis.call('XDEL', KEYS[i], ARGV[i + 1])
+    local n = tonumber(ARGV[at])
+    local ids = {unpack(ARGV, at + 1, at + n)}
+    redis.call('XACK', KEYS[i], ARGV[1], unpack(ids))
+    redis.call('XDEL', KEYS[i], unpack(ids))
+    at = at + n + 1
 end
 return #KEYS
 """
@@ -266,10 +297,15 @@ class Lanes:
 
     async def acknowledge(self, entries: Sequence[Entry]) -> None:
         """Acknowledge entries whose work is done and drop them from their lanes."""
-        if entries:
-            await self._ack(
-                keys=[lane for lane, _ in entries], args=[self.group, *(i for _, i in entries)]
-            )
+        if not entries:
+            return
+        by_lane: dict[str, list[str]] = {}
+        for lane, entry_id in entries:
+            by_lane.setdefault(lane, []).append(entry_id)
+        args: list[str | int] = [self.group]
+        for ids in by_lane.values():
+            args += (len(ids), *ids)
+        await self._ack(keys=list(by_lane), args=args)
 
     async def wait_for_work(self, after: str, within: float) -> list[str]:
         """Return once something is enqueued after the wake id ``after``, or ``within``

@@ -111,6 +111,30 @@ async def test_a_message_of_several_segments_moves_its_senders_schedule_by_all_o
     assert [round(t.delay, 2) for t in reading.taken] == [0.0, 0.3]
 
 
+async def test_entries_read_past_the_horizon_go_back_to_the_lane_unread_and_in_order(
+    lanes: Lanes,
+) -> None:
+    # 10 segments a second, 250 ms ahead: three entries of one segment would fit, so three are
+    # read at once; the first costs three segments, and the two after it have no slot yet.
+    account, who = uuid.uuid4(), sender()
+    work = batch(account, who, 1, segments=3) + batch(account, who, 3)
+    await lanes.enqueue(work)
+    lane = lanes.lane(account, who)
+    reading = await lanes.take("c1", [(lane, 10.0)], budget=5, per_lane=5, horizon=0.25)
+    assert [t.message_id for t in reading.taken] == [work[0].message_id.hex]
+    assert reading.paced.keys() == {lane} and 0 < reading.paced[lane] <= 0.05
+    assert await lanes.pending() == 1
+    # The next read, of another consumer, gets the rest in order, each read once, on the
+    # slots after the long message's three.
+    again = await lanes.take("c2", [(lane, 10.0)], budget=5, per_lane=5, horizon=1.0)
+    assert [t.message_id for t in again.taken] == [q.message_id.hex for q in work[1:]]
+    assert [round(t.delay, 1) for t in again.taken] == [0.3, 0.4, 0.5]
+    detail = await lanes.redis.xpending_range(lane, GROUP, "-", "+", 10)
+    assert [(d["consumer"], d["times_delivered"]) for d in detail] == [(b"c1", 1)] + [
+        (b"c2", 1)
+    ] * 3
+
+
 async def test_acknowledged_entries_leave_their_lane_pending_ones_stay_and_an_empty_lane_goes(
     lanes: Lanes,
 ) -> None:
