@@ -111,13 +111,13 @@ for i = 3, #KEYS, 2 do
     else
         local tat = tat_of(pace)
         local slot = math.max(tat, earliest)
-        local want = math.min(per_lane, budget)
-        if interval > 0 then
-            want = math.min(want, math.floor((now + horizon - slot) / interval) + 1)
-        end
         if slot - now > horizon then
             pace_off(lane, slot)
         else
+            local want = math.min(per_lane, budget)
+            if interval > 0 then
+                want = math.min(want, math.floor((now + horizon - slot) / interval) + 1)
+            end
             local reply = redis.pcall(
                 'XREADGROUP', 'GROUP', group, consumer, 'COUNT', want, 'STREAMS', lane, '>')
             local entries = {}
@@ -186,11 +186,10 @@ return {taken, paced, redis.call('SMEMBERS', KEYS[1]), wake}
 _ACK: Final = """
 local at = 2
 for i = 1, #KEYS do
-    local n = tonumber(ARGV[at])
-    local ids = {unpack(ARGV, at + 1, at + n)}
-    redis.call('XACK', KEYS[i], ARGV[1], unpack(ids))
-    redis.call('XDEL', KEYS[i], unpack(ids))
-    at = at + n + 1
+    local last = at + tonumber(ARGV[at])
+    redis.call('XACK', KEYS[i], ARGV[1], unpack(ARGV, at + 1, last))
+    redis.call('XDEL', KEYS[i], unpack(ARGV, at + 1, last))
+    at = last + 1
 end
 return #KEYS
 """
