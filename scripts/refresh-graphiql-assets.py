@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Refresh GraphiQL's browser assets in gateway/web/graphiql_assets/npm/ from the npm registry.
+"""Refresh GraphiQL's browser assets in gateway/web/graphiql_assets/vendor/ from the npm registry.
 
 The pinned packages, and which of their files are shipped, are listed in
 gateway/web/graphiql_assets/manifest.json. This script fetches each package's tarball at the pinned
@@ -72,8 +72,8 @@ def refresh(package: dict[str, Any], work: Path, check: bool) -> list[str]:
         if meta["version"] != package["version"]:
             raise SystemExit(f"{spec}: the registry answered version {meta['version']}")
         for entry in package["files"]:
-            if not entry["path"].startswith("npm/") or ".." in entry["path"].split("/"):
-                raise SystemExit(f"{entry['path']}: vendored files live under npm/")
+            if not entry["path"].startswith("vendor/") or ".." in entry["path"].split("/"):
+                raise SystemExit(f"{entry['path']}: vendored files live under vendor/")
             data = read_member(archive, entry["from"])
             target = ASSETS / entry["path"]
             if check:
@@ -131,7 +131,7 @@ def main() -> int:
         return 1 if problems else 0
 
     # Files a previous manifest shipped and this one does not.
-    vendored = ASSETS / "npm"
+    vendored = ASSETS / "vendor"
     for path in sorted(vendored.rglob("*")):
         relative = path.relative_to(ASSETS).as_posix()
         if path.is_file() and relative not in shipped:

@@ -4,7 +4,7 @@ A newcomer opens /graphql and can send a message at once: the key is in the HTTP
 in the websocket connectionParams of the page's fetcher, and the editor starts with examples.
 
 The page needs nothing from outside the gateway, so it works on a host without internet.
-React, GraphiQL and its explorer plugin are files of this package (graphiql_assets/npm/, taken
+React, GraphiQL and its explorer plugin are files of this package (graphiql_assets/vendor/, taken
 from the npm registry at the versions pinned in graphiql_assets/manifest.json by
 scripts/refresh-graphiql-assets.py) and served under /graphiql/assets/<digest>/<file>: the
 digest changes with the content, so they are cached for a year, and the page names each with
@@ -52,15 +52,15 @@ _ASSET_FOLDER = "graphiql/assets"
 
 #: In page order: the vendored files (see graphiql_assets/manifest.json), then the page's own.
 STYLES = (
-    "npm/graphiql/graphiql.min.css",
-    "npm/graphiql-plugin-explorer/style.css",
+    "vendor/graphiql/graphiql.min.css",
+    "vendor/graphiql-plugin-explorer/style.css",
     "page.css",
 )
 SCRIPTS = (
-    "npm/react/react.production.min.js",
-    "npm/react-dom/react-dom.production.min.js",
-    "npm/graphiql/graphiql.min.js",
-    "npm/graphiql-plugin-explorer/index.umd.js",
+    "vendor/react/react.production.min.js",
+    "vendor/react-dom/react-dom.production.min.js",
+    "vendor/graphiql/graphiql.min.js",
+    "vendor/graphiql-plugin-explorer/index.umd.js",
     "page.js",
 )
 

@@ -65,7 +65,9 @@ def test_vendored_files_are_the_registrys_bytes(path: str) -> None:
 
 
 def test_nothing_unlisted_is_vendored() -> None:
-    present = {p.relative_to(FOLDER).as_posix() for p in (FOLDER / "npm").rglob("*") if p.is_file()}
+    present = {
+        p.relative_to(FOLDER).as_posix() for p in (FOLDER / "vendor").rglob("*") if p.is_file()
+    }
     assert present == set(VENDORED)
 
 
@@ -175,7 +177,7 @@ async def test_assets_are_served_immutable_by_content_digest(client: httpx.Async
 
 
 async def test_assets_are_gzipped_for_clients_that_accept_it(client: httpx.AsyncClient) -> None:
-    path = "npm/graphiql/graphiql.min.js"
+    path = "vendor/graphiql/graphiql.min.js"
     url = asset_url(path)
     raw = await client.get(url, headers={"Accept-Encoding": "gzip"})
     assert raw.headers["content-encoding"] == "gzip"
