@@ -3,64 +3,52 @@
 import sqlalchemy as sa
 from alembic import op
 
+from persistence.migrations.ddl import TableDDL, serial_id, timestamp, uuid_column
+
 revision: str = "0002"
 down_revision: str | None = "0001"
 
+RECEIPTS = TableDDL("webhook_receipts")
+ADDRESSES = TableDDL("addresses")
+
 
 def upgrade() -> None:
-    op.create_table(
-        "webhook_receipts",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
-        ),
+    RECEIPTS.create(
+        serial_id(),
         sa.Column("source", sa.String(length=32), nullable=False),
         sa.Column("dedupe_key", sa.String(length=300), nullable=True),
         sa.Column("outcome", sa.String(length=16), nullable=False),
         sa.Column("content_type", sa.String(length=200), nullable=True),
         sa.Column("payload", sa.Text(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
-        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_receipts")),
-        sa.UniqueConstraint("dedupe_key", name=op.f("uq_webhook_receipts_dedupe_key")),
+        timestamp("received_at"),
+        RECEIPTS.primary_key("id"),
+        RECEIPTS.unique("dedupe_key"),
     )
-    op.create_index(
-        op.f("ix_webhook_receipts_outcome_received_at"),
-        "webhook_receipts",
-        ["outcome", "received_at"],
-        unique=False,
-    )
+    RECEIPTS.create_index("outcome", "received_at")
 
-    op.create_table(
-        "addresses",
-        sa.Column("id", sa.Uuid(), nullable=False),
-        sa.Column("account_id", sa.Uuid(), nullable=False),
+    ADDRESSES.create(
+        uuid_column("id"),
+        uuid_column("account_id"),
         sa.Column("address", sa.String(length=320), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["account_id"],
-            ["accounts.id"],
-            name=op.f("fk_addresses_account_id_accounts"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_addresses")),
-        sa.UniqueConstraint("address", name=op.f("uq_addresses_address")),
+        timestamp("created_at"),
+        ADDRESSES.account_fk(),
+        ADDRESSES.primary_key("id"),
+        ADDRESSES.unique("address"),
     )
-    op.create_index(op.f("ix_addresses_account_id"), "addresses", ["account_id"], unique=False)
+    ADDRESSES.create_index("account_id")
 
     with op.batch_alter_table("messages", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(timestamp("sent_at", nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("messages", schema=None) as batch_op:
         batch_op.drop_column("sent_at")
 
-    op.drop_index(op.f("ix_addresses_account_id"), table_name="addresses")
+    ADDRESSES.drop_index("account_id")
 
-    op.drop_table("addresses")
-    op.drop_index(op.f("ix_webhook_receipts_outcome_received_at"), table_name="webhook_receipts")
+    ADDRESSES.drop()
+    RECEIPTS.drop_index("outcome", "received_at")
 
-    op.drop_table("webhook_receipts")
+    RECEIPTS.drop()

@@ -8,30 +8,19 @@ each accept got slower as the table grew. With participant_a appended, either in
 the pair lookup with a full-key match, whatever the planner picks.
 """
 
-from alembic import op
+from persistence.migrations.ddl import TableDDL
 
 revision: str = "0003"
 down_revision: str | None = "0002"
 
+CONVERSATIONS = TableDDL("conversations")
+
 
 def upgrade() -> None:
-    op.drop_index(op.f("ix_conversations_account_id_participant_b"), table_name="conversations")
-    op.create_index(
-        op.f("ix_conversations_account_id_participant_b_participant_a"),
-        "conversations",
-        ["account_id", "participant_b", "participant_a"],
-        unique=False,
-    )
+    CONVERSATIONS.drop_index("account_id", "participant_b")
+    CONVERSATIONS.create_index("account_id", "participant_b", "participant_a")
 
 
 def downgrade() -> None:
-    op.drop_index(
-        op.f("ix_conversations_account_id_participant_b_participant_a"),
-        table_name="conversations",
-    )
-    op.create_index(
-        op.f("ix_conversations_account_id_participant_b"),
-        "conversations",
-        ["account_id", "participant_b"],
-        unique=False,
-    )
+    CONVERSATIONS.drop_index("account_id", "participant_b", "participant_a")
+    CONVERSATIONS.create_index("account_id", "participant_b")

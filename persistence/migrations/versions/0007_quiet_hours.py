@@ -9,25 +9,19 @@ check is made again whenever it comes due (scheduled, retried).
 import sqlalchemy as sa
 from alembic import op
 
+from persistence.migrations.ddl import TableDDL
+
 revision: str = "0007"
 down_revision: str | None = "0006"
 
+QUIET_HOURS = TableDDL("quiet_hours")
+
 
 def upgrade() -> None:
-    op.create_table(
-        "quiet_hours",
-        sa.Column("account_id", sa.Uuid(), nullable=False),
+    QUIET_HOURS.create_account_settings(
         sa.Column("start_minute", sa.Integer(), nullable=True),
         sa.Column("end_minute", sa.Integer(), nullable=True),
         sa.Column("default_time_zone", sa.String(length=64), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["account_id"],
-            ["accounts.id"],
-            name=op.f("fk_quiet_hours_account_id_accounts"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("account_id", name=op.f("pk_quiet_hours")),
     )
     # Nullable, no default (NULL reads as false): adding it rewrites nothing.
     op.add_column("messages", sa.Column("bypass_quiet_hours", sa.Boolean(), nullable=True))
@@ -35,4 +29,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_column("messages", "bypass_quiet_hours")
-    op.drop_table("quiet_hours")
+    QUIET_HOURS.drop()

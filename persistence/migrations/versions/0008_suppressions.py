@@ -5,85 +5,57 @@ the unique key, so the lookup is one index probe per message and nothing when th
 empty.
 """
 
+from typing import Any
+
 import sqlalchemy as sa
-from alembic import op
-from sqlalchemy.dialects import postgresql
+
+from persistence.migrations.ddl import JSON, TableDDL, serial_id, timestamp, uuid_column
 
 revision: str = "0008"
 down_revision: str | None = "0007"
 
-JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
+SUPPRESSIONS = TableDDL("suppressions")
+REMOVALS = TableDDL("suppression_removals")
+
+
+def _suppressed() -> list[sa.Column[Any]]:
+    """What a suppression holds back, which the record of its removal keeps."""
+    return [
+        sa.Column("address", sa.String(length=320), nullable=False),
+        sa.Column("channel", sa.String(length=8), nullable=False),
+        sa.Column("sender", sa.String(length=320), nullable=False),
+        sa.Column("reason", sa.String(length=32), nullable=False),
+    ]
 
 
 def upgrade() -> None:
-    op.create_table(
-        "suppressions",
-        sa.Column("id", sa.Uuid(), nullable=False),
-        sa.Column("account_id", sa.Uuid(), nullable=False),
-        sa.Column("address", sa.String(length=320), nullable=False),
-        sa.Column("channel", sa.String(length=8), nullable=False),
-        sa.Column("sender", sa.String(length=320), nullable=False),
-        sa.Column("reason", sa.String(length=32), nullable=False),
+    SUPPRESSIONS.create(
+        uuid_column("id"),
+        uuid_column("account_id"),
+        *_suppressed(),
         sa.Column("detail", JSON, nullable=True),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["account_id"],
-            ["accounts.id"],
-            name=op.f("fk_suppressions_account_id_accounts"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_suppressions")),
-        sa.UniqueConstraint(
-            "account_id",
-            "address",
-            "channel",
-            "sender",
-            name=op.f("uq_suppressions_account_id_address_channel_sender"),
-        ),
+        timestamp("created_at"),
+        SUPPRESSIONS.account_fk(),
+        SUPPRESSIONS.primary_key("id"),
+        SUPPRESSIONS.unique("account_id", "address", "channel", "sender"),
     )
-    op.create_index(
-        op.f("ix_suppressions_account_id_created_at_id"),
-        "suppressions",
-        ["account_id", "created_at", "id"],
-        unique=False,
-    )
-    op.create_table(
-        "suppression_removals",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
-        ),
-        sa.Column("account_id", sa.Uuid(), nullable=False),
-        sa.Column("suppression_id", sa.Uuid(), nullable=False),
-        sa.Column("address", sa.String(length=320), nullable=False),
-        sa.Column("channel", sa.String(length=8), nullable=False),
-        sa.Column("sender", sa.String(length=320), nullable=False),
-        sa.Column("reason", sa.String(length=32), nullable=False),
-        sa.Column("suppressed_at", sa.DateTime(timezone=True), nullable=False),
+    SUPPRESSIONS.create_index("account_id", "created_at", "id")
+    REMOVALS.create(
+        serial_id(),
+        uuid_column("account_id"),
+        uuid_column("suppression_id"),
+        *_suppressed(),
+        timestamp("suppressed_at"),
         sa.Column("removal_reason", sa.Text(), nullable=True),
-        sa.Column("removed_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["account_id"],
-            ["accounts.id"],
-            name=op.f("fk_suppression_removals_account_id_accounts"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_suppression_removals")),
+        timestamp("removed_at"),
+        REMOVALS.account_fk(),
+        REMOVALS.primary_key("id"),
     )
-    op.create_index(
-        op.f("ix_suppression_removals_account_id_address"),
-        "suppression_removals",
-        ["account_id", "address"],
-        unique=False,
-    )
+    REMOVALS.create_index("account_id", "address")
 
 
 def downgrade() -> None:
-    op.drop_index(
-        op.f("ix_suppression_removals_account_id_address"), table_name="suppression_removals"
-    )
-    op.drop_table("suppression_removals")
-    op.drop_index(op.f("ix_suppressions_account_id_created_at_id"), table_name="suppressions")
-    op.drop_table("suppressions")
+    REMOVALS.drop_index("account_id", "address")
+    REMOVALS.drop()
+    SUPPRESSIONS.drop_index("account_id", "created_at", "id")
+    SUPPRESSIONS.drop()

@@ -9,10 +9,13 @@ statement's new rows; an account without endpoints costs one index probe per sta
 import sqlalchemy as sa
 from alembic import op
 
+from persistence.migrations.ddl import BIG_ID, TableDDL, serial_id, timestamp, uuid_column
+
 revision: str = "0012"
 down_revision: str | None = "0011"
 
-_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+ENDPOINTS = TableDDL("webhook_endpoints")
+DELIVERIES = TableDDL("webhook_deliveries")
 
 _INSERT = """
     INSERT INTO webhook_deliveries (endpoint_id, account_id, event_id, state, attempts,
@@ -54,90 +57,48 @@ END
 
 
 def upgrade() -> None:
-    op.create_table(
-        "webhook_endpoints",
-        sa.Column("id", sa.Uuid(), nullable=False),
-        sa.Column("account_id", sa.Uuid(), nullable=False),
+    ENDPOINTS.create(
+        uuid_column("id"),
+        uuid_column("account_id"),
         sa.Column("url", sa.String(length=2000), nullable=False),
         sa.Column("description", sa.Text(), nullable=True),
         sa.Column("event_kinds", sa.Text(), nullable=False),
         sa.Column("statuses", sa.Text(), nullable=False),
         sa.Column("enabled", sa.Boolean(), nullable=False),
         sa.Column("disabled_reason", sa.String(length=16), nullable=True),
-        sa.Column("disabled_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("failing_since", sa.DateTime(timezone=True), nullable=True),
+        timestamp("disabled_at", nullable=True),
+        timestamp("failing_since", nullable=True),
         sa.Column("secret", sa.Text(), nullable=False),
         sa.Column("previous_secret", sa.Text(), nullable=True),
-        sa.Column("previous_secret_until", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["account_id"],
-            ["accounts.id"],
-            name=op.f("fk_webhook_endpoints_account_id_accounts"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_endpoints")),
+        timestamp("previous_secret_until", nullable=True),
+        timestamp("created_at"),
+        timestamp("updated_at"),
+        ENDPOINTS.account_fk(),
+        ENDPOINTS.primary_key("id"),
     )
-    op.create_index(
-        op.f("ix_webhook_endpoints_account_id_created_at_id"),
-        "webhook_endpoints",
-        ["account_id", "created_at", "id"],
-        unique=False,
-    )
-    op.create_table(
-        "webhook_deliveries",
-        sa.Column("id", _ID, autoincrement=True, nullable=False),
-        sa.Column("endpoint_id", sa.Uuid(), nullable=False),
-        sa.Column("account_id", sa.Uuid(), nullable=False),
-        sa.Column("event_id", _ID, nullable=False),
+    ENDPOINTS.create_index("account_id", "created_at", "id")
+    DELIVERIES.create(
+        serial_id(),
+        uuid_column("endpoint_id"),
+        uuid_column("account_id"),
+        sa.Column("event_id", BIG_ID, nullable=False),
         sa.Column("state", sa.String(length=12), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("leased_until", sa.DateTime(timezone=True), nullable=True),
+        timestamp("next_attempt_at", nullable=True),
+        timestamp("leased_until", nullable=True),
         sa.Column("last_status_code", sa.Integer(), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("last_response", sa.Text(), nullable=True),
-        sa.Column("last_attempt_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["account_id"],
-            ["accounts.id"],
-            name=op.f("fk_webhook_deliveries_account_id_accounts"),
-            ondelete="CASCADE",
-        ),
-        sa.ForeignKeyConstraint(
-            ["endpoint_id"],
-            ["webhook_endpoints.id"],
-            name=op.f("fk_webhook_deliveries_endpoint_id_webhook_endpoints"),
-            ondelete="CASCADE",
-        ),
-        sa.ForeignKeyConstraint(
-            ["event_id"],
-            ["message_events.id"],
-            name=op.f("fk_webhook_deliveries_event_id_message_events"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_deliveries")),
+        timestamp("last_attempt_at", nullable=True),
+        timestamp("created_at"),
+        DELIVERIES.account_fk(),
+        DELIVERIES.cascading_fk("endpoint_id", "webhook_endpoints"),
+        DELIVERIES.cascading_fk("event_id", "message_events"),
+        DELIVERIES.primary_key("id"),
     )
-    op.create_index(
-        op.f("ix_webhook_deliveries_endpoint_id_id"),
-        "webhook_deliveries",
-        ["endpoint_id", "id"],
-        unique=False,
-    )
-    op.create_index(
-        op.f("ix_webhook_deliveries_event_id"), "webhook_deliveries", ["event_id"], unique=False
-    )
-    pending = sa.text("state = 'PENDING'")
-    op.create_index(
-        op.f("ix_webhook_deliveries_next_attempt_at"),
-        "webhook_deliveries",
-        ["next_attempt_at"],
-        unique=False,
-        postgresql_where=pending,
-        sqlite_where=pending,
-    )
+    DELIVERIES.create_index("endpoint_id", "id")
+    DELIVERIES.create_index("event_id")
+    DELIVERIES.create_index("next_attempt_at", where="state = 'PENDING'")
     if op.get_bind().dialect.name == "postgresql":
         op.execute(POSTGRES_FUNCTION)
         op.execute(POSTGRES_TRIGGER)
@@ -151,11 +112,9 @@ def downgrade() -> None:
         op.execute("DROP FUNCTION webhook_deliveries_of_events()")
     else:
         op.execute("DROP TRIGGER webhook_deliveries_of_events")
-    op.drop_index(op.f("ix_webhook_deliveries_next_attempt_at"), table_name="webhook_deliveries")
-    op.drop_index(op.f("ix_webhook_deliveries_event_id"), table_name="webhook_deliveries")
-    op.drop_index(op.f("ix_webhook_deliveries_endpoint_id_id"), table_name="webhook_deliveries")
-    op.drop_table("webhook_deliveries")
-    op.drop_index(
-        op.f("ix_webhook_endpoints_account_id_created_at_id"), table_name="webhook_endpoints"
-    )
-    op.drop_table("webhook_endpoints")
+    DELIVERIES.drop_index("next_attempt_at")
+    DELIVERIES.drop_index("event_id")
+    DELIVERIES.drop_index("endpoint_id", "id")
+    DELIVERIES.drop()
+    ENDPOINTS.drop_index("account_id", "created_at", "id")
+    ENDPOINTS.drop()

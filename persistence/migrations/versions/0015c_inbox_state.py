@@ -8,26 +8,22 @@ moment its own transaction commits, with no counter row for concurrent arrivals 
 import sqlalchemy as sa
 from alembic import op
 
+from persistence.migrations.ddl import TableDDL
+
 revision: str = "0015c"
 down_revision: str | None = "0015b"
 
-INBOUND = sa.text("direction = 'INBOUND'")
+MESSAGES = TableDDL("messages")
+INBOUND = "direction = 'INBOUND'"
 
 
 def upgrade() -> None:
     with op.batch_alter_table("conversations") as batch:
         batch.add_column(sa.Column("read_up_to", sa.Uuid(), nullable=True))
-    op.create_index(
-        "ix_messages_inbound",
-        "messages",
-        ["conversation_id", "id"],
-        unique=False,
-        postgresql_where=INBOUND,
-        sqlite_where=INBOUND,
-    )
+    MESSAGES.create_index("conversation_id", "id", where=INBOUND, name="ix_messages_inbound")
 
 
 def downgrade() -> None:
-    op.drop_index("ix_messages_inbound", table_name="messages")
+    MESSAGES.drop_index("conversation_id", "id", name="ix_messages_inbound")
     with op.batch_alter_table("conversations") as batch:
         batch.drop_column("read_up_to")

@@ -6,12 +6,12 @@ from the leased pending rows alone: neither read grows with the backlog. Retenti
 settled deliveries by age, read from created_at over settled rows.
 """
 
-import sqlalchemy as sa
-from alembic import op
+from persistence.migrations.ddl import TableDDL
 
 revision: str = "0016"
 down_revision: str | None = "0015c"
 
+DELIVERIES = TableDDL("webhook_deliveries")
 _PENDING = "state = 'PENDING'"
 #: Each index: its columns and the rows it holds.
 _INDEXES: dict[tuple[str, ...], str] = {
@@ -21,22 +21,11 @@ _INDEXES: dict[tuple[str, ...], str] = {
 }
 
 
-def _name(columns: tuple[str, ...]) -> str:
-    return "ix_webhook_deliveries_" + "_".join(columns)
-
-
 def upgrade() -> None:
     for columns, where in _INDEXES.items():
-        op.create_index(
-            op.f(_name(columns)),
-            "webhook_deliveries",
-            list(columns),
-            unique=False,
-            postgresql_where=sa.text(where),
-            sqlite_where=sa.text(where),
-        )
+        DELIVERIES.create_index(*columns, where=where)
 
 
 def downgrade() -> None:
     for columns in reversed(_INDEXES):
-        op.drop_index(op.f(_name(columns)), table_name="webhook_deliveries")
+        DELIVERIES.drop_index(*columns)

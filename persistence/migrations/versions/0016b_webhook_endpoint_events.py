@@ -5,47 +5,30 @@ long), enabled, secret rotated; each written in the transaction of the change it
 """
 
 import sqlalchemy as sa
-from alembic import op
+
+from persistence.migrations.ddl import TableDDL, serial_id, timestamp, uuid_column
 
 revision: str = "0016b"
 down_revision: str | None = "0016"
 
-_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+EVENTS = TableDDL("webhook_endpoint_events")
 
 
 def upgrade() -> None:
-    op.create_table(
-        "webhook_endpoint_events",
-        sa.Column("id", _ID, autoincrement=True, nullable=False),
-        sa.Column("endpoint_id", sa.Uuid(), nullable=False),
-        sa.Column("account_id", sa.Uuid(), nullable=False),
+    EVENTS.create(
+        serial_id(),
+        uuid_column("endpoint_id"),
+        uuid_column("account_id"),
         sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("reason", sa.String(length=16), nullable=True),
-        sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["account_id"],
-            ["accounts.id"],
-            name=op.f("fk_webhook_endpoint_events_account_id_accounts"),
-            ondelete="CASCADE",
-        ),
-        sa.ForeignKeyConstraint(
-            ["endpoint_id"],
-            ["webhook_endpoints.id"],
-            name=op.f("fk_webhook_endpoint_events_endpoint_id_webhook_endpoints"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_endpoint_events")),
+        timestamp("occurred_at"),
+        EVENTS.account_fk(),
+        EVENTS.cascading_fk("endpoint_id", "webhook_endpoints"),
+        EVENTS.primary_key("id"),
     )
-    op.create_index(
-        op.f("ix_webhook_endpoint_events_endpoint_id_id"),
-        "webhook_endpoint_events",
-        ["endpoint_id", "id"],
-        unique=False,
-    )
+    EVENTS.create_index("endpoint_id", "id")
 
 
 def downgrade() -> None:
-    op.drop_index(
-        op.f("ix_webhook_endpoint_events_endpoint_id_id"), table_name="webhook_endpoint_events"
-    )
-    op.drop_table("webhook_endpoint_events")
+    EVENTS.drop_index("endpoint_id", "id")
+    EVENTS.drop()

@@ -16,6 +16,8 @@ insert, delete and an update of the body only, so a status change never touches 
 
 from alembic import op
 
+from persistence.migrations.ddl import postgresql_only
+
 revision: str = "0017"
 down_revision: str | None = "0016b"
 
@@ -52,9 +54,8 @@ _TRIGGERS = {
 }
 
 
+@postgresql_only
 def upgrade() -> None:
-    if op.get_bind().dialect.name != "postgresql":
-        return
     op.execute(
         "CREATE TABLE message_search ("
         " message_id uuid NOT NULL,"
@@ -79,9 +80,8 @@ def upgrade() -> None:
     op.execute("ALTER TABLE messages DROP COLUMN search")
 
 
+@postgresql_only
 def downgrade() -> None:
-    if op.get_bind().dialect.name != "postgresql":
-        return
     op.execute(
         "ALTER TABLE messages ADD COLUMN search tsvector"
         " GENERATED ALWAYS AS (to_tsvector('simple', coalesce(body, ''))) STORED"

@@ -13,6 +13,8 @@ PostgreSQL only: SQLite's FTS5 index is kept by its own triggers (0015b).
 
 from alembic import op
 
+from persistence.migrations.ddl import postgresql_only
+
 revision: str = "0019"
 down_revision: str | None = "0018"
 
@@ -21,9 +23,8 @@ _FUNCTION = "message_search_of_gone_messages"
 _EMPTIED = "message_search_of_emptied_messages"
 
 
+@postgresql_only
 def upgrade() -> None:
-    if op.get_bind().dialect.name != "postgresql":
-        return
     op.execute(f"ALTER TABLE message_search DROP CONSTRAINT {_KEY}")
     op.execute(
         f"CREATE FUNCTION {_FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
@@ -44,9 +45,8 @@ def upgrade() -> None:
     )
 
 
+@postgresql_only
 def downgrade() -> None:
-    if op.get_bind().dialect.name != "postgresql":
-        return
     for name in (_FUNCTION, _EMPTIED):
         op.execute(f"DROP TRIGGER {name} ON messages")
         op.execute(f"DROP FUNCTION {name}()")
