@@ -1,10 +1,10 @@
 """The floor of the accept benchmarks: a plain Starlette JSON endpoint, nothing else.
 
-``python -m bench.plain_app --port P`` serves it with exactly the uvicorn options of
-``messaging-gateway serve`` (gateway/entry/cli.py): one process, ``log_config=None``,
-``proxy_headers=False``, websocket pings 20/20, lifespan on, uvicorn's default (uvloop and
-httptools where installed). ``POST /plain`` parses the JSON body (the same request wrk sends to
-``/graphql``) and answers a small JSON document; ``GET /ready`` answers 200.
+``python -m bench.plain_app --port P`` serves it in one process with the uvicorn options that
+``messaging-gateway serve`` shares with it (``SERVE_OPTIONS`` in gateway/entry/cli.py) and
+uvicorn's defaults otherwise (uvloop and httptools where installed). ``POST /plain`` parses the
+JSON body (the same request wrk sends to ``/graphql``) and answers a small JSON document;
+``GET /ready`` answers 200.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from gateway.entry.cli import SERVE_OPTIONS
 
 
 async def plain(request: Request) -> Response:
@@ -40,16 +42,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: None)  # as gateway/entry/cli.py: exit 0 after shutdown
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        log_config=None,
-        proxy_headers=False,
-        ws_ping_interval=20,
-        ws_ping_timeout=20,
-        lifespan="on",
-    )
+    uvicorn.run(app, host=args.host, port=args.port, **SERVE_OPTIONS)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
 
 from gateway.settings import Settings
@@ -27,6 +27,15 @@ def _local_url(host: str, port: int) -> str:
 _WITHOUT_DATABASE = frozenset({"sandbox"})
 #: Commands that also need Redis under REQUIRE_PRODUCTION (the processes that share work).
 _WITH_REDIS = frozenset({"serve", "worker"})
+#: uvicorn's options for ``serve`` that do not depend on the settings or the command line; the
+#: benchmarks' plain floor app is served with them too, so that it stays comparable.
+SERVE_OPTIONS: Final[dict[str, Any]] = {
+    "log_config": None,
+    "proxy_headers": False,
+    "ws_ping_interval": 20,
+    "ws_ping_timeout": 20,
+    "lifespan": "on",
+}
 
 
 def production_problem(command: str, settings: Settings) -> str | None:
@@ -110,13 +119,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         ws_per_message_deflate=False,
         host=args.host,
         port=args.port,
-        log_config=None,
-        proxy_headers=False,
-        ws_ping_interval=20,
-        ws_ping_timeout=20,
         # A websocket message is a GraphQL request too: the same bound as an HTTP body.
         ws_max_size=settings.graphql_max_body_bytes,
-        lifespan="on",
+        **SERVE_OPTIONS,
     )
     return 0
 
