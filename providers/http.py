@@ -43,7 +43,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
 from gateway.observability.redaction import REDACTED
-from gateway.services.ports import ProviderReceipt, TransientProviderError
+from gateway.services.ports import PermanentProviderError, ProviderReceipt, TransientProviderError
 from gateway.settings import Settings
 
 if TYPE_CHECKING:
@@ -53,18 +53,22 @@ __all__ = [
     "USER_AGENT",
     "ProviderResponse",
     "ProviderSession",
+    "Refusal",
     "StreamedResponse",
     "TransportError",
-    "answered",
     "basic_auth",
     "callback_url",
     "json_object",
     "loggable_url",
     "logged_transport_error",
+    "looked_up",
     "missing_id_error",
     "parse_retry_after",
     "receipt",
+    "refusal_error",
     "response_summary",
+    "retry_after",
+    "sent",
     "server_error",
     "transport_error",
 ]
@@ -388,16 +392,41 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, moment.timestamp() - current)
 
 
-async def answered(
+async def sent(
     log: FilteringBoundLogger,
     provider: str,
-    call: Awaitable[ProviderResponse],
+    request: Awaitable[ProviderResponse],
+    message_id: UUID,
+) -> ProviderResponse:
+    """The answer ``request`` (the sending of our message ``message_id``) gets; without one,
+    :func:`logged_transport_error` raised instead, as ``provider_transport_error``."""
+    return await _answered(
+        log, provider, request, "provider_transport_error", message_id=str(message_id)
+    )
+
+
+async def looked_up(
+    log: FilteringBoundLogger,
+    provider: str,
+    request: Awaitable[ProviderResponse],
+    provider_message_id: str,
+) -> ProviderResponse:
+    """The answer ``request`` (a lookup of the vendor's ``provider_message_id``) gets; without
+    one, :func:`logged_transport_error` raised instead, as ``provider_lookup_failed``."""
+    return await _answered(
+        log, provider, request, "provider_lookup_failed", provider_message_id=provider_message_id
+    )
+
+
+async def _answered(
+    log: FilteringBoundLogger,
+    provider: str,
+    request: Awaitable[ProviderResponse],
     event: str,
     **context: str,
 ) -> ProviderResponse:
-    """The answer ``call`` gets; without one, :func:`logged_transport_error` raised instead."""
     try:
-        return await call
+        return await request
     except TransportError as exc:
         raise logged_transport_error(log, event, provider, exc, **context) from exc
 
@@ -429,14 +458,64 @@ def logged_transport_error(
 _AMBIGUOUS_5XX: Final = frozenset({502, 504})
 
 
+def retry_after(response: ProviderResponse) -> float | None:
+    """The seconds the answer's ``Retry-After`` asks us to wait, if it has one."""
+    return parse_retry_after(response.headers.get("Retry-After"))
+
+
 def server_error(code: str, text: str, response: ProviderResponse) -> TransientProviderError:
     """A 5xx answer: transient, not before the Retry-After the vendor may give."""
     return TransientProviderError(
         code,
         text,
-        retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        retry_after=retry_after(response),
         ambiguous=response.status_code in _AMBIGUOUS_5XX,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A vendor's reading of a non-success answer, in the terms every adapter classifies by."""
+
+    code: str
+    text: str
+    #: The vendor's own code says it throttled us (a 429 always does).
+    rate_limited: bool = False
+    #: The vendor gave up on a request it had received, and may have acted on it.
+    timed_out: bool = False
+    #: The recipient was refused for having unsubscribed: their consent, not only a failure.
+    unsubscribed: bool = False
+    #: Seconds until the vendor's own rate-limit window resets, for an answer without
+    #: ``Retry-After``.
+    reset_after: float | None = None
+
+
+def refusal_error(
+    log: FilteringBoundLogger,
+    provider: str,
+    response: ProviderResponse,
+    event: str,
+    refusal: Refusal,
+    **context: str,
+) -> TransientProviderError | PermanentProviderError:
+    """The error a non-success answer stands for, logged as ``event`` by the adapter's logger.
+
+    Throttling is transient, not before ``Retry-After`` (else the vendor's reset); a 5xx is
+    :func:`server_error`; a request the vendor timed out is transient and ambiguous. Anything
+    else is permanent: the same request can never succeed.
+    """
+    code, text = refusal.code, refusal.text
+    status = response.status_code
+    log.warning(event, provider=provider, code=code, **context, **response_summary(response))
+    if status == 429 or refusal.rate_limited:
+        given = retry_after(response)
+        wait = given if given is not None else refusal.reset_after
+        return TransientProviderError(code, text, retry_after=wait, rate_limited=True)
+    if status >= 500:
+        return server_error(code, text, response)
+    if refusal.timed_out:
+        return TransientProviderError(code, text, ambiguous=True)
+    return PermanentProviderError(code, text, recipient_unsubscribed=refusal.unsubscribed)
 
 
 def missing_id_error(

@@ -23,24 +23,19 @@ from urllib.parse import quote
 import structlog
 
 from gateway.domain.records import Message
-from gateway.services.ports import (
-    PermanentProviderError,
-    ProviderLookup,
-    ProviderReceipt,
-    TransientProviderError,
-)
+from gateway.services.ports import ProviderLookup, ProviderReceipt
 from providers.attachments import Attachment, AttachmentFetcher
 from providers.http import (
     ProviderResponse,
     ProviderSession,
-    answered,
+    Refusal,
     basic_auth,
     json_object,
     loggable_url,
-    missing_id_error,
-    parse_retry_after,
-    response_summary,
-    server_error,
+    looked_up,
+    receipt,
+    refusal_error,
+    sent,
 )
 from providers.sendgrid import EMPTY_BODY, NO_SUBJECT, html_to_text, looks_like_html
 from providers.webhooks.mailgun import event_key, mailgun_message_id, mailgun_outcome
@@ -81,13 +76,8 @@ class MailgunProvider:
         attachments = await self._attachments.fetch_all(message)
         body, content_type = multipart_form(self.fields(message), attachments)
         headers = {**self._headers, "Content-Type": content_type}
-        response = await answered(
-            log,
-            self.name,
-            self._client.post(self._send_url, body=body, headers=headers),
-            "provider_transport_error",
-            message_id=str(message.id),
-        )
+        request = self._client.post(self._send_url, body=body, headers=headers)
+        response = await sent(log, self.name, request, message.id)
         if response.is_success:
             return self._receipt(message, response)
         raise self._refusal(response, "provider_refused", message_id=str(message.id))
@@ -96,13 +86,8 @@ class MailgunProvider:
         """Ask the Events API for the message's events; the deciding one (a permanent failure,
         else a delivery) settles it, under the key its webhook has."""
         params = {"message-id": provider_message_id, "limit": str(LOOKUP_LIMIT)}
-        response = await answered(
-            log,
-            self.name,
-            self._client.get(self._events_url, params=params, headers=self._headers),
-            "provider_lookup_failed",
-            provider_message_id=provider_message_id,
-        )
+        request = self._client.get(self._events_url, params=params, headers=self._headers)
+        response = await looked_up(log, self.name, request, provider_message_id)
         if response.is_success:
             return _lookup(provider_message_id, _items(response))
         raise self._refusal(
@@ -136,15 +121,7 @@ class MailgunProvider:
         mailgun_id = (
             raw_id.strip().removeprefix("<").removesuffix(">") if isinstance(raw_id, str) else ""
         )
-        if not mailgun_id:
-            raise missing_id_error(log, self.name, response, "a message id")
-        log.info(
-            "provider_accepted",
-            provider=self.name,
-            message_id=str(message.id),
-            provider_message_id=mailgun_id,
-        )
-        return ProviderReceipt(self.name, mailgun_id)
+        return receipt(log, self.name, message.id, response, mailgun_id, "a message id")
 
     def _refusal(self, response: ProviderResponse, event: str, **context: str) -> Exception:
         """The error a non-success answer stands for, logged as ``event``."""
@@ -152,18 +129,11 @@ class MailgunProvider:
         payload = json_object(response)
         raw_text = payload.get("message") if payload is not None else None
         text = raw_text if isinstance(raw_text, str) and raw_text else response.reason_phrase
-        code = str(status)
-        log.warning(event, provider=self.name, code=code, **context, **response_summary(response))
-        if status == 429:
-            return TransientProviderError(
-                code,
-                text or "Too Many Requests",
-                retry_after=parse_retry_after(response.headers.get("Retry-After")),
-                rate_limited=True,
-            )
-        if status >= 500:
-            return server_error(code, text, response)
-        return PermanentProviderError(code, text or f"HTTP {status}")
+        # Without Mailgun's message or a reason phrase, a refusal is named by its status.
+        if not text and status < 500:
+            text = "Too Many Requests" if status == 429 else f"HTTP {status}"
+        reading = Refusal(str(status), text)
+        return refusal_error(log, self.name, response, event, reading, **context)
 
 
 def multipart_form(fields: list[tuple[str, str]], files: list[Attachment]) -> tuple[bytes, str]:

@@ -17,23 +17,17 @@ import structlog
 
 from gateway.domain.records import DeliveryError, Message
 from gateway.domain.statuses import MessageStatus
-from gateway.services.ports import (
-    PermanentProviderError,
-    ProviderLookup,
-    ProviderReceipt,
-    TransientProviderError,
-)
+from gateway.services.ports import PermanentProviderError, ProviderLookup, ProviderReceipt
 from providers.attachments import MAX_ATTACHMENT_BYTES, Attachment, AttachmentFetcher
 from providers.http import (
     ProviderResponse,
     ProviderSession,
-    TransportError,
+    Refusal,
     loggable_url,
-    logged_transport_error,
-    missing_id_error,
-    parse_retry_after,
-    response_summary,
-    server_error,
+    looked_up,
+    receipt,
+    refusal_error,
+    sent,
 )
 
 __all__ = [
@@ -85,20 +79,13 @@ class SendGridProvider:
     async def send(self, message: Message) -> ProviderReceipt:
         attachments = await self._attachments.fetch_all(message)
         body = orjson.dumps(self.payload(message, attachments))
-        try:
-            response = await self._client.post(
-                self._send_url,
-                body=body,
-                headers={
-                    "Authorization": f"Bearer {self._api_key}",
-                    "Content-Type": "application/json",
-                    "Accept": "application/json",
-                },
-            )
-        except TransportError as exc:
-            raise logged_transport_error(
-                log, "provider_transport_error", self.name, exc, message_id=str(message.id)
-            ) from exc
+        headers = {
+            "Authorization": f"Bearer {self._api_key}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
+        request = self._client.post(self._send_url, body=body, headers=headers)
+        response = await sent(log, self.name, request, message.id)
         if response.is_success:
             return self._receipt(message, response)
         raise self._failure(message, response)
@@ -114,23 +101,10 @@ class SendGridProvider:
         """
         if not _X_MESSAGE_ID.fullmatch(provider_message_id):
             raise PermanentProviderError("INVALID_ID", "not a SendGrid X-Message-Id")
-        try:
-            response = await self._client.get(
-                self._activity_url,
-                params={
-                    "query": f"msg_id LIKE '{provider_message_id}%'",
-                    "limit": str(LOOKUP_LIMIT),
-                },
-                headers={"Authorization": f"Bearer {self._api_key}", "Accept": "application/json"},
-            )
-        except TransportError as exc:
-            raise logged_transport_error(
-                log,
-                "provider_lookup_failed",
-                self.name,
-                exc,
-                provider_message_id=provider_message_id,
-            ) from exc
+        params = {"query": f"msg_id LIKE '{provider_message_id}%'", "limit": str(LOOKUP_LIMIT)}
+        headers = {"Authorization": f"Bearer {self._api_key}", "Accept": "application/json"}
+        request = self._client.get(self._activity_url, params=params, headers=headers)
+        response = await looked_up(log, self.name, request, provider_message_id)
         if response.is_success:
             return _lookup(provider_message_id, _activity(response))
         if response.status_code == 404:
@@ -182,15 +156,7 @@ class SendGridProvider:
 
     def _receipt(self, message: Message, response: ProviderResponse) -> ProviderReceipt:
         x_message_id = response.headers.get("X-Message-Id")
-        if not x_message_id:
-            raise missing_id_error(log, self.name, response, "X-Message-Id")
-        log.info(
-            "provider_accepted",
-            provider=self.name,
-            message_id=str(message.id),
-            provider_message_id=x_message_id,
-        )
-        return ProviderReceipt(self.name, x_message_id)
+        return receipt(log, self.name, message.id, response, x_message_id, "X-Message-Id")
 
     def _failure(self, message: Message, response: ProviderResponse) -> Exception:
         return self._refusal(response, "provider_refused", message_id=str(message.id))
@@ -199,15 +165,8 @@ class SendGridProvider:
         """The error a non-success answer stands for, logged as ``event``."""
         status = response.status_code
         text = _first_error(response) or response.reason_phrase or f"HTTP {status}"
-        code = str(status)
-        log.warning(event, provider=self.name, code=code, **context, **response_summary(response))
-        if status == 429:
-            return TransientProviderError(
-                code, text, retry_after=_rate_limit_wait(response), rate_limited=True
-            )
-        if status >= 500:
-            return server_error(code, text, response)
-        return PermanentProviderError(code, text)
+        reading = Refusal(str(status), text, reset_after=_reset_after(response))
+        return refusal_error(log, self.name, response, event, reading, **context)
 
 
 def _activity(response: ProviderResponse) -> list[dict[str, Any]]:
@@ -271,10 +230,7 @@ def _first_error(response: ProviderResponse) -> str | None:
     return f"{message} ({field})" if isinstance(field, str) and field else message
 
 
-def _rate_limit_wait(response: ProviderResponse) -> float | None:
-    retry_after = parse_retry_after(response.headers.get("Retry-After"))
-    if retry_after is not None:
-        return retry_after
+def _reset_after(response: ProviderResponse) -> float | None:
     # SendGrid's own header: the epoch second at which the rate-limit window resets.
     reset = response.headers.get("X-RateLimit-Reset")
     if reset is None:

@@ -27,23 +27,18 @@ import structlog
 
 from gateway.domain.channels import Channel
 from gateway.domain.records import Message
-from gateway.services.ports import (
-    PermanentProviderError,
-    ProviderLookup,
-    ProviderReceipt,
-    TransientProviderError,
-)
+from gateway.services.ports import ProviderLookup, ProviderReceipt
 from providers.http import (
     ProviderResponse,
     ProviderSession,
-    answered,
+    Refusal,
     callback_url,
     json_object,
     loggable_url,
-    parse_retry_after,
+    looked_up,
     receipt,
-    response_summary,
-    server_error,
+    refusal_error,
+    sent,
 )
 from providers.webhooks.telnyx import TELNYX_STATUSES, first_error
 
@@ -105,13 +100,10 @@ class TelnyxProvider:
         body["webhook_url"] = self.webhook_url_for(message)
         if self._profile:
             body["messaging_profile_id"] = self._profile
-        response = await answered(
-            log,
-            self.name,
-            self._client.post(self._messages_url, body=orjson.dumps(body), headers=self._headers),
-            "provider_transport_error",
-            message_id=str(message.id),
+        request = self._client.post(
+            self._messages_url, body=orjson.dumps(body), headers=self._headers
         )
+        response = await sent(log, self.name, request, message.id)
         if response.is_success:
             return self._receipt(message, response)
         raise self._refusal(response, "provider_refused", message_id=str(message.id))
@@ -119,13 +111,8 @@ class TelnyxProvider:
     async def lookup(self, provider_message_id: str) -> ProviderLookup:
         """Retrieve the message (``GET /v2/messages/{id}``) and read its recipient's status."""
         url = f"{self._messages_url}/{quote(provider_message_id, safe='')}"
-        response = await answered(
-            log,
-            self.name,
-            self._client.get(url, headers=self._lookup_headers),
-            "provider_lookup_failed",
-            provider_message_id=provider_message_id,
-        )
+        request = self._client.get(url, headers=self._lookup_headers)
+        response = await looked_up(log, self.name, request, provider_message_id)
         record = _data(response)
         if response.is_success and record is not None:
             return _lookup(provider_message_id, record)
@@ -152,31 +139,23 @@ class TelnyxProvider:
         """The error a non-success answer stands for, logged as ``event``."""
         status = response.status_code
         telnyx_code, detail = _first_error(response)
-        text = detail or response.reason_phrase
-        code = telnyx_code or str(status)
-        log.warning(event, provider=self.name, code=code, **context, **response_summary(response))
-        if status == 429 or telnyx_code == RATE_LIMITED:
-            return TransientProviderError(
-                code, text, retry_after=_retry_after(response), rate_limited=True
-            )
-        if status >= 500:
-            return server_error(code, text, response)
-        if status == 408 or telnyx_code == REQUEST_TIMEOUT:
-            # Telnyx gave up on a request it had received: it may have created the message.
-            return TransientProviderError(code, text, ambiguous=True)
         # 40310 (invalid 'to'), 40300 (recipient opted out), authentication and validation
-        # errors: the same request can never succeed. 40300 also says the recipient is
-        # unsubscribed.
-        return PermanentProviderError(code, text, recipient_unsubscribed=telnyx_code == OPTED_OUT)
+        # errors are permanent. 40300 also says the recipient is unsubscribed.
+        reading = Refusal(
+            telnyx_code or str(status),
+            detail or response.reason_phrase,
+            rate_limited=telnyx_code == RATE_LIMITED,
+            # Telnyx gave up on a request it had received: it may have created the message.
+            timed_out=status == 408 or telnyx_code == REQUEST_TIMEOUT,
+            unsubscribed=telnyx_code == OPTED_OUT,
+            reset_after=_reset_after(response),
+        )
+        return refusal_error(log, self.name, response, event, reading, **context)
 
 
-def _retry_after(response: ProviderResponse) -> float | None:
-    """``Retry-After`` where given, else Telnyx's ``x-ratelimit-reset`` (seconds)."""
-    headers = response.headers
-    given = parse_retry_after(headers.get("Retry-After"))
-    if given is not None:
-        return given
-    reset = headers.get(RATE_LIMIT_RESET)
+def _reset_after(response: ProviderResponse) -> float | None:
+    """Telnyx's ``x-ratelimit-reset``: the seconds until its rate-limit window resets."""
+    reset = response.headers.get(RATE_LIMIT_RESET)
     if reset is None:
         return None
     try:

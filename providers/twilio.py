@@ -12,24 +12,19 @@ from urllib.parse import quote, urlencode
 import structlog
 
 from gateway.domain.records import Message
-from gateway.services.ports import (
-    PermanentProviderError,
-    ProviderLookup,
-    ProviderReceipt,
-    TransientProviderError,
-)
+from gateway.services.ports import ProviderLookup, ProviderReceipt
 from providers.http import (
     ProviderResponse,
     ProviderSession,
-    answered,
+    Refusal,
     basic_auth,
     callback_url,
     json_object,
     loggable_url,
-    parse_retry_after,
+    looked_up,
     receipt,
-    response_summary,
-    server_error,
+    refusal_error,
+    sent,
 )
 from providers.webhooks.twilio import QUEUE_OVERFLOW, TWILIO_STATUSES
 
@@ -85,15 +80,10 @@ class TwilioProvider:
             form.append(("Body", message.body))
         form.extend(("MediaUrl", url) for url in message.attachments)
         form.append(("StatusCallback", self.status_callback_for(message)))
-        response = await answered(
-            log,
-            self.name,
-            self._client.post(
-                self._messages_url, body=urlencode(form).encode(), headers=self._headers
-            ),
-            "provider_transport_error",
-            message_id=str(message.id),
+        request = self._client.post(
+            self._messages_url, body=urlencode(form).encode(), headers=self._headers
         )
+        response = await sent(log, self.name, request, message.id)
         if response.is_success:
             return self._receipt(message, response)
         raise self._failure(message, response)
@@ -101,13 +91,8 @@ class TwilioProvider:
     async def lookup(self, provider_message_id: str) -> ProviderLookup:
         """Fetch the Message resource (``GET .../Messages/{Sid}.json``) and read its status."""
         url = f"{self._messages}/{quote(provider_message_id, safe='')}.json"
-        response = await answered(
-            log,
-            self.name,
-            self._client.get(url, headers=self._lookup_headers),
-            "provider_lookup_failed",
-            provider_message_id=provider_message_id,
-        )
+        request = self._client.get(url, headers=self._lookup_headers)
+        response = await looked_up(log, self.name, request, provider_message_id)
         payload = json_object(response)
         if response.is_success and payload is not None:
             return _lookup(provider_message_id, payload)
@@ -146,24 +131,16 @@ class TwilioProvider:
         raw_code = payload.get("code") if payload is not None else None
         twilio_code = raw_code if isinstance(raw_code, int) else None
         raw_text = payload.get("message") if payload is not None else None
-        text = raw_text if isinstance(raw_text, str) and raw_text else response.reason_phrase
-        code = str(twilio_code if twilio_code is not None else status)
-        log.warning(event, provider=self.name, code=code, **context, **response_summary(response))
-        if status == 429 or twilio_code in (RATE_LIMITED, QUEUE_OVERFLOW):
+        # 21211 (invalid 'To'), 21610 (recipient replied STOP), auth and validation errors are
+        # permanent. 21610 also says the recipient is unsubscribed.
+        reading = Refusal(
+            str(twilio_code if twilio_code is not None else status),
+            raw_text if isinstance(raw_text, str) and raw_text else response.reason_phrase,
             # Throughput errors: the sender was sent faster than Twilio takes from it.
-            return TransientProviderError(
-                code,
-                text,
-                retry_after=parse_retry_after(response.headers.get("Retry-After")),
-                rate_limited=True,
-            )
-        if status >= 500:
-            return server_error(code, text, response)
-        # 21211 (invalid 'To'), 21610 (recipient replied STOP), auth and validation errors:
-        # the same request can never succeed. 21610 also says the recipient is unsubscribed.
-        return PermanentProviderError(
-            code, text, recipient_unsubscribed=twilio_code == UNSUBSCRIBED_RECIPIENT
+            rate_limited=twilio_code in (RATE_LIMITED, QUEUE_OVERFLOW),
+            unsubscribed=twilio_code == UNSUBSCRIBED_RECIPIENT,
         )
+        return refusal_error(log, self.name, response, event, reading, **context)
 
 
 def _lookup(sid: str, resource: dict[str, Any]) -> ProviderLookup:

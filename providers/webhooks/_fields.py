@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any, Final
@@ -19,7 +19,9 @@ from uuid import UUID
 import orjson
 
 from gateway.domain.addresses import is_http_url, normalize_email, normalize_number, normalize_phone
+from gateway.domain.channels import Channel
 from gateway.domain.messages import DEFAULT_LIMITS
+from gateway.domain.reports import InboundMessage
 
 from .records import PayloadError
 
@@ -185,6 +187,31 @@ def load_json(body: object, max_bytes: int) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise PayloadError(f"body is not valid JSON: {exc.msg}") from None
+
+
+def inbound_email(
+    form: Mapping[str, str],
+    provider: str,
+    *,
+    sender: str,
+    recipient: str,
+    body: str | None,
+    header: Callable[[str], str | None],
+) -> InboundMessage:
+    """An inbound e-mail the vendor parsed into ``form``, ``header`` giving the value of one of
+    its headers by lower-case name. Attachments are uploaded files, not URLs, so they are not
+    part of the message."""
+    return InboundMessage(
+        channel=Channel.EMAIL,
+        sender=sender,
+        recipient=recipient,
+        body=body,
+        attachments=(),
+        provider=provider,
+        provider_message_id=mail_message_id(header("message-id"), form),
+        sent_at=mail_date(header("date")),
+        subject=mail_subject(form),
+    )
 
 
 def mail_body(form: Mapping[str, str], text_field: str, html_field: str) -> str | None:

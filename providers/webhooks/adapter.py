@@ -95,21 +95,24 @@ class TimestampedVerifier(Protocol):
     ) -> bool: ...
 
 
-def check_timestamped(
-    request: WebhookRequest,
-    *,
-    signature_header: str,
-    timestamp_header: str,
-    key: str | None,
-    verify: TimestampedVerifier,
-    what: str,
-) -> None:
-    """Refused (401) without the signature or timestamp header, (403) unless they verify
-    with ``key``; None for ``key`` means nothing is configured, so every request is refused.
-    ``what`` names the webhook in the refusal's text."""
-    signature = request.headers.get(signature_header.lower())
-    timestamp = request.headers.get(timestamp_header.lower())
-    if not signature or not timestamp:
-        raise Refused(401, f"missing {what} signature headers")
-    if key is None or not verify(key, timestamp, request.body, signature, now=time.time()):
-        raise Refused(403, f"invalid {what} signature")
+@dataclass(frozen=True, slots=True)
+class TimestampedScheme:
+    """A vendor's scheme of signing a timestamp header with the raw body: where the signature
+    and timestamp travel, how they are checked, and how refusals name the webhook."""
+
+    signature_header: str
+    timestamp_header: str
+    verify: TimestampedVerifier
+    #: Names the webhook in a refusal's text.
+    what: str
+
+    def check(self, request: WebhookRequest, key: str | None) -> None:
+        """Refused (401) without the signature or timestamp header, (403) unless they verify
+        with ``key``; None for ``key`` means nothing is configured, so every request is
+        refused."""
+        signature = request.headers.get(self.signature_header.lower())
+        timestamp = request.headers.get(self.timestamp_header.lower())
+        if not signature or not timestamp:
+            raise Refused(401, f"missing {self.what} signature headers")
+        if key is None or not self.verify(key, timestamp, request.body, signature, now=time.time()):
+            raise Refused(403, f"invalid {self.what} signature")

@@ -40,7 +40,6 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from gateway.domain.channels import Channel
 from gateway.domain.records import DeliveryError
 from gateway.domain.reports import (
     KIND_DEFERRED,
@@ -61,11 +60,9 @@ from ._fields import (
     detail_text,
     first_mailbox,
     identifier,
+    inbound_email,
     load_json,
     mail_body,
-    mail_date,
-    mail_message_id,
-    mail_subject,
     our_message_id,
     require_str,
     without_query,
@@ -228,16 +225,13 @@ def parse_mailgun_inbound(form: Mapping[str, str]) -> InboundMessage:
     so they are not part of the message, as with SendGrid's Inbound Parse.
     """
     headers = _headers(form.get("message-headers"))
-    return InboundMessage(
-        channel=Channel.EMAIL,
+    return inbound_email(
+        form,
+        PROVIDER,
         sender=first_mailbox(require_str(form, "from"), "from"),
         recipient=first_mailbox(require_str(form, "recipient"), "recipient"),
         body=mail_body(form, "body-plain", "body-html"),
-        attachments=(),
-        provider=PROVIDER,
-        provider_message_id=mail_message_id(headers.get("message-id"), form),
-        sent_at=mail_date(headers.get("date")),
-        subject=mail_subject(form),
+        header=headers.get,
     )
 
 

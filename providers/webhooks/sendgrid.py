@@ -11,11 +11,11 @@ from __future__ import annotations
 import base64
 import hmac
 from collections.abc import Mapping
+from functools import partial
 from typing import Any, Final
 
 import orjson
 
-from gateway.domain.channels import Channel
 from gateway.domain.records import DeliveryError
 from gateway.domain.reports import (
     KIND_DEFERRED,
@@ -41,16 +41,14 @@ from ._fields import (
     first_mailbox,
     get_str,
     identifier,
+    inbound_email,
     load_json,
     mail_body,
-    mail_date,
-    mail_message_id,
-    mail_subject,
     our_message_id,
     require_str,
     without_query,
 )
-from .adapter import MAX_BODY, Answer, Refused, WebhookRequest, check_timestamped
+from .adapter import MAX_BODY, Answer, Refused, TimestampedScheme, WebhookRequest
 from .forms import Form, decode_any_form, form_pairs
 from .records import PayloadError, ReceivedWebhook
 
@@ -68,6 +66,10 @@ _HEADERS_MAX: Final = 1024 * 1024
 _ENVELOPE_MAX: Final = 64 * 1024
 _EVENT_NAME_MAX: Final = 64
 _ERROR_CODE_MAX: Final = 64  # messages.error_code is VARCHAR(64)
+
+_EVENTS_SIGNATURE: Final = TimestampedScheme(
+    SENDGRID_SIGNATURE_HEADER, SENDGRID_TIMESTAMP_HEADER, verify_sendgrid, "SendGrid event webhook"
+)
 
 _ENGAGEMENT: Final = frozenset(
     {"open", "click", "spamreport", "unsubscribe", "group_unsubscribe", "group_resubscribe"}
@@ -214,16 +216,13 @@ def parse_sendgrid_inbound(form: Mapping[str, str]) -> InboundMessage:
     headers = get_str(form, "headers") or ""
     if len(headers) > _HEADERS_MAX:
         raise PayloadError(f"headers must be at most {_HEADERS_MAX} characters")
-    return InboundMessage(
-        channel=Channel.EMAIL,
+    return inbound_email(
+        form,
+        PROVIDER,
         sender=sender,
         recipient=recipient,
         body=body,
-        attachments=(),
-        provider=PROVIDER,
-        provider_message_id=mail_message_id(_header(headers, "message-id"), form),
-        sent_at=mail_date(_header(headers, "date")),
-        subject=mail_subject(form),
+        header=partial(_header, headers),
     )
 
 
@@ -287,14 +286,7 @@ class SendGridEventsWebhook(_SendGridWebhook):
     ok: Answer = Answer(204)
 
     def verify(self, request: WebhookRequest) -> None:
-        check_timestamped(
-            request,
-            signature_header=SENDGRID_SIGNATURE_HEADER,
-            timestamp_header=SENDGRID_TIMESTAMP_HEADER,
-            key=self._credential,
-            verify=verify_sendgrid,
-            what="SendGrid event webhook",
-        )
+        _EVENTS_SIGNATURE.check(request, self._credential)
 
     async def parse(
         self, received: ReceivedWebhook, form: Form | None = None

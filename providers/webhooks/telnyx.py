@@ -46,7 +46,7 @@ from ._fields import (
     text,
 )
 from ._statuses import VendorStatuses
-from .adapter import MAX_BODY, Answer, WebhookRequest, check_timestamped
+from .adapter import MAX_BODY, Answer, TimestampedScheme, WebhookRequest
 from .forms import Form
 from .records import PayloadError, ReceivedWebhook
 
@@ -55,6 +55,10 @@ MESSAGING_ROUTE: Final = "telnyx_messaging"
 
 # Same reasoning as Twilio's: inbound text is what somebody else sent, bounded only for safety.
 SMS_BODY_MAX: Final = 10_000
+
+_SIGNATURE: Final = TimestampedScheme(
+    TELNYX_SIGNATURE_HEADER, TELNYX_TIMESTAMP_HEADER, verify_telnyx, "Telnyx"
+)
 
 SENT_EVENTS: Final = frozenset({"message.sent", "message.finalized"})
 RECEIVED_EVENT: Final = "message.received"
@@ -203,14 +207,7 @@ class TelnyxWebhook:
         self._public_key = public_key
 
     def verify(self, request: WebhookRequest) -> None:
-        check_timestamped(
-            request,
-            signature_header=TELNYX_SIGNATURE_HEADER,
-            timestamp_header=TELNYX_TIMESTAMP_HEADER,
-            key=self._public_key,
-            verify=verify_telnyx,
-            what="Telnyx",
-        )
+        _SIGNATURE.check(request, self._public_key)
 
     async def parse(
         self, received: ReceivedWebhook, form: Form | None = None
