@@ -15,6 +15,7 @@ import contextlib
 import gc
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -226,6 +227,7 @@ class _Connection(asyncio.Protocol):
             self.lost.set_result(None)
 
 
+@dataclass(eq=False, slots=True)
 class Subscription:
     """One websocket with one graphql-transport-ws subscription.
 
@@ -235,25 +237,17 @@ class Subscription:
     the server decides whether it is used.
     """
 
-    def __init__(
-        self,
-        ws_url: str,
-        key: str,
-        query: str,
-        on_next: Callable[[str, float], None],
-        *,
-        compression: str | None = "deflate",
-    ) -> None:
-        self.ws_url = ws_url
-        self.key = key
-        self.query = query
-        self.on_next = on_next
-        self.compression = compression
-        self.ws: _Connection | None = None
-        self.received = 0
-        self.closed_reason: str | None = None
-        self._ack: asyncio.Future[None] | None = None
-        self._closing = False
+    ws_url: str
+    key: str = field(repr=False)
+    query: str = field(repr=False)
+    on_next: Callable[[str, float], None] = field(repr=False)
+    _: KW_ONLY
+    compression: str | None = "deflate"
+    ws: _Connection | None = field(default=None, init=False, repr=False)
+    received: int = field(default=0, init=False)
+    closed_reason: str | None = field(default=None, init=False)
+    _ack: asyncio.Future[None] | None = field(default=None, init=False, repr=False)
+    _closing: bool = field(default=False, init=False, repr=False)
 
     async def open(self, limit_s: float = 30.0) -> None:
         uri = parse_uri(self.ws_url)

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.domain.records import Message, MessageEvent
 from gateway.domain.statuses import MessageStatus
-from persistence.rows import EVENTS
+from persistence.rows import EVENTS, event_from_mapping
 from persistence.unit_of_work import current_unit
 
 
@@ -94,16 +94,7 @@ def event_row(
 
 def stored_event(event_id: int, row: dict[str, Any]) -> MessageEvent:
     """The audit-trail entry ``row`` (see :func:`event_row`) once stored with ``event_id``."""
-    return MessageEvent(
-        id=event_id,
-        account_id=row["account_id"],
-        message_id=row["message_id"],
-        conversation_id=row["conversation_id"],
-        status=MessageStatus(row["status"]),
-        kind=row["kind"],
-        detail=row["detail"],
-        occurred_at=row["occurred_at"],
-    )
+    return event_from_mapping({**row, "id": event_id})
 
 
 def json_text(value: Any) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, cast
 
 from sqlalchemy import Row, Table
@@ -101,7 +102,11 @@ def conversation_from_row(row: Row[Any]) -> Conversation:
 
 
 def event_from_row(row: Row[Any]) -> MessageEvent:
-    m = row._mapping
+    return event_from_mapping(row._mapping)
+
+
+def event_from_mapping(m: Mapping[Any, Any]) -> MessageEvent:
+    """The audit-trail entry whose column values ``m`` holds, by column name."""
     return MessageEvent(
         id=m["id"],
         account_id=m["account_id"],

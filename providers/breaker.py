@@ -16,6 +16,7 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import KW_ONLY, dataclass, field
 
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -29,28 +30,22 @@ class State(enum.IntEnum):
     OPEN = 2
 
 
+@dataclass(eq=False, slots=True)
 class CircuitBreaker:
-    def __init__(
-        self,
-        name: str,
-        *,
-        threshold: int = 5,
-        cooldown: float = 30.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.name = name
-        self._threshold = threshold
-        self._cooldown = cooldown
-        self._clock = clock
-        self._failures = 0
-        self._opened_at: float | None = None
-        self._trial_running = False
+    name: str
+    _: KW_ONLY
+    threshold: int = 5
+    cooldown: float = 30.0
+    clock: Callable[[], float] = time.monotonic
+    _failures: int = field(default=0, init=False)
+    _opened_at: float | None = field(default=None, init=False)
+    _trial_running: bool = field(default=False, init=False)
 
     @property
     def state(self) -> State:
         if self._opened_at is None:
             return State.CLOSED
-        if self._clock() - self._opened_at >= self._cooldown:
+        if self.clock() - self._opened_at >= self.cooldown:
             return State.HALF_OPEN
         return State.OPEN
 
@@ -58,7 +53,7 @@ class CircuitBreaker:
         """Seconds until an open circuit lets a trial call through."""
         if self._opened_at is None:
             return 0.0
-        return max(0.0, self._cooldown - (self._clock() - self._opened_at))
+        return max(0.0, self.cooldown - (self.clock() - self._opened_at))
 
     def allow(self) -> bool:
         state = self.state
@@ -76,8 +71,8 @@ class CircuitBreaker:
 
     def record_failure(self) -> None:
         self._failures += 1
-        if self._trial_running or self._failures >= self._threshold:
-            self._opened_at = self._clock()
+        if self._trial_running or self._failures >= self.threshold:
+            self._opened_at = self.clock()
             self._trial_running = False
 
     def record_neutral(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
+from dataclasses import KW_ONLY, dataclass, field
 
 import structlog
 
@@ -16,40 +17,35 @@ from workers.sweeper import Sweeper
 log = structlog.get_logger(__name__)
 
 
+@dataclass(eq=False, slots=True)
 class EmbeddedWorker:
-    def __init__(
-        self,
-        broker: MemoryBroker,
-        delivery: DeliveryService,
-        sweeper: Sweeper,
-        *,
-        concurrency: int,
-        sweep_interval: float,
-        chores: Sequence[Chore] = (),
-    ) -> None:
-        self._broker = broker
-        self._delivery = delivery
-        self._sweeper = sweeper
-        self._concurrency = concurrency
-        self._interval = sweep_interval
-        self._chores = tuple(chores)
-        self._tasks: list[asyncio.Task[None]] = []
-        self._busy: set[asyncio.Task[None] | None] = set()
+    broker: MemoryBroker
+    delivery: DeliveryService
+    sweeper: Sweeper
+    _: KW_ONLY
+    concurrency: int
+    sweep_interval: float
+    chores: Sequence[Chore] = ()
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list, init=False, repr=False)
+    _busy: set[asyncio.Task[None] | None] = field(default_factory=set, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.chores = tuple(self.chores)
 
     def start(self) -> None:
         self._tasks = [
             asyncio.create_task(self._consume(), name=f"delivery-{i}")
-            for i in range(self._concurrency)
+            for i in range(self.concurrency)
         ]
         self._tasks.append(asyncio.create_task(self._sweep(), name="sweeper"))
 
     async def _consume(self) -> None:
         while True:
-            message_id = await self._broker.next_message()
+            message_id = await self.broker.next_message()
             task = asyncio.current_task()
             self._busy.add(task)
             try:
-                await self._delivery.deliver(message_id)
+                await self.delivery.deliver(message_id)
             except Exception:
                 # The message stays QUEUED or SENDING in the database; the sweeper brings
                 # QUEUED ones back. Keep the consumer alive.
@@ -59,12 +55,12 @@ class EmbeddedWorker:
 
     async def _sweep(self) -> None:
         while True:
-            for chore in (self._sweeper.sweep_once, *self._chores):
+            for chore in (self.sweeper.sweep_once, *self.chores):
                 try:
                     await chore()
                 except Exception:
                     log.exception("sweep_failed", chore=getattr(chore, "__qualname__", None))
-            await asyncio.sleep(self._interval)
+            await asyncio.sleep(self.sweep_interval)
 
     async def stop(self, grace: float = 10.0) -> None:
         """Let deliveries in progress finish (up to ``grace`` seconds), then stop."""

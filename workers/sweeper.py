@@ -13,6 +13,7 @@ Each sweep, in this order:
 
 from __future__ import annotations
 
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime, timedelta
 
 import structlog
@@ -29,29 +30,20 @@ from persistence.lifecycle import LifecycleRepository
 log = structlog.get_logger(__name__)
 
 
+@dataclass(eq=False, slots=True)
 class Sweeper:
-    def __init__(
-        self,
-        lifecycle: LifecycleRepository,
-        broker: Broker,
-        held: HeldOutcomes,
-        liveness: WorkerLiveness,
-        *,
-        grace: float,
-        stale_after: float,
-        max_attempts: int,
-    ) -> None:
-        self._max_attempts = max_attempts
-        self._lifecycle = lifecycle
-        self._broker = broker
-        self._held = held
-        self._liveness = liveness
-        # Accepted messages younger than this are still on their normal way to the broker.
-        self._grace = timedelta(seconds=grace)
-        # SENDING for longer than this, with no worker recorded, means its worker is gone.
-        self._stale_after = timedelta(seconds=stale_after)
-        # The end of the last sweep's window of newly due work.
-        self._since: datetime | None = None
+    lifecycle: LifecycleRepository
+    broker: Broker
+    held: HeldOutcomes
+    liveness: WorkerLiveness
+    _: KW_ONLY
+    # Accepted messages younger than this (seconds) are still on their normal way to the broker.
+    grace: float
+    # SENDING for longer than this (seconds), with no worker recorded, means its worker is gone.
+    stale_after: float
+    max_attempts: int
+    # The end of the last sweep's window of newly due work.
+    _since: datetime | None = field(default=None, init=False)
 
     async def sweep_once(self) -> int:
         try:
@@ -61,20 +53,21 @@ class Sweeper:
             # the sweep is safe, and fails anyway if the database is what is down.
             log.warning("held_outcomes_not_recorded", error=describe(exc))
         now = utcnow()
-        promoted = await self._lifecycle.promote_scheduled(now)
-        abandoned = await self._lifecycle.requeue_abandoned(
+        grace = timedelta(seconds=self.grace)
+        promoted = await self.lifecycle.promote_scheduled(now)
+        abandoned = await self.lifecycle.requeue_abandoned(
             now,
-            stale_before=now - self._stale_after,
-            live_workers=await self._liveness.live(),
-            keep=await self._held.message_ids(),
-            max_attempts=self._max_attempts,
+            stale_before=now - timedelta(seconds=self.stale_after),
+            live_workers=await self.liveness.live(),
+            keep=await self.held.message_ids(),
+            max_attempts=self.max_attempts,
         )
         if promoted or abandoned:
-            await self._broker.publish([c.event for c in [*promoted, *abandoned]])
+            await self.broker.publish([c.event for c in [*promoted, *abandoned]])
         if abandoned:
             log.warning("attempts_abandoned", messages=len(abandoned))
-        since, self._since = self._since or now - self._grace, now
-        due = await self._lifecycle.due_work(now, since=since, grace_before=now - self._grace)
+        since, self._since = self._since or now - grace, now
+        due = await self.lifecycle.due_work(now, since=since, grace_before=now - grace)
         ready = {
             c.message.id: Queued.of(c.message)
             for c in [*promoted, *abandoned]
@@ -83,26 +76,26 @@ class Sweeper:
         for work in due:
             ready.setdefault(work.message_id, work)
         if ready:
-            await self._broker.enqueue(list(ready.values()))
+            await self.broker.enqueue(list(ready.values()))
         return len(ready)
 
     async def settle_held(self) -> int:
         """Record the outcomes that workers hold; raises while the database is down."""
-        outcomes = await self._held.held()
+        outcomes = await self.held.held()
         if not outcomes:
             return 0
         try:
-            changes = await self._lifecycle.record_outcomes(outcomes, utcnow())
+            changes = await self.lifecycle.record_outcomes(outcomes, utcnow())
         except Exception as exc:
             if is_unavailable(exc):
                 raise
             changes = await self._one_by_one(outcomes)
-        await self._held.forget(o.message_id for o in outcomes)
+        await self.held.forget(o.message_id for o in outcomes)
         log.info("held_outcomes_recorded", outcomes=len(outcomes))
         events = [c.event for c in changes if c is not None]
         if events:
             try:
-                await self._broker.publish(events)
+                await self.broker.publish(events)
             except Exception:
                 log.warning("publish_failed", events=len(events), exc_info=True)
         return len(outcomes)
@@ -114,7 +107,7 @@ class Sweeper:
         changes: list[Change | None] = []
         for outcome in outcomes:
             try:
-                changes += await self._lifecycle.record_outcomes([outcome], utcnow())
+                changes += await self.lifecycle.record_outcomes([outcome], utcnow())
             except Exception as exc:
                 if is_unavailable(exc):
                     raise
@@ -122,7 +115,7 @@ class Sweeper:
                 error = DeliveryError("OUTCOME_UNRECORDABLE", repr(outcome)[:500], permanent=True)
                 try:
                     changes.append(
-                        await self._lifecycle.record_failure(outcome.message_id, error, utcnow())
+                        await self.lifecycle.record_failure(outcome.message_id, error, utcnow())
                     )
                 except Exception:
                     log.exception("held_outcome_dead_letter_failed", outcome=repr(outcome))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Final
 
 import structlog
@@ -38,23 +39,15 @@ RUN_SECONDS: Final = 20.0
 MAX_ATTEMPTS: Final = 10
 
 
+@dataclass(eq=False, slots=True)
 class WebhookReplay:
-    def __init__(
-        self,
-        spool: RedisWebhookSpool,
-        webhooks: WebhookService,
-        adapters: Mapping[str, WebhookAdapter],
-        database_reachable: Callable[[], Awaitable[bool]],
-        *,
-        batch: int = BATCH,
-        max_attempts: int = MAX_ATTEMPTS,
-    ) -> None:
-        self._spool = spool
-        self._webhooks = webhooks
-        self._adapters = adapters
-        self._reachable = database_reachable
-        self._batch = batch
-        self._max_attempts = max_attempts
+    spool: RedisWebhookSpool
+    webhooks: WebhookService
+    adapters: Mapping[str, WebhookAdapter] = field(repr=False)
+    database_reachable: Callable[[], Awaitable[bool]]
+    _: KW_ONLY
+    batch: int = BATCH
+    max_attempts: int = MAX_ATTEMPTS
 
     async def run_once(self) -> int:
         """Replay batches until the spool is empty, a payload fails, or the run is long
@@ -62,18 +55,18 @@ class WebhookReplay:
         applied = 0
         deadline = time.monotonic() + RUN_SECONDS
         while time.monotonic() < deadline:
-            entries = await self._spool.oldest(self._batch)
+            entries = await self.spool.oldest(self.batch)
             # Nothing to do, or nothing that could work yet: no attempt is counted while the
             # database is still down.
-            if not entries or not await self._reachable():
+            if not entries or not await self.database_reachable():
                 break
             done, succeeded = await self._replay(entries)
-            await self._spool.remove(done)
+            await self.spool.remove(done)
             applied += succeeded
             if succeeded < len(entries):
                 break
         if applied:
-            log.info("webhooks_replayed", applied=applied, left=await self._spool.length())
+            log.info("webhooks_replayed", applied=applied, left=await self.spool.length())
         return applied
 
     async def _replay(
@@ -91,7 +84,7 @@ class WebhookReplay:
                 log.error("webhook_spool_entry_unreadable", entry=entry_id)
                 done.append(entry_id)
                 continue
-            adapter = self._adapters.get(received.route)
+            adapter = self.adapters.get(received.route)
             source = adapter.source if adapter is not None else "unknown"
             if not isinstance(result, BaseException):
                 REPLAYS.labels(source, "applied").inc()
@@ -105,9 +98,9 @@ class WebhookReplay:
                 entry=entry_id,
                 error=f"{type(result).__name__}: {result}"[:300],
             )
-            if await self._spool.failed(entry_id) >= self._max_attempts:
+            if await self.spool.failed(entry_id) >= self.max_attempts:
                 await keep_payload(
-                    self._webhooks,
+                    self.webhooks,
                     source,
                     "failed",
                     received.body,
@@ -122,7 +115,7 @@ class WebhookReplay:
     async def _apply(self, received: ReceivedWebhook | None) -> list[str]:
         if received is None:
             return []
-        adapter = self._adapters.get(received.route)
+        adapter = self.adapters.get(received.route)
         if adapter is None:
             raise PayloadError(f"no such webhook route: {received.route}")
-        return await apply_received(self._webhooks, adapter, received)
+        return await apply_received(self.webhooks, adapter, received)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Generic, TypeVar
 from uuid import UUID
 
@@ -27,26 +28,20 @@ CACHED_ACCOUNTS_MAX = 10_000
 T = TypeVar("T")
 
 
+@dataclass(eq=False, slots=True)
 class AccountCache(Generic[T]):
-    def __init__(
-        self,
-        load: Callable[[UUID], Awaitable[T]],
-        *,
-        ttl: float,
-        unreadable: str,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._read = load
-        self._ttl = ttl
-        self._unreadable = unreadable
-        self._clock = clock
-        self._cache: dict[UUID, tuple[float, T]] = {}
-        self._loading: dict[UUID, asyncio.Future[T]] = {}
-        self._writes = 0
+    load: Callable[[UUID], Awaitable[T]]
+    _: KW_ONLY
+    ttl: float
+    unreadable: str
+    clock: Callable[[], float] = time.monotonic
+    _cache: dict[UUID, tuple[float, T]] = field(default_factory=dict, init=False, repr=False)
+    _loading: dict[UUID, asyncio.Future[T]] = field(default_factory=dict, init=False, repr=False)
+    _writes: int = field(default=0, init=False)
 
     async def get(self, account_id: UUID) -> T:
         cached = self._cache.get(account_id)
-        if cached is not None and cached[0] > self._clock():
+        if cached is not None and cached[0] > self.clock():
             return cached[1]
         loading = self._loading.get(account_id)
         if loading is None:
@@ -62,20 +57,20 @@ class AccountCache(Generic[T]):
             if cached is None:
                 raise
             latest = self._cache.get(account_id, cached)
-            if latest[0] <= self._clock():
+            if latest[0] <= self.clock():
                 # Not asked again before another ttl: a store that is down answers slowly.
-                log.warning(self._unreadable, account_id=str(account_id), exc_info=True)
-                self._keep(account_id, latest[1], self._clock())
+                log.warning(self.unreadable, account_id=str(account_id), exc_info=True)
+                self._keep(account_id, latest[1], self.clock())
             return latest[1]
 
     def put(self, account_id: UUID, value: T) -> None:
         """The setting this process has just written: it holds here at once."""
         self._writes += 1
-        self._keep(account_id, value, self._clock())
+        self._keep(account_id, value, self.clock())
 
     async def _load(self, account_id: UUID) -> T:
-        now, writes = self._clock(), self._writes
-        value = await self._read(account_id)
+        now, writes = self.clock(), self._writes
+        value = await self.load(account_id)
         if writes == self._writes:  # else a change made meanwhile is newer than this read
             self._keep(account_id, value, now)
         return value
@@ -88,4 +83,4 @@ class AccountCache(Generic[T]):
     def _keep(self, account_id: UUID, value: T, now: float) -> None:
         if len(self._cache) >= CACHED_ACCOUNTS_MAX and account_id not in self._cache:
             self._cache.clear()
-        self._cache[account_id] = (now + self._ttl, value)
+        self._cache[account_id] = (now + self.ttl, value)

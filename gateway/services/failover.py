@@ -28,7 +28,7 @@ back from a stopped worker, through its route's first vendor
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from datetime import timedelta
 from typing import Any, Final
 
@@ -73,27 +73,21 @@ class _Failed:
     limited: TransientProviderError | None = None
 
 
+@dataclass(eq=False, slots=True)
 class Failover:
-    def __init__(
-        self,
-        providers: ProviderRegistry,
-        policy: RetryPolicy,
-        *,
-        grace: float,
-        slowed: Slowed | None = None,
-    ) -> None:
-        self._providers = providers
-        self._policy = policy
-        self._grace = grace
-        self._slowed = slowed
+    providers: ProviderRegistry
+    policy: RetryPolicy
+    _: KW_ONLY
+    grace: float
+    slowed: Slowed | None = None
 
     async def attempt(self, message: Message, routes: Sequence[Route] = ()) -> Outcome:
         """Try the message's vendors until one takes it or the table says stop."""
-        default = [p.name for p, _ in self._providers.candidates(message.channel)]
+        default = [p.name for p, _ in self.providers.candidates(message.channel)]
         routed = route_for(message.channel, message.recipient, default, routes)
         # A vendor dropped from the settings since the route named it is skipped; a route left
         # with none gives way to the default order, so that no message waits for nothing.
-        order = [name for name in routed if self._providers.named(name) is not None] or default
+        order = [name for name in routed if self.providers.named(name) is not None] or default
         last_error = message.error.code if message.error is not None else None
         plan = plan_attempt(provider=message.provider, last_error=last_error, order=order)
         if plan.kept:
@@ -102,7 +96,7 @@ class Failover:
         last: tuple[str, _Failed] | None = None
         slowed: Outcome | None = None
         for name in plan.providers:
-            found = self._providers.named(name)
+            found = self.providers.named(name)
             if found is None or not found[1].allow():
                 continue
             provider, breaker = found
@@ -137,14 +131,14 @@ class Failover:
     ) -> Outcome:
         """A transient failure: retried after the policy's delay (``floor`` at least), or
         failed once the attempts are spent."""
-        if self._policy.exhausted(message.attempts):
+        if self.policy.exhausted(message.attempts):
             return Failure(message.id, error, detail)
-        delay = max(floor, self._policy.delay(message.attempts, retry_after))
+        delay = max(floor, self.policy.delay(message.attempts, retry_after))
         return Retry(message.id, error, utcnow() + timedelta(seconds=delay), detail, keep_to)
 
     async def _through_own(self, message: Message, name: str) -> Outcome:
         """Through ``name`` alone, a retry kept to it as well."""
-        found = self._providers.named(name)
+        found = self.providers.named(name)
         if found is None:
             # Its vendor is no longer configured: only it could tell whether the message is
             # out, so no other vendor may send it.
@@ -162,9 +156,9 @@ class Failover:
 
     async def _slow(self, message: Message, name: str, failed: _Failed) -> Outcome | None:
         """The sender's pacing after a vendor's throughput error; None for any other error."""
-        if failed.limited is None or self._slowed is None:
+        if failed.limited is None or self.slowed is None:
             return None
-        return await self._slowed(message, name, failed.limited)
+        return await self.slowed(message, name, failed.limited)
 
     async def _after(
         self,
@@ -186,16 +180,16 @@ class Failover:
             # The vendor may still deliver it: kept to it, and not before the grace period.
             detail["ambiguous"] = True
             return self.retry_later(
-                message, failed.error, failed.retry_after, detail, floor=self._grace, keep_to=name
+                message, failed.error, failed.retry_after, detail, floor=self.grace, keep_to=name
             )
         return self.retry_later(
             message, failed.error, failed.retry_after, detail, keep_to=name if keep else None
         )
 
     def _no_provider(self, message: Message, order: Sequence[str]) -> Outcome:
-        found = [self._providers.named(name) for name in order]
+        found = [self.providers.named(name) for name in order]
         wait = min((f[1].retry_in() for f in found if f is not None), default=None)
-        wait = max(self._policy.base_delay if wait is None else wait, self._policy.base_delay)
+        wait = max(self.policy.base_delay if wait is None else wait, self.policy.base_delay)
         return Release(
             message.id, utcnow() + timedelta(seconds=wait), "every provider's circuit is open"
         )

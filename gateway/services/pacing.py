@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Collection
+from dataclasses import KW_ONLY, dataclass, field
 from uuid import UUID
 
 import structlog
@@ -35,44 +36,38 @@ log = structlog.get_logger(__name__)
 CACHED_SENDERS_MAX = 100_000
 
 
+@dataclass(eq=False, slots=True)
 class SenderRates:
-    def __init__(
-        self,
-        store: SenderRateStore,
-        defaults: DefaultRates,
-        *,
-        ttl: float,
-        owned_addresses: Callable[[UUID], Awaitable[set[str]]] | None = None,
-        region: str = "US",
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._store = store
-        self._defaults = defaults
-        self._ttl = ttl
-        self._owned = owned_addresses
-        self._region = region
-        self._clock = clock
-        # pacing key -> (good until, its own rate or None for the default)
-        self._cache: dict[str, tuple[float, float | None]] = {}
+    store: SenderRateStore
+    defaults: DefaultRates
+    _: KW_ONLY
+    ttl: float
+    owned_addresses: Callable[[UUID], Awaitable[set[str]]] | None = None
+    region: str = "US"
+    clock: Callable[[], float] = time.monotonic
+    # pacing key -> (good until, its own rate or None for the default)
+    _cache: dict[str, tuple[float, float | None]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     def default_of(self, sender: str) -> float:
-        return self._defaults.of(sender_kind(sender))
+        return self.defaults.of(sender_kind(sender))
 
     async def rates_of(self, senders: Collection[str]) -> dict[str, float]:
         """Segments per second of each sender (addresses or pacing keys), by pacing key."""
-        now = self._clock()
+        now = self.clock()
         keys = {pacing_key(s): s for s in senders}
         stale = [k for k in keys if (hit := self._cache.get(k)) is None or hit[0] <= now]
         if stale:
             try:
-                own = await self._store.rates(stale)
+                own = await self.store.rates(stale)
             except Exception:
                 log.warning("sender_rates_unreadable", senders=len(stale), exc_info=True)
             else:
                 if len(self._cache) + len(stale) > CACHED_SENDERS_MAX:
                     self._cache.clear()
                 for key in stale:
-                    self._cache[key] = (now + self._ttl, own.get(key))
+                    self._cache[key] = (now + self.ttl, own.get(key))
         rates = {}
         for key in keys:
             hit = self._cache.get(key)
@@ -85,8 +80,12 @@ class SenderRates:
 
     async def senders(self, account_id: UUID) -> list[SenderRate]:
         """The account's sender addresses with the rate each is paced at."""
-        owned = sorted(await self._owned(account_id)) if self._owned is not None else []
-        own = await self._store.rates({pacing_key(a) for a in owned})
+        owned = (
+            sorted(await self.owned_addresses(account_id))
+            if self.owned_addresses is not None
+            else []
+        )
+        own = await self.store.rates({pacing_key(a) for a in owned})
         return [self._shown(address, own.get(pacing_key(address))) for address in owned]
 
     async def set_rate(
@@ -100,7 +99,11 @@ class SenderRates:
         except AddressError as exc:
             problems.append(FieldProblem("address", str(exc)))
         else:
-            owned = await self._owned(account_id) if self._owned is not None else set()
+            owned = (
+                await self.owned_addresses(account_id)
+                if self.owned_addresses is not None
+                else set()
+            )
             if normalized not in owned:
                 problems.append(
                     FieldProblem("address", f"{normalized} is not an address of this account")
@@ -113,12 +116,12 @@ class SenderRates:
     async def store_rate(self, address: str, rate: float | None) -> None:
         """Set the rate of a normalized address whose ownership the caller has checked."""
         key = pacing_key(address)
-        await self._store.set_rate(key, rate, utcnow())
-        self._cache[key] = (self._clock() + self._ttl, rate)
+        await self.store.set_rate(key, rate, utcnow())
+        self._cache[key] = (self.clock() + self.ttl, rate)
 
     def normalize(self, address: str) -> str:
         text = address.strip()
-        return normalize_email(text) if "@" in text else normalize_number(text, self._region)
+        return normalize_email(text) if "@" in text else normalize_number(text, self.region)
 
     def _shown(self, address: str, own: float | None) -> SenderRate:
         return SenderRate(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, InitVar, dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
 from uuid import UUID
@@ -52,26 +52,23 @@ class _Looked:
     lookup: ProviderLookup | None  # None: the provider could not answer
 
 
+@dataclass(eq=False, slots=True)
 class Reconciler:
-    def __init__(
-        self,
-        repo: ReconcileStore,
-        providers: Mapping[str, Provider],
-        webhooks: WebhookService,
-        *,
-        after: float,
-        batch: int,
-    ) -> None:
-        self._repo = repo
-        self._providers = providers
-        self._webhooks = webhooks
+    repo: ReconcileStore
+    providers: Mapping[str, Provider] = field(repr=False)
+    webhooks: WebhookService
+    _: KW_ONLY
+    after: InitVar[float]
+    batch: int
+    _after: timedelta = field(init=False, repr=False)
+
+    def __post_init__(self, after: float) -> None:
         self._after = timedelta(seconds=after)
-        self._batch = batch
 
     async def run_once(self) -> int:
         """Look up one batch of due messages; returns how many were looked up."""
         now = utcnow()
-        due = await self._repo.due(now, self._after, self._batch)
+        due = await self.repo.due(now, self._after, self.batch)
         if not due:
             return 0
         slots = asyncio.Semaphore(LOOKUP_CONCURRENCY)
@@ -87,13 +84,13 @@ class Reconciler:
             for item in looked
             if item.message.id not in settled
         ]
-        await self._repo.look_again(later)
+        await self.repo.look_again(later)
         for item in looked:
             RECONCILIATIONS.labels(item.message.provider, _outcome(item, settled)).inc()
         return len(looked)
 
     async def _look(self, message: Unsettled) -> ProviderLookup | None:
-        provider = self._providers.get(message.provider)
+        provider = self.providers.get(message.provider)
         if provider is None:
             log.warning(
                 "reconcile_provider_unavailable",
@@ -125,7 +122,7 @@ class Reconciler:
                 by_provider.setdefault(report.provider, []).append(report)
         settled: set[UUID] = set()
         for provider, reports in by_provider.items():
-            outcome = await self._webhooks.apply_reports(provider, reports)
+            outcome = await self.webhooks.apply_reports(provider, reports)
             for event in outcome.applied:
                 if event.status in TERMINAL:
                     settled.add(event.message_id)

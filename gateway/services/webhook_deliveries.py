@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
 from uuid import UUID
@@ -85,36 +85,27 @@ class _Lane:
         return len(self.waiting) + self.sending
 
 
+@dataclass(eq=False)
 class WebhookDispatcher:
-    def __init__(
-        self,
-        store: WebhookDeliveryStore,
-        sender: WebhookSender,
-        schedule: RetrySchedule,
-        *,
-        disable_after: timedelta,
-        slots: int,
-        per_endpoint: int,
-        batch: int,
-        lease: timedelta,
-        longest_try: timedelta,
-        poll_interval: float,
-    ) -> None:
-        if lease <= longest_try:
+    store: WebhookDeliveryStore
+    sender: WebhookSender
+    schedule: RetrySchedule
+    _: KW_ONLY
+    disable_after: timedelta
+    slots: int
+    per_endpoint: int
+    batch: int
+    lease: timedelta
+    longest_try: timedelta
+    poll_interval: float
+
+    def __post_init__(self) -> None:
+        if self.lease <= self.longest_try:
             raise ValueError("the lease must outlast the longest try")
-        self._store = store
-        self._sender = sender
-        self._schedule = schedule
-        self._disable_after = disable_after
-        self._slots = slots
-        self._per_endpoint = per_endpoint
-        self._batch = max(batch, per_endpoint)
+        self.batch = max(self.batch, self.per_endpoint)
         #: As many deliveries as keep every slot busy at each endpoint's cap, a batch each.
-        self._most_held = self._batch * max(1, slots // per_endpoint)
-        self._lease = lease
-        self._longest_try = longest_try
-        self._renew_every = (lease - longest_try) / 3
-        self._poll_interval = poll_interval
+        self._most_held = self.batch * max(1, self.slots // self.per_endpoint)
+        self._renew_every = (self.lease - self.longest_try) / 3
         self._reset()
 
     def _reset(self) -> None:
@@ -136,8 +127,8 @@ class WebhookDispatcher:
         if room <= 0:
             return 0
         now = utcnow()
-        claimed = await self._store.claim(
-            now, list(self._held), limit=room, batch=self._batch, lease=self._lease
+        claimed = await self.store.claim(
+            now, list(self._held), limit=room, batch=self.batch, lease=self.lease
         )
         for due in claimed:
             self._held[due.delivery.id] = due.leased_until
@@ -151,12 +142,12 @@ class WebhookDispatcher:
     def _pump(self) -> None:
         """Start sends while slots are free, each endpoint up to its cap."""
         started = True
-        while started and self._sending < self._slots:
+        while started and self._sending < self.slots:
             started = False
             for lane in self._lanes.values():
-                if self._sending >= self._slots:
+                if self._sending >= self.slots:
                     break
-                if lane.waiting and lane.sending < self._per_endpoint:
+                if lane.waiting and lane.sending < self.per_endpoint:
                     self._start(lane, lane.waiting.popleft())
                     started = True
 
@@ -171,7 +162,7 @@ class WebhookDispatcher:
         delivery = due.delivery.id
         try:
             leased_until = self._held.get(delivery)
-            if leased_until is None or leased_until - utcnow() < self._longest_try:
+            if leased_until is None or leased_until - utcnow() < self.longest_try:
                 # Its lease may run out mid-try: left to run out, and claimed again.
                 self._held.pop(delivery, None)
                 return
@@ -189,7 +180,7 @@ class WebhookDispatcher:
             self._sending -= 1
             if lane.size == 0:
                 self._lanes.pop(due.endpoint.id, None)
-            if lane.fed and lane.size <= self._batch // 2:
+            if lane.fed and lane.size <= self.batch // 2:
                 # Half a batch or less left of an endpoint that had more due at the last
                 # claim: claim its next now (one claim at a time), not at the next poll.
                 self._wanted.set()
@@ -217,7 +208,7 @@ class WebhookDispatcher:
                     # out meanwhile are not sent on (see _send).
                     log.exception("webhook_claim_failed")
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wanted.wait(), self._poll_interval)
+                    await asyncio.wait_for(self._wanted.wait(), self.poll_interval)
         finally:
             recorder.cancel()
             for task in list(self._running):
@@ -236,8 +227,8 @@ class WebhookDispatcher:
         if now - self._renewed_at < self._renew_every or not self._held:
             return
         self._renewed_at = now
-        until = now + self._lease
-        renewed = await self._store.renew(list(self._held), now, until)
+        until = now + self.lease
+        renewed = await self.store.renew(list(self._held), now, until)
         for delivery in renewed:
             if delivery in self._held:
                 self._held[delivery] = until
@@ -269,9 +260,9 @@ class WebhookDispatcher:
         given_back, self._given_back = self._given_back, []
         try:
             if ended:
-                await self._store.record_all(ended, utcnow())
+                await self.store.record_all(ended, utcnow())
             if given_back:
-                await self._store.release(given_back, utcnow())
+                await self.store.release(given_back, utcnow())
         finally:
             for delivery in [*(r.delivery_id for r in ended), *given_back]:
                 self._held.pop(delivery, None)
@@ -287,7 +278,7 @@ class WebhookDispatcher:
         """One try of a claimed delivery, and what it leads to (recorded by the caller)."""
         endpoint = due.endpoint
         try:
-            sent = await self._sender.send(
+            sent = await self.sender.send(
                 endpoint.url,
                 webhook_id=webhook_id(due.delivery.event.id),
                 secrets=due.secrets,
@@ -305,11 +296,11 @@ class WebhookDispatcher:
         elif outcome is Verdict.GONE:
             state, disable = DeliveryState.FAILED, DisabledReason.GONE
         else:
-            pause = self._schedule.pause(attempts)
+            pause = self.schedule.pause(attempts)
             state = DeliveryState.FAILED if pause is None else DeliveryState.PENDING
             next_attempt_at = None if pause is None else now + pause
             failing_since = endpoint.failing_since or now
-            if disabled_for_failing(failing_since, now, self._disable_after):
+            if disabled_for_failing(failing_since, now, self.disable_after):
                 disable = DisabledReason.FAILING
         return AttemptRecord(
             delivery_id=due.delivery.id,
@@ -324,6 +315,7 @@ class WebhookDispatcher:
         )
 
 
+@dataclass(eq=False, slots=True)
 class DeliveryRetention:
     """Deletes settled deliveries older than ``keep``: at most ``batches`` batches of
     ``batch`` a run, each its own short transaction, so neither the trigger's inserts nor the
@@ -331,21 +323,19 @@ class DeliveryRetention:
     worker at a time. Pending deliveries are never deleted. A run that fails (database down)
     loses nothing: the next one deletes what it left."""
 
-    def __init__(
-        self, store: SettledDeliveryStore, *, keep: timedelta, batch: int, batches: int
-    ) -> None:
-        self._store = store
-        self._keep = keep
-        self._batch = batch
-        self._batches = batches
+    store: SettledDeliveryStore
+    _: KW_ONLY
+    keep: timedelta
+    batch: int
+    batches: int
 
     async def run_once(self) -> int:
         """How many deliveries were deleted."""
-        before = utcnow() - self._keep
+        before = utcnow() - self.keep
         deleted = 0
-        for _ in range(self._batches):
-            gone = await self._store.delete_settled(before, limit=self._batch)
+        for _ in range(self.batches):
+            gone = await self.store.delete_settled(before, limit=self.batch)
             deleted += gone
-            if gone < self._batch:
+            if gone < self.batch:
                 break
         return deleted
