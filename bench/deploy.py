@@ -36,7 +36,14 @@ from harness.processes import (
     wait_http,
     worker_command,
 )
-from harness.servers import LOOPBACK, HarnessError, PostgresServer, RedisServer, free_port
+from harness.servers import (
+    LOOPBACK,
+    HarnessError,
+    PostgresServer,
+    RedisServer,
+    free_port,
+    stopped_on_failure,
+)
 from providers.signatures import generate_sendgrid_keypair
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,15 +128,12 @@ class Infra:
     def start(cls, workdir: Path, api_processes: int) -> Infra:
         workdir.mkdir(parents=True, exist_ok=True)
         infra = cls(workdir=workdir, api_ports=[free_port() for _ in range(api_processes)])
-        try:
+        with stopped_on_failure(infra):
             # Durable (fsync on): the accept figures claim full durability.
             infra.pg = PostgresServer.start(workdir / "postgres", durable=True)
             infra.redis_server = RedisServer.start(workdir / "redis")
             infra.signing_key, infra.public_key = generate_sendgrid_keypair()
             infra._start_sandbox()
-        except BaseException:
-            infra.stop()
-            raise
         return infra
 
     @property
@@ -286,7 +290,7 @@ class Stack:
         infra = self.infra
         assert infra.pg is not None
         self.logdir.mkdir(parents=True, exist_ok=True)
-        try:
+        with stopped_on_failure(self):
             infra.pg.create_database(self.dbname)
             env = infra.gateway_env(infra.pg.url(self.dbname)) | self.env
             run_cli(["migrate"], env, self.logdir / "cli.log")
@@ -315,9 +319,6 @@ class Stack:
             for proc, port in zip(self.apis, self.api_ports, strict=True):
                 wait_ready(proc, port, "/ready")
             self._wait_workers()
-        except BaseException:
-            self.stop()
-            raise
         return self
 
     def create_key(self, account: str) -> str:

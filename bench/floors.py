@@ -17,6 +17,7 @@ import asyncio
 import time
 import uuid
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -71,30 +72,15 @@ def starlette_floor(
     log = workdir / "logs" / "wrk-floor.log"
     args = {"path": "/plain", "expect": '"ok"'}
     with PlainApp(workdir) as app:
-        url = app.url + "/plain"
-        if warmup_seconds > 0:
-            run_wrk(
-                url,
-                threads=threads,
-                connections=connections,
-                seconds=warmup_seconds,
-                args=args,
-                log_path=log,
-                require_accepted=False,
-            )
-        full = run_wrk(
-            url, threads=threads, connections=connections, seconds=seconds, args=args, log_path=log
+        wrk = partial(
+            run_wrk, app.url + "/plain", threads=threads, connections=connections, log_path=log
         )
+        if warmup_seconds > 0:
+            wrk(seconds=warmup_seconds, args=args, require_accepted=False)
+        full = wrk(seconds=seconds, args=args)
         result: dict[str, Any] = {"full": full.summary()}
         if fixed_rate:
-            fixed = run_wrk(
-                url,
-                threads=threads,
-                connections=connections,
-                seconds=seconds,
-                args={**args, "rate": round(fixed_rate, 1)},
-                log_path=log,
-            )
+            fixed = wrk(seconds=seconds, args={**args, "rate": round(fixed_rate, 1)})
             result["fixed"] = {**fixed.summary(), "offered_rate": round(fixed_rate, 1)}
         app.proc.check()
     return result

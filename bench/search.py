@@ -19,6 +19,7 @@ from bench.report import percentile
 from gateway.domain.message_filters import MessageFilter, MessageSort
 from gateway.domain.search import conversation_search, parse
 from gateway.entry.migrations import upgrade_to_head
+from gateway.services.ports import ConversationFilter, PageRequest
 from gateway.settings import Settings
 from harness.servers import PostgresServer
 from persistence.db import create_engine
@@ -81,17 +82,15 @@ async def run_search(pg: PostgresServer, *, messages: int, searches: int) -> dic
             page = await queries.filtered_messages_page(
                 account,
                 MessageFilter(search=parse(query)),
+                PageRequest(50),
                 sort=MessageSort.CREATED_AT,
-                descending=True,
-                first=50,
-                after=None,
             )
             message_ms.append((time.monotonic() - started) * 1000)
             found += len(page.items)
             wanted = conversation_search(query)
             started = time.monotonic()
             listed = await queries.conversations_page(
-                account, first=50, after=None, participant=None, search=wanted
+                account, ConversationFilter(search=wanted), PageRequest(50)
             )
             await queries.latest_matches(account, [c.id for c in listed.items], wanted.terms)
             conversation_ms.append((time.monotonic() - started) * 1000)

@@ -286,6 +286,11 @@ class Suite:
         if value is not None:
             self.values.setdefault(key, []).append(float(value))
 
+    def record_fields(self, prefix: str, result: Mapping[str, Any], *fields: str) -> None:
+        """Record ``result[field]`` as ``prefix.field`` for each field."""
+        for name in fields:
+            self.record(f"{prefix}.{name}", result[name])
+
     def stack(
         self,
         name: str,
@@ -387,13 +392,9 @@ class Suite:
                 # call (every 20 ms at 500/s), as a back end sending in bulk would.
                 batched = measure(plan.e2e_seconds, 0, "213", batch=10)
                 result["with_batched_sender"] = batched
-                self.record("e2e_batched.p99_ms", batched["p99_ms"])
-                self.record("e2e_batched.achieved_send_rate", batched["achieved_send_rate"])
+                self.record_fields("e2e_batched", batched, "p99_ms", "achieved_send_rate")
                 stack.check()
-        self.record("e2e.p50_ms", result["p50_ms"])
-        self.record("e2e.p99_ms", result["p99_ms"])
-        self.record("e2e.achieved_send_rate", result["achieved_send_rate"])
-        self.record("e2e.missing", result["missing"])
+        self.record_fields("e2e", result, "p50_ms", "p99_ms", "achieved_send_rate", "missing")
         if result["achieved_send_rate"] < 0.9 * plan.e2e_rate:
             self.notes.append(
                 f"e2e round {r}: the sender reached only {result['achieved_send_rate']:.0f} of "
@@ -511,9 +512,7 @@ class Suite:
             result["cpu"] = meter.used
             result["cpu_ms_per_delivery"] = per_message(meter.used, result["deliveries"])
             stack.check()
-        self.record("fanout.p99_ms", result["p99_ms"])
-        self.record("fanout.p50_ms", result["p50_ms"])
-        self.record("fanout.missing", result["missing"])
+        self.record_fields("fanout", result, "p99_ms", "p50_ms", "missing")
         for key in ("connect_failures", "send_errors", "closed_early", "duplicates"):
             if result[key]:
                 self.notes.append(
@@ -542,9 +541,9 @@ class Suite:
             )
             result["cpu"] = meter.used
             stack.check()
-        self.record("fairness.b_send_to_sent_ms", result["b_send_to_sent_ms"])
-        self.record("fairness.a_drain_msgs_per_s", result["a_drain_msgs_per_s"])
-        self.record("fairness.a_waiting_when_b_sent", result["a_waiting_when_b_sent"])
+        self.record_fields(
+            "fairness", result, "b_send_to_sent_ms", "a_drain_msgs_per_s", "a_waiting_when_b_sent"
+        )
         return result
 
     def search(self, r: int) -> dict[str, Any]:
@@ -553,8 +552,7 @@ class Suite:
         result = run_async(
             run_search(self.infra.pg, messages=plan.search_messages, searches=plan.search_queries)
         )
-        self.record("search.p50_ms", result["p50_ms"])
-        self.record("search.p99_ms", result["p99_ms"])
+        self.record_fields("search", result, "p50_ms", "p99_ms")
         self.record("search.conversations.p99_ms", result["conversations_p99_ms"])
         return result
 
@@ -578,8 +576,7 @@ class Suite:
             self.record("floor.starlette.fixed_p50_ms", starlette["fixed"]["p50_ms"])
             self.record("floor.starlette.fixed_p99_ms", starlette["fixed"]["p99_ms"])
         out["postgres"] = run_async(pg_floor(self.infra.pg, seconds=plan.floor_db_seconds))
-        self.record("floor.pg.rows_per_s", out["postgres"]["rows_per_s"])
-        self.record("floor.pg.batch_p99_ms", out["postgres"]["batch_p99_ms"])
+        self.record_fields("floor.pg", out["postgres"], "rows_per_s", "batch_p99_ms")
         out["redis"] = run_async(redis_floor(self.infra.redis_url, seconds=plan.floor_db_seconds))
         self.record("floor.redis.xadd_ops_per_s", out["redis"]["ops_per_s"])
         return out

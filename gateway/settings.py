@@ -8,11 +8,38 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.domain.pacing import DefaultRates
+
+
+def _secret(description: str) -> Any:
+    """An optional credential: unset by default, and never shown in the settings' repr."""
+    return Field(default=None, repr=False, description=description)
+
+
+def _vendor_base_url() -> Any:
+    return Field(
+        default=None, description="Unset: the sandbox mounted in the gateway (embedded mode)."
+    )
+
+
+def _cached_for(what: str) -> Any:
+    """The cache lifetime of account settings every process reads and the API changes."""
+    return Field(
+        default=5.0,
+        ge=0,
+        description=f"How long a process trusts {what} before reading them again "
+        "(a change reaches every process within it).",
+    )
+
+
+def _default_rate(default: float, description: str) -> Any:
+    """The rate of a sender without one of its own; bounded as a rate set through the API is."""
+    return Field(default=default, gt=0, le=10_000, description=description)
 
 
 class Settings(BaseSettings):
@@ -111,13 +138,9 @@ class Settings(BaseSettings):
     email_providers: str = Field(default="sendgrid", description="Failover order for e-mail.")
     twilio_account_sid: str = "ACsandbox00000000000000000000000000"
     twilio_auth_token: str = Field(default="sandbox-auth-token", repr=False)
-    twilio_base_url: str | None = Field(
-        default=None, description="Unset: the sandbox mounted in the gateway (embedded mode)."
-    )
+    twilio_base_url: str | None = _vendor_base_url()
     sendgrid_api_key: str = Field(default="SG.sandbox", repr=False)
-    sendgrid_base_url: str | None = Field(
-        default=None, description="Unset: the sandbox mounted in the gateway (embedded mode)."
-    )
+    sendgrid_base_url: str | None = _vendor_base_url()
     sendgrid_webhook_public_key: str | None = Field(
         default=None, description="Base64 DER P-256 public key of the SendGrid Event Webhook."
     )
@@ -125,15 +148,11 @@ class Settings(BaseSettings):
     telnyx_public_key: str | None = Field(
         default=None, description="Base64 Ed25519 public key of the Telnyx account (webhooks)."
     )
-    telnyx_base_url: str | None = Field(
-        default=None, description="Unset: the sandbox mounted in the gateway (embedded mode)."
-    )
+    telnyx_base_url: str | None = _vendor_base_url()
     telnyx_messaging_profile_id: str | None = Field(
         default=None, description="Messaging profile sent with every Telnyx message; unset: none."
     )
-    generic_webhook_secret: str | None = Field(
-        default=None, repr=False, description="whsec_... secret of the generic JSON webhooks."
-    )
+    generic_webhook_secret: str | None = _secret("whsec_... secret of the generic JSON webhooks.")
     provider_connect_timeout: float = Field(default=3.0, gt=0)
     provider_read_timeout: float = Field(default=10.0, gt=0)
     provider_max_connections: int = Field(default=100, ge=1)
@@ -148,10 +167,8 @@ class Settings(BaseSettings):
         ge=1,
         description="Webhook payloads kept in Redis while the database is down, at most.",
     )
-    sendgrid_inbound_token: str | None = Field(
-        default=None,
-        repr=False,
-        description="Password (basic auth) or ?token= of the SendGrid Inbound Parse URL.",
+    sendgrid_inbound_token: str | None = _secret(
+        "Password (basic auth) or ?token= of the SendGrid Inbound Parse URL."
     )
     mailgun_api_key: str = Field(default="key-sandbox", repr=False)
     mailgun_domain: str = Field(
@@ -162,10 +179,8 @@ class Settings(BaseSettings):
         description="The Mailgun region (https://api.mailgun.net or https://api.eu.mailgun.net); "
         "unset: the sandbox mounted in the gateway (embedded mode), else the US region.",
     )
-    mailgun_webhook_signing_key: str | None = Field(
-        default=None,
-        repr=False,
-        description="Mailgun's HTTP webhook signing key (event webhooks and Routes posts).",
+    mailgun_webhook_signing_key: str | None = _secret(
+        "Mailgun's HTTP webhook signing key (event webhooks and Routes posts)."
     )
     require_sender_ownership: bool = Field(
         default=False, description="Refuse sends from addresses the account does not own."
@@ -203,15 +218,11 @@ class Settings(BaseSettings):
     sandbox_lose_callbacks: bool = Field(
         default=False, description="The sandbox's messages move along but no callback arrives."
     )
-    sandbox_sendgrid_signing_key: str | None = Field(
-        default=None,
-        repr=False,
-        description="Base64 DER P-256 private key the sandbox signs SendGrid events with.",
+    sandbox_sendgrid_signing_key: str | None = _secret(
+        "Base64 DER P-256 private key the sandbox signs SendGrid events with."
     )
-    sandbox_telnyx_signing_key: str | None = Field(
-        default=None,
-        repr=False,
-        description="Base64 Ed25519 private key the sandbox signs Telnyx webhooks with.",
+    sandbox_telnyx_signing_key: str | None = _secret(
+        "Base64 Ed25519 private key the sandbox signs Telnyx webhooks with."
     )
     sandbox_event_webhook_url: str | None = Field(
         default=None,
@@ -221,11 +232,9 @@ class Settings(BaseSettings):
         default=None,
         description="Where the sandbox posts Mailgun events; unset: PUBLIC_BASE_URL's path.",
     )
-    sandbox_control_token: str | None = Field(
-        default=None,
-        repr=False,
-        description="X-Sandbox-Control-Token value that opens the sandbox's control API to "
-        "non-loopback clients; unset: loopback clients only.",
+    sandbox_control_token: str | None = _secret(
+        "X-Sandbox-Control-Token value that opens the sandbox's control API to "
+        "non-loopback clients; unset: loopback clients only."
     )
 
     rate_limits: str = Field(
@@ -278,35 +287,16 @@ class Settings(BaseSettings):
         description="How long a verified API key is trusted before re-checking; also how often "
         "the keys of open websockets are checked again.",
     )
-    quiet_hours_cache_seconds: float = Field(
-        default=5.0,
-        ge=0,
-        description="How long a process trusts an account's quiet hours before reading them "
-        "again (a change reaches every process within it).",
-    )
-    routes_cache_seconds: float = Field(
-        default=5.0,
-        ge=0,
-        description="How long a process trusts an account's routes before reading them again "
-        "(a change reaches every process within it).",
-    )
+    quiet_hours_cache_seconds: float = _cached_for("an account's quiet hours")
+    routes_cache_seconds: float = _cached_for("an account's routes")
 
     # Per-sender pacing (gateway/domain/pacing.py): segments per second of a sender without a
     # rate of its own, by kind.
-    sender_rate_long_code: float = Field(
-        default=1.0, gt=0, le=10_000, description="Segments per second of a long code."
-    )
-    sender_rate_toll_free: float = Field(
-        default=3.0, gt=0, le=10_000, description="Segments per second of a toll-free number."
-    )
-    sender_rate_short_code: float = Field(
-        default=100.0, gt=0, le=10_000, description="Segments per second of a short code."
-    )
-    email_domain_rate: float = Field(
-        default=100.0,
-        gt=0,
-        le=10_000,
-        description="Messages per second of an e-mail sending domain without a rate of its own.",
+    sender_rate_long_code: float = _default_rate(1.0, "Segments per second of a long code.")
+    sender_rate_toll_free: float = _default_rate(3.0, "Segments per second of a toll-free number.")
+    sender_rate_short_code: float = _default_rate(100.0, "Segments per second of a short code.")
+    email_domain_rate: float = _default_rate(
+        100.0, "Messages per second of an e-mail sending domain without a rate of its own."
     )
     sender_rate_cache_seconds: float = Field(
         default=5.0,
@@ -325,11 +315,9 @@ class Settings(BaseSettings):
         description="Let webhook endpoints use http and loopback or private addresses "
         "(development and tests only).",
     )
-    webhook_secrets_key: str | None = Field(
-        default=None,
-        repr=False,
-        description="Fernet key that seals webhook signing secrets in the database; unset: "
-        "they are stored as they are.",
+    webhook_secrets_key: str | None = _secret(
+        "Fernet key that seals webhook signing secrets in the database; unset: "
+        "they are stored as they are."
     )
     webhook_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Read timeout of one webhook delivery try."

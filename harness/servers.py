@@ -31,10 +31,10 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Protocol, Self, TypedDict, TypeVar, Unpack
 from urllib.parse import quote
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "ServerStartError",
     "free_port",
     "redis_ping",
+    "stopped_on_failure",
 ]
 
 LOOPBACK = "127.0.0.1"
@@ -102,10 +103,98 @@ def _port_in_use(log: Path) -> bool:
     return "Address already in use" in text or "could not bind" in text
 
 
-class _Throwaway:
-    """What both servers share: a private directory, removed by ``stop()``."""
+class _Stoppable(Protocol):
+    def stop(self) -> None: ...
 
+
+_S = TypeVar("_S", bound=_Stoppable)
+
+
+@contextlib.contextmanager
+def stopped_on_failure(resource: _S) -> Iterator[_S]:
+    """``resource``, stopped if the block fails or is interrupted: a half-started resource
+    leaves nothing running behind the error."""
+    try:
+        yield resource
+    except BaseException:
+        resource.stop()
+        raise
+
+
+class _Throwaway:
+    """What both servers share: a private directory, removed by ``stop()``, a log in
+    ``base_dir``, and a first start on a free port (another one if that was taken meanwhile)."""
+
+    base_dir: Path
+    log_path: Path
+    port: int
     workdir: Path | None
+    _proc: subprocess.Popen[bytes] | None
+    host: str = LOOPBACK
+    #: The server's name in its log and errors, what it does once it is ready, and how often
+    #: ``_ready()`` is asked until it is.
+    _name: str
+    _readiness: str
+    _poll_seconds: float
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @contextlib.contextmanager
+    def _starting(self) -> Iterator[None]:
+        """Around a first start: ``base_dir`` exists, and a failed start leaves nothing."""
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        with stopped_on_failure(self):
+            yield
+
+    def _launch(self) -> None:
+        raise NotImplementedError
+
+    def _ready(self) -> bool:
+        raise NotImplementedError
+
+    def _spawn(self, cmd: list[str], env: dict[str, str] | None = None) -> None:
+        """Run ``cmd`` in the work directory, its output appended to the log; return once the
+        server is ready, raise ``ServerStartError`` if it exits or is not ready in time."""
+        with self.log_path.open("ab") as log:
+            log.write(f"\n=== starting {self._name} on port {self.port}: {cmd}\n".encode())
+            log.flush()
+            self._proc = subprocess.Popen(
+                cmd,
+                cwd=self.workdir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + START_TIMEOUT
+        while not self._ready():
+            if self._proc.poll() is not None:
+                code = self._proc.returncode
+                self._proc = None
+                raise ServerStartError(
+                    f"{self._name} exited with code {code} during startup; log "
+                    f"{self.log_path}:\n{_log_tail(self.log_path)}"
+                )
+            if time.monotonic() > deadline:
+                self._stop_process()
+                raise ServerStartError(
+                    f"{self._name} did not {self._readiness} on {self.host}:{self.port} within "
+                    f"{START_TIMEOUT:.0f}s; log {self.log_path}:\n{_log_tail(self.log_path)}"
+                )
+            time.sleep(self._poll_seconds)
+
+    def _launch_with_retries(self, *, keep_port: bool) -> None:
+        for attempt in range(_START_ATTEMPTS):
+            if not keep_port or not self.port:
+                self.port = free_port()
+            try:
+                self._launch()
+                return
+            except ServerStartError:
+                if keep_port or attempt == _START_ATTEMPTS - 1 or not _port_in_use(self.log_path):
+                    raise
 
     def _stop_process(self) -> None:
         raise NotImplementedError
@@ -198,6 +287,12 @@ def _clean_env() -> dict[str, str]:
     return env
 
 
+class _PostgresOptions(TypedDict, total=False):
+    user: str
+    password: str
+    durable: bool
+
+
 class PostgresServer(_Throwaway):
     """A private PostgreSQL cluster (superuser ``gateway``) on 127.0.0.1:``port``.
 
@@ -205,8 +300,10 @@ class PostgresServer(_Throwaway):
     over the private unix socket are trusted.
     """
 
-    host: str = LOOPBACK
     system_user: str = "postgres"
+    _name = "postgres"
+    _readiness = "accept connections"
+    _poll_seconds = 0.1
 
     def __init__(
         self,
@@ -232,23 +329,12 @@ class PostgresServer(_Throwaway):
     # -- public API ---------------------------------------------------------------------
 
     @classmethod
-    def start(
-        cls,
-        base_dir: Path,
-        *,
-        user: str = "gateway",
-        password: str = "gateway",
-        durable: bool = False,
-    ) -> Self:
+    def start(cls, base_dir: Path, **options: Unpack[_PostgresOptions]) -> Self:
         """initdb + start a fresh cluster; returns once it accepts connections."""
-        server = cls(base_dir, user=user, password=password, durable=durable)
-        server.base_dir.mkdir(parents=True, exist_ok=True)
-        try:
+        server = cls(base_dir, **options)
+        with server._starting():
             server._init_cluster()
             server._launch_with_retries(keep_port=False)
-        except BaseException:
-            server.stop()
-            raise
         return server
 
     @property
@@ -256,10 +342,6 @@ class PostgresServer(_Throwaway):
         if self.workdir is None:
             raise RuntimeError("PostgresServer is not initialised")
         return self.workdir / "data"
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     @property
     def pid(self) -> int | None:
@@ -384,17 +466,6 @@ class PostgresServer(_Throwaway):
             output = (proc.stdout + proc.stderr).decode(errors="replace")
             raise ServerStartError(f"initdb failed (exit {proc.returncode}):\n{output}")
 
-    def _launch_with_retries(self, *, keep_port: bool) -> None:
-        for attempt in range(_START_ATTEMPTS):
-            if not keep_port or not self.port:
-                self.port = free_port()
-            try:
-                self._launch()
-                return
-            except ServerStartError:
-                if keep_port or attempt == _START_ATTEMPTS - 1 or not _port_in_use(self.log_path):
-                    raise
-
     def _launch(self) -> None:
         assert self.workdir is not None
         cmd = self._run_as_owner(
@@ -424,41 +495,9 @@ class PostgresServer(_Throwaway):
                 "max_connections=200",
             ]
         )
-        with self.log_path.open("ab") as log:
-            log.write(f"\n=== starting postgres on port {self.port}: {cmd}\n".encode())
-            log.flush()
-            self._proc = subprocess.Popen(
-                cmd,
-                cwd=self.workdir,
-                env=_clean_env(),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        self._wait_ready()
+        self._spawn(cmd, _clean_env())
 
-    def _wait_ready(self) -> None:
-        assert self._proc is not None
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if self._proc.poll() is not None:
-                code = self._proc.returncode
-                self._proc = None
-                raise ServerStartError(
-                    f"postgres exited with code {code} during startup; log {self.log_path}:\n"
-                    f"{_log_tail(self.log_path)}"
-                )
-            if self._accepts_queries():
-                return
-            if time.monotonic() > deadline:
-                self.stop_process(mode="immediate")
-                raise ServerStartError(
-                    f"postgres did not accept connections on {self.host}:{self.port} within "
-                    f"{START_TIMEOUT:.0f}s; log {self.log_path}:\n{_log_tail(self.log_path)}"
-                )
-            time.sleep(0.1)
-
-    def _accepts_queries(self) -> bool:
+    def _ready(self) -> bool:
         try:
             with socket.create_connection((self.host, self.port), timeout=1):
                 pass
@@ -508,7 +547,9 @@ def redis_ping(host: str, port: int, timeout: float = 1.0) -> bool:
 class RedisServer(_Throwaway):
     """A private, non-persistent ``redis-server`` on 127.0.0.1:``port``."""
 
-    host: str = LOOPBACK
+    _name = "redis-server"
+    _readiness = "answer PING"
+    _poll_seconds = 0.05
 
     def __init__(self, base_dir: Path) -> None:
         self.base_dir = Path(base_dir)
@@ -521,28 +562,13 @@ class RedisServer(_Throwaway):
     @classmethod
     def start(cls, base_dir: Path) -> Self:
         server = cls(base_dir)
-        server.base_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            for attempt in range(_START_ATTEMPTS):
-                server.port = free_port()
-                try:
-                    server._launch()
-                    break
-                except ServerStartError:
-                    if attempt == _START_ATTEMPTS - 1 or not _port_in_use(server.log_path):
-                        raise
-        except BaseException:
-            server.stop()
-            raise
+        with server._starting():
+            server._launch_with_retries(keep_port=False)
         return server
 
     @property
     def url(self) -> str:
         return f"redis://{self.host}:{self.port}/0"
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     @property
     def pid(self) -> int | None:
@@ -592,29 +618,7 @@ class RedisServer(_Throwaway):
             "--dir",
             str(self.workdir),
         ]
-        with self.log_path.open("ab") as log:
-            log.write(f"\n=== starting redis on port {self.port}: {cmd}\n".encode())
-            log.flush()
-            self._proc = subprocess.Popen(
-                cmd,
-                cwd=self.workdir,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + START_TIMEOUT
-        while not redis_ping(self.host, self.port):
-            if self._proc.poll() is not None:
-                code = self._proc.returncode
-                self._proc = None
-                raise ServerStartError(
-                    f"redis-server exited with code {code} during startup; log "
-                    f"{self.log_path}:\n{_log_tail(self.log_path)}"
-                )
-            if time.monotonic() > deadline:
-                self._stop_process()
-                raise ServerStartError(
-                    f"redis-server did not answer PING on {self.host}:{self.port} within "
-                    f"{START_TIMEOUT:.0f}s; log {self.log_path}:\n{_log_tail(self.log_path)}"
-                )
-            time.sleep(0.05)
+        self._spawn(cmd)
+
+    def _ready(self) -> bool:
+        return redis_ping(self.host, self.port)

@@ -63,6 +63,16 @@ def _error_columns(error: DeliveryError | None) -> dict[str, Any]:
     }
 
 
+def _untried(status: MessageStatus, until: datetime) -> dict[str, Any]:
+    """The columns of a claimed message given back untried: ``status`` until ``until``, its
+    claim not counted as an attempt."""
+    return {
+        "status": status.value,
+        "next_attempt_at": until,
+        "attempts": MESSAGES.c.attempts - 1,
+    }
+
+
 async def change_status(
     conn: AsyncConnection,
     where: list[ColumnElement[bool]],
@@ -316,11 +326,7 @@ class LifecycleRepository(Repository):
                 **(outcome.detail or {}),
             }
         elif isinstance(outcome, Release):
-            values = {
-                "status": S.QUEUED.value,
-                "next_attempt_at": outcome.next_attempt_at,
-                "attempts": m.attempts - 1,
-            }
+            values = _untried(S.QUEUED, outcome.next_attempt_at)
             kind = "deferred"
             detail = {
                 "reason": outcome.reason,
@@ -329,12 +335,7 @@ class LifecycleRepository(Repository):
         elif isinstance(outcome, Hold):
             # Untried, like a release, but waiting as a scheduled message does: until the
             # recipient's quiet hours end, and cancelable meanwhile.
-            values = {
-                "status": S.SCHEDULED.value,
-                "next_attempt_at": outcome.until,
-                "attempts": m.attempts - 1,
-                "claimed_by": None,
-            }
+            values = {**_untried(S.SCHEDULED, outcome.until), "claimed_by": None}
             kind = "deferred"
             detail = outcome.detail
         elif isinstance(outcome, Failure):
@@ -415,12 +416,7 @@ class LifecycleRepository(Repository):
     ) -> tuple[Change | None, Message | None]:
         """(change, None): canceled; (None, current): not cancelable; (None, None): unknown."""
         return await self._operator_change(
-            account_id,
-            message_id,
-            [s for s in MessageStatus if can_cancel(s)],
-            {"status": S.CANCELED.value},
-            "canceled",
-            now,
+            account_id, message_id, can_cancel, {"status": S.CANCELED.value}, "canceled", now
         )
 
     async def retry(
@@ -429,7 +425,7 @@ class LifecycleRepository(Repository):
         return await self._operator_change(
             account_id,
             message_id,
-            [s for s in MessageStatus if can_retry(s)],
+            can_retry,
             {"status": S.QUEUED.value, "next_attempt_at": now, **_error_columns(None)},
             "retry_requested",
             now,
@@ -439,15 +435,16 @@ class LifecycleRepository(Repository):
         self,
         account_id: UUID,
         message_id: UUID,
-        allowed: list[MessageStatus],
+        allowed: Callable[[MessageStatus], bool],
         values: dict[str, Any],
         kind: str,
         now: datetime,
     ) -> tuple[Change | None, Message | None]:
         m = MESSAGES.c
         scope = [m.id == message_id, m.account_id == account_id]
+        movable = _from([s for s in MessageStatus if allowed(s)])
         async with self.transaction() as conn:
-            changes = await self._change(conn, [*scope, _from(allowed)], values, kind, None, now)
+            changes = await self._change(conn, [*scope, movable], values, kind, None, now)
             if changes:
                 return changes[0], None
             row = (await conn.execute(select(MESSAGES).where(*scope))).first()

@@ -31,6 +31,13 @@ from gateway.domain.message_filters import MessageFilter, MessageSort
 from gateway.domain.records import Conversation, Message, MessageEvent, Page
 from gateway.domain.search import ConversationSearch, Term
 from gateway.domain.statuses import MessageStatus
+from gateway.services.ports import (
+    ALL_EVENTS,
+    ConversationFilter,
+    EventScope,
+    PageRequest,
+    TwoWayPageRequest,
+)
 from persistence.base import Repository
 from persistence.rows import (
     CONVERSATIONS,
@@ -106,21 +113,16 @@ class QueryRepository(Repository):
         return result
 
     async def conversations_page(
-        self,
-        account_id: UUID,
-        *,
-        first: int,
-        after: tuple[datetime, UUID] | None,
-        participant: str | None,
-        search: ConversationSearch | None = None,
+        self, account_id: UUID, where: ConversationFilter, request: PageRequest
     ) -> Page[Conversation]:
         c = CONVERSATIONS.c
         query = select(CONVERSATIONS).where(c.account_id == account_id)
+        participant, search = where.participant, where.search
         if participant is not None:
             query = query.where(or_(c.participant_a == participant, c.participant_b == participant))
         key = (c.last_message_at, c.id)
         if search is not None and self.dialect == "postgresql":
-            return await self._searched_conversations(account_id, query, search, first, after)
+            return await self._searched_conversations(account_id, query, search, request)
         if search is not None:
             query = query.where(
                 or_(
@@ -129,15 +131,14 @@ class QueryRepository(Repository):
                     conversation_matches(self.dialect, account_id, search.terms),
                 )
             )
-        return await keyset_page(self.engine, query, key, conversation_from_row, first, after)
+        return await keyset_page(self.engine, query, key, conversation_from_row, request)
 
     async def _searched_conversations(
         self,
         account_id: UUID,
         query: Select[Any],
         search: ConversationSearch,
-        first: int,
-        after: tuple[datetime, UUID] | None,
+        request: PageRequest,
     ) -> Page[Conversation]:
         """A page of the conversations of ``query`` that ``search`` finds, on PostgreSQL: the
         two ways of a message search (``_searched_page``). A conversation's documents are
@@ -148,8 +149,8 @@ class QueryRepository(Repository):
         c = CONVERSATIONS.c
         key = (c.last_message_at, c.id)
         recent = (
-            keyset_where(query, key, after, True)
-            .order_by(*keyset_order(key, True))
+            keyset_where(query, key, request)
+            .order_by(*keyset_order(key, request.descending))
             .limit(CONVERSATION_WINDOW)
             .subquery("recent")
         )
@@ -163,7 +164,7 @@ class QueryRepository(Repository):
         )
         recent_key = (recent.c.last_message_at, recent.c.id)
         page = await keyset_page(
-            self.engine, select(recent).where(said), recent_key, conversation_from_row, first, after
+            self.engine, select(recent).where(said), recent_key, conversation_from_row, request
         )
         if page.has_next:
             return page
@@ -181,8 +182,7 @@ class QueryRepository(Repository):
             query.where(c.id.in_(found.scalar_subquery())),
             key,
             conversation_from_row,
-            first,
-            after,
+            request,
         )
 
     async def unread_counts(self, conversation_ids: Sequence[UUID]) -> dict[UUID, int]:
@@ -264,26 +264,18 @@ class QueryRepository(Repository):
         return {r.conversation_id: message_from_row(r) for r in rows}
 
     async def messages_page(
-        self,
-        account_id: UUID,
-        conversation_id: UUID,
-        *,
-        first: int | None,
-        after: UUID | None,
-        last: int | None,
-        before: UUID | None,
+        self, account_id: UUID, conversation_id: UUID, request: TwoWayPageRequest
     ) -> Page[Message]:
         """Oldest first. ``last``/``before`` page backwards from the end (or from ``before``)."""
         m = MESSAGES.c
         query = select(MESSAGES).where(
             m.account_id == account_id, m.conversation_id == conversation_id
         )
-        if after is not None:
-            query = query.where(m.id > after)
-        if before is not None:
-            query = query.where(m.id < before)
-        backwards = last is not None and first is None
-        size = (last if backwards else first) or 0
+        if request.after is not None:
+            query = query.where(m.id > request.after)
+        if request.before is not None:
+            query = query.where(m.id < request.before)
+        backwards, size = request.backwards, request.size
         order = m.id.desc() if backwards else m.id.asc()
         async with self.engine.connect() as conn:
             rows = [
@@ -294,18 +286,11 @@ class QueryRepository(Repository):
         rows = rows[:size]
         if backwards:
             rows.reverse()
-            return Page(rows, has_next=before is not None, has_previous=more)
-        return Page(rows, has_next=more, has_previous=after is not None)
+            return Page(rows, has_next=request.before is not None, has_previous=more)
+        return Page(rows, has_next=more, has_previous=request.after is not None)
 
     async def filtered_messages_page(
-        self,
-        account_id: UUID,
-        where: MessageFilter,
-        *,
-        sort: MessageSort,
-        descending: bool,
-        first: int,
-        after: tuple[datetime, UUID] | None,
+        self, account_id: UUID, where: MessageFilter, request: PageRequest, *, sort: MessageSort
     ) -> Page[Message]:
         """Messages of the account that pass ``where``, keyset-paged by (``sort``, id).
 
@@ -332,14 +317,10 @@ class QueryRepository(Repository):
                 query = query.where(column < window.until)
         moment = m.updated_at if sort == MessageSort.UPDATED_AT else m.created_at
         if where.search and self.dialect == "postgresql":
-            return await self._searched_page(
-                account_id, query, where.search, moment, first, after, descending
-            )
+            return await self._searched_page(account_id, query, where.search, moment, request)
         if where.search:
             query = query.where(body_matches(self.dialect, account_id, where.search))
-        return await keyset_page(
-            self.engine, query, (moment, m.id), message_from_row, first, after, descending
-        )
+        return await keyset_page(self.engine, query, (moment, m.id), message_from_row, request)
 
     async def _searched_page(
         self,
@@ -347,9 +328,7 @@ class QueryRepository(Repository):
         query: Select[Any],
         terms: tuple[Term, ...],
         moment: Column[datetime],
-        first: int,
-        after: tuple[datetime, UUID] | None,
-        descending: bool,
+        request: PageRequest,
     ) -> Page[Message]:
         """A page of the messages of ``query`` whose bodies have every term, on PostgreSQL.
 
@@ -363,67 +342,47 @@ class QueryRepository(Repository):
         """
         key = (moment, MESSAGES.c.id)
         recent = (
-            keyset_where(query, key, after, descending)
-            .order_by(*keyset_order(key, descending))
+            keyset_where(query, key, request)
+            .order_by(*keyset_order(key, request.descending))
             .limit(SEARCH_WINDOW)
             .subquery()
         )
-        page = await self._page_of(
-            recent,
-            document_matches(recent.c.id, terms),
-            moment,
-            first,
-            after,
-            descending,
-        )
+        page = await self._page_of(recent, document_matches(recent.c.id, terms), moment, request)
         if page.has_next:
             return page
         # OFFSET 0 plans every match apart from the order and the LIMIT: read from the index.
         found = query.where(body_matches(self.dialect, account_id, terms)).offset(0).subquery()
-        return await self._page_of(found, None, moment, first, after, descending)
+        return await self._page_of(found, None, moment, request)
 
     async def _page_of(
         self,
         rows: Subquery,
         where: ColumnElement[bool] | None,
         moment: Column[datetime],
-        first: int,
-        after: tuple[datetime, UUID] | None,
-        descending: bool,
+        request: PageRequest,
     ) -> Page[Message]:
         query = select(rows) if where is None else select(rows).where(where)
         key = (rows.c[moment.name], rows.c.id)
-        return await keyset_page(
-            self.engine, query, key, message_from_row, first, after, descending
-        )
+        return await keyset_page(self.engine, query, key, message_from_row, request)
 
-    async def dead_letters_page(
-        self, account_id: UUID, *, first: int, after: tuple[datetime, UUID] | None
-    ) -> Page[Message]:
+    async def dead_letters_page(self, account_id: UUID, request: PageRequest) -> Page[Message]:
         m = MESSAGES.c
         # The status as a literal: the planner must see it to use the partial index.
         query = select(MESSAGES).where(
             m.account_id == account_id, m.status == literal_column(f"'{MessageStatus.FAILED}'")
         )
-        return await keyset_page(
-            self.engine, query, (m.updated_at, m.id), message_from_row, first, after
-        )
+        key = (m.updated_at, m.id)
+        return await keyset_page(self.engine, query, key, message_from_row, request)
 
     async def events_after(
-        self,
-        account_id: UUID,
-        after: int,
-        *,
-        conversation_id: UUID | None = None,
-        message_id: UUID | None = None,
-        limit: int = 500,
+        self, account_id: UUID, after: int, scope: EventScope = ALL_EVENTS, *, limit: int = 500
     ) -> list[MessageEvent]:
         e = EVENTS.c
         query = select(EVENTS).where(e.account_id == account_id, e.id > after)
-        if conversation_id is not None:
-            query = query.where(e.conversation_id == conversation_id)
-        if message_id is not None:
-            query = query.where(e.message_id == message_id)
+        if scope.conversation_id is not None:
+            query = query.where(e.conversation_id == scope.conversation_id)
+        if scope.message_id is not None:
+            query = query.where(e.message_id == scope.message_id)
         async with self.engine.connect() as conn:
             rows = await conn.execute(query.order_by(e.id).limit(limit))
         return [event_from_row(r) for r in rows]
@@ -441,30 +400,29 @@ async def keyset_page(
     query: Select[Any],
     key: tuple[ColumnElement[datetime], ColumnElement[UUID]],
     from_row: Callable[[Row[Any]], T],
-    first: int,
-    after: tuple[datetime, UUID] | None,
-    descending: bool = True,
+    request: PageRequest,
 ) -> Page[T]:
-    """A keyset page of ``query`` ordered by ``key`` (a time, then the id that breaks ties),
-    newest first unless not ``descending``, beginning after the cursor ``after``."""
-    query = keyset_where(query, key, after, descending)
-    query = query.order_by(*keyset_order(key, descending)).limit(first + 1)
+    """The page ``request`` asks for of ``query`` ordered by ``key`` (a time, then the id
+    that breaks ties)."""
+    first = request.first
+    query = keyset_where(query, key, request)
+    query = query.order_by(*keyset_order(key, request.descending)).limit(first + 1)
     async with engine.connect() as conn:
         items = [from_row(r) for r in await conn.execute(query)]
-    return Page(items[:first], len(items) > first, after is not None)
+    return Page(items[:first], len(items) > first, request.after is not None)
 
 
 def keyset_where(
     query: Select[Any],
     key: tuple[ColumnElement[datetime], ColumnElement[UUID]],
-    after: tuple[datetime, UUID] | None,
-    descending: bool,
+    request: PageRequest,
 ) -> Select[Any]:
-    """``query`` narrowed to the rows past the cursor ``after`` in the order of ``key``."""
+    """``query`` narrowed to the rows past the cursor of ``request`` in the order of ``key``."""
+    after = request.after
     if after is None:
         return query
     moment, id_ = key
-    if descending:
+    if request.descending:
         return query.where(tuple_(moment, id_) < tuple_(*after))
     return query.where(tuple_(moment, id_) > tuple_(*after))
 

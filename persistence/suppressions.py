@@ -26,6 +26,7 @@ from gateway.domain.suppressions import (
     scope_of,
     stored_scope,
 )
+from gateway.services.ports import PageRequest
 from persistence.base import Repository
 from persistence.models import SuppressionRemovalRow, SuppressionRow
 from persistence.queries import keyset_page
@@ -233,18 +234,11 @@ class SuppressionRepository(Repository):
         return True
 
     async def page(
-        self,
-        account_id: UUID,
-        *,
-        first: int,
-        after: tuple[datetime, UUID] | None,
-        address: str | None,
+        self, account_id: UUID, request: PageRequest, *, address: str | None
     ) -> Page[Suppression]:
-        """Newest first."""
         s = SUPPRESSIONS.c
         query = select(SUPPRESSIONS).where(s.account_id == account_id)
         if address is not None:
             query = query.where(s.address == address)
-        return await keyset_page(
-            self.engine, query, (s.created_at, s.id), suppression_from_row, first, after
-        )
+        key = (s.created_at, s.id)
+        return await keyset_page(self.engine, query, key, suppression_from_row, request)

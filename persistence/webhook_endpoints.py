@@ -41,7 +41,7 @@ from gateway.domain.webhook_endpoints import (
     WebhookDelivery,
     WebhookEndpoint,
 )
-from gateway.services.ports import AttemptRecord, DueDelivery
+from gateway.services.ports import AttemptRecord, DueDelivery, PageRequest
 from persistence.base import Repository
 from persistence.models import WebhookDeliveryRow, WebhookEndpointEventRow, WebhookEndpointRow
 from persistence.queries import keyset_page
@@ -228,7 +228,7 @@ class WebhookEndpointRepository(Repository):
         e = ENDPOINTS.c
         query = select(ENDPOINTS).where(e.account_id == account_id)
         return await keyset_page(
-            self.engine, query, (e.created_at, e.id), endpoint_from_row, first, after
+            self.engine, query, (e.created_at, e.id), endpoint_from_row, PageRequest(first, after)
         )
 
     async def deliveries_page(

@@ -9,6 +9,7 @@ one transaction (see ``apply_reports``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, cast
 from uuid import UUID
@@ -25,6 +26,7 @@ from gateway.domain.reports import KIND_THROUGHPUT_REQUEUED, InboundMessage, Sta
 from gateway.domain.results import Change, ReportResult
 from gateway.domain.statuses import Advance, MessageStatus, Requeue, Stale, decide_report
 from gateway.domain.suppressions import NewSuppression, SuppressionReason, provider_suppression
+from gateway.services.ports import RawPayload
 from persistence import report_sql
 from persistence.base import Repository, event_row, insert_events
 from persistence.conversations import resolve_conversations
@@ -57,55 +59,31 @@ _TARGET_COLUMNS: Final = (
 )
 
 
+@dataclass(slots=True, eq=False)
 class _Target:
-    """A locked message as the reports of one batch move it along."""
+    """A locked message as the reports of one batch move it along; made from a row of
+    ``_TARGET_COLUMNS``, in their order."""
 
-    __slots__ = (
-        "account_id",
-        "channel",
-        "conversation_id",
-        "error_code",
-        "error_description",
-        "error_permanent",
-        "id",
-        "locked_status",
-        "provider_message_id",
-        "recipient",
-        "segments",
-        "sender",
-        "status",
-        "uncounted",
-    )
+    id: UUID
+    account_id: UUID
+    conversation_id: UUID
+    status: MessageStatus
+    provider_message_id: str | None
+    error_code: str | None
+    error_description: str | None
+    error_permanent: bool | None
+    channel: str
+    sender: str
+    recipient: str
+    segments: int | None
+    #: The status it had when it was locked.
+    locked_status: MessageStatus = field(init=False)
+    #: Its last attempt given back (a throughput requeue): not counted, due again now.
+    uncounted: bool = field(default=False, init=False)
 
-    def __init__(
-        self,
-        id: UUID,
-        account_id: UUID,
-        conversation_id: UUID,
-        status: str,
-        provider_message_id: str | None,
-        error_code: str | None,
-        error_description: str | None,
-        error_permanent: bool | None,
-        channel: str,
-        sender: str,
-        recipient: str,
-        segments: int | None,
-    ) -> None:
-        self.id = id
-        self.account_id = account_id
-        self.conversation_id = conversation_id
-        self.locked_status = self.status = MessageStatus(status)
-        self.provider_message_id = provider_message_id
-        self.error_code = error_code
-        self.error_description = error_description
-        self.error_permanent = error_permanent
-        self.channel = channel
-        self.sender = sender
-        self.recipient = recipient
-        self.segments = segments
-        #: Its last attempt given back (a throughput requeue): not counted, due again now.
-        self.uncounted = False
+    def __post_init__(self) -> None:
+        # The row carries the status as text.
+        self.locked_status = self.status = MessageStatus(self.status)
 
     def advance(self, status: MessageStatus, error: DeliveryError | None) -> None:
         self.status = status
@@ -181,25 +159,35 @@ def _names(reports: Sequence[StatusReport]) -> tuple[list[UUID], list[str]]:
     return ids, sids
 
 
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """The (source, report) pairs of one ``apply_reports`` call, and its results to fill in."""
+
+    reports: Sequence[tuple[str, StatusReport]]
+    #: The index of each dedupe key's first report, in order: the others are duplicates.
+    fresh: list[int]
+    results: list[ReportResult]
+    now: datetime
+
+    def fresh_reports(self) -> list[tuple[str, StatusReport]]:
+        return [self.reports[index] for index in self.fresh]
+
+
 def _execute(
-    reports: Sequence[tuple[str, StatusReport]],
-    fresh: list[int],
-    targets: _Targets,
-    claimed: set[str],
-    results: list[ReportResult],
-    now: datetime,
+    batch: _Batch, targets: _Targets, claimed: set[str]
 ) -> tuple[list[int], list[dict[str, Any]], list[NewSuppression], dict[int, Queued]]:
     """Move the locked targets along the claimed reports, in order, as ``decide_report``
-    decides; fills ``results`` for the reports that apply nothing and returns the others'
-    indexes and event rows, the suppressions the claimed reports leave (a stale one's
+    decides; fills the batch's results for the reports that apply nothing and returns the
+    others' indexes and event rows, the suppressions the claimed reports leave (a stale one's
     too: a hard bounce after a delivery still says the address is gone), and by report index
     the messages requeued, to enqueue after the commit."""
     pending: list[int] = []
     rows: list[dict[str, Any]] = []
     suppressions: list[NewSuppression] = []
     requeued: dict[int, Queued] = {}
-    for index in fresh:
-        report = reports[index][1]
+    results = batch.results
+    for index in batch.fresh:
+        report = batch.reports[index][1]
         if report.dedupe_key not in claimed:
             continue  # applied by another request (or an earlier delivery)
         target = _target_of(targets, report)
@@ -220,7 +208,7 @@ def _execute(
         if requeue is not None:
             requeued[index] = target.requeue()
         pending.append(index)
-        rows.append(target.event_row(report, now, requeue))
+        rows.append(target.event_row(report, batch.now, requeue))
     return pending, rows, suppressions, requeued
 
 
@@ -287,59 +275,45 @@ class WebhookRepository(Repository):
         first: dict[str, int] = {}
         for index, (_, report) in enumerate(reports):
             first.setdefault(report.dedupe_key, index)  # a repeat within the batch: duplicate
-        fresh = sorted(first.values())
+        batch = _Batch(reports, sorted(first.values()), results, now)
         if self.dialect == "postgresql":
-            applied = await self._apply_on_postgresql(reports, fresh, results, now)
+            applied = await self._apply_on_postgresql(batch)
         else:
-            applied = await self._apply_portably(reports, fresh, results, now)
+            applied = await self._apply_portably(batch)
         pending, events, requeued = applied
         for index, event in zip(pending, events, strict=True):
             results[index] = ReportResult("applied", event, requeued.get(index))
         return results
 
     async def _apply_on_postgresql(
-        self,
-        reports: Sequence[tuple[str, StatusReport]],
-        fresh: list[int],
-        results: list[ReportResult],
-        now: datetime,
+        self, batch: _Batch
     ) -> tuple[list[int], list[MessageEvent], dict[int, Queued]]:
         """Two statements on the driver's connection (see persistence/report_sql.py)."""
-        ids, sids = _names([reports[i][1] for i in fresh])
-        claims = [
-            (source, r.dedupe_key, r.message_id, r.provider_message_id)
-            for source, r in (reports[i] for i in fresh)
-        ]
+        fresh, now = batch.fresh_reports(), batch.now
+        ids, sids = _names([r for _, r in fresh])
+        claims = [(src, r.dedupe_key, r.message_id, r.provider_message_id) for src, r in fresh]
         async with self.driver() as driver, driver.transaction():
             locked, claimed = await report_sql.lock_and_claim(driver, ids, sids, claims, now)
             targets = _Targets()
             for row in locked:
                 targets.add(_Target(*row))
-            pending, rows, suppressions, requeued = _execute(
-                reports, fresh, targets, claimed, results, now
-            )
+            pending, rows, suppressions, requeued = _execute(batch, targets, claimed)
             events = await report_sql.record(driver, targets.changed(), rows, now)
             await report_sql.suppress(driver, suppressions, now)
         return pending, events, requeued
 
     async def _apply_portably(
-        self,
-        reports: Sequence[tuple[str, StatusReport]],
-        fresh: list[int],
-        results: list[ReportResult],
-        now: datetime,
+        self, batch: _Batch
     ) -> tuple[list[int], list[MessageEvent], dict[int, Queued]]:
+        fresh, now = batch.fresh_reports(), batch.now
         async with self.engine.begin() as conn:
-            targets = await self._lock_targets(conn, [reports[i][1] for i in fresh])
+            targets = await self._lock_targets(conn, [r for _, r in fresh])
             claims = []
-            for index in fresh:
-                source, report = reports[index]
+            for source, report in fresh:
                 found = _target_of(targets, report) is not None
                 claims.append((source, report.dedupe_key, "applied" if found else "unmatched"))
             claimed = await self._claim_many(conn, claims, now)
-            pending, rows, suppressions, requeued = _execute(
-                reports, fresh, targets, claimed, results, now
-            )
+            pending, rows, suppressions, requeued = _execute(batch, targets, claimed)
             await self._write_changes(conn, targets.changed(), now)
             events = await insert_events(conn, rows)
             await insert_new(conn, self.upsert(SUPPRESSIONS), suppressions, now)
@@ -463,10 +437,6 @@ class WebhookRepository(Repository):
                 attempts=0,
                 segments=None,
                 encoding=None,
-                error=None,
-                idempotency_key=None,
-                send_at=None,
-                next_attempt_at=None,
                 metadata=inbound.metadata,
                 created_at=now,
                 updated_at=now,
@@ -495,32 +465,21 @@ class WebhookRepository(Repository):
             )
         return Change(message, event)
 
-    async def keep_raw(
-        self,
-        source: str,
-        *,
-        outcome: str,
-        content_type: str | None,
-        payload: str,
-        error: str | None,
-        now: datetime,
-        route: str | None = None,
-        query: str | None = None,
-    ) -> int:
+    async def keep_raw(self, raw: RawPayload, now: datetime) -> int:
         """Keep a payload we did not apply, for inspection and replay."""
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 RECEIPTS.insert().returning(RECEIPTS.c.id),
                 {
-                    "source": source,
+                    "source": raw.source,
                     "dedupe_key": None,
-                    "outcome": outcome,
-                    "content_type": content_type,
-                    "payload": payload,
-                    "error": error,
+                    "outcome": raw.outcome,
+                    "content_type": raw.content_type,
+                    "payload": raw.payload,
+                    "error": raw.error,
                     "received_at": now,
-                    "route": route,
-                    "query": query,
+                    "route": raw.route,
+                    "query": raw.query,
                 },
             )
             receipt_id: int = result.scalar_one()

@@ -9,15 +9,16 @@ import strawberry
 from gateway.domain.addresses import AddressError, normalize_email, normalize_number
 from gateway.domain.message_filters import MessageSort
 from gateway.domain.search import SearchError, conversation_search
+from gateway.services.ports import ConversationFilter, PageRequest
 from schema.context import context_of
-from schema.errors import bad_input, check_page_size
+from schema.errors import bad_input
 from schema.ids import (
     InvalidCursor,
     decode_time_cursor,
     encode_time_cursor,
 )
 from schema.message_filters import MessageFilter, SortOrder, to_filter
-from schema.message_pages import DEFAULT_PAGE
+from schema.message_pages import page_size
 from schema.types import (
     Conversation,
     ConversationConnection,
@@ -46,8 +47,7 @@ async def conversations(
     search: str | None = None,
 ) -> ConversationConnection:
     context, account, _ = context_of(info)
-    check_page_size("first", first)
-    size = DEFAULT_PAGE if first is None else first
+    size = page_size(first)
     normalized = None
     if participant is not None:
         normalized = normalize_participant(participant, context.services.default_phone_region)
@@ -62,10 +62,8 @@ async def conversations(
     queries = context.services.queries
     page = await queries.conversations_page(
         account.id,
-        first=size,
-        after=time_cursor("c", after),
-        participant=normalized,
-        search=wanted,
+        ConversationFilter(normalized, wanted),
+        PageRequest(size, time_cursor("c", after)),
     )
     matches = {}
     if wanted is not None:
@@ -77,10 +75,7 @@ async def conversations(
             node.matching_message = Message.from_record(matches[c.id])
         cursor = encode_time_cursor("c", c.last_message_at or c.created_at, c.id)
         edges.append(ConversationEdge(cursor=cursor, node=node))
-    return ConversationConnection(
-        edges=edges,
-        page_info=PageInfo.of([e.cursor for e in edges], page.has_next, page.has_previous),
-    )
+    return ConversationConnection(edges=edges, page_info=PageInfo.of_page(edges, page))
 
 
 async def messages(
@@ -92,18 +87,14 @@ async def messages(
     order: SortOrder = SortOrder.NEWEST_FIRST,
 ) -> MessageConnection:
     context, account, _ = context_of(info)
-    check_page_size("first", first)
+    size = page_size(first)
     region = context.services.default_phone_region
     where = to_filter(filter, lambda raw: normalize_participant(raw, region) or raw)
     # The cursor names its order: one from another order would skip or repeat messages.
     tag = "m" + ("u" if sort_by == MessageSort.UPDATED_AT else "c") + order.value[0].lower()
+    request = PageRequest(size, time_cursor(tag, after), descending=order == SortOrder.NEWEST_FIRST)
     page = await context.services.queries.filtered_messages_page(
-        account.id,
-        where,
-        sort=sort_by,
-        descending=order == SortOrder.NEWEST_FIRST,
-        first=DEFAULT_PAGE if first is None else first,
-        after=time_cursor(tag, after),
+        account.id, where, request, sort=sort_by
     )
     edges = [
         MessageEdge(
@@ -114,29 +105,22 @@ async def messages(
         )
         for m in page.items
     ]
-    return MessageConnection(
-        edges=edges,
-        page_info=PageInfo.of([e.cursor for e in edges], page.has_next, page.has_previous),
-    )
+    return MessageConnection(edges=edges, page_info=PageInfo.of_page(edges, page))
 
 
 async def dead_letters(
     info: strawberry.Info, first: int | None = None, after: str | None = None
 ) -> MessageConnection:
     context, account, _ = context_of(info)
-    check_page_size("first", first)
-    size = DEFAULT_PAGE if first is None else first
+    size = page_size(first)
     page = await context.services.queries.dead_letters_page(
-        account.id, first=size, after=time_cursor("d", after)
+        account.id, PageRequest(size, time_cursor("d", after))
     )
     edges = [
         MessageEdge(cursor=encode_time_cursor("d", m.updated_at, m.id), node=Message.from_record(m))
         for m in page.items
     ]
-    return MessageConnection(
-        edges=edges,
-        page_info=PageInfo.of([e.cursor for e in edges], page.has_next, page.has_previous),
-    )
+    return MessageConnection(edges=edges, page_info=PageInfo.of_page(edges, page))
 
 
 def normalize_participant(raw: str, region: str) -> str | None:

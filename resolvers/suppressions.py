@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import strawberry
 
+from gateway.domain.records import Page
+from gateway.services.ports import PageRequest
 from gateway.services.suppressions import Added, ReasonRequired, Refused, Removed
 from resolvers.mutations import invalid_input
 from resolvers.pages import time_cursor
 from schema.context import context_of
-from schema.errors import check_page_size
 from schema.ids import decode_uuid, encode_time_cursor
-from schema.message_pages import DEFAULT_PAGE
+from schema.message_pages import page_size
 from schema.results import NotFound
 from schema.suppressions import (
     AddSuppressionInput,
@@ -33,23 +34,18 @@ async def suppressions(
     address: str | None = None,
 ) -> SuppressionConnection:
     context, account, _ = context_of(info)
-    check_page_size("first", first)
     page = await context.services.suppressions.page(
-        account.id,
-        first=DEFAULT_PAGE if first is None else first,
-        after=time_cursor("s", after),
-        address=address,
+        account.id, PageRequest(page_size(first), time_cursor("s", after)), address=address
     )
+    if page is None:  # no address at all: nothing matches it
+        page = Page([], has_next=False, has_previous=False)
     edges = [
         SuppressionEdge(
             cursor=encode_time_cursor("s", s.created_at, s.id), node=Suppression.from_record(s)
         )
-        for s in (page.items if page is not None else [])
+        for s in page.items
     ]
-    has_next, has_previous = (page.has_next, page.has_previous) if page else (False, False)
-    return SuppressionConnection(
-        edges=edges, page_info=PageInfo.of([e.cursor for e in edges], has_next, has_previous)
-    )
+    return SuppressionConnection(edges=edges, page_info=PageInfo.of_page(edges, page))
 
 
 async def add_suppression(

@@ -22,9 +22,9 @@ from gateway.services.webhook_endpoints import (
 from resolvers.mutations import invalid_input
 from resolvers.pages import time_cursor
 from schema.context import context_of
-from schema.errors import bad_input, check_page_size
+from schema.errors import bad_input
 from schema.ids import InvalidCursor, decode_delivery_id, decode_uuid, encode_time_cursor
-from schema.message_pages import DEFAULT_PAGE
+from schema.message_pages import page_size
 from schema.results import NotFound
 from schema.types import PageInfo
 from schema.webhook_endpoints import (
@@ -62,9 +62,8 @@ async def webhook_endpoints(
     info: strawberry.Info, first: int | None = None, after: str | None = None
 ) -> WebhookEndpointConnection:
     context, account, _ = context_of(info)
-    check_page_size("first", first)
     page = await context.services.webhook_endpoints.page(
-        account.id, first=DEFAULT_PAGE if first is None else first, after=time_cursor(_TAG, after)
+        account.id, first=page_size(first), after=time_cursor(_TAG, after)
     )
     edges = [
         WebhookEndpointEdge(
@@ -73,10 +72,7 @@ async def webhook_endpoints(
         )
         for e in page.items
     ]
-    return WebhookEndpointConnection(
-        edges=edges,
-        page_info=PageInfo.of([e.cursor for e in edges], page.has_next, page.has_previous),
-    )
+    return WebhookEndpointConnection(edges=edges, page_info=PageInfo.of_page(edges, page))
 
 
 async def webhook_endpoint(info: strawberry.Info, id: strawberry.ID) -> WebhookEndpoint | None:

@@ -3,11 +3,13 @@ through the request's DataLoaders."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
+from uuid import UUID
 
 import strawberry
+from strawberry.dataloader import DataLoader
 from strawberry.scalars import JSON
 from strawberry.types.field import StrawberryField
 
@@ -37,6 +39,14 @@ def _described_field(
     return field
 
 
+async def _referenced(loader: DataLoader[UUID, _R | None], key: UUID, missing: str) -> _R:
+    """The record a visible record refers to: it is in the same account, so it is there."""
+    found = await loader.load(key)
+    if found is None:
+        raise LookupError(missing)
+    return found
+
+
 # Registered on the domain enums themselves so resolvers can hand domain values straight through.
 strawberry.enum(Channel, name="Channel")
 strawberry.enum(Direction, name="Direction")
@@ -62,6 +72,11 @@ strawberry.enum(
 )
 
 
+class _Edge(Protocol):
+    @property
+    def cursor(self) -> str: ...
+
+
 @strawberry.interface
 class Node:
     id: strawberry.ID
@@ -83,6 +98,11 @@ class PageInfo:
             start_cursor=cursors[0] if cursors else None,
             end_cursor=cursors[-1] if cursors else None,
         )
+
+    @classmethod
+    def of_page(cls, edges: Sequence[_Edge], page: records.Page[Any]) -> PageInfo:
+        """The page info of ``page``, whose items became ``edges``."""
+        return cls.of([e.cursor for e in edges], page.has_next, page.has_previous)
 
 
 @strawberry.type
@@ -158,10 +178,7 @@ class Conversation(Node):
             MessageEdge(cursor=encode_id_cursor("m", m.id), node=Message.from_record(m))
             for m in page.items
         ]
-        return MessageConnection(
-            edges=edges,
-            page_info=PageInfo.of([e.cursor for e in edges], page.has_next, page.has_previous),
-        )
+        return MessageConnection(edges=edges, page_info=PageInfo.of_page(edges, page))
 
 
 @strawberry.type
@@ -231,9 +248,11 @@ class Message(Node):
     @strawberry.field
     async def conversation(self, info: strawberry.Info) -> Conversation:
         _, _, loaders = context_of(info)
-        found = await loaders.conversation.load(self.record.conversation_id)
-        if found is None:  # a message always has its conversation in its own account
-            raise LookupError("conversation of a visible message is missing")
+        found = await _referenced(
+            loaders.conversation,
+            self.record.conversation_id,
+            "conversation of a visible message is missing",
+        )
         return Conversation.from_record(found)
 
     @_described_field("The audit trail, oldest first.")
@@ -278,9 +297,9 @@ class MessageEvent:
     @strawberry.field
     async def message(self, info: strawberry.Info) -> Message:
         _, _, loaders = context_of(info)
-        found = await loaders.message.load(self.record.message_id)
-        if found is None:
-            raise LookupError("message of a visible event is missing")
+        found = await _referenced(
+            loaders.message, self.record.message_id, "message of a visible event is missing"
+        )
         return Message.from_record(found)
 
 

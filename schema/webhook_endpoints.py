@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 from uuid import UUID
 
 import strawberry
@@ -22,7 +22,7 @@ from gateway.domain.webhook_endpoints import WebhookDelivery as DeliveryRecord
 from gateway.domain.webhook_endpoints import WebhookEndpoint as EndpointRecord
 from gateway.services.webhook_endpoints import WebhookEndpointService
 from schema.context import context_of
-from schema.errors import bad_input, check_page_size
+from schema.errors import bad_input
 from schema.ids import (
     InvalidCursor,
     decode_delivery_id,
@@ -31,7 +31,7 @@ from schema.ids import (
     encode_endpoint_event_id,
     encode_id,
 )
-from schema.message_pages import DEFAULT_PAGE
+from schema.message_pages import page_size
 from schema.results import InvalidInput, NotFound
 from schema.types import MessageEvent, PageInfo
 
@@ -201,7 +201,7 @@ class WebhookEndpoint:
             )
             for d in page.items
         ]
-        return WebhookDeliveryConnection(edges=edges, page_info=_page_info(edges, page))
+        return WebhookDeliveryConnection(edges=edges, page_info=PageInfo.of_page(edges, page))
 
     @strawberry.field
     async def events(
@@ -216,7 +216,7 @@ class WebhookEndpoint:
             )
             for v in page.items
         ]
-        return WebhookEndpointEventConnection(edges=edges, page_info=_page_info(edges, page))
+        return WebhookEndpointEventConnection(edges=edges, page_info=PageInfo.of_page(edges, page))
 
 
 Listing = Callable[..., Awaitable[Page[_T]]]
@@ -233,7 +233,7 @@ async def _newest_first(
     """One of an endpoint's newest-first listings, keyed by serial ids that are also the
     cursors: ``listing`` picks the service's method."""
     context, account, _ = context_of(info)
-    check_page_size("first", first)
+    size = page_size(first)
     before: int | None = None
     if after is not None:
         try:
@@ -241,13 +241,7 @@ async def _newest_first(
         except InvalidCursor as exc:
             raise bad_input(f"invalid cursor: {exc}") from exc
     fetch = listing(context.services.webhook_endpoints)
-    return await fetch(
-        account.id, endpoint_id, first=DEFAULT_PAGE if first is None else first, after=before
-    )
-
-
-def _page_info(edges: list[Any], page: Page[Any]) -> PageInfo:
-    return PageInfo.of([e.cursor for e in edges], page.has_next, page.has_previous)
+    return await fetch(account.id, endpoint_id, first=size, after=before)
 
 
 @strawberry.type

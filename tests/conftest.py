@@ -85,13 +85,39 @@ async def own_pipeline(
         yield running
 
 
+def pipeline_on_shared_servers(
+    postgres: PostgresServer,
+    redis_server: RedisServer,
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    *,
+    workers: int = 2,
+) -> contextlib.AbstractAsyncContextManager[Pipeline]:
+    """``start_pipeline`` on a fresh database of the shared PostgreSQL and the shared Redis."""
+    return start_pipeline(
+        tmp_path_factory.mktemp(name), fresh_postgres_url(postgres), redis_server, workers=workers
+    )
+
+
+@pytest.fixture(scope="module")
+async def pipeline(
+    postgres: PostgresServer, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Pipeline]:
+    """The production shape (two API processes, two workers, the sandbox) of one module."""
+    async with pipeline_on_shared_servers(
+        postgres, redis_server, tmp_path_factory, "pipeline"
+    ) as running:
+        yield running
+
+
 @pytest.fixture(scope="module")
 async def apis(
     postgres: PostgresServer, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Pipeline]:
     """Two API processes alone (no worker) on a fresh database and the shared Redis."""
-    tmp = tmp_path_factory.mktemp("apis")
-    async with start_pipeline(tmp, fresh_postgres_url(postgres), redis_server, workers=0) as pipe:
+    async with pipeline_on_shared_servers(
+        postgres, redis_server, tmp_path_factory, "apis", workers=0
+    ) as pipe:
         yield pipe
 
 

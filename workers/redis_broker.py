@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TypeVar
 from uuid import UUID
 
@@ -29,7 +29,7 @@ from gateway.domain.inbox import InboxChange
 from gateway.domain.pacing import Queued
 from gateway.domain.records import MessageEvent
 from gateway.observability.metrics import EVENTS_PUBLISHED
-from gateway.services.hub import EventHub
+from gateway.services.hub import AccountScoped, EventHub
 from workers.codec import decode_event, decode_inbox_change, encode_event, encode_inbox_change
 from workers.lanes import Lanes
 from workers.pubsub import Subscriber
@@ -44,6 +44,7 @@ EVENTS_CHANNEL = "mgw:events:"
 INBOX_CHANNEL = "mgw:inbox:"
 
 T = TypeVar("T")
+Live = TypeVar("Live", bound=AccountScoped)
 
 
 def channel_of(account_id: UUID) -> str:
@@ -104,21 +105,17 @@ class RedisBroker:
             return False
         return True
 
-    @asynccontextmanager
-    async def subscribe(self, account_id: UUID) -> AsyncIterator[AsyncIterator[MessageEvent]]:
-        async with (
-            self.hub.subscribe(account_id) as events,
-            self._channels.held(channel_of(account_id)),
-        ):
-            yield events
+    def subscribe(
+        self, account_id: UUID
+    ) -> AbstractAsyncContextManager[AsyncIterator[MessageEvent]]:
+        return _subscribed(self.hub, self._channels, channel_of(account_id), account_id)
 
-    @asynccontextmanager
-    async def subscribe_inbox(self, account_id: UUID) -> AsyncIterator[AsyncIterator[InboxChange]]:
-        async with (
-            self.inbox_hub.subscribe(account_id) as changes,
-            self._inbox_channels.held(inbox_channel_of(account_id)),
-        ):
-            yield changes
+    def subscribe_inbox(
+        self, account_id: UUID
+    ) -> AbstractAsyncContextManager[AsyncIterator[InboxChange]]:
+        return _subscribed(
+            self.inbox_hub, self._inbox_channels, inbox_channel_of(account_id), account_id
+        )
 
     def _dispatch(self, payloads: list[bytes]) -> None:
         self.hub.dispatch(_decoded(payloads, decode_event, "pubsub_event_undecodable"))
@@ -135,6 +132,15 @@ class RedisBroker:
         await self._subscriber.close()
         await self._inbox_subscriber.close()
         await self.redis.aclose()
+
+
+@asynccontextmanager
+async def _subscribed(
+    hub: EventHub[Live], channels: _Channels, channel: str, account_id: UUID
+) -> AsyncIterator[AsyncIterator[Live]]:
+    """The account's items from ``hub``, its Redis ``channel`` subscribed meanwhile."""
+    async with hub.subscribe(account_id) as items, channels.held(channel):
+        yield items
 
 
 def _decoded(payloads: list[bytes], decode: Callable[[bytes], T], failure: str) -> list[T]:

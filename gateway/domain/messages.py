@@ -10,7 +10,7 @@ import hashlib
 import json
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -300,47 +300,33 @@ def _metadata(raw: object, limits: Limits) -> dict[str, Any] | None:
     return copy
 
 
-def _depth(value: object) -> int:
-    """Nesting depth of objects and arrays (a flat object is 1)."""
-    deepest = 0
+def _json_nodes(value: object) -> Iterator[tuple[object, int]]:
+    """Every value inside ``value``, object keys included, with its nesting level (``value``
+    itself is 1). Tuples are arrays too: ``json.dumps`` writes them as such."""
     pending: list[tuple[object, int]] = [(value, 1)]
     while pending:
         item, level = pending.pop()
+        yield item, level
         if isinstance(item, dict):
-            deepest = max(deepest, level)
+            pending.extend((key, level + 1) for key in item)
             pending.extend((v, level + 1) for v in item.values())
-        elif isinstance(item, list):
-            deepest = max(deepest, level)
+        elif isinstance(item, list | tuple):
             pending.extend((v, level + 1) for v in item)
-    return deepest
+
+
+def _depth(value: object) -> int:
+    """Nesting depth of objects and arrays (a flat object is 1)."""
+    nested = (level for item, level in _json_nodes(value) if isinstance(item, dict | list | tuple))
+    return max(nested, default=0)
 
 
 def _has_nul(value: object) -> bool:
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return True
-        elif isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return False
+    return any(isinstance(item, str) and "\x00" in item for item, _ in _json_nodes(value))
 
 
 def _keys_are_strings(value: object) -> bool:
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, dict):
-            if not all(isinstance(key, str) for key in item):
-                return False
-            pending.extend(item.values())
-        elif isinstance(item, list | tuple):
-            pending.extend(item)
-    return True
+    objects = (item for item, _ in _json_nodes(value) if isinstance(item, dict))
+    return all(isinstance(key, str) for item in objects for key in item)
 
 
 def text_problem(text: str) -> str | None:

@@ -32,8 +32,13 @@ class Conversation:
     read_up_to: UUID | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Message:
+    """A message as stored. A field defaults only to its absence (None): a new message leaves
+    out what it does not have yet, such as a provider, an error or an optional input. Its
+    attempts are always stated, and so are its segments and encoding, which its body decides:
+    a default would let a new message go without them unnoticed."""
+
     id: UUID
     account_id: UUID
     conversation_id: UUID
@@ -44,16 +49,16 @@ class Message:
     body: str | None
     attachments: tuple[str, ...]
     status: MessageStatus
-    provider: str | None
-    provider_message_id: str | None
+    provider: str | None = None
+    provider_message_id: str | None = None
     attempts: int
     segments: int | None
     encoding: str | None
-    error: DeliveryError | None
-    idempotency_key: str | None
-    send_at: datetime | None
-    next_attempt_at: datetime | None
-    metadata: dict[str, Any] | None
+    error: DeliveryError | None = None
+    idempotency_key: str | None = None
+    send_at: datetime | None = None
+    next_attempt_at: datetime | None = None
+    metadata: dict[str, Any] | None = None
     created_at: datetime
     updated_at: datetime
     sent_at: datetime | None = None

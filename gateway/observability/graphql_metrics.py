@@ -8,7 +8,7 @@ once, when their execution starts (their lifetime is not a latency).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Final
 
 from graphql import (
@@ -119,33 +119,37 @@ class GraphQLMetricsExtension(SchemaExtension):
     def on_operation(self) -> Iterator[None]:
         self._counted = False
         start = time.perf_counter()
-        failed = False
-        try:
-            yield
-        except BaseException:
-            failed = True
-            raise
-        finally:
-            if not self._counted:
-                self._record_end(time.perf_counter() - start, failed)
+        yield from _noting_failure(lambda failed: self._end(time.perf_counter() - start, failed))
 
     def on_execute(self) -> Iterator[None]:
-        failed = False
-        try:
-            yield
-        except BaseException:
-            failed = True
-            raise
-        finally:
-            operation_type, root_field = self._labels()
-            if operation_type == SUBSCRIPTION:
-                outcome = "error" if failed or self._has_errors() else "ok"
-                GRAPHQL_OPERATIONS.labels(operation_type, root_field, outcome).inc()
-                self._counted = True
+        yield from _noting_failure(self._count_subscription)
 
-    def _record_end(self, elapsed: float, failed: bool) -> None:
+    def _count_subscription(self, failed: bool) -> None:
         operation_type, root_field = self._labels()
-        outcome = "error" if failed or self._has_errors() else "ok"
-        GRAPHQL_OPERATIONS.labels(operation_type, root_field, outcome).inc()
+        if operation_type == SUBSCRIPTION:
+            self._count(operation_type, root_field, failed)
+            self._counted = True
+
+    def _end(self, elapsed: float, failed: bool) -> None:
+        if self._counted:
+            return
+        operation_type, root_field = self._labels()
+        self._count(operation_type, root_field, failed)
         if operation_type != SUBSCRIPTION:
             GRAPHQL_LATENCY.labels(operation_type, root_field).observe(elapsed)
+
+    def _count(self, operation_type: str, root_field: str, failed: bool) -> None:
+        outcome = "error" if failed or self._has_errors() else "ok"
+        GRAPHQL_OPERATIONS.labels(operation_type, root_field, outcome).inc()
+
+
+def _noting_failure(then: Callable[[bool], None]) -> Iterator[None]:
+    """A hook's single step: ``then`` is told whether what ran inside it raised."""
+    failed = False
+    try:
+        yield
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        then(failed)

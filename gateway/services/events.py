@@ -19,7 +19,7 @@ from uuid import UUID
 
 from gateway.domain.records import MessageEvent
 from gateway.services.fanout import LiveItem, Rendered, SharedFeeds, SharedRendering
-from gateway.services.ports import Broker, EventLog
+from gateway.services.ports import Broker, EventLog, EventScope
 
 REPLAY_PAGE = 500
 
@@ -40,19 +40,16 @@ class EventStream:
         shared: SharedRendering | None = None,
     ) -> AsyncIterator[LiveItem]:
         """Replayed events, then live ones (``Rendered`` when ``shared`` is given)."""
-
-        def wanted(event: MessageEvent) -> bool:
-            return (conversation_id is None or event.conversation_id == conversation_id) and (
-                message_id is None or event.message_id == message_id
-            )
-
+        scope = EventScope(conversation_id, message_id)
         seen: set[int] = set()
         floor = after
 
         def new_and_wanted(event: MessageEvent) -> bool:
             # What a feed may deliver without passing through the loop below (once the replay
             # is over `seen` no longer changes, and this is the loop's own test).
-            return event.id not in seen and (floor is None or event.id > floor) and wanted(event)
+            return (
+                event.id not in seen and (floor is None or event.id > floor) and scope.covers(event)
+            )
 
         live_items: AbstractAsyncContextManager[AsyncIterator[LiveItem]] = (
             self._broker.subscribe(account_id)
@@ -64,11 +61,7 @@ class EventStream:
                 cursor = after
                 while True:
                     page = await self._queries.events_after(
-                        account_id,
-                        cursor,
-                        conversation_id=conversation_id,
-                        message_id=message_id,
-                        limit=REPLAY_PAGE,
+                        account_id, cursor, scope, limit=REPLAY_PAGE
                     )
                     for event in page:
                         seen.add(event.id)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from ipaddress import IPv4Address, IPv6Address
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Final, Protocol, Self
 from uuid import UUID
 
 from gateway.domain.channels import Channel
@@ -309,6 +309,22 @@ class LifecycleStore(Protocol):
     async def touch_conversations(self, activity: dict[UUID, datetime]) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class RawPayload:
+    """A webhook payload we did not apply, as it is kept for inspection and replay."""
+
+    source: str
+    #: Why it was not applied.
+    outcome: str
+    content_type: str | None
+    #: The body as text, as it arrived or in base64 when it was no UTF-8.
+    payload: str
+    error: str | None
+    #: Given once its signature was verified: what replaying it takes.
+    route: str | None = None
+    query: str | None = None
+
+
 class WebhookStore(Protocol):
     async def owner_of(self, address: str) -> UUID | None: ...
 
@@ -325,20 +341,8 @@ class WebhookStore(Protocol):
         """Store an inbound message as the account's (RECEIVED); None for a duplicate."""
         ...
 
-    async def keep_raw(
-        self,
-        source: str,
-        *,
-        outcome: str,
-        content_type: str | None,
-        payload: str,
-        error: str | None,
-        now: datetime,
-        route: str | None = None,
-        query: str | None = None,
-    ) -> int:
-        """Keep a payload we did not apply; ``route`` and ``query`` (given once its signature
-        was verified) are what replaying it takes."""
+    async def keep_raw(self, raw: RawPayload, now: datetime) -> int:
+        """Keep a payload we did not apply."""
         ...
 
 
@@ -353,18 +357,68 @@ class KeptPayloads(Protocol):
     async def mark_replayed(self, receipt_id: int, now: datetime) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class EventScope:
+    """Which events of an account a reader wants: those of ``conversation_id`` and of
+    ``message_id``, each where given (both None: all of them)."""
+
+    conversation_id: UUID | None = None
+    message_id: UUID | None = None
+
+    def covers(self, event: MessageEvent) -> bool:
+        return (self.conversation_id is None or event.conversation_id == self.conversation_id) and (
+            self.message_id is None or event.message_id == self.message_id
+        )
+
+
+ALL_EVENTS: Final = EventScope()
+
+
 class EventLog(Protocol):
     """The audit trail, read by cursor."""
 
     async def events_after(
-        self,
-        account_id: UUID,
-        after: int,
-        *,
-        conversation_id: UUID | None = None,
-        message_id: UUID | None = None,
-        limit: int = 500,
+        self, account_id: UUID, after: int, scope: EventScope = ALL_EVENTS, *, limit: int = 500
     ) -> list[MessageEvent]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    """A keyset page: the ``first`` entries past the cursor ``after`` (the time and id of the
+    entry the previous page ended with; None: from the start), newest first unless not
+    ``descending``."""
+
+    first: int
+    after: tuple[datetime, UUID] | None = None
+    descending: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class TwoWayPageRequest:
+    """A page of an id-ordered list: the ``first`` entries after ``after``, or, given
+    ``last`` and no ``first``, the ``last`` ones before ``before`` (or before the end)."""
+
+    first: int | None = None
+    after: UUID | None = None
+    last: int | None = None
+    before: UUID | None = None
+
+    @property
+    def backwards(self) -> bool:
+        return self.last is not None and self.first is None
+
+    @property
+    def size(self) -> int:
+        return (self.last if self.backwards else self.first) or 0
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationFilter:
+    """Which conversations a listing shows; None: no condition."""
+
+    #: The other party, normalized as messages carry it.
+    participant: str | None = None
+    search: ConversationSearch | None = None
 
 
 class MessageQueries(Protocol):
@@ -384,13 +438,7 @@ class MessageQueries(Protocol):
     ) -> dict[UUID, list[MessageEvent]]: ...
 
     async def conversations_page(
-        self,
-        account_id: UUID,
-        *,
-        first: int,
-        after: tuple[datetime, UUID] | None,
-        participant: str | None,
-        search: ConversationSearch | None = None,
+        self, account_id: UUID, where: ConversationFilter, request: PageRequest
     ) -> Page[Conversation]: ...
 
     async def unread_counts(self, conversation_ids: Sequence[UUID]) -> dict[UUID, int]: ...
@@ -407,30 +455,14 @@ class MessageQueries(Protocol):
     ) -> dict[UUID, Message]: ...
 
     async def messages_page(
-        self,
-        account_id: UUID,
-        conversation_id: UUID,
-        *,
-        first: int | None,
-        after: UUID | None,
-        last: int | None,
-        before: UUID | None,
+        self, account_id: UUID, conversation_id: UUID, request: TwoWayPageRequest
     ) -> Page[Message]: ...
 
     async def filtered_messages_page(
-        self,
-        account_id: UUID,
-        where: MessageFilter,
-        *,
-        sort: MessageSort,
-        descending: bool,
-        first: int,
-        after: tuple[datetime, UUID] | None,
+        self, account_id: UUID, where: MessageFilter, request: PageRequest, *, sort: MessageSort
     ) -> Page[Message]: ...
 
-    async def dead_letters_page(
-        self, account_id: UUID, *, first: int, after: tuple[datetime, UUID] | None
-    ) -> Page[Message]: ...
+    async def dead_letters_page(self, account_id: UUID, request: PageRequest) -> Page[Message]: ...
 
 
 class SuppressionStore(Protocol):
@@ -446,12 +478,7 @@ class SuppressionStore(Protocol):
     ) -> bool: ...
 
     async def page(
-        self,
-        account_id: UUID,
-        *,
-        first: int,
-        after: tuple[datetime, UUID] | None,
-        address: str | None,
+        self, account_id: UUID, request: PageRequest, *, address: str | None
     ) -> Page[Suppression]: ...
 
 

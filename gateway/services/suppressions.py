@@ -7,7 +7,6 @@ own statements (see ``persistence/accept_sql.py`` and ``persistence/delivery_sql
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from uuid import UUID
 
 from gateway.domain.addresses import (
@@ -26,7 +25,7 @@ from gateway.domain.suppressions import (
     removal_needs_reason,
 )
 from gateway.services.clock import utcnow
-from gateway.services.ports import SuppressionStore, UnitsOfWork
+from gateway.services.ports import PageRequest, SuppressionStore, UnitsOfWork
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,21 +86,16 @@ class SuppressionService:
         self._region = region
 
     async def page(
-        self,
-        account_id: UUID,
-        *,
-        first: int,
-        after: tuple[datetime, UUID] | None,
-        address: str | None,
+        self, account_id: UUID, request: PageRequest, *, address: str | None
     ) -> Page[Suppression] | None:
-        """Newest first; None when ``address`` is no address at all (nothing can match)."""
+        """None when ``address`` is no address at all (nothing can match)."""
         normalized = None
         if address is not None:
             try:
                 normalized = normalize_address(address, None, self._region)
             except AddressError:
                 return None
-        return await self._store.page(account_id, first=first, after=after, address=normalized)
+        return await self._store.page(account_id, request, address=normalized)
 
     async def add(
         self,

@@ -23,7 +23,7 @@ from gateway.domain.results import ReportResult
 from gateway.services.clock import utcnow
 from gateway.services.coalescer import Coalescer
 from gateway.services.opt_outs import OptOutService
-from gateway.services.ports import Broker, SenderPacer, UnitsOfWork, WebhookStore
+from gateway.services.ports import Broker, RawPayload, SenderPacer, UnitsOfWork, WebhookStore
 from gateway.services.unit_of_work import Outbox, Units
 
 log = structlog.get_logger(__name__)
@@ -120,24 +120,5 @@ class WebhookService:
                     await self._opt_outs.handle(change.message, now, unit)
         return "duplicate" if change is None else "stored"
 
-    async def keep_raw(
-        self,
-        source: str,
-        outcome: str,
-        content_type: str | None,
-        payload: str,
-        error: str | None,
-        *,
-        route: str | None = None,
-        query: str | None = None,
-    ) -> int:
-        return await self._repo.keep_raw(
-            source,
-            outcome=outcome,
-            content_type=content_type,
-            payload=payload,
-            error=error,
-            now=utcnow(),
-            route=route,
-            query=query,
-        )
+    async def keep_raw(self, raw: RawPayload) -> int:
+        return await self._repo.keep_raw(raw, utcnow())

@@ -59,6 +59,9 @@ _RECIPIENT_SETS: Final = frozenset(
         "queue_overflow_recipients",
     }
 )
+#: The failure injection proper: a deployment starts each from the setting of its name
+#: prefixed ``sandbox_`` (a recipient set written there comma-separated).
+_FAULTS: Final = _RATES | _DURATIONS | _RECIPIENT_SETS | {"outage", "lose_callbacks"}
 
 
 def normalize_recipients(value: str | Iterable[str]) -> set[str]:
@@ -82,25 +85,26 @@ class SandboxConfig:
     #: The HMAC key Mailgun events are signed with (shared with the gateway, unlike SendGrid's).
     mailgun_signing_key: str = field(repr=False)
     mailgun_webhook_url: str
-    callback_delay: float = 0.5
-    rate_429: float = 0.0
-    rate_500: float = 0.0
-    rate_timeout: float = 0.0
-    retry_after: float = 1.0
-    timeout_seconds: float = 30.0
-    invalid_recipients: set[str] = field(default_factory=set)
-    undeliverable_recipients: set[str] = field(default_factory=set)
-    bounce_recipients: set[str] = field(default_factory=set)
+    # No defaults: from_settings gives every fault, and the settings' defaults are the only ones.
+    callback_delay: float
+    rate_429: float
+    rate_500: float
+    rate_timeout: float
+    retry_after: float
+    timeout_seconds: float
+    invalid_recipients: set[str]
+    undeliverable_recipients: set[str]
+    bounce_recipients: set[str]
     #: Recipients who unsubscribed at the vendor: Twilio refuses to send to such a number
     #: (21610); SendGrid delivers to such an address and reports its unsubscribe.
-    unsubscribed_recipients: set[str] = field(default_factory=set)
+    unsubscribed_recipients: set[str]
     #: Twilio takes a message to such a number (201), then fails it unsent with 30001 (the
     #: sender went faster than its throughput); once per message, so the retry goes through.
-    queue_overflow_recipients: set[str] = field(default_factory=set)
-    outage: bool = False
+    queue_overflow_recipients: set[str]
+    outage: bool
     #: The vendor moves its messages along (what a lookup shows) but none of its callbacks
     #: arrive: a callback lost on the way, or by a vendor that gave up retrying.
-    lose_callbacks: bool = False
+    lose_callbacks: bool
     seed: int | None = None
     #: True when ``signing_key`` was generated here: the gateway must be told ``public_key``.
     key_generated: bool = False
@@ -134,6 +138,8 @@ class SandboxConfig:
             telnyx_key, telnyx_public = generate_telnyx_keypair()
         public = settings.public_base_url.rstrip("/")
         event_url = settings.sandbox_event_webhook_url or public + EVENT_WEBHOOK_PATH
+        faults: dict[str, Any] = {name: getattr(settings, f"sandbox_{name}") for name in _FAULTS}
+        faults |= {name: normalize_recipients(faults[name]) for name in _RECIPIENT_SETS}
         return cls(
             twilio_account_sid=settings.twilio_account_sid,
             twilio_auth_token=settings.twilio_auth_token,
@@ -147,23 +153,7 @@ class SandboxConfig:
             mailgun_signing_key=settings.mailgun_webhook_signing_key or secrets.token_hex(32),
             mailgun_webhook_url=settings.sandbox_mailgun_webhook_url
             or public + MAILGUN_WEBHOOK_PATH,
-            callback_delay=settings.sandbox_callback_delay,
-            rate_429=settings.sandbox_rate_429,
-            rate_500=settings.sandbox_rate_500,
-            rate_timeout=settings.sandbox_rate_timeout,
-            retry_after=settings.sandbox_retry_after,
-            timeout_seconds=settings.sandbox_timeout_seconds,
-            invalid_recipients=normalize_recipients(settings.sandbox_invalid_recipients),
-            undeliverable_recipients=normalize_recipients(
-                settings.sandbox_undeliverable_recipients
-            ),
-            bounce_recipients=normalize_recipients(settings.sandbox_bounce_recipients),
-            unsubscribed_recipients=normalize_recipients(settings.sandbox_unsubscribed_recipients),
-            queue_overflow_recipients=normalize_recipients(
-                settings.sandbox_queue_overflow_recipients
-            ),
-            outage=settings.sandbox_outage,
-            lose_callbacks=settings.sandbox_lose_callbacks,
+            **faults,
             key_generated=generated,
             control_token=settings.sandbox_control_token or None,
             telnyx_api_key=settings.telnyx_api_key,
@@ -199,11 +189,7 @@ class SandboxConfig:
     def snapshot(self) -> SandboxConfig:
         return dataclasses.replace(
             self,
-            invalid_recipients=set(self.invalid_recipients),
-            undeliverable_recipients=set(self.undeliverable_recipients),
-            bounce_recipients=set(self.bounce_recipients),
-            unsubscribed_recipients=set(self.unsubscribed_recipients),
-            queue_overflow_recipients=set(self.queue_overflow_recipients),
+            **{name: _copied(getattr(self, name)) for name in _RECIPIENT_SETS},
             vendors={
                 vendor: {name: _copied(value) for name, value in own.items()}
                 for vendor, own in self.vendors.items()

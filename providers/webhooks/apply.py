@@ -17,6 +17,7 @@ from typing import Final
 import structlog
 
 from gateway.domain.reports import InboundMessage
+from gateway.services.ports import RawPayload
 from gateway.services.webhooks import WebhookService
 from providers.webhooks import Form, ReceivedWebhook, WebhookAdapter
 
@@ -56,13 +57,15 @@ async def keep_payload(
     """Keep a payload we did not apply in webhook_receipts; with ``received`` (its request,
     verified) it can be replayed later (``replay-receipts``)."""
     return await webhooks.keep_raw(
-        source,
-        outcome,
-        content_type,
-        raw_text(body),
-        error,
-        route=received.route if received is not None else None,
-        query=received.query if received is not None else None,
+        RawPayload(
+            source,
+            outcome,
+            content_type,
+            raw_text(body),
+            error,
+            route=received.route if received is not None else None,
+            query=received.query if received is not None else None,
+        )
     )
 
 

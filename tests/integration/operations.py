@@ -22,3 +22,17 @@ def message_action(field: str, accepted: str = "id status") -> str:
 
 CANCEL = message_action("cancelMessage")
 RETRY = message_action("retryMessage")
+
+
+def set_mutation(field: str, input_type: str, payload: str, selection: str) -> str:
+    """A mutation ``field(input:)`` that sets one of an account's settings: its ``payload``
+    member is asked for ``selection``, and an InvalidInput for its problems."""
+    return f"""
+mutation Set($input: {input_type}!) {{
+  {field}(input: $input) {{
+    __typename
+    ... on {payload} {{ {selection} }}
+    ... on InvalidInput {{ problems {{ field problem }} }}
+  }}
+}}
+"""

@@ -19,24 +19,13 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from harness.pipeline import Account, Pipeline, Sent, start_pipeline
-from harness.servers import PostgresServer, RedisServer
-from tests.conftest import fresh_postgres_url
+from harness.pipeline import Account, Pipeline, Sent
 from tests.integration.traffic import ambiguous_marker, sms
 
 #: Both vendors in the default order; a circuit opened by the outage stays open long enough
 #: for the load to meet it, and lets a trial call through soon after the outage ends.
 WORKERS = {"SMS_PROVIDERS": "twilio,telnyx", "BREAKER_COOLDOWN_SECONDS": "2"}
 BATCH = 10
-
-
-@pytest.fixture(scope="module")
-async def pipeline(
-    postgres: PostgresServer, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Pipeline]:
-    tmp = tmp_path_factory.mktemp("failover")
-    async with start_pipeline(tmp, fresh_postgres_url(postgres), redis_server) as running:
-        yield running
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -29,7 +30,11 @@ from providers.http import ProviderSession
 from providers.signatures import MAILGUN_TOLERANCE, mailgun_signature
 from tests.conftest import GatewayParts, backend_settings, serve
 from tests.integration.test_batch_and_rules import send as send_result
-from tests.integration.test_provider_suppressions import mail_to, suppressions_of
+from tests.integration.test_provider_suppressions import (
+    assert_suppressed_by_event,
+    mail_to,
+    suppressions_of,
+)
 from tests.integration.test_webhooks import (
     Tenant,
     conversation_with,
@@ -59,6 +64,19 @@ class MailgunGateway:
 
     async def tenant(self) -> Tenant:
         return await new_tenant(self.base_url, self.container, self.http)
+
+    @contextmanager
+    def sandbox_reporting(self, **recipients: list[str]) -> Iterator[None]:
+        """Within the block the sandbox reports on Mailgun messages at once, and bounces or
+        unsubscribes the recipients listed (``bounce_recipients=[...]``, ...); after it, the
+        sandbox waits again and treats every recipient alike."""
+        sandbox = self.container.sandbox
+        sandbox.configure({"vendor": "mailgun", "callback_delay": 0.05, **recipients})
+        try:
+            yield
+        finally:
+            reset = {"vendor": "mailgun", "callback_delay": None, **dict.fromkeys(recipients)}
+            sandbox.configure(reset)
 
 
 @pytest.fixture(scope="module", params=["postgresql"])
@@ -139,10 +157,7 @@ async def test_email_through_mailgun_is_delivered_or_bounces_by_sandbox_signed_e
     sandbox = gw.container.sandbox
     tenant = await gw.tenant()
     bouncing = new_email("gone")
-    sandbox.configure(
-        {"vendor": "mailgun", "callback_delay": 0.05, "bounce_recipients": [bouncing]}
-    )
-    try:
+    with gw.sandbox_reporting(bounce_recipients=[bouncing]):
         delivered_id = await send(
             tenant,
             {
@@ -160,8 +175,6 @@ async def test_email_through_mailgun_is_delivered_or_bounces_by_sandbox_signed_e
             tenant, delivered_id, lambda m: m["status"] == "DELIVERED", "DELIVERED"
         )
         failed = await wait_for(tenant, bounced_id, lambda m: m["status"] == "FAILED", "FAILED")
-    finally:
-        sandbox.configure({"vendor": "mailgun", "callback_delay": None, "bounce_recipients": None})
     assert done["provider"] == "mailgun"
     assert "<" not in done["providerMessageId"]
     assert kinds(done).count(("delivery_receipt", "DELIVERED")) == 1
@@ -333,19 +346,7 @@ async def test_a_mailgun_event_suppresses_the_address_for_the_account_that_sent_
     response = await post_event(gw, mg_event(message, event, with_mid=with_mid, **extra))
     assert response.status_code == 200, response.text
 
-    [entry] = await suppressions_of(tenant)
-    assert (entry["address"], entry["channel"], entry["from"], entry["reason"]) == (
-        address,
-        "EMAIL",
-        None,
-        reason,
-    )
-    assert entry["detail"]["provider"] == "mailgun"
-    assert entry["detail"]["providerEvent"] == event
-    # Refused at accept, whichever sender of the account writes to it.
-    refused = await send_result(tenant.client, mail_to(address))
-    assert refused["__typename"] == "RecipientSuppressed", refused
-    assert refused["reason"] == reason
+    await assert_suppressed_by_event(tenant, address, reason, "mailgun", event)
     # Another account's mail to the address is none of this one's business.
     await send(await gw.tenant(), mail_to(address))
 
@@ -398,23 +399,15 @@ async def test_the_sandbox_reports_an_unsubscribed_recipient_and_it_is_suppresse
     mailgun_gateway: MailgunGateway,
 ) -> None:
     gw = mailgun_gateway
-    sandbox = gw.container.sandbox
     tenant = await gw.tenant()
     address = new_email("leaving")
-    sandbox.configure(
-        {"vendor": "mailgun", "callback_delay": 0.05, "unsubscribed_recipients": [address]}
-    )
-    try:
+    with gw.sandbox_reporting(unsubscribed_recipients=[address]):
         message_id = await send(tenant, mail_to(address))
         found = await wait_for(
             tenant,
             message_id,
             lambda m: ("engagement", "DELIVERED") in kinds(m),
             "DELIVERED, then unsubscribed",
-        )
-    finally:
-        sandbox.configure(
-            {"vendor": "mailgun", "callback_delay": None, "unsubscribed_recipients": None}
         )
     assert found["events"][-1]["detail"]["providerEvent"] == "unsubscribed"
     [entry] = await suppressions_of(tenant)

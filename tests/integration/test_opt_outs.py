@@ -29,6 +29,7 @@ from gateway.domain.suppressions import NewSuppression, SuppressionReason
 from persistence.rows import MESSAGES
 from persistence.suppressions import REMOVALS, SuppressionRepository
 from tests.conftest import GraphQLClient, RunningGateway, SandboxRequests
+from tests.integration.operations import set_mutation
 from tests.integration.test_batch_and_rules import (
     accepted,
     problem_fields,
@@ -45,15 +46,12 @@ SETTINGS_FIELDS = """
     stopKeywords startKeywords helpKeywords scope stopReply startReply helpReply
 """
 READ_SETTINGS = f"query {{ optOutSettings {{ {SETTINGS_FIELDS} }} }}"
-SET_SETTINGS = f"""
-mutation Set($input: OptOutSettingsInput!) {{
-  setOptOutSettings(input: $input) {{
-    __typename
-    ... on OptOutSettingsSet {{ optOutSettings {{ {SETTINGS_FIELDS} }} }}
-    ... on InvalidInput {{ problems {{ field problem }} }}
-  }}
-}}
-"""
+SET_SETTINGS = set_mutation(
+    "setOptOutSettings",
+    "OptOutSettingsInput",
+    "OptOutSettingsSet",
+    f"optOutSettings {{ {SETTINGS_FIELDS} }}",
+)
 SET_QUIET_HOURS = """
 mutation Q($input: QuietHoursInput!) { setQuietHours(input: $input) { __typename } }
 """

@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from harness.pipeline import Account, Pipeline, Sent, start_pipeline
-from harness.servers import PostgresServer, RedisServer
-from tests.conftest import fresh_postgres_url
+from harness.pipeline import Account, Pipeline, Sent
 
 #: The most a paced call may reach the sandbox's clock after its slot: the worker's timer, what
 #: the attempt reads first (the account's quiet hours, cached), the loopback round trip, and
@@ -32,16 +29,12 @@ TRANSIT_SLACK = 0.5
 
 
 @pytest.fixture(scope="module")
-async def pipe(
-    postgres: PostgresServer, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Pipeline]:
-    tmp = tmp_path_factory.mktemp("pacing")
-    async with start_pipeline(tmp, fresh_postgres_url(postgres), redis_server) as running:
-        # Warm: a worker's first claims (statements prepared, connections opened) are slow.
-        account = await running.new_account()
-        warm = await send(running, account, number(), 40, "warm")
-        await running.wait_delivered([s.id for s in warm], within=60)
-        yield running
+async def pipe(pipeline: Pipeline) -> Pipeline:
+    # Warm: a worker's first claims (statements prepared, connections opened) are slow.
+    account = await pipeline.new_account()
+    warm = await send(pipeline, account, number(), 40, "warm")
+    await pipeline.wait_delivered([s.id for s in warm], within=60)
+    return pipeline
 
 
 def number() -> str:

@@ -21,18 +21,15 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from typing import Any
 
 import pytest
 from sqlalchemy import text
 
 from gateway.domain.statuses import TERMINAL, MessageStatus
-from harness.pipeline import Account, Pipeline, Sent, start_pipeline
+from harness.pipeline import Account, Pipeline, Sent
 from harness.processes import Process
-from harness.servers import PostgresServer, RedisServer
 from schema.ids import encode_event_cursor
-from tests.conftest import fresh_postgres_url
 from tests.integration.traffic import (
     EventCollector,
     ambiguous_marker,
@@ -41,6 +38,7 @@ from tests.integration.traffic import (
     mixed,
     sms,
     trail_problems,
+    wait_for_each,
 )
 from workers.redis_broker import GROUP
 
@@ -49,17 +47,13 @@ POISON_WORKERS = {"MAX_DELIVERIES": "2"}
 
 
 @pytest.fixture(scope="module")
-async def pipeline(
-    postgres: PostgresServer, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Pipeline]:
-    tmp = tmp_path_factory.mktemp("pipeline")
+async def pipeline(pipeline: Pipeline) -> AsyncIterator[Pipeline]:
     try:
-        async with start_pipeline(tmp, fresh_postgres_url(postgres), redis_server) as running:
-            yield running
+        yield pipeline
     finally:
         # Other tests share this Redis: never leave it stopped.
-        if not redis_server.running:
-            await asyncio.to_thread(redis_server.restart)
+        if not pipeline.redis_server.running:
+            await asyncio.to_thread(pipeline.redis_server.restart)
 
 
 async def prepared(pipeline: Pipeline, **worker_settings: str) -> AsyncIterator[Pipeline]:
@@ -173,6 +167,15 @@ class Supervisor:
 
     async def __call__(self) -> None:
         self.died.extend(self.pipe.supervise())
+
+    async def delivered_once(self, sent: list[Sent], within: float, what: str) -> None:
+        """Every message of ``sent`` is delivered, once (workers that exit meanwhile are
+        restarted); the run is reported as ``what``."""
+        await self.pipe.wait_delivered([s.id for s in sent], within=within, alongside=self)
+        result = await verdict(self.pipe, sent, allow_failed=False)
+        print(f"\n{what}; {result.counts}; workers that exited: {len(self.died)}")
+        result.assert_delivery(self.pipe)
+        await self.pipe.wait_pending_drained()
 
     def assert_none_died(self, when: str) -> None:
         assert not self.died, (
@@ -349,14 +352,9 @@ async def test_redis_restart_under_load_loses_nothing_accepted(pipe: Pipeline) -
         refused = [r for _, rs in results for r in rs]
         assert len(sent) >= 100, (len(sent), refused[:5])
 
-        await pipe.wait_delivered([s.id for s in sent], within=60, alongside=supervisor)
-        result = await verdict(pipe, sent, allow_failed=False)
-        print(
-            f"\nredis restart: {len(sent)} accepted, {len(refused)} refused; {result.counts}; "
-            f"workers that exited: {len(supervisor.died)}"
+        await supervisor.delivered_once(
+            sent, 60, f"redis restart: {len(sent)} accepted, {len(refused)} refused"
         )
-        result.assert_delivery(pipe)
-        await pipe.wait_pending_drained()
 
         late = EventCollector(pipe.api_url(1), account.key)
         late.start()
@@ -381,11 +379,11 @@ async def test_redis_restart_under_load_loses_nothing_accepted(pipe: Pipeline) -
 
             # Served: live events of every probe arrive (whether every single event is
             # published is the business of the next test).
-            await late.wait_for(
-                partial(served, late), 10, partial(unserved, "a new subscription on API 2", late)
-            )
-            await early.wait_for(
-                partial(served, early), 10, partial(unserved, "API 1 (subscribed before)", early)
+            await wait_for_each(
+                {"a new subscription on API 2": late, "API 1 (subscribed before)": early},
+                served,
+                10,
+                unserved,
             )
         finally:
             await late.stop()
@@ -440,11 +438,8 @@ async def test_subscribers_get_every_event_once_redis_is_back(pipe: Pipeline) ->
                 f"enqueue_after_commit_failed{pipe.diagnostics(6)}"
             )
 
-        await early.wait_for(
-            partial(complete, early), 10, partial(incomplete, "API 1, opened before", early)
-        )
-        await late.wait_for(
-            partial(complete, late), 10, partial(incomplete, "API 2, opened after", late)
+        await wait_for_each(
+            {"API 1, opened before": early, "API 2, opened after": late}, complete, 10, incomplete
         )
     finally:
         await early.stop()
@@ -477,14 +472,7 @@ async def test_accepted_while_redis_is_down_is_delivered_by_the_sweeper(pipe: Pi
     assert "enqueue_after_commit_failed" in log_events(pipe.api_logs()), pipe.diagnostics()
 
     await supervisor()
-    await pipe.wait_delivered([s.id for s in sent], within=45, alongside=supervisor)
-    result = await verdict(pipe, sent, allow_failed=False)
-    print(
-        f"\nredis down: {len(sent)} accepted in {took:.1f}s; {result.counts}; "
-        f"workers that exited: {len(supervisor.died)}"
-    )
-    result.assert_delivery(pipe)
-    await pipe.wait_pending_drained()
+    await supervisor.delivered_once(sent, 45, f"redis down: {len(sent)} accepted in {took:.1f}s")
     supervisor.assert_none_died("Redis was down")
 
 

@@ -78,6 +78,39 @@ def mail_to(address: str, **extra: Any) -> dict[str, Any]:
     }
 
 
+@pytest.fixture
+async def tenant(hooks: Hooks) -> Tenant:
+    """An account of its own on the module's gateway."""
+    return await hooks_tenant(hooks)
+
+
+async def assert_not_suppressed(hooks: Hooks, tenant: Tenant, address: str) -> None:
+    """No account has ``address`` suppressed, and ``tenant``'s mail to it is accepted."""
+    assert await stored_for(hooks, address) == 0
+    await send(tenant, mail_to(address))
+
+
+async def assert_suppressed_by_event(
+    tenant: Tenant, address: str, reason: str, provider: str, event: str
+) -> dict[str, Any]:
+    """``address`` is suppressed for the account once, for ``reason``, by ``provider``'s
+    ``event``, and any mail of the account to it is refused at accept; the entry."""
+    [entry] = await suppressions_of(tenant)
+    assert (entry["address"], entry["channel"], entry["from"], entry["reason"]) == (
+        address,
+        "EMAIL",
+        None,
+        reason,
+    )
+    assert entry["detail"]["provider"] == provider
+    assert entry["detail"]["providerEvent"] == event
+    # Refused at accept, whichever sender of the account writes to it.
+    refused = await send_result(tenant.client, mail_to(address))
+    assert refused["__typename"] == "RecipientSuppressed", refused
+    assert refused["reason"] == reason
+    return entry
+
+
 HARD_BOUNCE = {
     "type": "bounce",
     "status": "5.1.1",
@@ -97,36 +130,23 @@ HARD_BOUNCE = {
     ],
 )
 async def test_a_sendgrid_event_suppresses_the_address_for_the_account_that_sent_to_it(
-    hooks: Hooks, event: str, extra: dict[str, Any], with_mid: bool, reason: str
+    hooks: Hooks, tenant: Tenant, event: str, extra: dict[str, Any], with_mid: bool, reason: str
 ) -> None:
-    tenant = await hooks_tenant(hooks)
     message = await sent_email(tenant)
     address = message["to"]
     response = await post_events(hooks, [sg_event(message, event, with_mid=with_mid, **extra)])
     assert response.status_code == 204, response.text
 
-    [entry] = await suppressions_of(tenant)
-    assert (entry["address"], entry["channel"], entry["from"], entry["reason"]) == (
-        address,
-        "EMAIL",
-        None,
-        reason,
-    )
-    assert entry["detail"]["provider"] == "sendgrid"
-    assert entry["detail"]["providerEvent"] == event
+    entry = await assert_suppressed_by_event(tenant, address, reason, "sendgrid", event)
     assert entry["detail"]["messageId"] == message["id"]
-
-    # Refused at accept, whichever sender of the account writes to it.
-    refused = await send_result(tenant.client, mail_to(address))
-    assert refused["__typename"] == "RecipientSuppressed", refused
-    assert refused["reason"] == reason
     # Another account's mail to the address is none of this one's business.
     other = await hooks_tenant(hooks)
     await send(other, mail_to(address))
 
 
-async def test_a_blocked_bounce_fails_the_message_and_suppresses_nothing(hooks: Hooks) -> None:
-    tenant = await hooks_tenant(hooks)
+async def test_a_blocked_bounce_fails_the_message_and_suppresses_nothing(
+    hooks: Hooks, tenant: Tenant
+) -> None:
     message = await sent_email(tenant)
     blocked = sg_event(
         message, "bounce", type="blocked", status="4.7.1", reason="421 try again later"
@@ -137,14 +157,12 @@ async def test_a_blocked_bounce_fails_the_message_and_suppresses_nothing(hooks: 
     assert found["status"] == "FAILED" and found["error"]["permanent"] is False
 
     assert await suppressions_of(tenant) == []
-    assert await stored_for(hooks, message["to"]) == 0
-    await send(tenant, mail_to(message["to"]))
+    await assert_not_suppressed(hooks, tenant, message["to"])
 
 
 async def test_a_redelivered_event_suppresses_once_and_the_first_reason_stays(
-    hooks: Hooks,
+    hooks: Hooks, tenant: Tenant
 ) -> None:
-    tenant = await hooks_tenant(hooks)
     message = await sent_email(tenant)
     spam = sg_event(message, "spamreport")
     for batch in ([spam], [spam], [spam, spam]):
@@ -163,8 +181,9 @@ async def test_a_redelivered_event_suppresses_once_and_the_first_reason_stays(
     assert kinds(found).count(("engagement", "SENT")) == 2
 
 
-async def test_an_event_for_an_unknown_message_suppresses_nothing(hooks: Hooks) -> None:
-    tenant = await hooks_tenant(hooks)
+async def test_an_event_for_an_unknown_message_suppresses_nothing(
+    hooks: Hooks, tenant: Tenant
+) -> None:
     message = await sent_email(tenant)
     stranger = {
         **message,
@@ -175,14 +194,12 @@ async def test_an_event_for_an_unknown_message_suppresses_nothing(hooks: Hooks) 
     response = await post_events(hooks, [sg_event(stranger, "spamreport")])
     assert response.status_code == 204, response.text
     assert await webhook_count(hooks, "sendgrid", "unmatched") == unmatched + 1
-    assert await stored_for(hooks, message["to"]) == 0
-    await send(tenant, mail_to(message["to"]))
+    await assert_not_suppressed(hooks, tenant, message["to"])
 
 
 async def test_a_waiting_message_to_a_reported_address_is_canceled_not_sent(
-    hooks: Hooks,
+    hooks: Hooks, tenant: Tenant
 ) -> None:
-    tenant = await hooks_tenant(hooks)
     message = await sent_email(tenant)
     address = message["to"]
     send_at = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
@@ -203,9 +220,8 @@ async def test_a_waiting_message_to_a_reported_address_is_canceled_not_sent(
 
 
 async def test_a_twilio_refusal_of_an_unsubscribed_recipient_suppresses_it_for_that_sender(
-    hooks: Hooks,
+    hooks: Hooks, tenant: Tenant
 ) -> None:
-    tenant = await hooks_tenant(hooks)
     sender, other_sender, number = new_number(), new_number(), new_number()
     sandbox: Any = hooks.container.sandbox
     sandbox.config.unsubscribed_recipients.add(number)

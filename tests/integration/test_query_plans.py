@@ -20,6 +20,7 @@ from gateway.domain.message_filters import MessageFilter, MessageSort, TimeRange
 from gateway.domain.records import Message
 from gateway.domain.search import parse
 from gateway.domain.statuses import MessageStatus
+from gateway.services.ports import PageRequest
 from gateway.settings import Settings
 from harness.servers import PostgresServer
 from persistence.conversations import _select
@@ -155,9 +156,7 @@ async def test_work_and_dead_letter_lookups_use_their_partial_indexes(engine: As
     )
     lifecycle, queries = LifecycleRepository(engine), QueryRepository(engine)
     plans = await _plans_of(engine, lambda: lifecycle.due_work(now))
-    plans += await _plans_of(
-        engine, lambda: queries.dead_letters_page(account, first=10, after=None)
-    )
+    plans += await _plans_of(engine, lambda: queries.dead_letters_page(account, PageRequest(10)))
     assert len(plans) == 2, plans
     assert "ix_messages_status_next_attempt_at" in plans[0], plans[0]
     assert "ix_messages_account_id_updated_at_id" in plans[1], plans[1]
@@ -347,7 +346,7 @@ async def test_every_filter_of_the_message_listing_is_served_by_an_index(
                 found: list[object] = found,
             ) -> None:
                 result = await queries.filtered_messages_page(
-                    account, where, sort=sort, descending=descending, first=50, after=after
+                    account, where, PageRequest(50, after, descending), sort=sort
                 )
                 found.extend(result.items)
 
@@ -386,7 +385,7 @@ async def test_every_filter_of_the_message_listing_is_served_by_an_index(
 
         async def search(where: MessageFilter = where, found: list[Message] = found) -> None:
             page = await queries.filtered_messages_page(
-                account, where, sort=MessageSort.CREATED_AT, descending=True, first=50, after=None
+                account, where, PageRequest(50), sort=MessageSort.CREATED_AT
             )
             found.extend(page.items)
 

@@ -19,20 +19,14 @@ from sqlalchemy import update
 from persistence.rows import MESSAGES
 from schema.ids import decode_uuid
 from tests.conftest import GraphQLClient, RunningGateway, SandboxRefuses, SandboxRequests
-from tests.integration.operations import CANCEL, RETRY
+from tests.integration.operations import CANCEL, RETRY, set_mutation
 from tests.quiet_windows import window_around_now, window_ended
 
 SETTING = "enabled start end defaultTimeZone"
 READ_SETTING = f"query {{ quietHours {{ {SETTING} }} }}"
-SET = f"""
-mutation Set($input: QuietHoursInput!) {{
-  setQuietHours(input: $input) {{
-    __typename
-    ... on QuietHoursSet {{ quietHours {{ {SETTING} }} }}
-    ... on InvalidInput {{ problems {{ field problem }} }}
-  }}
-}}
-"""
+SET = set_mutation(
+    "setQuietHours", "QuietHoursInput", "QuietHoursSet", f"quietHours {{ {SETTING} }}"
+)
 SEND_MANY = """
 mutation SendMany($inputs: [SendMessageInput!]!) {
   sendMessages(inputs: $inputs) {

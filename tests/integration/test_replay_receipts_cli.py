@@ -152,6 +152,13 @@ def line_of(lines: list[str], receipt: int) -> str:
     return line
 
 
+def assert_report(lines: list[str], outcomes: dict[int, str], summary: str) -> None:
+    """The replay's output: each receipt's line ends with its outcome, the last line sums up."""
+    for receipt, outcome in outcomes.items():
+        assert line_of(lines, receipt).endswith(f": {outcome}")
+    assert lines[-1] == summary
+
+
 async def test_kept_payloads_are_replayed_once_each_and_marked(world: World) -> None:
     # A callback that met the outage, for a message the provider took.
     delivered = await accepted_sms(world, "+14155550301")
@@ -166,19 +173,25 @@ async def test_kept_payloads_are_replayed_once_each_and_marked(world: World) -> 
 
     code, lines = world.replay("--dry-run")
     assert code == 0, lines
-    assert line_of(lines, outage).endswith(": would replay (1 status report)")
-    assert line_of(lines, early).endswith(": would replay (1 status report)")
-    assert line_of(lines, unowned).endswith(": would replay (an inbound message)")
-    assert lines[-1] == "dry run, nothing written: would replay 3, still failing 0"
+    assert_report(
+        lines,
+        {
+            outage: "would replay (1 status report)",
+            early: "would replay (1 status report)",
+            unowned: "would replay (an inbound message)",
+        },
+        "dry run, nothing written: would replay 3, still failing 0",
+    )
     assert await status_of(world, delivered) == ("SENT", 0)
     assert set((await replayed_at(world)).values()) == {None}
 
     code, lines = world.replay()
     assert code == 1, lines
-    assert line_of(lines, outage).endswith(": applied")
-    assert line_of(lines, early).endswith(": unmatched")
-    assert line_of(lines, unowned).endswith(": unmatched")
-    assert lines[-1] == "3 replayed: applied 1, duplicate 0, unmatched 2, still failing 0"
+    assert_report(
+        lines,
+        {outage: "applied", early: "unmatched", unowned: "unmatched"},
+        "3 replayed: applied 1, duplicate 0, unmatched 2, still failing 0",
+    )
     assert await status_of(world, delivered) == ("DELIVERED", 1)
     marks = await replayed_at(world)
     assert marks[outage] is not None and marks[early] is None and marks[unowned] is None

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.domain.message_filters import MessageFilter, MessageSort
 from gateway.domain.records import Message, Page
 from gateway.domain.search import conversation_search, parse
+from gateway.services.ports import ConversationFilter, PageRequest
 from gateway.settings import Settings
 from persistence.queries import QueryRepository
 from persistence.rows import CONVERSATIONS, MESSAGES
@@ -100,7 +101,7 @@ async def _page(
 ) -> Page[Message]:
     where = MessageFilter(search=parse(search))
     return await QueryRepository(engine).filtered_messages_page(
-        account, where, sort=MessageSort.CREATED_AT, descending=descending, first=50, after=after
+        account, where, PageRequest(50, after, descending), sort=MessageSort.CREATED_AT
     )
 
 
@@ -203,7 +204,7 @@ async def test_conversation_search_pages_walk_every_match_once(engine: AsyncEngi
         after = None
         while True:
             page = await queries.conversations_page(
-                account, first=50, after=after, participant=None, search=search
+                account, ConversationFilter(search=search), PageRequest(50, after)
             )
             walked += [c.id for c in page.items]
             assert len(walked) <= len(expected), words

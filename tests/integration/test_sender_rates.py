@@ -9,18 +9,13 @@ from typing import Any
 
 from gateway.services.clock import utcnow
 from tests.conftest import GraphQLClient, RunningGateway
+from tests.integration.operations import set_mutation
 
 FIELDS = "address kind segmentsPerSecond rateIsDefault"
 SENDERS = f"query {{ senderAddresses {{ {FIELDS} }} }}"
-SET_RATE = f"""
-mutation Set($input: SetSenderRateInput!) {{
-  setSenderRate(input: $input) {{
-    __typename
-    ... on SenderRateSet {{ senderAddress {{ {FIELDS} }} }}
-    ... on InvalidInput {{ problems {{ field problem }} }}
-  }}
-}}
-"""
+SET_RATE = set_mutation(
+    "setSenderRate", "SetSenderRateInput", "SenderRateSet", f"senderAddress {{ {FIELDS} }}"
+)
 
 
 def fresh_number(prefix: str) -> str:

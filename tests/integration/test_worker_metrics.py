@@ -12,20 +12,17 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
-import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness.http import loopback_client
-from harness.pipeline import Pipeline, start_pipeline
+from harness.pipeline import Pipeline
 from harness.processes import Process, scrubbed_env, serve_process
-from harness.servers import PostgresServer, RedisServer, free_port
+from harness.servers import free_port
 from providers.breaker import State
-from tests.conftest import fresh_postgres_url
 from tests.integration.traffic import sms
 
 CIRCUIT = "gateway_provider_circuit_state"
@@ -40,15 +37,6 @@ mutation Send($input: SendMessageInput!) {
   sendMessage(input: $input) { __typename }
 }
 """
-
-
-@pytest.fixture(scope="module")
-async def pipeline(
-    postgres: PostgresServer, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Pipeline]:
-    tmp = tmp_path_factory.mktemp("worker-metrics")
-    async with start_pipeline(tmp, fresh_postgres_url(postgres), redis_server) as running:
-        yield running
 
 
 def circuit_states(exposition: str) -> dict[str, float]:

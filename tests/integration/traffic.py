@@ -11,7 +11,8 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 import websockets
@@ -138,6 +139,20 @@ class EventCollector:
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), min(remaining, 0.5))
+
+
+async def wait_for_each(
+    collectors: Mapping[str, EventCollector],
+    done: Callable[[EventCollector], bool],
+    within: float,
+    describe: Callable[[str, EventCollector], str],
+) -> None:
+    """Wait until ``done`` holds for each collector in turn (``within`` seconds each);
+    ``describe`` is told the name of one that did not get there."""
+    for name, collector in collectors.items():
+        await collector.wait_for(
+            partial(done, collector), within, partial(describe, name, collector)
+        )
 
 
 # --- invariants over audit trails ----------------------------------------------------------

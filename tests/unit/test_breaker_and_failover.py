@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
-from uuid import uuid4
 
-from gateway.domain.channels import Channel, Direction
+from gateway.domain.channels import Channel
 from gateway.domain.records import Message, MessageEvent
 from gateway.domain.results import Change, Failure, Outcome, Release, Retry, Sent
 from gateway.domain.statuses import MessageStatus
@@ -21,6 +20,7 @@ from gateway.services.ports import (
 from gateway.services.retry_policy import RetryPolicy
 from providers.breaker import BREAKER_STATES, CircuitBreaker, State
 from providers.registry import FailoverRegistry
+from tests.unit.messages import outbound_message
 from workers.held_outcomes import MemoryHeldOutcomes, decode_outcome, encode_outcome
 
 
@@ -116,15 +116,7 @@ class FakeProvider:
 
 
 def message() -> Message:
-    now = datetime.now(UTC)
-    return Message(
-        id=uuid4(), account_id=uuid4(), conversation_id=uuid4(), channel=Channel.SMS,
-        direction=Direction.OUTBOUND, sender="+14155550100", recipient="+14155550101",
-        body="x", attachments=(), status=MessageStatus.SENDING, provider=None,
-        provider_message_id=None, attempts=1, segments=1, encoding="GSM7", error=None,
-        idempotency_key=None, send_at=None, next_attempt_at=now, metadata=None,
-        created_at=now, updated_at=now,
-    )  # fmt: skip
+    return outbound_message(next_attempt_at=datetime.now(UTC))
 
 
 class FakeLifecycle:

@@ -3,13 +3,12 @@ word about a recipient reaches."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import pytest
 
-from gateway.domain.channels import Channel, Direction
-from gateway.domain.records import DeliveryError, Message
+from gateway.domain.channels import Channel
+from gateway.domain.records import DeliveryError
 from gateway.domain.statuses import MessageStatus
 from gateway.domain.suppressions import (
     EVERY,
@@ -21,6 +20,7 @@ from gateway.domain.suppressions import (
     stored_scope,
     suppression_after_failure,
 )
+from tests.unit.messages import outbound_message
 
 ACCOUNT = UUID(int=7)
 
@@ -79,36 +79,13 @@ def test_a_providers_word_on_an_e_mail_address_holds_for_every_sender() -> None:
     )
 
 
-def _message(channel: Channel, sender: str, recipient: str) -> Message:
-    now = datetime(2026, 1, 1, tzinfo=UTC)
-    return Message(
-        id=uuid4(),
-        account_id=ACCOUNT,
-        conversation_id=uuid4(),
-        channel=channel,
-        direction=Direction.OUTBOUND,
-        sender=sender,
-        recipient=recipient,
-        body="hi",
-        attachments=(),
-        status=MessageStatus.FAILED,
-        provider=None,
-        provider_message_id=None,
-        attempts=1,
-        segments=1,
-        encoding="GSM-7",
-        error=None,
-        idempotency_key=None,
-        send_at=None,
-        next_attempt_at=None,
-        metadata=None,
-        created_at=now,
-        updated_at=now,
-    )
-
-
 def test_only_a_failure_the_provider_marked_unsubscribed_suppresses() -> None:
-    message = _message(Channel.SMS, "+14155550100", "+14155550142")
+    message = outbound_message(
+        account_id=ACCOUNT,
+        sender="+14155550100",
+        recipient="+14155550142",
+        status=MessageStatus.FAILED,
+    )
     refused = DeliveryError("21610", "unsubscribed", permanent=True, recipient_unsubscribed=True)
     assert suppression_after_failure(message, refused, "twilio") == NewSuppression(
         ACCOUNT,

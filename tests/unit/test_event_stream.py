@@ -25,6 +25,7 @@ from gateway.domain.records import MessageEvent
 from gateway.domain.statuses import MessageStatus
 from gateway.services import events as events_module
 from gateway.services.events import REPLAY_PAGE, EventStream
+from gateway.services.ports import ALL_EVENTS, EventScope
 from persistence.queries import QueryRepository
 from workers.memory import MemoryBroker
 
@@ -59,8 +60,7 @@ def ev(
 class Call:
     account_id: UUID
     after: int
-    conversation_id: UUID | None
-    message_id: UUID | None
+    scope: EventScope
     limit: int
 
 
@@ -73,24 +73,15 @@ class FakeQueries:
     calls: list[Call] = field(default_factory=list)
 
     async def events_after(
-        self,
-        account_id: UUID,
-        after: int,
-        *,
-        conversation_id: UUID | None = None,
-        message_id: UUID | None = None,
-        limit: int = 500,
+        self, account_id: UUID, after: int, scope: EventScope = ALL_EVENTS, *, limit: int = 500
     ) -> list[MessageEvent]:
-        self.calls.append(Call(account_id, after, conversation_id, message_id, limit))
+        self.calls.append(Call(account_id, after, scope, limit))
         if self.during_replay is not None:
             await self.during_replay(len(self.calls))
         matching = [
             e
             for e in self.stored
-            if e.account_id == account_id
-            and e.id > after
-            and (conversation_id is None or e.conversation_id == conversation_id)
-            and (message_id is None or e.message_id == message_id)
+            if e.account_id == account_id and e.id > after and scope.covers(e)
         ]
         return sorted(matching, key=lambda e: e.id)[:limit]
 
@@ -253,7 +244,7 @@ async def test_filters_apply_to_live_events(
         assert received == sorted(wanted)
         await then_only(broker, stream)
     for call in queries.calls:
-        assert (call.conversation_id, call.message_id) == (
+        assert (call.scope.conversation_id, call.scope.message_id) == (
             options.get("conversation_id"),
             options.get("message_id"),
         )
@@ -269,7 +260,7 @@ async def test_filters_are_passed_to_the_replay_query() -> None:
     ) as stream:
         assert await take(stream, 2) == [1, 4]
         await then_only(broker, stream)
-    assert queries.calls[0] == Call(ACCOUNT, 0, CONVERSATION, MESSAGE, REPLAY_PAGE)
+    assert queries.calls[0] == Call(ACCOUNT, 0, EventScope(CONVERSATION, MESSAGE), REPLAY_PAGE)
 
 
 # --- paging ----------------------------------------------------------------------------------

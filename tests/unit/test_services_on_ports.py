@@ -13,7 +13,7 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from gateway.domain.channels import Channel, Direction
+from gateway.domain.channels import Channel
 from gateway.domain.inbox import InboxChange, InboxChangeKind
 from gateway.domain.pacing import Queued
 from gateway.domain.records import Message, MessageEvent, Page
@@ -23,22 +23,17 @@ from gateway.domain.statuses import MessageStatus, can_cancel, can_retry
 from gateway.domain.suppressions import NewSuppression, Suppression, SuppressionReason
 from gateway.services import suppressions
 from gateway.services.operator import Changed, OperatorService, Refused, Unknown
+from gateway.services.ports import PageRequest
 from gateway.services.suppressions import SuppressionService
 from gateway.services.unit_of_work import Units
 from gateway.services.webhooks import WebhookService
+from tests.unit.messages import outbound_message
 
 S = MessageStatus
 
 
 def message(account_id: UUID, status: MessageStatus) -> Message:
-    now = datetime.now(UTC)
-    return Message(
-        id=uuid4(), account_id=account_id, conversation_id=uuid4(), channel=Channel.SMS,
-        direction=Direction.OUTBOUND, sender="+14155550100", recipient="+14155550101",
-        body="x", attachments=(), status=status, provider=None, provider_message_id=None,
-        attempts=1, segments=1, encoding="GSM7", error=None, idempotency_key=None,
-        send_at=None, next_attempt_at=None, metadata=None, created_at=now, updated_at=now,
-    )  # fmt: skip
+    return outbound_message(account_id=account_id, status=status)
 
 
 def event_of(message: Message, kind: str) -> MessageEvent:
@@ -268,15 +263,10 @@ class MemorySuppressions:
         return True
 
     async def page(
-        self,
-        account_id: UUID,
-        *,
-        first: int,
-        after: tuple[datetime, UUID] | None,
-        address: str | None,
+        self, account_id: UUID, request: PageRequest, *, address: str | None
     ) -> Page[Suppression]:
         found = [e for e in self.entries.values() if address in (None, e.address)]
-        return Page(found[:first], len(found) > first, after is not None)
+        return Page(found[: request.first], len(found) > request.first, request.after is not None)
 
 
 def suppression_service() -> tuple[SuppressionService, MemorySuppressions]:
@@ -303,8 +293,8 @@ async def test_an_added_suppression_is_normalized_and_kept_once_per_scope() -> N
         )
         assert isinstance(unstorable, suppressions.Refused), note
         assert [p.field for p in unstorable.problems] == ["note"]
-    assert await service.page(account, first=10, after=None, address="not one") is None
-    page = await service.page(account, first=10, after=None, address="415-555-0101")
+    assert await service.page(account, PageRequest(10), address="not one") is None
+    page = await service.page(account, PageRequest(10), address="415-555-0101")
     assert page is not None and page.items == [first.suppression]
 
 

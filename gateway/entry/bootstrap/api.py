@@ -3,6 +3,7 @@ same process (the delivery worker, the sandbox standing in for the providers).""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from uuid import UUID
 
@@ -90,21 +91,21 @@ class Api:
 
     @property
     def sendgrid_public_key(self) -> str | None:
-        if self.settings.sendgrid_webhook_public_key:
-            return self.settings.sendgrid_webhook_public_key
-        return self.sandbox_config.public_key if self.sandbox_config else None
+        return self._key(self.settings.sendgrid_webhook_public_key, lambda c: c.public_key)
 
     @property
     def mailgun_signing_key(self) -> str | None:
-        if self.settings.mailgun_webhook_signing_key:
-            return self.settings.mailgun_webhook_signing_key
-        return self.sandbox_config.mailgun_signing_key if self.sandbox_config else None
+        return self._key(self.settings.mailgun_webhook_signing_key, lambda c: c.mailgun_signing_key)
 
     @property
     def telnyx_public_key(self) -> str | None:
-        if self.settings.telnyx_public_key:
-            return self.settings.telnyx_public_key
-        return self.sandbox_config.telnyx_public_key if self.sandbox_config else None
+        return self._key(self.settings.telnyx_public_key, lambda c: c.telnyx_public_key)
+
+    def _key(self, configured: str | None, sandboxed: Callable[[SandboxConfig], str]) -> str | None:
+        """A vendor's webhook key: the configured one, else (embedded mode) the sandbox's."""
+        if configured:
+            return configured
+        return sandboxed(self.sandbox_config) if self.sandbox_config else None
 
     @property
     def webhook_services(self) -> WebhookServices:
