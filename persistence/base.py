@@ -94,7 +94,7 @@ def event_row(
 
 def stored_event(event_id: int, row: dict[str, Any]) -> MessageEvent:
     """The audit-trail entry ``row`` (see :func:`event_row`) once stored with ``event_id``."""
-    return event_from_mapping({**row, "id": event_id})
+    return event_from_mapping(event_id, row)
 
 
 def json_text(value: Any) -> str:

@@ -102,13 +102,14 @@ def conversation_from_row(row: Row[Any]) -> Conversation:
 
 
 def event_from_row(row: Row[Any]) -> MessageEvent:
-    return event_from_mapping(row._mapping)
+    m = row._mapping
+    return event_from_mapping(m["id"], m)
 
 
-def event_from_mapping(m: Mapping[Any, Any]) -> MessageEvent:
-    """The audit-trail entry whose column values ``m`` holds, by column name."""
+def event_from_mapping(event_id: int, m: Mapping[Any, Any]) -> MessageEvent:
+    """The audit-trail entry ``event_id`` whose other column values ``m`` holds, by name."""
     return MessageEvent(
-        id=m["id"],
+        id=event_id,
         account_id=m["account_id"],
         message_id=m["message_id"],
         conversation_id=m["conversation_id"],

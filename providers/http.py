@@ -60,16 +60,10 @@ __all__ = [
     "callback_url",
     "json_object",
     "loggable_url",
-    "logged_transport_error",
     "looked_up",
-    "missing_id_error",
-    "parse_retry_after",
     "receipt",
     "refusal_error",
-    "response_summary",
-    "retry_after",
     "sent",
-    "server_error",
     "transport_error",
 ]
 
@@ -458,7 +452,7 @@ def logged_transport_error(
 _AMBIGUOUS_5XX: Final = frozenset({502, 504})
 
 
-def retry_after(response: ProviderResponse) -> float | None:
+def _retry_after(response: ProviderResponse) -> float | None:
     """The seconds the answer's ``Retry-After`` asks us to wait, if it has one."""
     return parse_retry_after(response.headers.get("Retry-After"))
 
@@ -468,7 +462,7 @@ def server_error(code: str, text: str, response: ProviderResponse) -> TransientP
     return TransientProviderError(
         code,
         text,
-        retry_after=retry_after(response),
+        retry_after=_retry_after(response),
         ambiguous=response.status_code in _AMBIGUOUS_5XX,
     )
 
@@ -508,7 +502,7 @@ def refusal_error(
     status = response.status_code
     log.warning(event, provider=provider, code=code, **context, **response_summary(response))
     if status == 429 or refusal.rate_limited:
-        given = retry_after(response)
+        given = _retry_after(response)
         wait = given if given is not None else refusal.reset_after
         return TransientProviderError(code, text, retry_after=wait, rate_limited=True)
     if status >= 500:

@@ -10,7 +10,7 @@ import hashlib
 import json
 import re
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -300,33 +300,47 @@ def _metadata(raw: object, limits: Limits) -> dict[str, Any] | None:
     return copy
 
 
-def _json_nodes(value: object) -> Iterator[tuple[object, int]]:
-    """Every value inside ``value``, object keys included, with its nesting level (``value``
-    itself is 1). Tuples are arrays too: ``json.dumps`` writes them as such."""
+def _depth(value: object) -> int:
+    """Nesting depth of objects and arrays (a flat object is 1)."""
+    deepest = 0
     pending: list[tuple[object, int]] = [(value, 1)]
     while pending:
         item, level = pending.pop()
-        yield item, level
         if isinstance(item, dict):
-            pending.extend((key, level + 1) for key in item)
+            deepest = max(deepest, level)
             pending.extend((v, level + 1) for v in item.values())
-        elif isinstance(item, list | tuple):
+        elif isinstance(item, list):
+            deepest = max(deepest, level)
             pending.extend((v, level + 1) for v in item)
-
-
-def _depth(value: object) -> int:
-    """Nesting depth of objects and arrays (a flat object is 1)."""
-    nested = (level for item, level in _json_nodes(value) if isinstance(item, dict | list | tuple))
-    return max(nested, default=0)
+    return deepest
 
 
 def _has_nul(value: object) -> bool:
-    return any(isinstance(item, str) and "\x00" in item for item, _ in _json_nodes(value))
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
 
 
 def _keys_are_strings(value: object) -> bool:
-    objects = (item for item, _ in _json_nodes(value) if isinstance(item, dict))
-    return all(isinstance(key, str) for item in objects for key in item)
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            if not all(isinstance(key, str) for key in item):
+                return False
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple):
+            pending.extend(item)
+    return True
 
 
 def text_problem(text: str) -> str | None:

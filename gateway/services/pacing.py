@@ -80,11 +80,7 @@ class SenderRates:
 
     async def senders(self, account_id: UUID) -> list[SenderRate]:
         """The account's sender addresses with the rate each is paced at."""
-        owned = (
-            sorted(await self.owned_addresses(account_id))
-            if self.owned_addresses is not None
-            else []
-        )
+        owned = sorted(await self._owned(account_id))
         own = await self.store.rates({pacing_key(a) for a in owned})
         return [self._shown(address, own.get(pacing_key(address))) for address in owned]
 
@@ -99,11 +95,7 @@ class SenderRates:
         except AddressError as exc:
             problems.append(FieldProblem("address", str(exc)))
         else:
-            owned = (
-                await self.owned_addresses(account_id)
-                if self.owned_addresses is not None
-                else set()
-            )
+            owned = await self._owned(account_id)
             if normalized not in owned:
                 problems.append(
                     FieldProblem("address", f"{normalized} is not an address of this account")
@@ -118,6 +110,9 @@ class SenderRates:
         key = pacing_key(address)
         await self.store.set_rate(key, rate, utcnow())
         self._cache[key] = (self.clock() + self.ttl, rate)
+
+    async def _owned(self, account_id: UUID) -> set[str]:
+        return await self.owned_addresses(account_id) if self.owned_addresses is not None else set()
 
     def normalize(self, address: str) -> str:
         text = address.strip()

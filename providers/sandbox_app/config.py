@@ -47,6 +47,8 @@ INJECTABLE_FIELDS: Final = frozenset(
 VENDORS: Final = ("twilio", "sendgrid", "mailgun", "telnyx")
 #: The fields one vendor may have its own values of (``POST /control/config`` with ``vendor``):
 #: one vendor in an outage while the others answer, say. The seed is one sequence for all.
+#: A deployment starts each from the setting of its name prefixed ``sandbox_`` (a recipient set
+#: written there comma-separated).
 VENDOR_FIELDS: Final = INJECTABLE_FIELDS - {"seed", "event_webhook_url", "mailgun_webhook_url"}
 _RATES: Final = frozenset({"rate_429", "rate_500", "rate_timeout"})
 _DURATIONS: Final = frozenset({"callback_delay", "retry_after", "timeout_seconds"})
@@ -59,9 +61,6 @@ _RECIPIENT_SETS: Final = frozenset(
         "queue_overflow_recipients",
     }
 )
-#: The failure injection proper: a deployment starts each from the setting of its name
-#: prefixed ``sandbox_`` (a recipient set written there comma-separated).
-_FAULTS: Final = _RATES | _DURATIONS | _RECIPIENT_SETS | {"outage", "lose_callbacks"}
 
 
 def normalize_recipients(value: str | Iterable[str]) -> set[str]:
@@ -138,7 +137,9 @@ class SandboxConfig:
             telnyx_key, telnyx_public = generate_telnyx_keypair()
         public = settings.public_base_url.rstrip("/")
         event_url = settings.sandbox_event_webhook_url or public + EVENT_WEBHOOK_PATH
-        faults: dict[str, Any] = {name: getattr(settings, f"sandbox_{name}") for name in _FAULTS}
+        faults: dict[str, Any] = {
+            name: getattr(settings, f"sandbox_{name}") for name in VENDOR_FIELDS
+        }
         faults |= {name: normalize_recipients(faults[name]) for name in _RECIPIENT_SETS}
         return cls(
             twilio_account_sid=settings.twilio_account_sid,

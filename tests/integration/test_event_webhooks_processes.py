@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -28,12 +26,10 @@ from gateway.services.webhook_endpoints import (
     WithSecret,
 )
 from harness.asgi import run_uvicorn
-from harness.pipeline import Pipeline, start_pipeline
-from harness.servers import PostgresServer, RedisServer
+from harness.pipeline import Pipeline
 from persistence.sealed import SecretBox
 from persistence.webhook_endpoints import DELIVERIES, WebhookEndpointRepository
 from providers.signatures import verify_standard_webhook
-from tests.conftest import fresh_postgres_url
 
 #: Workers that may call the loopback receiver, and wait for it long enough that the kill
 #: surely comes first.
@@ -64,17 +60,6 @@ class HangingFirst:
         return Response("ok")
 
 
-@pytest.fixture(scope="module")
-async def pipeline(
-    postgres: PostgresServer, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Pipeline]:
-    tmp = tmp_path_factory.mktemp("hooks-pipeline")
-    async with start_pipeline(
-        tmp, fresh_postgres_url(postgres), redis_server, workers=0
-    ) as running:
-        yield running
-
-
 async def until(check: Any, what: str, pipe: Pipeline, within: float = 60.0) -> Any:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
@@ -85,12 +70,12 @@ async def until(check: Any, what: str, pipe: Pipeline, within: float = 60.0) -> 
     raise AssertionError(f"{what}{pipe.diagnostics()}")
 
 
-async def test_a_worker_killed_mid_delivery_loses_nothing(pipeline: Pipeline) -> None:
+async def test_a_worker_killed_mid_delivery_loses_nothing(apis: Pipeline) -> None:
     receiver = HangingFirst()
     app = Starlette(routes=[Route("/hook", receiver.handle, methods=["POST"])])
     async with run_uvicorn(app) as base_url:
         try:
-            await killed_mid_delivery(pipeline, receiver, base_url + "/hook")
+            await killed_mid_delivery(apis, receiver, base_url + "/hook")
         finally:
             receiver.release.set()
 

@@ -8,17 +8,10 @@ from typing import Any
 import pytest
 
 from tests.conftest import GraphQLClient, RunningGateway
+from tests.integration.operations import set_mutation
 
 ROUTES = "query { routes { channel country providers } }"
-SET = """
-mutation Set($input: RouteInput!) {
-  setRoute(input: $input) {
-    __typename
-    ... on RouteSet { route { channel country providers } }
-    ... on InvalidInput { problems { field problem } }
-  }
-}
-"""
+SET = set_mutation("setRoute", "RouteInput", "RouteSet", "route { channel country providers }")
 REMOVE = """
 mutation Remove($channel: Channel!, $country: String) {
   removeRoute(channel: $channel, country: $country)

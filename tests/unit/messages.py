@@ -3,7 +3,6 @@ fields."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
@@ -17,7 +16,7 @@ def outbound_message(**changes: Any) -> Message:
     """An outbound SMS being sent for the first time, in an account and conversation of its own;
     ``changes`` replace any of its fields."""
     now = datetime.now(UTC)
-    message = Message(
+    fields: dict[str, Any] = dict(
         id=uuid4(),
         account_id=uuid4(),
         conversation_id=uuid4(),
@@ -28,17 +27,10 @@ def outbound_message(**changes: Any) -> Message:
         body="x",
         attachments=(),
         status=MessageStatus.SENDING,
-        provider=None,
-        provider_message_id=None,
         attempts=1,
         segments=1,
         encoding="GSM7",
-        error=None,
-        idempotency_key=None,
-        send_at=None,
-        next_attempt_at=None,
-        metadata=None,
         created_at=now,
         updated_at=now,
     )
-    return replace(message, **changes)
+    return Message(**(fields | changes))
